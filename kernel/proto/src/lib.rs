@@ -1,0 +1,9 @@
+//! Sans-IO iSCSI protocol core (RFC 7143).
+//!
+//! This crate root exists only for cargo. The kernel module compiles the very same module files
+//! through `#[path]` modules inside its own `proto` module (see `kernel/initiator.rs`), so every
+//! file here is a leaf module: it names its siblings as `super::x`, carries no crate attributes,
+//! uses `core` only, allocates nothing and never panics.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]

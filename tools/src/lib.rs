@@ -1,0 +1,1 @@
+//! Userspace side of core-iscsi: configuration parsing and the drivers behind `initiator-ctl`.
