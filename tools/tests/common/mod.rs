@@ -1,0 +1,2 @@
+//! Shared helpers for the tools' integration tests.
+pub mod targets;
