@@ -1,0 +1,434 @@
+//! `/etc/sysconfig/initiator`: one `CHANNEL="..."` line per portal of a channel.
+//!
+//! ```text
+//! CHANNEL="id connections [netdev] address port interconnect [keys [attributes...]] [target]"
+//! ```
+//!
+//! Fields (numbered as in initiator(5), whether or not the optional ones are present):
+//! 1 channel id, 2 connections, 3 network device (optional), 4 target address, 5 port,
+//! 6 network interconnect (0 = TCP), 7 iSCSI keys (`;`-separated `Key=value`), 8 channel
+//! attributes (`;`- or `, `-separated `name=value`), 9 target name (`iqn.`/`eui.`/`naa.`).
+//!
+//! Several lines with the same channel id add portals to that channel. How they merge:
+//! the connection counts add up (the howto's two `1 2 ...` lines make a session of four
+//! connections); keys and attributes are the union of all lines, and a key or attribute given
+//! on two lines must have the same value on both; the target name, if given on several
+//! lines, must be the same. A line may omit keys, attributes and target name and inherit them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::attrs::{validate_attr, ChannelAttrs};
+use super::error::{ConfigError, Fault, Field};
+use super::keys::{validate_key, IscsiKeys};
+use super::lexer::{assignments, number};
+use super::names::{looks_like_iscsi_name, validate_iscsi_name};
+use super::ChapCredentials;
+
+pub(crate) const F_CHANNEL: Field = Field(1, "channel");
+pub(crate) const F_CONNECTIONS: Field = Field(2, "connections");
+pub(crate) const F_NETDEV: Field = Field(3, "network device");
+pub(crate) const F_ADDRESS: Field = Field(4, "address");
+pub(crate) const F_PORT: Field = Field(5, "port");
+pub(crate) const F_INTERCONNECT: Field = Field(6, "interconnect");
+pub(crate) const F_KEYS: Field = Field(7, "keys");
+pub(crate) const F_ATTRS: Field = Field(8, "attributes");
+pub(crate) const F_TARGET: Field = Field(9, "target name");
+
+/// Largest channel id.
+pub const MAX_CHANNEL_ID: u32 = 65535;
+/// Most TCP connections in one channel (the sum over its lines).
+pub const MAX_CONNECTIONS_PER_CHANNEL: u32 = 64;
+
+/// A target address: an IP address or a host name (resolved when the channel starts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// An IPv4 or IPv6 address.
+    Ip(IpAddr),
+    /// A DNS host name (RFC 1123 syntax).
+    Hostname(String),
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Ip(ip) => write!(f, "{ip}"),
+            Address::Hostname(h) => f.write_str(h),
+        }
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One network portal of a channel (one CHANNEL line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Portal {
+    /// Target address.
+    pub address: Address,
+    /// TCP port.
+    pub port: u16,
+    /// Network device to bind the connections to, if given.
+    pub netdev: Option<String>,
+    /// TCP connections to open through this portal (field 2 of its line).
+    pub connections: u32,
+    /// The line that defined it.
+    pub line: usize,
+}
+
+impl Portal {
+    /// `address:port`, with brackets around an IPv6 address.
+    pub fn endpoint(&self) -> String {
+        match self.address {
+            Address::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+            _ => format!("{}:{}", self.address, self.port),
+        }
+    }
+}
+
+/// One channel: one iSCSI session to one target, through one or more portals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Channel {
+    /// Channel id (field 1).
+    pub id: u32,
+    /// Total TCP connections of the session (sum of field 2 over the channel's lines).
+    pub connections: u32,
+    /// Its portals, in file order.
+    pub portals: Vec<Portal>,
+    /// Target name (field 9); `None` means: discovered with SendTargets at start.
+    pub target_name: Option<String>,
+    /// iSCSI keys given (field 7); others take their RFC 7143 defaults.
+    pub keys: IscsiKeys,
+    /// Channel attributes (field 8), defaults filled in.
+    pub attrs: ChannelAttrs,
+    /// CHAP credentials from initiator_auth, when AuthMethod offers CHAP.
+    pub auth: Option<ChapCredentials>,
+    /// The first line of the channel.
+    pub line: usize,
+    /// The line that gave AuthMethod, if any.
+    #[serde(skip)]
+    pub(crate) auth_method_line: Option<usize>,
+}
+
+/// Parses the text of the initiator file into channels.
+pub fn parse_initiator(file: &Path, text: &str) -> Result<BTreeMap<u32, Channel>, ConfigError> {
+    let mut channels: BTreeMap<u32, Channel> = BTreeMap::new();
+    // Where each key / attribute was first given, per channel: (channel, name) -> line.
+    let mut given: BTreeMap<(u32, &'static str), usize> = BTreeMap::new();
+    for a in assignments(file, text, "CHANNEL", false)? {
+        let line = a.line;
+        let parsed = parse_line(&a.words).map_err(|f| f.at(file, line))?;
+        merge(&mut channels, &mut given, parsed, line).map_err(|f| f.at(file, line))?;
+    }
+    if channels.is_empty() {
+        return Err(ConfigError::file(file, "defines no channel (no CHANNEL=\"...\" line)"));
+    }
+    Ok(channels)
+}
+
+/// One parsed CHANNEL line.
+struct Line {
+    id: u32,
+    portal: Portal,
+    keys: Vec<(&'static str, String)>,
+    attrs: Vec<(&'static str, String)>,
+    target: Option<String>,
+}
+
+fn parse_line(words: &[String]) -> Result<Line, Fault> {
+    let missing = |f: Field| Fault::new(f, "missing");
+    let id_text = words.first().ok_or(missing(F_CHANNEL))?;
+    let id = number(id_text, 0, MAX_CHANNEL_ID as u64)
+        .ok_or_else(|| Fault::new(F_CHANNEL, format!("\"{id_text}\" is not a channel id (0-{MAX_CHANNEL_ID})")))?
+        as u32;
+    let conn_text = words.get(1).ok_or(missing(F_CONNECTIONS))?;
+    let connections = number(conn_text, 1, MAX_CONNECTIONS_PER_CHANNEL as u64).ok_or_else(|| {
+        Fault::new(
+            F_CONNECTIONS,
+            format!("\"{conn_text}\" is not a connection count (1-{MAX_CONNECTIONS_PER_CHANNEL})"),
+        )
+    })? as u32;
+    let third = words.get(2).ok_or(missing(F_ADDRESS))?;
+    // The network device is optional: field 3 is an address when it is an IP literal, or when
+    // the word after it is a bare number (the port); otherwise it names a network device.
+    let has_netdev = parse_ip(third).is_none()
+        && words.get(3).is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
+    let mut i = 2;
+    let netdev = if has_netdev {
+        validate_netdev(third)?;
+        i += 1;
+        Some(third.clone())
+    } else {
+        None
+    };
+    let address = parse_address(words.get(i).ok_or(missing(F_ADDRESS))?)?;
+    let port_text = words.get(i + 1).ok_or(missing(F_PORT))?;
+    let port = number(port_text, 1, 65535)
+        .ok_or_else(|| Fault::new(F_PORT, format!("\"{port_text}\" is not a port number (1-65535)")))?
+        as u16;
+    let ic = words.get(i + 2).ok_or(missing(F_INTERCONNECT))?;
+    match number(ic, 0, u64::MAX) {
+        Some(0) => {}
+        Some(_) => return Err(Fault::new(F_INTERCONNECT, format!("\"{ic}\" is not supported (only 0, TCP)"))),
+        None => return Err(Fault::new(F_INTERCONNECT, format!("\"{ic}\" is not a number (0 = TCP)"))),
+    }
+    let mut rest = &words[i + 3..];
+    let mut target = None;
+    if let Some((last, init)) = rest.split_last() {
+        if looks_like_iscsi_name(last) {
+            validate_iscsi_name(last).map_err(|p| Fault::new(F_TARGET, p))?;
+            target = Some(last.clone());
+            rest = init;
+        }
+    }
+    let mut keys: Vec<(&'static str, String)> = Vec::new();
+    let mut attrs: Vec<(&'static str, String)> = Vec::new();
+    let mut in_attrs = false;
+    for word in rest {
+        if looks_like_iscsi_name(word) {
+            return Err(Fault::new(F_TARGET, format!("\"{word}\": the target name must be the last field")));
+        }
+        // Keys come first and are CamelCase (RFC 7143); attributes are lower_case.
+        if !word.starts_with(|c: char| c.is_ascii_uppercase()) {
+            in_attrs = true;
+        }
+        let field = if in_attrs { F_ATTRS } else { F_KEYS };
+        for item in split_items(word) {
+            let Some((name, value)) = item.split_once('=') else {
+                let what = if in_attrs { "name=value" } else { "Key=value" };
+                return Err(Fault::new(field, format!("\"{item}\" is not {what}")));
+            };
+            if in_attrs {
+                let (spec, v) = validate_attr(name, value).map_err(|p| Fault::new(field, p))?;
+                if attrs.iter().any(|(n, _)| *n == spec.name) {
+                    return Err(Fault::new(field, format!("{name} is given twice")));
+                }
+                attrs.push((spec.name, v));
+            } else {
+                let (spec, v) = validate_key(name, value).map_err(|p| Fault::new(field, p))?;
+                if keys.iter().any(|(n, _)| *n == spec.name) {
+                    return Err(Fault::new(field, format!("{name} is given twice")));
+                }
+                keys.push((spec.name, v));
+            }
+        }
+    }
+    Ok(Line {
+        id,
+        portal: Portal { address, port, netdev, connections, line: 0 },
+        keys,
+        attrs,
+        target,
+    })
+}
+
+/// Splits a word of field 7 or 8 into `name=value` items: `;` separates items, and so does a
+/// `,` that is followed by a new `name=` (or that ends the word, as in the howto's
+/// `nopout_timeout=10, nopout_response_timeout=10`); any other `,` belongs to a list value
+/// (`AuthMethod=CHAP,None`).
+fn split_items(word: &str) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for piece in word.split(';').filter(|p| !p.is_empty()) {
+        let segments: Vec<&str> = piece.split(',').collect();
+        let n = segments.len();
+        for (j, seg) in segments.into_iter().enumerate() {
+            if seg.is_empty() && j + 1 == n && j > 0 {
+                continue; // trailing ", " separator
+            }
+            match items.last_mut() {
+                Some(prev) if j > 0 && !seg.contains('=') => {
+                    prev.push(',');
+                    prev.push_str(seg);
+                }
+                _ => items.push(seg.to_string()),
+            }
+        }
+    }
+    items
+}
+
+fn parse_ip(text: &str) -> Option<IpAddr> {
+    if let Some(inner) = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    text.parse::<IpAddr>().ok()
+}
+
+fn parse_address(text: &str) -> Result<Address, Fault> {
+    if let Some(ip) = parse_ip(text) {
+        return Ok(Address::Ip(ip));
+    }
+    if text.starts_with('[') || text.contains(':') {
+        return Err(Fault::new(
+            F_ADDRESS,
+            format!("\"{text}\" is not an IPv6 address (the port is field 5, not part of the address)"),
+        ));
+    }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        if text.parse::<Ipv4Addr>().is_err() {
+            return Err(Fault::new(F_ADDRESS, format!("\"{text}\" is not an IPv4 address")));
+        }
+    }
+    let labels_ok = text.len() <= 253
+        && text.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !labels_ok {
+        return Err(Fault::new(
+            F_ADDRESS,
+            format!("\"{text}\" is not an IPv4 address, IPv6 address or host name"),
+        ));
+    }
+    Ok(Address::Hostname(text.to_string()))
+}
+
+/// Linux's rule for interface names (dev_valid_name): 1-15 bytes, not `.` or `..`, no `/`,
+/// `:` or white space.
+fn validate_netdev(name: &str) -> Result<(), Fault> {
+    let ok = !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
+    if ok {
+        Ok(())
+    } else {
+        Err(Fault::new(F_NETDEV, format!("\"{name}\" is not a network device name (1-15 characters, no '/' or ':')")))
+    }
+}
+
+fn merge(
+    channels: &mut BTreeMap<u32, Channel>,
+    given: &mut BTreeMap<(u32, &'static str), usize>,
+    parsed: Line,
+    line: usize,
+) -> Result<(), Fault> {
+    let Line { id, mut portal, keys, attrs, target } = parsed;
+    portal.line = line;
+    let ch = channels.entry(id).or_insert_with(|| Channel {
+        id,
+        connections: 0,
+        portals: Vec::new(),
+        target_name: None,
+        keys: IscsiKeys::default(),
+        attrs: ChannelAttrs::default(),
+        auth: None,
+        line,
+        auth_method_line: None,
+    });
+    if let Some(prev) = ch.portals.iter().find(|p| p.address == portal.address && p.port == portal.port) {
+        return Err(Fault::new(
+            F_ADDRESS,
+            format!("portal {} is already defined for channel {id} on line {}", portal.endpoint(), prev.line),
+        ));
+    }
+    ch.connections += portal.connections;
+    if ch.connections > MAX_CONNECTIONS_PER_CHANNEL {
+        return Err(Fault::new(
+            F_CONNECTIONS,
+            format!("channel {id} would have {} connections (at most {MAX_CONNECTIONS_PER_CHANNEL})", ch.connections),
+        ));
+    }
+    ch.portals.push(portal);
+    if let Some(t) = target {
+        match &ch.target_name {
+            Some(old) if !old.eq_ignore_ascii_case(&t) => {
+                return Err(Fault::new(
+                    F_TARGET,
+                    format!("\"{t}\" differs from the target name \"{old}\" given earlier for channel {id}"),
+                ))
+            }
+            Some(_) => {}
+            None => ch.target_name = Some(t),
+        }
+    }
+    for (name, value) in keys {
+        if let Some(old) = ch.keys.get(name) {
+            if old != value {
+                let first = given.get(&(id, name)).copied().unwrap_or(0);
+                return Err(Fault::new(
+                    F_KEYS,
+                    format!("{name}={value} conflicts with {name}={old} given for channel {id} on line {first}"),
+                ));
+            }
+            continue;
+        }
+        given.insert((id, name), line);
+        if name == "AuthMethod" {
+            ch.auth_method_line = Some(line);
+        }
+        ch.keys.insert(name, value);
+    }
+    for (name, value) in attrs {
+        if let Some(&first) = given.get(&(id, name)) {
+            let old = attr_text(&ch.attrs, name);
+            if old != value {
+                return Err(Fault::new(
+                    F_ATTRS,
+                    format!("{name}={value} conflicts with {name}={old} given for channel {id} on line {first}"),
+                ));
+            }
+            continue;
+        }
+        given.insert((id, name), line);
+        ch.attrs.set(name, &value);
+    }
+    check_keys(ch)
+}
+
+fn attr_text(a: &ChannelAttrs, name: &str) -> String {
+    match name {
+        "nopout_timeout" => a.nopout_timeout.to_string(),
+        "nopout_response_timeout" => a.nopout_response_timeout.to_string(),
+        "login_timeout" => a.login_timeout.to_string(),
+        "replacement_timeout" => a.replacement_timeout.to_string(),
+        "queue_depth" => a.queue_depth.to_string(),
+        _ => a.chap_algorithms.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// Rules between keys, checked on the channel as merged so far.
+fn check_keys(ch: &Channel) -> Result<(), Fault> {
+    let first = ch.keys.numeric("FirstBurstLength").unwrap_or(65536);
+    let max = ch.keys.numeric("MaxBurstLength").unwrap_or(262_144);
+    if first > max {
+        return Err(Fault::new(
+            F_KEYS,
+            format!("FirstBurstLength ({first}) must not exceed MaxBurstLength ({max})"),
+        ));
+    }
+    if let Some(mc) = ch.keys.get("MaxConnections").and_then(|v| v.parse::<u32>().ok()) {
+        if ch.connections > mc {
+            return Err(Fault::new(
+                F_CONNECTIONS,
+                format!("channel {} has {} connections but MaxConnections={mc}", ch.id, ch.connections),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_items;
+
+    #[test]
+    fn items() {
+        assert_eq!(split_items("AuthMethod=CHAP,None;MaxRecvDataSegmentLength=8192"), ["AuthMethod=CHAP,None", "MaxRecvDataSegmentLength=8192"]);
+        assert_eq!(split_items("nopout_timeout=10,"), ["nopout_timeout=10"]);
+        assert_eq!(split_items("a=1,b=2;c=3;"), ["a=1", "b=2", "c=3"]);
+        assert_eq!(split_items("chap_algorithms=SHA256,MD5,queue_depth=4"), ["chap_algorithms=SHA256,MD5", "queue_depth=4"]);
+        assert_eq!(split_items("AuthMethod=CHAP,,None"), ["AuthMethod=CHAP,,None"]);
+    }
+}
