@@ -7,3 +7,10 @@
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod chap;
+pub mod crc;
+pub mod login;
+pub mod pdu;
+pub mod serial;
+pub mod text;
