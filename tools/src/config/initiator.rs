@@ -271,10 +271,8 @@ fn parse_address(text: &str) -> Result<Address, Fault> {
             format!("\"{text}\" is not an IPv6 address (the port is field 5, not part of the address)"),
         ));
     }
-    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        if text.parse::<Ipv4Addr>().is_err() {
-            return Err(Fault::new(F_ADDRESS, format!("\"{text}\" is not an IPv4 address")));
-        }
+    if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') && text.parse::<Ipv4Addr>().is_err() {
+        return Err(Fault::new(F_ADDRESS, format!("\"{text}\" is not an IPv4 address")));
     }
     let labels_ok = text.len() <= 253
         && text.split('.').all(|l| {

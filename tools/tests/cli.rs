@@ -1,0 +1,146 @@
+//! The built binaries, run against a temporary configuration directory.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+const CTL: &str = env!("CARGO_BIN_EXE_initiator-ctl");
+const INAME: &str = env!("CARGO_BIN_EXE_initiator-iname");
+
+/// A config dir holding the repository's example files (sysconfig/).
+fn example_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sysconfig");
+    fs::create_dir(dir.path().join("sysconfig")).unwrap();
+    for f in ["initiator", "initiator_auth", "iscsi_device_maps"] {
+        fs::copy(src.join(f), dir.path().join("sysconfig").join(f)).unwrap();
+    }
+    fs::set_permissions(dir.path().join("sysconfig/initiator_auth"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(dir.path().join("initiatorname.iscsi"), "InitiatorName=iqn.2005-03.org.core-iscsi:01:0123456789ab\n").unwrap();
+    dir
+}
+
+fn ctl(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(CTL)
+        .env_remove("CORE_ISCSI_CONFIG_DIR")
+        .arg("--config-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_shipped_examples() {
+    let dir = example_dir();
+    let (code, out, err) = ctl(dir.path(), &["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "", "the examples give no warning");
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(out.contains("channel 0: target iqn.2003-01.org.linux-iscsi.example:target0, 1 connection"), "{out}");
+    assert!(out.contains("channel 1: target (discovered at start), 4 connections"), "{out}");
+    assert!(!out.contains("somepass"), "{out}");
+}
+
+#[test]
+fn check_config_json() {
+    let dir = example_dir();
+    let (code, out, _) = ctl(dir.path(), &["check-config", "--json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["config"]["channels"]["1"]["connections"], 4);
+    assert_eq!(v["config"]["channels"]["0"]["auth"]["initiator"]["secret"], "<redacted>");
+    assert!(!out.contains("somepass"));
+}
+
+#[test]
+fn check_config_failure_is_one_line_and_exit_1() {
+    let dir = example_dir();
+    let ini = dir.path().join("sysconfig/initiator");
+    let mut text = fs::read_to_string(&ini).unwrap();
+    text.push_str("CHANNEL=\"2 1 eth0 127.0.0.1 32600x 0\"\n");
+    let line = text.lines().count();
+    fs::write(&ini, text).unwrap();
+    let (code, out, err) = ctl(dir.path(), &["check-config"]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!("{}:{line}: field 5 (port): \"32600x\" is not a port number (1-65535)\n", ini.display())
+    );
+}
+
+#[test]
+fn check_config_refuses_a_readable_auth_file() {
+    let dir = example_dir();
+    let auth = dir.path().join("sysconfig/initiator_auth");
+    fs::set_permissions(&auth, fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = ctl(dir.path(), &["check-config"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1);
+    assert!(err.contains("mode 0644") && err.contains("chmod 600"), "{err}");
+    assert!(!err.contains("somepass"));
+}
+
+#[test]
+fn config_dir_from_environment() {
+    let dir = example_dir();
+    let out = Command::new(CTL).env("CORE_ISCSI_CONFIG_DIR", dir.path()).arg("check-config").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn unimplemented_subcommands_say_so() {
+    let dir = example_dir();
+    for args in [&["start"][..], &["stop", "0"], &["pause", "1"], &["status"], &["map", "0"], &["unmap", "0", "--force"], &["remap", "0"], &["discover", "127.0.0.1"], &["probe"]] {
+        let (code, out, err) = ctl(dir.path(), args);
+        assert_eq!(code, 8, "{args:?}");
+        assert_eq!(out, "");
+        assert_eq!(err, format!("initiator-ctl {}: not yet implemented\n", args[0]));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = example_dir();
+    assert_eq!(ctl(dir.path(), &["frobnicate"]).0, 2);
+    assert_eq!(ctl(dir.path(), &["start", "notanumber"]).0, 2);
+}
+
+#[test]
+fn initiator_iname_prints_unique_valid_names() {
+    let run = || {
+        let out = Command::new(INAME).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (a, b) = (run(), run());
+    assert_ne!(a, b);
+    for n in [a, b] {
+        let n = n.strip_suffix('\n').unwrap();
+        let hex = n.strip_prefix("iqn.2005-03.org.core-iscsi:01:").unwrap();
+        assert_eq!(hex.len(), 12);
+        assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+    }
+}
+
+#[test]
+fn initiator_iname_write_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = Command::new(INAME).arg("--write").arg("--config-dir").arg(dir.path()).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = run();
+    let second = run();
+    assert_eq!(first, second);
+    let text = fs::read_to_string(dir.path().join("initiatorname.iscsi")).unwrap();
+    assert!(text.contains(&format!("InitiatorName={first}")));
+}
