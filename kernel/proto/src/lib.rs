@@ -10,7 +10,10 @@
 
 pub mod chap;
 pub mod crc;
+pub mod dataout;
 pub mod login;
 pub mod pdu;
+pub mod scsi;
+pub mod sendtargets;
 pub mod serial;
 pub mod text;

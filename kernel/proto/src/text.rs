@@ -37,6 +37,13 @@ pub fn pairs(data: &[u8]) -> Pairs<'_> {
     Pairs { rest: data }
 }
 
+impl<'a> Pairs<'a> {
+    /// The bytes not yet parsed.
+    pub fn remaining(&self) -> &'a [u8] {
+        self.rest
+    }
+}
+
 fn key_ok(k: &[u8]) -> bool {
     !k.is_empty()
         && k.len() <= MAX_KEY_LEN
