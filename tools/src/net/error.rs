@@ -94,7 +94,8 @@ impl NetError {
         let context = context.into();
         match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NetError::Timeout(context),
-            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset => NetError::Closed(context),
+            io::ErrorKind::UnexpectedEof => NetError::Closed(context),
+            io::ErrorKind::ConnectionReset => NetError::Closed(format!("{context} (connection reset)")),
             _ => NetError::Io { context, source },
         }
     }

@@ -9,7 +9,25 @@ pub mod conn;
 pub mod digest;
 pub mod error;
 pub mod portal;
+pub mod scsi;
+pub mod session;
+pub mod text;
 
 pub use conn::{Connection, RawPdu, Timeouts};
 pub use error::{NetError, Result};
 pub use portal::Portal;
+pub use session::{ChapCredentials, DataDir, DiscoveredTarget, LoginOptions, Negotiated, Session};
+
+/// Log in to `portal` for discovery (with `opts`' CHAP credentials, if any; `opts.target_name`
+/// is ignored), ask SendTargets=All, log out, and return every target with its addresses.
+pub fn discover(portal: &Portal, opts: &LoginOptions) -> Result<Vec<DiscoveredTarget>> {
+    let mut o = opts.clone();
+    o.target_name = None;
+    let mut s = Session::login(portal, &o)?;
+    let targets = s.send_targets()?;
+    // A failed logout after a complete answer does not lose the answer.
+    if let Err(e) = s.logout() {
+        log::warn!("discovery logout from {portal}: {e}");
+    }
+    Ok(targets)
+}
