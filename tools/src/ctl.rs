@@ -21,7 +21,11 @@ pub struct CheckReport {
 /// `check-config`: loads and validates the four files; touches nothing.
 pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigError> {
     let loaded = config::load(paths)?;
-    Ok(CheckReport { paths: paths.clone(), config: loaded.config, warnings: loaded.warnings })
+    Ok(CheckReport {
+        paths: paths.clone(),
+        config: loaded.config,
+        warnings: loaded.warnings,
+    })
 }
 
 impl CheckReport {
@@ -56,7 +60,11 @@ impl CheckReport {
                 portals.join(", "),
                 auth,
                 c.maps_for(ch.id).count(),
-                if c.maps_for(ch.id).count() == 1 { "" } else { "s" },
+                if c.maps_for(ch.id).count() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
             ));
         }
         out

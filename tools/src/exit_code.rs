@@ -38,7 +38,10 @@ impl Exit {
         (Exit::Usage, "usage error"),
         (Exit::Channel, "channel or target error"),
         (Exit::Busy, "busy (device in use)"),
-        (Exit::NoKernel, "kernel module not loaded or configfs not mounted"),
+        (
+            Exit::NoKernel,
+            "kernel module not loaded or configfs not mounted",
+        ),
         (Exit::Permission, "permission denied"),
         (Exit::System, "system error"),
         (Exit::NotImplemented, "not implemented yet"),

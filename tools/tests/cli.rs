@@ -16,8 +16,16 @@ fn example_dir() -> tempfile::TempDir {
     for f in ["initiator", "initiator_auth", "iscsi_device_maps"] {
         fs::copy(src.join(f), dir.path().join("sysconfig").join(f)).unwrap();
     }
-    fs::set_permissions(dir.path().join("sysconfig/initiator_auth"), fs::Permissions::from_mode(0o600)).unwrap();
-    fs::write(dir.path().join("initiatorname.iscsi"), "InitiatorName=iqn.2005-03.org.core-iscsi:01:0123456789ab\n").unwrap();
+    fs::set_permissions(
+        dir.path().join("sysconfig/initiator_auth"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("initiatorname.iscsi"),
+        "InitiatorName=iqn.2005-03.org.core-iscsi:01:0123456789ab\n",
+    )
+    .unwrap();
     dir
 }
 
@@ -43,8 +51,14 @@ fn check_config_accepts_the_shipped_examples() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(err, "", "the examples give no warning");
     assert!(out.contains("configuration OK"), "{out}");
-    assert!(out.contains("channel 0: target iqn.2003-01.org.linux-iscsi.example:target0, 1 connection"), "{out}");
-    assert!(out.contains("channel 1: target (discovered at start), 4 connections"), "{out}");
+    assert!(
+        out.contains("channel 0: target iqn.2003-01.org.linux-iscsi.example:target0, 1 connection"),
+        "{out}"
+    );
+    assert!(
+        out.contains("channel 1: target (discovered at start), 4 connections"),
+        "{out}"
+    );
     assert!(!out.contains("somepass"), "{out}");
 }
 
@@ -55,7 +69,10 @@ fn check_config_json() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["config"]["channels"]["1"]["connections"], 4);
-    assert_eq!(v["config"]["channels"]["0"]["auth"]["initiator"]["secret"], "<redacted>");
+    assert_eq!(
+        v["config"]["channels"]["0"]["auth"]["initiator"]["secret"],
+        "<redacted>"
+    );
     assert!(!out.contains("somepass"));
 }
 
@@ -72,7 +89,10 @@ fn check_config_failure_is_one_line_and_exit_1() {
     assert_eq!(out, "");
     assert_eq!(
         err,
-        format!("{}:{line}: field 5 (port): \"32600x\" is not a port number (1-65535)\n", ini.display())
+        format!(
+            "{}:{line}: field 5 (port): \"32600x\" is not a port number (1-65535)\n",
+            ini.display()
+        )
     );
 }
 
@@ -84,25 +104,50 @@ fn check_config_refuses_a_readable_auth_file() {
     let (code, _, err) = ctl(dir.path(), &["check-config"]);
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1);
-    assert!(err.contains("mode 0644") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
     assert!(!err.contains("somepass"));
 }
 
 #[test]
 fn config_dir_from_environment() {
     let dir = example_dir();
-    let out = Command::new(CTL).env("CORE_ISCSI_CONFIG_DIR", dir.path()).arg("check-config").output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(CTL)
+        .env("CORE_ISCSI_CONFIG_DIR", dir.path())
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn unimplemented_subcommands_say_so() {
     let dir = example_dir();
-    for args in [&["start"][..], &["stop", "0"], &["pause", "1"], &["status"], &["map", "0"], &["unmap", "0", "--force"], &["remap", "0"], &["discover", "127.0.0.1"], &["probe"]] {
+    for args in [
+        &["start"][..],
+        &["stop", "0"],
+        &["pause", "1"],
+        &["status"],
+        &["map", "0"],
+        &["unmap", "0", "--force"],
+        &["remap", "0"],
+        &["discover", "127.0.0.1"],
+        &["probe"],
+    ] {
         let (code, out, err) = ctl(dir.path(), args);
         assert_eq!(code, 8, "{args:?}");
         assert_eq!(out, "");
-        assert_eq!(err, format!("initiator-ctl {}: not yet implemented\n", args[0]));
+        assert_eq!(
+            err,
+            format!("initiator-ctl {}: not yet implemented\n", args[0])
+        );
     }
 }
 
@@ -126,7 +171,9 @@ fn initiator_iname_prints_unique_valid_names() {
         let n = n.strip_suffix('\n').unwrap();
         let hex = n.strip_prefix("iqn.2005-03.org.core-iscsi:01:").unwrap();
         assert_eq!(hex.len(), 12);
-        assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(hex
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
     }
 }
 
@@ -134,7 +181,12 @@ fn initiator_iname_prints_unique_valid_names() {
 fn initiator_iname_write_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let run = || {
-        let out = Command::new(INAME).arg("--write").arg("--config-dir").arg(dir.path()).output().unwrap();
+        let out = Command::new(INAME)
+            .arg("--write")
+            .arg("--config-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap();
         assert!(out.status.success());
         String::from_utf8(out.stdout).unwrap()
     };

@@ -205,18 +205,33 @@ fn every_malformed_line_gives_its_exact_error() {
     for (file, text, want) in CASES {
         match parse(file, text) {
             Ok(()) => failures.push(format!("accepted: {text:?}\n   want: {want}")),
-            Err(got) if got != *want => failures.push(format!("{text:?}\n   got:  {got}\n   want: {want}")),
+            Err(got) if got != *want => {
+                failures.push(format!("{text:?}\n   got:  {got}\n   want: {want}"))
+            }
             Err(got) => assert!(!got.contains('\n'), "multi-line error: {got}"),
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn auth_errors_never_quote_the_file() {
     for (file, text, _) in CASES.iter().filter(|(f, _, _)| *f == AUTH) {
         let err = parse(file, text).unwrap_err();
-        for word in ["secretsecret12", "secretsecret13", "tsecretsecret", "alice", "bobtarget", "carol"] {
+        for word in [
+            "secretsecret12",
+            "secretsecret13",
+            "tsecretsecret",
+            "alice",
+            "bobtarget",
+            "carol",
+        ] {
             let after_path = err.strip_prefix(AUTH).unwrap();
             assert!(!after_path.contains(word), "{err} quotes {word}");
         }

@@ -76,7 +76,10 @@ fn howto_example_1_single_line() {
     assert_eq!(c.portals[0].port, 3260);
     assert_eq!(c.portals[0].netdev.as_deref(), Some("eth0"));
     assert_eq!(c.keys.get("AuthMethod"), Some("CHAP,None"));
-    assert_eq!(c.keys.auth_methods(), vec![AuthMethod::Chap, AuthMethod::None]);
+    assert_eq!(
+        c.keys.auth_methods(),
+        vec![AuthMethod::Chap, AuthMethod::None]
+    );
     assert_eq!(c.keys.get("MaxRecvDataSegmentLength"), Some("8192"));
     assert_eq!(c.attrs.nopout_timeout, 5);
     assert_eq!(c.attrs.nopout_response_timeout, 10); // the default the howto describes
@@ -90,7 +93,11 @@ fn howto_example_2_verbatim() {
     let c1 = &chans[&1];
     // "an iSCSI Session with four (4) iSCSI/TCP Connections to 192.168.[0,1].2 at port 3260"
     assert_eq!(c1.connections, 4);
-    let portals: Vec<_> = c1.portals.iter().map(|p| (p.address.clone(), p.port, p.netdev.clone(), p.connections)).collect();
+    let portals: Vec<_> = c1
+        .portals
+        .iter()
+        .map(|p| (p.address.clone(), p.port, p.netdev.clone(), p.connections))
+        .collect();
     assert_eq!(
         portals,
         vec![
@@ -101,7 +108,11 @@ fn howto_example_2_verbatim() {
     let keys: Vec<_> = c1.keys.iter().collect();
     assert_eq!(
         keys,
-        vec![("AuthMethod", "None"), ("MaxRecvDataSegmentLength", "32768"), ("ImmediateData", "No")]
+        vec![
+            ("AuthMethod", "None"),
+            ("MaxRecvDataSegmentLength", "32768"),
+            ("ImmediateData", "No")
+        ]
     );
     assert_eq!(c1.attrs.nopout_timeout, 10);
     assert_eq!(c1.attrs.nopout_response_timeout, 10);
@@ -122,14 +133,26 @@ CHANNEL='6 1 eth0 ::1 3260 0'
     assert_eq!(chans[&2].portals[0].address.to_string(), "::1");
     assert_eq!(chans[&2].portals[0].netdev, None);
     assert_eq!(chans[&3].portals[0].endpoint(), "[::1]:3261");
-    assert_eq!(chans[&3].target_name.as_deref(), Some("iqn.2003-01.org.linux-iscsi.host:sn.1"));
+    assert_eq!(
+        chans[&3].target_name.as_deref(),
+        Some("iqn.2003-01.org.linux-iscsi.host:sn.1")
+    );
     let c4 = &chans[&4];
     assert_eq!(c4.portals[0].netdev.as_deref(), Some("lo"));
-    assert_eq!(c4.portals[0].address, Address::Hostname("target.example.org".into()));
-    assert_eq!(c4.attrs.chap_algorithms, vec![ChapAlgorithm::Sha256, ChapAlgorithm::Md5]);
+    assert_eq!(
+        c4.portals[0].address,
+        Address::Hostname("target.example.org".into())
+    );
+    assert_eq!(
+        c4.attrs.chap_algorithms,
+        vec![ChapAlgorithm::Sha256, ChapAlgorithm::Md5]
+    );
     assert_eq!(c4.attrs.queue_depth, 64);
     assert_eq!(c4.target_name.as_deref(), Some("eui.02004567A425678D"));
-    assert_eq!(chans[&5].portals[0].address, Address::Hostname("localhost".into()));
+    assert_eq!(
+        chans[&5].portals[0].address,
+        Address::Hostname("localhost".into())
+    );
     assert_eq!(chans[&5].attrs.login_timeout, 30);
     assert!(chans[&5].keys.is_empty());
     assert_eq!(chans[&6].portals[0].netdev.as_deref(), Some("eth0"));
@@ -149,8 +172,14 @@ fn howto_auth_example_verbatim() {
     assert!(c1.mutual.is_none());
     let w: Vec<String> = warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].starts_with("initiator_auth:8: field 4 (secret): warning: shorter than 12 bytes"), "{w:?}");
-    assert!(w[1].starts_with("initiator_auth:9: field 4 (secret): warning: shorter than 12 bytes"), "{w:?}");
+    assert!(
+        w[0].starts_with("initiator_auth:8: field 4 (secret): warning: shorter than 12 bytes"),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with("initiator_auth:9: field 4 (secret): warning: shorter than 12 bytes"),
+        "{w:?}"
+    );
     // Neither Debug nor the warnings show a secret.
     let debug = format!("{entries:?} {warnings:?} {}", w.join(" "));
     for s in SECRETS {
@@ -162,7 +191,10 @@ fn howto_auth_example_verbatim() {
 #[test]
 fn howto_device_maps_verbatim() {
     let maps = parse_device_maps(Path::new("iscsi_device_maps"), HOWTO_MAPS).unwrap();
-    let got: Vec<_> = maps.iter().map(|m| (m.channel, m.lun, m.partition, m.name.as_str())).collect();
+    let got: Vec<_> = maps
+        .iter()
+        .map(|m| (m.channel, m.lun, m.partition, m.name.as_str()))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -181,8 +213,11 @@ fn howto_device_maps_verbatim() {
 fn config_dir(initiator: &str, auth: Option<(&str, u32)>, maps: Option<&str>) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("sysconfig")).unwrap();
-    fs::write(dir.path().join("initiatorname.iscsi"), "InitiatorName=iqn.2005-03.org.core-iscsi:01:abcdefabcdef\n")
-        .unwrap();
+    fs::write(
+        dir.path().join("initiatorname.iscsi"),
+        "InitiatorName=iqn.2005-03.org.core-iscsi:01:abcdefabcdef\n",
+    )
+    .unwrap();
     fs::write(dir.path().join("sysconfig/initiator"), initiator).unwrap();
     if let Some((text, mode)) = auth {
         let p = dir.path().join("sysconfig/initiator_auth");
@@ -200,11 +235,21 @@ fn the_whole_howto_loads_with_its_warnings() {
     let dir = config_dir(HOWTO_CHANNELS, Some((HOWTO_AUTH, 0o600)), Some(HOWTO_MAPS));
     let loaded = load(&ConfigPaths::new(dir.path())).unwrap();
     let c = &loaded.config;
-    assert_eq!(c.initiator_name, "iqn.2005-03.org.core-iscsi:01:abcdefabcdef");
+    assert_eq!(
+        c.initiator_name,
+        "iqn.2005-03.org.core-iscsi:01:abcdefabcdef"
+    );
     assert!(c.channels[&0].auth.is_some());
-    assert!(c.channels[&1].auth.is_none(), "AuthMethod=None: credentials not attached");
+    assert!(
+        c.channels[&1].auth.is_none(),
+        "AuthMethod=None: credentials not attached"
+    );
     assert_eq!(c.maps.len(), 8);
-    let auth = dir.path().join("sysconfig/initiator_auth").display().to_string();
+    let auth = dir
+        .path()
+        .join("sysconfig/initiator_auth")
+        .display()
+        .to_string();
     let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
     assert_eq!(w.len(), 4, "{w:#?}");
     assert!(w.contains(&format!("{auth}:8: field 2 (mutual): warning: channel 0 also offers AuthMethod None, so a target can skip authentication and the mutual check")), "{w:#?}");
@@ -230,25 +275,48 @@ fn cross_file_errors() {
         format!("{p}/sysconfig/initiator:1: field 7 (keys): AuthMethod offers CHAP but {p}/sysconfig/initiator_auth has no AUTH line for channel 0")
     );
     // AUTH for a channel that does not exist.
-    let dir = config_dir(ini, Some(("AUTH=\"0 0 u secretsecret12\"\nAUTH=\"7 0 u secretsecret12\"\n", 0o600)), None);
+    let dir = config_dir(
+        ini,
+        Some((
+            "AUTH=\"0 0 u secretsecret12\"\nAUTH=\"7 0 u secretsecret12\"\n",
+            0o600,
+        )),
+        None,
+    );
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err().to_string();
     let p = dir.path().display();
     assert_eq!(e, format!("{p}/sysconfig/initiator_auth:2: field 1 (channel): channel 7 is not defined in {p}/sysconfig/initiator"));
     assert!(!e.contains("secretsecret12"));
     // DEVICE for an unknown channel.
-    let dir = config_dir(ini, Some(("AUTH=\"0 0 u secretsecret12\"\n", 0o600)), Some("DEVICE=\"0 0 1 a\"\nDEVICE=\"3 0 1 b\"\n"));
+    let dir = config_dir(
+        ini,
+        Some(("AUTH=\"0 0 u secretsecret12\"\n", 0o600)),
+        Some("DEVICE=\"0 0 1 a\"\nDEVICE=\"3 0 1 b\"\n"),
+    );
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err().to_string();
     let p = dir.path().display();
     assert_eq!(e, format!("{p}/sysconfig/iscsi_device_maps:2: field 1 (channel): channel 3 is not defined in {p}/sysconfig/initiator"));
     // Missing initiatorname.iscsi.
     fs::remove_file(dir.path().join("initiatorname.iscsi")).unwrap();
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err().to_string();
-    assert_eq!(e, format!("{p}/initiatorname.iscsi: does not exist (create it with: initiator-iname --write)"));
+    assert_eq!(
+        e,
+        format!(
+            "{p}/initiatorname.iscsi: does not exist (create it with: initiator-iname --write)"
+        )
+    );
 }
 
 #[test]
 fn auth_file_mode_is_checked() {
-    for (mode, ok) in [(0o600, true), (0o400, true), (0o644, false), (0o640, false), (0o660, false), (0o602, false)] {
+    for (mode, ok) in [
+        (0o600, true),
+        (0o400, true),
+        (0o644, false),
+        (0o640, false),
+        (0o660, false),
+        (0o602, false),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("initiator_auth");
         fs::write(&p, HOWTO_AUTH).unwrap();
@@ -277,14 +345,19 @@ fn auth_file_mode_is_checked() {
         }
     }
     // A missing auth file is no credentials, not an error.
-    assert!(read_auth_file(Path::new("/nonexistent/initiator_auth")).unwrap().is_none());
+    assert!(read_auth_file(Path::new("/nonexistent/initiator_auth"))
+        .unwrap()
+        .is_none());
 }
 
 #[test]
 fn load_refuses_a_world_readable_auth_file() {
     let dir = config_dir(HOWTO_CHANNELS, Some((HOWTO_AUTH, 0o644)), None);
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err();
-    assert!(matches!(e, ConfigError::Permissions { mode: 0o644, .. }), "{e}");
+    assert!(
+        matches!(e, ConfigError::Permissions { mode: 0o644, .. }),
+        "{e}"
+    );
 }
 
 #[test]
@@ -294,11 +367,15 @@ fn generated_names_are_valid_and_unique() {
         let n = generate_initiator_name(None).unwrap();
         let suffix = n.strip_prefix("iqn.2005-03.org.core-iscsi:01:").unwrap();
         assert_eq!(suffix.len(), 12);
-        assert!(suffix.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(suffix
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         validate_iscsi_name(&n).unwrap();
         assert!(seen.insert(n), "duplicate name");
     }
-    assert!(generate_initiator_name(Some("iqn.2001-04.com.example")).unwrap().starts_with("iqn.2001-04.com.example:"));
+    assert!(generate_initiator_name(Some("iqn.2001-04.com.example"))
+        .unwrap()
+        .starts_with("iqn.2001-04.com.example:"));
     assert!(generate_initiator_name(Some("bogus")).is_err());
 }
 
@@ -307,7 +384,9 @@ fn ensure_initiator_name_creates_once_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("initiatorname.iscsi");
     let first = ensure_initiator_name(dir.path()).unwrap();
-    let EnsuredName::Created(name) = &first else { panic!("{first:?}") };
+    let EnsuredName::Created(name) = &first else {
+        panic!("{first:?}")
+    };
     let meta = fs::metadata(&path).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
     let content = fs::read_to_string(&path).unwrap();
@@ -317,12 +396,22 @@ fn ensure_initiator_name_creates_once_and_never_overwrites() {
     assert_eq!(second, EnsuredName::Existing(name.clone()));
     assert_eq!(fs::read_to_string(&path).unwrap(), content);
     // An administrator's own file is kept as is, even with another prefix.
-    fs::write(&path, "# mine\nInitiatorName=iqn.1994-05.com.redhat:abcdef\n").unwrap();
-    assert_eq!(ensure_initiator_name(dir.path()).unwrap(), EnsuredName::Existing("iqn.1994-05.com.redhat:abcdef".into()));
+    fs::write(
+        &path,
+        "# mine\nInitiatorName=iqn.1994-05.com.redhat:abcdef\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ensure_initiator_name(dir.path()).unwrap(),
+        EnsuredName::Existing("iqn.1994-05.com.redhat:abcdef".into())
+    );
     // An invalid existing file is an error, and is still not touched.
     fs::write(&path, "InitiatorName=garbage\n").unwrap();
     assert!(ensure_initiator_name(dir.path()).is_err());
-    assert_eq!(fs::read_to_string(&path).unwrap(), "InitiatorName=garbage\n");
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "InitiatorName=garbage\n"
+    );
     // No temporary file left behind.
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -334,4 +423,38 @@ fn secret_type_is_redacted() {
     assert_eq!(format!("{s}"), "<redacted>");
     assert_eq!(serde_json::to_string(&s).unwrap(), "\"<redacted>\"");
     assert_eq!(s.expose(), b"hunter2hunter2");
+}
+
+#[test]
+fn man_page_documents_every_key_and_attribute() {
+    use core_iscsi_tools::config::attrs::ATTRS;
+    use core_iscsi_tools::config::keys::KEYS;
+    let page = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../Documentation/man/initiator.5"),
+    )
+    .unwrap();
+    for k in KEYS {
+        assert!(page.contains(k.name), "initiator(5) lacks key {}", k.name);
+    }
+    for a in ATTRS {
+        let section = page
+            .split(&format!(".B {}\n", a.name))
+            .nth(1)
+            .unwrap_or_else(|| panic!("initiator(5) lacks {}", a.name));
+        let body = section.split(".TP").next().unwrap();
+        assert!(
+            body.contains(&format!("Default {}.", a.default))
+                || body.contains(&format!("Default\n.B {}", a.default)),
+            "initiator(5): {} default is not {}",
+            a.name,
+            a.default
+        );
+        if let Some((min, max)) = a.range {
+            assert!(
+                body.contains(&format!("{min} ")) && body.contains(&format!("{max}")),
+                "initiator(5): range of {}",
+                a.name
+            );
+        }
+    }
 }

@@ -15,7 +15,13 @@ use core_iscsi_tools::exit_code::Exit;
 struct Cli {
     /// Configuration directory holding sysconfig/initiator, sysconfig/initiator_auth,
     /// sysconfig/iscsi_device_maps and initiatorname.iscsi
-    #[arg(long, global = true, value_name = "DIR", env = "CORE_ISCSI_CONFIG_DIR", default_value = "/etc")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "CORE_ISCSI_CONFIG_DIR",
+        default_value = "/etc"
+    )]
     config_dir: PathBuf,
     /// Print results as JSON on standard output
     #[arg(long, global = true)]
@@ -70,7 +76,10 @@ fn main() -> ExitCode {
         2 => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     };
-    env_logger::Builder::new().filter_level(level).parse_default_env().init();
+    env_logger::Builder::new()
+        .filter_level(level)
+        .parse_default_env()
+        .init();
     let paths = ConfigPaths::new(&cli.config_dir);
     let name = match &cli.command {
         Command::CheckConfig => return check_config(&paths, cli.json),
@@ -111,7 +120,10 @@ fn check_config(paths: &ConfigPaths, json: bool) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             if json {
-                println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
             }
             Exit::Config.into()
         }

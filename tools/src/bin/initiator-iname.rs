@@ -9,7 +9,11 @@ use core_iscsi_tools::config::{ensure_initiator_name, generate_initiator_name, E
 use core_iscsi_tools::exit_code::Exit;
 
 #[derive(Parser)]
-#[command(name = "initiator-iname", version, about = "Print a new unique iSCSI initiator name")]
+#[command(
+    name = "initiator-iname",
+    version,
+    about = "Print a new unique iSCSI initiator name"
+)]
 struct Cli {
     /// Name prefix (an iqn. name without the last ':' part)
     #[arg(short, long, value_name = "PREFIX", conflicts_with = "write")]
@@ -19,7 +23,12 @@ struct Cli {
     #[arg(short, long)]
     write: bool,
     /// Configuration directory for --write
-    #[arg(long, value_name = "DIR", env = "CORE_ISCSI_CONFIG_DIR", default_value = "/etc")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "CORE_ISCSI_CONFIG_DIR",
+        default_value = "/etc"
+    )]
     config_dir: PathBuf,
 }
 
@@ -29,7 +38,10 @@ fn main() -> ExitCode {
         return match ensure_initiator_name(&cli.config_dir) {
             Ok(n) => {
                 if let EnsuredName::Created(_) = n {
-                    eprintln!("created {}", cli.config_dir.join("initiatorname.iscsi").display());
+                    eprintln!(
+                        "created {}",
+                        cli.config_dir.join("initiatorname.iscsi").display()
+                    );
                 }
                 println!("{}", n.name());
                 Exit::Ok.into()
@@ -47,7 +59,12 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("initiator-iname: {e}");
-            if cli.prefix.is_some() { Exit::Usage } else { Exit::System }.into()
+            if cli.prefix.is_some() {
+                Exit::Usage
+            } else {
+                Exit::System
+            }
+            .into()
         }
     }
 }

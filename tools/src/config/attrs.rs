@@ -44,7 +44,11 @@ impl ChapAlgorithm {
 
     /// The attribute spelling (`MD5`, `SHA1`, `SHA256`, `SHA3-256`).
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, a)| *a == self).map(|(n, _)| *n).unwrap_or("MD5")
+        Self::ALL
+            .iter()
+            .find(|(_, a)| *a == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("MD5")
     }
 }
 
@@ -94,16 +98,43 @@ pub struct AttrSpec {
 
 /// The attributes field 8 accepts. Any other name is an error.
 pub const ATTRS: &[AttrSpec] = &[
-    AttrSpec { name: "nopout_timeout", range: Some((0, 3600)), default: "5" },
-    AttrSpec { name: "nopout_response_timeout", range: Some((1, 3600)), default: "10" },
-    AttrSpec { name: "login_timeout", range: Some((1, 3600)), default: "15" },
-    AttrSpec { name: "replacement_timeout", range: Some((0, 86400)), default: "120" },
-    AttrSpec { name: "queue_depth", range: Some((1, 1024)), default: "32" },
-    AttrSpec { name: "chap_algorithms", range: None, default: "MD5" },
+    AttrSpec {
+        name: "nopout_timeout",
+        range: Some((0, 3600)),
+        default: "5",
+    },
+    AttrSpec {
+        name: "nopout_response_timeout",
+        range: Some((1, 3600)),
+        default: "10",
+    },
+    AttrSpec {
+        name: "login_timeout",
+        range: Some((1, 3600)),
+        default: "15",
+    },
+    AttrSpec {
+        name: "replacement_timeout",
+        range: Some((0, 86400)),
+        default: "120",
+    },
+    AttrSpec {
+        name: "queue_depth",
+        range: Some((1, 1024)),
+        default: "32",
+    },
+    AttrSpec {
+        name: "chap_algorithms",
+        range: None,
+        default: "MD5",
+    },
 ];
 
 /// Validates `name=value`; returns the canonical value text.
-pub(crate) fn validate_attr(name: &str, value: &str) -> Result<(&'static AttrSpec, String), String> {
+pub(crate) fn validate_attr(
+    name: &str,
+    value: &str,
+) -> Result<(&'static AttrSpec, String), String> {
     let Some(spec) = ATTRS.iter().find(|a| a.name == name) else {
         let hint = if super::keys::key_spec(name).is_some() {
             " (iSCSI keys belong in field 7, before the attributes)"
@@ -115,11 +146,16 @@ pub(crate) fn validate_attr(name: &str, value: &str) -> Result<(&'static AttrSpe
     match spec.range {
         Some((min, max)) => match number(value, min, max) {
             Some(n) => Ok((spec, n.to_string())),
-            None => Err(format!("{name}=\"{value}\" is not a number in {min}..{max}")),
+            None => Err(format!(
+                "{name}=\"{value}\" is not a number in {min}..{max}"
+            )),
         },
         None => {
             let algs = parse_chap_algorithms(value)?;
-            Ok((spec, algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(",")))
+            Ok((
+                spec,
+                algs.iter().map(|a| a.name()).collect::<Vec<_>>().join(","),
+            ))
         }
     }
 }

@@ -75,10 +75,15 @@ pub fn read_auth_file(file: &Path) -> Result<Option<Zeroizing<String>>, ConfigEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ConfigError::file(file, format!("cannot read: {e}"))),
     };
-    let meta = f.metadata().map_err(|e| ConfigError::file(file, format!("cannot stat: {e}")))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ConfigError::file(file, format!("cannot stat: {e}")))?;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(ConfigError::Permissions { file: file.to_path_buf(), mode });
+        return Err(ConfigError::Permissions {
+            file: file.to_path_buf(),
+            mode,
+        });
     }
     let mut text = Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
     f.read_to_string(&mut text).map_err(|e| match e.kind() {
@@ -90,17 +95,30 @@ pub fn read_auth_file(file: &Path) -> Result<Option<Zeroizing<String>>, ConfigEr
 
 /// Parses the text of the auth file. Returns the entries by channel, and warnings (short
 /// secrets).
-pub fn parse_auth(file: &Path, text: &str) -> Result<(BTreeMap<u32, AuthEntry>, Vec<Warning>), ConfigError> {
+pub fn parse_auth(
+    file: &Path,
+    text: &str,
+) -> Result<(BTreeMap<u32, AuthEntry>, Vec<Warning>), ConfigError> {
     let mut out: BTreeMap<u32, AuthEntry> = BTreeMap::new();
     let mut warnings = Vec::new();
     for a in assignments(file, text, "AUTH", true)? {
         let line = a.line;
         let w = &a.words;
         let err = |f: Field, p: &str| ConfigError::field(file, line, f, p);
-        let channel = number(&w[0], 0, MAX_CHANNEL_ID as u64)
-            .ok_or_else(|| err(F_CHANNEL, &format!("is not a channel id (0-{MAX_CHANNEL_ID})")))? as u32;
+        let channel = number(&w[0], 0, MAX_CHANNEL_ID as u64).ok_or_else(|| {
+            err(
+                F_CHANNEL,
+                &format!("is not a channel id (0-{MAX_CHANNEL_ID})"),
+            )
+        })? as u32;
         if let Some(prev) = out.get(&channel) {
-            return Err(err(F_CHANNEL, &format!("channel {channel} already has an AUTH line (line {})", prev.line)));
+            return Err(err(
+                F_CHANNEL,
+                &format!(
+                    "channel {channel} already has an AUTH line (line {})",
+                    prev.line
+                ),
+            ));
         }
         let mutual = match w.get(1).map(String::as_str) {
             Some("0") => false,
@@ -113,17 +131,38 @@ pub fn parse_auth(file: &Path, text: &str) -> Result<(BTreeMap<u32, AuthEntry>, 
         let secret = w.get(3).ok_or_else(|| err(F_SECRET, "missing"))?;
         check_secret(secret).map_err(|p| err(F_SECRET, p))?;
         if secret.len() < MIN_RECOMMENDED_SECRET_LEN {
-            warnings.push(Warning::new(file, line, Some(F_SECRET), short_secret_message()));
+            warnings.push(Warning::new(
+                file,
+                line,
+                Some(F_SECRET),
+                short_secret_message(),
+            ));
         }
-        let initiator = ChapPair { user: user.clone(), secret: Secret::new(secret.as_bytes().to_vec()) };
+        let initiator = ChapPair {
+            user: user.clone(),
+            secret: Secret::new(secret.as_bytes().to_vec()),
+        };
         let mutual_pair = if mutual {
-            let muser = w.get(4).ok_or_else(|| err(F_MUTUAL_USER, "missing (required when field 2 (mutual) is 1)"))?;
+            let muser = w.get(4).ok_or_else(|| {
+                err(
+                    F_MUTUAL_USER,
+                    "missing (required when field 2 (mutual) is 1)",
+                )
+            })?;
             check_name(muser).map_err(|p| err(F_MUTUAL_USER, p))?;
-            let msecret =
-                w.get(5).ok_or_else(|| err(F_MUTUAL_SECRET, "missing (required when field 2 (mutual) is 1)"))?;
+            let msecret = w.get(5).ok_or_else(|| {
+                err(
+                    F_MUTUAL_SECRET,
+                    "missing (required when field 2 (mutual) is 1)",
+                )
+            })?;
             check_secret(msecret).map_err(|p| err(F_MUTUAL_SECRET, p))?;
             if w.len() > 6 {
-                return Err(ConfigError::line(file, line, format!("{} fields; AUTH has at most 6", w.len())));
+                return Err(ConfigError::line(
+                    file,
+                    line,
+                    format!("{} fields; AUTH has at most 6", w.len()),
+                ));
             }
             let msecret = Secret::new(msecret.as_bytes().to_vec());
             if msecret.same_as(&initiator.secret) {
@@ -133,9 +172,17 @@ pub fn parse_auth(file: &Path, text: &str) -> Result<(BTreeMap<u32, AuthEntry>, 
                 ));
             }
             if msecret.len() < MIN_RECOMMENDED_SECRET_LEN {
-                warnings.push(Warning::new(file, line, Some(F_MUTUAL_SECRET), short_secret_message()));
+                warnings.push(Warning::new(
+                    file,
+                    line,
+                    Some(F_MUTUAL_SECRET),
+                    short_secret_message(),
+                ));
             }
-            Some(ChapPair { user: muser.clone(), secret: msecret })
+            Some(ChapPair {
+                user: muser.clone(),
+                secret: msecret,
+            })
         } else {
             if w.len() > 4 {
                 return Err(err(F_MUTUAL_USER, "not allowed when field 2 (mutual) is 0"));
@@ -144,7 +191,14 @@ pub fn parse_auth(file: &Path, text: &str) -> Result<(BTreeMap<u32, AuthEntry>, 
         };
         out.insert(
             channel,
-            AuthEntry { channel, line, credentials: ChapCredentials { initiator, mutual: mutual_pair } },
+            AuthEntry {
+                channel,
+                line,
+                credentials: ChapCredentials {
+                    initiator,
+                    mutual: mutual_pair,
+                },
+            },
         );
     }
     Ok((out, warnings))

@@ -50,21 +50,39 @@ pub fn parse_device_maps(file: &Path, text: &str) -> Result<Vec<DeviceMap>, Conf
         let err = |f: Field, p: String| ConfigError::field(file, line, f, p);
         let get = |i: usize, f: Field| w.get(i).ok_or_else(|| err(f, "missing".into()));
         let t = get(0, F_CHANNEL)?;
-        let channel = number(t, 0, MAX_CHANNEL_ID as u64)
-            .ok_or_else(|| err(F_CHANNEL, format!("\"{t}\" is not a channel id (0-{MAX_CHANNEL_ID})")))?
-            as u32;
+        let channel = number(t, 0, MAX_CHANNEL_ID as u64).ok_or_else(|| {
+            err(
+                F_CHANNEL,
+                format!("\"{t}\" is not a channel id (0-{MAX_CHANNEL_ID})"),
+            )
+        })? as u32;
         let t = get(1, F_LUN)?;
-        let lun = number(t, 0, u64::MAX).ok_or_else(|| err(F_LUN, format!("\"{t}\" is not a LUN number")))?;
+        let lun = number(t, 0, u64::MAX)
+            .ok_or_else(|| err(F_LUN, format!("\"{t}\" is not a LUN number")))?;
         let t = get(2, F_PARTITION)?;
         let partition = number(t, 0, MAX_PARTITION as u64).ok_or_else(|| {
-            err(F_PARTITION, format!("\"{t}\" is not a partition number (0-{MAX_PARTITION}, 0 = whole device)"))
+            err(
+                F_PARTITION,
+                format!("\"{t}\" is not a partition number (0-{MAX_PARTITION}, 0 = whole device)"),
+            )
         })? as u32;
         let name = get(3, F_NAME)?;
-        if name == "." || name == ".." || name.contains('/') || name.len() > 255 || name.chars().any(char::is_control) {
-            return Err(err(F_NAME, format!("\"{name}\" is not a single path component (no '/', not . or ..)")));
+        if name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.len() > 255
+            || name.chars().any(char::is_control)
+        {
+            return Err(err(
+                F_NAME,
+                format!("\"{name}\" is not a single path component (no '/', not . or ..)"),
+            ));
         }
         if let Some(extra) = w.get(4) {
-            return Err(err(Field(5, "extra"), format!("unexpected \"{extra}\" (DEVICE has 4 fields)")));
+            return Err(err(
+                Field(5, "extra"),
+                format!("unexpected \"{extra}\" (DEVICE has 4 fields)"),
+            ));
         }
         let whole_vs_part = maps.iter().find(|m| {
             m.channel == channel && m.lun == lun && (m.partition == 0) != (partition == 0)
@@ -85,9 +103,18 @@ pub fn parse_device_maps(file: &Path, text: &str) -> Result<Vec<DeviceMap>, Conf
             ));
         }
         if let Some(prev) = by_name.insert((channel, name.clone()), line) {
-            return Err(err(F_NAME, format!("\"{name}\" is already used for channel {channel} on line {prev}")));
+            return Err(err(
+                F_NAME,
+                format!("\"{name}\" is already used for channel {channel} on line {prev}"),
+            ));
         }
-        maps.push(DeviceMap { channel, lun, partition, name: name.clone(), line });
+        maps.push(DeviceMap {
+            channel,
+            lun,
+            partition,
+            name: name.clone(),
+            line,
+        });
     }
     Ok(maps)
 }

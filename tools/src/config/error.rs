@@ -73,15 +73,32 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn file(file: &Path, problem: impl Into<String>) -> Self {
-        ConfigError::File { file: file.to_path_buf(), problem: problem.into() }
+        ConfigError::File {
+            file: file.to_path_buf(),
+            problem: problem.into(),
+        }
     }
 
     pub(crate) fn line(file: &Path, line: usize, problem: impl Into<String>) -> Self {
-        ConfigError::Line { file: file.to_path_buf(), line, problem: problem.into() }
+        ConfigError::Line {
+            file: file.to_path_buf(),
+            line,
+            problem: problem.into(),
+        }
     }
 
-    pub(crate) fn field(file: &Path, line: usize, field: Field, problem: impl Into<String>) -> Self {
-        ConfigError::Field { file: file.to_path_buf(), line, field, problem: problem.into() }
+    pub(crate) fn field(
+        file: &Path,
+        line: usize,
+        field: Field,
+        problem: impl Into<String>,
+    ) -> Self {
+        ConfigError::Field {
+            file: file.to_path_buf(),
+            line,
+            field,
+            problem: problem.into(),
+        }
     }
 
     /// The file the error is about.
@@ -112,7 +129,10 @@ pub(crate) struct Fault {
 
 impl Fault {
     pub(crate) fn new(field: Field, problem: impl Into<String>) -> Self {
-        Fault { field, problem: problem.into() }
+        Fault {
+            field,
+            problem: problem.into(),
+        }
     }
 
     pub(crate) fn at(self, file: &Path, line: usize) -> ConfigError {
@@ -134,7 +154,12 @@ pub struct Warning {
 }
 
 impl Warning {
-    pub(crate) fn new(file: &Path, line: usize, field: Option<Field>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        file: &Path,
+        line: usize,
+        field: Option<Field>,
+        message: impl Into<String>,
+    ) -> Self {
         Warning {
             file: file.to_path_buf(),
             line: Some(line),

@@ -128,7 +128,10 @@ pub fn parse_initiator(file: &Path, text: &str) -> Result<BTreeMap<u32, Channel>
         merge(&mut channels, &mut given, parsed, line).map_err(|f| f.at(file, line))?;
     }
     if channels.is_empty() {
-        return Err(ConfigError::file(file, "defines no channel (no CHANNEL=\"...\" line)"));
+        return Err(ConfigError::file(
+            file,
+            "defines no channel (no CHANNEL=\"...\" line)",
+        ));
     }
     Ok(channels)
 }
@@ -145,9 +148,12 @@ struct Line {
 fn parse_line(words: &[String]) -> Result<Line, Fault> {
     let missing = |f: Field| Fault::new(f, "missing");
     let id_text = words.first().ok_or(missing(F_CHANNEL))?;
-    let id = number(id_text, 0, MAX_CHANNEL_ID as u64)
-        .ok_or_else(|| Fault::new(F_CHANNEL, format!("\"{id_text}\" is not a channel id (0-{MAX_CHANNEL_ID})")))?
-        as u32;
+    let id = number(id_text, 0, MAX_CHANNEL_ID as u64).ok_or_else(|| {
+        Fault::new(
+            F_CHANNEL,
+            format!("\"{id_text}\" is not a channel id (0-{MAX_CHANNEL_ID})"),
+        )
+    })? as u32;
     let conn_text = words.get(1).ok_or(missing(F_CONNECTIONS))?;
     let connections = number(conn_text, 1, MAX_CONNECTIONS_PER_CHANNEL as u64).ok_or_else(|| {
         Fault::new(
@@ -159,7 +165,9 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     // The network device is optional: field 3 is an address when it is an IP literal, or when
     // the word after it is a bare number (the port); otherwise it names a network device.
     let has_netdev = parse_ip(third).is_none()
-        && words.get(3).is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
+        && words
+            .get(3)
+            .is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
     let mut i = 2;
     let netdev = if has_netdev {
         validate_netdev(third)?;
@@ -170,14 +178,27 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     };
     let address = parse_address(words.get(i).ok_or(missing(F_ADDRESS))?)?;
     let port_text = words.get(i + 1).ok_or(missing(F_PORT))?;
-    let port = number(port_text, 1, 65535)
-        .ok_or_else(|| Fault::new(F_PORT, format!("\"{port_text}\" is not a port number (1-65535)")))?
-        as u16;
+    let port = number(port_text, 1, 65535).ok_or_else(|| {
+        Fault::new(
+            F_PORT,
+            format!("\"{port_text}\" is not a port number (1-65535)"),
+        )
+    })? as u16;
     let ic = words.get(i + 2).ok_or(missing(F_INTERCONNECT))?;
     match number(ic, 0, u64::MAX) {
         Some(0) => {}
-        Some(_) => return Err(Fault::new(F_INTERCONNECT, format!("\"{ic}\" is not supported (only 0, TCP)"))),
-        None => return Err(Fault::new(F_INTERCONNECT, format!("\"{ic}\" is not a number (0 = TCP)"))),
+        Some(_) => {
+            return Err(Fault::new(
+                F_INTERCONNECT,
+                format!("\"{ic}\" is not supported (only 0, TCP)"),
+            ))
+        }
+        None => {
+            return Err(Fault::new(
+                F_INTERCONNECT,
+                format!("\"{ic}\" is not a number (0 = TCP)"),
+            ))
+        }
     }
     let mut rest = &words[i + 3..];
     let mut target = None;
@@ -193,7 +214,10 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     let mut in_attrs = false;
     for word in rest {
         if looks_like_iscsi_name(word) {
-            return Err(Fault::new(F_TARGET, format!("\"{word}\": the target name must be the last field")));
+            return Err(Fault::new(
+                F_TARGET,
+                format!("\"{word}\": the target name must be the last field"),
+            ));
         }
         // Keys come first and are CamelCase (RFC 7143); attributes are lower_case.
         if !word.starts_with(|c: char| c.is_ascii_uppercase()) {
@@ -222,7 +246,13 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     }
     Ok(Line {
         id,
-        portal: Portal { address, port, netdev, connections, line: 0 },
+        portal: Portal {
+            address,
+            port,
+            netdev,
+            connections,
+            line: 0,
+        },
         keys,
         attrs,
         target,
@@ -268,11 +298,16 @@ fn parse_address(text: &str) -> Result<Address, Fault> {
     if text.starts_with('[') || text.contains(':') {
         return Err(Fault::new(
             F_ADDRESS,
-            format!("\"{text}\" is not an IPv6 address (the port is field 5, not part of the address)"),
+            format!(
+                "\"{text}\" is not an IPv6 address (the port is field 5, not part of the address)"
+            ),
         ));
     }
     if text.bytes().all(|b| b.is_ascii_digit() || b == b'.') && text.parse::<Ipv4Addr>().is_err() {
-        return Err(Fault::new(F_ADDRESS, format!("\"{text}\" is not an IPv4 address")));
+        return Err(Fault::new(
+            F_ADDRESS,
+            format!("\"{text}\" is not an IPv4 address"),
+        ));
     }
     let labels_ok = text.len() <= 253
         && text.split('.').all(|l| {
@@ -298,11 +333,16 @@ fn validate_netdev(name: &str) -> Result<(), Fault> {
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && !name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace());
     if ok {
         Ok(())
     } else {
-        Err(Fault::new(F_NETDEV, format!("\"{name}\" is not a network device name (1-15 characters, no '/' or ':')")))
+        Err(Fault::new(
+            F_NETDEV,
+            format!("\"{name}\" is not a network device name (1-15 characters, no '/' or ':')"),
+        ))
     }
 }
 
@@ -312,7 +352,13 @@ fn merge(
     parsed: Line,
     line: usize,
 ) -> Result<(), Fault> {
-    let Line { id, mut portal, keys, attrs, target } = parsed;
+    let Line {
+        id,
+        mut portal,
+        keys,
+        attrs,
+        target,
+    } = parsed;
     portal.line = line;
     let ch = channels.entry(id).or_insert_with(|| Channel {
         id,
@@ -325,17 +371,28 @@ fn merge(
         line,
         auth_method_line: None,
     });
-    if let Some(prev) = ch.portals.iter().find(|p| p.address == portal.address && p.port == portal.port) {
+    if let Some(prev) = ch
+        .portals
+        .iter()
+        .find(|p| p.address == portal.address && p.port == portal.port)
+    {
         return Err(Fault::new(
             F_ADDRESS,
-            format!("portal {} is already defined for channel {id} on line {}", portal.endpoint(), prev.line),
+            format!(
+                "portal {} is already defined for channel {id} on line {}",
+                portal.endpoint(),
+                prev.line
+            ),
         ));
     }
     ch.connections += portal.connections;
     if ch.connections > MAX_CONNECTIONS_PER_CHANNEL {
         return Err(Fault::new(
             F_CONNECTIONS,
-            format!("channel {id} would have {} connections (at most {MAX_CONNECTIONS_PER_CHANNEL})", ch.connections),
+            format!(
+                "channel {id} would have {} connections (at most {MAX_CONNECTIONS_PER_CHANNEL})",
+                ch.connections
+            ),
         ));
     }
     ch.portals.push(portal);
@@ -344,7 +401,9 @@ fn merge(
             Some(old) if !old.eq_ignore_ascii_case(&t) => {
                 return Err(Fault::new(
                     F_TARGET,
-                    format!("\"{t}\" differs from the target name \"{old}\" given earlier for channel {id}"),
+                    format!(
+                    "\"{t}\" differs from the target name \"{old}\" given earlier for channel {id}"
+                ),
                 ))
             }
             Some(_) => {}
@@ -392,7 +451,12 @@ fn attr_text(a: &ChannelAttrs, name: &str) -> String {
         "login_timeout" => a.login_timeout.to_string(),
         "replacement_timeout" => a.replacement_timeout.to_string(),
         "queue_depth" => a.queue_depth.to_string(),
-        _ => a.chap_algorithms.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
+        _ => a
+            .chap_algorithms
+            .iter()
+            .map(|c| c.name())
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 
@@ -406,11 +470,18 @@ fn check_keys(ch: &Channel) -> Result<(), Fault> {
             format!("FirstBurstLength ({first}) must not exceed MaxBurstLength ({max})"),
         ));
     }
-    if let Some(mc) = ch.keys.get("MaxConnections").and_then(|v| v.parse::<u32>().ok()) {
+    if let Some(mc) = ch
+        .keys
+        .get("MaxConnections")
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         if ch.connections > mc {
             return Err(Fault::new(
                 F_CONNECTIONS,
-                format!("channel {} has {} connections but MaxConnections={mc}", ch.id, ch.connections),
+                format!(
+                    "channel {} has {} connections but MaxConnections={mc}",
+                    ch.id, ch.connections
+                ),
             ));
         }
     }
@@ -423,10 +494,19 @@ mod tests {
 
     #[test]
     fn items() {
-        assert_eq!(split_items("AuthMethod=CHAP,None;MaxRecvDataSegmentLength=8192"), ["AuthMethod=CHAP,None", "MaxRecvDataSegmentLength=8192"]);
+        assert_eq!(
+            split_items("AuthMethod=CHAP,None;MaxRecvDataSegmentLength=8192"),
+            ["AuthMethod=CHAP,None", "MaxRecvDataSegmentLength=8192"]
+        );
         assert_eq!(split_items("nopout_timeout=10,"), ["nopout_timeout=10"]);
         assert_eq!(split_items("a=1,b=2;c=3;"), ["a=1", "b=2", "c=3"]);
-        assert_eq!(split_items("chap_algorithms=SHA256,MD5,queue_depth=4"), ["chap_algorithms=SHA256,MD5", "queue_depth=4"]);
-        assert_eq!(split_items("AuthMethod=CHAP,,None"), ["AuthMethod=CHAP,,None"]);
+        assert_eq!(
+            split_items("chap_algorithms=SHA256,MD5,queue_depth=4"),
+            ["chap_algorithms=SHA256,MD5", "queue_depth=4"]
+        );
+        assert_eq!(
+            split_items("AuthMethod=CHAP,,None"),
+            ["AuthMethod=CHAP,,None"]
+        );
     }
 }

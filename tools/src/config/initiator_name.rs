@@ -10,8 +10,8 @@ use super::lexer::assignments;
 use super::names::validate_iscsi_name;
 
 /// The prefix of generated names: `iqn.2005-03.org.core-iscsi:01:`. The naming authority is
-/// the core-iscsi project's (the month its tools were first released), `01` is the scheme
-/// version of what follows: 12 random hexadecimal digits (48 bits from the kernel's random
+/// the one this project uses for generated names (a site owning a domain can pass its own
+/// prefix to `initiator-iname -p`); `01` is the scheme version of what follows: 12 random hexadecimal digits (48 bits from the kernel's random
 /// source), the same shape as open-iscsi's `iscsi-iname`.
 pub const DEFAULT_IQN_PREFIX: &str = "iqn.2005-03.org.core-iscsi:01";
 
@@ -24,10 +24,19 @@ pub fn parse_initiator_name(file: &Path, text: &str) -> Result<String, ConfigErr
     let mut found: Option<(usize, String)> = None;
     for a in lines.iter() {
         if let Some((first, _)) = &found {
-            return Err(ConfigError::line(file, a.line, format!("InitiatorName is given twice (first on line {first})")));
+            return Err(ConfigError::line(
+                file,
+                a.line,
+                format!("InitiatorName is given twice (first on line {first})"),
+            ));
         }
         if a.words.len() != 1 {
-            return Err(ConfigError::field(file, a.line, FIELD, "the name must be a single word"));
+            return Err(ConfigError::field(
+                file,
+                a.line,
+                FIELD,
+                "the name must be a single word",
+            ));
         }
         let name = &a.words[0];
         validate_iscsi_name(name).map_err(|p| ConfigError::field(file, a.line, FIELD, p))?;
@@ -93,7 +102,8 @@ pub fn ensure_initiator_name(config_dir: &Path) -> Result<EnsuredName, ConfigErr
     }
     let name = generate_initiator_name(None).map_err(|p| ConfigError::file(&path, p))?;
     let tmp = config_dir.join(format!(".initiatorname.iscsi.{}.tmp", std::process::id()));
-    let io = |what: &str, e: std::io::Error| ConfigError::file(&path, format!("cannot {what}: {e}"));
+    let io =
+        |what: &str, e: std::io::Error| ConfigError::file(&path, format!("cannot {what}: {e}"));
     let result = (|| {
         let mut f = fs::OpenOptions::new()
             .write(true)
@@ -101,7 +111,8 @@ pub fn ensure_initiator_name(config_dir: &Path) -> Result<EnsuredName, ConfigErr
             .mode(0o644)
             .open(&tmp)
             .map_err(|e| io("create a temporary file", e))?;
-        f.set_permissions(fs::Permissions::from_mode(0o644)).map_err(|e| io("set mode 0644", e))?;
+        f.set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(|e| io("set mode 0644", e))?;
         write!(
             f,
             "## The iSCSI name of this initiator, generated once by initiator-iname.\n\

@@ -39,26 +39,95 @@ const DIGESTS: &[&str] = &["None", "CRC32C"];
 
 /// The keys field 7 accepts. Any other key is an error.
 pub const KEYS: &[KeySpec] = &[
-    KeySpec { name: "HeaderDigest", kind: KeyKind::List(DIGESTS), default: "None" },
-    KeySpec { name: "DataDigest", kind: KeyKind::List(DIGESTS), default: "None" },
-    KeySpec { name: "MaxConnections", kind: KeyKind::Numeric { min: 1, max: 65535 }, default: "1" },
-    KeySpec { name: "InitialR2T", kind: KeyKind::Boolean, default: "Yes" },
-    KeySpec { name: "ImmediateData", kind: KeyKind::Boolean, default: "Yes" },
+    KeySpec {
+        name: "HeaderDigest",
+        kind: KeyKind::List(DIGESTS),
+        default: "None",
+    },
+    KeySpec {
+        name: "DataDigest",
+        kind: KeyKind::List(DIGESTS),
+        default: "None",
+    },
+    KeySpec {
+        name: "MaxConnections",
+        kind: KeyKind::Numeric { min: 1, max: 65535 },
+        default: "1",
+    },
+    KeySpec {
+        name: "InitialR2T",
+        kind: KeyKind::Boolean,
+        default: "Yes",
+    },
+    KeySpec {
+        name: "ImmediateData",
+        kind: KeyKind::Boolean,
+        default: "Yes",
+    },
     KeySpec {
         name: "MaxRecvDataSegmentLength",
-        kind: KeyKind::Numeric { min: 512, max: 16_777_215 },
+        kind: KeyKind::Numeric {
+            min: 512,
+            max: 16_777_215,
+        },
         default: "8192",
     },
-    KeySpec { name: "MaxBurstLength", kind: KeyKind::Numeric { min: 512, max: 16_777_215 }, default: "262144" },
-    KeySpec { name: "FirstBurstLength", kind: KeyKind::Numeric { min: 512, max: 16_777_215 }, default: "65536" },
-    KeySpec { name: "DefaultTime2Wait", kind: KeyKind::Numeric { min: 0, max: 3600 }, default: "2" },
-    KeySpec { name: "DefaultTime2Retain", kind: KeyKind::Numeric { min: 0, max: 3600 }, default: "20" },
-    KeySpec { name: "MaxOutstandingR2T", kind: KeyKind::Numeric { min: 1, max: 65535 }, default: "1" },
-    KeySpec { name: "DataPDUInOrder", kind: KeyKind::Boolean, default: "Yes" },
-    KeySpec { name: "DataSequenceInOrder", kind: KeyKind::Boolean, default: "Yes" },
-    KeySpec { name: "ErrorRecoveryLevel", kind: KeyKind::Numeric { min: 0, max: 2 }, default: "0" },
-    KeySpec { name: "AuthMethod", kind: KeyKind::List(&["CHAP", "None"]), default: "None" },
-    KeySpec { name: "InitiatorAlias", kind: KeyKind::Text, default: "" },
+    KeySpec {
+        name: "MaxBurstLength",
+        kind: KeyKind::Numeric {
+            min: 512,
+            max: 16_777_215,
+        },
+        default: "262144",
+    },
+    KeySpec {
+        name: "FirstBurstLength",
+        kind: KeyKind::Numeric {
+            min: 512,
+            max: 16_777_215,
+        },
+        default: "65536",
+    },
+    KeySpec {
+        name: "DefaultTime2Wait",
+        kind: KeyKind::Numeric { min: 0, max: 3600 },
+        default: "2",
+    },
+    KeySpec {
+        name: "DefaultTime2Retain",
+        kind: KeyKind::Numeric { min: 0, max: 3600 },
+        default: "20",
+    },
+    KeySpec {
+        name: "MaxOutstandingR2T",
+        kind: KeyKind::Numeric { min: 1, max: 65535 },
+        default: "1",
+    },
+    KeySpec {
+        name: "DataPDUInOrder",
+        kind: KeyKind::Boolean,
+        default: "Yes",
+    },
+    KeySpec {
+        name: "DataSequenceInOrder",
+        kind: KeyKind::Boolean,
+        default: "Yes",
+    },
+    KeySpec {
+        name: "ErrorRecoveryLevel",
+        kind: KeyKind::Numeric { min: 0, max: 2 },
+        default: "0",
+    },
+    KeySpec {
+        name: "AuthMethod",
+        kind: KeyKind::List(&["CHAP", "None"]),
+        default: "None",
+    },
+    KeySpec {
+        name: "InitiatorAlias",
+        kind: KeyKind::Text,
+        default: "",
+    },
 ];
 
 /// Looks a settable key up by its exact name.
@@ -89,7 +158,10 @@ pub(crate) fn validate_key(name: &str, value: &str) -> Result<(&'static KeySpec,
             return Err(format!("{name} {why}"));
         }
         if let Some(k) = KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(name)) {
-            return Err(format!("unknown iSCSI key \"{name}\" (keys are case-sensitive: {})", k.name));
+            return Err(format!(
+                "unknown iSCSI key \"{name}\" (keys are case-sensitive: {})",
+                k.name
+            ));
         }
         return Err(format!("unknown iSCSI key \"{name}\""));
     };
@@ -101,13 +173,15 @@ pub(crate) fn validate_value(name: &str, kind: KeyKind, value: &str) -> Result<S
     match kind {
         KeyKind::Numeric { min, max } => match number(value, min, max) {
             Some(n) => Ok(n.to_string()),
-            None => Err(format!("{name}=\"{value}\" is not a number in {min}..{max}")),
+            None => Err(format!(
+                "{name}=\"{value}\" is not a number in {min}..{max}"
+            )),
         },
         KeyKind::Boolean => match value {
             "Yes" | "No" => Ok(value.to_string()),
-            _ if value.eq_ignore_ascii_case("yes") || value.eq_ignore_ascii_case("no") => {
-                Err(format!("{name}=\"{value}\" is not Yes or No (values are case-sensitive)"))
-            }
+            _ if value.eq_ignore_ascii_case("yes") || value.eq_ignore_ascii_case("no") => Err(
+                format!("{name}=\"{value}\" is not Yes or No (values are case-sensitive)"),
+            ),
             _ => Err(format!("{name}=\"{value}\" is not Yes or No")),
         },
         KeyKind::List(allowed) => {
@@ -120,7 +194,9 @@ pub(crate) fn validate_value(name: &str, kind: KeyKind, value: &str) -> Result<S
                     let hint = match allowed.iter().find(|a| a.eq_ignore_ascii_case(item)) {
                         Some(a) => format!(" (values are case-sensitive: {a})"),
                         None => match (name, item) {
-                            ("AuthMethod", "KRB5" | "SPKM1" | "SPKM2" | "SRP") => " (not supported)".to_string(),
+                            ("AuthMethod", "KRB5" | "SPKM1" | "SPKM2" | "SRP") => {
+                                " (not supported)".to_string()
+                            }
                             _ => String::new(),
                         },
                     };
@@ -172,7 +248,10 @@ impl IscsiKeys {
 
     /// The value given for `name`, if any.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The value for `name`, or its RFC 7143 default (`None` for a name not in [`KEYS`]).
@@ -190,7 +269,13 @@ impl IscsiKeys {
         self.get_or_default("AuthMethod")
             .unwrap_or("None")
             .split(',')
-            .map(|m| if m == "CHAP" { AuthMethod::Chap } else { AuthMethod::None })
+            .map(|m| {
+                if m == "CHAP" {
+                    AuthMethod::Chap
+                } else {
+                    AuthMethod::None
+                }
+            })
             .collect()
     }
 

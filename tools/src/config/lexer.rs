@@ -36,7 +36,10 @@ pub(crate) fn assignments(
         let Some(first) = words.first() else {
             continue; // only a comment after all
         };
-        let value = match first.strip_prefix(var).and_then(|rest| rest.strip_prefix('=')) {
+        let value = match first
+            .strip_prefix(var)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
             Some(value) => value,
             None => {
                 let problem = if sensitive {
@@ -66,9 +69,16 @@ pub(crate) fn assignments(
         }
         let split: Vec<String> = value.split_whitespace().map(str::to_string).collect();
         if split.is_empty() {
-            return Err(ConfigError::line(file, line, format!("{var}= has an empty value")));
+            return Err(ConfigError::line(
+                file,
+                line,
+                format!("{var}= has an empty value"),
+            ));
         }
-        out.push(Assignment { line, words: Zeroizing::new(split) });
+        out.push(Assignment {
+            line,
+            words: Zeroizing::new(split),
+        });
     }
     Ok(out)
 }

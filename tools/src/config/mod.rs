@@ -143,7 +143,10 @@ pub fn load(paths: &ConfigPaths) -> Result<Loaded, ConfigError> {
                 &paths.auth,
                 entry.line,
                 chan_field,
-                format!("channel {id} is not defined in {}", paths.initiator.display()),
+                format!(
+                    "channel {id} is not defined in {}",
+                    paths.initiator.display()
+                ),
             ));
         };
         if ch.keys.offers_chap() {
@@ -190,9 +193,20 @@ pub fn load(paths: &ConfigPaths) -> Result<Loaded, ConfigError> {
                 &paths.device_maps,
                 m.line,
                 chan_field,
-                format!("channel {} is not defined in {}", m.channel, paths.initiator.display()),
+                format!(
+                    "channel {} is not defined in {}",
+                    m.channel,
+                    paths.initiator.display()
+                ),
             ));
         }
     }
-    Ok(Loaded { config: Config { initiator_name, channels, maps }, warnings })
+    Ok(Loaded {
+        config: Config {
+            initiator_name,
+            channels,
+            maps,
+        },
+        warnings,
+    })
 }

@@ -20,26 +20,39 @@ pub fn looks_like_iscsi_name(s: &str) -> bool {
 /// At most 223 bytes.
 pub fn validate_iscsi_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_ISCSI_NAME_LEN {
-        return Err(format!("\"{name}\" is longer than {MAX_ISCSI_NAME_LEN} bytes"));
+        return Err(format!(
+            "\"{name}\" is longer than {MAX_ISCSI_NAME_LEN} bytes"
+        ));
     }
     let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
     if let Some(rest) = name.strip_prefix("eui.") {
         if rest.len() == 16 && hex(rest) {
             return Ok(());
         }
-        return Err(format!("\"{name}\" is not eui. followed by 16 hexadecimal digits"));
+        return Err(format!(
+            "\"{name}\" is not eui. followed by 16 hexadecimal digits"
+        ));
     }
     if let Some(rest) = name.strip_prefix("naa.") {
         if (rest.len() == 16 || rest.len() == 32) && hex(rest) {
             return Ok(());
         }
-        return Err(format!("\"{name}\" is not naa. followed by 16 or 32 hexadecimal digits"));
+        return Err(format!(
+            "\"{name}\" is not naa. followed by 16 or 32 hexadecimal digits"
+        ));
     }
     let Some(rest) = name.strip_prefix("iqn.") else {
-        return Err(format!("\"{name}\" is not an iSCSI name (iqn., eui. or naa.)"));
+        return Err(format!(
+            "\"{name}\" is not an iSCSI name (iqn., eui. or naa.)"
+        ));
     };
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))) {
-        return Err(format!("\"{name}\" contains {c:?}: use letters, digits, '-', '.' and ':'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':')))
+    {
+        return Err(format!(
+            "\"{name}\" contains {c:?}: use letters, digits, '-', '.' and ':'"
+        ));
     }
     let date_ok = rest.len() >= 7
         && rest.as_bytes()[..4].iter().all(u8::is_ascii_digit)
@@ -47,17 +60,21 @@ pub fn validate_iscsi_name(name: &str) -> Result<(), String> {
         && rest.as_bytes()[5..7].iter().all(u8::is_ascii_digit)
         && matches!(rest[5..7].parse::<u8>(), Ok(1..=12));
     if !date_ok {
-        return Err(format!("\"{name}\" lacks the date: iqn.YYYY-MM.reversed.domain[:id]"));
+        return Err(format!(
+            "\"{name}\" lacks the date: iqn.YYYY-MM.reversed.domain[:id]"
+        ));
     }
     let after = &rest[7..];
     let Some(authority_and_id) = after.strip_prefix('.') else {
-        return Err(format!("\"{name}\" lacks the naming authority: iqn.YYYY-MM.reversed.domain[:id]"));
+        return Err(format!(
+            "\"{name}\" lacks the naming authority: iqn.YYYY-MM.reversed.domain[:id]"
+        ));
     };
     let authority = authority_and_id.split(':').next().unwrap_or("");
     let labels_ok = !authority.is_empty()
-        && authority.split('.').all(|l| {
-            !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.len() <= 63
-        });
+        && authority
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-') && l.len() <= 63);
     if !labels_ok {
         return Err(format!(
             "\"{name}\" has no valid naming authority (a reversed domain name such as com.example)"
