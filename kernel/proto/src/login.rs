@@ -236,8 +236,9 @@ impl Step {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Next: send this step (or, with `cont`, an empty request fetching the rest of a response).
-    Send { step: Step, cont: bool },
+    /// Next: send this step, or with `cont = Some(t)` an empty request with T=t fetching the
+    /// rest of a response.
+    Send { step: Step, cont: Option<bool> },
     /// Sent; awaiting the response.
     Await { step: Step, transit: bool },
     /// Complete or failed.
@@ -332,7 +333,7 @@ impl<'a> Login<'a> {
             neg: Negotiation::new(&cfg.limits, scope),
             state: State::Send {
                 step: Step::SecurityStart,
-                cont: false,
+                cont: None,
             },
             exp_stat_sn: cfg.exp_stat_sn,
             answer: None,
@@ -381,7 +382,7 @@ impl<'a> Login<'a> {
     fn build(
         &mut self,
         step: Step,
-        cont: bool,
+        cont: Option<bool>,
         out: &mut [u8],
     ) -> Result<(usize, bool), LoginError> {
         if out.len() < BHS_LEN {
@@ -392,16 +393,13 @@ impl<'a> Login<'a> {
         let body = body.get_mut(..cap).ok_or(LoginError::BufferTooSmall)?;
         let mut w = TextWriter::new(body);
         let cfg = self.cfg;
-        let (transit, nsg) = if cont {
-            // Fetching the rest of a response: an empty request that does not transit.
-            (
-                false,
-                if step.csg() == Stage::Security {
-                    Stage::Operational
-                } else {
-                    Stage::FullFeature
-                },
-            )
+        let next_stage = if step.csg() == Stage::Security {
+            Stage::Operational
+        } else {
+            Stage::FullFeature
+        };
+        let (transit, nsg) = if let Some(t) = cont {
+            (t, next_stage)
         } else {
             match step {
                 Step::SecurityStart => {
@@ -570,7 +568,12 @@ impl<'a> Login<'a> {
         }
         self.rx.push(data)?;
         if rsp.continue_ {
-            self.state = State::Send { step, cont: true };
+            // Our empty request keeps the T bit we asked with (it continues no text of ours),
+            // so the target can transit on the last part.
+            self.state = State::Send {
+                step,
+                cont: Some(asked_transit),
+            };
             return Ok(LoginEvent::Continue);
         }
         let r = self.process(step, &rsp);
@@ -657,7 +660,7 @@ impl<'a> Login<'a> {
         };
         self.state = State::Send {
             step: next,
-            cont: false,
+            cont: None,
         };
         Ok(LoginEvent::Continue)
     }
