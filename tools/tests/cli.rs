@@ -138,8 +138,6 @@ fn unimplemented_subcommands_say_so() {
         &["map", "0"],
         &["unmap", "0", "--force"],
         &["remap", "0"],
-        &["discover", "127.0.0.1"],
-        &["probe"],
     ] {
         let (code, out, err) = ctl(dir.path(), args);
         assert_eq!(code, 8, "{args:?}");

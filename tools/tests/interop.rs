@@ -41,7 +41,7 @@ fn capacity(s: &mut Session, lun: u16) -> (u32, u64) {
 /// Write `data` at LBA 0 of `lun` and read it back, comparing byte for byte.
 fn write_read_back(s: &mut Session, lun: u16, data: &[u8]) {
     let (bs, blocks) = capacity(s, lun);
-    assert!(bs > 0 && data.len() as u64 % u64::from(bs) == 0);
+    assert!(bs > 0 && (data.len() as u64).is_multiple_of(u64::from(bs)));
     assert!(data.len() as u64 / u64::from(bs) <= blocks);
     core_iscsi_tools::net::scsi::write(s, lun, 0, bs, data).expect("WRITE");
     let mut back = vec![0u8; data.len()];
@@ -299,6 +299,96 @@ fn discovery_with_small_segments_follows_continuations() {
             }
             (Kind::Istgt, Err(NetError::Oversize { max: 512, .. })) => {}
             (_, other) => panic!("{}: {other:?}", kind.name()),
+        }
+    });
+}
+
+// ---- the command line ------------------------------------------------------------------------
+
+const CTL: &str = env!("CARGO_BIN_EXE_initiator-ctl");
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(CTL)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run initiator-ctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `initiator-ctl discover` and `probe --write` against both targets, with CHAP from a secret
+/// file and from the environment; a wrong secret fails with exit 3, names authentication and
+/// never shows the secret.
+#[test]
+fn initiator_ctl_discover_and_probe() {
+    for_both(|kind| {
+        let c = Chap::new("dave-user", "dave-secret-77");
+        let t = RunningTarget::start(
+            kind,
+            &[
+                TargetDef::disk("cli-a", 2 * MIB).param("HeaderDigest", "CRC32C").param("DataDigest", "CRC32C"),
+                TargetDef::disk("cli-b", MIB).auth(Auth::Chap(c.clone())),
+            ],
+        );
+        let p = t.portal();
+        let (code, out, err) = ctl(&["discover", "-p", &p, "--initiator-name", INITIATOR]);
+        assert_eq!(code, 0, "{}: {err}", kind.name());
+        for st in t.targets() {
+            assert!(out.contains(&st.iqn), "{}: {out}", kind.name());
+        }
+        assert!(out.contains(&p), "{}: {out}", kind.name());
+        let (code, out, err) = ctl(&["discover", "--json", "-p", &p, "--initiator-name", INITIATOR]);
+        assert_eq!(code, 0, "{}: {err}", kind.name());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["targets"].as_array().unwrap().len(), 2, "{}: {out}", kind.name());
+
+        // probe without auth, with --write and digests.
+        let a = &t.targets()[0];
+        let lun = a.disk_luns[0].to_string();
+        let (code, out, err) = ctl(&[
+            "probe", "-p", &p, "-T", &a.iqn, "--initiator-name", INITIATOR, "--lun", &lun, "--write",
+            "--header-digest", "--data-digest",
+        ]);
+        assert_eq!(code, 0, "{}: {err}", kind.name());
+        assert!(out.contains("HeaderDigest=CRC32C DataDigest=CRC32C"), "{}: {out}", kind.name());
+        assert!(out.contains("wrote and verified 65536 bytes"), "{}: {out}", kind.name());
+        assert!(out.contains(&format!("{} bytes", 2 * MIB)), "{}: {out}", kind.name());
+        // Without --write nothing is written.
+        let before = std::fs::read(&a.backing[0]).unwrap();
+        let (code, out, err) =
+            ctl(&["probe", "--json", "-p", &p, "-T", &a.iqn, "--initiator-name", INITIATOR, "--header-digest", "--data-digest"]);
+        assert_eq!(code, 0, "{}: {err}", kind.name());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["probe"]["lun"].as_u64(), Some(a.disk_luns[0]), "{}: {out}", kind.name());
+        assert!(v["probe"]["verified_bytes"].is_null());
+        assert_eq!(std::fs::read(&a.backing[0]).unwrap(), before, "{}: probe without --write wrote", kind.name());
+
+        // CHAP target: secret from a file, then from the environment, then a wrong one.
+        let b = &t.targets()[1];
+        let secret_file = t.dir().join("chap.secret");
+        std::fs::write(&secret_file, format!("{}\n", c.secret)).unwrap();
+        let sf = secret_file.to_str().unwrap();
+        let (code, out, err) = ctl(&[
+            "probe", "-p", &p, "-T", &b.iqn, "--initiator-name", INITIATOR, "--chap-user", &c.user,
+            "--chap-secret-file", sf,
+        ]);
+        assert_eq!(code, 0, "{}: {err}", kind.name());
+        assert!(!out.contains(&c.secret) && !err.contains(&c.secret), "{}: secret printed", kind.name());
+        let wrong = "wrong-secret-000";
+        std::fs::write(&secret_file, wrong).unwrap();
+        let (code, out, err) = ctl(&[
+            "probe", "--json", "-p", &p, "-T", &b.iqn, "--initiator-name", INITIATOR, "--chap-user", &c.user,
+            "--chap-secret-file", sf,
+        ]);
+        assert_eq!(code, 3, "{}: {out}{err}", kind.name());
+        assert!(err.contains("authentication"), "{}: {err}", kind.name());
+        for s in [wrong, c.secret.as_str()] {
+            assert!(!out.contains(s) && !err.contains(s), "{}: secret printed: {out}{err}", kind.name());
         }
     });
 }

@@ -56,16 +56,10 @@ enum Command {
     },
     /// Unmap, then map again (not yet implemented)
     Remap { channel: Option<u32> },
-    /// SendTargets discovery (not yet implemented)
-    Discover {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
-    /// Probe a target from userspace (not yet implemented)
-    Probe {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
+    /// SendTargets discovery: list every target and portal a portal knows
+    Discover(core_iscsi_tools::net::cli::DiscoverArgs),
+    /// Log in to a target from userspace and report parameters, LUNs, INQUIRY and capacity
+    Probe(core_iscsi_tools::net::cli::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,8 +84,8 @@ fn main() -> ExitCode {
         Command::Map { .. } => "map",
         Command::Unmap { .. } => "unmap",
         Command::Remap { .. } => "remap",
-        Command::Discover { .. } => "discover",
-        Command::Probe { .. } => "probe",
+        Command::Discover(a) => return core_iscsi_tools::net::cli::run_discover(a, &cli.config_dir, cli.json).into(),
+        Command::Probe(a) => return core_iscsi_tools::net::cli::run_probe(a, &cli.config_dir, cli.json).into(),
     };
     let e = ctl::not_implemented(name);
     eprintln!("{e}");

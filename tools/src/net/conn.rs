@@ -140,7 +140,7 @@ impl Connection {
 
     /// Send one PDU. `bhs` must already hold the right TotalAHSLength and DataSegmentLength.
     pub fn send(&mut self, bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8]) -> Result<()> {
-        if ahs.len() % 4 != 0 || ahs.len() / 4 != bhs[4] as usize {
+        if !ahs.len().is_multiple_of(4) || ahs.len() / 4 != bhs[4] as usize {
             return Err(NetError::Protocol("outgoing AHS length does not match its BHS".into()));
         }
         if data.len() as u64 != u64::from(data_segment_len(bhs)) {

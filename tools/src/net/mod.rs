@@ -5,6 +5,7 @@
 //! `initiator-ctl discover` and `initiator-ctl probe` are thin shells over this module, and the
 //! interop tests (tools/tests/interop.rs) drive it against real tgtd and istgt.
 
+pub mod cli;
 pub mod conn;
 pub mod digest;
 pub mod error;

@@ -118,7 +118,7 @@ fn rw16(op: u8, lba: u64, blocks: u32) -> [u8; 16] {
 }
 
 fn block_count(len: usize, block_size: u32) -> Result<u32> {
-    if block_size == 0 || len % block_size as usize != 0 {
+    if block_size == 0 || !len.is_multiple_of(block_size as usize) {
         return Err(NetError::Protocol(format!("{len} bytes is not a whole number of {block_size}-byte blocks")));
     }
     u32::try_from(len / block_size as usize).map_err(|_| NetError::Protocol("transfer too long".into()))

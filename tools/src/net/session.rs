@@ -600,14 +600,17 @@ impl Session {
         for (k, v) in &keys.0 {
             match k.as_str() {
                 "HeaderDigest" | "DataDigest" => {
+                    let wanted = if k == "HeaderDigest" { opts.header_digest } else { opts.data_digest };
                     let on = match v.as_str() {
                         "CRC32C" => true,
                         "None" => false,
-                        _ => return Err(NetError::Protocol(format!("target answered {k}={v}"))),
+                        _ => !wanted,
                     };
-                    let wanted = if k == "HeaderDigest" { opts.header_digest } else { opts.data_digest };
                     if on != wanted {
-                        return Err(NetError::Protocol(format!("target answered {k}={v}, we offered only the other")));
+                        let ours = if wanted { "CRC32C" } else { "None" };
+                        return Err(NetError::Protocol(format!(
+                            "target refused {k}={ours} (it answered {k}={v}); check the target's digest settings"
+                        )));
                     }
                     if k == "HeaderDigest" {
                         self.params.header_digest = on;
