@@ -3,7 +3,8 @@
 //! The framing here is the only part of the wire format the driver handles itself; every field
 //! beyond "how long is this PDU" is decoded by the protocol core.
 
-use super::digest::crc32c;
+use super::digest::Platform;
+use iscsi_proto::crc;
 use super::error::{NetError, Result};
 use super::portal::Portal;
 use std::io::{Read, Write};
@@ -159,16 +160,16 @@ impl Connection {
         out.extend_from_slice(bhs);
         out.extend_from_slice(ahs);
         if self.header_digest {
-            let d = crc32c(&out);
-            out.extend_from_slice(&d.to_le_bytes());
+            let d = crc::header_digest(&Platform, bhs, ahs);
+            out.extend_from_slice(&d);
         }
         if !data.is_empty() {
             let start = out.len();
             out.extend_from_slice(data);
             out.extend_from_slice(&[0u8; 3][..pad]);
             if self.data_digest {
-                let d = crc32c(&out[start..]);
-                out.extend_from_slice(&d.to_le_bytes());
+                let d = crc::data_digest(&Platform, &out[start..start + data.len()]);
+                out.extend_from_slice(&d);
             }
         }
         let r = self.stream.write_all(&out).map_err(|e| NetError::io(format!("send to {}", self.peer), e));
@@ -189,11 +190,9 @@ impl Connection {
         if self.header_digest {
             let mut d = [0u8; 4];
             self.read_exact(&mut d)?;
-            let got = u32::from_le_bytes(d);
-            let mut c = crc32c::crc32c(&bhs);
-            c = crc32c::crc32c_append(c, &ahs);
-            if got != c {
-                return Err(NetError::Digest { what: "header", got, want: c });
+            if !crc::verify_header_digest(&Platform, &bhs, &ahs, &d) {
+                let want = crc::header_digest(&Platform, &bhs, &ahs);
+                return Err(NetError::Digest { what: "header", got: u32::from_le_bytes(d), want: u32::from_le_bytes(want) });
             }
         }
         let len = data_segment_len(&bhs);
@@ -207,10 +206,9 @@ impl Connection {
         if len > 0 && self.data_digest {
             let mut d = [0u8; 4];
             self.read_exact(&mut d)?;
-            let got = u32::from_le_bytes(d);
-            let c = crc32c(&data);
-            if got != c {
-                return Err(NetError::Digest { what: "data", got, want: c });
+            if !crc::verify_data_digest(&Platform, &data, &d) {
+                let want = crc::data_digest(&Platform, &data[..len]);
+                return Err(NetError::Digest { what: "data", got: u32::from_le_bytes(d), want: u32::from_le_bytes(want) });
             }
         }
         data.truncate(len);

@@ -766,21 +766,20 @@ impl Session {
             DataDir::Write(b) => (false, true, b.len()),
         };
         let expected_len = u32::try_from(len).map_err(|_| NetError::Protocol("transfer over 4 GiB".into()))?;
-        let p = self.params.clone();
-        let max_xmit = p.max_xmit_data_segment_length as usize;
-        // Unsolicited data: immediate data in the command, then Data-Out up to FirstBurstLength.
-        let (imm_len, unsol_len) = match &dir {
-            DataDir::Write(b) => {
-                let first_burst = (p.first_burst_length as usize).min(b.len());
-                let imm = if p.immediate_data { first_burst.min(max_xmit) } else { 0 };
-                let unsol = if p.initial_r2t { imm } else { first_burst };
-                (imm, unsol)
-            }
-            _ => (0, 0),
+        // Immediate data, unsolicited Data-Out and R2T bursts as proto's planner says.
+        let wp = iscsi_proto::dataout::WriteParams {
+            immediate_data: self.params.immediate_data,
+            initial_r2t: self.params.initial_r2t,
+            first_burst_length: self.params.first_burst_length,
+            max_burst_length: self.params.max_burst_length,
+            max_xmit_data_segment_length: self.params.max_xmit_data_segment_length,
+            max_outstanding_r2t: u16::try_from(self.params.max_outstanding_r2t).unwrap_or(u16::MAX),
         };
+        let mut plan = iscsi_proto::dataout::WritePlan::new(&wp, if write { expected_len } else { 0 });
+        let imm_len = plan.immediate_len() as usize;
         let cmd = ScsiCommand {
             immediate: false,
-            final_: unsol_len <= imm_len,
+            final_: plan.command_final(),
             read,
             write,
             attr: pdu::task_attr::SIMPLE,
@@ -798,9 +797,8 @@ impl Session {
         self.send_pdu(Pdu::ScsiCommand(cmd), &ahs[..ahs_len], &wbuf[..imm_len])?;
         self.cmd_sn = self.cmd_sn.wrapping_add(1);
         self.stats.immediate_bytes += imm_len as u64;
-        if unsol_len > imm_len {
-            self.send_data_out(lun_b, itt, RESERVED_TAG, wbuf, imm_len, unsol_len - imm_len)?;
-        }
+        let unsolicited = plan.unsolicited();
+        self.send_data_out(lun_b, itt, unsolicited, wbuf)?;
         let mut rbuf = match dir {
             DataDir::Read(b) => Some(b),
             _ => None,
@@ -842,12 +840,11 @@ impl Session {
                 Pdu::R2t(r) if r.itt == itt => {
                     self.stats.r2ts += 1;
                     self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-                    let off = r.offset as usize;
-                    let want = r.desired_len as usize;
-                    if off.checked_add(want).is_none_or(|e| e > wbuf.len()) || want == 0 {
-                        return Err(NetError::Protocol("R2T outside the write buffer".into()));
-                    }
-                    self.send_data_out(lun_b, itt, r.ttt, wbuf, off, want)?;
+                    let burst = plan
+                        .on_r2t(&r)
+                        .map_err(|e| NetError::Protocol(format!("bad R2T from the target: {e:?}")))?;
+                    self.send_data_out(lun_b, itt, burst, wbuf)?;
+                    plan.burst_done();
                 }
                 Pdu::ScsiResponse(r) if r.itt == itt => {
                     self.note_stat_sn(r.stat_sn);
@@ -870,32 +867,36 @@ impl Session {
         }
     }
 
-    /// Send `len` bytes of `buf` from `offset` as one Data-Out sequence (each PDU at most the
-    /// target's MaxRecvDataSegmentLength, DataSN from 0, F on the last).
-    fn send_data_out(&mut self, lun: [u8; 8], itt: u32, ttt: u32, buf: &[u8], offset: usize, len: usize) -> Result<()> {
-        let max = (self.params.max_xmit_data_segment_length as usize).max(1);
-        let end = offset + len;
-        let mut at = offset;
-        let mut data_sn = 0u32;
-        while at < end {
-            let n = max.min(end - at);
-            let d = DataOut {
-                final_: at + n == end,
+    /// Send one Data-Out sequence planned by proto (each PDU at most the target's
+    /// MaxRecvDataSegmentLength, DataSN from 0, F on the last).
+    fn send_data_out(
+        &mut self,
+        lun: [u8; 8],
+        itt: u32,
+        seq: iscsi_proto::dataout::DataOutSeq,
+        buf: &[u8],
+    ) -> Result<()> {
+        for d in seq {
+            let (at, n) = (d.offset as usize, d.len as usize);
+            let data = at
+                .checked_add(n)
+                .and_then(|end| buf.get(at..end))
+                .ok_or_else(|| NetError::Protocol("Data-Out outside the write buffer".into()))?;
+            let p = DataOut {
+                final_: d.final_,
                 lun,
                 itt,
-                ttt,
+                ttt: d.ttt,
                 exp_stat_sn: self.exp_stat_sn,
-                data_sn,
-                offset: at as u32,
+                data_sn: d.data_sn,
+                offset: d.offset,
             };
-            self.send_pdu(Pdu::DataOut(d), &[], &buf[at..at + n])?;
-            if ttt == RESERVED_TAG {
+            self.send_pdu(Pdu::DataOut(p), &[], data)?;
+            if d.ttt == RESERVED_TAG {
                 self.stats.unsolicited_data_out_pdus += 1;
             } else {
                 self.stats.solicited_data_out_pdus += 1;
             }
-            at += n;
-            data_sn += 1;
         }
         Ok(())
     }
