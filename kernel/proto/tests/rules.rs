@@ -260,14 +260,12 @@ proptest! {
         let mut plan = WritePlan::new(&p, total);
         let mut covered = plan.immediate_len();
         prop_assert!(covered <= mrdsl && covered <= fb.min(mb));
-        let mut sn = 0;
         let mut last_final = true;
-        for pdu in plan.unsolicited() {
+        for (sn, pdu) in plan.unsolicited().enumerate() {
             prop_assert_eq!(pdu.offset, covered);
             prop_assert!(pdu.len >= 1 && pdu.len <= mrdsl);
-            prop_assert_eq!(pdu.data_sn, sn);
+            prop_assert_eq!(pdu.data_sn, sn as u32);
             prop_assert_eq!(pdu.ttt, RESERVED_TAG);
-            sn += 1;
             covered += pdu.len;
             last_final = pdu.final_;
         }

@@ -8,8 +8,11 @@ use iscsi_proto::pdu::{self, Bhs, Digests};
 use iscsi_proto::text::{self, Limits, Negotiation, OfferScope, TextWriter};
 use iscsi_proto::{scsi, sendtargets};
 
-/// Every target the harness knows, by corpus directory name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: corpus directory name and body.
+pub type Target = (&'static str, fn(&[u8]));
+
+/// Every target the harness knows, with its corpus directory name.
+pub const TARGETS: &[Target] = &[
     ("pdu", pdu_decode),
     ("text", text_parse),
     ("sendtargets", sendtargets_parse),
