@@ -1,0 +1,72 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! core-iscsi: an iSCSI initiator (RFC 7143) for Linux, in Rust.
+//!
+//! Each channel configured under `/sys/kernel/config/core_iscsi/` is one iSCSI session, which
+//! the module logs into and registers as a SCSI host. The layers, from the bottom:
+//!
+//! - [`proto`]: the sans-IO protocol core, the same files cargo builds as the `iscsi-proto`
+//!   crate (kernel/proto/src), compiled here with the kernel's lints;
+//! - [`sys`]: thin safe wrappers over the C interfaces the `kernel` crate lacks; every `unsafe`
+//!   block of the module is there;
+//! - the rest: safe Rust on top of both.
+
+use kernel::prelude::*;
+
+mod control;
+mod sys;
+
+/// The shared sans-IO protocol core (kernel/proto/src), compiled into the module.
+///
+/// Each file is a leaf module naming its siblings as `super::x`, so the same sources build as
+/// the cargo crate and here.
+pub mod proto {
+    #[path = "src/chap.rs"]
+    pub mod chap;
+    #[path = "src/crc.rs"]
+    pub mod crc;
+    #[path = "src/dataout.rs"]
+    pub mod dataout;
+    #[path = "src/login.rs"]
+    pub mod login;
+    #[path = "src/pdu.rs"]
+    pub mod pdu;
+    #[path = "src/scsi.rs"]
+    pub mod scsi;
+    #[path = "src/sendtargets.rs"]
+    pub mod sendtargets;
+    #[path = "src/serial.rs"]
+    pub mod serial;
+    #[path = "src/text.rs"]
+    pub mod text;
+}
+
+/// The module's version, reported at `/sys/kernel/config/core_iscsi/version`; kept equal to the
+/// workspace version in Cargo.toml (checked by the tools' tests).
+pub(crate) const VERSION: &str = "0.1.0";
+
+module! {
+    type: CoreIscsi,
+    name: "core_iscsi",
+    author: "The core-iscsi developers",
+    description: "iSCSI initiator (RFC 7143): one SCSI host per iSCSI session",
+    license: "GPL",
+}
+
+struct CoreIscsi {
+    _control: control::Control,
+}
+
+impl kernel::Module for CoreIscsi {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let control = control::Control::register()?;
+        pr_info!("core-iscsi {} loaded\n", VERSION);
+        Ok(Self { _control: control })
+    }
+}
+
+impl Drop for CoreIscsi {
+    fn drop(&mut self) {
+        pr_info!("core-iscsi {} unloaded\n", VERSION);
+    }
+}

@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers over the C interfaces that the 6.12 `kernel` crate does not cover.
+//!
+//! Every `unsafe` block of the module is in this directory, each with its `// SAFETY:`
+//! argument; the code above it is safe Rust. Each file names the C header it wraps.
+
+pub(crate) mod bindings;
+pub(crate) mod configfs;
