@@ -4,13 +4,13 @@
 //! Secrets come from a file (`--chap-secret-file`) or an environment variable
 //! (`--chap-secret-env`), never from the command line, and are never printed.
 
-use super::digest::ChapAlg;
 use super::error::NetError;
 use super::portal::Portal;
 use super::scsi;
 use super::session::{ChapCredentials, LoginOptions, Session};
 use super::{discover, Timeouts};
 use crate::exit_code::Exit;
+use iscsi_proto::chap::ChapAlgorithm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -114,12 +114,12 @@ fn read_secret(file: Option<&Path>, env: Option<&str>, what: &str) -> Result<Opt
     Ok(None)
 }
 
-fn alg(name: &str) -> Result<ChapAlg, NetError> {
+fn alg(name: &str) -> Result<ChapAlgorithm, NetError> {
     Ok(match name.to_ascii_lowercase().as_str() {
-        "md5" | "5" => ChapAlg::Md5,
-        "sha1" | "sha-1" | "6" => ChapAlg::Sha1,
-        "sha256" | "sha-256" | "7" => ChapAlg::Sha256,
-        "sha3-256" | "sha3" | "8" => ChapAlg::Sha3_256,
+        "md5" | "5" => ChapAlgorithm::Md5,
+        "sha1" | "sha-1" | "6" => ChapAlgorithm::Sha1,
+        "sha256" | "sha-256" | "7" => ChapAlgorithm::Sha256,
+        "sha3-256" | "sha3" | "8" => ChapAlgorithm::Sha3_256,
         _ => return Err(NetError::Auth(format!("unknown CHAP algorithm {name:?}"))),
     })
 }

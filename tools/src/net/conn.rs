@@ -4,15 +4,15 @@
 //! beyond "how long is this PDU" is decoded by the protocol core.
 
 use super::digest::Platform;
-use iscsi_proto::crc;
 use super::error::{NetError, Result};
 use super::portal::Portal;
+use iscsi_proto::crc;
+use iscsi_proto::pdu::{self, Digests, PduError};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// Length of the Basic Header Segment.
-pub const BHS_LEN: usize = 48;
+pub use iscsi_proto::pdu::BHS_LEN;
 
 /// The MaxRecvDataSegmentLength that applies before negotiation (RFC 7143 §13.12) and to login
 /// and text PDUs.
@@ -49,11 +49,6 @@ impl RawPdu {
     pub fn opcode(&self) -> u8 {
         self.bhs[0] & 0x3f
     }
-}
-
-/// DataSegmentLength from a BHS.
-pub fn data_segment_len(bhs: &[u8; BHS_LEN]) -> u32 {
-    u32::from_be_bytes([0, bhs[5], bhs[6], bhs[7]])
 }
 
 /// One TCP connection to a target.
@@ -141,10 +136,10 @@ impl Connection {
 
     /// Send one PDU. `bhs` must already hold the right TotalAHSLength and DataSegmentLength.
     pub fn send(&mut self, bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8]) -> Result<()> {
-        if !ahs.len().is_multiple_of(4) || ahs.len() / 4 != bhs[4] as usize {
+        if ahs.len() != pdu::ahs_len_of(bhs) {
             return Err(NetError::Protocol("outgoing AHS length does not match its BHS".into()));
         }
-        if data.len() as u64 != u64::from(data_segment_len(bhs)) {
+        if data.len() as u64 != u64::from(pdu::data_segment_len_of(bhs)) {
             return Err(NetError::Protocol("outgoing data length does not match its BHS".into()));
         }
         if data.len() > self.max_xmit as usize {
@@ -154,7 +149,7 @@ impl Connection {
                 self.max_xmit
             )));
         }
-        let pad = (4 - data.len() % 4) % 4;
+        let pad = pdu::pad_len(data.len());
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         out.extend_from_slice(bhs);
@@ -184,8 +179,7 @@ impl Connection {
     pub fn recv(&mut self) -> Result<RawPdu> {
         let mut bhs = [0u8; BHS_LEN];
         self.read_exact(&mut bhs)?;
-        let ahs_len = bhs[4] as usize * 4;
-        let mut ahs = vec![0u8; ahs_len];
+        let mut ahs = vec![0u8; pdu::ahs_len_of(&bhs)];
         self.read_exact(&mut ahs)?;
         if self.header_digest {
             let mut d = [0u8; 4];
@@ -195,15 +189,16 @@ impl Connection {
                 return Err(NetError::Digest { what: "header", got: u32::from_le_bytes(d), want: u32::from_le_bytes(want) });
             }
         }
-        let len = data_segment_len(&bhs);
-        if len > self.max_recv {
-            return Err(NetError::Oversize { len, max: self.max_recv });
-        }
-        let len = len as usize;
-        let pad = (4 - len % 4) % 4;
-        let mut data = vec![0u8; len + pad];
+        // Only a header we trust says how much follows; proto refuses more than we declared.
+        let digests = Digests { header: self.header_digest, data: self.data_digest };
+        let lay = pdu::rx_layout(&bhs, digests, self.max_recv).map_err(|e| match e {
+            PduError::DataSegmentTooLarge { len, max } => NetError::Oversize { len, max },
+            e => NetError::Protocol(format!("PDU framing: {e:?}")),
+        })?;
+        let len = lay.data_len;
+        let mut data = vec![0u8; len + lay.pad_len];
         self.read_exact(&mut data)?;
-        if len > 0 && self.data_digest {
+        if lay.data_digest_len > 0 {
             let mut d = [0u8; 4];
             self.read_exact(&mut d)?;
             if !crc::verify_data_digest(&Platform, &data, &d) {

@@ -2,6 +2,11 @@
 //! with digests, login (with one-way or mutual CHAP), SendTargets discovery, SCSI commands with
 //! immediate / unsolicited / R2T-solicited Data-Out, and logout.
 //!
+//! The protocol logic (PDUs, login state machine, text negotiation, CHAP, SendTargets parsing,
+//! CDBs, serial arithmetic, Data-Out planning) is proto's alone, shared with the kernel module;
+//! this module does the I/O around it: sockets, bounded reads of whole PDUs, timeouts, random
+//! bytes, the platform hash implementations and the command line.
+//!
 //! `initiator-ctl discover` and `initiator-ctl probe` are thin shells over this module, and the
 //! interop tests (tools/tests/interop.rs) drive it against real tgtd and istgt.
 
@@ -12,7 +17,6 @@ pub mod error;
 pub mod portal;
 pub mod scsi;
 pub mod session;
-pub mod text;
 
 pub use conn::{Connection, RawPdu, Timeouts};
 pub use error::{NetError, Result};

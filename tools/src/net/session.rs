@@ -1,19 +1,42 @@
 //! An iSCSI session over one TCP connection: login (security and operational stages, one-way
 //! or mutual CHAP), SendTargets, SCSI commands, logout.
 //!
+//! Every protocol decision is the `iscsi-proto` core's, the same code the kernel module runs:
+//! the login is proto's [`Login`] state machine (text negotiation, CHAP, stage transitions),
+//! SendTargets answers are parsed by `sendtargets`, writes are planned by `dataout`, CmdSN /
+//! StatSN follow `serial`. This file only moves PDUs between that core and the [`Connection`],
+//! supplies what proto cannot (random ISID and CHAP challenge, the platform hashes, timeouts)
+//! and turns proto's errors into messages.
+//!
 //! One command is outstanding at a time: this driver is for discovery, probing and tests, not
 //! for throughput (that is the kernel module's job).
 
-use super::conn::{Connection, RawPdu, Timeouts, DEFAULT_MRDSL};
-use super::digest::{chap_response, random, ChapAlg};
+use super::conn::{Connection, RawPdu, Timeouts};
+use super::digest::{random, Platform};
 use super::error::{NetError, Result};
 use super::portal::Portal;
-use super::text::{decode_binary, encode_hex, Keys};
-use iscsi_proto::pdu::{
-    self, Bhs, DataOut, LoginRequest, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, Stage, TextRequest,
-    BHS_LEN, RESERVED_TAG,
+use iscsi_proto::chap::{ChapAlgorithm, ChapConfig, ChapError, MutualChap};
+use iscsi_proto::dataout::{DataOutSeq, WriteParams, WritePlan};
+use iscsi_proto::login::{
+    InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent, ProtocolError, SessionType, TargetError,
+    MAX_LOGIN_DATA,
 };
+use iscsi_proto::pdu::{
+    self, Bhs, DataOut, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TextRequest, BHS_LEN, RESERVED_TAG,
+};
+use iscsi_proto::serial::{self, CmdWindow};
+use iscsi_proto::text::{self, DigestPref, Key, Limits, Params, TextError, TextWriter};
+use iscsi_proto::{scsi as pscsi, sendtargets};
 use zeroize::Zeroizing;
+
+/// Most login response text (one response, all its C-bit parts) we hold.
+const MAX_LOGIN_TEXT: usize = 64 * 1024;
+/// Most SendTargets answer text we hold.
+const MAX_SEND_TARGETS_TEXT: usize = 16 << 20;
+/// Length of our mutual CHAP challenge.
+const MUTUAL_CHALLENGE_LEN: usize = 16;
+/// PDUs we read at most while waiting for the target to open a closed command window.
+const MAX_WINDOW_WAITS: u32 = 16;
 
 /// A CHAP name and secret. The secret is zeroed on drop and never printed (`Debug` hides it).
 #[derive(Clone)]
@@ -48,8 +71,9 @@ pub struct LoginOptions {
     pub chap: Option<ChapCredentials>,
     /// The credentials the target must answer our challenge with (mutual CHAP; needs `chap`).
     pub mutual: Option<ChapCredentials>,
-    /// CHAP algorithms to offer, most preferred first (default MD5 only: see [`ChapAlg`]).
-    pub chap_algorithms: Vec<ChapAlg>,
+    /// CHAP algorithms to offer, most preferred first (default MD5 only, which every target
+    /// knows).
+    pub chap_algorithms: Vec<ChapAlgorithm>,
     /// Ask for HeaderDigest=CRC32C (required, not merely offered).
     pub header_digest: bool,
     /// Ask for DataDigest=CRC32C.
@@ -76,7 +100,7 @@ impl LoginOptions {
             target_name: None,
             chap: None,
             mutual: None,
-            chap_algorithms: vec![ChapAlg::Md5],
+            chap_algorithms: vec![ChapAlgorithm::Md5],
             header_digest: false,
             data_digest: false,
             max_recv_data_segment_length: 262_144,
@@ -87,9 +111,27 @@ impl LoginOptions {
             timeouts: Timeouts::default(),
         }
     }
+
+    /// Our operational offer, in proto's terms (which also bounds the target's answers).
+    pub fn limits(&self) -> Limits {
+        let digest = |on: bool| if on { DigestPref::Crc32c } else { DigestPref::None };
+        Limits {
+            header_digest: digest(self.header_digest),
+            data_digest: digest(self.data_digest),
+            max_recv_data_segment_length: self.max_recv_data_segment_length,
+            initial_r2t: self.initial_r2t,
+            immediate_data: self.immediate_data,
+            max_burst_length: self.max_burst_length,
+            first_burst_length: self.first_burst_length,
+            // Error recovery level 0: nothing to retain after a connection fails.
+            default_time2retain: 0,
+            ..Limits::default()
+        }
+    }
 }
 
-/// The operational parameters in force after login.
+/// The operational parameters in force after login (proto's negotiation result, flattened for
+/// printing and JSON).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Negotiated {
     /// HeaderDigest=CRC32C.
@@ -127,24 +169,25 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    fn defaults(max_recv: u32) -> Negotiated {
+    fn new(done: &LoginComplete, target_keys: Vec<(String, String)>) -> Negotiated {
+        let (s, c) = (&done.params.session, &done.params.conn);
         Negotiated {
-            header_digest: false,
-            data_digest: false,
-            max_recv_data_segment_length: max_recv,
-            max_xmit_data_segment_length: DEFAULT_MRDSL,
-            initial_r2t: true,
-            immediate_data: true,
-            first_burst_length: 65_536,
-            max_burst_length: 262_144,
-            max_outstanding_r2t: 1,
-            data_pdu_in_order: true,
-            data_sequence_in_order: true,
-            error_recovery_level: 0,
-            target_portal_group_tag: None,
-            target_alias: None,
-            tsih: 0,
-            target_keys: Vec::new(),
+            header_digest: c.header_digest,
+            data_digest: c.data_digest,
+            max_recv_data_segment_length: c.max_recv_data_segment_length,
+            max_xmit_data_segment_length: c.max_xmit_data_segment_length,
+            initial_r2t: s.initial_r2t,
+            immediate_data: s.immediate_data,
+            first_burst_length: s.first_burst_length,
+            max_burst_length: s.max_burst_length,
+            max_outstanding_r2t: s.max_outstanding_r2t.into(),
+            data_pdu_in_order: s.data_pdu_in_order,
+            data_sequence_in_order: s.data_sequence_in_order,
+            error_recovery_level: s.error_recovery_level.into(),
+            target_portal_group_tag: s.target_portal_group_tag,
+            target_alias: target_keys.iter().rev().find(|(k, _)| k == "TargetAlias").map(|(_, v)| v.clone()),
+            tsih: done.tsih,
+            target_keys,
         }
     }
 }
@@ -154,7 +197,7 @@ impl Negotiated {
 pub struct DiscoveredTarget {
     /// TargetName.
     pub name: String,
-    /// Its TargetAddress values (`HOST:PORT,TPGT` as sent), in order.
+    /// Its TargetAddress values (`HOST:PORT,TPGT`), in order.
     pub addresses: Vec<String>,
 }
 
@@ -180,30 +223,6 @@ pub struct ScsiOutcome {
     pub residual: i64,
     /// Sense data, if the target sent any.
     pub sense: Vec<u8>,
-}
-
-/// RFC 7143 §11.13.5 text for a login status.
-pub fn login_status_text(class: u8, detail: u8) -> &'static str {
-    match (class, detail) {
-        (1, 1) => "target moved temporarily",
-        (1, 2) => "target moved permanently",
-        (2, 0) => "initiator error",
-        (2, 1) => "authentication failure",
-        (2, 2) => "authorization failure",
-        (2, 3) => "target not found",
-        (2, 4) => "target removed",
-        (2, 5) => "unsupported version",
-        (2, 6) => "too many connections",
-        (2, 7) => "missing parameter",
-        (2, 8) => "can't include in session",
-        (2, 9) => "session type not supported",
-        (2, 10) => "session does not exist",
-        (2, 11) => "invalid during login",
-        (3, 0) => "target error",
-        (3, 1) => "service unavailable",
-        (3, 2) => "out of resources",
-        _ => "unknown status",
-    }
 }
 
 /// Counters of what crossed the wire, for tests and `probe` to check the mechanism used.
@@ -232,34 +251,179 @@ pub struct Stats {
 pub struct Session {
     stats: Stats,
     conn: Connection,
-    params: Negotiated,
-    isid: [u8; 6],
-    cmd_sn: u32,
+    params: Params,
+    negotiated: Negotiated,
+    window: CmdWindow,
     exp_stat_sn: u32,
-    max_cmd_sn: u32,
     next_itt: u32,
     discovery: bool,
 }
 
-fn proto_err(what: &str, e: pdu::PduError) -> NetError {
+fn proto_err(what: &str, e: impl std::fmt::Debug) -> NetError {
     NetError::Protocol(format!("{what}: {e:?}"))
 }
 
-fn yes(v: &str) -> bool {
-    v.eq_ignore_ascii_case("Yes")
+/// Send a PDU that proto wrote whole (BHS, data, padding) on `conn`.
+fn send_encoded(conn: &mut Connection, wire: &[u8]) -> Result<()> {
+    let bhs: &[u8; BHS_LEN] = wire
+        .get(..BHS_LEN)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| NetError::Protocol("encoded PDU shorter than its header".into()))?;
+    let dlen = pdu::data_segment_len_of(bhs) as usize;
+    let data = wire
+        .get(BHS_LEN..BHS_LEN + dlen)
+        .ok_or_else(|| NetError::Protocol("encoded PDU shorter than its data segment".into()))?;
+    conn.send(bhs, &[], data)
 }
 
-fn yn(b: bool) -> &'static str {
-    if b {
-        "Yes"
-    } else {
-        "No"
+/// Run proto's login state machine on `conn` until full feature phase. Returns the result, the
+/// ExpStatSN to continue with and every key=value the target sent (for reports).
+fn run_login(conn: &mut Connection, cfg: &LoginConfig<'_>, stats: &mut Stats) -> Result<(LoginComplete, u32, Transcript)> {
+    let platform = Platform;
+    let mut rx = vec![0u8; MAX_LOGIN_TEXT];
+    let mut login = Login::new(cfg, &platform, &mut rx);
+    let mut out = vec![0u8; BHS_LEN + MAX_LOGIN_DATA + 4];
+    let mut transcript = Transcript::default();
+    loop {
+        if let Some(n) = login.poll_transmit(&mut out).map_err(|e| login_error(e, None))? {
+            send_encoded(conn, &out[..n])?;
+            stats.pdus_sent += 1;
+        }
+        let raw = conn.recv()?;
+        stats.pdus_received += 1;
+        transcript.record(&raw);
+        match login.handle_pdu(&raw.bhs, &raw.data) {
+            Ok(LoginEvent::Continue) => {}
+            Ok(LoginEvent::Complete(done)) => return Ok((done, login.exp_stat_sn(), transcript)),
+            Err(e) => {
+                if let (LoginError::Redirect { .. }, Some(a)) = (e, login.redirect_address()) {
+                    log::warn!("the target redirects to {}", String::from_utf8_lossy(a));
+                }
+                return Err(login_error(e, Some(&raw)));
+            }
+        }
     }
 }
 
-/// Serial number comparison (RFC 1982, 32 bits): a < b.
-fn sn_lt(a: u32, b: u32) -> bool {
-    a != b && b.wrapping_sub(a) < 0x8000_0000
+/// The key=value pairs of the target's login responses, kept for [`Negotiated::target_keys`].
+#[derive(Default)]
+struct Transcript {
+    text: Vec<u8>,
+    keys: Vec<(String, String)>,
+}
+
+impl Transcript {
+    fn record(&mut self, raw: &RawPdu) {
+        let Ok(Bhs { pdu: Pdu::LoginResponse(r), .. }) = Bhs::decode(&raw.bhs) else { return };
+        if self.text.len() + raw.data.len() <= MAX_LOGIN_TEXT {
+            self.text.extend_from_slice(&raw.data);
+        }
+        if r.continue_ {
+            return;
+        }
+        for (k, v) in text::pairs(&self.text).map_while(|p| p.ok()) {
+            self.keys.push((String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()));
+        }
+        self.text.clear();
+    }
+}
+
+/// Status class and detail of a Login Response.
+fn login_status(raw: &RawPdu) -> Option<(u8, u8)> {
+    match Bhs::decode(&raw.bhs).ok()?.pdu {
+        Pdu::LoginResponse(r) => Some((r.status_class, r.status_detail)),
+        _ => None,
+    }
+}
+
+/// Words for a login status (RFC 7143 section 11.13.5), from proto's decoding of it.
+fn status_reason(e: &LoginError) -> &'static str {
+    use InitiatorError as I;
+    use TargetError as T;
+    match e {
+        LoginError::Redirect { permanent: false } => "target moved temporarily",
+        LoginError::Redirect { permanent: true } => "target moved permanently",
+        LoginError::Initiator(i) => match i {
+            I::Other | I::Unknown(_) => "initiator error",
+            I::AuthenticationFailure => "authentication failure",
+            I::AuthorizationFailure => "authorization failure",
+            I::NotFound => "target not found",
+            I::TargetRemoved => "target removed",
+            I::UnsupportedVersion => "unsupported version",
+            I::TooManyConnections => "too many connections",
+            I::MissingParameter => "missing parameter",
+            I::CantIncludeInSession => "can't include in session",
+            I::SessionTypeNotSupported => "session type not supported",
+            I::SessionDoesNotExist => "session does not exist",
+            I::InvalidDuringLogin => "invalid during login",
+        },
+        LoginError::Target(t) => match t {
+            T::Other | T::Unknown(_) => "target error",
+            T::ServiceUnavailable => "service unavailable",
+            T::OutOfResources => "out of resources",
+        },
+        _ => "unknown status",
+    }
+}
+
+fn chap_error(e: ChapError) -> NetError {
+    NetError::Auth(
+        match e {
+            ChapError::AlgorithmNotOffered => "the target chose no CHAP algorithm we offered",
+            ChapError::DigestUnavailable => "the CHAP digest could not be computed",
+            ChapError::BadEncoding | ChapError::BadIdentifier | ChapError::BadChallenge => {
+                "the target sent a malformed CHAP challenge"
+            }
+            ChapError::ReflectedChallenge => "the target sent back our own CHAP challenge (reflection); refused",
+            ChapError::Missing => "the target left out CHAP keys it owes",
+            ChapError::WrongName => "mutual CHAP: the target answered with another name than expected",
+            ChapError::BadResponse => "mutual CHAP: the target's response is wrong (bad target secret)",
+        }
+        .into(),
+    )
+}
+
+fn text_error(e: TextError) -> NetError {
+    match e {
+        TextError::NotOffered(k @ (Key::HeaderDigest | Key::DataDigest))
+        | TextError::Rejected(k @ (Key::HeaderDigest | Key::DataDigest)) => NetError::Protocol(format!(
+            "target refused the {k:?} we require; check the target's digest settings"
+        )),
+        e => NetError::Protocol(format!("login negotiation failed: {e:?}")),
+    }
+}
+
+/// Turn proto's login error into ours; `raw` is the response that caused it, if any.
+fn login_error(e: LoginError, raw: Option<&RawPdu>) -> NetError {
+    match e {
+        LoginError::Redirect { .. }
+        | LoginError::Initiator(_)
+        | LoginError::Target(_)
+        | LoginError::UnknownStatus { .. } => {
+            let (class, detail) = match (e, raw.and_then(login_status)) {
+                (_, Some(s)) => s,
+                (LoginError::UnknownStatus { class, detail }, None) => (class, detail),
+                _ => (0xff, 0xff),
+            };
+            NetError::LoginRejected { class, detail, reason: status_reason(&e) }
+        }
+        LoginError::MutualAuthSkipped => {
+            NetError::Auth("mutual CHAP: the target did not authenticate itself to us".into())
+        }
+        LoginError::AuthMethodRejected => NetError::Auth(
+            "the target and we disagree on AuthMethod: it requires authentication we were not given CHAP \
+             credentials for, or refuses the CHAP we require"
+                .into(),
+        ),
+        LoginError::Chap(c) => chap_error(c),
+        LoginError::Text(t) => text_error(t),
+        LoginError::Pdu(p) => proto_err("malformed Login Response", p),
+        LoginError::Protocol(ProtocolError::UnexpectedOpcode(op)) if op == pdu::opcode::REJECT => {
+            NetError::Protocol("target rejected the login PDU".into())
+        }
+        LoginError::Protocol(p) => proto_err("target broke the login protocol", p),
+        LoginError::BufferTooSmall => NetError::Protocol("login request does not fit in a PDU".into()),
+    }
 }
 
 impl Session {
@@ -268,27 +432,63 @@ impl Session {
         if opts.mutual.is_some() && opts.chap.is_none() {
             return Err(NetError::Auth("mutual CHAP needs the initiator's CHAP credentials too".into()));
         }
-        let conn = Connection::connect(portal, opts.timeouts)?;
+        let mut conn = Connection::connect(portal, opts.timeouts)?;
+        // Random qualifier, type 0b10 (random) in the top bits.
         let mut isid = [0x80u8, 0, 0, 0, 0, 0];
         random(&mut isid[1..4]).map_err(|e| NetError::io("random ISID", e))?;
-        let mut s = Session {
-            stats: Stats::default(),
-            conn,
-            params: Negotiated::defaults(opts.max_recv_data_segment_length),
+        let mut challenge = [0u8; MUTUAL_CHALLENGE_LEN];
+        let mut identifier = [0u8; 1];
+        if opts.mutual.is_some() {
+            random(&mut challenge).map_err(|e| NetError::io("random CHAP challenge", e))?;
+            random(&mut identifier).map_err(|e| NetError::io("random CHAP identifier", e))?;
+        }
+        let chap = opts.chap.as_ref().map(|c| ChapConfig {
+            user: &c.user,
+            secret: &c.secret,
+            algorithms: &opts.chap_algorithms,
+            mutual: opts.mutual.as_ref().map(|m| MutualChap {
+                target_user: &m.user,
+                secret: &m.secret,
+                challenge: &challenge,
+                identifier: identifier[0],
+            }),
+        });
+        let login_itt = 1;
+        let cfg = LoginConfig {
+            initiator_name: &opts.initiator_name,
+            initiator_alias: None,
+            target_name: opts.target_name.as_deref().unwrap_or(""),
+            session_type: if opts.target_name.is_some() { SessionType::Normal } else { SessionType::Discovery },
             isid,
+            tsih: 0,
+            cid: 0,
+            itt: login_itt,
             cmd_sn: 1,
             exp_stat_sn: 0,
-            max_cmd_sn: 1,
-            next_itt: 1,
-            discovery: opts.target_name.is_none(),
+            chap,
+            limits: opts.limits(),
         };
-        s.do_login(opts)?;
-        Ok(s)
+        let mut stats = Stats::default();
+        let (done, exp_stat_sn, transcript) = run_login(&mut conn, &cfg, &mut stats)?;
+        let p = done.params;
+        conn.set_digests(p.conn.header_digest, p.conn.data_digest);
+        conn.set_limits(p.conn.max_recv_data_segment_length, p.conn.max_xmit_data_segment_length);
+        Ok(Session {
+            stats,
+            conn,
+            params: p,
+            negotiated: Negotiated::new(&done, transcript.keys),
+            // Login Requests are immediate: the first command carries the ExpCmdSN they left.
+            window: CmdWindow::new(done.exp_cmd_sn, done.exp_cmd_sn, done.max_cmd_sn),
+            exp_stat_sn,
+            next_itt: login_itt.wrapping_add(1),
+            discovery: opts.target_name.is_none(),
+        })
     }
 
     /// The parameters in force.
     pub fn negotiated(&self) -> &Negotiated {
-        &self.params
+        &self.negotiated
     }
 
     /// What crossed the wire so far.
@@ -332,331 +532,30 @@ impl Session {
     fn note_stat_sn(&mut self, stat_sn: u32) {
         // Only advance: a StatSN of an older status is not a reason to go back.
         let next = stat_sn.wrapping_add(1);
-        if sn_lt(self.exp_stat_sn, next) || self.exp_stat_sn == 0 {
+        if serial::lt(self.exp_stat_sn, next) {
             self.exp_stat_sn = next;
         }
     }
 
     fn note_window(&mut self, exp_cmd_sn: u32, max_cmd_sn: u32) {
-        // RFC 7143 §4.2.2.1: ignore a window where MaxCmdSN < ExpCmdSN - 1.
-        if sn_lt(max_cmd_sn, exp_cmd_sn.wrapping_sub(1)) {
-            return;
-        }
-        if sn_lt(self.max_cmd_sn, max_cmd_sn) {
-            self.max_cmd_sn = max_cmd_sn;
-        }
+        self.window.update(exp_cmd_sn, max_cmd_sn);
     }
 
-    // ---- login -----------------------------------------------------------------------------
-
-    fn do_login(&mut self, opts: &LoginOptions) -> Result<()> {
-        let itt = self.itt();
-        let mut first = Keys::new();
-        first.push("InitiatorName", opts.initiator_name.clone());
-        match &opts.target_name {
-            Some(t) => {
-                first.push("SessionType", "Normal");
-                first.push("TargetName", t.clone());
+    /// CmdSN for a non-immediate command, waiting (a bounded number of PDUs) for the target to
+    /// open a closed window with a NOP-In or an Async Message.
+    fn assign_cmd_sn(&mut self) -> Result<u32> {
+        for _ in 0..MAX_WINDOW_WAITS {
+            if let Some(sn) = self.window.assign() {
+                return Ok(sn);
             }
-            None => first.push("SessionType", "Discovery"),
-        }
-        let mut stage = Stage::Security;
-        let mut transit_to_op;
-        if opts.chap.is_some() {
-            first.push("AuthMethod", "CHAP");
-            let rsp = self.login_exchange(itt, Stage::Security, Stage::Operational, false, &first)?;
-            if rsp.1.get("AuthMethod") != Some("CHAP") {
-                return Err(NetError::Auth(format!(
-                    "the target did not accept CHAP (it answered AuthMethod={})",
-                    rsp.1.get("AuthMethod").unwrap_or("<none>")
-                )));
-            }
-            self.chap_exchange(itt, opts)?;
-            transit_to_op = true;
-        } else {
-            first.push("AuthMethod", "None");
-            let (r, keys) = self.login_exchange(itt, Stage::Security, Stage::Operational, true, &first)?;
-            match keys.get("AuthMethod") {
-                Some("None") | None => {}
-                Some(m) => {
-                    return Err(NetError::Auth(format!(
-                        "the target requires authentication (AuthMethod={m}); give CHAP credentials"
-                    )))
-                }
-            }
-            transit_to_op = r.transit;
-            // A target may skip the operational stage and go straight to full feature.
-            if r.transit && r.nsg == Stage::FullFeature {
-                return self.finish_login(opts);
-            }
-        }
-        // Security stage done (or the target wants more security-stage PDUs without keys).
-        let mut guard = 0;
-        while !transit_to_op {
-            guard += 1;
-            if guard > 8 {
-                return Err(NetError::Protocol("target never left the security stage".into()));
-            }
-            let (r, _) = self.login_exchange(itt, Stage::Security, Stage::Operational, true, &Keys::new())?;
-            transit_to_op = r.transit;
-        }
-        stage = match stage {
-            Stage::Security => Stage::Operational,
-            s => s,
-        };
-        // Operational stage.
-        let mut op = Keys::new();
-        let dig = |on: bool| if on { "CRC32C" } else { "None" };
-        op.push("HeaderDigest", dig(opts.header_digest));
-        op.push("DataDigest", dig(opts.data_digest));
-        op.push("MaxRecvDataSegmentLength", opts.max_recv_data_segment_length.to_string());
-        if !self.discovery {
-            op.push("InitialR2T", yn(opts.initial_r2t));
-            op.push("ImmediateData", yn(opts.immediate_data));
-            op.push("MaxBurstLength", opts.max_burst_length.to_string());
-            op.push("FirstBurstLength", opts.first_burst_length.to_string());
-            op.push("MaxConnections", "1");
-            op.push("MaxOutstandingR2T", "1");
-            op.push("DataPDUInOrder", "Yes");
-            op.push("DataSequenceInOrder", "Yes");
-        }
-        op.push("DefaultTime2Wait", "2");
-        op.push("DefaultTime2Retain", "0");
-        op.push("ErrorRecoveryLevel", "0");
-        let mut sent = op;
-        for _ in 0..8 {
-            let (r, keys) = self.login_exchange(itt, stage, Stage::FullFeature, true, &sent)?;
-            self.apply_operational(&keys, opts)?;
-            if r.transit && r.nsg == Stage::FullFeature {
-                return self.finish_login(opts);
-            }
-            // The target wants another round: answer anything it proposed that we did not.
-            sent = Keys::new();
-            for (k, v) in &keys.0 {
-                if let Some(ans) = answer_unsolicited(k, v) {
-                    sent.push(k, ans);
-                }
-            }
-        }
-        Err(NetError::Protocol("operational negotiation did not converge".into()))
-    }
-
-    fn finish_login(&mut self, _opts: &LoginOptions) -> Result<()> {
-        let (h, d) = (self.params.header_digest, self.params.data_digest);
-        self.conn.set_digests(h, d);
-        self.conn.set_limits(self.params.max_recv_data_segment_length, self.params.max_xmit_data_segment_length);
-        Ok(())
-    }
-
-    /// Send one Login Request and read one (possibly continued) Login Response.
-    fn login_exchange(
-        &mut self,
-        itt: u32,
-        csg: Stage,
-        nsg: Stage,
-        transit: bool,
-        keys: &Keys,
-    ) -> Result<(pdu::LoginResponse, Keys)> {
-        let data = keys.encode();
-        let req = LoginRequest {
-            transit,
-            continue_: false,
-            csg,
-            nsg: if transit { nsg } else { Stage::Security },
-            version_max: 0,
-            version_min: 0,
-            isid: self.isid,
-            tsih: 0,
-            itt,
-            cid: 0,
-            cmd_sn: self.cmd_sn,
-            exp_stat_sn: self.exp_stat_sn,
-        };
-        // Login text is bounded by 8192 per PDU (our keys are far smaller).
-        self.send_pdu(Pdu::LoginRequest(req), &[], &data)?;
-        let mut all = Vec::new();
-        loop {
             let (p, raw) = self.recv_pdu()?;
-            let r = match p {
-                Pdu::LoginResponse(r) => r,
-                Pdu::Reject(rj) => {
-                    return Err(NetError::Protocol(format!("target rejected the login PDU (reason {:#04x})", rj.reason)))
-                }
-                other => return Err(NetError::Protocol(format!("expected a Login Response, got {other:?}"))),
-            };
-            if r.status_class != 0 {
-                return Err(NetError::LoginRejected {
-                    class: r.status_class,
-                    detail: r.status_detail,
-                    reason: login_status_text(r.status_class, r.status_detail),
-                });
-            }
-            if r.itt != itt {
-                return Err(NetError::Protocol("login response for another task tag".into()));
-            }
-            self.note_stat_sn(r.stat_sn);
-            self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-            self.cmd_sn = r.exp_cmd_sn;
-            self.params.tsih = r.tsih;
-            if all.len() + raw.data.len() > 65_536 {
-                return Err(NetError::Protocol("login response text longer than 64 KiB".into()));
-            }
-            all.extend_from_slice(&raw.data);
-            if r.continue_ {
-                // Ask for the rest with an empty request (RFC 7143 §6.2).
-                let mut more = req;
-                more.transit = false;
-                more.nsg = Stage::Security;
-                more.exp_stat_sn = self.exp_stat_sn;
-                more.cmd_sn = self.cmd_sn;
-                self.send_pdu(Pdu::LoginRequest(more), &[], &[])?;
-                continue;
-            }
-            let keys = Keys::decode(&all).map_err(NetError::Protocol)?;
-            for (k, v) in &keys.0 {
-                self.params.target_keys.push((k.clone(), v.clone()));
-            }
-            if r.transit && !transit {
-                return Err(NetError::Protocol("target set Transit where we did not".into()));
-            }
-            return Ok((r, keys));
+            self.handle_unsolicited(&p, &raw)?;
         }
-    }
-
-    fn chap_exchange(&mut self, itt: u32, opts: &LoginOptions) -> Result<()> {
-        let creds = opts.chap.as_ref().ok_or_else(|| NetError::Auth("no CHAP credentials".into()))?;
-        let algs: Vec<String> = opts.chap_algorithms.iter().map(|a| a.code().to_string()).collect();
-        let mut k = Keys::new();
-        k.push("CHAP_A", algs.join(","));
-        let (_, keys) = self.login_exchange(itt, Stage::Security, Stage::Operational, false, &k)?;
-        let alg = keys
-            .get("CHAP_A")
-            .and_then(|v| v.parse::<u32>().ok())
-            .and_then(ChapAlg::from_code)
-            .filter(|a| opts.chap_algorithms.contains(a))
-            .ok_or_else(|| NetError::Auth("the target chose no CHAP algorithm we offered".into()))?;
-        let id = keys
-            .get("CHAP_I")
-            .and_then(|v| v.parse::<u8>().ok())
-            .ok_or_else(|| NetError::Auth("the target sent no valid CHAP_I".into()))?;
-        let challenge = keys
-            .get("CHAP_C")
-            .and_then(decode_binary)
-            .ok_or_else(|| NetError::Auth("the target sent no valid CHAP_C".into()))?;
-        if challenge.len() > 1024 {
-            return Err(NetError::Auth("CHAP challenge longer than 1024 bytes".into()));
-        }
-        let mut resp = [0u8; 32];
-        let n = chap_response(alg, id, &creds.secret, &challenge, &mut resp)
-            .ok_or_else(|| NetError::Auth("CHAP digest".into()))?;
-        let mut k = Keys::new();
-        k.push("CHAP_N", creds.user.clone());
-        k.push("CHAP_R", encode_hex(&resp[..n]));
-        let mut ours = None;
-        if let Some(m) = &opts.mutual {
-            let mut idb = [0u8; 1];
-            let mut c = vec![0u8; 16];
-            random(&mut idb).map_err(|e| NetError::io("random CHAP_I", e))?;
-            random(&mut c).map_err(|e| NetError::io("random CHAP_C", e))?;
-            if c == challenge {
-                return Err(NetError::Auth("refusing to reuse the target's CHAP challenge".into()));
-            }
-            k.push("CHAP_I", idb[0].to_string());
-            k.push("CHAP_C", encode_hex(&c));
-            ours = Some((m, idb[0], c));
-        }
-        let (r, keys) = self.login_exchange(itt, Stage::Security, Stage::Operational, true, &k)?;
-        if let Some((m, id, c)) = ours {
-            let name = keys.get("CHAP_N").ok_or_else(|| {
-                NetError::Auth("mutual CHAP: the target did not answer our challenge (no CHAP_N)".into())
-            })?;
-            if name != m.user {
-                return Err(NetError::Auth(format!(
-                    "mutual CHAP: the target answered as {name:?}, expected {:?}",
-                    m.user
-                )));
-            }
-            let got = keys
-                .get("CHAP_R")
-                .and_then(decode_binary)
-                .ok_or_else(|| NetError::Auth("mutual CHAP: the target sent no valid CHAP_R".into()))?;
-            let mut want = [0u8; 32];
-            let n = chap_response(alg, id, &m.secret, &c, &mut want)
-                .ok_or_else(|| NetError::Auth("CHAP digest".into()))?;
-            if got.len() != n || !constant_time_eq(&got, &want[..n]) {
-                return Err(NetError::Auth("mutual CHAP: the target's response is wrong (bad target secret)".into()));
-            }
-        }
-        if !r.transit {
-            return Err(NetError::Protocol("target did not leave the security stage after CHAP".into()));
-        }
-        Ok(())
-    }
-
-    fn apply_operational(&mut self, keys: &Keys, opts: &LoginOptions) -> Result<()> {
-        let num = |k: &str, v: &str| -> Result<u32> {
-            v.parse::<u32>().map_err(|_| NetError::Protocol(format!("target sent {k}={v}: not a number")))
-        };
-        for (k, v) in &keys.0 {
-            match k.as_str() {
-                "HeaderDigest" | "DataDigest" => {
-                    let wanted = if k == "HeaderDigest" { opts.header_digest } else { opts.data_digest };
-                    let on = match v.as_str() {
-                        "CRC32C" => true,
-                        "None" => false,
-                        _ => !wanted,
-                    };
-                    if on != wanted {
-                        let ours = if wanted { "CRC32C" } else { "None" };
-                        return Err(NetError::Protocol(format!(
-                            "target refused {k}={ours} (it answered {k}={v}); check the target's digest settings"
-                        )));
-                    }
-                    if k == "HeaderDigest" {
-                        self.params.header_digest = on;
-                    } else {
-                        self.params.data_digest = on;
-                    }
-                }
-                "MaxRecvDataSegmentLength" => {
-                    let n = num(k, v)?;
-                    if !(512..=16_777_215).contains(&n) {
-                        return Err(NetError::Protocol(format!("target declared MaxRecvDataSegmentLength={n}")));
-                    }
-                    self.params.max_xmit_data_segment_length = n;
-                }
-                "InitialR2T" => self.params.initial_r2t = yes(v) || opts.initial_r2t,
-                "ImmediateData" => self.params.immediate_data = yes(v) && opts.immediate_data,
-                "MaxBurstLength" => self.params.max_burst_length = num(k, v)?.min(opts.max_burst_length),
-                "FirstBurstLength" => self.params.first_burst_length = num(k, v)?.min(opts.first_burst_length),
-                "MaxOutstandingR2T" => self.params.max_outstanding_r2t = num(k, v)?.max(1),
-                "DataPDUInOrder" => self.params.data_pdu_in_order = yes(v),
-                "DataSequenceInOrder" => self.params.data_sequence_in_order = yes(v),
-                "ErrorRecoveryLevel" => self.params.error_recovery_level = num(k, v)?,
-                "TargetPortalGroupTag" => self.params.target_portal_group_tag = v.parse().ok(),
-                "TargetAlias" => self.params.target_alias = Some(v.clone()),
-                _ => {}
-            }
-        }
-        // Keys the target left out keep our offer where the result function allows it.
-        if !self.discovery {
-            if keys.get("InitialR2T").is_none() {
-                self.params.initial_r2t = opts.initial_r2t || self.params.initial_r2t && keys.get("InitialR2T").is_some();
-            }
-            if keys.get("ImmediateData").is_none() {
-                self.params.immediate_data = opts.immediate_data;
-            }
-            if keys.get("FirstBurstLength").is_none() {
-                self.params.first_burst_length = self.params.first_burst_length.min(opts.first_burst_length);
-            }
-            if keys.get("MaxBurstLength").is_none() {
-                self.params.max_burst_length = self.params.max_burst_length.min(opts.max_burst_length);
-            }
-        }
-        if self.params.first_burst_length > self.params.max_burst_length {
-            self.params.first_burst_length = self.params.max_burst_length;
-        }
-        Ok(())
+        Err(NetError::Protocol(format!(
+            "the target keeps its command window closed (CmdSN {}, MaxCmdSN {})",
+            self.window.cmd_sn(),
+            self.window.max_cmd_sn()
+        )))
     }
 
     // ---- full feature phase ----------------------------------------------------------------
@@ -667,17 +566,17 @@ impl Session {
             Pdu::NopIn(n) => {
                 self.note_window(n.exp_cmd_sn, n.max_cmd_sn);
                 if n.ttt != RESERVED_TAG {
+                    // A NOP-In that wants an answer does not advance StatSN.
                     self.note_stat_sn(n.stat_sn.wrapping_sub(1));
                     let out = NopOut {
                         immediate: true,
                         lun: n.lun,
                         itt: RESERVED_TAG,
                         ttt: n.ttt,
-                        cmd_sn: self.cmd_sn,
+                        cmd_sn: self.window.immediate(),
                         exp_stat_sn: self.exp_stat_sn,
                     };
-                    let data = raw.data.clone();
-                    self.send_pdu(Pdu::NopOut(out), &[], &data)?;
+                    self.send_pdu(Pdu::NopOut(out), &[], &raw.data)?;
                 }
                 Ok(())
             }
@@ -698,9 +597,10 @@ impl Session {
     /// SendTargets=All on this (discovery) session, following C-bit continuations.
     pub fn send_targets(&mut self) -> Result<Vec<DiscoveredTarget>> {
         let itt = self.itt();
-        let mut k = Keys::new();
-        k.push("SendTargets", "All");
-        let data = k.encode();
+        let mut body = [0u8; 16];
+        let mut w = TextWriter::new(&mut body);
+        w.push("SendTargets", "All").map_err(|e| proto_err("SendTargets text", e))?;
+        let n = w.len();
         let mut req = TextRequest {
             immediate: false,
             final_: true,
@@ -708,11 +608,10 @@ impl Session {
             lun: [0; 8],
             itt,
             ttt: RESERVED_TAG,
-            cmd_sn: self.cmd_sn,
+            cmd_sn: self.assign_cmd_sn()?,
             exp_stat_sn: self.exp_stat_sn,
         };
-        self.send_pdu(Pdu::TextRequest(req), &[], &data)?;
-        self.cmd_sn = self.cmd_sn.wrapping_add(1);
+        self.send_pdu(Pdu::TextRequest(req), &[], &body[..n])?;
         let mut all = Vec::new();
         loop {
             let (p, raw) = self.recv_pdu()?;
@@ -725,7 +624,7 @@ impl Session {
             };
             self.note_stat_sn(r.stat_sn);
             self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-            if all.len() + raw.data.len() > 16 << 20 {
+            if all.len() + raw.data.len() > MAX_SEND_TARGETS_TEXT {
                 return Err(NetError::Protocol("SendTargets answer longer than 16 MiB".into()));
             }
             all.extend_from_slice(&raw.data);
@@ -733,12 +632,15 @@ impl Session {
                 break;
             }
             self.stats.text_continuations += 1;
-            // C bit (or F clear): ask for the rest with an empty request echoing the TTT.
+            // C bit (or F clear): ask for the rest with an empty request echoing the TTT. tgt
+            // does not open the command window of a discovery session as the answer goes on
+            // (MaxCmdSN stays put): a closed window is no reason to stop, the request goes
+            // immediate then, which needs no window.
             req.ttt = r.ttt;
-            req.cmd_sn = self.cmd_sn;
+            req.immediate = !self.window.can_send();
+            req.cmd_sn = if req.immediate { self.window.immediate() } else { self.assign_cmd_sn()? };
             req.exp_stat_sn = self.exp_stat_sn;
             self.send_pdu(Pdu::TextRequest(req), &[], &[])?;
-            self.cmd_sn = self.cmd_sn.wrapping_add(1);
         }
         parse_send_targets(&all)
     }
@@ -767,15 +669,7 @@ impl Session {
         };
         let expected_len = u32::try_from(len).map_err(|_| NetError::Protocol("transfer over 4 GiB".into()))?;
         // Immediate data, unsolicited Data-Out and R2T bursts as proto's planner says.
-        let wp = iscsi_proto::dataout::WriteParams {
-            immediate_data: self.params.immediate_data,
-            initial_r2t: self.params.initial_r2t,
-            first_burst_length: self.params.first_burst_length,
-            max_burst_length: self.params.max_burst_length,
-            max_xmit_data_segment_length: self.params.max_xmit_data_segment_length,
-            max_outstanding_r2t: u16::try_from(self.params.max_outstanding_r2t).unwrap_or(u16::MAX),
-        };
-        let mut plan = iscsi_proto::dataout::WritePlan::new(&wp, if write { expected_len } else { 0 });
+        let mut plan = WritePlan::new(&WriteParams::from(&self.params), if write { expected_len } else { 0 });
         let imm_len = plan.immediate_len() as usize;
         let cmd = ScsiCommand {
             immediate: false,
@@ -786,7 +680,7 @@ impl Session {
             lun: lun_b,
             itt,
             expected_len,
-            cmd_sn: self.cmd_sn,
+            cmd_sn: self.assign_cmd_sn()?,
             exp_stat_sn: self.exp_stat_sn,
             cdb: cdb16,
         };
@@ -795,7 +689,6 @@ impl Session {
             _ => &[],
         };
         self.send_pdu(Pdu::ScsiCommand(cmd), &ahs[..ahs_len], &wbuf[..imm_len])?;
-        self.cmd_sn = self.cmd_sn.wrapping_add(1);
         self.stats.immediate_bytes += imm_len as u64;
         let unsolicited = plan.unsolicited();
         self.send_data_out(lun_b, itt, unsolicited, wbuf)?;
@@ -855,11 +748,7 @@ impl Session {
                     outcome.status = r.status;
                     outcome.data_len = received;
                     outcome.residual = residual(r.underflow, r.overflow, r.residual);
-                    // Sense: 2-byte SenseLength then the sense bytes.
-                    if raw.data.len() >= 2 {
-                        let sl = u16::from_be_bytes([raw.data[0], raw.data[1]]) as usize;
-                        outcome.sense = raw.data.get(2..2 + sl).unwrap_or(&raw.data[2..]).to_vec();
-                    }
+                    outcome.sense = pscsi::sense_from_response(&raw.data).map(<[u8]>::to_vec).unwrap_or_default();
                     return Ok(outcome);
                 }
                 other => self.handle_unsolicited(&other, &raw)?,
@@ -869,13 +758,7 @@ impl Session {
 
     /// Send one Data-Out sequence planned by proto (each PDU at most the target's
     /// MaxRecvDataSegmentLength, DataSN from 0, F on the last).
-    fn send_data_out(
-        &mut self,
-        lun: [u8; 8],
-        itt: u32,
-        seq: iscsi_proto::dataout::DataOutSeq,
-        buf: &[u8],
-    ) -> Result<()> {
+    fn send_data_out(&mut self, lun: [u8; 8], itt: u32, seq: DataOutSeq, buf: &[u8]) -> Result<()> {
         for d in seq {
             let (at, n) = (d.offset as usize, d.len as usize);
             let data = at
@@ -904,7 +787,7 @@ impl Session {
     /// Like [`Session::scsi`], but a status other than GOOD is an error carrying the sense.
     pub fn scsi_ok(&mut self, lun: u16, cdb: &[u8], dir: DataDir<'_>) -> Result<ScsiOutcome> {
         let o = self.scsi(lun, cdb, dir)?;
-        if o.status != 0 {
+        if o.status != pscsi::STATUS_GOOD {
             return Err(NetError::Scsi { op: cdb.first().copied().unwrap_or(0), status: o.status, sense: sense_text(&o.sense) });
         }
         Ok(o)
@@ -918,7 +801,7 @@ impl Session {
             reason: pdu::logout_reason::CLOSE_SESSION,
             itt,
             cid: 0,
-            cmd_sn: self.cmd_sn,
+            cmd_sn: self.window.immediate(),
             exp_stat_sn: self.exp_stat_sn,
         };
         self.send_pdu(Pdu::LogoutRequest(req), &[], &[])?;
@@ -957,49 +840,33 @@ fn residual(under: bool, over: bool, count: u32) -> i64 {
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Our answer to a key the target proposed on its own in the operational stage.
-fn answer_unsolicited(k: &str, v: &str) -> Option<String> {
-    match k {
-        // Declarative or answers to our own offers: nothing to say.
-        "HeaderDigest" | "DataDigest" | "MaxRecvDataSegmentLength" | "InitialR2T" | "ImmediateData"
-        | "MaxBurstLength" | "FirstBurstLength" | "DefaultTime2Wait" | "DefaultTime2Retain" | "ErrorRecoveryLevel"
-        | "MaxConnections" | "MaxOutstandingR2T" | "DataPDUInOrder" | "DataSequenceInOrder"
-        | "TargetPortalGroupTag" | "TargetAlias" | "TargetAddress" => None,
-        "IFMarker" | "OFMarker" => Some("No".into()),
-        _ if v == "NotUnderstood" || v == "Irrelevant" || v == "Reject" => None,
-        _ => Some("NotUnderstood".into()),
+/// `HOST:PORT,TPGT` as printed for a discovered portal (IPv6 in brackets).
+fn address_text(p: &sendtargets::Portal<'_>) -> String {
+    let host = Portal { host: p.host.to_string(), port: p.port };
+    match p.tpgt {
+        Some(t) => format!("{host},{t}"),
+        None => host.to_string(),
     }
 }
 
-/// Parse a SendTargets answer: `TargetName=` starts a target, `TargetAddress=` lines follow it.
+/// A complete SendTargets answer, parsed by proto, as owned values.
 pub fn parse_send_targets(data: &[u8]) -> Result<Vec<DiscoveredTarget>> {
-    let keys = Keys::decode(data).map_err(NetError::Protocol)?;
-    let mut out: Vec<DiscoveredTarget> = Vec::new();
-    for (k, v) in keys.0 {
-        match k.as_str() {
-            "TargetName" => out.push(DiscoveredTarget { name: v, addresses: Vec::new() }),
-            "TargetAddress" => match out.last_mut() {
-                Some(t) => t.addresses.push(v),
-                None => return Err(NetError::Protocol("TargetAddress before any TargetName".into())),
-            },
-            _ => {}
-        }
+    let bad = |e| proto_err("bad SendTargets answer", e);
+    let mut out = Vec::new();
+    for t in sendtargets::targets(data) {
+        let t = t.map_err(bad)?;
+        let addresses = t.portals().map(|p| p.map(|p| address_text(&p))).collect::<std::result::Result<_, _>>();
+        out.push(DiscoveredTarget { name: t.name.to_string(), addresses: addresses.map_err(bad)? });
     }
     Ok(out)
 }
 
-/// A one-line summary of fixed or descriptor format sense data.
+/// A one-line summary of fixed or descriptor format sense data (parsed by proto).
 pub fn sense_text(sense: &[u8]) -> String {
-    let (key, asc, ascq) = match sense.first().map(|b| b & 0x7f) {
-        Some(0x70) | Some(0x71) if sense.len() >= 14 => (sense[2] & 0x0f, sense[12], sense[13]),
-        Some(0x72) | Some(0x73) if sense.len() >= 4 => (sense[1] & 0x0f, sense[2], sense[3]),
-        _ => return String::new(),
-    };
-    format!(", sense key {key:#x} ASC {asc:#04x} ASCQ {ascq:#04x}")
+    match pscsi::parse_sense(sense) {
+        Ok(s) => format!(", sense key {:#x} ASC {:#04x} ASCQ {:#04x}", s.key, s.asc, s.ascq),
+        Err(_) => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -1018,14 +885,6 @@ mod tests {
     }
 
     #[test]
-    fn serial_numbers() {
-        assert!(sn_lt(1, 2));
-        assert!(sn_lt(0xffff_ffff, 0));
-        assert!(!sn_lt(2, 1));
-        assert!(!sn_lt(5, 5));
-    }
-
-    #[test]
     fn credentials_debug_hides_secret() {
         let c = ChapCredentials::new("u", b"topsecret".to_vec());
         assert!(!format!("{c:?}").contains("topsecret"));
@@ -1036,8 +895,32 @@ mod tests {
         let mut s = [0u8; 18];
         s[0] = 0x70;
         s[2] = 5;
+        s[7] = 10;
         s[12] = 0x24;
         assert_eq!(sense_text(&s), ", sense key 0x5 ASC 0x24 ASCQ 0x00");
         assert_eq!(sense_text(&[]), "");
+    }
+
+    #[test]
+    fn options_become_proto_limits() {
+        let mut o = LoginOptions::new("iqn.x");
+        o.header_digest = true;
+        o.initial_r2t = true;
+        o.max_recv_data_segment_length = 512;
+        let l = o.limits();
+        assert_eq!((l.header_digest, l.data_digest), (DigestPref::Crc32c, DigestPref::None));
+        assert!(l.initial_r2t && l.immediate_data);
+        assert_eq!((l.max_recv_data_segment_length, l.first_burst_length, l.max_burst_length), (512, 65_536, 262_144));
+    }
+
+    #[test]
+    fn login_errors_keep_status_and_auth_meaning() {
+        let e = login_error(LoginError::Initiator(InitiatorError::AuthenticationFailure), None);
+        assert!(e.to_string().contains("authentication failure"), "{e}");
+        assert!(login_error(LoginError::Chap(ChapError::BadResponse), None).is_auth());
+        assert!(login_error(LoginError::AuthMethodRejected, None).is_auth());
+        assert!(login_error(LoginError::MutualAuthSkipped, None).is_auth());
+        let e = login_error(LoginError::Text(TextError::NotOffered(Key::DataDigest)), None);
+        assert!(e.to_string().contains("DataDigest"), "{e}");
     }
 }
