@@ -2,10 +2,11 @@
 //! and SendTargets' `TargetAddress` form `HOST[:PORT][,TPGT]`.
 
 use super::error::{NetError, Result};
+use iscsi_proto::sendtargets::{self, SendTargetsError};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 /// The well-known iSCSI port.
-pub const DEFAULT_PORT: u16 = 3260;
+pub use iscsi_proto::sendtargets::DEFAULT_PORT;
 
 /// A portal: host (name or address, without brackets) and port.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -16,63 +17,45 @@ pub struct Portal {
     pub port: u16,
 }
 
+fn address_error(s: &str, e: SendTargetsError) -> NetError {
+    let reason = match e {
+        SendTargetsError::NotUtf8 => "not UTF-8",
+        _ => "expected HOST, HOST:PORT, [IPV6] or [IPV6]:PORT with a port of 1 to 65535",
+    };
+    NetError::Portal { portal: s.to_string(), reason: reason.to_string() }
+}
+
 impl Portal {
-    /// Parse `HOST[:PORT]`, `[V6][:PORT]` or a bare IPv6 address.
+    /// Parse `HOST[:PORT]`, `[V6][:PORT]` or a bare IPv6 address (the address syntax is proto's
+    /// `sendtargets::parse_address`; a user's portal has no `,TPGT`).
     pub fn parse(s: &str) -> Result<Portal> {
         let bad = |reason: &str| NetError::Portal { portal: s.to_string(), reason: reason.to_string() };
-        let s = s.trim();
-        if s.is_empty() {
+        let t = s.trim();
+        if t.is_empty() {
             return Err(bad("empty"));
         }
-        if let Some(rest) = s.strip_prefix('[') {
-            let end = rest.find(']').ok_or_else(|| bad("missing ']'"))?;
-            let host = &rest[..end];
-            let after = &rest[end + 1..];
-            let port = match after {
-                "" => DEFAULT_PORT,
-                p => p
-                    .strip_prefix(':')
-                    .ok_or_else(|| bad("expected ':PORT' after ']'"))?
-                    .parse()
-                    .map_err(|_| bad("bad port"))?,
-            };
-            if host.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad("not an IPv6 address inside [ ]"));
-            }
-            return Ok(Portal { host: host.to_string(), port });
+        let (p, tpgt) = Portal::parse_target_address(t)?;
+        if tpgt.is_some() {
+            return Err(bad("a portal group tag (,TPGT) is not part of a portal"));
         }
-        if s.parse::<IpAddr>().is_ok() {
-            return Ok(Portal { host: s.to_string(), port: DEFAULT_PORT });
-        }
-        match s.rsplit_once(':') {
-            Some((h, p)) => {
-                if h.is_empty() {
-                    return Err(bad("empty host"));
-                }
-                if h.contains(':') {
-                    return Err(bad("IPv6 address with a port must be written [ADDR]:PORT"));
-                }
-                let port = p.parse::<u16>().map_err(|_| bad("bad port"))?;
-                if port == 0 {
-                    return Err(bad("port 0"));
-                }
-                Ok(Portal { host: h.to_string(), port })
-            }
-            None => Ok(Portal { host: s.to_string(), port: DEFAULT_PORT }),
-        }
+        Ok(p)
     }
 
     /// Parse a SendTargets `TargetAddress` value: `HOST[:PORT],TPGT`. Returns the portal and
     /// the portal group tag (if present).
     pub fn parse_target_address(s: &str) -> Result<(Portal, Option<u16>)> {
-        let (addr, tpgt) = match s.rsplit_once(',') {
-            Some((a, t)) => (a, Some(t.trim().parse::<u16>().map_err(|_| NetError::Portal {
-                portal: s.to_string(),
-                reason: "bad portal group tag".into(),
-            })?)),
-            None => (s, None),
+        let a = sendtargets::parse_address(s.as_bytes()).map_err(|e| address_error(s, e))?;
+        // Brackets hold an IPv6 address only; a colon in a bare host is only valid in an IPv6
+        // address (which needs brackets to carry a port).
+        let v6 = a.host.parse::<std::net::Ipv6Addr>().is_ok();
+        let reason = if s.starts_with('[') && !v6 {
+            "not an IPv6 address inside [ ]"
+        } else if a.host.contains(':') && !v6 {
+            "IPv6 address with a port must be written [ADDR]:PORT"
+        } else {
+            return Ok((Portal { host: a.host.to_string(), port: a.port }, a.tpgt));
         };
-        Ok((Portal::parse(addr)?, tpgt))
+        Err(NetError::Portal { portal: s.to_string(), reason: reason.into() })
     }
 
     /// Resolve to socket addresses (IPv4 and IPv6).
