@@ -16,4 +16,5 @@ pub mod pdu;
 pub mod scsi;
 pub mod sendtargets;
 pub mod serial;
+pub mod settings;
 pub mod text;

@@ -1,0 +1,53 @@
+//! The administrator's key list applied to our offer.
+
+use iscsi_proto::settings::{apply_list, write, ListError, SettingError};
+use iscsi_proto::text::{DigestPref, Limits};
+
+#[test]
+fn howto_examples_apply() {
+    let mut l = Limits::default();
+    apply_list(&mut l, b"MaxRecvDataSegmentLength=32768;ImmediateData=No").unwrap();
+    assert_eq!(l.max_recv_data_segment_length, 32768);
+    assert!(!l.immediate_data);
+    apply_list(&mut l, b" HeaderDigest=CRC32C ; DataDigest=CRC32C,None;;").unwrap();
+    assert_eq!(l.header_digest, DigestPref::Crc32c);
+    assert_eq!(l.data_digest, DigestPref::PreferCrc32c);
+}
+
+#[test]
+fn refusals_name_the_item_and_change_nothing() {
+    let before = Limits::default();
+    let cases: &[(&[u8], usize, SettingError)] = &[
+        (b"InitialR2T=Yes;MaxRecvDataSegmentLength=511", 1, SettingError::OutOfRange),
+        (b"MaxRecvDataSegmentLength=16777216", 0, SettingError::OutOfRange),
+        (b"ImmediateData=yes", 0, SettingError::BadValue),
+        (b"ErrorRecoveryLevel=3", 0, SettingError::OutOfRange),
+        (b"HeaderDigest=MD5", 0, SettingError::BadValue),
+        (b"TargetName=iqn.x", 0, SettingError::UnknownKey),
+        (b"AuthMethod=CHAP", 0, SettingError::UnknownKey),
+        (b"InitialR2T", 0, SettingError::MissingEquals),
+        (b"MaxBurstLength=abc", 0, SettingError::BadValue),
+        (b"FirstBurstLength=65536;MaxBurstLength=8192", 0, SettingError::FirstBurstAboveMaxBurst),
+    ];
+    for (list, index, error) in cases {
+        let mut l = before;
+        assert_eq!(
+            apply_list(&mut l, list),
+            Err(ListError { index: *index, error: *error }),
+            "{}",
+            String::from_utf8_lossy(list)
+        );
+        assert_eq!(l, before, "half-applied: {}", String::from_utf8_lossy(list));
+    }
+}
+
+#[test]
+fn write_reads_back() {
+    let mut l = Limits::default();
+    apply_list(&mut l, b"HeaderDigest=None,CRC32C;MaxOutstandingR2T=4;DefaultTime2Wait=0").unwrap();
+    let mut s = String::new();
+    write(&l, &mut s).unwrap();
+    let mut again = Limits { max_outstanding_r2t: 9, ..Limits::default() };
+    apply_list(&mut again, s.as_bytes()).unwrap();
+    assert_eq!(again, l);
+}
