@@ -392,3 +392,28 @@ fn initiator_ctl_discover_and_probe() {
         }
     });
 }
+
+/// DataDigest=CRC32C required from a target with no digest configured: tgt answers `None`
+/// (not `Reject`), which proto's negotiation refuses as outside our offer, and the error names
+/// the key; istgt's default is "Auto", so it agrees, and data digests alone then work.
+#[test]
+fn required_digest_without_target_config() {
+    for_both(|kind| {
+        let t = RunningTarget::start(kind, &[TargetDef::disk("nodigest", MIB)]);
+        let st = &t.targets()[0];
+        let mut o = opts_for(st);
+        o.data_digest = true;
+        match (kind, Session::login(&portal(&t), &o)) {
+            (Kind::Tgt, Err(e)) => {
+                assert!(e.to_string().contains("DataDigest") && !e.is_auth(), "{}: {e}", kind.name());
+            }
+            (Kind::Istgt, Ok(mut s)) => {
+                let n = s.negotiated().clone();
+                assert!(n.data_digest && !n.header_digest, "{}: {n:?}", kind.name());
+                write_read_back(&mut s, st.disk_luns[0] as u16, &pattern(64 * 1024, 9));
+                s.logout().unwrap();
+            }
+            (_, other) => panic!("{}: {:?}", kind.name(), other.map(|s| s.negotiated().clone())),
+        }
+    });
+}

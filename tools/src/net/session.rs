@@ -923,4 +923,46 @@ mod tests {
         let e = login_error(LoginError::Text(TextError::NotOffered(Key::DataDigest)), None);
         assert!(e.to_string().contains("DataDigest"), "{e}");
     }
+
+    fn login_response(continue_: bool, class: u8, detail: u8, data: &[u8]) -> RawPdu {
+        let rsp = pdu::LoginResponse {
+            transit: false,
+            continue_,
+            csg: pdu::Stage::Security,
+            nsg: pdu::Stage::Security,
+            version_max: 0,
+            version_active: 0,
+            isid: [0x80, 0, 0, 0, 0, 0],
+            tsih: 0,
+            itt: 1,
+            stat_sn: 0,
+            exp_cmd_sn: 1,
+            max_cmd_sn: 1,
+            status_class: class,
+            status_detail: detail,
+        };
+        let mut bhs = [0u8; BHS_LEN];
+        Bhs { total_ahs_words: 0, data_segment_len: data.len() as u32, pdu: Pdu::LoginResponse(rsp) }
+            .encode(&mut bhs)
+            .unwrap();
+        RawPdu { bhs, ahs: Vec::new(), data: data.to_vec() }
+    }
+
+    #[test]
+    fn status_class_and_detail_come_from_the_response() {
+        let raw = login_response(false, 2, 1, b"");
+        match login_error(LoginError::Initiator(InitiatorError::AuthenticationFailure), Some(&raw)) {
+            e @ NetError::LoginRejected { class: 2, detail: 1, reason: "authentication failure" } => assert!(e.is_auth()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transcript_joins_continued_text() {
+        let mut t = Transcript::default();
+        t.record(&login_response(true, 0, 0, b"TargetAlias=di"));
+        assert!(t.keys.is_empty());
+        t.record(&login_response(false, 0, 0, b"sk one\0TargetPortalGroupTag=1\0"));
+        assert_eq!(t.keys, vec![("TargetAlias".into(), "disk one".into()), ("TargetPortalGroupTag".into(), "1".into())]);
+    }
 }
