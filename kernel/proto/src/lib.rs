@@ -17,4 +17,5 @@ pub mod scsi;
 pub mod sendtargets;
 pub mod serial;
 pub mod settings;
+pub mod task;
 pub mod text;

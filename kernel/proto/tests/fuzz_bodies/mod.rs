@@ -7,6 +7,9 @@ use iscsi_proto::login::{Login, LoginConfig, LoginEvent, SessionType};
 use iscsi_proto::pdu::{self, Bhs, Digests};
 use iscsi_proto::text::{self, Limits, Negotiation, OfferScope, TextWriter};
 use iscsi_proto::{scsi, sendtargets};
+use iscsi_proto::dataout::WriteParams;
+use iscsi_proto::pdu::Pdu;
+use iscsi_proto::task::Task;
 
 /// A fuzz target: corpus directory name and body.
 pub type Target = (&'static str, fn(&[u8]));
@@ -19,6 +22,7 @@ pub const TARGETS: &[Target] = &[
     ("sense", sense_parse),
     ("report_luns", report_luns_parse),
     ("login", login_machine),
+    ("task", task_machine),
 ];
 
 pub fn pdu_decode(data: &[u8]) {
@@ -159,6 +163,62 @@ pub fn login_machine(data: &[u8]) {
                 let _ = l.redirect_address();
                 return;
             }
+        }
+    }
+}
+
+/// A task fed the PDUs a hostile target makes of the input: whatever they say, the offsets the
+/// task hands out stay inside the buffer and the received count never passes the read length.
+pub fn task_machine(data: &[u8]) {
+    let (head, rest) = data.split_at(data.len().min(8));
+    let mut h = [0u8; 8];
+    h[..head.len()].copy_from_slice(head);
+    let read_len = u32::from_le_bytes([h[0], h[1], h[2], 0]);
+    let write_len = u32::from_le_bytes([h[3], h[4], h[5], 0]);
+    let params = WriteParams {
+        immediate_data: h[6] & 1 != 0,
+        initial_r2t: h[6] & 2 != 0,
+        first_burst_length: 512 << (h[7] % 8),
+        max_burst_length: 512 << (h[7] % 12),
+        max_xmit_data_segment_length: 512 << (h[6] % 8),
+        max_outstanding_r2t: 1 + u16::from(h[7] % 4),
+    };
+    let mut task = Task::new(read_len, write_len, &params);
+    for chunk in rest.chunks(52) {
+        let mut b = [0u8; 48];
+        let n = chunk.len().min(48);
+        b[..n].copy_from_slice(&chunk[..n]);
+        let seg = u32::from_le_bytes([
+            chunk.get(48).copied().unwrap_or(0),
+            chunk.get(49).copied().unwrap_or(0),
+            chunk.get(50).copied().unwrap_or(0),
+            0,
+        ]);
+        let Ok(bhs) = Bhs::decode(&b) else { continue };
+        match bhs.pdu {
+            Pdu::DataIn(d) => {
+                if let Ok(step) = task.on_data_in(&d, seg) {
+                    let end = u64::from(step.offset) + u64::from(seg);
+                    assert!(end <= u64::from(read_len));
+                    assert!(task.received() <= read_len);
+                }
+            }
+            Pdu::ScsiResponse(r) => {
+                let data = chunk.get(48..).unwrap_or(&[]);
+                if let Ok(step) = task.on_response(&r, data) {
+                    assert!(step.completion.residual <= read_len.max(write_len));
+                }
+            }
+            Pdu::R2t(r) => {
+                if let Ok(burst) = task.on_r2t(&r) {
+                    for pdu in burst {
+                        assert!(u64::from(pdu.offset) + u64::from(pdu.len) <= u64::from(write_len));
+                        assert!(pdu.len <= params.max_xmit_data_segment_length);
+                    }
+                    task.burst_done();
+                }
+            }
+            _ => {}
         }
     }
 }
