@@ -37,6 +37,10 @@ pub mod proto {
     pub mod sendtargets;
     #[path = "src/serial.rs"]
     pub mod serial;
+    #[path = "src/settings.rs"]
+    pub mod settings;
+    #[path = "src/task.rs"]
+    pub mod task;
     #[path = "src/text.rs"]
     pub mod text;
 }

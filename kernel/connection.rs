@@ -1,0 +1,484 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One TCP connection of a session in the full feature phase: framing PDUs on the socket.
+//!
+//! Receiving runs in a work item (`rx_work`) that the socket's data-ready callback queues: it
+//! reads what the socket has without blocking, assembles PDUs (header, AHS, digests, data,
+//! bounded by our MaxRecvDataSegmentLength) and hands each to the session. Sending happens in
+//! the caller's context under the `tx` lock (queuecommand sends its command right away), and
+//! in `tx_work` for what the receive side must not block on: Data-Out bursts that R2Ts ask for
+//! and answers to the target's NOP-In pings.
+
+use crate::login::Failure;
+use crate::proto::crc;
+use crate::proto::dataout::DataOutSeq;
+use crate::proto::pdu::{self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG};
+use crate::session::Session;
+use crate::sys::crypto::KernelCrc32c;
+use crate::sys::socket::{SocketEvents, TcpStream};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex};
+use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
+use kernel::{new_mutex, time};
+
+/// PDUs handled per run of the receive work before it yields the CPU (and requeues itself).
+const RX_BUDGET: usize = 64;
+
+/// The ping data a target's NOP-In may carry that we echo back; more is a protocol error.
+pub(crate) const MAX_PING_DATA: usize = 512;
+
+/// Counters of one connection, shown in the channel's `stats`.
+#[derive(Default)]
+pub(crate) struct ConnStats {
+    pub(crate) pdus_tx: AtomicU64,
+    pub(crate) pdus_rx: AtomicU64,
+    pub(crate) bytes_tx: AtomicU64,
+    pub(crate) bytes_rx: AtomicU64,
+    pub(crate) digest_errors: AtomicU64,
+    pub(crate) nop_pings: AtomicU64,
+    pub(crate) r2ts: AtomicU64,
+}
+
+impl ConnStats {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Work the receive side hands to the transmit side.
+#[derive(Clone, Copy)]
+pub(crate) enum Pending {
+    /// The Data-Out PDUs of one R2T.
+    Burst { itt: u32, lun: [u8; 8], seq: DataOutSeq },
+    /// Our answer to a target's NOP-In ping.
+    NopReply { ttt: u32, lun: [u8; 8], len: usize, data: [u8; MAX_PING_DATA] },
+}
+
+/// A bounded FIFO, allocated once: what the receive side queues for the transmit side.
+struct Ring {
+    items: KVec<Option<Pending>>,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn new(capacity: usize) -> Result<Self> {
+        Ok(Self { items: KVec::from_elem(None, capacity.max(1), GFP_KERNEL)?, head: 0, len: 0 })
+    }
+
+    fn push(&mut self, item: Pending) -> bool {
+        let cap = self.items.len();
+        if self.len == cap {
+            return false;
+        }
+        let index = (self.head + self.len) % cap;
+        match self.items.get_mut(index) {
+            Some(slot) => {
+                *slot = Some(item);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn pop(&mut self) -> Option<Pending> {
+        if self.len == 0 {
+            return None;
+        }
+        let item = self.items.get_mut(self.head)?.take();
+        self.head = (self.head + 1) % self.items.len();
+        self.len -= 1;
+        item
+    }
+
+    fn clear(&mut self) {
+        while self.pop().is_some() {}
+    }
+}
+
+/// The transmit side: only one sender at a time.
+pub(crate) struct Tx {
+    /// Bounce buffer for one data segment (our MaxXmitDataSegmentLength).
+    buf: KVec<u8>,
+    /// Queued by the receive side, sent by `tx_work`.
+    pending: Ring,
+}
+
+/// The receive side's partial PDU.
+struct Rx {
+    bhs: [u8; BHS_LEN],
+    /// Bytes of the current part (header, then the rest) received so far.
+    got: usize,
+    layout: Option<RxLayout>,
+    /// AHS, header digest, data, padding and data digest of the current PDU.
+    buf: KVec<u8>,
+}
+
+/// The negotiated framing of a connection.
+#[derive(Clone, Copy)]
+pub(crate) struct Framing {
+    pub(crate) digests: Digests,
+    /// Largest data segment we accept (what we declared).
+    pub(crate) max_recv: u32,
+    /// Largest data segment the target accepts.
+    pub(crate) max_xmit: u32,
+}
+
+/// A connection in the full feature phase.
+#[pin_data]
+pub(crate) struct Connection {
+    stream: TcpStream,
+    session: Arc<Session>,
+    framing: Framing,
+    crc: KernelCrc32c,
+    #[pin]
+    tx: Mutex<Tx>,
+    #[pin]
+    rx: Mutex<Rx>,
+    #[pin]
+    rx_work: Work<Connection, 0>,
+    #[pin]
+    tx_work: Work<Connection, 1>,
+    dead: AtomicBool,
+    /// When the last PDU arrived (ms, monotonic): keepalive pings an idle connection.
+    last_rx_ms: AtomicU64,
+    pub(crate) stats: ConnStats,
+}
+
+impl_has_work! {
+    impl HasWork<Self, 0> for Connection { self.rx_work }
+    impl HasWork<Self, 1> for Connection { self.tx_work }
+}
+
+fn zeroed(n: usize) -> Result<KVec<u8>> {
+    Ok(KVec::from_elem(0, n, GFP_KERNEL)?)
+}
+
+fn now_ms() -> u64 {
+    // Monotonic and non-negative.
+    time::Ktime::ktime_get().to_ms().max(0) as u64
+}
+
+/// What wakes the receive work: the socket's callbacks (softirq context: they only queue).
+struct Wake(Arc<Connection>);
+
+impl SocketEvents for Wake {
+    fn data_ready(&self) {
+        self.0.queue_rx();
+    }
+
+    fn state_change(&self, closed: bool) {
+        if closed {
+            // Let the receive work find the end of the stream and report it.
+            self.0.queue_rx();
+        }
+    }
+
+    fn write_space(&self) {}
+}
+
+impl Connection {
+    /// Takes over a logged-in `stream` for `session`, and starts receiving.
+    pub(crate) fn start(
+        session: Arc<Session>,
+        stream: TcpStream,
+        framing: Framing,
+        pending_capacity: usize,
+    ) -> Result<Arc<Self>> {
+        let rx_len = pdu::MAX_AHS_LEN + 4 + framing.max_recv as usize + 3 + 4;
+        let pending = Ring::new(pending_capacity)?;
+        let conn = Arc::pin_init(
+            pin_init!(Self {
+                stream,
+                session,
+                framing,
+                crc: KernelCrc32c,
+                tx <- new_mutex!(Tx { buf: zeroed(framing.max_xmit as usize)?, pending }),
+                rx <- new_mutex!(Rx { bhs: [0; BHS_LEN], got: 0, layout: None, buf: zeroed(rx_len)? }),
+                rx_work <- new_work!("core_iscsi::rx"),
+                tx_work <- new_work!("core_iscsi::tx"),
+                dead: AtomicBool::new(false),
+                last_rx_ms: AtomicU64::new(now_ms()),
+                stats: ConnStats::default(),
+            }),
+            GFP_KERNEL,
+        )?;
+        conn.stream.set_timeouts(0, 0);
+        conn.stream.set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
+        // Data may have arrived before the callbacks were in place.
+        conn.queue_rx();
+        Ok(conn)
+    }
+
+    /// The negotiated framing.
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Milliseconds since the last PDU arrived.
+    pub(crate) fn idle_ms(&self) -> u64 {
+        now_ms().saturating_sub(self.last_rx_ms.load(Ordering::Relaxed))
+    }
+
+    fn queue_rx(self: &Arc<Self>) {
+        if !self.dead.load(Ordering::Relaxed) {
+            // Already queued is fine: it will read everything there is.
+            let _ = self.session.shared().io.enqueue::<Arc<Self>, 0>(self.clone());
+        }
+    }
+
+    fn queue_tx(self: &Arc<Self>) {
+        if !self.dead.load(Ordering::Relaxed) {
+            let _ = self.session.shared().io.enqueue::<Arc<Self>, 1>(self.clone());
+        }
+    }
+
+    /// Marks the connection dead and tells the session (once): it recovers or stops.
+    pub(crate) fn fail(self: &Arc<Self>, why: Failure) {
+        if !self.dead.swap(true, Ordering::AcqRel) {
+            self.stream.shutdown();
+            self.session.connection_failed(self, why);
+        }
+    }
+
+    /// Whether the connection has failed or been closed.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// Stops everything: no callback, no new work; blocked senders and receivers return. The
+    /// caller flushes the I/O workqueue afterwards to wait for work already running.
+    pub(crate) fn close(&self) {
+        self.dead.store(true, Ordering::Release);
+        self.stream.clear_callbacks();
+        self.stream.shutdown();
+    }
+
+    /// Locks the transmit side.
+    pub(crate) fn lock_tx(
+        &self,
+    ) -> kernel::sync::lock::Guard<'_, Tx, kernel::sync::lock::mutex::MutexBackend> {
+        self.tx.lock()
+    }
+
+    /// Sends one PDU: `bhs`, the AHS, the data segment (which `fill` writes into the bounce
+    /// buffer, returning false to abandon the PDU) and the digests. The tx lock is held.
+    pub(crate) fn send_pdu(
+        &self,
+        tx: &mut Tx,
+        bhs: &Bhs,
+        ahs: &[u8],
+        data_len: usize,
+        fill: impl FnOnce(&mut [u8]) -> bool,
+    ) -> core::result::Result<bool, Failure> {
+        let mut head = [0u8; BHS_LEN];
+        bhs.encode(&mut head).map_err(|_| Failure::Protocol)?;
+        let data = tx.buf.get_mut(..data_len).ok_or(Failure::Protocol)?;
+        if data_len > 0 && !fill(data) {
+            return Ok(false);
+        }
+        let hdigest = crc::header_digest(&self.crc, &head, ahs);
+        let hdigest: &[u8] = if self.framing.digests.header { &hdigest } else { &[] };
+        let pad = [0u8; 3];
+        let pad = pad.get(..pdu::pad_len(data_len)).unwrap_or(&[]);
+        let ddigest = crc::data_digest(&self.crc, data);
+        let ddigest: &[u8] = if self.framing.digests.data && data_len > 0 { &ddigest } else { &[] };
+        let parts = [&head[..], ahs, hdigest, data, pad, ddigest];
+        self.stream.send_all(&parts, false).map_err(Failure::from_socket)?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        ConnStats::add(&self.stats.pdus_tx, 1);
+        ConnStats::add(&self.stats.bytes_tx, total);
+        Ok(true)
+    }
+
+    /// Queues work for `tx_work`; a full queue means the target broke MaxOutstandingR2T.
+    pub(crate) fn push_pending(self: &Arc<Self>, item: Pending) -> core::result::Result<(), Failure> {
+        // The ring holds MaxOutstandingR2T bursts per command slot: a full ring means the
+        // target broke that limit.
+        if !self.tx.lock().pending.push(item) {
+            return Err(Failure::Protocol);
+        }
+        self.queue_tx();
+        Ok(())
+    }
+
+    /// The receive work: read what the socket has, hand each whole PDU to the session.
+    fn receive(self: Arc<Self>) {
+        let mut rx = self.rx.lock();
+        for _ in 0..RX_BUDGET {
+            if self.is_dead() {
+                return;
+            }
+            match self.receive_one(&mut rx) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(why) => {
+                    drop(rx);
+                    self.fail(why);
+                    return;
+                }
+            }
+        }
+        drop(rx);
+        // Budget used up: let others run, then go on.
+        self.queue_rx();
+    }
+
+    /// Reads toward the next PDU; `Ok(true)` when one was handled, `Ok(false)` when the socket
+    /// has nothing more for now.
+    fn receive_one(self: &Arc<Self>, rx: &mut Rx) -> core::result::Result<bool, Failure> {
+        let Rx { bhs, got, layout, buf } = rx;
+        if layout.is_none() {
+            let part = bhs.get_mut(*got..).ok_or(Failure::Protocol)?;
+            match self.stream.recv(part, true) {
+                Ok(0) => return Err(Failure::ConnectionReset),
+                Ok(n) => *got += n,
+                Err(e) if e == EAGAIN => return Ok(false),
+                Err(e) => return Err(Failure::from_socket(e)),
+            }
+            if *got < BHS_LEN {
+                return Ok(true);
+            }
+            // The header decides how much follows; a segment longer than we declared is a
+            // protocol error, never an allocation.
+            *layout = Some(
+                pdu::rx_layout(bhs, self.framing.digests, self.framing.max_recv)
+                    .map_err(|_| Failure::Protocol)?,
+            );
+            *got = 0;
+        }
+        let l = layout.ok_or(Failure::Protocol)?;
+        let total = l.remaining();
+        if *got < total {
+            let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
+            match self.stream.recv(part, true) {
+                Ok(0) => return Err(Failure::ConnectionReset),
+                Ok(n) => *got += n,
+                Err(e) if e == EAGAIN => return Ok(false),
+                Err(e) => return Err(Failure::from_socket(e)),
+            }
+            if *got < total {
+                return Ok(true);
+            }
+        }
+        // A whole PDU: check the digests, then dispatch.
+        let ahs_end = l.ahs_len;
+        let hd_end = ahs_end + l.header_digest_len;
+        let data_end = hd_end + l.data_len;
+        let pad_end = data_end + l.pad_len;
+        let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
+        if l.header_digest_len > 0 {
+            let wire: &[u8; 4] = buf.get(ahs_end..hd_end).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+            if !crc::verify_header_digest(&self.crc, bhs, ahs, wire) {
+                ConnStats::add(&self.stats.digest_errors, 1);
+                // ErrorRecoveryLevel 0: a digest error ends the connection.
+                pr_warn!("core-iscsi: header digest error\n");
+                return Err(Failure::Protocol);
+            }
+        }
+        if l.data_digest_len > 0 {
+            let wire: &[u8; 4] = buf.get(pad_end..pad_end + 4).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+            let covered = buf.get(hd_end..pad_end).ok_or(Failure::Protocol)?;
+            if !crc::verify_data_digest(&self.crc, covered, wire) {
+                ConnStats::add(&self.stats.digest_errors, 1);
+                pr_warn!("core-iscsi: data digest error\n");
+                return Err(Failure::Protocol);
+            }
+        }
+        ConnStats::add(&self.stats.pdus_rx, 1);
+        ConnStats::add(&self.stats.bytes_rx, BHS_LEN + total);
+        self.last_rx_ms.store(now_ms(), Ordering::Relaxed);
+        let data = buf.get(hd_end..data_end).ok_or(Failure::Protocol)?;
+        let header = *bhs;
+        *layout = None;
+        *got = 0;
+        let pdu = Bhs::decode(&header).map_err(|_| Failure::Protocol)?;
+        self.session.handle_pdu(self, &pdu, ahs, data)?;
+        Ok(true)
+    }
+
+    /// The transmit work: send what the receive side queued.
+    fn transmit(self: Arc<Self>) {
+        loop {
+            let mut tx = self.tx.lock();
+            if self.is_dead() {
+                tx.pending.clear();
+                return;
+            }
+            let Some(item) = tx.pending.pop() else { return };
+            let result = match item {
+                Pending::Burst { itt, lun, seq } => self.send_burst(&mut tx, itt, lun, seq),
+                Pending::NopReply { ttt, lun, len, data } => {
+                    let nop = Pdu::NopOut(NopOut {
+                        immediate: true,
+                        lun,
+                        itt: RESERVED_TAG,
+                        ttt,
+                        cmd_sn: self.session.immediate_cmd_sn(),
+                        exp_stat_sn: self.session.exp_stat_sn(),
+                    });
+                    let bhs = Bhs { total_ahs_words: 0, data_segment_len: len as u32, pdu: nop };
+                    let payload = data.get(..len).unwrap_or(&[]);
+                    self.send_pdu(&mut tx, &bhs, &[], payload.len(), |out| {
+                        out.copy_from_slice(payload);
+                        true
+                    })
+                    .map(|_| ())
+                }
+            };
+            drop(tx);
+            if let Err(why) = result {
+                self.fail(why);
+                return;
+            }
+        }
+    }
+
+    /// Sends the Data-Out PDUs of one R2T, copying each segment out of the command's buffer
+    /// under the session's lock (the command cannot complete meanwhile).
+    fn send_burst(&self, tx: &mut Tx, itt: u32, lun: [u8; 8], seq: DataOutSeq) -> core::result::Result<(), Failure> {
+        ConnStats::add(&self.stats.r2ts, 1);
+        for out in seq {
+            let bhs = Bhs {
+                total_ahs_words: 0,
+                data_segment_len: out.len,
+                pdu: Pdu::DataOut(DataOut {
+                    final_: out.final_,
+                    lun,
+                    itt,
+                    ttt: out.ttt,
+                    exp_stat_sn: self.session.exp_stat_sn(),
+                    data_sn: out.data_sn,
+                    offset: out.offset,
+                }),
+            };
+            let sent = self.send_pdu(tx, &bhs, &[], out.len as usize, |buf| {
+                self.session.copy_out(itt, out.offset, buf)
+            })?;
+            if !sent {
+                // The command completed or was aborted meanwhile: nothing more to send.
+                return Ok(());
+            }
+        }
+        self.session.burst_done(itt);
+        Ok(())
+    }
+}
+
+impl WorkItem<0> for Connection {
+    type Pointer = Arc<Connection>;
+
+    fn run(this: Arc<Connection>) {
+        this.receive();
+    }
+}
+
+impl WorkItem<1> for Connection {
+    type Pointer = Arc<Connection>;
+
+    fn run(this: Arc<Connection>) {
+        this.transmit();
+    }
+}

@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Logging in on a kernel socket: proto's login state machine driven over a blocking
+//! [`TcpStream`] whose timeouts bound every step, and the reasons a start can fail.
+
+use crate::proto::chap::ChapDigest;
+use crate::proto::login::{InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent};
+use crate::proto::pdu::{self, Digests, BHS_LEN};
+use crate::sys::socket::TcpStream;
+use core::fmt;
+use kernel::error::code;
+use kernel::prelude::*;
+
+/// Why a session could not start or came to an end: what `state` says after `failed: `.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Failure {
+    /// Nothing listens at the portal.
+    ConnectionRefused,
+    /// No route to the portal.
+    Unreachable,
+    /// Connect or login took longer than login_timeout.
+    Timeout,
+    /// The target closed or reset the connection.
+    ConnectionReset,
+    /// Another network error (errno).
+    Network(i32),
+    /// CHAP failed, one way or mutual, or the target would not authenticate.
+    AuthenticationFailed,
+    /// The target knows us but does not let us in.
+    AuthorizationFailed,
+    /// No such target name at the portal.
+    TargetNotFound,
+    /// The target moved elsewhere (login redirect).
+    Redirected,
+    /// The target is out of resources or unavailable.
+    TargetUnavailable,
+    /// The target broke the protocol.
+    Protocol,
+    /// The session was lost and did not come back within replacement_timeout.
+    ReplacementTimeout,
+    /// Out of memory.
+    NoMemory,
+}
+
+impl Failure {
+    /// The errno a writer of `control` gets.
+    pub(crate) fn errno(self) -> Error {
+        match self {
+            Failure::ConnectionRefused => code::ECONNREFUSED,
+            Failure::Unreachable => code::EHOSTUNREACH,
+            Failure::Timeout | Failure::ReplacementTimeout => code::ETIMEDOUT,
+            Failure::ConnectionReset => code::ECONNRESET,
+            Failure::Network(e) => Error::from_errno(e),
+            Failure::AuthenticationFailed | Failure::AuthorizationFailed => code::EACCES,
+            Failure::TargetNotFound => code::ENOENT,
+            Failure::Redirected => code::EREMCHG,
+            Failure::TargetUnavailable => code::EAGAIN,
+            Failure::Protocol => code::EPROTO,
+            Failure::NoMemory => code::ENOMEM,
+        }
+    }
+
+    /// The failure a socket error stands for.
+    pub(crate) fn from_socket(e: Error) -> Self {
+        match e {
+            e if e == code::ECONNREFUSED => Failure::ConnectionRefused,
+            e if e == code::EHOSTUNREACH || e == code::ENETUNREACH => Failure::Unreachable,
+            e if e == code::ETIMEDOUT || e == code::EAGAIN || e == code::EINPROGRESS => {
+                Failure::Timeout
+            }
+            e if e == code::ECONNRESET || e == code::EPIPE => Failure::ConnectionReset,
+            e if e == code::ENOMEM => Failure::NoMemory,
+            e => Failure::Network(e.to_errno()),
+        }
+    }
+
+    /// The failure a login error stands for.
+    pub(crate) fn from_login(e: LoginError) -> Self {
+        match e {
+            LoginError::Initiator(InitiatorError::AuthenticationFailure)
+            | LoginError::Chap(_)
+            | LoginError::MutualAuthSkipped
+            | LoginError::AuthMethodRejected => Failure::AuthenticationFailed,
+            LoginError::Initiator(InitiatorError::AuthorizationFailure) => {
+                Failure::AuthorizationFailed
+            }
+            LoginError::Initiator(InitiatorError::NotFound | InitiatorError::TargetRemoved) => {
+                Failure::TargetNotFound
+            }
+            LoginError::Redirect { .. } => Failure::Redirected,
+            LoginError::Target(_) => Failure::TargetUnavailable,
+            _ => Failure::Protocol,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::ConnectionRefused => f.write_str("connection refused"),
+            Failure::Unreachable => f.write_str("portal unreachable"),
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::ConnectionReset => f.write_str("connection reset by target"),
+            Failure::Network(e) => write!(f, "network error {}", e),
+            Failure::AuthenticationFailed => f.write_str("authentication failed"),
+            Failure::AuthorizationFailed => f.write_str("authorization failed"),
+            Failure::TargetNotFound => f.write_str("target not found"),
+            Failure::Redirected => f.write_str("target redirected the login"),
+            Failure::TargetUnavailable => f.write_str("target unavailable"),
+            Failure::Protocol => f.write_str("protocol error"),
+            Failure::ReplacementTimeout => f.write_str("session lost (replacement timeout)"),
+            Failure::NoMemory => f.write_str("out of memory"),
+        }
+    }
+}
+
+/// Largest login PDU we accept: login text is small (RFC 7143 suggests 8 KiB per PDU).
+const LOGIN_MAX_DSL: u32 = 8192;
+
+/// Buffers of one login, allocated once per attempt.
+pub(crate) struct LoginBuffers {
+    tx: KVec<u8>,
+    rx: KVec<u8>,
+    text: KVec<u8>,
+}
+
+impl LoginBuffers {
+    /// Allocates the buffers.
+    pub(crate) fn new() -> Result<Self> {
+        let zeroed = |n: usize| -> Result<KVec<u8>> { Ok(KVec::from_elem(0, n, GFP_KERNEL)?) };
+        // A PDU (header, data, padding) either way; the text buffer holds a whole response
+        // split over several PDUs.
+        let pdu = BHS_LEN + LOGIN_MAX_DSL as usize + 4;
+        Ok(Self { tx: zeroed(pdu)?, rx: zeroed(pdu)?, text: zeroed(4 * LOGIN_MAX_DSL as usize)? })
+    }
+}
+
+/// Logs in over `stream` (connected, its timeouts set): sends each Login Request proto
+/// builds and feeds it each Login Response, until the full feature phase or a failure.
+pub(crate) fn login(
+    stream: &TcpStream,
+    cfg: &LoginConfig<'_>,
+    chap: &dyn ChapDigest,
+    bufs: &mut LoginBuffers,
+) -> core::result::Result<LoginComplete, Failure> {
+    let mut machine = Login::new(cfg, chap, &mut bufs.text);
+    loop {
+        while let Some(n) = machine.poll_transmit(&mut bufs.tx).map_err(Failure::from_login)? {
+            let pdu = bufs.tx.get(..n).ok_or(Failure::Protocol)?;
+            stream.send_all(&[pdu], false).map_err(Failure::from_socket)?;
+        }
+        let mut bhs = [0u8; BHS_LEN];
+        stream.recv_exact(&mut bhs).map_err(Failure::from_socket)?;
+        // No digests during login (RFC 7143 section 6.2: they start after it).
+        let layout = pdu::rx_layout(&bhs, Digests { header: false, data: false }, LOGIN_MAX_DSL)
+            .map_err(|_| Failure::Protocol)?;
+        let rest = bufs.rx.get_mut(..layout.remaining()).ok_or(Failure::Protocol)?;
+        stream.recv_exact(rest).map_err(Failure::from_socket)?;
+        let data_start = layout.ahs_len;
+        let data_end = data_start.checked_add(layout.data_len).ok_or(Failure::Protocol)?;
+        let data = bufs.rx.get(data_start..data_end).ok_or(Failure::Protocol)?;
+        match machine.handle_pdu(&bhs, data).map_err(Failure::from_login)? {
+            LoginEvent::Continue => continue,
+            LoginEvent::Complete(done) => return Ok(done),
+        }
+    }
+}

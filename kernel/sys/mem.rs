@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Memory that must not outlive its use: secrets zeroed when dropped (the same guarantee as
+//! include/linux/string.h's memzero_explicit(), in Rust).
+
+use core::sync::atomic::{compiler_fence, Ordering};
+use kernel::error::{code::ENAMETOOLONG, Result};
+
+/// Overwrites `buf` with zeros in a way the compiler may not elide, even right before the
+/// memory is freed.
+pub(crate) fn zero_explicit(buf: &mut [u8]) {
+    for b in buf.iter_mut() {
+        // SAFETY: `b` is a valid, exclusive reference to one byte.
+        unsafe { core::ptr::write_volatile(b, 0) };
+    }
+    compiler_fence(Ordering::SeqCst);
+}
+
+/// A secret of at most `N` bytes, stored inline: never printed (no Debug/Display), zeroed on
+/// drop and when replaced.
+#[derive(Clone)]
+pub(crate) struct Secret<const N: usize> {
+    len: usize,
+    buf: [u8; N],
+}
+
+impl<const N: usize> Secret<N> {
+    /// An empty secret.
+    pub(crate) const fn new() -> Self {
+        Self { len: 0, buf: [0; N] }
+    }
+
+    /// Replaces the secret; ENAMETOOLONG (and nothing changed) when `value` is over `N` bytes.
+    pub(crate) fn set(&mut self, value: &[u8]) -> Result {
+        if value.len() > N {
+            return Err(ENAMETOOLONG);
+        }
+        zero_explicit(&mut self.buf);
+        if let Some(dst) = self.buf.get_mut(..value.len()) {
+            dst.copy_from_slice(value);
+        }
+        self.len = value.len();
+        Ok(())
+    }
+
+    /// The secret's bytes, for the one place that needs them (the CHAP computation).
+    pub(crate) fn expose(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    /// Whether no secret is set.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<const N: usize> Drop for Secret<N> {
+    fn drop(&mut self) {
+        zero_explicit(&mut self.buf);
+    }
+}
+
+/// Fills `buf` with random bytes from the kernel's CSPRNG (include/linux/random.h): ISIDs and
+/// mutual CHAP challenges.
+pub(crate) fn random_bytes(buf: &mut [u8]) {
+    // SAFETY: `buf` is valid for writes of its length.
+    unsafe { kernel::bindings::get_random_bytes(buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+/// Sleeps for `ms` milliseconds (include/linux/delay.h). Process context only.
+pub(crate) fn sleep_ms(ms: u32) {
+    // SAFETY: msleep may be called from any sleepable context, which every caller is.
+    unsafe { kernel::bindings::msleep(ms) };
+}

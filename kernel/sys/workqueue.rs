@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A workqueue the module owns (include/linux/workqueue.h: alloc_workqueue, flush_workqueue,
+//! destroy_workqueue). The kernel crate of 6.12 only wraps the system queues; the module needs
+//! its own so that stopping a session can wait for its work (flushing a system queue is not
+//! allowed) and so that nothing of the module's runs once the queue is destroyed at unload.
+
+use super::bindings;
+use core::ptr::NonNull;
+use kernel::error::{code::ENOMEM, Result};
+use kernel::str::CStr;
+use kernel::workqueue::Queue;
+
+/// Flags of alloc_workqueue (include/linux/workqueue.h).
+pub(crate) mod flags {
+    /// Work may run on any CPU (for long-running work).
+    pub(crate) const UNBOUND: u32 = kernel::bindings::wq_flags_WQ_UNBOUND;
+    /// Guarantees forward progress under memory pressure: storage I/O completes through it.
+    pub(crate) const MEM_RECLAIM: u32 = kernel::bindings::wq_flags_WQ_MEM_RECLAIM;
+    /// High-priority worker pool (the I/O path).
+    pub(crate) const HIGHPRI: u32 = kernel::bindings::wq_flags_WQ_HIGHPRI;
+}
+
+/// An owned workqueue; destroyed (after draining it) on drop.
+pub(crate) struct OwnedQueue(NonNull<kernel::bindings::workqueue_struct>);
+
+// SAFETY: workqueues are made to be used from any thread.
+unsafe impl Send for OwnedQueue {}
+// SAFETY: as above.
+unsafe impl Sync for OwnedQueue {}
+
+impl OwnedQueue {
+    /// Allocates a workqueue named `name` (shown in ps as kworker names) with `flags`.
+    pub(crate) fn new(name: &'static CStr, flags: u32) -> Result<Self> {
+        // SAFETY: `name` is a static NUL-terminated string; the helper passes it as "%s".
+        let wq = unsafe { bindings::core_iscsi_c_alloc_workqueue(name.as_char_ptr(), flags) };
+        NonNull::new(wq).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Waits until every work item queued so far has run.
+    pub(crate) fn flush(&self) {
+        // SAFETY: the queue is alive while `self` is.
+        unsafe { kernel::bindings::__flush_workqueue(self.0.as_ptr()) };
+    }
+}
+
+impl core::ops::Deref for OwnedQueue {
+    type Target = Queue;
+
+    fn deref(&self) -> &Queue {
+        // SAFETY: the pointer is a live workqueue until `self` is dropped.
+        unsafe { Queue::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedQueue {
+    fn drop(&mut self) {
+        // SAFETY: we own the queue; destroy_workqueue drains it first, so no work of ours runs
+        // after this returns.
+        unsafe { kernel::bindings::destroy_workqueue(self.0.as_ptr()) };
+    }
+}
