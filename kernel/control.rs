@@ -30,3 +30,11 @@ fn root_version_show(page: &mut Page<'_>) -> core::fmt::Result {
 }
 
 configfs::root_show!(core_iscsi_root_version_show, root_version_show);
+
+/// `core_iscsi/selftest` (write-only): runs a built-in self-test (see kernel/selftest.rs); the
+/// write fails with the test's errno.
+fn root_selftest_store(data: &[u8]) -> Result {
+    crate::selftest::run(data)
+}
+
+configfs::root_store!(core_iscsi_root_selftest_store, root_selftest_store);

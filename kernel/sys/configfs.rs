@@ -73,6 +73,45 @@ macro_rules! root_show {
 }
 pub(crate) use root_show;
 
+/// Runs `store` on the bytes written to a configfs attribute and returns what configfs
+/// expects: `count` (all consumed) or the negative errno `store` failed with.
+///
+/// # Safety
+///
+/// `page` must be the buffer configfs passed to a `store` callback, valid for reads of
+/// `count` bytes during the call.
+pub(crate) unsafe fn store_from(
+    page: *const kernel::ffi::c_char,
+    count: usize,
+    store: impl FnOnce(&[u8]) -> Result,
+) -> isize {
+    // SAFETY: guaranteed by the caller (see above).
+    let data = unsafe { core::slice::from_raw_parts(page.cast::<u8>(), count) };
+    match store(data) {
+        // configfs writes are at most a page: `count` fits in isize.
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// Defines the C entry point `$c_name` of a write-only attribute of the root group (declared
+/// in kernel/tables.c), calling the safe `$store: fn(&[u8]) -> Result`.
+macro_rules! root_store {
+    ($c_name:ident, $store:path) => {
+        /// configfs `store` entry point (kernel/tables.c).
+        #[no_mangle]
+        unsafe extern "C" fn $c_name(
+            _item: *mut $crate::sys::bindings::config_item,
+            page: *const kernel::ffi::c_char,
+            count: usize,
+        ) -> isize {
+            // SAFETY: configfs calls `store` with the written bytes (fs/configfs/file.c).
+            unsafe { $crate::sys::configfs::store_from(page, count, $store) }
+        }
+    };
+}
+pub(crate) use root_store;
+
 /// The registered `core_iscsi` configfs subsystem (static in kernel/tables.c); unregistered on
 /// drop, which configfs allows only once every child group is gone.
 pub(crate) struct Subsystem(());
