@@ -47,8 +47,8 @@ load_module
 
 for addr in "127.0.0.1:$port" "[::1]:$port"; do
     echo "socket $addr" > $root/selftest || fail "socket self-test against $addr failed: $(dmesg | grep selftest)"
-    dmesg | grep -q "selftest: socket $addr: ok" || fail "no success report for $addr"
-    ok "socket $addr: $(dmesg | grep -o "selftest: socket $addr: [0-9]* bytes echoed[^,]*" | head -1 | sed 's/.*: //')"
+    dmesg | grep -qF "selftest: socket $addr: ok" || fail "no success report for $addr"
+    ok "$(dmesg | grep -oF "socket $addr: " | head -1)$(dmesg | grep -F "selftest: socket $addr: " | grep -o '[0-9]* bytes echoed.*' | head -1)"
 done
 ok "callbacks fire on data and on shutdown, none after clear_callbacks; receive timeout and EAGAIN; recv after shutdown"
 
