@@ -43,7 +43,9 @@ pub(crate) fn run(cmd: &[u8]) -> Result {
         b"connect" => connect(arg),
         b"socket" => socket(arg),
         _ => {
-            pr_err!("core-iscsi selftest: unknown test (crypto, parse, connect ADDR, socket ADDR)\n");
+            pr_err!(
+                "core-iscsi selftest: unknown test (crypto, parse, connect ADDR, socket ADDR)\n"
+            );
             Err(EINVAL)
         }
     }
@@ -119,7 +121,11 @@ pub(crate) fn crypto() -> Result {
     )?;
 
     let hash_cases: [(ChapAlgorithm, &str, &str); 4] = [
-        (ChapAlgorithm::Md5, "MD5", "900150983cd24fb0d6963f7d28e17f72"),
+        (
+            ChapAlgorithm::Md5,
+            "MD5",
+            "900150983cd24fb0d6963f7d28e17f72",
+        ),
         (
             ChapAlgorithm::Sha1,
             "SHA-1",
@@ -209,19 +215,38 @@ fn parse() -> Result {
     for (input, want) in good {
         let a = SocketAddr::parse(input.as_bytes());
         let ok = match &a {
-            Ok(a) => formatted(a)?.b.get(..want.len()) == Some(want.as_bytes())
-                && formatted(a)?.n == want.len(),
+            Ok(a) => {
+                formatted(a)?.b.get(..want.len()) == Some(want.as_bytes())
+                    && formatted(a)?.n == want.len()
+            }
             Err(_) => false,
         };
         if !ok {
-            pr_err!("core-iscsi selftest: parse '{}' did not give '{}'\n", input, want);
+            pr_err!(
+                "core-iscsi selftest: parse '{}' did not give '{}'\n",
+                input,
+                want
+            );
             return Err(EIO);
         }
     }
     let bad = [
-        "", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4:", "1.2.3.4:0", "1.2.3.4:65536",
-        "[::1", "[::1]x", "1::2::3", "[1:2:3:4:5:6:7:8:9]", "[12345::]", "[fe80::1%eth0]",
-        "[1:2:3:4:5:6:7::8]", "a.b.c.d", ":::",
+        "",
+        "1.2.3",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        "1.2.3.4:",
+        "1.2.3.4:0",
+        "1.2.3.4:65536",
+        "[::1",
+        "[::1]x",
+        "1::2::3",
+        "[1:2:3:4:5:6:7:8:9]",
+        "[12345::]",
+        "[fe80::1%eth0]",
+        "[1:2:3:4:5:6:7::8]",
+        "a.b.c.d",
+        ":::",
     ];
     for input in bad {
         if SocketAddr::parse(input.as_bytes()).is_ok() {
@@ -239,14 +264,22 @@ fn connect(arg: &[u8]) -> Result {
     match TcpStream::connect(&addr, 2000) {
         Ok(s) => {
             s.shutdown();
-            pr_info!("core-iscsi selftest: connect {} (port {}): ok\n", addr, addr.port());
+            pr_info!(
+                "core-iscsi selftest: connect {} (port {}): ok\n",
+                addr,
+                addr.port()
+            );
             Ok(())
         }
         Err(e) => {
             if e == crate::sys::socket::errno::connrefused() {
                 pr_info!("core-iscsi selftest: connect {}: refused\n", addr);
             }
-            pr_info!("core-iscsi selftest: connect {}: error {}\n", addr, e.to_errno());
+            pr_info!(
+                "core-iscsi selftest: connect {}: error {}\n",
+                addr,
+                e.to_errno()
+            );
             Err(e)
         }
     }
@@ -310,7 +343,9 @@ impl Events {
             if ktime_ms_delta(Ktime::ktime_get(), start) > ms {
                 return false;
             }
-            let _ = self.cv.wait_interruptible_timeout(&mut guard, msecs_to_jiffies(10));
+            let _ = self
+                .cv
+                .wait_interruptible_timeout(&mut guard, msecs_to_jiffies(10));
         }
     }
 }
@@ -318,13 +353,20 @@ impl Events {
 /// Test data: a different byte sequence for each round and position.
 fn pattern(round: usize, pos: usize) -> u8 {
     // Reduced mod 251 (prime) so that pages and buffers do not line up by accident.
-    (round.wrapping_mul(31).wrapping_add(pos.wrapping_mul(7)).wrapping_add(3) % 251) as u8
+    (round
+        .wrapping_mul(31)
+        .wrapping_add(pos.wrapping_mul(7))
+        .wrapping_add(3)
+        % 251) as u8
 }
 
 fn pattern_vec(round: usize, start: usize, len: usize) -> Result<KVec<u8>> {
     let mut v = KVec::with_capacity(len, GFP_KERNEL)?;
     for i in 0..len {
-        v.push(pattern(round, start.checked_add(i).ok_or(EINVAL)?), GFP_KERNEL)?;
+        v.push(
+            pattern(round, start.checked_add(i).ok_or(EINVAL)?),
+            GFP_KERNEL,
+        )?;
     }
     Ok(v)
 }
@@ -370,7 +412,11 @@ fn socket(arg: &[u8]) -> Result {
         let head = pattern_vec(round, 0, head_len)?;
         let body = pattern_vec(round, head_len, body_len)?;
         page::write(&mut tx[0], p0.0, &pattern_vec(round, bytes_len, p0.1)?)?;
-        page::write(&mut tx[1], p1.0, &pattern_vec(round, bytes_len + p0.1, p1.1)?)?;
+        page::write(
+            &mut tx[1],
+            p1.0,
+            &pattern_vec(round, bytes_len + p0.1, p1.1)?,
+        )?;
         let seen = events.data_ready.load(Ordering::SeqCst);
 
         stream.send_all(&[&head, &body], true)?;

@@ -271,7 +271,11 @@ impl fmt::Display for SocketAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             SocketAddr::V4 { addr, port } => {
-                write!(f, "{}.{}.{}.{}:{}", addr[0], addr[1], addr[2], addr[3], port)
+                write!(
+                    f,
+                    "{}.{}.{}.{}:{}",
+                    addr[0], addr[1], addr[2], addr[3], port
+                )
             }
             SocketAddr::V6 {
                 addr,
@@ -604,11 +608,7 @@ impl TcpStream {
                 total = total.checked_add(r.len()).ok_or(EINVAL)?;
                 // SAFETY: `r.page` is a live page (PageRange's invariant).
                 splice &= unsafe {
-                    bindings::core_iscsi_c_sendpages_ok(
-                        r.page.as_ptr(),
-                        r.len(),
-                        r.offset as usize,
-                    )
+                    bindings::core_iscsi_c_sendpages_ok(r.page.as_ptr(), r.len(), r.offset as usize)
                 };
             }
             if total == 0 {
@@ -686,13 +686,7 @@ impl TcpStream {
             let mut msg = bindings::msghdr::default();
             // SAFETY: `vec` describes `rest`, writable and exclusively ours for the call below.
             unsafe {
-                bindings::iov_iter_kvec(
-                    &mut msg.msg_iter,
-                    bindings::ITER_DEST,
-                    &vec,
-                    1,
-                    rest.len(),
-                )
+                bindings::iov_iter_kvec(&mut msg.msg_iter, bindings::ITER_DEST, &vec, 1, rest.len())
             };
             let n = self.recvmsg(&mut msg, bindings::MSG_WAITALL | bindings::MSG_NOSIGNAL)?;
             if n == 0 {
