@@ -1,8 +1,8 @@
 #!/bin/bash
 # The module's kernel TCP socket against a userspace echo server on loopback, over IPv4 and
 # IPv6: gathered sends, zero-copy page sends, exact and page receives byte for byte, socket
-# callbacks, timeouts, shutdown; and the errors a user sees for a closed port and an
-# unreachable network. No leak afterwards.
+# callbacks, timeouts, shutdown; and the errors a user sees for a closed port, an
+# unreachable network and a silent host (connect timeout). No leak afterwards.
 # vm-args: --append kmemleak=on --timeout 300
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
@@ -61,6 +61,13 @@ expect_error() { # test-command expected-strerror
 expect_error "connect 127.0.0.1:$((port + 1))" "Connection refused"
 expect_error "connect [::1]:$((port + 1))" "Connection refused"
 expect_error "connect 10.99.0.1:3260" "Network is unreachable"
+# A route into loopback for a non-local address: SYNs vanish, nobody ever answers.
+ip route add 10.98.0.0/16 dev lo
+start=$(date +%s%N)
+expect_error "connect 10.98.0.1:3260" "Connection timed out"
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[ $elapsed_ms -ge 1800 ] && [ $elapsed_ms -lt 6000 ] || fail "connect timeout took $elapsed_ms ms, expected about 2000"
+ok "the connect timeout (2 s) is honoured: $elapsed_ms ms"
 expect_error "socket 1.2.3" "Invalid argument"
 echo "connect 127.0.0.1:$port" > $root/selftest || fail "connect to the echo server failed"
 ok "connect to a listening port succeeds"
