@@ -105,3 +105,11 @@ configfs::attr_show!(Arc<Channel>, core_iscsi_channel_state_show => Channel::sho
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_negotiated_show => Channel::show_negotiated);
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_stats_show => Channel::show_stats);
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_host_show => Channel::show_host);
+
+/// `core_iscsi/selftest` (write-only): runs a built-in self-test (see kernel/selftest.rs); the
+/// write fails with the test's errno.
+fn root_selftest_store(data: &[u8]) -> Result {
+    crate::selftest::run(data)
+}
+
+configfs::root_store!(core_iscsi_root_selftest_store, root_selftest_store);

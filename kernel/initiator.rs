@@ -14,6 +14,7 @@
 use kernel::prelude::*;
 
 mod control;
+mod selftest;
 mod sys;
 
 /// The shared sans-IO protocol core (kernel/proto/src), compiled into the module.
@@ -63,6 +64,12 @@ struct CoreIscsi {
 
 impl kernel::Module for CoreIscsi {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        // The digests and CHAP depend on the kernel's hashes giving the published answers: a
+        // module that would compute wrong digests must not load.
+        if let Err(e) = selftest::crypto() {
+            pr_err!("core-iscsi: crypto known-answer test failed; refusing to load\n");
+            return Err(e);
+        }
         let control = control::Control::register()?;
         pr_info!("core-iscsi {} loaded\n", VERSION);
         Ok(Self { _control: control })

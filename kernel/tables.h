@@ -10,6 +10,11 @@
 
 #include <linux/configfs.h>
 #include <linux/workqueue.h>
+#include <linux/in.h>
+#include <linux/net.h>
+#include <linux/uio.h>
+
+struct crypto_shash;
 
 /* The item type of a channel directory. */
 extern const struct config_item_type core_iscsi_channel_type;
@@ -19,5 +24,75 @@ void core_iscsi_c_subsys_init(struct configfs_subsystem *subsys);
 
 /* alloc_workqueue() is variadic: this passes `name` as its only format argument. */
 struct workqueue_struct *core_iscsi_c_alloc_workqueue(const char *name, unsigned int flags);
+
+/* --- kernel TCP socket (kernel/sys/socket.rs) --------------------------------------------- */
+
+/* The initial network namespace, where the module's sockets live. */
+struct net *core_iscsi_c_init_net(void);
+
+/*
+ * Prepares a freshly created kernel socket for a block-device data path, as iscsi_tcp and
+ * nvme-tcp do: atomic allocations (no reclaim recursing into our own I/O), no use of the
+ * current task's page fragment, access to memory reserves.
+ */
+void core_iscsi_c_sock_prepare(struct socket *sock);
+
+/* sk_rcvtimeo / sk_sndtimeo in milliseconds; 0 means block forever. */
+void core_iscsi_c_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, unsigned int snd_ms);
+
+/* tcp_sock_set_nodelay(sock->sk). */
+void core_iscsi_c_sock_set_nodelay(struct socket *sock);
+
+/* sendpages_ok(): may these pages be spliced into an skb (MSG_SPLICE_PAGES)? */
+bool core_iscsi_c_sendpages_ok(struct page *page, size_t len, size_t offset);
+
+/* Socket events delivered to core_iscsi_sock_event_fn (the `event` argument). */
+#define CORE_ISCSI_SOCK_DATA_READY 0
+#define CORE_ISCSI_SOCK_STATE_CHANGE 1
+#define CORE_ISCSI_SOCK_WRITE_SPACE 2
+
+/*
+ * Called from the socket's callbacks (softirq or process context) with sk_callback_lock held
+ * for read: `closed` is set for a state change out of TCP_ESTABLISHED.
+ */
+typedef void (*core_iscsi_sock_event_fn)(void *user, int event, bool closed);
+/* Releases `user` once the callbacks are removed (process context). */
+typedef void (*core_iscsi_sock_release_fn)(void *user);
+
+/*
+ * Installs our data_ready / state_change / write_space callbacks on `sock`, which call
+ * `event(user, ...)` and then the socket's original callback. -EBUSY if the socket already
+ * has user data, -ENOMEM. On success `release(user)` is called exactly once, by
+ * core_iscsi_c_sock_clear_callbacks.
+ */
+int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
+				    core_iscsi_sock_event_fn event,
+				    core_iscsi_sock_release_fn release);
+
+/*
+ * Restores the original callbacks under write_lock_bh(&sk->sk_callback_lock), then releases
+ * the user data. Returns whether callbacks were installed. After it returns, `event` is never
+ * called again for this socket.
+ */
+bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
+
+/* --- crypto (kernel/sys/crypto.rs) ---------------------------------------------------------- */
+
+/* crypto_alloc_shash(name, 0, 0): 0 and *tfm set, or a negative errno. */
+int core_iscsi_c_shash_alloc(const char *name, struct crypto_shash **tfm);
+void core_iscsi_c_shash_free(struct crypto_shash *tfm);
+unsigned int core_iscsi_c_shash_digestsize(struct crypto_shash *tfm);
+
+/*
+ * Hashes the concatenation of `nparts` buffers into `out` (which must hold the digest size),
+ * with a descriptor on the stack: init, one update per part, final.
+ */
+int core_iscsi_c_shash_digest(struct crypto_shash *tfm, const struct kvec *parts,
+			      unsigned int nparts, u8 *out);
+
+/* --- self-test hook (kernel/selftest.rs) ---------------------------------------------------- */
+
+/* core_iscsi/selftest (write-only): runs a self-test; the write returns 0 or its errno. */
+ssize_t core_iscsi_root_selftest_store(struct config_item *item, const char *page, size_t count);
 
 #endif

@@ -4,4 +4,6 @@
  * their items are kept.
  */
 #include <linux/configfs.h>
+#include <linux/crc32c.h>
+#include <linux/in.h>
 #include "tables.h"

@@ -75,6 +75,45 @@ macro_rules! root_show {
 }
 pub(crate) use root_show;
 
+/// Runs `store` on the bytes written to a configfs attribute and returns what configfs
+/// expects: `count` (all consumed) or the negative errno `store` failed with.
+///
+/// # Safety
+///
+/// `page` must be the buffer configfs passed to a `store` callback, valid for reads of
+/// `count` bytes during the call.
+pub(crate) unsafe fn store_from(
+    page: *const kernel::ffi::c_char,
+    count: usize,
+    store: impl FnOnce(&[u8]) -> Result,
+) -> isize {
+    // SAFETY: guaranteed by the caller (see above).
+    let data = unsafe { core::slice::from_raw_parts(page.cast::<u8>(), count) };
+    match store(data) {
+        // configfs writes are at most a page: `count` fits in isize.
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// Defines the C entry point `$c_name` of a write-only attribute of the root group (declared
+/// in kernel/tables.c), calling the safe `$store: fn(&[u8]) -> Result`.
+macro_rules! root_store {
+    ($c_name:ident, $store:path) => {
+        /// configfs `store` entry point (kernel/tables.c).
+        #[no_mangle]
+        unsafe extern "C" fn $c_name(
+            _item: *mut $crate::sys::bindings::config_item,
+            page: *const kernel::ffi::c_char,
+            count: usize,
+        ) -> isize {
+            // SAFETY: configfs calls `store` with the written bytes (fs/configfs/file.c).
+            unsafe { $crate::sys::configfs::store_from(page, count, $store) }
+        }
+    };
+}
+pub(crate) use root_store;
+
 /// The registered `core_iscsi` configfs subsystem, holding `T`: what every group made under the
 /// root can reach (see [`group_type!`]). Unregistered on drop, which configfs allows only once
 /// every child group is gone (each one pins the module, so that holds at module exit).
@@ -200,13 +239,6 @@ impl<T> Group<T> {
     }
 }
 
-/// Turns a store callback's result into what configfs expects: the bytes consumed, or -errno.
-pub(crate) fn store_result(result: Result, count: usize) -> isize {
-    match result {
-        Ok(()) => isize::try_from(count).unwrap_or(isize::MAX),
-        Err(e) => e.to_errno() as isize,
-    }
-}
 
 /// Defines the C entry points of a group type (declared in kernel/tables.c): `make_group` on the
 /// subsystem's root (`$make: fn(&P, &CStr) -> Result<T>`, `P` the subsystem's data), `drop_item` (`$drop: fn(&T)`, called on rmdir
@@ -295,36 +327,16 @@ macro_rules! attr_store {
             page: *const kernel::ffi::c_char,
             count: usize,
         ) -> isize {
-            // SAFETY: as for show; configfs passes `count` valid bytes (at most a page).
-            let (data, buf) = unsafe {
-                (
-                    $crate::sys::configfs::Group::<$ty>::data(item),
-                    core::slice::from_raw_parts(page.cast::<u8>(), count),
-                )
-            };
-            let value = buf.strip_suffix(b"\n").unwrap_or(buf);
-            $crate::sys::configfs::store_result(($store)(data, value), count)
+            // SAFETY: as for show.
+            let data = unsafe { $crate::sys::configfs::Group::<$ty>::data(item) };
+            // SAFETY: configfs calls `store` with the written bytes (fs/configfs/file.c).
+            unsafe {
+                $crate::sys::configfs::store_from(page, count, |buf| {
+                    ($store)(data, buf.strip_suffix(b"\n").unwrap_or(buf))
+                })
+            }
         }
     };
 }
 pub(crate) use attr_store;
 
-/// Defines the C entry point `$c_name` of a writable attribute of the root group, calling
-/// `$store: fn(&[u8]) -> Result` with the bytes written (a trailing newline removed).
-macro_rules! root_store {
-    ($c_name:ident, $store:path) => {
-        /// configfs `store` entry point (kernel/tables.c).
-        #[no_mangle]
-        unsafe extern "C" fn $c_name(
-            _item: *mut $crate::sys::bindings::config_item,
-            page: *const kernel::ffi::c_char,
-            count: usize,
-        ) -> isize {
-            // SAFETY: configfs passes `count` valid bytes (at most a page).
-            let buf = unsafe { core::slice::from_raw_parts(page.cast::<u8>(), count) };
-            let value = buf.strip_suffix(b"\n").unwrap_or(buf);
-            $crate::sys::configfs::store_result($store(value), count)
-        }
-    };
-}
-pub(crate) use root_store;

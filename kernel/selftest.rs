@@ -1,0 +1,544 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Built-in self-tests, run by writing to `/sys/kernel/config/core_iscsi/selftest`:
+//!
+//! - `crypto`: known answers of the kernel's CRC32C (RFC 3720 appendix B.4) and of the CHAP
+//!   hashes (MD5, SHA-1, SHA-256, SHA3-256 of "abc"), through the protocol core's traits. Also
+//!   run at module load, which fails if they do.
+//! - `parse`: portal address parsing and formatting.
+//! - `connect ADDR`: connects to ADDR and closes; the write fails with the connect's errno
+//!   (ECONNREFUSED, ENETUNREACH, ETIMEDOUT after 2 s ...).
+//! - `socket ADDR`: against a TCP echo server at ADDR: gathered and zero-copy page sends,
+//!   exact and page receives checked byte for byte, socket callbacks, timeouts, shutdown.
+//!
+//! A write succeeds when the test passes and fails with the errno of the first failed check
+//! otherwise (EIO for a wrong result); the kernel log says what was checked and what failed.
+//! This is driver code: safe Rust on top of kernel/sys.
+
+use crate::proto::chap::{ChapAlgorithm, ChapDigest, MAX_DIGEST_LEN};
+use crate::proto::crc;
+use crate::sys::crypto::{KernelChapDigest, KernelCrc32c};
+use crate::sys::page;
+use crate::sys::socket::{PageRange, SocketAddr, SocketEvents, TcpStream};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use kernel::page::{Page, PAGE_SIZE};
+use kernel::prelude::*;
+use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::time::{ktime_ms_delta, msecs_to_jiffies, Ktime};
+use kernel::{new_condvar, new_mutex};
+
+/// Runs the self-test the written text names (see the module documentation).
+pub(crate) fn run(cmd: &[u8]) -> Result {
+    let cmd = cmd.trim_ascii();
+    let (word, arg) = match cmd.iter().position(|&c| c == b' ') {
+        Some(i) => (
+            cmd.get(..i).unwrap_or(&[]),
+            cmd.get(i + 1..).unwrap_or(&[]).trim_ascii(),
+        ),
+        None => (cmd, &[][..]),
+    };
+    match word {
+        b"crypto" => crypto(),
+        b"parse" => parse(),
+        b"connect" => connect(arg),
+        b"socket" => socket(arg),
+        _ => {
+            pr_err!(
+                "core-iscsi selftest: unknown test (crypto, parse, connect ADDR, socket ADDR)\n"
+            );
+            Err(EINVAL)
+        }
+    }
+}
+
+/// Fails with `EIO` and logs `what` unless `ok`.
+fn check(ok: bool, what: &str) -> Result {
+    if ok {
+        Ok(())
+    } else {
+        pr_err!("core-iscsi selftest: FAILED: {}\n", what);
+        Err(EIO)
+    }
+}
+
+/// Parses a lowercase hex string of known answers (test data written in this file).
+fn unhex<const N: usize>(s: &str) -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    let b = s.as_bytes();
+    if b.len() != N * 2 {
+        return Err(EINVAL);
+    }
+    let v = |c: Option<&u8>| match c.copied() {
+        Some(c @ b'0'..=b'9') => Ok(c - b'0'),
+        Some(c @ b'a'..=b'f') => Ok(c - b'a' + 10),
+        _ => Err(EINVAL),
+    };
+    for (i, o) in out.iter_mut().enumerate() {
+        let at = i.checked_mul(2).ok_or(EINVAL)?;
+        *o = (v(b.get(at))? << 4) | v(b.get(at + 1))?;
+    }
+    Ok(out)
+}
+
+/// Known answers of CRC32C (RFC 3720 B.4) and of the CHAP hashes; cheap enough for every load.
+pub(crate) fn crypto() -> Result {
+    let c = KernelCrc32c;
+    let mut inc = [0u8; 32];
+    let mut dec = [0u8; 32];
+    for (i, (a, b)) in inc.iter_mut().zip(dec.iter_mut()).enumerate() {
+        // i < 32.
+        *a = i as u8;
+        *b = 31 - i as u8;
+    }
+    let crc_cases: [(&str, &[u8], u32); 4] = [
+        ("32 bytes of zeros", &[0u8; 32], 0x8a9136aa),
+        ("32 bytes of 0xff", &[0xffu8; 32], 0x62a8ab43),
+        ("incrementing 0..31", &inc, 0x46dd794e),
+        ("decrementing 31..0", &dec, 0x113fdb5c),
+    ];
+    for (name, data, want) in crc_cases {
+        let got = crc::crc32c(&c, data);
+        if got != want {
+            pr_err!(
+                "core-iscsi selftest: CRC32C of {}: got {:08x}, expected {:08x}\n",
+                name,
+                got,
+                want
+            );
+            return Err(EIO);
+        }
+        // The same in pieces: the register carries across updates.
+        let (a, b) = data.split_at(13);
+        let mut d = crc::DigestState::new();
+        d.update(&c, a);
+        d.update(&c, b);
+        check(d.finish() == want, "CRC32C over two pieces")?;
+    }
+    // RFC 3720 B.4 gives the zeros digest as it goes on the wire.
+    check(
+        crc::data_digest(&c, &[0u8; 32]) == [0xaa, 0x36, 0x91, 0x8a],
+        "CRC32C data digest byte order",
+    )?;
+
+    let hash_cases: [(ChapAlgorithm, &str, &str); 4] = [
+        (
+            ChapAlgorithm::Md5,
+            "MD5",
+            "900150983cd24fb0d6963f7d28e17f72",
+        ),
+        (
+            ChapAlgorithm::Sha1,
+            "SHA-1",
+            "a9993e364706816aba3e25717850c26c9cd0d89d",
+        ),
+        (
+            ChapAlgorithm::Sha256,
+            "SHA-256",
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        ),
+        (
+            ChapAlgorithm::Sha3_256,
+            "SHA3-256",
+            "3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532",
+        ),
+    ];
+    let h = KernelChapDigest;
+    for (alg, name, hex) in hash_cases {
+        let len = alg.digest_len();
+        let mut want = [0u8; MAX_DIGEST_LEN];
+        let known = match len {
+            16 => unhex::<16>(hex).map(|k| want[..16].copy_from_slice(&k)),
+            20 => unhex::<20>(hex).map(|k| want[..20].copy_from_slice(&k)),
+            _ => unhex::<32>(hex).map(|k| want.copy_from_slice(&k)),
+        };
+        known?;
+        // "abc" whole and split in parts: CHAP hashes identifier, secret and challenge.
+        for parts in [&[&b"abc"[..]][..], &[&b"a"[..], &b""[..], &b"bc"[..]][..]] {
+            let mut got = [0u8; MAX_DIGEST_LEN];
+            if !h.digest(alg, parts, &mut got) {
+                pr_err!("core-iscsi selftest: {} is not available\n", name);
+                return Err(ENOENT);
+            }
+            if got.get(..len) != want.get(..len) {
+                pr_err!(
+                    "core-iscsi selftest: {}(\"abc\") in {} parts: wrong digest\n",
+                    name,
+                    parts.len()
+                );
+                return Err(EIO);
+            }
+        }
+    }
+    pr_info!("core-iscsi selftest: crypto: ok (CRC32C B.4, MD5, SHA-1, SHA-256, SHA3-256)\n");
+    Ok(())
+}
+
+/// Formats `a` into a small buffer for comparison.
+struct Buf {
+    b: [u8; 64],
+    n: usize,
+}
+
+impl core::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let end = self.n.checked_add(s.len()).ok_or(core::fmt::Error)?;
+        self.b
+            .get_mut(self.n..end)
+            .ok_or(core::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.n = end;
+        Ok(())
+    }
+}
+
+fn formatted(a: &SocketAddr) -> Result<Buf> {
+    use core::fmt::Write;
+    let mut b = Buf { b: [0; 64], n: 0 };
+    write!(b, "{}", a).map_err(|_| EINVAL)?;
+    Ok(b)
+}
+
+/// Portal parsing: accepted forms round-trip to their canonical text; malformed ones fail.
+fn parse() -> Result {
+    let good: [(&str, &str); 10] = [
+        ("1.2.3.4:3260", "1.2.3.4:3260"),
+        ("10.0.0.1", "10.0.0.1:3260"),
+        ("  192.168.1.200:860\n", "192.168.1.200:860"),
+        ("[::1]:3260", "[::1]:3260"),
+        ("[::1]", "[::1]:3260"),
+        ("::1", "[::1]:3260"),
+        ("[fe80::1%2]:3261", "[fe80::1%2]:3261"),
+        ("[2001:DB8:0:0:1:0:0:1]:1", "[2001:db8::1:0:0:1]:1"),
+        ("[::ffff:1.2.3.4]:5", "[::ffff:102:304]:5"),
+        ("[1:2:3:4:5:6:7:8]:9", "[1:2:3:4:5:6:7:8]:9"),
+    ];
+    for (input, want) in good {
+        let a = SocketAddr::parse(input.as_bytes());
+        let ok = match &a {
+            Ok(a) => {
+                formatted(a)?.b.get(..want.len()) == Some(want.as_bytes())
+                    && formatted(a)?.n == want.len()
+            }
+            Err(_) => false,
+        };
+        if !ok {
+            pr_err!(
+                "core-iscsi selftest: parse '{}' did not give '{}'\n",
+                input,
+                want
+            );
+            return Err(EIO);
+        }
+    }
+    let bad = [
+        "",
+        "1.2.3",
+        "1.2.3.4.5",
+        "256.1.1.1",
+        "1.2.3.4:",
+        "1.2.3.4:0",
+        "1.2.3.4:65536",
+        "[::1",
+        "[::1]x",
+        "1::2::3",
+        "[1:2:3:4:5:6:7:8:9]",
+        "[12345::]",
+        "[fe80::1%eth0]",
+        "[1:2:3:4:5:6:7::8]",
+        "a.b.c.d",
+        ":::",
+    ];
+    for input in bad {
+        if SocketAddr::parse(input.as_bytes()).is_ok() {
+            pr_err!("core-iscsi selftest: parse accepted '{}'\n", input);
+            return Err(EIO);
+        }
+    }
+    pr_info!("core-iscsi selftest: parse: ok\n");
+    Ok(())
+}
+
+/// Connects to `arg` within 2 s and closes; the errno of a failed connect is the result.
+fn connect(arg: &[u8]) -> Result {
+    let addr = SocketAddr::parse(arg)?;
+    match TcpStream::connect(&addr, 2000) {
+        Ok(s) => {
+            s.shutdown();
+            pr_info!(
+                "core-iscsi selftest: connect {} (port {}): ok\n",
+                addr,
+                addr.port()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            if e == crate::sys::socket::errno::connrefused() {
+                pr_info!("core-iscsi selftest: connect {}: refused\n", addr);
+            }
+            pr_info!(
+                "core-iscsi selftest: connect {}: error {}\n",
+                addr,
+                e.to_errno()
+            );
+            Err(e)
+        }
+    }
+}
+
+/// Counts `Events` values dropped, to prove the socket gives its reference back.
+static EVENTS_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+struct DropCount;
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        EVENTS_DROPPED.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What the socket callbacks saw; they only count and wake the waiting test.
+#[pin_data]
+struct Events {
+    data_ready: AtomicUsize,
+    state_changes: AtomicUsize,
+    closed: AtomicBool,
+    write_space: AtomicUsize,
+    #[pin]
+    lock: Mutex<()>,
+    #[pin]
+    cv: CondVar,
+    _count: DropCount,
+}
+
+impl SocketEvents for Events {
+    fn data_ready(&self) {
+        self.data_ready.fetch_add(1, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    fn state_change(&self, closed: bool) {
+        if closed {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+        self.state_changes.fetch_add(1, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    fn write_space(&self) {
+        self.write_space.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Events {
+    /// Waits up to `ms` for `cond`. The callbacks notify without the mutex (softirq context
+    /// cannot take it), so a wakeup can slip between the test and the sleep: wait in short
+    /// slices rather than trusting one notification.
+    fn wait_for(&self, ms: i64, cond: impl Fn(&Self) -> bool) -> bool {
+        let start = Ktime::ktime_get();
+        let mut guard = self.lock.lock();
+        loop {
+            if cond(self) {
+                return true;
+            }
+            if ktime_ms_delta(Ktime::ktime_get(), start) > ms {
+                return false;
+            }
+            let _ = self
+                .cv
+                .wait_interruptible_timeout(&mut guard, msecs_to_jiffies(10));
+        }
+    }
+}
+
+/// Test data: a different byte sequence for each round and position.
+fn pattern(round: usize, pos: usize) -> u8 {
+    // Reduced mod 251 (prime) so that pages and buffers do not line up by accident.
+    (round
+        .wrapping_mul(31)
+        .wrapping_add(pos.wrapping_mul(7))
+        .wrapping_add(3)
+        % 251) as u8
+}
+
+fn pattern_vec(round: usize, start: usize, len: usize) -> Result<KVec<u8>> {
+    let mut v = KVec::with_capacity(len, GFP_KERNEL)?;
+    for i in 0..len {
+        v.push(
+            pattern(round, start.checked_add(i).ok_or(EINVAL)?),
+            GFP_KERNEL,
+        )?;
+    }
+    Ok(v)
+}
+
+/// Exercises every `TcpStream` operation against an echo server at `arg`.
+fn socket(arg: &[u8]) -> Result {
+    let addr = SocketAddr::parse(arg)?;
+    let stream = TcpStream::connect(&addr, 5000)?;
+    stream.set_nodelay();
+    stream.set_timeouts(5000, 5000);
+
+    let dropped_before = EVENTS_DROPPED.load(Ordering::SeqCst);
+    let events = Arc::pin_init(
+        pin_init!(Events {
+            data_ready: AtomicUsize::new(0),
+            state_changes: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            write_space: AtomicUsize::new(0),
+            lock <- new_mutex!(()),
+            cv <- new_condvar!(),
+            _count: DropCount,
+        }),
+        GFP_KERNEL,
+    )?;
+    stream.set_callbacks(events.clone())?;
+    check(
+        stream.set_callbacks(events.clone()) == Err(EBUSY),
+        "a second set_callbacks is refused with EBUSY",
+    )?;
+
+    let mut tx = [Page::alloc_page(GFP_KERNEL)?, Page::alloc_page(GFP_KERNEL)?];
+    let mut rx = [Page::alloc_page(GFP_KERNEL)?, Page::alloc_page(GFP_KERNEL)?];
+    let zeros = [0u8; 256];
+    let mut total = 0usize;
+    for round in 0..8usize {
+        // A PDU-like gather (header + data), then two page ranges: the tail of one page from
+        // an odd offset and the head of the next, as a scatterlist would describe them.
+        let head_len = 48;
+        let body_len = 1000 + round * 100;
+        let p0 = (100 + round, PAGE_SIZE - 100 - round);
+        let p1 = (0, 2000 + round * 3);
+        let bytes_len = head_len + body_len;
+        let head = pattern_vec(round, 0, head_len)?;
+        let body = pattern_vec(round, head_len, body_len)?;
+        page::write(&mut tx[0], p0.0, &pattern_vec(round, bytes_len, p0.1)?)?;
+        page::write(
+            &mut tx[1],
+            p1.0,
+            &pattern_vec(round, bytes_len + p0.1, p1.1)?,
+        )?;
+        let seen = events.data_ready.load(Ordering::SeqCst);
+
+        stream.send_all(&[&head, &body], true)?;
+        {
+            let [t0, t1] = &mut tx;
+            stream.send_pages(
+                &[
+                    PageRange::from_page(t0, p0.0, p0.1)?,
+                    PageRange::from_page(t1, p1.0, p1.1)?,
+                ],
+                false,
+            )?;
+        }
+        check(
+            events.wait_for(5000, |e| e.data_ready.load(Ordering::SeqCst) > seen),
+            "data_ready callback after the echo arrives",
+        )?;
+
+        let mut got = KVec::from_elem(0u8, bytes_len, GFP_KERNEL)?;
+        stream.recv_exact(&mut got)?;
+        check(
+            got.get(..head_len) == Some(&head[..]) && got.get(head_len..) == Some(&body[..]),
+            "recv_exact returns the gathered buffers byte for byte",
+        )?;
+
+        // Scrub the receive pages so stale data cannot pass for the echo.
+        for p in rx.iter_mut() {
+            for off in (0..PAGE_SIZE).step_by(zeros.len()) {
+                page::write(p, off, &zeros)?;
+            }
+        }
+        let n = {
+            let [r0, r1] = &mut rx;
+            stream.recv_pages(
+                &[
+                    PageRange::from_page(r0, p0.0, p0.1)?,
+                    PageRange::from_page(r1, p1.0, p1.1)?,
+                ],
+                false,
+            )?
+        };
+        check(n == p0.1 + p1.1, "recv_pages fills both ranges")?;
+        let mut back = KVec::from_elem(0u8, p0.1, GFP_KERNEL)?;
+        page::read(&rx[0], p0.0, &mut back)?;
+        check(
+            back[..] == pattern_vec(round, bytes_len, p0.1)?[..],
+            "first page range received byte for byte",
+        )?;
+        let mut back = KVec::from_elem(0u8, p1.1, GFP_KERNEL)?;
+        page::read(&rx[1], p1.0, &mut back)?;
+        check(
+            back[..] == pattern_vec(round, bytes_len + p0.1, p1.1)?[..],
+            "second page range received byte for byte",
+        )?;
+        let mut before = [0u8; 1];
+        page::read(&rx[0], p0.0.checked_sub(1).ok_or(EINVAL)?, &mut before)?;
+        check(before[0] == 0, "recv_pages writes nothing before its range")?;
+        total += bytes_len + n;
+    }
+    pr_info!(
+        "core-iscsi selftest: socket {}: {} bytes echoed (send_all, send_pages, recv_exact, recv_pages), {} data_ready callbacks\n",
+        addr,
+        total,
+        events.data_ready.load(Ordering::SeqCst)
+    );
+
+    // Nothing left: a non-blocking receive says EAGAIN, a blocking one times out with EAGAIN.
+    let mut one = [0u8; 16];
+    check(
+        stream.recv(&mut one, true) == Err(EAGAIN),
+        "non-blocking recv with nothing queued fails with EAGAIN",
+    )?;
+    stream.set_timeouts(200, 5000);
+    let start = Ktime::ktime_get();
+    check(
+        stream.recv(&mut one, false) == Err(EAGAIN),
+        "blocking recv times out with EAGAIN",
+    )?;
+    let waited = ktime_ms_delta(Ktime::ktime_get(), start);
+    check(
+        (150..3000).contains(&waited),
+        "the receive timeout is honoured (about 200 ms)",
+    )?;
+    stream.set_timeouts(5000, 5000);
+
+    // After clear_callbacks no callback runs, though data keeps flowing.
+    stream.clear_callbacks();
+    let frozen = events.data_ready.load(Ordering::SeqCst);
+    let ping = pattern_vec(99, 0, 10)?;
+    stream.send_all(&[&ping], false)?;
+    let mut pong = [0u8; 10];
+    stream.recv_exact(&mut pong)?;
+    check(pong[..] == ping[..], "echo after clear_callbacks")?;
+    check(
+        events.data_ready.load(Ordering::SeqCst) == frozen,
+        "no data_ready callback after clear_callbacks",
+    )?;
+
+    // Shutdown: the state_change callback reports the close, and a receive returns 0.
+    stream.set_callbacks(events.clone())?;
+    stream.shutdown();
+    check(
+        events.wait_for(5000, |e| e.closed.load(Ordering::SeqCst)),
+        "state_change(closed) after shutdown",
+    )?;
+    check(
+        stream.recv(&mut one, false) == Ok(0),
+        "recv after shutdown returns 0",
+    )?;
+    check(
+        stream.recv_exact(&mut one) == Err(crate::sys::socket::errno::connreset()),
+        "recv_exact after shutdown fails with ECONNRESET",
+    )?;
+
+    // Dropping the stream with callbacks installed gives back the socket's reference: the
+    // events go away with our last one.
+    drop(stream);
+    drop(events);
+    check(
+        EVENTS_DROPPED.load(Ordering::SeqCst) == dropped_before + 1,
+        "the socket released its reference to the callbacks",
+    )?;
+    pr_info!("core-iscsi selftest: socket {}: ok\n", addr);
+    Ok(())
+}

@@ -1,0 +1,839 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A kernel TCP socket: include/linux/net.h (sock_create_kern, kernel_connect, sock_sendmsg,
+//! sock_recvmsg, kernel_sock_shutdown, sock_release), include/net/sock.h (timeouts, the
+//! data_ready / state_change / write_space callbacks, through kernel/tables.c) and
+//! include/linux/tcp.h (TCP_NODELAY).
+//!
+//! One [`TcpStream`] is one iSCSI connection. It sends byte buffers (a PDU's header, digests,
+//! immediate data) and page ranges (Data-Out straight from a command's scatterlist, spliced
+//! into the skbs without a copy) and receives into byte buffers and page ranges (Data-In
+//! straight into a command's scatterlist). Socket callbacks report readiness to a
+//! [`SocketEvents`] implementation, which runs in softirq context and must only queue work.
+
+use super::bindings;
+use core::ffi::c_void;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use kernel::error::{code::*, Error, Result};
+use kernel::ffi::c_int;
+use kernel::page::{Page, PAGE_SIZE};
+use kernel::sync::Arc;
+
+/// The iSCSI well-known port (RFC 7143 section 13.13), used when an address has none.
+pub(crate) const DEFAULT_PORT: u16 = 3260;
+
+/// IPPROTO_TCP (include/uapi/linux/in.h): an anonymous enum bindgen does not name.
+const IPPROTO_TCP: c_int = 6;
+
+/// Buffers handed to one `sock_sendmsg` / `sock_recvmsg`: a PDU is at most six pieces (BHS,
+/// AHS, header digest, data, pad, data digest); longer lists go out in several calls, with
+/// MSG_MORE between them so TCP still builds full segments.
+const MAX_VECS: usize = 16;
+
+/// Network errnos that the kernel crate's `error::code` lacks (include/uapi/asm-generic/errno.h).
+pub(crate) mod errno {
+    use super::bindings;
+    use kernel::error::Error;
+    use kernel::ffi::c_int;
+
+    fn err(e: u32) -> Error {
+        // errno constants are small positive numbers.
+        Error::from_errno(-(e as c_int))
+    }
+
+    /// ECONNRESET: the peer closed or reset the connection.
+    pub(crate) fn connreset() -> Error {
+        err(bindings::ECONNRESET)
+    }
+
+    /// ETIMEDOUT: the connection was not established in time.
+    pub(crate) fn timedout() -> Error {
+        err(bindings::ETIMEDOUT)
+    }
+
+    /// ECONNREFUSED: nothing listens at the address.
+    pub(crate) fn connrefused() -> Error {
+        err(bindings::ECONNREFUSED)
+    }
+}
+use errno::{connreset, timedout};
+
+/// A target portal: an IPv4 or IPv6 address and a TCP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SocketAddr {
+    /// IPv4 address (network order bytes) and port.
+    V4 {
+        /// The address, most significant byte first.
+        addr: [u8; 4],
+        /// The TCP port.
+        port: u16,
+    },
+    /// IPv6 address (network order bytes), port and scope (interface index, 0 for none).
+    V6 {
+        /// The address, most significant byte first.
+        addr: [u8; 16],
+        /// The TCP port.
+        port: u16,
+        /// Interface index for link-local addresses (`%N`), 0 for none.
+        scope_id: u32,
+    },
+}
+
+impl SocketAddr {
+    /// Parses `1.2.3.4`, `1.2.3.4:3260`, `[::1]`, `[::1]:3260`, `[fe80::1%2]:3260` and a bare
+    /// IPv6 address `::1` (no port); the port defaults to 3260. Surrounding ASCII whitespace
+    /// (a configfs write's newline) is ignored. A scope is an interface index; interface names
+    /// are not resolved. Anything else is `EINVAL`.
+    pub(crate) fn parse(s: &[u8]) -> Result<Self> {
+        let s = s.trim_ascii();
+        if let Some(rest) = s.strip_prefix(b"[") {
+            let close = rest.iter().position(|&c| c == b']').ok_or(EINVAL)?;
+            let inside = rest.get(..close).ok_or(EINVAL)?;
+            let after = rest.get(close + 1..).ok_or(EINVAL)?;
+            let port = match after {
+                [] => DEFAULT_PORT,
+                [b':', p @ ..] => parse_port(p)?,
+                _ => return Err(EINVAL),
+            };
+            let (addr, scope_id) = parse_v6_scoped(inside)?;
+            return Ok(SocketAddr::V6 {
+                addr,
+                port,
+                scope_id,
+            });
+        }
+        let colons = s.iter().filter(|&&c| c == b':').count();
+        if colons > 1 {
+            // Without brackets a colon cannot separate a port from an IPv6 address.
+            let (addr, scope_id) = parse_v6_scoped(s)?;
+            return Ok(SocketAddr::V6 {
+                addr,
+                port: DEFAULT_PORT,
+                scope_id,
+            });
+        }
+        let (host, port) = match s.iter().position(|&c| c == b':') {
+            Some(i) => (
+                s.get(..i).ok_or(EINVAL)?,
+                parse_port(s.get(i + 1..).ok_or(EINVAL)?)?,
+            ),
+            None => (s, DEFAULT_PORT),
+        };
+        Ok(SocketAddr::V4 {
+            addr: parse_v4(host)?,
+            port,
+        })
+    }
+
+    /// The TCP port.
+    pub(crate) fn port(&self) -> u16 {
+        match *self {
+            SocketAddr::V4 { port, .. } | SocketAddr::V6 { port, .. } => port,
+        }
+    }
+}
+
+/// A decimal number of at most `max_digits` digits, no sign, no empty string.
+fn parse_decimal(s: &[u8], max_digits: usize) -> Result<u32> {
+    if s.is_empty() || s.len() > max_digits {
+        return Err(EINVAL);
+    }
+    let mut v: u32 = 0;
+    for &c in s {
+        if !c.is_ascii_digit() {
+            return Err(EINVAL);
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u32::from(c - b'0')))
+            .ok_or(EINVAL)?;
+    }
+    Ok(v)
+}
+
+/// A TCP port, 1..=65535.
+fn parse_port(s: &[u8]) -> Result<u16> {
+    match u16::try_from(parse_decimal(s, 5)?) {
+        Ok(p) if p != 0 => Ok(p),
+        _ => Err(EINVAL),
+    }
+}
+
+/// Dotted-quad IPv4, four decimal octets.
+fn parse_v4(s: &[u8]) -> Result<[u8; 4]> {
+    let mut out = [0u8; 4];
+    let mut n = 0usize;
+    for part in s.split(|&c| c == b'.') {
+        let slot = out.get_mut(n).ok_or(EINVAL)?;
+        *slot = u8::try_from(parse_decimal(part, 3)?).map_err(|_| EINVAL)?;
+        n += 1;
+    }
+    if n != 4 {
+        return Err(EINVAL);
+    }
+    Ok(out)
+}
+
+/// IPv6 with an optional `%scope` (numeric interface index).
+fn parse_v6_scoped(s: &[u8]) -> Result<([u8; 16], u32)> {
+    match s.iter().position(|&c| c == b'%') {
+        Some(i) => Ok((
+            parse_v6(s.get(..i).ok_or(EINVAL)?)?,
+            parse_decimal(s.get(i + 1..).ok_or(EINVAL)?, 10)?,
+        )),
+        None => Ok((parse_v6(s)?, 0)),
+    }
+}
+
+/// The groups of one side of `::` into `out`; returns how many. A dotted IPv4 address is
+/// allowed as the last piece when `v4_tail` (it is two groups).
+fn parse_v6_groups(s: &[u8], out: &mut [u16; 8], v4_tail: bool) -> Result<usize> {
+    if s.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0usize;
+    let pieces = s.split(|&c| c == b':').count();
+    for (i, piece) in s.split(|&c| c == b':').enumerate() {
+        if v4_tail && i + 1 == pieces && piece.contains(&b'.') {
+            let v4 = parse_v4(piece)?;
+            *out.get_mut(n).ok_or(EINVAL)? = u16::from_be_bytes([v4[0], v4[1]]);
+            *out.get_mut(n + 1).ok_or(EINVAL)? = u16::from_be_bytes([v4[2], v4[3]]);
+            n += 2;
+            continue;
+        }
+        if piece.is_empty() || piece.len() > 4 {
+            return Err(EINVAL);
+        }
+        let mut g: u16 = 0;
+        for &c in piece {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                b'A'..=b'F' => c - b'A' + 10,
+                _ => return Err(EINVAL),
+            };
+            // At most four hex digits: never overflows.
+            g = (g << 4) | u16::from(d);
+        }
+        *out.get_mut(n).ok_or(EINVAL)? = g;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// An IPv6 address in RFC 4291 section 2.2 text form.
+fn parse_v6(s: &[u8]) -> Result<[u8; 16]> {
+    let mut groups = [0u16; 8];
+    let double = s.windows(2).position(|w| w == b"::");
+    match double {
+        None => {
+            if parse_v6_groups(s, &mut groups, true)? != 8 {
+                return Err(EINVAL);
+            }
+        }
+        Some(i) => {
+            let head = s.get(..i).ok_or(EINVAL)?;
+            let tail = s.get(i + 2..).ok_or(EINVAL)?;
+            let mut h = [0u16; 8];
+            let mut t = [0u16; 8];
+            let nh = parse_v6_groups(head, &mut h, false)?;
+            let nt = parse_v6_groups(tail, &mut t, true)?;
+            // "::" stands for at least one zero group.
+            if nh + nt > 7 {
+                return Err(EINVAL);
+            }
+            for (dst, src) in groups.iter_mut().zip(h.iter().take(nh)) {
+                *dst = *src;
+            }
+            for (dst, src) in groups.iter_mut().skip(8 - nt).zip(t.iter().take(nt)) {
+                *dst = *src;
+            }
+        }
+    }
+    let mut out = [0u8; 16];
+    for (i, g) in groups.iter().enumerate() {
+        let [hi, lo] = g.to_be_bytes();
+        // i < 8: both indices are within the 16 bytes.
+        if let Some(b) = out.get_mut(2 * i) {
+            *b = hi;
+        }
+        if let Some(b) = out.get_mut(2 * i + 1) {
+            *b = lo;
+        }
+    }
+    Ok(out)
+}
+
+impl fmt::Display for SocketAddr {
+    /// `1.2.3.4:3260` or `[fe80::1%2]:3260` (RFC 5952: lowercase, longest zero run as `::`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SocketAddr::V4 { addr, port } => {
+                write!(
+                    f,
+                    "{}.{}.{}.{}:{}",
+                    addr[0], addr[1], addr[2], addr[3], port
+                )
+            }
+            SocketAddr::V6 {
+                addr,
+                port,
+                scope_id,
+            } => {
+                let mut g = [0u16; 8];
+                // (Index arithmetic rather than chunks_exact: i < 8.)
+                for (i, dst) in g.iter_mut().enumerate() {
+                    let hi = addr.get(2 * i).copied().unwrap_or(0);
+                    let lo = addr.get(2 * i + 1).copied().unwrap_or(0);
+                    *dst = u16::from_be_bytes([hi, lo]);
+                }
+                // The longest run of two or more zero groups (the first of equal runs).
+                let (mut best, mut best_len, mut run, mut run_len) = (0usize, 0usize, 0usize, 0);
+                for (i, &v) in g.iter().enumerate() {
+                    if v == 0 {
+                        if run_len == 0 {
+                            run = i;
+                        }
+                        run_len += 1;
+                        if run_len > best_len {
+                            best = run;
+                            best_len = run_len;
+                        }
+                    } else {
+                        run_len = 0;
+                    }
+                }
+                f.write_str("[")?;
+                let mut i = 0;
+                while i < 8 {
+                    if best_len >= 2 && i == best {
+                        f.write_str("::")?;
+                        i += best_len;
+                        continue;
+                    }
+                    if i > 0 && !(best_len >= 2 && i == best + best_len) {
+                        f.write_str(":")?;
+                    }
+                    write!(f, "{:x}", g.get(i).copied().unwrap_or(0))?;
+                    i += 1;
+                }
+                if scope_id != 0 {
+                    write!(f, "%{}", scope_id)?;
+                }
+                write!(f, "]:{}", port)
+            }
+        }
+    }
+}
+
+/// A range of one page: what a scatterlist entry (or part of one) describes.
+///
+/// The range may run past the end of `page` into the physically contiguous pages that follow
+/// it, as a scatterlist entry may. The lifetime ties a range built from a borrowed [`Page`]
+/// to that borrow.
+pub(crate) struct PageRange<'a> {
+    page: NonNull<bindings::page>,
+    offset: u32,
+    len: u32,
+    _page: PhantomData<&'a mut Page>,
+}
+
+impl<'a> PageRange<'a> {
+    /// A range of `len` bytes at `offset` in `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be a valid, non-null `struct page` that stays alive (referenced) and mapped
+    /// for as long as the range is used, and `offset .. offset + len` must lie within it (or
+    /// within it and the physically contiguous pages following it). While the range is passed
+    /// to a receive, nothing else may access those bytes; while it is passed to a send, nothing
+    /// may write them. (A spliced send takes its own page reference, so the page may be freed
+    /// after the send returns; what the target reads on a retransmission is what the page then
+    /// holds.)
+    // Used by the SCSI command wrapper, which builds ranges from a command's scatterlist.
+    #[allow(dead_code)]
+    pub(crate) unsafe fn from_raw(page: *mut bindings::page, offset: u32, len: u32) -> Self {
+        Self {
+            // SAFETY: the caller guarantees `page` is not null (see above).
+            page: unsafe { NonNull::new_unchecked(page) },
+            offset,
+            len,
+            _page: PhantomData,
+        }
+    }
+
+    /// The range `offset .. offset + len` of a page this code owns; `EINVAL` past its end.
+    pub(crate) fn from_page(page: &'a mut Page, offset: usize, len: usize) -> Result<Self> {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if end > PAGE_SIZE {
+            return Err(EINVAL);
+        }
+        Ok(Self {
+            // `Page::as_ptr` is never null: the page was allocated.
+            page: NonNull::new(page.as_ptr()).ok_or(EINVAL)?,
+            offset: u32::try_from(offset).map_err(|_| EINVAL)?,
+            len: u32::try_from(len).map_err(|_| EINVAL)?,
+            _page: PhantomData,
+        })
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    fn bio_vec(&self) -> bindings::bio_vec {
+        bindings::bio_vec {
+            bv_page: self.page.as_ptr(),
+            bv_len: self.len,
+            bv_offset: self.offset,
+        }
+    }
+}
+
+/// What a socket's callbacks report. The methods run in softirq (or process) context with
+/// `sk_callback_lock` held for read: they must not sleep, must not call back into the socket,
+/// and should only queue work or wake a waiter.
+pub(crate) trait SocketEvents: Send + Sync + 'static {
+    /// Data arrived (or the peer closed: a read then returns 0).
+    fn data_ready(&self);
+    /// The TCP state changed; `closed` once it has left ESTABLISHED (peer FIN, reset, our
+    /// shutdown).
+    fn state_change(&self, closed: bool);
+    /// Send buffer space became available.
+    fn write_space(&self) {}
+}
+
+/// A connected kernel TCP socket in the initial network namespace; released on drop.
+pub(crate) struct TcpStream {
+    sock: NonNull<bindings::socket>,
+}
+
+// SAFETY: a kernel socket may be used from any thread; the socket layer serialises
+// concurrent calls with its own socket lock (lock_sock), and `TcpStream` only ever hands
+// `sock` to those calls.
+unsafe impl Send for TcpStream {}
+// SAFETY: as above: every method takes `&self` and goes through the locking socket calls.
+unsafe impl Sync for TcpStream {}
+
+/// A socket call's `int` result: a byte count or a negative errno.
+fn to_len(ret: c_int) -> Result<usize> {
+    if ret < 0 {
+        Err(Error::from_errno(ret))
+    } else {
+        // Non-negative c_int always fits in usize.
+        Ok(ret as usize)
+    }
+}
+
+fn msg_flags(flags: u32) -> c_int {
+    // The MSG_* flags used here are all below bit 31.
+    flags as c_int
+}
+
+impl TcpStream {
+    /// Connects (sock_create_kern in init_net, kernel_connect) within `timeout_ms` (0 = no
+    /// limit beyond TCP's own SYN retries); `ECONNREFUSED`, `ETIMEDOUT`, `EHOSTUNREACH`,
+    /// `ENETUNREACH` ... surface as the kernel `Error`. The socket is prepared for a
+    /// block-device data path (atomic allocations, as iscsi_tcp and nvme-tcp do).
+    pub(crate) fn connect(addr: &SocketAddr, timeout_ms: u32) -> Result<Self> {
+        let family = match addr {
+            SocketAddr::V4 { .. } => bindings::AF_INET,
+            SocketAddr::V6 { .. } => bindings::AF_INET6,
+        };
+        let mut sock: *mut bindings::socket = core::ptr::null_mut();
+        // SAFETY: `init_net` lives for the kernel's lifetime; `sock` is a valid out-pointer.
+        let ret = unsafe {
+            bindings::sock_create_kern(
+                bindings::core_iscsi_c_init_net(),
+                // AF_INET(6) and SOCK_STREAM are small constants.
+                family as c_int,
+                bindings::sock_type_SOCK_STREAM as c_int,
+                IPPROTO_TCP,
+                &mut sock,
+            )
+        };
+        kernel::error::to_result(ret)?;
+        let stream = TcpStream {
+            sock: NonNull::new(sock).ok_or(ENOMEM)?,
+        };
+        // SAFETY: `stream.sock` is a live socket that nothing else uses yet.
+        unsafe { bindings::core_iscsi_c_sock_prepare(stream.raw()) };
+
+        // inet_stream_connect waits for the handshake for sk_sndtimeo, then gives up with
+        // EINPROGRESS; the send timeout goes back to "forever" afterwards.
+        stream.set_timeouts(0, timeout_ms);
+        let ret = match *addr {
+            SocketAddr::V4 { addr, port } => {
+                let mut sa = bindings::sockaddr_in::default();
+                sa.sin_family = bindings::AF_INET as _;
+                sa.sin_port = port.to_be();
+                sa.sin_addr.s_addr = u32::from_ne_bytes(addr);
+                // SAFETY: `sa` is a valid sockaddr_in of the length given, read during the call.
+                unsafe {
+                    bindings::kernel_connect(
+                        stream.raw(),
+                        core::ptr::addr_of_mut!(sa).cast(),
+                        core::mem::size_of::<bindings::sockaddr_in>() as c_int,
+                        0,
+                    )
+                }
+            }
+            SocketAddr::V6 {
+                addr,
+                port,
+                scope_id,
+            } => {
+                let mut sa = bindings::sockaddr_in6::default();
+                sa.sin6_family = bindings::AF_INET6 as _;
+                sa.sin6_port = port.to_be();
+                sa.sin6_addr.in6_u.u6_addr8 = addr;
+                sa.sin6_scope_id = scope_id;
+                // SAFETY: `sa` is a valid sockaddr_in6 of the length given, read during the
+                // call.
+                unsafe {
+                    bindings::kernel_connect(
+                        stream.raw(),
+                        core::ptr::addr_of_mut!(sa).cast(),
+                        core::mem::size_of::<bindings::sockaddr_in6>() as c_int,
+                        0,
+                    )
+                }
+            }
+        };
+        stream.set_timeouts(0, 0);
+        match ret {
+            0 => Ok(stream),
+            e if e == -(bindings::EINPROGRESS as c_int) => Err(timedout()),
+            e => Err(Error::from_errno(e)),
+        }
+    }
+
+    fn raw(&self) -> *mut bindings::socket {
+        self.sock.as_ptr()
+    }
+
+    /// Disables Nagle (TCP_NODELAY): a PDU goes out as soon as its last piece is sent without
+    /// MSG_MORE.
+    pub(crate) fn set_nodelay(&self) {
+        // SAFETY: `self.sock` is a live TCP socket.
+        unsafe { bindings::core_iscsi_c_sock_set_nodelay(self.raw()) };
+    }
+
+    /// Sets the receive and send timeouts (sk_rcvtimeo / sk_sndtimeo) in milliseconds; 0
+    /// blocks forever. A blocking call that times out with nothing done fails with `EAGAIN`.
+    pub(crate) fn set_timeouts(&self, recv_ms: u32, send_ms: u32) {
+        // SAFETY: `self.sock` is a live socket; the helper takes the socket lock.
+        unsafe { bindings::core_iscsi_c_sock_set_timeouts(self.raw(), recv_ms, send_ms) };
+    }
+
+    /// Sends what `msg`'s iterator holds (`len` bytes), calling sock_sendmsg until all is out.
+    fn sendmsg_all(&self, msg: &mut bindings::msghdr, mut len: usize) -> Result {
+        while len > 0 {
+            // SAFETY: `self.sock` is live; `msg` is a valid msghdr whose iterator describes
+            // memory the caller keeps valid for the call. sock_sendmsg advances the iterator
+            // by what it sent, so the next call continues where this one stopped.
+            let sent = to_len(unsafe { bindings::sock_sendmsg(self.raw(), msg) })?;
+            if sent == 0 {
+                // TCP does not return 0 for a non-empty send; never spin on it.
+                return Err(EPIPE);
+            }
+            len = len.checked_sub(sent).ok_or(EIO)?;
+        }
+        Ok(())
+    }
+
+    /// Sends every byte of every buffer in order (gathered: one sock_sendmsg per 16 buffers
+    /// where TCP takes it all at once), with MSG_MORE when `more`, blocking up to the send
+    /// timeout; `EPIPE`, `ECONNRESET`, `EAGAIN` (timeout) ... otherwise, after which an unknown
+    /// prefix has been sent.
+    pub(crate) fn send_all(&self, bufs: &[&[u8]], more: bool) -> Result {
+        let mut chunks = bufs.chunks(MAX_VECS).peekable();
+        while let Some(chunk) = chunks.next() {
+            let mut vecs = [bindings::kvec {
+                iov_base: core::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_VECS];
+            let mut total = 0usize;
+            for (v, b) in vecs.iter_mut().zip(chunk.iter()) {
+                // The socket only reads through this pointer (ITER_SOURCE).
+                v.iov_base = b.as_ptr().cast_mut().cast::<c_void>();
+                v.iov_len = b.len();
+                total = total.checked_add(b.len()).ok_or(EINVAL)?;
+            }
+            if total == 0 {
+                continue;
+            }
+            let mut flags = bindings::MSG_NOSIGNAL;
+            if more || chunks.peek().is_some() {
+                flags |= bindings::MSG_MORE;
+            }
+            let mut msg = bindings::msghdr {
+                msg_flags: flags,
+                ..Default::default()
+            };
+            // SAFETY: `vecs[..chunk.len()]` describe `total` readable bytes of `bufs`, which
+            // outlive the sends below; `msg.msg_iter` is a valid iterator to initialise.
+            unsafe {
+                bindings::iov_iter_kvec(
+                    &mut msg.msg_iter,
+                    bindings::ITER_SOURCE,
+                    vecs.as_ptr(),
+                    chunk.len() as _,
+                    total,
+                )
+            };
+            self.sendmsg_all(&mut msg, total)?;
+        }
+        Ok(())
+    }
+
+    /// Sends page ranges in order without copying where the pages allow it (a bvec iterator
+    /// with MSG_SPLICE_PAGES, as nvme-tcp and iscsi_tcp do in 6.12; slab or unreferenced pages
+    /// are copied instead), with MSG_MORE when `more`. Errors as [`TcpStream::send_all`].
+    pub(crate) fn send_pages(&self, ranges: &[PageRange<'_>], more: bool) -> Result {
+        let mut chunks = ranges.chunks(MAX_VECS).peekable();
+        while let Some(chunk) = chunks.next() {
+            let mut vecs = [bindings::bio_vec {
+                bv_page: core::ptr::null_mut(),
+                bv_len: 0,
+                bv_offset: 0,
+            }; MAX_VECS];
+            let mut total = 0usize;
+            let mut splice = true;
+            for (v, r) in vecs.iter_mut().zip(chunk.iter()) {
+                *v = r.bio_vec();
+                total = total.checked_add(r.len()).ok_or(EINVAL)?;
+                // SAFETY: `r.page` is a live page (PageRange's invariant).
+                splice &= unsafe {
+                    bindings::core_iscsi_c_sendpages_ok(r.page.as_ptr(), r.len(), r.offset as usize)
+                };
+            }
+            if total == 0 {
+                continue;
+            }
+            let mut flags = bindings::MSG_NOSIGNAL;
+            if splice {
+                flags |= bindings::MSG_SPLICE_PAGES;
+            }
+            if more || chunks.peek().is_some() {
+                flags |= bindings::MSG_MORE;
+            }
+            let mut msg = bindings::msghdr {
+                msg_flags: flags,
+                ..Default::default()
+            };
+            // SAFETY: `vecs[..chunk.len()]` describe `total` bytes of live pages (PageRange's
+            // invariant) that nothing writes during the send.
+            unsafe {
+                bindings::iov_iter_bvec(
+                    &mut msg.msg_iter,
+                    bindings::ITER_SOURCE,
+                    vecs.as_ptr(),
+                    chunk.len() as _,
+                    total,
+                )
+            };
+            self.sendmsg_all(&mut msg, total)?;
+        }
+        Ok(())
+    }
+
+    /// One sock_recvmsg into what `msg`'s iterator describes.
+    fn recvmsg(&self, msg: &mut bindings::msghdr, flags: u32) -> Result<usize> {
+        // SAFETY: `self.sock` is live; the caller set up `msg.msg_iter` over memory it keeps
+        // valid and exclusive for the call.
+        to_len(unsafe { bindings::sock_recvmsg(self.raw(), msg, msg_flags(flags)) })
+    }
+
+    /// Receives into `buf`: `Ok(n)` with `n > 0` bytes, `Ok(0)` when the peer closed (or `buf`
+    /// is empty), `Err(EAGAIN)` when `nonblocking` and nothing is there or when the receive
+    /// timeout passed.
+    pub(crate) fn recv(&self, buf: &mut [u8], nonblocking: bool) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let vec = bindings::kvec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut msg = bindings::msghdr::default();
+        // SAFETY: `vec` describes `buf`, writable and exclusively ours for the call below.
+        unsafe {
+            bindings::iov_iter_kvec(&mut msg.msg_iter, bindings::ITER_DEST, &vec, 1, buf.len())
+        };
+        let flags = if nonblocking {
+            bindings::MSG_DONTWAIT
+        } else {
+            0
+        };
+        let n = self.recvmsg(&mut msg, flags | bindings::MSG_NOSIGNAL)?;
+        Ok(n.min(buf.len()))
+    }
+
+    /// Receives exactly `buf.len()` bytes (blocking, honouring the receive timeout):
+    /// `Err(connreset())` if the peer closes first, `Err(EAGAIN)` on timeout; what was read
+    /// before an error is lost (the connection is then unusable for framing anyway).
+    pub(crate) fn recv_exact(&self, buf: &mut [u8]) -> Result {
+        let mut done = 0usize;
+        while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            let vec = bindings::kvec {
+                iov_base: rest.as_mut_ptr().cast(),
+                iov_len: rest.len(),
+            };
+            let mut msg = bindings::msghdr::default();
+            // SAFETY: `vec` describes `rest`, writable and exclusively ours for the call below.
+            unsafe {
+                bindings::iov_iter_kvec(&mut msg.msg_iter, bindings::ITER_DEST, &vec, 1, rest.len())
+            };
+            let n = self.recvmsg(&mut msg, bindings::MSG_WAITALL | bindings::MSG_NOSIGNAL)?;
+            if n == 0 {
+                return Err(connreset());
+            }
+            done = done.checked_add(n).ok_or(EIO)?;
+        }
+        Ok(())
+    }
+
+    /// Receives directly into page ranges, in order (bvec iterator: Data-In straight into a
+    /// command's scatterlist). Blocking: fills them all, honouring the receive timeout, and
+    /// fails like [`TcpStream::recv_exact`]. Non-blocking: returns what is there, possibly
+    /// short; `Err(EAGAIN)` when nothing is, `Ok(0)` when the peer closed.
+    pub(crate) fn recv_pages(&self, ranges: &[PageRange<'_>], nonblocking: bool) -> Result<usize> {
+        let mut received = 0usize;
+        for chunk in ranges.chunks(MAX_VECS) {
+            let mut vecs = [bindings::bio_vec {
+                bv_page: core::ptr::null_mut(),
+                bv_len: 0,
+                bv_offset: 0,
+            }; MAX_VECS];
+            let mut total = 0usize;
+            for (v, r) in vecs.iter_mut().zip(chunk.iter()) {
+                *v = r.bio_vec();
+                total = total.checked_add(r.len()).ok_or(EINVAL)?;
+            }
+            let mut msg = bindings::msghdr::default();
+            // SAFETY: `vecs[..chunk.len()]` describe `total` bytes of live pages that the
+            // ranges' owners leave to us during the receive (PageRange's invariant).
+            unsafe {
+                bindings::iov_iter_bvec(
+                    &mut msg.msg_iter,
+                    bindings::ITER_DEST,
+                    vecs.as_ptr(),
+                    chunk.len() as _,
+                    total,
+                )
+            };
+            let flags = bindings::MSG_NOSIGNAL
+                | if nonblocking {
+                    bindings::MSG_DONTWAIT
+                } else {
+                    bindings::MSG_WAITALL
+                };
+            let mut left = total;
+            while left > 0 {
+                // sock_recvmsg advances the iterator, so each call continues the last.
+                let n = match self.recvmsg(&mut msg, flags) {
+                    Err(e) if nonblocking && e == EAGAIN && received > 0 => return Ok(received),
+                    Err(e) => return Err(e),
+                    Ok(n) => n,
+                };
+                if n == 0 {
+                    return if nonblocking {
+                        Ok(received)
+                    } else {
+                        Err(connreset())
+                    };
+                }
+                left = left.checked_sub(n).ok_or(EIO)?;
+                received = received.checked_add(n).ok_or(EIO)?;
+            }
+        }
+        Ok(received)
+    }
+
+    /// Installs socket callbacks: on data ready, state change and write space the socket
+    /// calls `events` (see [`SocketEvents`]) and then its original callback (which wakes
+    /// blocked receivers and senders). The `Arc` is kept in sk_user_data until
+    /// [`TcpStream::clear_callbacks`] or drop. `EBUSY` if callbacks are already installed.
+    pub(crate) fn set_callbacks<T: SocketEvents>(&self, events: Arc<T>) -> Result {
+        let user = Arc::into_raw(events).cast_mut().cast::<c_void>();
+        // SAFETY: `self.sock` is live; `user` is an `Arc<T>` reference that the trampolines
+        // borrow while installed and that `release_trampoline::<T>` gives back exactly once.
+        let ret = unsafe {
+            bindings::core_iscsi_c_sock_set_callbacks(
+                self.raw(),
+                user,
+                Some(event_trampoline::<T>),
+                Some(release_trampoline::<T>),
+            )
+        };
+        if ret != 0 {
+            // SAFETY: the helper failed, so it kept no copy of `user`, which came from
+            // `Arc::into_raw` above.
+            drop(unsafe { Arc::<T>::from_raw(user.cast::<T>()) });
+            return Err(Error::from_errno(ret));
+        }
+        Ok(())
+    }
+
+    /// Restores the original callbacks under write_lock_bh(&sk->sk_callback_lock) and drops
+    /// the `Arc`: when it returns, no callback runs or will run. Does nothing if none are set.
+    pub(crate) fn clear_callbacks(&self) {
+        // SAFETY: `self.sock` is live; the helper releases the user data it installed.
+        unsafe { bindings::core_iscsi_c_sock_clear_callbacks(self.raw()) };
+    }
+
+    /// Shuts the connection down both ways (kernel_sock_shutdown(SHUT_RDWR)): wakes blocked
+    /// senders and receivers (a receive then returns 0) and sends FIN.
+    pub(crate) fn shutdown(&self) {
+        // SAFETY: `self.sock` is live. The result (ENOTCONN if never connected) is of no use.
+        let _ = unsafe {
+            bindings::kernel_sock_shutdown(self.raw(), bindings::sock_shutdown_cmd_SHUT_RDWR)
+        };
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        self.clear_callbacks();
+        // SAFETY: `self.sock` came from sock_create_kern and is released exactly once, here;
+        // callbacks are gone and nothing else holds the socket.
+        unsafe { bindings::sock_release(self.raw()) };
+    }
+}
+
+/// The C side's event callback for `T`.
+///
+/// # Safety
+///
+/// `user` must be the pointer `set_callbacks::<T>` installed, not yet released.
+unsafe extern "C" fn event_trampoline<T: SocketEvents>(
+    user: *mut c_void,
+    event: c_int,
+    closed: bool,
+) {
+    // SAFETY: `user` is an `Arc<T>` reference held in sk_user_data; the C side calls this with
+    // sk_callback_lock held for read, and the reference is released only after removal under
+    // the write lock, so it is alive for the call.
+    let events = unsafe { &*user.cast::<T>() };
+    match event as u32 {
+        bindings::CORE_ISCSI_SOCK_DATA_READY => events.data_ready(),
+        bindings::CORE_ISCSI_SOCK_STATE_CHANGE => events.state_change(closed),
+        bindings::CORE_ISCSI_SOCK_WRITE_SPACE => events.write_space(),
+        _ => {}
+    }
+}
+
+/// The C side's release callback for `T`: gives back the `Arc` reference.
+///
+/// # Safety
+///
+/// `user` must be the pointer `set_callbacks::<T>` installed, released this once.
+unsafe extern "C" fn release_trampoline<T: SocketEvents>(user: *mut c_void) {
+    // SAFETY: `user` came from `Arc::into_raw` in `set_callbacks::<T>`; the C side calls this
+    // once, after the callbacks are removed.
+    drop(unsafe { Arc::<T>::from_raw(user.cast::<T>()) });
+}
