@@ -14,6 +14,7 @@
 use kernel::prelude::*;
 
 mod control;
+mod scsi_selftest;
 mod sys;
 
 /// The shared sans-IO protocol core (kernel/proto/src), compiled into the module.
@@ -54,14 +55,20 @@ module! {
 }
 
 struct CoreIscsi {
+    // Fields drop in order: configfs goes first, so no write can start a selftest host after
+    // the one running (if any) is stopped.
     _control: control::Control,
+    _selftest: scsi_selftest::StopOnDrop,
 }
 
 impl kernel::Module for CoreIscsi {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let control = control::Control::register()?;
         pr_info!("core-iscsi {} loaded\n", VERSION);
-        Ok(Self { _control: control })
+        Ok(Self {
+            _control: control,
+            _selftest: scsi_selftest::StopOnDrop,
+        })
     }
 }
 

@@ -5,3 +5,9 @@
  */
 #include <linux/configfs.h>
 #include "tables.h"
+#include <linux/scatterlist.h>
+#include <scsi/scsi.h>
+#include <scsi/scsi_cmnd.h>
+#include <scsi/scsi_device.h>
+#include <scsi/scsi_host.h>
+#include <scsi/scsi_status.h>

@@ -73,6 +73,49 @@ macro_rules! root_show {
 }
 pub(crate) use root_show;
 
+/// Runs `store` on the bytes configfs passed to a `store` callback and returns what configfs
+/// expects: all `count` bytes consumed, or the negative errno of `store`'s error.
+///
+/// # Safety
+///
+/// `page` must be valid for reads of `count` bytes during the call (configfs's buffer).
+pub(crate) unsafe fn store_from(
+    page: *const kernel::ffi::c_char,
+    count: usize,
+    store: impl FnOnce(&[u8]) -> Result,
+) -> isize {
+    let buf = if count == 0 || page.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: guaranteed by the caller (see above).
+        unsafe { core::slice::from_raw_parts(page.cast::<u8>(), count) }
+    };
+    match store(buf) {
+        // configfs limits a write to one page, so `count` fits in isize.
+        Ok(()) => count as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// Defines the C entry point `$c_name` of a write-only attribute of the root group (declared
+/// in kernel/tables.c), calling the safe `$store: fn(&[u8]) -> Result` with the bytes written.
+macro_rules! root_store {
+    ($c_name:ident, $store:path) => {
+        /// configfs `store` entry point (kernel/tables.c).
+        #[no_mangle]
+        unsafe extern "C" fn $c_name(
+            _item: *mut $crate::sys::bindings::config_item,
+            page: *const kernel::ffi::c_char,
+            count: usize,
+        ) -> isize {
+            // SAFETY: configfs calls `store` with its buffer of `count` bytes
+            // (fs/configfs/file.c).
+            unsafe { $crate::sys::configfs::store_from(page, count, $store) }
+        }
+    };
+}
+pub(crate) use root_store;
+
 /// The registered `core_iscsi` configfs subsystem (static in kernel/tables.c); unregistered on
 /// drop, which configfs allows only once every child group is gone.
 pub(crate) struct Subsystem(());

@@ -7,3 +7,6 @@
 
 pub(crate) mod bindings;
 pub(crate) mod configfs;
+pub(crate) mod page;
+pub(crate) mod scsi;
+pub(crate) mod slot;
