@@ -236,9 +236,13 @@ impl Target {
                 let mut model = *b"SELFTEST LUN    ";
                 let mut digits = [b' '; 4];
                 let mut v = lun;
+                // Right-aligned decimal, blank-padded.
                 for d in digits.iter_mut().rev() {
                     *d = b'0' + (v % 10) as u8;
                     v /= 10;
+                    if v == 0 {
+                        break;
+                    }
                 }
                 model[12..16].copy_from_slice(&digits);
                 inq[16..32].copy_from_slice(&model);
