@@ -10,10 +10,11 @@
 
 use crate::proto::{chap::ChapAlgorithm, settings, text::Limits};
 use crate::control::Shared;
-use crate::session::{Failure, Session};
+use crate::login::Failure;
+use crate::session::Session;
 use crate::sys::mem::Secret;
 use core::fmt::{self, Write};
-use core::net::SocketAddr;
+use crate::sys::socket::SocketAddr;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::{new_mutex, str::CStr};
@@ -34,12 +35,12 @@ pub(crate) struct Text<const N: usize> {
 }
 
 impl<const N: usize> Text<N> {
-    const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Self { len: 0, buf: [0; N] }
     }
 
-    fn set(&mut self, value: &[u8]) -> Result {
-        let dst = self.buf.get_mut(..value.len()).ok_or(ENAMETOOLONG)?;
+    pub(crate) fn set(&mut self, value: &[u8]) -> Result {
+        let dst = self.buf.get_mut(..value.len()).ok_or_else(crate::sys::errno::nametoolong)?;
         dst.copy_from_slice(value);
         self.len = value.len();
         Ok(())
@@ -169,21 +170,6 @@ fn parse_u32(value: &[u8], min: u32, max: u32) -> Option<u32> {
     (min..=max).contains(&n).then_some(n)
 }
 
-/// `ADDR:PORT`, `[IPv6]:PORT` or a bare address (port 3260).
-fn parse_portal(value: &[u8]) -> Option<SocketAddr> {
-    let s = core::str::from_utf8(value).ok()?;
-    if let Ok(addr) = s.parse::<SocketAddr>() {
-        return Some(addr);
-    }
-    let ip = s
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(s)
-        .parse()
-        .ok()?;
-    Some(SocketAddr::new(ip, 3260))
-}
-
 fn chap_algorithm(name: &[u8]) -> Option<ChapAlgorithm> {
     Some(match name {
         b"MD5" => ChapAlgorithm::Md5,
@@ -266,7 +252,7 @@ impl Channel {
             let mut n = 0;
             for word in value.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
                 let slot = portals.get_mut(n).ok_or("more than 8 portals")?;
-                *slot = Some(parse_portal(word).ok_or("not ADDR:PORT, [IPv6]:PORT or an address")?);
+                *slot = Some(SocketAddr::parse(word).map_err(|_| "not ADDR:PORT, [IPv6]:PORT or an address")?);
                 n += 1;
             }
             s.portals = portals;
@@ -460,7 +446,11 @@ impl Channel {
             State::Failed(f) => writeln!(page, "failed: {}", f),
             State::Running => match &inner.session {
                 Some(s) if s.is_recovering() => writeln!(page, "recovering"),
-                _ => writeln!(page, "running"),
+                Some(s) => match s.failure() {
+                    Some(f) => writeln!(page, "failed: {}", f),
+                    None => writeln!(page, "running"),
+                },
+                None => writeln!(page, "running"),
             },
         }
     }

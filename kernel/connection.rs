@@ -189,14 +189,16 @@ impl Connection {
     ) -> Result<Arc<Self>> {
         let rx_len = pdu::MAX_AHS_LEN + 4 + framing.max_recv as usize + 3 + 4;
         let pending = Ring::new(pending_capacity)?;
+        let tx_buf = zeroed(framing.max_xmit as usize)?;
+        let rx_buf = zeroed(rx_len)?;
         let conn = Arc::pin_init(
             pin_init!(Self {
                 stream,
                 session,
                 framing,
                 crc: KernelCrc32c,
-                tx <- new_mutex!(Tx { buf: zeroed(framing.max_xmit as usize)?, pending }),
-                rx <- new_mutex!(Rx { bhs: [0; BHS_LEN], got: 0, layout: None, buf: zeroed(rx_len)? }),
+                tx <- new_mutex!(Tx { buf: tx_buf, pending }),
+                rx <- new_mutex!(Rx { bhs: [0; BHS_LEN], got: 0, layout: None, buf: rx_buf }),
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
                 dead: AtomicBool::new(false),
@@ -210,11 +212,6 @@ impl Connection {
         // Data may have arrived before the callbacks were in place.
         conn.queue_rx();
         Ok(conn)
-    }
-
-    /// The negotiated framing.
-    pub(crate) fn framing(&self) -> Framing {
-        self.framing
     }
 
     /// Milliseconds since the last PDU arrived.

@@ -35,8 +35,8 @@ impl Control {
     pub(crate) fn register() -> Result<Self> {
         let shared = Arc::new(
             Shared {
-                io: OwnedQueue::new(c_str!("core_iscsi_io"), flags::MEM_RECLAIM | flags::HIGHPRI)?,
-                ctl: OwnedQueue::new(c_str!("core_iscsi_ctl"), flags::MEM_RECLAIM | flags::UNBOUND)?,
+                io: OwnedQueue::new(kernel::c_str!("core_iscsi_io"), flags::MEM_RECLAIM | flags::HIGHPRI)?,
+                ctl: OwnedQueue::new(kernel::c_str!("core_iscsi_ctl"), flags::MEM_RECLAIM | flags::UNBOUND)?,
             },
             GFP_KERNEL,
         )?;
@@ -113,3 +113,21 @@ fn root_selftest_store(data: &[u8]) -> Result {
 }
 
 configfs::root_store!(core_iscsi_root_selftest_store, root_selftest_store);
+
+/// `core_iscsi/scsi_selftest` (write-only): `scsi` registers the in-memory test host with LUNs
+/// 0 and 300, `scsi-nolun0` one without LUN 0 (LUNs 7 and 300), `stop` removes it;
+/// `block`, `unblock` and `rescan` (which adds LUN 301) act on the running one.
+fn root_scsi_selftest_store(buf: &[u8]) -> Result {
+    let word = buf.strip_suffix(b"\n").unwrap_or(buf);
+    match word {
+        b"scsi" => crate::scsi_selftest::start(true),
+        b"scsi-nolun0" => crate::scsi_selftest::start(false),
+        b"stop" => crate::scsi_selftest::stop(),
+        b"block" => crate::scsi_selftest::block(),
+        b"unblock" => crate::scsi_selftest::unblock(),
+        b"rescan" => crate::scsi_selftest::rescan(),
+        _ => Err(EINVAL),
+    }
+}
+
+configfs::root_store!(core_iscsi_root_scsi_selftest_store, root_scsi_selftest_store);

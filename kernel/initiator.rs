@@ -13,9 +13,15 @@
 
 use kernel::prelude::*;
 
+mod channel;
+mod connection;
 mod control;
+mod login;
 mod selftest;
+mod scsi_selftest;
+mod session;
 mod sys;
+mod tasks;
 
 /// The shared sans-IO protocol core (kernel/proto/src), compiled into the module.
 ///
@@ -59,7 +65,10 @@ module! {
 }
 
 struct CoreIscsi {
+    // Fields drop in order: configfs goes first, so no write can start a selftest host after
+    // the one running (if any) is stopped.
     _control: control::Control,
+    _selftest: scsi_selftest::StopOnDrop,
 }
 
 impl kernel::Module for CoreIscsi {
@@ -72,7 +81,10 @@ impl kernel::Module for CoreIscsi {
         }
         let control = control::Control::register()?;
         pr_info!("core-iscsi {} loaded\n", VERSION);
-        Ok(Self { _control: control })
+        Ok(Self {
+            _control: control,
+            _selftest: scsi_selftest::StopOnDrop,
+        })
     }
 }
 

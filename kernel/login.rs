@@ -8,6 +8,7 @@ use crate::proto::login::{InitiatorError, Login, LoginComplete, LoginConfig, Log
 use crate::proto::pdu::{self, Digests, BHS_LEN};
 use crate::sys::socket::TcpStream;
 use core::fmt;
+use crate::sys::errno;
 use kernel::error::code;
 use kernel::prelude::*;
 
@@ -46,16 +47,16 @@ impl Failure {
     /// The errno a writer of `control` gets.
     pub(crate) fn errno(self) -> Error {
         match self {
-            Failure::ConnectionRefused => code::ECONNREFUSED,
-            Failure::Unreachable => code::EHOSTUNREACH,
-            Failure::Timeout | Failure::ReplacementTimeout => code::ETIMEDOUT,
-            Failure::ConnectionReset => code::ECONNRESET,
+            Failure::ConnectionRefused => errno::connrefused(),
+            Failure::Unreachable => errno::hostunreach(),
+            Failure::Timeout | Failure::ReplacementTimeout => errno::timedout(),
+            Failure::ConnectionReset => errno::connreset(),
             Failure::Network(e) => Error::from_errno(e),
             Failure::AuthenticationFailed | Failure::AuthorizationFailed => code::EACCES,
             Failure::TargetNotFound => code::ENOENT,
-            Failure::Redirected => code::EREMCHG,
+            Failure::Redirected => errno::remchg(),
             Failure::TargetUnavailable => code::EAGAIN,
-            Failure::Protocol => code::EPROTO,
+            Failure::Protocol => errno::proto(),
             Failure::NoMemory => code::ENOMEM,
         }
     }
@@ -63,12 +64,12 @@ impl Failure {
     /// The failure a socket error stands for.
     pub(crate) fn from_socket(e: Error) -> Self {
         match e {
-            e if e == code::ECONNREFUSED => Failure::ConnectionRefused,
-            e if e == code::EHOSTUNREACH || e == code::ENETUNREACH => Failure::Unreachable,
-            e if e == code::ETIMEDOUT || e == code::EAGAIN || e == code::EINPROGRESS => {
+            e if e == errno::connrefused() => Failure::ConnectionRefused,
+            e if e == errno::hostunreach() || e == errno::netunreach() => Failure::Unreachable,
+            e if e == errno::timedout() || e == code::EAGAIN || e == errno::inprogress() => {
                 Failure::Timeout
             }
-            e if e == code::ECONNRESET || e == code::EPIPE => Failure::ConnectionReset,
+            e if e == errno::connreset() || e == code::EPIPE => Failure::ConnectionReset,
             e if e == code::ENOMEM => Failure::NoMemory,
             e => Failure::Network(e.to_errno()),
         }

@@ -28,7 +28,7 @@ use crate::proto::pdu::{
 use crate::proto::serial::{self, CmdWindow};
 use crate::proto::task::Task;
 use crate::proto::text::Params;
-use crate::sys::crypto::{KernelChap, KernelCrc32c};
+use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{random_bytes, sleep_ms};
 use crate::sys::scsi::{
     Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps,
@@ -183,6 +183,7 @@ impl Session {
         let mut text = Text::new();
         text.set(name.as_bytes()).map_err(|_| Failure::NoMemory)?;
         let depth = settings.queue_depth;
+        let tasks = TaskTable::new(depth).map_err(|_| Failure::NoMemory)?;
         let session = Arc::pin_init(
             pin_init!(Self {
                 name: text,
@@ -193,7 +194,7 @@ impl Session {
                 io <- new_mutex!(Io {
                     link: Link::Up,
                     conn: None,
-                    tasks: TaskTable::new(depth)?,
+                    tasks,
                     window: CmdWindow::new(done.exp_cmd_sn, done.exp_cmd_sn, done.max_cmd_sn),
                     exp_stat_sn: done.stat_sn.wrapping_add(1),
                     params: done.params,
@@ -231,7 +232,7 @@ impl Session {
             nr_hw_queues: 1,
         };
         let ops: Arc<dyn HostOps> = session.clone();
-        let host = match Host::register(ops, &params, c_str!("core_iscsi")) {
+        let host = match Host::register(ops, &params, kernel::c_str!("core_iscsi")) {
             Ok(host) => host,
             Err(_) => {
                 session.stop();
@@ -427,7 +428,7 @@ impl Session {
                     // SCSI asynchronous event: sense data; ASC/ASCQ 3Fh/0Eh is REPORTED LUNS
                     // DATA HAS CHANGED.
                     0 => {
-                        if let Some(sense) = crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])) {
+                        if let Some(sense) = crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok() {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
                                 self.ctl.lock().rescan = true;
                                 self.changed.notify_all();
@@ -462,7 +463,7 @@ impl Session {
                     r.reason
                 );
                 if let Some(itt) = itt {
-                    io.tasks.complete(itt, CommandResult::Host(HostByte::Error));
+                    io.tasks.complete(itt, CommandResult::HostError(HostByte::Error));
                 }
             }
             Pdu::LogoutResponse(l) => {
@@ -574,13 +575,7 @@ impl Session {
             drop(conn.lock_tx());
         }
         self.shared.io.flush();
-        loop {
-            let busy = self.io.lock().tasks.complete_all(result);
-            if busy == 0 {
-                break;
-            }
-            sleep_ms(10);
-        }
+        self.io.lock().tasks.complete_all(result);
     }
 
     /// Logs in again on a new connection, reinstating the session (same ISID).
@@ -610,12 +605,13 @@ impl Session {
     /// ErrorRecoveryLevel 0 recovery (worker context, `op` held): hold the I/O, log in again
     /// within the replacement timeout, release the I/O; or give up and fail it.
     fn recover(self: &Arc<Self>, why: Failure) {
+        let _ = why; // already logged by connection_failed
         self.set_phase(Phase::Recovering);
         self.ctl.lock().recoveries += 1;
         self.with_host(|h| h.block());
-        self.detach(Link::Down, CommandResult::Host(HostByte::Requeue));
+        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
         let deadline = now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
-        let mut last = why;
+        let mut last;
         let mut backoff_ms = 1000u32;
         loop {
             if self.stopping.load(Ordering::Acquire) {
@@ -735,7 +731,7 @@ impl Session {
             sleep_ms(20);
         }
         self.logout();
-        self.detach(Link::Down, CommandResult::Host(HostByte::Requeue));
+        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
     }
 
     /// Logs in again after a pause and releases the held I/O.
@@ -773,7 +769,7 @@ impl Session {
         if self.io.lock().link == Link::Up {
             self.logout();
         }
-        self.detach(Link::Failed, CommandResult::Host(HostByte::NoConnect));
+        self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
         // The worker leaves its loop at its next wake-up (at most a second).
         let mut ctl = self.ctl.lock();
         while ctl.worker_running {
@@ -861,7 +857,7 @@ impl Session {
                 Ok(n) => ahs_len = n,
                 Err(_) => {
                     drop(io);
-                    cmd.complete(CommandResult::Host(HostByte::Error));
+                    cmd.complete(CommandResult::HostError(HostByte::Error));
                     return Ok(());
                 }
             }
@@ -897,10 +893,10 @@ impl Session {
             exp_stat_sn: io.exp_stat_sn,
             cdb: cdb16,
         };
-        let slot = Slot { itt, cmd_sn, lun, task, cmd, busy: false, deferred: None };
+        let slot = Slot { itt, cmd_sn, lun, task, cmd };
         if let Err(slot) = io.tasks.insert(slot) {
             drop(io);
-            slot.cmd.complete(CommandResult::Host(HostByte::Error));
+            slot.cmd.complete(CommandResult::HostError(HostByte::Error));
             return Ok(());
         }
         drop(io);
@@ -949,7 +945,7 @@ fn completion_result(c: &crate::proto::task::Completion) -> CommandResult {
     if c.completed_at_target() {
         CommandResult::Status(c.status)
     } else {
-        CommandResult::Host(HostByte::Error)
+        CommandResult::HostError(HostByte::Error)
     }
 }
 
@@ -962,7 +958,7 @@ impl HostOps for Session {
         match (link, conn) {
             (Link::Up, Some(conn)) => self.send_command(&conn, cmd),
             (Link::Failed, _) => {
-                cmd.complete(CommandResult::Host(HostByte::NoConnect));
+                cmd.complete(CommandResult::HostError(HostByte::NoConnect));
                 Ok(())
             }
             _ => Err(QueueBusy),
@@ -1073,7 +1069,7 @@ fn connect_and_login(
         };
         stream.set_nodelay();
         stream.set_timeouts(timeout_ms, timeout_ms);
-        match login::login(&stream, &cfg, &KernelChap, &mut bufs) {
+        match login::login(&stream, &cfg, &KernelChapDigest, &mut bufs) {
             Ok(done) => return Ok((stream, done)),
             // Another portal may answer; a refusal by the target will not change.
             Err(f @ (Failure::ConnectionRefused | Failure::Unreachable | Failure::Timeout | Failure::ConnectionReset)) => {

@@ -22,11 +22,6 @@ pub(crate) struct Slot {
     pub(crate) lun: u64,
     pub(crate) task: Task,
     pub(crate) cmd: Command,
-    /// Data is being sent from or received into the command's buffer outside the table's
-    /// lock: the command must not complete (its pages must stay) until that is done.
-    pub(crate) busy: bool,
-    /// A completion that arrived while busy, applied when the I/O finishes.
-    pub(crate) deferred: Option<CommandResult>,
 }
 
 /// Commands in flight, by slot.
@@ -96,46 +91,21 @@ impl TaskTable {
         Some(self.slots.get(usize::try_from(tag & 0xffff).ok()?)?.as_ref()?.itt)
     }
 
-    /// Completes `itt` with `result`, or defers the completion while its buffer is busy.
+    /// Completes `itt` with `result`. Data is copied in and out of a command's buffer only
+    /// under the lock that guards this table, so nothing can be using its pages.
     pub(crate) fn complete(&mut self, itt: u32, result: CommandResult) {
-        match self.get_mut(itt) {
-            Some(slot) if slot.busy => slot.deferred = Some(result),
-            Some(_) => {
-                if let Some(slot) = self.remove(itt) {
-                    slot.cmd.complete(result);
-                }
-            }
-            None => {}
+        if let Some(slot) = self.remove(itt) {
+            slot.cmd.complete(result);
         }
     }
 
-    /// Marks the end of out-of-lock I/O on `itt`'s buffer, applying a deferred completion.
-    pub(crate) fn release(&mut self, itt: u32) {
-        let Some(slot) = self.get_mut(itt) else { return };
-        slot.busy = false;
-        if let Some(result) = slot.deferred.take() {
-            self.complete(itt, result);
-        }
-    }
-
-    /// Completes every command that is not busy with `result`; returns how many stay busy.
-    pub(crate) fn complete_all(&mut self, result: CommandResult) -> usize {
-        let mut busy = 0;
+    /// Completes every command in flight with `result`.
+    pub(crate) fn complete_all(&mut self, result: CommandResult) {
         for entry in self.slots.iter_mut() {
-            match entry {
-                Some(slot) if slot.busy => {
-                    slot.deferred = Some(result);
-                    busy += 1;
-                }
-                Some(_) => {
-                    if let Some(slot) = entry.take() {
-                        self.in_flight = self.in_flight.saturating_sub(1);
-                        slot.cmd.complete(result);
-                    }
-                }
-                None => {}
+            if let Some(slot) = entry.take() {
+                slot.cmd.complete(result);
             }
         }
-        busy
+        self.in_flight = 0;
     }
 }

@@ -17,3 +17,6 @@
 )]
 
 include!("generated/bindings.rs");
+
+// Kernel types our wrappers name directly (the generated file's glob import is private).
+pub(crate) use kernel::bindings::{page, scatterlist};

@@ -7,3 +7,9 @@
 #include <linux/crc32c.h>
 #include <linux/in.h>
 #include "tables.h"
+#include <linux/scatterlist.h>
+#include <scsi/scsi.h>
+#include <scsi/scsi_cmnd.h>
+#include <scsi/scsi_device.h>
+#include <scsi/scsi_host.h>
+#include <scsi/scsi_status.h>

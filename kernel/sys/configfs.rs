@@ -75,22 +75,25 @@ macro_rules! root_show {
 }
 pub(crate) use root_show;
 
-/// Runs `store` on the bytes written to a configfs attribute and returns what configfs
-/// expects: `count` (all consumed) or the negative errno `store` failed with.
+/// Runs `store` on the bytes configfs passed to a `store` callback and returns what configfs
+/// expects: all `count` bytes consumed, or the negative errno of `store`'s error.
 ///
 /// # Safety
 ///
-/// `page` must be the buffer configfs passed to a `store` callback, valid for reads of
-/// `count` bytes during the call.
+/// `page` must be valid for reads of `count` bytes during the call (configfs's buffer).
 pub(crate) unsafe fn store_from(
     page: *const kernel::ffi::c_char,
     count: usize,
     store: impl FnOnce(&[u8]) -> Result,
 ) -> isize {
-    // SAFETY: guaranteed by the caller (see above).
-    let data = unsafe { core::slice::from_raw_parts(page.cast::<u8>(), count) };
-    match store(data) {
-        // configfs writes are at most a page: `count` fits in isize.
+    let buf = if count == 0 || page.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: guaranteed by the caller (see above).
+        unsafe { core::slice::from_raw_parts(page.cast::<u8>(), count) }
+    };
+    match store(buf) {
+        // configfs limits a write to one page, so `count` fits in isize.
         Ok(()) => count as isize,
         Err(e) => e.to_errno() as isize,
     }
@@ -127,6 +130,12 @@ pub(crate) struct Subsystem<T> {
     registered: bool,
 }
 
+// SAFETY: the C structure is only handed to configfs, which serialises its own use of it with
+// `su_mutex`; `T` is shared across threads (every callback may reach it), hence its bounds.
+unsafe impl<T: Send + Sync> Send for Subsystem<T> {}
+// SAFETY: as for `Send`: `&Subsystem` gives access to `T` only through `&T`.
+unsafe impl<T: Send + Sync> Sync for Subsystem<T> {}
+
 impl<T> Subsystem<T> {
     /// Registers `/sys/kernel/config/core_iscsi` holding `data`. Only one may exist at a time
     /// (configfs refuses a second subsystem of the same name).
@@ -161,11 +170,6 @@ impl<T> Subsystem<T> {
         // SAFETY: `su_group` is the first field of `configfs_subsystem`, itself the first field
         // of the `repr(C)` `Self`: the pointers coincide.
         unsafe { &(*group.cast::<Self>()).data }
-    }
-
-    /// The subsystem's data.
-    pub(crate) fn data(&self) -> &T {
-        &self.data
     }
 }
 
@@ -205,10 +209,12 @@ impl<T> Group<T> {
             kernel::alloc::flags::GFP_KERNEL,
         )?;
         let this = kernel::alloc::KBox::into_raw(boxed);
-        // SAFETY: `this` is a valid, exclusively owned allocation; config_group_init_type_name
-        // initialises every field of the group and copies `name`. `item_type` is a static table.
+        // SAFETY: `this` is a valid, exclusively owned allocation. The group starts zeroed, as
+        // config_group_init_type_name expects (it frees a previous name if there is one); it
+        // then initialises every field and copies `name`. `item_type` is a static table.
         unsafe {
             let group = kernel::types::Opaque::raw_get(core::ptr::addr_of!((*this).group));
+            core::ptr::write_bytes(group, 0, 1);
             bindings::config_group_init_type_name(group, name.as_char_ptr(), item_type);
             Ok(group)
         }
@@ -263,8 +269,7 @@ macro_rules! group_type {
             let created = $make(parent, name).and_then(|data| {
                 $crate::sys::configfs::Group::<$ty>::create(
                     name,
-                    // SAFETY: taking the address of a static C table; nothing is read here.
-                    unsafe { core::ptr::addr_of!($crate::sys::bindings::$item_type) },
+                    core::ptr::addr_of!($crate::sys::bindings::$item_type),
                     data,
                 )
             });

@@ -4,7 +4,7 @@
 //! include/linux/string.h's memzero_explicit(), in Rust).
 
 use core::sync::atomic::{compiler_fence, Ordering};
-use kernel::error::{code::ENAMETOOLONG, Result};
+use kernel::error::Result;
 
 /// Overwrites `buf` with zeros in a way the compiler may not elide, even right before the
 /// memory is freed.
@@ -33,7 +33,7 @@ impl<const N: usize> Secret<N> {
     /// Replaces the secret; ENAMETOOLONG (and nothing changed) when `value` is over `N` bytes.
     pub(crate) fn set(&mut self, value: &[u8]) -> Result {
         if value.len() > N {
-            return Err(ENAMETOOLONG);
+            return Err(super::errno::nametoolong());
         }
         zero_explicit(&mut self.buf);
         if let Some(dst) = self.buf.get_mut(..value.len()) {

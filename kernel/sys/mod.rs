@@ -8,5 +8,10 @@
 pub(crate) mod bindings;
 pub(crate) mod configfs;
 pub(crate) mod crypto;
+pub(crate) mod errno;
+pub(crate) mod mem;
 pub(crate) mod page;
 pub(crate) mod socket;
+pub(crate) mod scsi;
+pub(crate) mod slot;
+pub(crate) mod workqueue;

@@ -12,13 +12,12 @@
 //! [`SocketEvents`] implementation, which runs in softirq context and must only queue work.
 
 use super::bindings;
+pub(crate) use super::page::PageRange;
 use core::ffi::c_void;
 use core::fmt;
-use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::error::{code::*, Error, Result};
 use kernel::ffi::c_int;
-use kernel::page::{Page, PAGE_SIZE};
 use kernel::sync::Arc;
 
 /// The iSCSI well-known port (RFC 7143 section 13.13), used when an address has none.
@@ -32,32 +31,7 @@ const IPPROTO_TCP: c_int = 6;
 /// MSG_MORE between them so TCP still builds full segments.
 const MAX_VECS: usize = 16;
 
-/// Network errnos that the kernel crate's `error::code` lacks (include/uapi/asm-generic/errno.h).
-pub(crate) mod errno {
-    use super::bindings;
-    use kernel::error::Error;
-    use kernel::ffi::c_int;
-
-    fn err(e: u32) -> Error {
-        // errno constants are small positive numbers.
-        Error::from_errno(-(e as c_int))
-    }
-
-    /// ECONNRESET: the peer closed or reset the connection.
-    pub(crate) fn connreset() -> Error {
-        err(bindings::ECONNRESET)
-    }
-
-    /// ETIMEDOUT: the connection was not established in time.
-    pub(crate) fn timedout() -> Error {
-        err(bindings::ETIMEDOUT)
-    }
-
-    /// ECONNREFUSED: nothing listens at the address.
-    pub(crate) fn connrefused() -> Error {
-        err(bindings::ECONNREFUSED)
-    }
-}
+pub(crate) use super::errno;
 use errno::{connreset, timedout};
 
 /// A target portal: an IPv4 or IPv6 address and a TCP port.
@@ -328,71 +302,6 @@ impl fmt::Display for SocketAddr {
     }
 }
 
-/// A range of one page: what a scatterlist entry (or part of one) describes.
-///
-/// The range may run past the end of `page` into the physically contiguous pages that follow
-/// it, as a scatterlist entry may. The lifetime ties a range built from a borrowed [`Page`]
-/// to that borrow.
-pub(crate) struct PageRange<'a> {
-    page: NonNull<bindings::page>,
-    offset: u32,
-    len: u32,
-    _page: PhantomData<&'a mut Page>,
-}
-
-impl<'a> PageRange<'a> {
-    /// A range of `len` bytes at `offset` in `page`.
-    ///
-    /// # Safety
-    ///
-    /// `page` must be a valid, non-null `struct page` that stays alive (referenced) and mapped
-    /// for as long as the range is used, and `offset .. offset + len` must lie within it (or
-    /// within it and the physically contiguous pages following it). While the range is passed
-    /// to a receive, nothing else may access those bytes; while it is passed to a send, nothing
-    /// may write them. (A spliced send takes its own page reference, so the page may be freed
-    /// after the send returns; what the target reads on a retransmission is what the page then
-    /// holds.)
-    // Used by the SCSI command wrapper, which builds ranges from a command's scatterlist.
-    #[allow(dead_code)]
-    pub(crate) unsafe fn from_raw(page: *mut bindings::page, offset: u32, len: u32) -> Self {
-        Self {
-            // SAFETY: the caller guarantees `page` is not null (see above).
-            page: unsafe { NonNull::new_unchecked(page) },
-            offset,
-            len,
-            _page: PhantomData,
-        }
-    }
-
-    /// The range `offset .. offset + len` of a page this code owns; `EINVAL` past its end.
-    pub(crate) fn from_page(page: &'a mut Page, offset: usize, len: usize) -> Result<Self> {
-        let end = offset.checked_add(len).ok_or(EINVAL)?;
-        if end > PAGE_SIZE {
-            return Err(EINVAL);
-        }
-        Ok(Self {
-            // `Page::as_ptr` is never null: the page was allocated.
-            page: NonNull::new(page.as_ptr()).ok_or(EINVAL)?,
-            offset: u32::try_from(offset).map_err(|_| EINVAL)?,
-            len: u32::try_from(len).map_err(|_| EINVAL)?,
-            _page: PhantomData,
-        })
-    }
-
-    /// Length in bytes.
-    pub(crate) fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    fn bio_vec(&self) -> bindings::bio_vec {
-        bindings::bio_vec {
-            bv_page: self.page.as_ptr(),
-            bv_len: self.len,
-            bv_offset: self.offset,
-        }
-    }
-}
-
 /// What a socket's callbacks report. The methods run in softirq (or process) context with
 /// `sk_callback_lock` held for read: they must not sleep, must not call back into the socket,
 /// and should only queue work or wake a waiter.
@@ -608,7 +517,7 @@ impl TcpStream {
                 total = total.checked_add(r.len()).ok_or(EINVAL)?;
                 // SAFETY: `r.page` is a live page (PageRange's invariant).
                 splice &= unsafe {
-                    bindings::core_iscsi_c_sendpages_ok(r.page.as_ptr(), r.len(), r.offset as usize)
+                    bindings::core_iscsi_c_sendpages_ok(r.page(), r.len(), r.offset() as usize)
                 };
             }
             if total == 0 {
