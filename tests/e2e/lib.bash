@@ -99,9 +99,12 @@ channel_disks() {
     local host
     host=$(cat "$ISCSI_ROOT/$1/host")
     [ -n "$host" ] || return 0
-    local d out=()
-    for d in /sys/class/scsi_host/host$host/device/target*/*:*:*:*/block/*; do
-        [ -e "$d" ] && out+=("$(basename "$d")")
+    local lun d out=()
+    for lun in $(ls -d /sys/class/scsi_host/host$host/device/target*/*:*:*:* 2>/dev/null \
+                 | sort -t: -k4 -n); do
+        for d in "$lun"/block/*; do
+            [ -e "$d" ] && out+=("$(basename "$d")")
+        done
     done
     echo "${out[*]}"
 }
