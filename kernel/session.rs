@@ -481,7 +481,8 @@ impl Session {
             Pdu::TextResponse(t) => {
                 self.io.lock().ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
             }
-            _ => return Err(protocol(format_args!("unexpected opcode {:#x}", pdu::opcode_of(&[0; 48])))),
+            // Initiator opcodes, or a Login/Text/SNACK-related PDU we never asked for.
+            _ => return Err(protocol(format_args!("unexpected PDU from the target"))),
         }
         Ok(())
     }
@@ -871,7 +872,14 @@ impl Session {
         let (read, write) = match cmd.direction() {
             Direction::FromDevice => (len, 0),
             Direction::ToDevice => (0, len),
-            Direction::Bidirectional | Direction::None => (0, 0),
+            Direction::None => (0, 0),
+            // The block layer no longer issues bidirectional commands; refuse one rather than
+            // send it as something else.
+            Direction::Bidirectional => {
+                drop(io);
+                cmd.complete(CommandResult::HostError(HostByte::Error));
+                return Ok(());
+            }
         };
         let task = Task::new(read, write, &WriteParams::from(&io.params));
         let plan = task.write_plan().copied();
