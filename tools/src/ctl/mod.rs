@@ -1,11 +1,89 @@
 //! What the initiator-ctl subcommands do, callable without the command line: the binary only
-//! parses arguments and calls these. Subcommands other than `check-config` are not implemented
-//! yet ([`not_implemented`]).
+//! parses arguments and calls these.
+//!
+//! One module per concern: [`kernel`] (the module's configfs tree), [`devices`] (the disks in
+//! sysfs), [`mount`] (mounting, unmounting, who uses a mount), [`status`] (rendering); this file
+//! strings them together as the howto's start / stop / pause / status / map / unmap / remap.
+
+pub mod devices;
+pub mod kernel;
+pub mod mount;
+pub mod ops;
+pub mod status;
 
 use serde::Serialize;
 
 use crate::config::{self, Config, ConfigError, ConfigPaths, Warning};
 use crate::exit_code::Exit;
+
+pub use ops::{Ctl, Outcome};
+
+/// Why a subcommand failed, one line each; [`CtlError::exit`] gives the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// A configuration file is wrong (names file, line and field).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Bad command line.
+    #[error("{0}")]
+    Usage(String),
+    /// A channel or its target failed.
+    #[error("channel {channel}: {what}")]
+    Channel {
+        /// The channel.
+        channel: u32,
+        /// What happened.
+        what: String,
+    },
+    /// A device or mount is in use, or the channel is changing state.
+    #[error("channel {channel}: {what}")]
+    Busy {
+        /// The channel.
+        channel: u32,
+        /// What is busy and who uses it.
+        what: String,
+    },
+    /// The module is not loaded and cannot be.
+    #[error("{0}")]
+    NoKernel(String),
+    /// Needs root.
+    #[error("{0}")]
+    Permission(String),
+    /// Anything else.
+    #[error("{0}")]
+    System(String),
+}
+
+impl CtlError {
+    /// A channel error.
+    pub fn channel(channel: u32, what: impl Into<String>) -> Self {
+        CtlError::Channel {
+            channel,
+            what: what.into(),
+        }
+    }
+
+    /// A busy error.
+    pub fn busy(channel: u32, what: impl Into<String>) -> Self {
+        CtlError::Busy {
+            channel,
+            what: what.into(),
+        }
+    }
+
+    /// The exit code it maps to.
+    pub fn exit(&self) -> Exit {
+        match self {
+            CtlError::Config(_) => Exit::Config,
+            CtlError::Usage(_) => Exit::Usage,
+            CtlError::Channel { .. } => Exit::Channel,
+            CtlError::Busy { .. } => Exit::Busy,
+            CtlError::NoKernel(_) => Exit::NoKernel,
+            CtlError::Permission(_) => Exit::Permission,
+            CtlError::System(_) => Exit::System,
+        }
+    }
+}
 
 /// What `check-config` reports on success.
 #[derive(Debug, Clone, Serialize)]
@@ -69,21 +147,4 @@ impl CheckReport {
         }
         out
     }
-}
-
-/// The error of a subcommand that is not implemented yet.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("initiator-ctl {0}: not yet implemented")]
-pub struct NotImplemented(pub String);
-
-impl NotImplemented {
-    /// The exit code it maps to.
-    pub fn exit(&self) -> Exit {
-        Exit::NotImplemented
-    }
-}
-
-/// Placeholder for subcommands still to be written.
-pub fn not_implemented(subcommand: &str) -> NotImplemented {
-    NotImplemented(subcommand.to_string())
 }
