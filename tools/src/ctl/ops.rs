@@ -653,7 +653,31 @@ impl Ctl {
     ) -> Result<(), CtlError> {
         let target = self.target_of(cfg, id);
         let mut busy: Vec<String> = Vec::new();
-        for e in self.channel_mounts(id) {
+        let mounts = self.channel_mounts(id);
+        if !force {
+            // Fail before unmounting anything: a refused stop leaves every mount in place.
+            for e in &mounts {
+                let users = mount::users(e.major, e.minor);
+                if !users.is_empty() {
+                    busy.push(format!(
+                        "{} ({}) is busy: used by {}",
+                        e.target.display(),
+                        e.source,
+                        users.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+            if !busy.is_empty() {
+                return Err(CtlError::busy(
+                    id,
+                    format!(
+                        "{}; stop those processes or force it with: iscsi-unmap-channel {id} 1",
+                        busy.join("; ")
+                    ),
+                ));
+            }
+        }
+        for e in mounts {
             match mount::unmount(&e.target, e.major, e.minor, force) {
                 Ok(()) => {
                     log.say(format!("unmounted {} ({})", e.target.display(), e.source));
