@@ -97,8 +97,23 @@ pub struct CheckReport {
 }
 
 /// `check-config`: loads and validates the four files; touches nothing.
+/// A missing initiatorname.iscsi is a warning only: `start` creates it.
 pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigError> {
-    let loaded = config::load(paths)?;
+    let missing = std::fs::symlink_metadata(&paths.initiator_name).is_err();
+    let mut loaded = if missing {
+        config::load_with_name(paths, Some(ops::PLACEHOLDER_NAME))?
+    } else {
+        config::load(paths)?
+    };
+    if missing {
+        loaded.config.initiator_name = "(none yet: created by the first start)".into();
+        loaded.warnings.push(Warning {
+            file: paths.initiator_name.clone(),
+            line: None,
+            field: None,
+            message: "does not exist: initiator-ctl start creates it (or run initiator-iname --write)".into(),
+        });
+    }
     Ok(CheckReport {
         paths: paths.clone(),
         config: loaded.config,

@@ -21,7 +21,7 @@ use crate::config::{self, Address, Channel, Config, ConfigPaths, DeviceMap};
 use crate::exit_code::Exit;
 
 /// Stands in for a missing initiatorname.iscsi while validating the other files.
-const PLACEHOLDER_NAME: &str = "iqn.2005-03.org.core-iscsi:placeholder";
+pub(crate) const PLACEHOLDER_NAME: &str = "iqn.2005-03.org.core-iscsi:placeholder";
 
 /// The context of one initiator-ctl run.
 #[derive(Debug, Clone)]
