@@ -270,6 +270,14 @@ impl Channel {
         settings::apply_list(&mut limits, value).map_err(|e| {
             refuse(self, "params", format_args!("item {}: {}", e.index + 1, e.error), EINVAL)
         })?;
+        // What the protocol allows but this initiator does not do (yet): refuse rather than
+        // negotiate something the session would not honour.
+        if limits.error_recovery_level > 0 {
+            return Err(refuse(self, "params", format_args!("ErrorRecoveryLevel above 0 is not supported"), EINVAL));
+        }
+        if limits.max_connections > 1 {
+            return Err(refuse(self, "params", format_args!("MaxConnections above 1 is not supported"), EINVAL));
+        }
         inner.settings.limits = limits;
         Ok(())
     }
@@ -413,6 +421,13 @@ impl Channel {
     /// rmdir and module unload do.
     pub(crate) fn stop(&self) {
         let mut inner = self.inner.lock();
+        // A start in progress (another writer, blocked in login) finishes first; its session is
+        // then stopped here like any other.
+        while matches!(inner.state, State::Starting | State::Stopping) {
+            drop(inner);
+            crate::sys::mem::sleep_ms(50);
+            inner = self.inner.lock();
+        }
         let session = inner.session.take();
         inner.state = State::Stopping;
         drop(inner);

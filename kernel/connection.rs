@@ -186,6 +186,7 @@ impl Connection {
         stream: TcpStream,
         framing: Framing,
         pending_capacity: usize,
+        send_timeout_ms: u32,
     ) -> Result<Arc<Self>> {
         let rx_len = pdu::MAX_AHS_LEN + 4 + framing.max_recv as usize + 3 + 4;
         let pending = Ring::new(pending_capacity)?;
@@ -207,7 +208,8 @@ impl Connection {
             }),
             GFP_KERNEL,
         )?;
-        conn.stream.set_timeouts(0, 0);
+        // Receives never block (the rx work reads what is there); sends are bounded.
+        conn.stream.set_timeouts(0, send_timeout_ms);
         conn.stream.set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
         // Data may have arrived before the callbacks were in place.
         conn.queue_rx();

@@ -22,7 +22,7 @@ use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
 use crate::proto::dataout::WriteParams;
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
 use crate::proto::pdu::{
-    self, Bhs, DataOut, Digests, Lun, LogoutRequest, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
+    Bhs, DataOut, Digests, Lun, LogoutRequest, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
     RESERVED_TAG,
 };
 use crate::proto::serial::{self, CmdWindow};
@@ -266,7 +266,12 @@ impl Session {
         let capacity = usize::from(self.settings.queue_depth)
             .saturating_mul(usize::from(sp.max_outstanding_r2t.max(1)))
             .saturating_add(4);
-        let conn = Connection::start(self.clone(), stream, framing(params), capacity)
+        // A send that makes no progress this long means a dead peer: the connection fails and
+        // recovery starts, instead of the tx lock being held forever.
+        let send_timeout_ms = (self.settings.nopout_interval_s + self.settings.nopout_timeout_s)
+            .max(10)
+            .saturating_mul(1000);
+        let conn = Connection::start(self.clone(), stream, framing(params), capacity, send_timeout_ms)
             .map_err(|_| Failure::NoMemory)?;
         let mut io = self.io.lock();
         io.conn = Some(conn);
@@ -345,6 +350,7 @@ impl Session {
     ) -> core::result::Result<(), Failure> {
         let protocol = |what: fmt::Arguments<'_>| {
             pr_warn!("core-iscsi: channel {}: {}\n", self.name.as_str(), what);
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
             Failure::Protocol
         };
         match &pdu.pdu {
@@ -462,6 +468,7 @@ impl Session {
                     self.name.as_str(),
                     r.reason
                 );
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(itt) = itt {
                     io.tasks.complete(itt, CommandResult::HostError(HostByte::Error));
                 }
@@ -614,6 +621,14 @@ impl Session {
         let deadline = now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
         let mut last;
         let mut backoff_ms = 1000u32;
+        // RFC 7143 section 6.1: wait DefaultTime2Wait before logging in again.
+        let time2wait = u32::from(self.io.lock().params.session.default_time2wait);
+        if time2wait > 0 {
+            let mut ctl = self.ctl.lock();
+            if !self.stopping.load(Ordering::Acquire) {
+                let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(time2wait * 1000));
+            }
+        }
         loop {
             if self.stopping.load(Ordering::Acquire) {
                 return;
@@ -850,23 +865,17 @@ impl Session {
         let Some(itt) = io.tasks.reserve(cmd.tag()) else {
             return Err(QueueBusy);
         };
+        // The host template declares max_cmd_len 16: longer CDBs (an extended-CDB AHS) never
+        // come; refuse one rather than truncate it.
         let cdb = cmd.cdb();
-        let mut ahs = [0u8; 260];
-        let mut ahs_len = 0;
-        if cdb.len() > 16 {
-            match pdu::encode_ext_cdb_ahs(cdb, &mut ahs) {
-                Ok(n) => ahs_len = n,
-                Err(_) => {
-                    drop(io);
-                    cmd.complete(CommandResult::HostError(HostByte::Error));
-                    return Ok(());
-                }
-            }
-        }
         let mut cdb16 = [0u8; 16];
-        let n = cdb.len().min(16);
-        if let (Some(dst), Some(src)) = (cdb16.get_mut(..n), cdb.get(..n)) {
-            dst.copy_from_slice(src);
+        match cdb16.get_mut(..cdb.len()) {
+            Some(dst) => dst.copy_from_slice(cdb),
+            None => {
+                drop(io);
+                cmd.complete(CommandResult::HostError(HostByte::Error));
+                return Ok(());
+            }
         }
         let len = cmd.transfer_len();
         let (read, write) = match cmd.direction() {
@@ -910,13 +919,8 @@ impl Session {
         drop(io);
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(u64::from(immediate), Ordering::Relaxed);
-        let ahs = ahs.get(..ahs_len).unwrap_or(&[]);
-        let bhs = Bhs {
-            total_ahs_words: pdu::ahs_words(ahs.len()).unwrap_or(0),
-            data_segment_len: immediate,
-            pdu: Pdu::ScsiCommand(header),
-        };
-        let mut result = conn.send_pdu(&mut tx, &bhs, ahs, immediate as usize, |buf| self.copy_out(itt, 0, buf));
+        let bhs = Bhs { total_ahs_words: 0, data_segment_len: immediate, pdu: Pdu::ScsiCommand(header) };
+        let mut result = conn.send_pdu(&mut tx, &bhs, &[], immediate as usize, |buf| self.copy_out(itt, 0, buf));
         if let (Ok(true), Some(plan)) = (&result, plan) {
             self.stats.write_bytes.fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
             for out in plan.unsolicited() {
@@ -999,14 +1003,21 @@ impl HostOps for Session {
 
     fn device_reset(&self, lun: u64) -> EhOutcome {
         match self.task_mgmt(TMF_LUN_RESET, lun, RESERVED_TAG, 0) {
-            Some(0) => EhOutcome::Success,
+            Some(0) => {
+                // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
+                self.io.lock().tasks.forget_where(|slot| slot.lun == lun);
+                EhOutcome::Success
+            }
             _ => EhOutcome::Failed,
         }
     }
 
     fn target_reset(&self) -> EhOutcome {
         match self.task_mgmt(TMF_TARGET_WARM_RESET, 0, RESERVED_TAG, 0) {
-            Some(0) => EhOutcome::Success,
+            Some(0) => {
+                self.io.lock().tasks.forget_where(|_| true);
+                EhOutcome::Success
+            }
             _ => EhOutcome::Failed,
         }
     }

@@ -99,6 +99,19 @@ impl TaskTable {
         }
     }
 
+    /// Forgets (hands back to the SCSI midlayer without completing) every command for which
+    /// `which` holds: what a successful LUN or target reset means for the commands it covered.
+    pub(crate) fn forget_where(&mut self, which: impl Fn(&Slot) -> bool) {
+        for entry in self.slots.iter_mut() {
+            if entry.as_ref().is_some_and(&which) {
+                if let Some(slot) = entry.take() {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    slot.cmd.forget();
+                }
+            }
+        }
+    }
+
     /// Completes every command in flight with `result`.
     pub(crate) fn complete_all(&mut self, result: CommandResult) {
         for entry in self.slots.iter_mut() {
