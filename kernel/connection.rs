@@ -15,6 +15,7 @@ use crate::proto::dataout::DataOutSeq;
 use crate::proto::pdu::{self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG};
 use crate::session::Session;
 use crate::sys::crypto::KernelCrc32c;
+use crate::sys::scsi::Command;
 use crate::sys::socket::{SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -216,6 +217,11 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Whether header and data digests are on.
+    pub(crate) fn digests(&self) -> Digests {
+        self.framing.digests
+    }
+
     /// Milliseconds since the last PDU arrived.
     pub(crate) fn idle_ms(&self) -> u64 {
         now_ms().saturating_sub(self.last_rx_ms.load(Ordering::Relaxed))
@@ -278,18 +284,67 @@ impl Connection {
         if data_len > 0 && !fill(data) {
             return Ok(false);
         }
-        let hdigest = crc::header_digest(&self.crc, &head, ahs);
+        // Digests only when negotiated: CRC32C over every segment is not free.
+        let hdigest = match self.framing.digests.header {
+            true => crc::header_digest(&self.crc, &head, ahs),
+            false => [0; 4],
+        };
         let hdigest: &[u8] = if self.framing.digests.header { &hdigest } else { &[] };
         let pad = [0u8; 3];
         let pad = pad.get(..pdu::pad_len(data_len)).unwrap_or(&[]);
-        let ddigest = crc::data_digest(&self.crc, data);
-        let ddigest: &[u8] = if self.framing.digests.data && data_len > 0 { &ddigest } else { &[] };
+        let with_ddigest = self.framing.digests.data && data_len > 0;
+        let ddigest = if with_ddigest { crc::data_digest(&self.crc, data) } else { [0; 4] };
+        let ddigest: &[u8] = if with_ddigest { &ddigest } else { &[] };
         let parts = [&head[..], ahs, hdigest, data, pad, ddigest];
         self.stream.send_all(&parts, false).map_err(Failure::from_socket)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         ConnStats::add(&self.stats.pdus_tx, 1);
         ConnStats::add(&self.stats.bytes_tx, total);
         Ok(true)
+    }
+
+    /// Sends one PDU whose data segment is `len` bytes at `offset` of `cmd`'s buffer, from
+    /// its pages (no copy; no data digest: see `Session::send_data`). The tx lock is held.
+    pub(crate) fn send_pdu_pages(
+        &self,
+        _tx: &mut Tx,
+        bhs: &Bhs,
+        cmd: &Command,
+        offset: u32,
+        len: u32,
+    ) -> core::result::Result<(), Failure> {
+        let mut head = [0u8; BHS_LEN];
+        bhs.encode(&mut head).map_err(|_| Failure::Protocol)?;
+        let hdigest = match self.framing.digests.header {
+            true => crc::header_digest(&self.crc, &head, &[]),
+            false => [0; 4],
+        };
+        let hdigest: &[u8] = if self.framing.digests.header { &hdigest } else { &[] };
+        let pad = [0u8; 3];
+        let pad = pad.get(..pdu::pad_len(len as usize)).unwrap_or(&[]);
+        // MSG_MORE until the last piece: header and data leave in full segments.
+        self.stream.send_all(&[&head[..], hdigest], true).map_err(Failure::from_socket)?;
+        let end = offset.checked_add(len).ok_or(Failure::Protocol)?;
+        let mut at = offset;
+        while at < end {
+            let mut ranges = [None; 16];
+            let (n, bytes) = cmd.page_ranges(at, end - at, &mut ranges).map_err(|_| Failure::Protocol)?;
+            if bytes == 0 {
+                return Err(Failure::Protocol);
+            }
+            at = at.checked_add(bytes).ok_or(Failure::Protocol)?;
+            let more = at < end || !pad.is_empty();
+            self.stream
+                .send_pages(ranges.get(..n).unwrap_or(&[]), more)
+                .map_err(Failure::from_socket)?;
+        }
+        if !pad.is_empty() {
+            self.stream.send_all(&[pad], false).map_err(Failure::from_socket)?;
+        }
+        let total = BHS_LEN + hdigest.len() + len as usize + pad.len();
+        ConnStats::add(&self.stats.pdus_tx, 1);
+        ConnStats::add(&self.stats.bytes_tx, total);
+        Ok(())
     }
 
     /// Queues work for `tx_work`; a full queue means the target broke MaxOutstandingR2T.
@@ -453,9 +508,7 @@ impl Connection {
                     offset: out.offset,
                 }),
             };
-            let sent = self.send_pdu(tx, &bhs, &[], out.len as usize, |buf| {
-                self.session.copy_out(itt, out.offset, buf)
-            })?;
+            let sent = self.session.send_data(self, tx, &bhs, itt, out.offset, out.len)?;
             if !sent {
                 // The command completed or was aborted meanwhile: nothing more to send.
                 return Ok(());

@@ -15,7 +15,7 @@
 //! `ctl` (phase, host, waiters).
 
 use crate::channel::{Settings, Text};
-use crate::connection::{Connection, Framing, Pending, MAX_PING_DATA};
+use crate::connection::{Connection, Framing, Pending, Tx, MAX_PING_DATA};
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -35,7 +35,7 @@ use crate::sys::scsi::{
     HostParams, QueueBusy,
 };
 use crate::sys::socket::TcpStream;
-use crate::tasks::{Slot, TaskTable, SESSION_ITT};
+use crate::tasks::{Ending, Slot, TaskTable, SESSION_ITT};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -311,11 +311,32 @@ impl Session {
     /// Copies `buf.len()` bytes at `offset` of command `itt`'s buffer into `buf`, under the lock
     /// that keeps the command from completing meanwhile; false if it is gone.
     pub(crate) fn copy_out(&self, itt: u32, offset: u32, buf: &mut [u8]) -> bool {
-        let mut io = self.io.lock();
-        match io.tasks.get_mut(itt) {
-            Some(slot) => slot.cmd.copy_out(offset, buf).is_ok(),
-            None => false,
+        self.io.lock().tasks.copy_out(itt, offset, buf)
+    }
+
+    /// Sends a PDU carrying `len` bytes at `offset` of command `itt`'s buffer: straight from
+    /// the command's pages (the command lent out of the table meanwhile, so it cannot complete
+    /// under us), or through the bounce buffer when a data digest must cover the bytes as sent
+    /// (pages may change until transmitted, as iscsi_tcp also reasons). `Ok(false)`: the
+    /// command is gone.
+    pub(crate) fn send_data(
+        &self,
+        conn: &Connection,
+        tx: &mut Tx,
+        bhs: &Bhs,
+        itt: u32,
+        offset: u32,
+        len: u32,
+    ) -> core::result::Result<bool, Failure> {
+        if len == 0 || conn.digests().data {
+            return conn.send_pdu(tx, bhs, &[], len as usize, |buf| self.copy_out(itt, offset, buf));
         }
+        let Some(cmd) = self.io.lock().tasks.lend(itt) else {
+            return Ok(false);
+        };
+        let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len);
+        self.io.lock().tasks.give_back(itt, cmd);
+        sent.map(|()| true)
     }
 
     /// An R2T's burst for `itt` has been sent.
@@ -365,12 +386,8 @@ impl Session {
                     .task
                     .on_response(r, data)
                     .map_err(|e| protocol(format_args!("SCSI Response: {}", e)))?;
-                if !step.sense.is_empty() {
-                    slot.cmd.set_sense(step.sense);
-                }
-                slot.cmd.set_resid(step.completion.residual);
                 let result = completion_result(&step.completion);
-                io.tasks.complete(r.itt, result);
+                io.tasks.finish(r.itt, Ending::with(result, step.completion.residual, step.sense));
             }
             Pdu::DataIn(d) => {
                 let mut io = self.io.lock();
@@ -384,13 +401,12 @@ impl Session {
                     .task
                     .on_data_in(d, len)
                     .map_err(|e| protocol(format_args!("Data-In: {}", e)))?;
-                slot.cmd
-                    .copy_in(step.offset, data)
+                io.tasks
+                    .copy_in(d.itt, step.offset, data)
                     .map_err(|_| protocol(format_args!("Data-In past the buffer")))?;
                 self.stats.read_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                 if let Some(c) = step.completion {
-                    slot.cmd.set_resid(c.residual);
-                    io.tasks.complete(d.itt, completion_result(&c));
+                    io.tasks.finish(d.itt, Ending::with(completion_result(&c), c.residual, &[]));
                 }
             }
             Pdu::R2t(r) => {
@@ -470,7 +486,7 @@ impl Session {
                 );
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(itt) = itt {
-                    io.tasks.complete(itt, CommandResult::HostError(HostByte::Error));
+                    io.tasks.finish(itt, Ending::result(CommandResult::HostError(HostByte::Error)));
                 }
             }
             Pdu::LogoutResponse(l) => {
@@ -583,7 +599,7 @@ impl Session {
             drop(conn.lock_tx());
         }
         self.shared.io.flush();
-        self.io.lock().tasks.complete_all(result);
+        self.io.lock().tasks.finish_all(Ending::result(result));
     }
 
     /// Logs in again on a new connection, reinstating the session (same ISID).
@@ -910,17 +926,15 @@ impl Session {
             exp_stat_sn: io.exp_stat_sn,
             cdb: cdb16,
         };
-        let slot = Slot { itt, cmd_sn, lun, task, cmd };
-        if let Err(slot) = io.tasks.insert(slot) {
-            drop(io);
-            slot.cmd.complete(CommandResult::HostError(HostByte::Error));
-            return Ok(());
+        if io.tasks.insert(Slot::new(itt, cmd_sn, lun, task, cmd)).is_err() {
+            // reserve() said the slot was free: cannot happen; the midlayer retries.
+            return Err(QueueBusy);
         }
         drop(io);
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
         self.stats.write_bytes.fetch_add(u64::from(immediate), Ordering::Relaxed);
         let bhs = Bhs { total_ahs_words: 0, data_segment_len: immediate, pdu: Pdu::ScsiCommand(header) };
-        let mut result = conn.send_pdu(&mut tx, &bhs, &[], immediate as usize, |buf| self.copy_out(itt, 0, buf));
+        let mut result = self.send_data(conn, &mut tx, &bhs, itt, 0, immediate);
         if let (Ok(true), Some(plan)) = (&result, plan) {
             self.stats.write_bytes.fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
             for out in plan.unsolicited() {
@@ -937,7 +951,7 @@ impl Session {
                         offset: out.offset,
                     }),
                 };
-                result = conn.send_pdu(&mut tx, &bhs, &[], out.len as usize, |buf| self.copy_out(itt, out.offset, buf));
+                result = self.send_data(conn, &mut tx, &bhs, itt, out.offset, out.len);
                 if !matches!(result, Ok(true)) {
                     break;
                 }
@@ -992,10 +1006,13 @@ impl HostOps for Session {
         match self.task_mgmt(TMF_ABORT_TASK, lun, itt, cmd_sn) {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
-                if let Some(slot) = self.io.lock().tasks.remove(itt) {
-                    slot.cmd.forget();
+                // A command lent out to a sender cannot be forgotten now: let the midlayer
+                // escalate.
+                if self.io.lock().tasks.forget(itt) {
+                    EhOutcome::Success
+                } else {
+                    EhOutcome::Failed
                 }
-                EhOutcome::Success
             }
             _ => EhOutcome::Failed,
         }
@@ -1005,7 +1022,7 @@ impl HostOps for Session {
         match self.task_mgmt(TMF_LUN_RESET, lun, RESERVED_TAG, 0) {
             Some(0) => {
                 // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
-                self.io.lock().tasks.forget_where(|slot| slot.lun == lun);
+                self.io.lock().tasks.finish_where(|slot| slot.lun == lun, Ending::Forget);
                 EhOutcome::Success
             }
             _ => EhOutcome::Failed,
@@ -1015,7 +1032,7 @@ impl HostOps for Session {
     fn target_reset(&self) -> EhOutcome {
         match self.task_mgmt(TMF_TARGET_WARM_RESET, 0, RESERVED_TAG, 0) {
             Some(0) => {
-                self.io.lock().tasks.forget_where(|_| true);
+                self.io.lock().tasks.finish_all(Ending::Forget);
                 EhOutcome::Success
             }
             _ => EhOutcome::Failed,
