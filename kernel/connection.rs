@@ -23,8 +23,11 @@ use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 use kernel::{new_mutex, time};
 
-/// PDUs handled per run of the receive work before it yields the CPU (and requeues itself).
-const RX_BUDGET: usize = 64;
+/// Receive steps per run of the receive work before it yields the CPU (and requeues itself).
+const RX_BUDGET: usize = 128;
+
+/// SCSI Data-In (RFC 7143 section 11.7).
+const OPCODE_DATA_IN: u8 = 0x25;
 
 /// The ping data a target's NOP-In may carry that we echo back; more is a protocol error.
 pub(crate) const MAX_PING_DATA: usize = 512;
@@ -113,8 +116,28 @@ struct Rx {
     /// Bytes of the current part (header, then the rest) received so far.
     got: usize,
     layout: Option<RxLayout>,
-    /// AHS, header digest, data, padding and data digest of the current PDU.
+    /// The BHS and AHS of the current PDU have been checked (header digest) and, for a Data-In,
+    /// its data placement decided.
+    head_done: bool,
+    /// A Data-In whose data goes straight into its command's pages.
+    placing: Option<Placement>,
+    /// AHS, header digest, data, padding and data digest of the current PDU (the data part
+    /// stays unused while placing).
     buf: KVec<u8>,
+}
+
+/// A Data-In segment being received into its command's buffer: the command is lent out of
+/// the task table for it (see tasks.rs), and given back when the segment is in.
+pub(crate) struct Placement {
+    pub(crate) itt: u32,
+    pub(crate) cmd: Command,
+    /// Where the segment goes in the command's buffer, and its length.
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
+    /// Bytes of it received so far.
+    pub(crate) done: u32,
+    /// The task's completion, when the Data-In carried status.
+    pub(crate) completion: Option<crate::proto::task::Completion>,
 }
 
 /// The negotiated framing of a connection.
@@ -200,7 +223,14 @@ impl Connection {
                 framing,
                 crc: KernelCrc32c,
                 tx <- new_mutex!(Tx { buf: tx_buf, pending }),
-                rx <- new_mutex!(Rx { bhs: [0; BHS_LEN], got: 0, layout: None, buf: rx_buf }),
+                rx <- new_mutex!(Rx {
+                    bhs: [0; BHS_LEN],
+                    got: 0,
+                    layout: None,
+                    head_done: false,
+                    placing: None,
+                    buf: rx_buf,
+                }),
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
                 dead: AtomicBool::new(false),
@@ -369,6 +399,9 @@ impl Connection {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(why) => {
+                    if let Some(p) = rx.placing.take() {
+                        self.session.abandon_data_in(p);
+                    }
                     drop(rx);
                     self.fail(why);
                     return;
@@ -380,18 +413,33 @@ impl Connection {
         self.queue_rx();
     }
 
-    /// Reads toward the next PDU; `Ok(true)` when one was handled, `Ok(false)` when the socket
-    /// has nothing more for now.
+    /// Gives back a command whose Data-In was being received when the connection stopped
+    /// (the rx work is not running: the caller flushed the I/O workqueue).
+    pub(crate) fn release_placement(&self) {
+        if let Some(p) = self.rx.lock().placing.take() {
+            self.session.abandon_data_in(p);
+        }
+    }
+
+    /// Receives into `part` without blocking: `Ok(Some(n))`, `Ok(None)` when the socket has
+    /// nothing now; the end of the stream is an error.
+    fn recv_some(&self, part: &mut [u8]) -> core::result::Result<Option<usize>, Failure> {
+        match self.stream.recv(part, true) {
+            Ok(0) => Err(Failure::ConnectionReset),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e == EAGAIN => Ok(None),
+            Err(e) => Err(Failure::from_socket(e)),
+        }
+    }
+
+    /// Reads toward the next PDU; `Ok(true)` when progress was made, `Ok(false)` when the
+    /// socket has nothing more for now.
     fn receive_one(self: &Arc<Self>, rx: &mut Rx) -> core::result::Result<bool, Failure> {
-        let Rx { bhs, got, layout, buf } = rx;
+        let Rx { bhs, got, layout, head_done, placing, buf } = rx;
         if layout.is_none() {
             let part = bhs.get_mut(*got..).ok_or(Failure::Protocol)?;
-            match self.stream.recv(part, true) {
-                Ok(0) => return Err(Failure::ConnectionReset),
-                Ok(n) => *got += n,
-                Err(e) if e == EAGAIN => return Ok(false),
-                Err(e) => return Err(Failure::from_socket(e)),
-            }
+            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            *got += n;
             if *got < BHS_LEN {
                 return Ok(true);
             }
@@ -402,38 +450,80 @@ impl Connection {
                     .map_err(|_| Failure::Protocol)?,
             );
             *got = 0;
+            *head_done = false;
         }
         let l = layout.ok_or(Failure::Protocol)?;
         let total = l.remaining();
-        if *got < total {
-            let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
-            match self.stream.recv(part, true) {
-                Ok(0) => return Err(Failure::ConnectionReset),
-                Ok(n) => *got += n,
-                Err(e) if e == EAGAIN => return Ok(false),
-                Err(e) => return Err(Failure::from_socket(e)),
-            }
-            if *got < total {
-                return Ok(true);
-            }
-        }
-        // A whole PDU: check the digests, then dispatch.
         let ahs_end = l.ahs_len;
         let hd_end = ahs_end + l.header_digest_len;
         let data_end = hd_end + l.data_len;
         let pad_end = data_end + l.pad_len;
-        let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
-        if l.header_digest_len > 0 {
-            let wire: &[u8; 4] = buf.get(ahs_end..hd_end).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
-            if !crc::verify_header_digest(&self.crc, bhs, ahs, wire) {
-                ConnStats::add(&self.stats.digest_errors, 1);
-                // ErrorRecoveryLevel 0: a digest error ends the connection.
-                pr_warn!("core-iscsi: header digest error\n");
-                return Err(Failure::Protocol);
+
+        // 1. AHS and header digest: check them before anything else of the PDU is believed.
+        if *got < hd_end {
+            let part = buf.get_mut(*got..hd_end).ok_or(Failure::Protocol)?;
+            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            *got += n;
+            return Ok(true);
+        }
+        if !*head_done {
+            let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
+            if l.header_digest_len > 0 {
+                let wire: &[u8; 4] =
+                    buf.get(ahs_end..hd_end).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+                if !crc::verify_header_digest(&self.crc, bhs, ahs, wire) {
+                    ConnStats::add(&self.stats.digest_errors, 1);
+                    // ErrorRecoveryLevel 0: a digest error ends the connection.
+                    pr_warn!("core-iscsi: header digest error\n");
+                    return Err(Failure::Protocol);
+                }
+            }
+            // A Data-In's data goes straight into its command's pages (without a data
+            // digest: that must be checked before the data counts, so it is received here).
+            if l.data_len > 0 && l.data_digest_len == 0 && pdu::opcode_of(bhs) == OPCODE_DATA_IN {
+                if let Ok(Bhs { pdu: Pdu::DataIn(d), .. }) = Bhs::decode(bhs) {
+                    let len = u32::try_from(l.data_len).map_err(|_| Failure::Protocol)?;
+                    *placing = self.session.begin_data_in(&d, len)?;
+                }
+            }
+            *head_done = true;
+        }
+
+        // 2. The data segment: into the command's pages, or into the buffer.
+        if *got < data_end {
+            if let Some(p) = placing.as_mut() {
+                let mut ranges = [None; 16];
+                let at = p.offset.checked_add(p.done).ok_or(Failure::Protocol)?;
+                let left = p.len.checked_sub(p.done).ok_or(Failure::Protocol)?;
+                let (n, _) = p.cmd.page_ranges(at, left, &mut ranges).map_err(|_| Failure::Protocol)?;
+                let k = match self.stream.recv_pages(ranges.get(..n).unwrap_or(&[]), true) {
+                    Ok(0) => return Err(Failure::ConnectionReset),
+                    Ok(k) => k,
+                    Err(e) if e == EAGAIN => return Ok(false),
+                    Err(e) => return Err(Failure::from_socket(e)),
+                };
+                p.done = p.done.checked_add(u32::try_from(k).map_err(|_| Failure::Protocol)?).ok_or(Failure::Protocol)?;
+                *got += k;
+                return Ok(true);
+            }
+            let part = buf.get_mut(*got..data_end).ok_or(Failure::Protocol)?;
+            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            *got += n;
+            return Ok(true);
+        }
+
+        // 3. Padding and data digest.
+        if *got < total {
+            let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
+            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            *got += n;
+            if *got < total {
+                return Ok(true);
             }
         }
         if l.data_digest_len > 0 {
-            let wire: &[u8; 4] = buf.get(pad_end..pad_end + 4).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+            let wire: &[u8; 4] =
+                buf.get(pad_end..pad_end + 4).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
             let covered = buf.get(hd_end..pad_end).ok_or(Failure::Protocol)?;
             if !crc::verify_data_digest(&self.crc, covered, wire) {
                 ConnStats::add(&self.stats.digest_errors, 1);
@@ -441,14 +531,20 @@ impl Connection {
                 return Err(Failure::Protocol);
             }
         }
+
+        // A whole PDU.
         ConnStats::add(&self.stats.pdus_rx, 1);
         ConnStats::add(&self.stats.bytes_rx, BHS_LEN + total);
         self.last_rx_ms.store(now_ms(), Ordering::Relaxed);
-        let data = buf.get(hd_end..data_end).ok_or(Failure::Protocol)?;
-        let header = *bhs;
         *layout = None;
         *got = 0;
-        let pdu = Bhs::decode(&header).map_err(|_| Failure::Protocol)?;
+        if let Some(p) = placing.take() {
+            self.session.end_data_in(p);
+            return Ok(true);
+        }
+        let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
+        let data = buf.get(hd_end..data_end).ok_or(Failure::Protocol)?;
+        let pdu = Bhs::decode(bhs).map_err(|_| Failure::Protocol)?;
         self.session.handle_pdu(self, &pdu, ahs, data)?;
         Ok(true)
     }

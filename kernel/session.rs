@@ -15,7 +15,7 @@
 //! `ctl` (phase, host, waiters).
 
 use crate::channel::{Settings, Text};
-use crate::connection::{Connection, Framing, Pending, Tx, MAX_PING_DATA};
+use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -339,6 +339,45 @@ impl Session {
         sent.map(|()| true)
     }
 
+    /// Checks a Data-In header whose `len` data bytes are about to be received, and lends its
+    /// command out so they go straight into its buffer; `None` when no command in flight has
+    /// this ITT (the data is then read and dropped).
+    pub(crate) fn begin_data_in(
+        &self,
+        d: &crate::proto::pdu::DataIn,
+        len: u32,
+    ) -> core::result::Result<Option<Placement>, Failure> {
+        let mut io = self.io.lock();
+        io.ack(d.status_present.then_some(d.stat_sn), d.exp_cmd_sn, d.max_cmd_sn);
+        let Some(slot) = io.tasks.get_mut(d.itt) else {
+            return Ok(None);
+        };
+        let step = slot.task.on_data_in(d, len).map_err(|e| {
+            pr_warn!("core-iscsi: channel {}: Data-In: {}\n", self.name.as_str(), e);
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            Failure::Protocol
+        })?;
+        // A read command is never lent to a sender: it is here.
+        let cmd = io.tasks.lend(d.itt).ok_or(Failure::Protocol)?;
+        Ok(Some(Placement { itt: d.itt, cmd, offset: step.offset, len, done: 0, completion: step.completion }))
+    }
+
+    /// A placed Data-In segment is in: the command goes back, completing if it carried status.
+    pub(crate) fn end_data_in(&self, p: Placement) {
+        self.stats.read_bytes.fetch_add(p.len.into(), Ordering::Relaxed);
+        let mut io = self.io.lock();
+        io.tasks.give_back(p.itt, p.cmd);
+        if let Some(c) = p.completion {
+            io.tasks.finish(p.itt, Ending::with(completion_result(&c), c.residual, &[]));
+        }
+    }
+
+    /// A placement cut short by a connection failure: the command goes back unfinished
+    /// (recovery requeues it).
+    pub(crate) fn abandon_data_in(&self, p: Placement) {
+        self.io.lock().tasks.give_back(p.itt, p.cmd);
+    }
+
     /// An R2T's burst for `itt` has been sent.
     pub(crate) fn burst_done(&self, itt: u32) {
         if let Some(slot) = self.io.lock().tasks.get_mut(itt) {
@@ -593,12 +632,15 @@ impl Session {
             io.link = link;
             io.conn.take()
         };
-        if let Some(conn) = conn {
+        if let Some(conn) = &conn {
             conn.close();
             // Senders in queuecommand hold the tx lock; once closed they fail fast.
             drop(conn.lock_tx());
         }
         self.shared.io.flush();
+        if let Some(conn) = &conn {
+            conn.release_placement();
+        }
         self.io.lock().tasks.finish_all(Ending::result(result));
     }
 

@@ -612,7 +612,7 @@ impl TcpStream {
     /// command's scatterlist). Blocking: fills them all, honouring the receive timeout, and
     /// fails like [`TcpStream::recv_exact`]. Non-blocking: returns what is there, possibly
     /// short; `Err(EAGAIN)` when nothing is, `Ok(0)` when the peer closed.
-    pub(crate) fn recv_pages(&self, ranges: &[PageRange<'_>], nonblocking: bool) -> Result<usize> {
+    pub(crate) fn recv_pages(&self, ranges: &[Option<PageRange<'_>>], nonblocking: bool) -> Result<usize> {
         let mut received = 0usize;
         for chunk in ranges.chunks(MAX_VECS) {
             let mut vecs = [bindings::bio_vec {
@@ -621,8 +621,10 @@ impl TcpStream {
                 bv_offset: 0,
             }; MAX_VECS];
             let mut total = 0usize;
-            for (v, r) in vecs.iter_mut().zip(chunk.iter()) {
+            let mut count = 0usize;
+            for (v, r) in vecs.iter_mut().zip(chunk.iter().flatten()) {
                 *v = r.bio_vec();
+                count += 1;
                 total = total.checked_add(r.len()).ok_or(EINVAL)?;
             }
             let mut msg = bindings::msghdr::default();
@@ -633,7 +635,7 @@ impl TcpStream {
                     &mut msg.msg_iter,
                     bindings::ITER_DEST,
                     vecs.as_ptr(),
-                    chunk.len() as _,
+                    count as _,
                     total,
                 )
             };
