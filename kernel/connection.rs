@@ -12,7 +12,9 @@
 use crate::login::Failure;
 use crate::proto::crc;
 use crate::proto::dataout::DataOutSeq;
-use crate::proto::pdu::{self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG};
+use crate::proto::pdu::{
+    self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG,
+};
 use crate::session::Session;
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::scsi::Command;
@@ -54,9 +56,18 @@ impl ConnStats {
 #[derive(Clone, Copy)]
 pub(crate) enum Pending {
     /// The Data-Out PDUs of one R2T.
-    Burst { itt: u32, lun: [u8; 8], seq: DataOutSeq },
+    Burst {
+        itt: u32,
+        lun: [u8; 8],
+        seq: DataOutSeq,
+    },
     /// Our answer to a target's NOP-In ping.
-    NopReply { ttt: u32, lun: [u8; 8], len: usize, data: [u8; MAX_PING_DATA] },
+    NopReply {
+        ttt: u32,
+        lun: [u8; 8],
+        len: usize,
+        data: [u8; MAX_PING_DATA],
+    },
 }
 
 /// A bounded FIFO, allocated once: what the receive side queues for the transmit side.
@@ -68,7 +79,11 @@ struct Ring {
 
 impl Ring {
     fn new(capacity: usize) -> Result<Self> {
-        Ok(Self { items: KVec::from_elem(None, capacity.max(1), GFP_KERNEL)?, head: 0, len: 0 })
+        Ok(Self {
+            items: KVec::from_elem(None, capacity.max(1), GFP_KERNEL)?,
+            head: 0,
+            len: 0,
+        })
     }
 
     fn push(&mut self, item: Pending) -> bool {
@@ -241,7 +256,8 @@ impl Connection {
         )?;
         // Receives never block (the rx work reads what is there); sends are bounded.
         conn.stream.set_timeouts(0, send_timeout_ms);
-        conn.stream.set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
+        conn.stream
+            .set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
         // Data may have arrived before the callbacks were in place.
         conn.queue_rx();
         Ok(conn)
@@ -260,13 +276,21 @@ impl Connection {
     fn queue_rx(self: &Arc<Self>) {
         if !self.dead.load(Ordering::Relaxed) {
             // Already queued is fine: it will read everything there is.
-            let _ = self.session.shared().io.enqueue::<Arc<Self>, 0>(self.clone());
+            let _ = self
+                .session
+                .shared()
+                .io
+                .enqueue::<Arc<Self>, 0>(self.clone());
         }
     }
 
     fn queue_tx(self: &Arc<Self>) {
         if !self.dead.load(Ordering::Relaxed) {
-            let _ = self.session.shared().io.enqueue::<Arc<Self>, 1>(self.clone());
+            let _ = self
+                .session
+                .shared()
+                .io
+                .enqueue::<Arc<Self>, 1>(self.clone());
         }
     }
 
@@ -319,14 +343,24 @@ impl Connection {
             true => crc::header_digest(&self.crc, &head, ahs),
             false => [0; 4],
         };
-        let hdigest: &[u8] = if self.framing.digests.header { &hdigest } else { &[] };
+        let hdigest: &[u8] = if self.framing.digests.header {
+            &hdigest
+        } else {
+            &[]
+        };
         let pad = [0u8; 3];
         let pad = pad.get(..pdu::pad_len(data_len)).unwrap_or(&[]);
         let with_ddigest = self.framing.digests.data && data_len > 0;
-        let ddigest = if with_ddigest { crc::data_digest(&self.crc, data) } else { [0; 4] };
+        let ddigest = if with_ddigest {
+            crc::data_digest(&self.crc, data)
+        } else {
+            [0; 4]
+        };
         let ddigest: &[u8] = if with_ddigest { &ddigest } else { &[] };
         let parts = [&head[..], ahs, hdigest, data, pad, ddigest];
-        self.stream.send_all(&parts, false).map_err(Failure::from_socket)?;
+        self.stream
+            .send_all(&parts, false)
+            .map_err(Failure::from_socket)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         ConnStats::add(&self.stats.pdus_tx, 1);
         ConnStats::add(&self.stats.bytes_tx, total);
@@ -349,16 +383,24 @@ impl Connection {
             true => crc::header_digest(&self.crc, &head, &[]),
             false => [0; 4],
         };
-        let hdigest: &[u8] = if self.framing.digests.header { &hdigest } else { &[] };
+        let hdigest: &[u8] = if self.framing.digests.header {
+            &hdigest
+        } else {
+            &[]
+        };
         let pad = [0u8; 3];
         let pad = pad.get(..pdu::pad_len(len as usize)).unwrap_or(&[]);
         // MSG_MORE until the last piece: header and data leave in full segments.
-        self.stream.send_all(&[&head[..], hdigest], true).map_err(Failure::from_socket)?;
+        self.stream
+            .send_all(&[&head[..], hdigest], true)
+            .map_err(Failure::from_socket)?;
         let end = offset.checked_add(len).ok_or(Failure::Protocol)?;
         let mut at = offset;
         while at < end {
             let mut ranges = [None; 16];
-            let (n, bytes) = cmd.page_ranges(at, end - at, &mut ranges).map_err(|_| Failure::Protocol)?;
+            let (n, bytes) = cmd
+                .page_ranges(at, end - at, &mut ranges)
+                .map_err(|_| Failure::Protocol)?;
             if bytes == 0 {
                 return Err(Failure::Protocol);
             }
@@ -369,7 +411,9 @@ impl Connection {
                 .map_err(Failure::from_socket)?;
         }
         if !pad.is_empty() {
-            self.stream.send_all(&[pad], false).map_err(Failure::from_socket)?;
+            self.stream
+                .send_all(&[pad], false)
+                .map_err(Failure::from_socket)?;
         }
         let total = BHS_LEN + hdigest.len() + len as usize + pad.len();
         ConnStats::add(&self.stats.pdus_tx, 1);
@@ -378,7 +422,10 @@ impl Connection {
     }
 
     /// Queues work for `tx_work`; a full queue means the target broke MaxOutstandingR2T.
-    pub(crate) fn push_pending(self: &Arc<Self>, item: Pending) -> core::result::Result<(), Failure> {
+    pub(crate) fn push_pending(
+        self: &Arc<Self>,
+        item: Pending,
+    ) -> core::result::Result<(), Failure> {
         // The ring holds MaxOutstandingR2T bursts per command slot: a full ring means the
         // target broke that limit.
         if !self.tx.lock().pending.push(item) {
@@ -435,10 +482,19 @@ impl Connection {
     /// Reads toward the next PDU; `Ok(true)` when progress was made, `Ok(false)` when the
     /// socket has nothing more for now.
     fn receive_one(self: &Arc<Self>, rx: &mut Rx) -> core::result::Result<bool, Failure> {
-        let Rx { bhs, got, layout, head_done, placing, buf } = rx;
+        let Rx {
+            bhs,
+            got,
+            layout,
+            head_done,
+            placing,
+            buf,
+        } = rx;
         if layout.is_none() {
             let part = bhs.get_mut(*got..).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
             *got += n;
             if *got < BHS_LEN {
                 return Ok(true);
@@ -462,15 +518,19 @@ impl Connection {
         // 1. AHS and header digest: check them before anything else of the PDU is believed.
         if *got < hd_end {
             let part = buf.get_mut(*got..hd_end).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
             *got += n;
             return Ok(true);
         }
         if !*head_done {
             let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
             if l.header_digest_len > 0 {
-                let wire: &[u8; 4] =
-                    buf.get(ahs_end..hd_end).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+                let wire: &[u8; 4] = buf
+                    .get(ahs_end..hd_end)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(Failure::Protocol)?;
                 if !crc::verify_header_digest(&self.crc, bhs, ahs, wire) {
                     ConnStats::add(&self.stats.digest_errors, 1);
                     // ErrorRecoveryLevel 0: a digest error ends the connection.
@@ -481,7 +541,11 @@ impl Connection {
             // A Data-In's data goes straight into its command's pages (without a data
             // digest: that must be checked before the data counts, so it is received here).
             if l.data_len > 0 && l.data_digest_len == 0 && pdu::opcode_of(bhs) == OPCODE_DATA_IN {
-                if let Ok(Bhs { pdu: Pdu::DataIn(d), .. }) = Bhs::decode(bhs) {
+                if let Ok(Bhs {
+                    pdu: Pdu::DataIn(d),
+                    ..
+                }) = Bhs::decode(bhs)
+                {
                     let len = u32::try_from(l.data_len).map_err(|_| Failure::Protocol)?;
                     *placing = self.session.begin_data_in(&d, len)?;
                 }
@@ -495,19 +559,27 @@ impl Connection {
                 let mut ranges = [None; 16];
                 let at = p.offset.checked_add(p.done).ok_or(Failure::Protocol)?;
                 let left = p.len.checked_sub(p.done).ok_or(Failure::Protocol)?;
-                let (n, _) = p.cmd.page_ranges(at, left, &mut ranges).map_err(|_| Failure::Protocol)?;
+                let (n, _) = p
+                    .cmd
+                    .page_ranges(at, left, &mut ranges)
+                    .map_err(|_| Failure::Protocol)?;
                 let k = match self.stream.recv_pages(ranges.get(..n).unwrap_or(&[]), true) {
                     Ok(0) => return Err(Failure::ConnectionReset),
                     Ok(k) => k,
                     Err(e) if e == EAGAIN => return Ok(false),
                     Err(e) => return Err(Failure::from_socket(e)),
                 };
-                p.done = p.done.checked_add(u32::try_from(k).map_err(|_| Failure::Protocol)?).ok_or(Failure::Protocol)?;
+                p.done = p
+                    .done
+                    .checked_add(u32::try_from(k).map_err(|_| Failure::Protocol)?)
+                    .ok_or(Failure::Protocol)?;
                 *got += k;
                 return Ok(true);
             }
             let part = buf.get_mut(*got..data_end).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
             *got += n;
             return Ok(true);
         }
@@ -515,15 +587,19 @@ impl Connection {
         // 3. Padding and data digest.
         if *got < total {
             let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else { return Ok(false) };
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
             *got += n;
             if *got < total {
                 return Ok(true);
             }
         }
         if l.data_digest_len > 0 {
-            let wire: &[u8; 4] =
-                buf.get(pad_end..pad_end + 4).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+            let wire: &[u8; 4] = buf
+                .get(pad_end..pad_end + 4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(Failure::Protocol)?;
             let covered = buf.get(hd_end..pad_end).ok_or(Failure::Protocol)?;
             if !crc::verify_data_digest(&self.crc, covered, wire) {
                 ConnStats::add(&self.stats.digest_errors, 1);
@@ -560,7 +636,12 @@ impl Connection {
             let Some(item) = tx.pending.pop() else { return };
             let result = match item {
                 Pending::Burst { itt, lun, seq } => self.send_burst(&mut tx, itt, lun, seq),
-                Pending::NopReply { ttt, lun, len, data } => {
+                Pending::NopReply {
+                    ttt,
+                    lun,
+                    len,
+                    data,
+                } => {
                     let nop = Pdu::NopOut(NopOut {
                         immediate: true,
                         lun,
@@ -569,7 +650,11 @@ impl Connection {
                         cmd_sn: self.session.immediate_cmd_sn(),
                         exp_stat_sn: self.session.exp_stat_sn(),
                     });
-                    let bhs = Bhs { total_ahs_words: 0, data_segment_len: len as u32, pdu: nop };
+                    let bhs = Bhs {
+                        total_ahs_words: 0,
+                        data_segment_len: len as u32,
+                        pdu: nop,
+                    };
                     let payload = data.get(..len).unwrap_or(&[]);
                     self.send_pdu(&mut tx, &bhs, &[], payload.len(), |out| {
                         out.copy_from_slice(payload);
@@ -588,7 +673,13 @@ impl Connection {
 
     /// Sends the Data-Out PDUs of one R2T, copying each segment out of the command's buffer
     /// under the session's lock (the command cannot complete meanwhile).
-    fn send_burst(&self, tx: &mut Tx, itt: u32, lun: [u8; 8], seq: DataOutSeq) -> core::result::Result<(), Failure> {
+    fn send_burst(
+        &self,
+        tx: &mut Tx,
+        itt: u32,
+        lun: [u8; 8],
+        seq: DataOutSeq,
+    ) -> core::result::Result<(), Failure> {
         ConnStats::add(&self.stats.r2ts, 1);
         for out in seq {
             let bhs = Bhs {
@@ -604,7 +695,9 @@ impl Connection {
                     offset: out.offset,
                 }),
             };
-            let sent = self.session.send_data(self, tx, &bhs, itt, out.offset, out.len)?;
+            let sent = self
+                .session
+                .send_data(self, tx, &bhs, itt, out.offset, out.len)?;
             if !sent {
                 // The command completed or was aborted meanwhile: nothing more to send.
                 return Ok(());

@@ -22,7 +22,7 @@ use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
 use crate::proto::dataout::WriteParams;
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
 use crate::proto::pdu::{
-    Bhs, DataOut, Digests, Lun, LogoutRequest, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
+    Bhs, DataOut, Digests, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
     RESERVED_TAG,
 };
 use crate::proto::serial::{self, CmdWindow};
@@ -31,8 +31,8 @@ use crate::proto::text::Params;
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{random_bytes, sleep_ms};
 use crate::sys::scsi::{
-    Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps,
-    HostParams, QueueBusy,
+    Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps, HostParams,
+    QueueBusy,
 };
 use crate::sys::socket::TcpStream;
 use crate::tasks::{Ending, Slot, TaskTable, SESSION_ITT};
@@ -157,7 +157,10 @@ impl_has_work! {
 
 fn framing(params: &Params) -> Framing {
     Framing {
-        digests: Digests { header: params.conn.header_digest, data: params.conn.data_digest },
+        digests: Digests {
+            header: params.conn.header_digest,
+            data: params.conn.data_digest,
+        },
         max_recv: params.conn.max_recv_data_segment_length,
         max_xmit: params.conn.max_xmit_data_segment_length,
     }
@@ -260,7 +263,11 @@ impl Session {
     }
 
     /// Makes a logged-in stream the session's connection.
-    fn attach(self: &Arc<Self>, stream: TcpStream, params: &Params) -> core::result::Result<(), Failure> {
+    fn attach(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        params: &Params,
+    ) -> core::result::Result<(), Failure> {
         let sp = &params.session;
         // Room for every command slot's bursts plus pings.
         let capacity = usize::from(self.settings.queue_depth)
@@ -271,8 +278,14 @@ impl Session {
         let send_timeout_ms = (self.settings.nopout_interval_s + self.settings.nopout_timeout_s)
             .max(10)
             .saturating_mul(1000);
-        let conn = Connection::start(self.clone(), stream, framing(params), capacity, send_timeout_ms)
-            .map_err(|_| Failure::NoMemory)?;
+        let conn = Connection::start(
+            self.clone(),
+            stream,
+            framing(params),
+            capacity,
+            send_timeout_ms,
+        )
+        .map_err(|_| Failure::NoMemory)?;
         let mut io = self.io.lock();
         io.conn = Some(conn);
         io.link = Link::Up;
@@ -329,7 +342,9 @@ impl Session {
         len: u32,
     ) -> core::result::Result<bool, Failure> {
         if len == 0 || conn.digests().data {
-            return conn.send_pdu(tx, bhs, &[], len as usize, |buf| self.copy_out(itt, offset, buf));
+            return conn.send_pdu(tx, bhs, &[], len as usize, |buf| {
+                self.copy_out(itt, offset, buf)
+            });
         }
         let Some(cmd) = self.io.lock().tasks.lend(itt) else {
             return Ok(false);
@@ -348,27 +363,45 @@ impl Session {
         len: u32,
     ) -> core::result::Result<Option<Placement>, Failure> {
         let mut io = self.io.lock();
-        io.ack(d.status_present.then_some(d.stat_sn), d.exp_cmd_sn, d.max_cmd_sn);
+        io.ack(
+            d.status_present.then_some(d.stat_sn),
+            d.exp_cmd_sn,
+            d.max_cmd_sn,
+        );
         let Some(slot) = io.tasks.get_mut(d.itt) else {
             return Ok(None);
         };
         let step = slot.task.on_data_in(d, len).map_err(|e| {
-            pr_warn!("core-iscsi: channel {}: Data-In: {}\n", self.name.as_str(), e);
+            pr_warn!(
+                "core-iscsi: channel {}: Data-In: {}\n",
+                self.name.as_str(),
+                e
+            );
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
             Failure::Protocol
         })?;
         // A read command is never lent to a sender: it is here.
         let cmd = io.tasks.lend(d.itt).ok_or(Failure::Protocol)?;
-        Ok(Some(Placement { itt: d.itt, cmd, offset: step.offset, len, done: 0, completion: step.completion }))
+        Ok(Some(Placement {
+            itt: d.itt,
+            cmd,
+            offset: step.offset,
+            len,
+            done: 0,
+            completion: step.completion,
+        }))
     }
 
     /// A placed Data-In segment is in: the command goes back, completing if it carried status.
     pub(crate) fn end_data_in(&self, p: Placement) {
-        self.stats.read_bytes.fetch_add(p.len.into(), Ordering::Relaxed);
+        self.stats
+            .read_bytes
+            .fetch_add(p.len.into(), Ordering::Relaxed);
         let mut io = self.io.lock();
         io.tasks.give_back(p.itt, p.cmd);
         if let Some(c) = p.completion {
-            io.tasks.finish(p.itt, Ending::with(completion_result(&c), c.residual, &[]));
+            io.tasks
+                .finish(p.itt, Ending::with(completion_result(&c), c.residual, &[]));
         }
     }
 
@@ -387,11 +420,21 @@ impl Session {
 
     /// A connection failed: the worker recovers (if it is still the session's connection).
     pub(crate) fn connection_failed(&self, conn: &Arc<Connection>, why: Failure) {
-        let current = self.io.lock().conn.as_ref().map(|c| Arc::ptr_eq(c, conn)).unwrap_or(false);
+        let current = self
+            .io
+            .lock()
+            .conn
+            .as_ref()
+            .map(|c| Arc::ptr_eq(c, conn))
+            .unwrap_or(false);
         if !current {
             return;
         }
-        pr_warn!("core-iscsi: channel {}: connection lost: {}\n", self.name.as_str(), why);
+        pr_warn!(
+            "core-iscsi: channel {}: connection lost: {}\n",
+            self.name.as_str(),
+            why
+        );
         let mut ctl = self.ctl.lock();
         if ctl.lost.is_none() {
             ctl.lost = Some(why);
@@ -426,7 +469,10 @@ impl Session {
                     .on_response(r, data)
                     .map_err(|e| protocol(format_args!("SCSI Response: {}", e)))?;
                 let result = completion_result(&step.completion);
-                io.tasks.finish(r.itt, Ending::with(result, step.completion.residual, step.sense));
+                io.tasks.finish(
+                    r.itt,
+                    Ending::with(result, step.completion.residual, step.sense),
+                );
             }
             Pdu::DataIn(d) => {
                 let mut io = self.io.lock();
@@ -443,9 +489,12 @@ impl Session {
                 io.tasks
                     .copy_in(d.itt, step.offset, data)
                     .map_err(|_| protocol(format_args!("Data-In past the buffer")))?;
-                self.stats.read_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .read_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 if let Some(c) = step.completion {
-                    io.tasks.finish(d.itt, Ending::with(completion_result(&c), c.residual, &[]));
+                    io.tasks
+                        .finish(d.itt, Ending::with(completion_result(&c), c.residual, &[]));
                 }
             }
             Pdu::R2t(r) => {
@@ -460,8 +509,14 @@ impl Session {
                     .map_err(|e| protocol(format_args!("R2T: {}", e)))?;
                 let lun = Lun::from_linux(slot.lun).0;
                 drop(io);
-                self.stats.write_bytes.fetch_add(seq.remaining().into(), Ordering::Relaxed);
-                conn.push_pending(Pending::Burst { itt: r.itt, lun, seq })?;
+                self.stats
+                    .write_bytes
+                    .fetch_add(seq.remaining().into(), Ordering::Relaxed);
+                conn.push_pending(Pending::Burst {
+                    itt: r.itt,
+                    lun,
+                    seq,
+                })?;
             }
             Pdu::NopIn(n) => {
                 let mut io = self.io.lock();
@@ -480,16 +535,25 @@ impl Session {
                     if let Some(dst) = echo.get_mut(..data.len()) {
                         dst.copy_from_slice(data);
                     }
-                    conn.push_pending(Pending::NopReply { ttt: n.ttt, lun: n.lun, len: data.len(), data: echo })?;
+                    conn.push_pending(Pending::NopReply {
+                        ttt: n.ttt,
+                        lun: n.lun,
+                        len: data.len(),
+                        data: echo,
+                    })?;
                 }
             }
             Pdu::AsyncMessage(a) => {
-                self.io.lock().ack(Some(a.stat_sn), a.exp_cmd_sn, a.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(a.stat_sn), a.exp_cmd_sn, a.max_cmd_sn);
                 match a.event {
                     // SCSI asynchronous event: sense data; ASC/ASCQ 3Fh/0Eh is REPORTED LUNS
                     // DATA HAS CHANGED.
                     0 => {
-                        if let Some(sense) = crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok() {
+                        if let Some(sense) =
+                            crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok()
+                        {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
                                 self.ctl.lock().rescan = true;
                                 self.changed.notify_all();
@@ -525,23 +589,32 @@ impl Session {
                 );
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(itt) = itt {
-                    io.tasks.finish(itt, Ending::result(CommandResult::HostError(HostByte::Error)));
+                    io.tasks.finish(
+                        itt,
+                        Ending::result(CommandResult::HostError(HostByte::Error)),
+                    );
                 }
             }
             Pdu::LogoutResponse(l) => {
-                self.io.lock().ack(Some(l.stat_sn), l.exp_cmd_sn, l.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(l.stat_sn), l.exp_cmd_sn, l.max_cmd_sn);
                 self.ctl.lock().logout_done = true;
                 self.changed.notify_all();
             }
             Pdu::TaskMgmtResponse(t) => {
-                self.io.lock().ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
                 if t.itt == TMF_ITT {
                     self.ctl.lock().tmf_response = Some(t.response);
                     self.changed.notify_all();
                 }
             }
             Pdu::TextResponse(t) => {
-                self.io.lock().ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
             }
             // Initiator opcodes, or a Login/Text/SNACK-related PDU we never asked for.
             _ => return Err(protocol(format_args!("unexpected PDU from the target"))),
@@ -551,10 +624,19 @@ impl Session {
 
     /// Sends one session PDU (ping, task management, logout) on the current connection.
     fn send_own(&self, build: impl FnOnce(&mut Io) -> Pdu) -> core::result::Result<(), Failure> {
-        let conn = self.io.lock().conn.clone().ok_or(Failure::ConnectionReset)?;
+        let conn = self
+            .io
+            .lock()
+            .conn
+            .clone()
+            .ok_or(Failure::ConnectionReset)?;
         let mut tx = conn.lock_tx();
         let pdu = build(&mut self.io.lock());
-        let bhs = Bhs { total_ahs_words: 0, data_segment_len: 0, pdu };
+        let bhs = Bhs {
+            total_ahs_words: 0,
+            data_segment_len: 0,
+            pdu,
+        };
         let result = conn.send_pdu(&mut tx, &bhs, &[], 0, |_| true);
         drop(tx);
         if let Err(why) = result {
@@ -577,7 +659,9 @@ impl Session {
                 return false;
             }
             let left = u32::try_from(deadline - now).unwrap_or(u32::MAX);
-            let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
+            let _ = self
+                .changed
+                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
         }
     }
 
@@ -620,7 +704,10 @@ impl Session {
             })
         });
         if sent.is_ok() && !self.wait_for(|ctl| ctl.logout_done) {
-            pr_warn!("core-iscsi: channel {}: no logout response\n", self.name.as_str());
+            pr_warn!(
+                "core-iscsi: channel {}: no logout response\n",
+                self.name.as_str()
+            );
         }
     }
 
@@ -676,7 +763,8 @@ impl Session {
         self.ctl.lock().recoveries += 1;
         self.with_host(|h| h.block());
         self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
-        let deadline = now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
+        let deadline =
+            now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
         let mut last;
         let mut backoff_ms = 1000u32;
         // RFC 7143 section 6.1: wait DefaultTime2Wait before logging in again.
@@ -684,7 +772,9 @@ impl Session {
         if time2wait > 0 {
             let mut ctl = self.ctl.lock();
             if !self.stopping.load(Ordering::Acquire) {
-                let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(time2wait * 1000));
+                let _ = self
+                    .changed
+                    .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(time2wait * 1000));
             }
         }
         loop {
@@ -693,7 +783,10 @@ impl Session {
             }
             match self.relogin() {
                 Ok(()) => {
-                    pr_info!("core-iscsi: channel {}: session recovered\n", self.name.as_str());
+                    pr_info!(
+                        "core-iscsi: channel {}: session recovered\n",
+                        self.name.as_str()
+                    );
                     self.set_phase(Phase::Running);
                     self.with_host(|h| h.unblock());
                     return;
@@ -707,7 +800,9 @@ impl Session {
             let wait = backoff_ms.min(u32::try_from(deadline - now).unwrap_or(u32::MAX));
             let mut ctl = self.ctl.lock();
             if !self.stopping.load(Ordering::Acquire) {
-                let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(wait));
+                let _ = self
+                    .changed
+                    .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(wait));
             }
             drop(ctl);
             backoff_ms = (backoff_ms * 2).min(5000);
@@ -769,7 +864,9 @@ impl Session {
             let (lost, rescan) = {
                 let mut ctl = self.ctl.lock();
                 if ctl.lost.is_none() && !ctl.rescan && !self.stopping.load(Ordering::Acquire) {
-                    let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(1000));
+                    let _ = self
+                        .changed
+                        .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(1000));
                 }
                 (ctl.lost.take(), core::mem::take(&mut ctl.rescan))
             };
@@ -778,7 +875,8 @@ impl Session {
             }
             if let Some(why) = lost {
                 let _op = self.op.lock();
-                if !self.stopping.load(Ordering::Acquire) && self.ctl.lock().phase == Phase::Running {
+                if !self.stopping.load(Ordering::Acquire) && self.ctl.lock().phase == Phase::Running
+                {
                     self.recover(why);
                 }
                 continue;
@@ -847,7 +945,9 @@ impl Session {
         // The worker leaves its loop at its next wake-up (at most a second).
         let mut ctl = self.ctl.lock();
         while ctl.worker_running {
-            let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(100));
+            let _ = self
+                .changed
+                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(100));
         }
     }
 
@@ -859,11 +959,23 @@ impl Session {
         let yn = |b: bool| if b { "Yes" } else { "No" };
         let dg = |b: bool| if b { "CRC32C" } else { "None" };
         writeln!(p, "TSIH={}", tsih)?;
-        writeln!(p, "ISID={:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", self.isid[0], self.isid[1], self.isid[2], self.isid[3], self.isid[4], self.isid[5])?;
+        writeln!(
+            p,
+            "ISID={:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            self.isid[0], self.isid[1], self.isid[2], self.isid[3], self.isid[4], self.isid[5]
+        )?;
         writeln!(p, "HeaderDigest={}", dg(c.header_digest))?;
         writeln!(p, "DataDigest={}", dg(c.data_digest))?;
-        writeln!(p, "MaxRecvDataSegmentLength={}", c.max_recv_data_segment_length)?;
-        writeln!(p, "MaxXmitDataSegmentLength={}", c.max_xmit_data_segment_length)?;
+        writeln!(
+            p,
+            "MaxRecvDataSegmentLength={}",
+            c.max_recv_data_segment_length
+        )?;
+        writeln!(
+            p,
+            "MaxXmitDataSegmentLength={}",
+            c.max_xmit_data_segment_length
+        )?;
         writeln!(p, "MaxConnections={}", s.max_connections)?;
         writeln!(p, "InitialR2T={}", yn(s.initial_r2t))?;
         writeln!(p, "ImmediateData={}", yn(s.immediate_data))?;
@@ -909,7 +1021,11 @@ impl Session {
 
     /// Sends a SCSI command: the command PDU with its immediate data, then any unsolicited
     /// Data-Out. The command is in the table before its first byte leaves.
-    fn send_command(&self, conn: &Arc<Connection>, cmd: Command) -> core::result::Result<(), QueueBusy> {
+    fn send_command(
+        &self,
+        conn: &Arc<Connection>,
+        cmd: Command,
+    ) -> core::result::Result<(), QueueBusy> {
         let mut tx = conn.lock_tx();
         let mut io = self.io.lock();
         if io.link != Link::Up || conn.is_dead() {
@@ -968,17 +1084,29 @@ impl Session {
             exp_stat_sn: io.exp_stat_sn,
             cdb: cdb16,
         };
-        if io.tasks.insert(Slot::new(itt, cmd_sn, lun, task, cmd)).is_err() {
+        if io
+            .tasks
+            .insert(Slot::new(itt, cmd_sn, lun, task, cmd))
+            .is_err()
+        {
             // reserve() said the slot was free: cannot happen; the midlayer retries.
             return Err(QueueBusy);
         }
         drop(io);
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
-        self.stats.write_bytes.fetch_add(u64::from(immediate), Ordering::Relaxed);
-        let bhs = Bhs { total_ahs_words: 0, data_segment_len: immediate, pdu: Pdu::ScsiCommand(header) };
+        self.stats
+            .write_bytes
+            .fetch_add(u64::from(immediate), Ordering::Relaxed);
+        let bhs = Bhs {
+            total_ahs_words: 0,
+            data_segment_len: immediate,
+            pdu: Pdu::ScsiCommand(header),
+        };
         let mut result = self.send_data(conn, &mut tx, &bhs, itt, 0, immediate);
         if let (Ok(true), Some(plan)) = (&result, plan) {
-            self.stats.write_bytes.fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
+            self.stats
+                .write_bytes
+                .fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
             for out in plan.unsolicited() {
                 let bhs = Bhs {
                     total_ahs_words: 0,
@@ -1064,7 +1192,10 @@ impl HostOps for Session {
         match self.task_mgmt(TMF_LUN_RESET, lun, RESERVED_TAG, 0) {
             Some(0) => {
                 // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
-                self.io.lock().tasks.finish_where(|slot| slot.lun == lun, Ending::Forget);
+                self.io
+                    .lock()
+                    .tasks
+                    .finish_where(|slot| slot.lun == lun, Ending::Forget);
                 EhOutcome::Success
             }
             _ => EhOutcome::Failed,
@@ -1111,17 +1242,18 @@ fn connect_and_login(
             n_alg += 1;
         }
     }
-    let chap_config = (!chap.user.as_bytes().is_empty() && !chap.secret.is_empty()).then(|| ChapConfig {
-        user: chap.user.as_str(),
-        secret: chap.secret.expose(),
-        algorithms: algorithms.get(..n_alg).unwrap_or(&[]),
-        mutual: (!chap.mutual_secret.is_empty()).then(|| MutualChap {
-            target_user: chap.mutual_user.as_str(),
-            secret: chap.mutual_secret.expose(),
-            challenge: &challenge,
-            identifier: ident[0],
-        }),
-    });
+    let chap_config =
+        (!chap.user.as_bytes().is_empty() && !chap.secret.is_empty()).then(|| ChapConfig {
+            user: chap.user.as_str(),
+            secret: chap.secret.expose(),
+            algorithms: algorithms.get(..n_alg).unwrap_or(&[]),
+            mutual: (!chap.mutual_secret.is_empty()).then(|| MutualChap {
+                target_user: chap.mutual_user.as_str(),
+                secret: chap.mutual_secret.expose(),
+                challenge: &challenge,
+                identifier: ident[0],
+            }),
+        });
     let cfg = LoginConfig {
         initiator_name: settings.initiator_name.as_str(),
         initiator_alias: None,
@@ -1150,9 +1282,12 @@ fn connect_and_login(
         match login::login(&stream, &cfg, &KernelChapDigest, &mut bufs) {
             Ok(done) => return Ok((stream, done)),
             // Another portal may answer; a refusal by the target will not change.
-            Err(f @ (Failure::ConnectionRefused | Failure::Unreachable | Failure::Timeout | Failure::ConnectionReset)) => {
-                last = f
-            }
+            Err(
+                f @ (Failure::ConnectionRefused
+                | Failure::Unreachable
+                | Failure::Timeout
+                | Failure::ConnectionReset),
+            ) => last = f,
             Err(f) => return Err(f),
         }
     }

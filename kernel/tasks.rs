@@ -49,13 +49,23 @@ impl Ending {
         if let (Some(dst), Some(src)) = (buf.get_mut(..sense_len), sense.get(..sense_len)) {
             dst.copy_from_slice(src);
         }
-        Ending::Complete { result, resid, sense: buf, sense_len }
+        Ending::Complete {
+            result,
+            resid,
+            sense: buf,
+            sense_len,
+        }
     }
 
     fn apply(self, cmd: Command) {
         match self {
             Ending::Forget => cmd.forget(),
-            Ending::Complete { result, resid, sense, sense_len } => {
+            Ending::Complete {
+                result,
+                resid,
+                sense,
+                sense_len,
+            } => {
                 cmd.set_resid(resid);
                 if let Some(sense) = sense.get(..sense_len).filter(|s| !s.is_empty()) {
                     cmd.set_sense(sense);
@@ -81,7 +91,14 @@ pub(crate) struct Slot {
 impl Slot {
     /// A slot for `cmd`, named by `itt` (from [`TaskTable::reserve`]).
     pub(crate) fn new(itt: u32, cmd_sn: u32, lun: u64, task: Task, cmd: Command) -> Self {
-        Self { itt, cmd_sn, lun, task, cmd: Some(cmd), ending: None }
+        Self {
+            itt,
+            cmd_sn,
+            lun,
+            task,
+            cmd: Some(cmd),
+            ending: None,
+        }
     }
 }
 
@@ -100,7 +117,11 @@ impl TaskTable {
             // `Slot` is not Clone (it owns a command), so no from_elem.
             slots.push(None, GFP_KERNEL)?;
         }
-        Ok(Self { slots, generation: 0, in_flight: 0 })
+        Ok(Self {
+            slots,
+            generation: 0,
+            in_flight: 0,
+        })
     }
 
     /// Commands in flight.
@@ -139,7 +160,12 @@ impl TaskTable {
 
     /// The ITT of the in-flight command with block-layer tag `tag`.
     pub(crate) fn itt_of_tag(&self, tag: u32) -> Option<u32> {
-        Some(self.slots.get(usize::try_from(tag & 0xffff).ok()?)?.as_ref()?.itt)
+        Some(
+            self.slots
+                .get(usize::try_from(tag & 0xffff).ok()?)?
+                .as_ref()?
+                .itt,
+        )
     }
 
     fn take(&mut self, itt: u32) -> Option<Slot> {
@@ -153,7 +179,9 @@ impl TaskTable {
 
     /// Ends `itt`: now, or when it comes back if it is lent out (the first ending wins).
     pub(crate) fn finish(&mut self, itt: u32, ending: Ending) {
-        let Some(slot) = self.get_mut(itt) else { return };
+        let Some(slot) = self.get_mut(itt) else {
+            return;
+        };
         if slot.cmd.is_none() {
             slot.ending.get_or_insert(ending);
             return;
@@ -218,7 +246,10 @@ impl TaskTable {
 
     /// Copies `data` into `itt`'s buffer at `offset`.
     pub(crate) fn copy_in(&mut self, itt: u32, offset: u32, data: &[u8]) -> Result {
-        self.get_mut(itt).and_then(|s| s.cmd.as_ref()).ok_or(EINVAL)?.copy_in(offset, data)
+        self.get_mut(itt)
+            .and_then(|s| s.cmd.as_ref())
+            .ok_or(EINVAL)?
+            .copy_in(offset, data)
     }
 
     /// Takes `itt` out of the table for good and hands the command back to the midlayer

@@ -612,7 +612,11 @@ impl TcpStream {
     /// command's scatterlist). Blocking: fills them all, honouring the receive timeout, and
     /// fails like [`TcpStream::recv_exact`]. Non-blocking: returns what is there, possibly
     /// short; `Err(EAGAIN)` when nothing is, `Ok(0)` when the peer closed.
-    pub(crate) fn recv_pages(&self, ranges: &[Option<PageRange<'_>>], nonblocking: bool) -> Result<usize> {
+    pub(crate) fn recv_pages(
+        &self,
+        ranges: &[Option<PageRange<'_>>],
+        nonblocking: bool,
+    ) -> Result<usize> {
         let mut received = 0usize;
         for chunk in ranges.chunks(MAX_VECS) {
             let mut vecs = [bindings::bio_vec {

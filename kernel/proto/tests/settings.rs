@@ -18,8 +18,16 @@ fn howto_examples_apply() {
 fn refusals_name_the_item_and_change_nothing() {
     let before = Limits::default();
     let cases: &[(&[u8], usize, SettingError)] = &[
-        (b"InitialR2T=Yes;MaxRecvDataSegmentLength=511", 1, SettingError::OutOfRange),
-        (b"MaxRecvDataSegmentLength=16777216", 0, SettingError::OutOfRange),
+        (
+            b"InitialR2T=Yes;MaxRecvDataSegmentLength=511",
+            1,
+            SettingError::OutOfRange,
+        ),
+        (
+            b"MaxRecvDataSegmentLength=16777216",
+            0,
+            SettingError::OutOfRange,
+        ),
         (b"ImmediateData=yes", 0, SettingError::BadValue),
         (b"ErrorRecoveryLevel=3", 0, SettingError::OutOfRange),
         (b"HeaderDigest=MD5", 0, SettingError::BadValue),
@@ -27,13 +35,20 @@ fn refusals_name_the_item_and_change_nothing() {
         (b"AuthMethod=CHAP", 0, SettingError::UnknownKey),
         (b"InitialR2T", 0, SettingError::MissingEquals),
         (b"MaxBurstLength=abc", 0, SettingError::BadValue),
-        (b"FirstBurstLength=65536;MaxBurstLength=8192", 0, SettingError::FirstBurstAboveMaxBurst),
+        (
+            b"FirstBurstLength=65536;MaxBurstLength=8192",
+            0,
+            SettingError::FirstBurstAboveMaxBurst,
+        ),
     ];
     for (list, index, error) in cases {
         let mut l = before;
         assert_eq!(
             apply_list(&mut l, list),
-            Err(ListError { index: *index, error: *error }),
+            Err(ListError {
+                index: *index,
+                error: *error
+            }),
             "{}",
             String::from_utf8_lossy(list)
         );
@@ -44,10 +59,17 @@ fn refusals_name_the_item_and_change_nothing() {
 #[test]
 fn write_reads_back() {
     let mut l = Limits::default();
-    apply_list(&mut l, b"HeaderDigest=None,CRC32C;MaxOutstandingR2T=4;DefaultTime2Wait=0").unwrap();
+    apply_list(
+        &mut l,
+        b"HeaderDigest=None,CRC32C;MaxOutstandingR2T=4;DefaultTime2Wait=0",
+    )
+    .unwrap();
     let mut s = String::new();
     write(&l, &mut s).unwrap();
-    let mut again = Limits { max_outstanding_r2t: 9, ..Limits::default() };
+    let mut again = Limits {
+        max_outstanding_r2t: 9,
+        ..Limits::default()
+    };
     apply_list(&mut again, s.as_bytes()).unwrap();
     assert_eq!(again, l);
 }

@@ -111,7 +111,9 @@ pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigError> {
             file: paths.initiator_name.clone(),
             line: None,
             field: None,
-            message: "does not exist: initiator-ctl start creates it (or run initiator-iname --write)".into(),
+            message:
+                "does not exist: initiator-ctl start creates it (or run initiator-iname --write)"
+                    .into(),
         });
     }
     Ok(CheckReport {

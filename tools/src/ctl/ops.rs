@@ -663,7 +663,11 @@ impl Ctl {
                         "{} ({}) is busy: used by {}",
                         e.target.display(),
                         e.source,
-                        users.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", ")
+                        users
+                            .iter()
+                            .map(|u| u.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ));
                 }
             }
