@@ -184,5 +184,6 @@ set +e; "$INIT" status >/dev/null; rc=$?; set -e
 unload_module
 ok "stop: no channel directory, no mounts, no disks; rmmod succeeds"
 
-kill $TGTD; wait $TGTD 2>/dev/null || true
+# tgtd ignores SIGTERM while it has targets.
+kill -9 $TGTD; wait $TGTD 2>/dev/null || true
 echo "initiator-howto: all checks passed"
