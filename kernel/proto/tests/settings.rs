@@ -73,3 +73,82 @@ fn write_reads_back() {
     apply_list(&mut again, s.as_bytes()).unwrap();
     assert_eq!(again, l);
 }
+
+/// Every entry of SETTINGS is applied (its bounds in, one past them out) and written back:
+/// the table the tools validate with is the parser the module runs.
+#[test]
+fn every_setting_is_applied_within_its_range() {
+    use iscsi_proto::settings::{apply, setting, ValueKind, SETTINGS};
+    let mut written = String::new();
+    write(&Limits::default(), &mut written).unwrap();
+    let names: Vec<&str> = written
+        .split(';')
+        .map(|kv| kv.split('=').next().unwrap())
+        .collect();
+    let table: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names, table,
+        "write and SETTINGS list the same keys in order"
+    );
+    for s in SETTINGS {
+        assert_eq!(setting(s.name.as_bytes()), Some(s));
+        let (good, bad): (Vec<String>, Vec<(String, SettingError)>) = match s.kind {
+            ValueKind::Number { min, max } => {
+                let mut bad = vec![
+                    (format!("{}", max + 1), SettingError::OutOfRange),
+                    ("x".into(), SettingError::BadValue),
+                ];
+                if min > 0 {
+                    bad.push((format!("{}", min - 1), SettingError::OutOfRange));
+                }
+                (vec![min.to_string(), max.to_string()], bad)
+            }
+            ValueKind::Boolean => (
+                vec!["Yes".into(), "No".into()],
+                vec![("yes".into(), SettingError::BadValue)],
+            ),
+            ValueKind::Digest => (
+                vec![
+                    "None".into(),
+                    "CRC32C".into(),
+                    "CRC32C,None".into(),
+                    "None,CRC32C".into(),
+                ],
+                vec![("CRC32C,CRC32C".into(), SettingError::BadValue)],
+            ),
+        };
+        for v in good {
+            let mut l = Limits {
+                first_burst_length: 512,
+                ..Limits::default()
+            };
+            apply(&mut l, s.name.as_bytes(), v.as_bytes()).unwrap();
+            let mut out = String::new();
+            write(&l, &mut out).unwrap();
+            assert!(
+                out.split(';').any(|kv| kv == format!("{}={v}", s.name)),
+                "{}={v} not applied: {out}",
+                s.name
+            );
+        }
+        for (v, e) in bad {
+            let mut l = Limits::default();
+            assert_eq!(
+                apply(&mut l, s.name.as_bytes(), v.as_bytes()),
+                Err(e),
+                "{}={v}",
+                s.name
+            );
+            assert_eq!(l, Limits::default());
+        }
+    }
+    for key in [
+        "AuthMethod",
+        "InitiatorAlias",
+        "TargetName",
+        "headerdigest",
+        "",
+    ] {
+        assert_eq!(setting(key.as_bytes()), None, "{key}");
+    }
+}
