@@ -337,13 +337,9 @@ impl Ctl {
         dir.write("target_name", target)?;
         dir.write("initiator_name", &cfg.initiator_name)?;
         dir.write("portals", &self.portal_list(ch)?.join(" "))?;
-        let params: Vec<String> = ch
-            .keys
-            .iter()
-            .filter(|(k, _)| !matches!(*k, "AuthMethod" | "InitiatorAlias"))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        dir.write("params", &params.join(";"))?;
+        // Exactly the keys iscsi_proto::settings accepts (no AuthMethod: CHAP is the
+        // credentials below); loading the configuration checked the module takes them.
+        dir.write("params", &ch.keys.module_params())?;
         let a = &ch.attrs;
         dir.write("queue_depth", &a.queue_depth.to_string())?;
         dir.write("login_timeout", &a.login_timeout.to_string())?;
