@@ -56,7 +56,7 @@ fn check_config_accepts_the_shipped_examples() {
         "{out}"
     );
     assert!(
-        out.contains("channel 1: target (discovered at start), 4 connections"),
+        out.contains("channel 1: target (discovered at start), 1 connection"),
         "{out}"
     );
     assert!(!out.contains("somepass"), "{out}");
@@ -68,7 +68,7 @@ fn check_config_json() {
     let (code, out, _) = ctl(dir.path(), &["check-config", "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["config"]["channels"]["1"]["connections"], 4);
+    assert_eq!(v["config"]["channels"]["1"]["connections"], 1);
     assert_eq!(
         v["config"]["channels"]["0"]["auth"]["initiator"]["secret"],
         "<redacted>"

@@ -183,6 +183,17 @@ pub fn load_with_name(paths: &ConfigPaths, name: Option<&str>) -> Result<Loaded,
         }
     }
     for ch in channels.values() {
+        if ch.connections > 1 {
+            warnings.push(Warning::new(
+                &paths.initiator,
+                ch.line,
+                Some(initiator::F_CONNECTIONS),
+                format!(
+                    "channel {} asks for {} connections, but this initiator uses only one per session (its portals are tried in order)",
+                    ch.id, ch.connections
+                ),
+            ));
+        }
         if ch.keys.offers_chap() && ch.auth.is_none() {
             return Err(ConfigError::field(
                 &paths.initiator,
