@@ -311,22 +311,9 @@ impl Channel {
         })?;
         // What the protocol allows but this initiator does not do (yet): refuse rather than
         // negotiate something the session would not honour.
-        if limits.error_recovery_level > 0 {
-            return Err(refuse(
-                self,
-                "params",
-                format_args!("ErrorRecoveryLevel above 0 is not supported"),
-                EINVAL,
-            ));
-        }
-        if limits.max_connections > 1 {
-            return Err(refuse(
-                self,
-                "params",
-                format_args!("MaxConnections above 1 is not supported"),
-                EINVAL,
-            ));
-        }
+        settings::check_supported(&limits).map_err(|why| {
+            refuse(self, "params", format_args!("{} is not supported: {}", why.key(), why), EINVAL)
+        })?;
         inner.settings.limits = limits;
         Ok(())
     }

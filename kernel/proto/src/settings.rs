@@ -258,3 +258,44 @@ pub fn write(limits: &Limits, out: &mut dyn fmt::Write) -> fmt::Result {
         limits.error_recovery_level,
     )
 }
+
+/// An offer this initiator cannot honour, though RFC 7143 allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// ErrorRecoveryLevel above 0: no SNACK, connection recovery or task reassignment.
+    ErrorRecoveryLevel,
+    /// MaxConnections above 1: one connection per session (portals are alternatives).
+    MaxConnections,
+}
+
+impl Unsupported {
+    /// The key concerned.
+    pub fn key(self) -> &'static str {
+        match self {
+            Unsupported::ErrorRecoveryLevel => "ErrorRecoveryLevel",
+            Unsupported::MaxConnections => "MaxConnections",
+        }
+    }
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unsupported::ErrorRecoveryLevel => "this initiator does only ErrorRecoveryLevel=0",
+            Unsupported::MaxConnections => {
+                "this initiator uses one connection per session, MaxConnections=1"
+            }
+        })
+    }
+}
+
+/// Refuses an offer the initiator would not honour: the module and the tools both ask.
+pub fn check_supported(limits: &Limits) -> Result<(), Unsupported> {
+    if limits.error_recovery_level > 0 {
+        return Err(Unsupported::ErrorRecoveryLevel);
+    }
+    if limits.max_connections > 1 {
+        return Err(Unsupported::MaxConnections);
+    }
+    Ok(())
+}

@@ -152,3 +152,18 @@ fn every_setting_is_applied_within_its_range() {
         assert_eq!(setting(key.as_bytes()), None, "{key}");
     }
 }
+
+#[test]
+fn unsupported_offers_are_named() {
+    use iscsi_proto::settings::{check_supported, Unsupported};
+    let mut l = Limits::default();
+    assert_eq!(check_supported(&l), Ok(()));
+    apply_list(&mut l, b"ErrorRecoveryLevel=1").unwrap();
+    assert_eq!(check_supported(&l), Err(Unsupported::ErrorRecoveryLevel));
+    let mut l = Limits::default();
+    apply_list(&mut l, b"MaxConnections=2").unwrap();
+    assert_eq!(
+        check_supported(&l).map_err(|u| u.key()),
+        Err("MaxConnections")
+    );
+}

@@ -457,23 +457,15 @@ fn merge(
     check_keys(ch)
 }
 
-/// A key whose value this initiator does not implement, with the reason (the module's
-/// `store_params` refuses the same values).
-fn unsupported(ch: &Channel) -> Option<(&'static str, &'static str)> {
+/// A key whose value this initiator does not implement, with the reason (the same check as
+/// the module's `store_params`: `iscsi_proto::settings::check_supported`).
+fn unsupported(ch: &Channel) -> Option<(&'static str, String)> {
     let limits = ch.keys.module_limits().ok()?;
-    if limits.error_recovery_level > 0 {
-        return Some((
-            "ErrorRecoveryLevel",
-            "this initiator does only ErrorRecoveryLevel=0 (the module would refuse it at start)",
-        ));
-    }
-    if limits.max_connections > 1 {
-        return Some((
-            "MaxConnections",
-            "this initiator uses one connection per session, MaxConnections=1 (the module would refuse it at start)",
-        ));
-    }
-    None
+    let why = iscsi_proto::settings::check_supported(&limits).err()?;
+    Some((
+        why.key(),
+        format!("{why} (the module would refuse it at start)"),
+    ))
 }
 
 fn attr_text(a: &ChannelAttrs, name: &str) -> String {
