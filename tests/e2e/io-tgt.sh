@@ -9,25 +9,11 @@ tgt_target $IQN 3260 128 32 16
 load_module
 
 channel_create 0 $IQN 127.0.0.1:3260
-start_channel 0
 # tgt's LUN 0 is its controller (not a disk): the disks are LUNs 1-3.
-check_disks 0 IET 128 32 16
-disks=($(channel_disks 0))
-fs_roundtrip ${disks[0]}
-fio_verify ${disks[1]} 16m
-stop_channel 0
-
+data_path 0 IET
 tgt_param HeaderDigest CRC32C
 tgt_param DataDigest CRC32C
-echo "HeaderDigest=CRC32C;DataDigest=CRC32C" > $ISCSI_ROOT/0/params
-start_channel 0
-grep -qx "HeaderDigest=CRC32C" $ISCSI_ROOT/0/negotiated || fail "header digest not negotiated"
-grep -qx "DataDigest=CRC32C" $ISCSI_ROOT/0/negotiated || fail "data digest not negotiated"
-disks=($(channel_disks 0))
-fio_verify ${disks[2]} 8m
-grep -qx "conn0.digest_errors 0" $ISCSI_ROOT/0/stats || fail "digest errors counted"
-ok "header and data digests (CRC32C) negotiated and used"
-stop_channel 0
+digests 0
 
 tgt_chap alice alice-secret-0123
 echo alice > $ISCSI_ROOT/0/chap_user

@@ -85,3 +85,30 @@ chap_fails() {
     ! dmesg | grep -q "$2" || fail "the secret appears in the kernel log"
     ok "channel $1: wrong secret refused (EACCES, 'failed: authentication failed', nothing left)"
 }
+
+# data_path ID VENDOR: the channel's three LUNs (128, 32, 16 MiB) are there with the target's
+# vendor; ext4 with a 64 MiB file read back on the first, fio verify on the second; stop.
+data_path() {
+    start_channel "$1"
+    check_disks "$1" "$2" 128 32 16
+    local disks=($(channel_disks "$1"))
+    fs_roundtrip "${disks[0]}"
+    fio_verify "${disks[1]}" 16m
+    stop_channel "$1"
+}
+
+# digests ID: with HeaderDigest and DataDigest CRC32C offered (the target must accept them),
+# both are negotiated and fio verify on the third LUN sees no digest error; stop, offer reset.
+digests() {
+    local ch=$ISCSI_ROOT/$1
+    echo "HeaderDigest=CRC32C;DataDigest=CRC32C" > "$ch/params"
+    start_channel "$1"
+    grep -qx "HeaderDigest=CRC32C" "$ch/negotiated" || fail "header digest not negotiated"
+    grep -qx "DataDigest=CRC32C" "$ch/negotiated" || fail "data digest not negotiated"
+    local disks=($(channel_disks "$1"))
+    fio_verify "${disks[2]}" 8m
+    grep -qx "conn0.digest_errors 0" "$ch/stats" || fail "digest errors counted"
+    ok "header and data digests (CRC32C) negotiated and used"
+    stop_channel "$1"
+    echo "" > "$ch/params"
+}
