@@ -49,6 +49,9 @@ const PING_ITT: u32 = SESSION_ITT;
 const TMF_ITT: u32 = SESSION_ITT + 1;
 const LOGOUT_ITT: u32 = SESSION_ITT + 2;
 
+/// The largest data segment we send, whatever the target accepts (see `connect_and_login`).
+const MAX_XMIT_SEGMENT: u32 = 256 * 1024;
+
 /// How long a logout or a task management function may take before we give up on it.
 const RESPONSE_TIMEOUT_MS: u32 = 10_000;
 
@@ -1280,7 +1283,14 @@ fn connect_and_login(
         stream.set_nodelay();
         stream.set_timeouts(timeout_ms, timeout_ms);
         match login::login(&stream, &cfg, &KernelChapDigest, &mut bufs) {
-            Ok(done) => return Ok((stream, done)),
+            Ok(mut done) => {
+                // The target's MaxRecvDataSegmentLength (up to 16 MiB) bounds what we send;
+                // we send at most MAX_XMIT_SEGMENT per PDU, so no buffer's size is the peer's
+                // to choose.
+                let xmit = &mut done.params.conn.max_xmit_data_segment_length;
+                *xmit = (*xmit).min(MAX_XMIT_SEGMENT);
+                return Ok((stream, done));
+            }
             // Another portal may answer; a refusal by the target will not change.
             Err(
                 f @ (Failure::ConnectionRefused
