@@ -263,6 +263,11 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Sends what was held back by sends with `more` (the tx lock is held).
+    pub(crate) fn push(&self, _tx: &mut Tx) {
+        self.stream.push();
+    }
+
     /// Whether header and data digests are on.
     pub(crate) fn digests(&self) -> Digests {
         self.framing.digests
@@ -330,6 +335,7 @@ impl Connection {
         bhs: &Bhs,
         ahs: &[u8],
         data_len: usize,
+        more: bool,
         fill: impl FnOnce(&mut [u8]) -> bool,
     ) -> core::result::Result<bool, Failure> {
         let mut head = [0u8; BHS_LEN];
@@ -359,7 +365,7 @@ impl Connection {
         let ddigest: &[u8] = if with_ddigest { &ddigest } else { &[] };
         let parts = [&head[..], ahs, hdigest, data, pad, ddigest];
         self.stream
-            .send_all(&parts, false)
+            .send_all(&parts, more)
             .map_err(Failure::from_socket)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         ConnStats::add(&self.stats.pdus_tx, 1);
@@ -376,6 +382,7 @@ impl Connection {
         cmd: &Command,
         offset: u32,
         len: u32,
+        more: bool,
     ) -> core::result::Result<(), Failure> {
         let mut head = [0u8; BHS_LEN];
         bhs.encode(&mut head).map_err(|_| Failure::Protocol)?;
@@ -405,14 +412,14 @@ impl Connection {
                 return Err(Failure::Protocol);
             }
             at = at.checked_add(bytes).ok_or(Failure::Protocol)?;
-            let more = at < end || !pad.is_empty();
+            let more = more || at < end || !pad.is_empty();
             self.stream
                 .send_pages(ranges.get(..n).unwrap_or(&[]), more)
                 .map_err(Failure::from_socket)?;
         }
         if !pad.is_empty() {
             self.stream
-                .send_all(&[pad], false)
+                .send_all(&[pad], more)
                 .map_err(Failure::from_socket)?;
         }
         let total = BHS_LEN + hdigest.len() + len as usize + pad.len();
@@ -656,7 +663,7 @@ impl Connection {
                         pdu: nop,
                     };
                     let payload = data.get(..len).unwrap_or(&[]);
-                    self.send_pdu(&mut tx, &bhs, &[], payload.len(), |out| {
+                    self.send_pdu(&mut tx, &bhs, &[], payload.len(), false, |out| {
                         out.copy_from_slice(payload);
                         true
                     })
@@ -697,7 +704,7 @@ impl Connection {
             };
             let sent = self
                 .session
-                .send_data(self, tx, &bhs, itt, out.offset, out.len)?;
+                .send_data(self, tx, &bhs, itt, out.offset, out.len, !out.final_)?;
             if !sent {
                 // The command completed or was aborted meanwhile: nothing more to send.
                 return Ok(());

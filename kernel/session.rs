@@ -343,16 +343,17 @@ impl Session {
         itt: u32,
         offset: u32,
         len: u32,
+        more: bool,
     ) -> core::result::Result<bool, Failure> {
         if len == 0 || conn.digests().data {
-            return conn.send_pdu(tx, bhs, &[], len as usize, |buf| {
+            return conn.send_pdu(tx, bhs, &[], len as usize, more, |buf| {
                 self.copy_out(itt, offset, buf)
             });
         }
         let Some(cmd) = self.io.lock().tasks.lend(itt) else {
             return Ok(false);
         };
-        let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len);
+        let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len, more);
         self.io.lock().tasks.give_back(itt, cmd);
         sent.map(|()| true)
     }
@@ -640,7 +641,7 @@ impl Session {
             data_segment_len: 0,
             pdu,
         };
-        let result = conn.send_pdu(&mut tx, &bhs, &[], 0, |_| true);
+        let result = conn.send_pdu(&mut tx, &bhs, &[], 0, false, |_| true);
         drop(tx);
         if let Err(why) = result {
             conn.fail(why);
@@ -1074,6 +1075,7 @@ impl Session {
             return Err(QueueBusy);
         };
         let lun = cmd.lun();
+        let last = cmd.is_last();
         let header = ScsiCommand {
             immediate: false,
             final_: plan.map(|p| p.command_final()).unwrap_or(true),
@@ -1105,7 +1107,11 @@ impl Session {
             data_segment_len: immediate,
             pdu: Pdu::ScsiCommand(header),
         };
-        let mut result = self.send_data(conn, &mut tx, &bhs, itt, 0, immediate);
+        // More commands follow at once unless blk-mq says this is the last: let TCP batch them
+        // (`commit` pushes when a batch ends early).
+        let more = !last;
+        let unsolicited = plan.map(|p| p.unsolicited().remaining() > 0).unwrap_or(false);
+        let mut result = self.send_data(conn, &mut tx, &bhs, itt, 0, immediate, more || unsolicited);
         if let (Ok(true), Some(plan)) = (&result, plan) {
             self.stats
                 .write_bytes
@@ -1124,7 +1130,7 @@ impl Session {
                         offset: out.offset,
                     }),
                 };
-                result = self.send_data(conn, &mut tx, &bhs, itt, out.offset, out.len);
+                result = self.send_data(conn, &mut tx, &bhs, itt, out.offset, out.len, more || !out.final_);
                 if !matches!(result, Ok(true)) {
                     break;
                 }
@@ -1188,6 +1194,13 @@ impl HostOps for Session {
                 }
             }
             _ => EhOutcome::Failed,
+        }
+    }
+
+    fn commit(&self) {
+        let conn = self.io.lock().conn.clone();
+        if let Some(conn) = conn {
+            conn.push(&mut conn.lock_tx());
         }
     }
 

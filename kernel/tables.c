@@ -165,6 +165,17 @@ void core_iscsi_c_sock_set_nodelay(struct socket *sock)
 	tcp_sock_set_nodelay(sock->sk);
 }
 
+void core_iscsi_c_sock_push(struct socket *sock)
+{
+	/* Leaving the corked state pushes what MSG_MORE held back. */
+	tcp_sock_set_cork(sock->sk, false);
+}
+
+bool core_iscsi_c_cmd_is_last(struct scsi_cmnd *cmd)
+{
+	return cmd->flags & SCMD_LAST;
+}
+
 bool core_iscsi_c_sendpages_ok(struct page *page, size_t len, size_t offset)
 {
 	return sendpages_ok(page, len, offset);
@@ -340,6 +351,7 @@ int core_iscsi_eh_abort(struct scsi_cmnd *cmd);
 int core_iscsi_eh_device_reset(struct scsi_cmnd *cmd);
 int core_iscsi_eh_target_reset(struct scsi_cmnd *cmd);
 enum scsi_timeout_action core_iscsi_eh_timed_out(struct scsi_cmnd *cmd);
+void core_iscsi_commit_rqs(struct Scsi_Host *shost, u16 hwq);
 
 /*
  * One template for every session. The per-host limits (can_queue, max_sectors, ...) are set
@@ -351,6 +363,8 @@ static struct scsi_host_template core_iscsi_sht = {
 	.name = "core-iscsi initiator",
 	.proc_name = "core_iscsi",
 	.queuecommand = core_iscsi_queuecommand,
+	/* Commands go out with MSG_MORE until blk-mq's last one; this pushes the rest. */
+	.commit_rqs = core_iscsi_commit_rqs,
 	.eh_timed_out = core_iscsi_eh_timed_out,
 	.eh_abort_handler = core_iscsi_eh_abort,
 	.eh_device_reset_handler = core_iscsi_eh_device_reset,

@@ -44,6 +44,12 @@ void core_iscsi_c_sock_prepare(struct socket *sock);
 /* sk_rcvtimeo / sk_sndtimeo in milliseconds; 0 means block forever. */
 void core_iscsi_c_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, unsigned int snd_ms);
 
+/* Sends what MSG_MORE held back (tcp_sock_set_cork(sk, false)). */
+void core_iscsi_c_sock_push(struct socket *sock);
+
+/* Whether blk-mq flagged the command as the last of a batch (SCMD_LAST). */
+bool core_iscsi_c_cmd_is_last(struct scsi_cmnd *cmd);
+
 /* tcp_sock_set_nodelay(sock->sk). */
 void core_iscsi_c_sock_set_nodelay(struct socket *sock);
 

@@ -60,6 +60,9 @@ pub(crate) trait HostOps: Send + Sync + 'static {
     fn timed_out(&self, _cmd: &CommandRef<'_>) -> TimeoutAction {
         TimeoutAction::NotHandled
     }
+    /// `commit_rqs`: blk-mq dispatched commands not flagged last and will send no more for
+    /// now: whatever was held back for batching must go out.
+    fn commit(&self) {}
 }
 
 /// Result of an error-handling callback.
@@ -474,6 +477,13 @@ impl Command {
         tag_of(self.cmd)
     }
 
+    /// Whether blk-mq flagged this as the last command of a batch: more follow at once when
+    /// not (and `HostOps::commit` ends the batch otherwise).
+    pub(crate) fn is_last(&self) -> bool {
+        // SAFETY: the command is valid while we own it.
+        unsafe { bindings::core_iscsi_c_cmd_is_last(self.ptr()) }
+    }
+
     /// The blk-mq hardware queue the command came from (the connection to send it on).
     pub(crate) fn hw_queue(&self) -> u16 {
         hwq_of_tag(self.tag())
@@ -772,6 +782,18 @@ unsafe extern "C" fn core_iscsi_queuecommand(
         Ok(()) => 0,
         Err(QueueBusy) => bindings::SCSI_MLQUEUE_HOST_BUSY as c_int,
     }
+}
+
+/// `commit_rqs` of `core_iscsi_sht`.
+///
+/// # Safety
+///
+/// Called by blk-mq (through the midlayer) for one of our added hosts.
+#[no_mangle]
+unsafe extern "C" fn core_iscsi_commit_rqs(shost: *mut bindings::Scsi_Host, _hwq: u16) {
+    // SAFETY: `shost` is one of our added hosts (this is its template's callback).
+    let ops = unsafe { host_ops(shost) };
+    ops.commit();
 }
 
 /// `eh_abort_handler` of `core_iscsi_sht`.
