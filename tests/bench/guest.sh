@@ -6,16 +6,16 @@
 #   ramdisk     /dev/ram1, a ramdisk of the same size, directly: the ceiling
 #   core-iscsi  the LUN through this module
 #   open-iscsi  the LUN through open-iscsi's iscsi_tcp (iscsid + iscsiadm in the guest)
-# in BENCH_ROUNDS rounds, the two initiators' order alternating from round to round so that
-# warm-up favours neither. fio's JSON results, the negotiated parameters and the module's
+# in BENCH_ROUNDS rounds, each job on the three devices back to back, the two initiators'
+# order alternating so that neither warm-up nor the host's load favours one. fio's JSON results, the negotiated parameters and the module's
 # counters go to $VM_ARTIFACTS; tests/bench/report.py turns them into the table.
 #
-# Environment: BENCH_ROUNDS (default 2), BENCH_RUNTIME seconds per job (default 10),
+# Environment: BENCH_ROUNDS (default 3), BENCH_RUNTIME seconds per job (default 10),
 # BENCH_SIDES (default "ramdisk core-iscsi open-iscsi").
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 
-ROUNDS=${BENCH_ROUNDS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 export RUNTIME=${BENCH_RUNTIME:-10}
 SIDES=${BENCH_SIDES:-ramdisk core-iscsi open-iscsi}
 OUT=${VM_ARTIFACTS:?}/bench
@@ -71,36 +71,33 @@ tune() {
     local q=/sys/block/$1/queue
     if [ -w $q/scheduler ]; then echo none > $q/scheduler; fi
     echo "$1: scheduler=$(cat $q/scheduler 2>/dev/null) max_sectors_kb=$(cat $q/max_sectors_kb)" \
-        "nr_requests=$(cat $q/nr_requests) queue_depth=$(cat /sys/block/$1/device/queue_depth 2>/dev/null || echo -)"
+        "nr_requests=$(cat $q/nr_requests 2>/dev/null) queue_depth=$(cat /sys/block/$1/device/queue_depth 2>/dev/null || echo -)"
 }
 
-# run_fio SIDE ROUND DEV
+# run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV.
 run_fio() {
-    local side=$1 round=$2 dev=$3 t0=$SECONDS
-    tune "$dev" | tee "$OUT/r$round-$side.tune"
-    log "round $round: $side on /dev/$dev"
-    DEV=/dev/$dev fio --eta=never --output-format=json --output="$OUT/r$round-$side.json" "$JOBS" \
-        || fail "fio on $side (/dev/$dev) failed: see $OUT/r$round-$side.json"
-    jq -r '.jobs[] | "  \(.jobname): " +
+    local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json
+    DEV=/dev/$dev fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
+        || fail "fio $job on $side (/dev/$dev) failed: see $f"
+    jq -r '.jobs[] | "  r'"$round"' \(.jobname) '"$side"': " +
         (if .read.io_bytes > 0 then .read else .write end |
-         "\(.bw_bytes / 1e6 | floor) MB/s \(.iops | floor) IOPS lat \(.lat_ns.mean / 1e3 | floor) us")' \
-        "$OUT/r$round-$side.json"
-    log "round $round: $side done in $((SECONDS - t0)) s"
+         "\(.bw_bytes / 1e6 | floor) MB/s \(.iops | floor) IOPS lat \(.lat_ns.mean / 1e3 | floor) us")' "$f"
 }
 
-side_ramdisk() { run_fio ramdisk "$1" ram1; }
-
-side_core_iscsi() {
-    local round=$1 disks d
+# core_iscsi_login: our channel 0, logged in; prints its disk.
+core_iscsi_login() {
+    local d
     module_loaded || load_module
     channel_create 0 $IQN 127.0.0.1:$PORT "params=$PARAMS" queue_depth=$QD
-    echo start > $ISCSI_ROOT/0/control || { cat $ISCSI_ROOT/0/state; dmesg | tail -20; fail "core-iscsi: start failed"; }
-    disks=$(channel_disks 0)
-    d=$(echo $disks | cut -d' ' -f1)
+    echo start > $ISCSI_ROOT/0/control || { cat $ISCSI_ROOT/0/state; dmesg | tail -20; fail "core-iscsi: start failed"; } >&2
+    d=$(channel_disks 0 | head -1)
     [ -n "$d" ] || fail "core-iscsi: no disk after start"
-    cat $ISCSI_ROOT/0/negotiated > "$OUT/r$round-core-iscsi.negotiated"
-    run_fio core-iscsi "$round" "$d"
-    cat $ISCSI_ROOT/0/stats | tee "$OUT/r$round-core-iscsi.stats"
+    wait_for "[ -b /dev/$d ]" 10 || fail "core-iscsi: no /dev/$d"
+    cat $ISCSI_ROOT/0/negotiated > "$OUT/core-iscsi.negotiated"
+    echo "$d"
+}
+
+core_iscsi_logout() {
     echo stop > $ISCSI_ROOT/0/control
     rmdir $ISCSI_ROOT/0
 }
@@ -137,32 +134,60 @@ EOF
     iscsid -f > "$OUT/iscsid.log" 2>&1 &
     # iscsiadm fails until iscsid listens on its socket.
     wait_for "iscsiadm -m discovery -t st -p 127.0.0.1:$PORT >/dev/null 2>&1" 15 \
-        || { cat "$OUT/iscsid.log"; fail "open-iscsi: discovery failed"; }
+        || { cat "$OUT/iscsid.log"; fail "open-iscsi: discovery failed"; } >&2
 }
 
-side_open_iscsi() {
-    local round=$1 d
+# open_iscsi_login: logged in through iscsi_tcp; prints its disk.
+open_iscsi_login() {
+    local d
     [ -e /etc/iscsi/nodes ] || open_iscsi_setup
-    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT --login || fail "open-iscsi: login failed"
+    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT --login >&2 || fail "open-iscsi: login failed"
     wait_for "iscsiadm -m session -P 3 2>/dev/null | grep -q 'Attached scsi disk'" 20 || fail "open-iscsi: no disk"
     d=$(iscsiadm -m session -P 3 | sed -n 's/.*Attached scsi disk \([a-z]*\).*/\1/p' | head -1)
     wait_for "[ -b /dev/$d ]" 10 || fail "open-iscsi: no /dev/$d"
-    iscsiadm -m session -P 2 > "$OUT/r$round-open-iscsi.negotiated"
-    run_fio open-iscsi "$round" "$d"
-    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT --logout || fail "open-iscsi: logout failed"
+    iscsiadm -m session -P 2 > "$OUT/open-iscsi.negotiated"
+    echo "$d"
+}
+
+open_iscsi_logout() {
+    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT --logout >&2 || fail "open-iscsi: logout failed"
 }
 
 # ---- the rounds ------------------------------------------------------------------------------
+# (tests/bench/profile.sh sources this file for the setup and helpers only.)
+[ "${BENCH_SETUP_ONLY:-0}" = 1 ] && return 0
+
+# Both initiators stay logged in to the same LUN for the whole run (only one does I/O at a
+# time), so that every job runs on the three devices back to back: a host whose load drifts
+# (TCG shares the host's CPUs) then shifts all three alike. The order of the two initiators
+# alternates from job to job and from round to round.
+declare -A DEVS=([ramdisk]=ram1)
+case " $SIDES " in *" core-iscsi "*) DEVS[core-iscsi]=$(core_iscsi_login) ;; esac
+case " $SIDES " in *" open-iscsi "*) DEVS[open-iscsi]=$(open_iscsi_login) ;; esac
+for side in "${!DEVS[@]}"; do
+    tune "${DEVS[$side]}" | sed "s/^/$side: /" | tee -a "$OUT/devices"
+done
+jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')
 start=$SECONDS
+n=0
 for round in $(seq 1 "$ROUNDS"); do
-    if [ $((round % 2)) = 1 ]; then order="ramdisk core-iscsi open-iscsi"
-    else order="ramdisk open-iscsi core-iscsi"; fi
-    for side in $order; do
-        case " $SIDES " in *" $side "*) ;; *) continue ;; esac
-        "side_${side//-/_}" "$round"
+    log "round $round of $ROUNDS"
+    for job in $jobs; do
+        n=$((n + 1))
+        if [ $((n % 2)) = 1 ]; then order="ramdisk core-iscsi open-iscsi"
+        else order="ramdisk open-iscsi core-iscsi"; fi
+        for side in $order; do
+            [ -n "${DEVS[$side]:-}" ] || continue
+            case " $SIDES " in *" $side "*) ;; *) continue ;; esac
+            run_fio "$side" "$round" "${DEVS[$side]}" "$job"
+        done
     done
+    if [ -n "${DEVS[core-iscsi]:-}" ]; then cat $ISCSI_ROOT/0/stats > "$OUT/r$round-core-iscsi.stats"; fi
+    log "round $round done at $((SECONDS - start)) s"
 done
 log "all rounds done in $((SECONDS - start)) s"
+if [ -n "${DEVS[core-iscsi]:-}" ]; then cat $ISCSI_ROOT/0/stats; core_iscsi_logout; fi
+if [ -n "${DEVS[open-iscsi]:-}" ]; then open_iscsi_logout; fi
 uname -r > "$OUT/kernel"
 dmesg > "$OUT/dmesg.txt"
 if module_loaded; then unload_module; fi
