@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The benchmark's table: tests/bench/report.py RESULTS-DIR [--rounds]
 
-Reads the fio JSON files tests/bench/guest.sh wrote (RESULTS-DIR/r<round>-<side>.json) and
+Reads the fio JSON files tests/bench/guest.sh wrote (RESULTS-DIR/r<round>-<side>-<job>.json) and
 prints one Markdown table: per job and side the median over rounds of MB/s, IOPS and mean
 total latency (fio's lat_ns: submission to completion), and the ratio core-iscsi/open-iscsi of
 IOPS (for the latency column: open-iscsi/core-iscsi, so > 1 is better for us too). With
@@ -29,8 +29,9 @@ def load(results):
     data, order = {}, []
     files = sorted(results.glob("r*.json"), key=lambda p: p.name)
     for f in files:
-        m = re.fullmatch(r"r(\d+)-(.+)\.json", f.name)
-        if not m or m.group(2) not in SIDES:
+        # r<round>-<side>.json (all jobs) or r<round>-<side>-<job>.json (one job).
+        m = re.fullmatch(r"r(\d+)-(ramdisk|core-iscsi|open-iscsi)(-.+)?\.json", f.name)
+        if not m:
             continue
         text = f.read_text()
         # fio may print notes before the JSON document.
@@ -57,7 +58,8 @@ def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     if len(args) != 1:
         sys.exit(__doc__)
-    data, order = load(Path(args[0]))
+    data, found = load(Path(args[0]))
+    order = [j for j in JOB_TITLES if j in data] + [j for j in found if j not in JOB_TITLES]
     if not data:
         sys.exit(f"report.py: no fio results in {args[0]}")
     print("| job | device | MB/s | IOPS | mean lat (µs) | vs open-iscsi (IOPS) |")
