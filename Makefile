@@ -18,6 +18,7 @@ SBINDIR ?= $(PREFIX)/sbin
 MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 INITDIR ?= $(SYSCONFDIR)/init.d
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 
 # The rustc that built KDIR: the module must be compiled by the same version (E0514 otherwise).
 kdir_rustc_version := $(shell sed -n 's/^CONFIG_RUSTC_VERSION_TEXT="\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' \
@@ -54,11 +55,15 @@ install-modules: modules
 
 install-tools: tools
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(SYSCONFDIR)/sysconfig $(DESTDIR)$(INITDIR)
+		$(DESTDIR)$(SYSCONFDIR)/sysconfig $(DESTDIR)$(INITDIR) $(DESTDIR)$(SYSTEMDUNITDIR)
 	for b in $$(ls target/release/ | grep -E '^(initiator-ctl|initiator-iname)$$'); do \
 		install -m 755 target/release/$$b $(DESTDIR)$(SBINDIR)/$$b; done
+	# The init script, the map scripts, and the systemd unit that calls the init script.
 	for s in init.d/*; do [ -f "$$s" ] || continue; \
-		case $$s in init.d/initiator) d=$(DESTDIR)$(INITDIR);; *) d=$(DESTDIR)$(SBINDIR);; esac; \
+		case $$s in \
+		*.service) sed 's|@INITDIR@|$(INITDIR)|g' $$s > $(DESTDIR)$(SYSTEMDUNITDIR)/$${s##*/}; \
+			chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${s##*/}; continue;; \
+		init.d/initiator) d=$(DESTDIR)$(INITDIR);; *) d=$(DESTDIR)$(SBINDIR);; esac; \
 		install -m 755 $$s $$d/; done
 	for m in Documentation/man/*.[58]; do [ -f "$$m" ] || continue; \
 		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done

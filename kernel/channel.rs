@@ -8,13 +8,13 @@
 //! failed), so a running session never sees them move; every write is validated whole and
 //! either applied or refused with an errno and one kernel log line naming the attribute.
 
-use crate::proto::{chap::ChapAlgorithm, settings, text::Limits};
 use crate::control::Shared;
 use crate::login::Failure;
+use crate::proto::{chap::ChapAlgorithm, settings, text::Limits};
 use crate::session::Session;
 use crate::sys::mem::Secret;
-use core::fmt::{self, Write};
 use crate::sys::socket::SocketAddr;
+use core::fmt::{self, Write};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::{new_mutex, str::CStr};
@@ -36,11 +36,17 @@ pub(crate) struct Text<const N: usize> {
 
 impl<const N: usize> Text<N> {
     pub(crate) const fn new() -> Self {
-        Self { len: 0, buf: [0; N] }
+        Self {
+            len: 0,
+            buf: [0; N],
+        }
     }
 
     pub(crate) fn set(&mut self, value: &[u8]) -> Result {
-        let dst = self.buf.get_mut(..value.len()).ok_or_else(crate::sys::errno::nametoolong)?;
+        let dst = self
+            .buf
+            .get_mut(..value.len())
+            .ok_or_else(crate::sys::errno::nametoolong)?;
         dst.copy_from_slice(value);
         self.len = value.len();
         Ok(())
@@ -146,7 +152,12 @@ pub(crate) struct Channel {
 
 /// Logs why a write to `attr` of `channel` was refused, and returns `err` for the writer.
 fn refuse(channel: &Channel, attr: &str, why: fmt::Arguments<'_>, err: Error) -> Error {
-    pr_warn!("core-iscsi: channel {}: {}: {}\n", channel.name.as_str(), attr, why);
+    pr_warn!(
+        "core-iscsi: channel {}: {}: {}\n",
+        channel.name.as_str(),
+        attr,
+        why
+    );
     err
 }
 
@@ -159,7 +170,9 @@ fn printable(value: &[u8]) -> bool {
 /// of RFC 3720 section 3.2.6 before it writes one.
 fn valid_iscsi_name(name: &[u8]) -> bool {
     (1..=MAX_NAME).contains(&name.len())
-        && [&b"iqn."[..], b"eui.", b"naa."].iter().any(|p| name.starts_with(p))
+        && [&b"iqn."[..], b"eui.", b"naa."]
+            .iter()
+            .any(|p| name.starts_with(p))
         && name
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
@@ -220,7 +233,12 @@ impl Channel {
     ) -> Result {
         let mut inner = self.inner.lock();
         if !matches!(inner.state, State::Stopped | State::Failed(_)) {
-            return Err(refuse(self, attr, format_args!("channel is active: stop it first"), EBUSY));
+            return Err(refuse(
+                self,
+                attr,
+                format_args!("channel is active: stop it first"),
+                EBUSY,
+            ));
         }
         let mut next = inner.settings.clone();
         change(&mut next).map_err(|why| refuse(self, attr, format_args!("{}", why), EINVAL))?;
@@ -228,7 +246,12 @@ impl Channel {
         Ok(())
     }
 
-    fn store_name(&self, attr: &str, value: &[u8], which: fn(&mut Settings) -> &mut Text<MAX_NAME>) -> Result {
+    fn store_name(
+        &self,
+        attr: &str,
+        value: &[u8],
+        which: fn(&mut Settings) -> &mut Text<MAX_NAME>,
+    ) -> Result {
         self.configure(attr, |s| {
             if !valid_iscsi_name(value) {
                 return Err("not an iSCSI name (iqn./eui./naa., at most 223 characters)");
@@ -250,9 +273,15 @@ impl Channel {
         self.configure("portals", |s| {
             let mut portals = [None; MAX_PORTALS];
             let mut n = 0;
-            for word in value.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+            for word in value
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+            {
                 let slot = portals.get_mut(n).ok_or("more than 8 portals")?;
-                *slot = Some(SocketAddr::parse(word).map_err(|_| "not ADDR:PORT, [IPv6]:PORT or an address")?);
+                *slot = Some(
+                    SocketAddr::parse(word)
+                        .map_err(|_| "not ADDR:PORT, [IPv6]:PORT or an address")?,
+                );
                 n += 1;
             }
             s.portals = portals;
@@ -264,19 +293,44 @@ impl Channel {
     pub(crate) fn store_params(&self, value: &[u8]) -> Result {
         let mut inner = self.inner.lock();
         if !matches!(inner.state, State::Stopped | State::Failed(_)) {
-            return Err(refuse(self, "params", format_args!("channel is active: stop it first"), EBUSY));
+            return Err(refuse(
+                self,
+                "params",
+                format_args!("channel is active: stop it first"),
+                EBUSY,
+            ));
         }
         let mut limits = Limits::default();
         settings::apply_list(&mut limits, value).map_err(|e| {
-            refuse(self, "params", format_args!("item {}: {}", e.index + 1, e.error), EINVAL)
+            refuse(
+                self,
+                "params",
+                format_args!("item {}: {}", e.index + 1, e.error),
+                EINVAL,
+            )
+        })?;
+        // What the protocol allows but this initiator does not do (yet): refuse rather than
+        // negotiate something the session would not honour.
+        settings::check_supported(&limits).map_err(|why| {
+            refuse(self, "params", format_args!("{} is not supported: {}", why.key(), why), EINVAL)
         })?;
         inner.settings.limits = limits;
         Ok(())
     }
 
-    fn store_number(&self, attr: &str, value: &[u8], min: u32, max: u32, set: impl FnOnce(&mut Settings, u32)) -> Result {
+    fn store_number(
+        &self,
+        attr: &str,
+        value: &[u8],
+        min: u32,
+        max: u32,
+        set: impl FnOnce(&mut Settings, u32),
+    ) -> Result {
         self.configure(attr, |s| {
-            set(s, parse_u32(value, min, max).ok_or("not a number in the allowed range")?);
+            set(
+                s,
+                parse_u32(value, min, max).ok_or("not a number in the allowed range")?,
+            );
             Ok(())
         })
     }
@@ -289,21 +343,32 @@ impl Channel {
         self.store_number("login_timeout", v, 1, 3600, |s, n| s.login_timeout_s = n)
     }
     pub(crate) fn store_nopout_interval(&self, v: &[u8]) -> Result {
-        self.store_number("nopout_interval", v, 0, 3600, |s, n| s.nopout_interval_s = n)
+        self.store_number("nopout_interval", v, 0, 3600, |s, n| {
+            s.nopout_interval_s = n
+        })
     }
     pub(crate) fn store_nopout_timeout(&self, v: &[u8]) -> Result {
         self.store_number("nopout_timeout", v, 1, 3600, |s, n| s.nopout_timeout_s = n)
     }
     pub(crate) fn store_replacement_timeout(&self, v: &[u8]) -> Result {
-        self.store_number("replacement_timeout", v, 0, 86400, |s, n| s.replacement_timeout_s = n)
+        self.store_number("replacement_timeout", v, 0, 86400, |s, n| {
+            s.replacement_timeout_s = n
+        })
     }
 
-    fn store_chap_text(&self, attr: &str, value: &[u8], which: fn(&mut ChapSettings) -> &mut Text<MAX_CHAP>) -> Result {
+    fn store_chap_text(
+        &self,
+        attr: &str,
+        value: &[u8],
+        which: fn(&mut ChapSettings) -> &mut Text<MAX_CHAP>,
+    ) -> Result {
         self.configure(attr, |s| {
             if !printable(value) {
                 return Err("printable characters only");
             }
-            which(&mut s.chap).set(value).map_err(|_| "longer than 255 bytes")
+            which(&mut s.chap)
+                .set(value)
+                .map_err(|_| "longer than 255 bytes")
         })
     }
 
@@ -315,8 +380,17 @@ impl Channel {
     }
 
     /// Secrets: never echoed, not even in the refusal.
-    fn store_secret(&self, attr: &str, value: &[u8], which: fn(&mut ChapSettings) -> &mut Secret<MAX_CHAP>) -> Result {
-        self.configure(attr, |s| which(&mut s.chap).set(value).map_err(|_| "longer than 255 bytes"))
+    fn store_secret(
+        &self,
+        attr: &str,
+        value: &[u8],
+        which: fn(&mut ChapSettings) -> &mut Secret<MAX_CHAP>,
+    ) -> Result {
+        self.configure(attr, |s| {
+            which(&mut s.chap)
+                .set(value)
+                .map_err(|_| "longer than 255 bytes")
+        })
     }
 
     pub(crate) fn store_chap_secret(&self, v: &[u8]) -> Result {
@@ -332,7 +406,8 @@ impl Channel {
             let mut algs = [None; 4];
             let mut n = 0;
             for name in value.split(|&b| b == b',') {
-                let alg = chap_algorithm(name.trim_ascii()).ok_or("not MD5, SHA1, SHA256 or SHA3-256")?;
+                let alg =
+                    chap_algorithm(name.trim_ascii()).ok_or("not MD5, SHA1, SHA256 or SHA3-256")?;
                 if algs.contains(&Some(alg)) {
                     return Err("algorithm listed twice");
                 }
@@ -353,7 +428,12 @@ impl Channel {
                 Ok(())
             }
             b"pause" => self.pause(),
-            _ => Err(refuse(self, "control", format_args!("expected start, stop or pause"), EINVAL)),
+            _ => Err(refuse(
+                self,
+                "control",
+                format_args!("expected start, stop or pause"),
+                EINVAL,
+            )),
         }
     }
 
@@ -374,13 +454,28 @@ impl Channel {
             State::Stopped | State::Failed(_) => inner.settings.clone(),
         };
         if settings.target_name.as_bytes().is_empty() {
-            return Err(refuse(self, "control", format_args!("start: target_name is not set"), EINVAL));
+            return Err(refuse(
+                self,
+                "control",
+                format_args!("start: target_name is not set"),
+                EINVAL,
+            ));
         }
         if settings.initiator_name.as_bytes().is_empty() {
-            return Err(refuse(self, "control", format_args!("start: initiator_name is not set"), EINVAL));
+            return Err(refuse(
+                self,
+                "control",
+                format_args!("start: initiator_name is not set"),
+                EINVAL,
+            ));
         }
         if settings.portals().next().is_none() {
-            return Err(refuse(self, "control", format_args!("start: no portal"), EINVAL));
+            return Err(refuse(
+                self,
+                "control",
+                format_args!("start: no portal"),
+                EINVAL,
+            ));
         }
         inner.state = State::Starting;
         drop(inner);
@@ -397,7 +492,11 @@ impl Channel {
                 Ok(())
             }
             Err(failure) => {
-                pr_warn!("core-iscsi: channel {}: start failed: {}\n", self.name.as_str(), failure);
+                pr_warn!(
+                    "core-iscsi: channel {}: start failed: {}\n",
+                    self.name.as_str(),
+                    failure
+                );
                 inner.state = State::Failed(failure);
                 let session = inner.session.take();
                 drop(inner);
@@ -413,6 +512,13 @@ impl Channel {
     /// rmdir and module unload do.
     pub(crate) fn stop(&self) {
         let mut inner = self.inner.lock();
+        // A start in progress (another writer, blocked in login) finishes first; its session is
+        // then stopped here like any other.
+        while matches!(inner.state, State::Starting | State::Stopping) {
+            drop(inner);
+            crate::sys::mem::sleep_ms(50);
+            inner = self.inner.lock();
+        }
         let session = inner.session.take();
         inner.state = State::Stopping;
         drop(inner);
@@ -426,7 +532,12 @@ impl Channel {
     fn pause(&self) -> Result {
         let mut inner = self.inner.lock();
         if inner.state != State::Running {
-            return Err(refuse(self, "control", format_args!("pause: channel is not running"), EINVAL));
+            return Err(refuse(
+                self,
+                "control",
+                format_args!("pause: channel is not running"),
+                EINVAL,
+            ));
         }
         let session = inner.session.clone().ok_or(EINVAL)?;
         inner.state = State::Paused;
@@ -464,7 +575,10 @@ impl Channel {
     pub(crate) fn show_target_name(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
         writeln!(p, "{}", self.inner.lock().settings.target_name.as_str())
     }
-    pub(crate) fn show_initiator_name(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
+    pub(crate) fn show_initiator_name(
+        &self,
+        p: &mut crate::sys::configfs::Page<'_>,
+    ) -> fmt::Result {
         writeln!(p, "{}", self.inner.lock().settings.initiator_name.as_str())
     }
     pub(crate) fn show_portals(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
@@ -478,26 +592,46 @@ impl Channel {
         settings::write(&self.inner.lock().settings.limits, p)?;
         writeln!(p)
     }
-    pub(crate) fn show_number(&self, p: &mut crate::sys::configfs::Page<'_>, which: fn(&Settings) -> u32) -> fmt::Result {
+    pub(crate) fn show_number(
+        &self,
+        p: &mut crate::sys::configfs::Page<'_>,
+        which: fn(&Settings) -> u32,
+    ) -> fmt::Result {
         writeln!(p, "{}", which(&self.inner.lock().settings))
     }
     pub(crate) fn show_chap_user(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
         writeln!(p, "{}", self.inner.lock().settings.chap.user.as_str())
     }
-    pub(crate) fn show_chap_mutual_user(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
-        writeln!(p, "{}", self.inner.lock().settings.chap.mutual_user.as_str())
+    pub(crate) fn show_chap_mutual_user(
+        &self,
+        p: &mut crate::sys::configfs::Page<'_>,
+    ) -> fmt::Result {
+        writeln!(
+            p,
+            "{}",
+            self.inner.lock().settings.chap.mutual_user.as_str()
+        )
     }
-    pub(crate) fn show_chap_algorithms(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
+    pub(crate) fn show_chap_algorithms(
+        &self,
+        p: &mut crate::sys::configfs::Page<'_>,
+    ) -> fmt::Result {
         let inner = self.inner.lock();
         for (i, alg) in inner.settings.chap.algorithms.iter().flatten().enumerate() {
-            write!(p, "{}{}", if i == 0 { "" } else { "," }, chap_algorithm_name(*alg))?;
+            write!(
+                p,
+                "{}{}",
+                if i == 0 { "" } else { "," },
+                chap_algorithm_name(*alg)
+            )?;
         }
         writeln!(p)
     }
 
     /// `negotiated`: the parameters in force, one `Key=Value` per line (empty when stopped).
     pub(crate) fn show_negotiated(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
-        self.with_session(|s| s.show_negotiated(p)).unwrap_or(Ok(()))
+        self.with_session(|s| s.show_negotiated(p))
+            .unwrap_or(Ok(()))
     }
 
     /// `stats`: the session's and each connection's counters, `name value` per line.

@@ -12,9 +12,12 @@
 use crate::login::Failure;
 use crate::proto::crc;
 use crate::proto::dataout::DataOutSeq;
-use crate::proto::pdu::{self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG};
+use crate::proto::pdu::{
+    self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG,
+};
 use crate::session::Session;
 use crate::sys::crypto::KernelCrc32c;
+use crate::sys::scsi::Command;
 use crate::sys::socket::{SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -22,8 +25,11 @@ use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 use kernel::{new_mutex, time};
 
-/// PDUs handled per run of the receive work before it yields the CPU (and requeues itself).
-const RX_BUDGET: usize = 64;
+/// Receive steps per run of the receive work before it yields the CPU (and requeues itself).
+const RX_BUDGET: usize = 128;
+
+/// SCSI Data-In (RFC 7143 section 11.7).
+const OPCODE_DATA_IN: u8 = 0x25;
 
 /// The ping data a target's NOP-In may carry that we echo back; more is a protocol error.
 pub(crate) const MAX_PING_DATA: usize = 512;
@@ -50,9 +56,18 @@ impl ConnStats {
 #[derive(Clone, Copy)]
 pub(crate) enum Pending {
     /// The Data-Out PDUs of one R2T.
-    Burst { itt: u32, lun: [u8; 8], seq: DataOutSeq },
+    Burst {
+        itt: u32,
+        lun: [u8; 8],
+        seq: DataOutSeq,
+    },
     /// Our answer to a target's NOP-In ping.
-    NopReply { ttt: u32, lun: [u8; 8], len: usize, data: [u8; MAX_PING_DATA] },
+    NopReply {
+        ttt: u32,
+        lun: [u8; 8],
+        len: usize,
+        data: [u8; MAX_PING_DATA],
+    },
 }
 
 /// A bounded FIFO, allocated once: what the receive side queues for the transmit side.
@@ -64,7 +79,11 @@ struct Ring {
 
 impl Ring {
     fn new(capacity: usize) -> Result<Self> {
-        Ok(Self { items: KVec::from_elem(None, capacity.max(1), GFP_KERNEL)?, head: 0, len: 0 })
+        Ok(Self {
+            items: KVec::from_elem(None, capacity.max(1), GFP_KERNEL)?,
+            head: 0,
+            len: 0,
+        })
     }
 
     fn push(&mut self, item: Pending) -> bool {
@@ -112,8 +131,28 @@ struct Rx {
     /// Bytes of the current part (header, then the rest) received so far.
     got: usize,
     layout: Option<RxLayout>,
-    /// AHS, header digest, data, padding and data digest of the current PDU.
+    /// The BHS and AHS of the current PDU have been checked (header digest) and, for a Data-In,
+    /// its data placement decided.
+    head_done: bool,
+    /// A Data-In whose data goes straight into its command's pages.
+    placing: Option<Placement>,
+    /// AHS, header digest, data, padding and data digest of the current PDU (the data part
+    /// stays unused while placing).
     buf: KVec<u8>,
+}
+
+/// A Data-In segment being received into its command's buffer: the command is lent out of
+/// the task table for it (see tasks.rs), and given back when the segment is in.
+pub(crate) struct Placement {
+    pub(crate) itt: u32,
+    pub(crate) cmd: Command,
+    /// Where the segment goes in the command's buffer, and its length.
+    pub(crate) offset: u32,
+    pub(crate) len: u32,
+    /// Bytes of it received so far.
+    pub(crate) done: u32,
+    /// The task's completion, when the Data-In carried status.
+    pub(crate) completion: Option<crate::proto::task::Completion>,
 }
 
 /// The negotiated framing of a connection.
@@ -186,6 +225,7 @@ impl Connection {
         stream: TcpStream,
         framing: Framing,
         pending_capacity: usize,
+        send_timeout_ms: u32,
     ) -> Result<Arc<Self>> {
         let rx_len = pdu::MAX_AHS_LEN + 4 + framing.max_recv as usize + 3 + 4;
         let pending = Ring::new(pending_capacity)?;
@@ -198,7 +238,14 @@ impl Connection {
                 framing,
                 crc: KernelCrc32c,
                 tx <- new_mutex!(Tx { buf: tx_buf, pending }),
-                rx <- new_mutex!(Rx { bhs: [0; BHS_LEN], got: 0, layout: None, buf: rx_buf }),
+                rx <- new_mutex!(Rx {
+                    bhs: [0; BHS_LEN],
+                    got: 0,
+                    layout: None,
+                    head_done: false,
+                    placing: None,
+                    buf: rx_buf,
+                }),
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
                 dead: AtomicBool::new(false),
@@ -207,11 +254,18 @@ impl Connection {
             }),
             GFP_KERNEL,
         )?;
-        conn.stream.set_timeouts(0, 0);
-        conn.stream.set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
+        // Receives never block (the rx work reads what is there); sends are bounded.
+        conn.stream.set_timeouts(0, send_timeout_ms);
+        conn.stream
+            .set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
         // Data may have arrived before the callbacks were in place.
         conn.queue_rx();
         Ok(conn)
+    }
+
+    /// Whether header and data digests are on.
+    pub(crate) fn digests(&self) -> Digests {
+        self.framing.digests
     }
 
     /// Milliseconds since the last PDU arrived.
@@ -222,13 +276,21 @@ impl Connection {
     fn queue_rx(self: &Arc<Self>) {
         if !self.dead.load(Ordering::Relaxed) {
             // Already queued is fine: it will read everything there is.
-            let _ = self.session.shared().io.enqueue::<Arc<Self>, 0>(self.clone());
+            let _ = self
+                .session
+                .shared()
+                .io
+                .enqueue::<Arc<Self>, 0>(self.clone());
         }
     }
 
     fn queue_tx(self: &Arc<Self>) {
         if !self.dead.load(Ordering::Relaxed) {
-            let _ = self.session.shared().io.enqueue::<Arc<Self>, 1>(self.clone());
+            let _ = self
+                .session
+                .shared()
+                .io
+                .enqueue::<Arc<Self>, 1>(self.clone());
         }
     }
 
@@ -276,22 +338,94 @@ impl Connection {
         if data_len > 0 && !fill(data) {
             return Ok(false);
         }
-        let hdigest = crc::header_digest(&self.crc, &head, ahs);
-        let hdigest: &[u8] = if self.framing.digests.header { &hdigest } else { &[] };
+        // Digests only when negotiated: CRC32C over every segment is not free.
+        let hdigest = match self.framing.digests.header {
+            true => crc::header_digest(&self.crc, &head, ahs),
+            false => [0; 4],
+        };
+        let hdigest: &[u8] = if self.framing.digests.header {
+            &hdigest
+        } else {
+            &[]
+        };
         let pad = [0u8; 3];
         let pad = pad.get(..pdu::pad_len(data_len)).unwrap_or(&[]);
-        let ddigest = crc::data_digest(&self.crc, data);
-        let ddigest: &[u8] = if self.framing.digests.data && data_len > 0 { &ddigest } else { &[] };
+        let with_ddigest = self.framing.digests.data && data_len > 0;
+        let ddigest = if with_ddigest {
+            crc::data_digest(&self.crc, data)
+        } else {
+            [0; 4]
+        };
+        let ddigest: &[u8] = if with_ddigest { &ddigest } else { &[] };
         let parts = [&head[..], ahs, hdigest, data, pad, ddigest];
-        self.stream.send_all(&parts, false).map_err(Failure::from_socket)?;
+        self.stream
+            .send_all(&parts, false)
+            .map_err(Failure::from_socket)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         ConnStats::add(&self.stats.pdus_tx, 1);
         ConnStats::add(&self.stats.bytes_tx, total);
         Ok(true)
     }
 
+    /// Sends one PDU whose data segment is `len` bytes at `offset` of `cmd`'s buffer, from
+    /// its pages (no copy; no data digest: see `Session::send_data`). The tx lock is held.
+    pub(crate) fn send_pdu_pages(
+        &self,
+        _tx: &mut Tx,
+        bhs: &Bhs,
+        cmd: &Command,
+        offset: u32,
+        len: u32,
+    ) -> core::result::Result<(), Failure> {
+        let mut head = [0u8; BHS_LEN];
+        bhs.encode(&mut head).map_err(|_| Failure::Protocol)?;
+        let hdigest = match self.framing.digests.header {
+            true => crc::header_digest(&self.crc, &head, &[]),
+            false => [0; 4],
+        };
+        let hdigest: &[u8] = if self.framing.digests.header {
+            &hdigest
+        } else {
+            &[]
+        };
+        let pad = [0u8; 3];
+        let pad = pad.get(..pdu::pad_len(len as usize)).unwrap_or(&[]);
+        // MSG_MORE until the last piece: header and data leave in full segments.
+        self.stream
+            .send_all(&[&head[..], hdigest], true)
+            .map_err(Failure::from_socket)?;
+        let end = offset.checked_add(len).ok_or(Failure::Protocol)?;
+        let mut at = offset;
+        while at < end {
+            let mut ranges = [None; 16];
+            let (n, bytes) = cmd
+                .page_ranges(at, end - at, &mut ranges)
+                .map_err(|_| Failure::Protocol)?;
+            if bytes == 0 {
+                return Err(Failure::Protocol);
+            }
+            at = at.checked_add(bytes).ok_or(Failure::Protocol)?;
+            let more = at < end || !pad.is_empty();
+            self.stream
+                .send_pages(ranges.get(..n).unwrap_or(&[]), more)
+                .map_err(Failure::from_socket)?;
+        }
+        if !pad.is_empty() {
+            self.stream
+                .send_all(&[pad], false)
+                .map_err(Failure::from_socket)?;
+        }
+        let total = BHS_LEN + hdigest.len() + len as usize + pad.len();
+        ConnStats::add(&self.stats.pdus_tx, 1);
+        ConnStats::add(&self.stats.bytes_tx, total);
+        Ok(())
+    }
+
     /// Queues work for `tx_work`; a full queue means the target broke MaxOutstandingR2T.
-    pub(crate) fn push_pending(self: &Arc<Self>, item: Pending) -> core::result::Result<(), Failure> {
+    pub(crate) fn push_pending(
+        self: &Arc<Self>,
+        item: Pending,
+    ) -> core::result::Result<(), Failure> {
         // The ring holds MaxOutstandingR2T bursts per command slot: a full ring means the
         // target broke that limit.
         if !self.tx.lock().pending.push(item) {
@@ -312,6 +446,9 @@ impl Connection {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(why) => {
+                    if let Some(p) = rx.placing.take() {
+                        self.session.abandon_data_in(p);
+                    }
                     drop(rx);
                     self.fail(why);
                     return;
@@ -323,18 +460,42 @@ impl Connection {
         self.queue_rx();
     }
 
-    /// Reads toward the next PDU; `Ok(true)` when one was handled, `Ok(false)` when the socket
-    /// has nothing more for now.
+    /// Gives back a command whose Data-In was being received when the connection stopped
+    /// (the rx work is not running: the caller flushed the I/O workqueue).
+    pub(crate) fn release_placement(&self) {
+        if let Some(p) = self.rx.lock().placing.take() {
+            self.session.abandon_data_in(p);
+        }
+    }
+
+    /// Receives into `part` without blocking: `Ok(Some(n))`, `Ok(None)` when the socket has
+    /// nothing now; the end of the stream is an error.
+    fn recv_some(&self, part: &mut [u8]) -> core::result::Result<Option<usize>, Failure> {
+        match self.stream.recv(part, true) {
+            Ok(0) => Err(Failure::ConnectionReset),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e == EAGAIN => Ok(None),
+            Err(e) => Err(Failure::from_socket(e)),
+        }
+    }
+
+    /// Reads toward the next PDU; `Ok(true)` when progress was made, `Ok(false)` when the
+    /// socket has nothing more for now.
     fn receive_one(self: &Arc<Self>, rx: &mut Rx) -> core::result::Result<bool, Failure> {
-        let Rx { bhs, got, layout, buf } = rx;
+        let Rx {
+            bhs,
+            got,
+            layout,
+            head_done,
+            placing,
+            buf,
+        } = rx;
         if layout.is_none() {
             let part = bhs.get_mut(*got..).ok_or(Failure::Protocol)?;
-            match self.stream.recv(part, true) {
-                Ok(0) => return Err(Failure::ConnectionReset),
-                Ok(n) => *got += n,
-                Err(e) if e == EAGAIN => return Ok(false),
-                Err(e) => return Err(Failure::from_socket(e)),
-            }
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
+            *got += n;
             if *got < BHS_LEN {
                 return Ok(true);
             }
@@ -345,38 +506,100 @@ impl Connection {
                     .map_err(|_| Failure::Protocol)?,
             );
             *got = 0;
+            *head_done = false;
         }
         let l = layout.ok_or(Failure::Protocol)?;
         let total = l.remaining();
-        if *got < total {
-            let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
-            match self.stream.recv(part, true) {
-                Ok(0) => return Err(Failure::ConnectionReset),
-                Ok(n) => *got += n,
-                Err(e) if e == EAGAIN => return Ok(false),
-                Err(e) => return Err(Failure::from_socket(e)),
-            }
-            if *got < total {
-                return Ok(true);
-            }
-        }
-        // A whole PDU: check the digests, then dispatch.
         let ahs_end = l.ahs_len;
         let hd_end = ahs_end + l.header_digest_len;
         let data_end = hd_end + l.data_len;
         let pad_end = data_end + l.pad_len;
-        let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
-        if l.header_digest_len > 0 {
-            let wire: &[u8; 4] = buf.get(ahs_end..hd_end).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
-            if !crc::verify_header_digest(&self.crc, bhs, ahs, wire) {
-                ConnStats::add(&self.stats.digest_errors, 1);
-                // ErrorRecoveryLevel 0: a digest error ends the connection.
-                pr_warn!("core-iscsi: header digest error\n");
-                return Err(Failure::Protocol);
+
+        // 1. AHS and header digest: check them before anything else of the PDU is believed.
+        if *got < hd_end {
+            let part = buf.get_mut(*got..hd_end).ok_or(Failure::Protocol)?;
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
+            *got += n;
+            return Ok(true);
+        }
+        if !*head_done {
+            let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
+            if l.header_digest_len > 0 {
+                let wire: &[u8; 4] = buf
+                    .get(ahs_end..hd_end)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(Failure::Protocol)?;
+                if !crc::verify_header_digest(&self.crc, bhs, ahs, wire) {
+                    ConnStats::add(&self.stats.digest_errors, 1);
+                    // ErrorRecoveryLevel 0: a digest error ends the connection.
+                    pr_warn!("core-iscsi: header digest error\n");
+                    return Err(Failure::Protocol);
+                }
+            }
+            // A Data-In's data goes straight into its command's pages (without a data
+            // digest: that must be checked before the data counts, so it is received here).
+            if l.data_len > 0 && l.data_digest_len == 0 && pdu::opcode_of(bhs) == OPCODE_DATA_IN {
+                if let Ok(Bhs {
+                    pdu: Pdu::DataIn(d),
+                    ..
+                }) = Bhs::decode(bhs)
+                {
+                    let len = u32::try_from(l.data_len).map_err(|_| Failure::Protocol)?;
+                    *placing = self.session.begin_data_in(&d, len)?;
+                }
+            }
+            *head_done = true;
+        }
+
+        // 2. The data segment: into the command's pages, or into the buffer.
+        if *got < data_end {
+            if let Some(p) = placing.as_mut() {
+                let mut ranges = [None; 16];
+                let at = p.offset.checked_add(p.done).ok_or(Failure::Protocol)?;
+                let left = p.len.checked_sub(p.done).ok_or(Failure::Protocol)?;
+                let (n, _) = p
+                    .cmd
+                    .page_ranges(at, left, &mut ranges)
+                    .map_err(|_| Failure::Protocol)?;
+                let k = match self.stream.recv_pages(ranges.get(..n).unwrap_or(&[]), true) {
+                    Ok(0) => return Err(Failure::ConnectionReset),
+                    Ok(k) => k,
+                    Err(e) if e == EAGAIN => return Ok(false),
+                    Err(e) => return Err(Failure::from_socket(e)),
+                };
+                p.done = p
+                    .done
+                    .checked_add(u32::try_from(k).map_err(|_| Failure::Protocol)?)
+                    .ok_or(Failure::Protocol)?;
+                *got += k;
+                return Ok(true);
+            }
+            let part = buf.get_mut(*got..data_end).ok_or(Failure::Protocol)?;
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
+            *got += n;
+            return Ok(true);
+        }
+
+        // 3. Padding and data digest.
+        if *got < total {
+            let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
+            let Some(n) = self.recv_some(part)? else {
+                return Ok(false);
+            };
+            *got += n;
+            if *got < total {
+                return Ok(true);
             }
         }
         if l.data_digest_len > 0 {
-            let wire: &[u8; 4] = buf.get(pad_end..pad_end + 4).and_then(|s| s.try_into().ok()).ok_or(Failure::Protocol)?;
+            let wire: &[u8; 4] = buf
+                .get(pad_end..pad_end + 4)
+                .and_then(|s| s.try_into().ok())
+                .ok_or(Failure::Protocol)?;
             let covered = buf.get(hd_end..pad_end).ok_or(Failure::Protocol)?;
             if !crc::verify_data_digest(&self.crc, covered, wire) {
                 ConnStats::add(&self.stats.digest_errors, 1);
@@ -384,14 +607,20 @@ impl Connection {
                 return Err(Failure::Protocol);
             }
         }
+
+        // A whole PDU.
         ConnStats::add(&self.stats.pdus_rx, 1);
         ConnStats::add(&self.stats.bytes_rx, BHS_LEN + total);
         self.last_rx_ms.store(now_ms(), Ordering::Relaxed);
-        let data = buf.get(hd_end..data_end).ok_or(Failure::Protocol)?;
-        let header = *bhs;
         *layout = None;
         *got = 0;
-        let pdu = Bhs::decode(&header).map_err(|_| Failure::Protocol)?;
+        if let Some(p) = placing.take() {
+            self.session.end_data_in(p);
+            return Ok(true);
+        }
+        let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
+        let data = buf.get(hd_end..data_end).ok_or(Failure::Protocol)?;
+        let pdu = Bhs::decode(bhs).map_err(|_| Failure::Protocol)?;
         self.session.handle_pdu(self, &pdu, ahs, data)?;
         Ok(true)
     }
@@ -407,7 +636,12 @@ impl Connection {
             let Some(item) = tx.pending.pop() else { return };
             let result = match item {
                 Pending::Burst { itt, lun, seq } => self.send_burst(&mut tx, itt, lun, seq),
-                Pending::NopReply { ttt, lun, len, data } => {
+                Pending::NopReply {
+                    ttt,
+                    lun,
+                    len,
+                    data,
+                } => {
                     let nop = Pdu::NopOut(NopOut {
                         immediate: true,
                         lun,
@@ -416,7 +650,11 @@ impl Connection {
                         cmd_sn: self.session.immediate_cmd_sn(),
                         exp_stat_sn: self.session.exp_stat_sn(),
                     });
-                    let bhs = Bhs { total_ahs_words: 0, data_segment_len: len as u32, pdu: nop };
+                    let bhs = Bhs {
+                        total_ahs_words: 0,
+                        data_segment_len: len as u32,
+                        pdu: nop,
+                    };
                     let payload = data.get(..len).unwrap_or(&[]);
                     self.send_pdu(&mut tx, &bhs, &[], payload.len(), |out| {
                         out.copy_from_slice(payload);
@@ -435,7 +673,13 @@ impl Connection {
 
     /// Sends the Data-Out PDUs of one R2T, copying each segment out of the command's buffer
     /// under the session's lock (the command cannot complete meanwhile).
-    fn send_burst(&self, tx: &mut Tx, itt: u32, lun: [u8; 8], seq: DataOutSeq) -> core::result::Result<(), Failure> {
+    fn send_burst(
+        &self,
+        tx: &mut Tx,
+        itt: u32,
+        lun: [u8; 8],
+        seq: DataOutSeq,
+    ) -> core::result::Result<(), Failure> {
         ConnStats::add(&self.stats.r2ts, 1);
         for out in seq {
             let bhs = Bhs {
@@ -451,9 +695,9 @@ impl Connection {
                     offset: out.offset,
                 }),
             };
-            let sent = self.send_pdu(tx, &bhs, &[], out.len as usize, |buf| {
-                self.session.copy_out(itt, out.offset, buf)
-            })?;
+            let sent = self
+                .session
+                .send_data(self, tx, &bhs, itt, out.offset, out.len)?;
             if !sent {
                 // The command completed or was aborted meanwhile: nothing more to send.
                 return Ok(());

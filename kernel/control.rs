@@ -35,8 +35,14 @@ impl Control {
     pub(crate) fn register() -> Result<Self> {
         let shared = Arc::new(
             Shared {
-                io: OwnedQueue::new(kernel::c_str!("core_iscsi_io"), flags::MEM_RECLAIM | flags::HIGHPRI)?,
-                ctl: OwnedQueue::new(kernel::c_str!("core_iscsi_ctl"), flags::MEM_RECLAIM | flags::UNBOUND)?,
+                io: OwnedQueue::new(
+                    kernel::c_str!("core_iscsi_io"),
+                    flags::MEM_RECLAIM | flags::HIGHPRI,
+                )?,
+                ctl: OwnedQueue::new(
+                    kernel::c_str!("core_iscsi_ctl"),
+                    flags::MEM_RECLAIM | flags::UNBOUND,
+                )?,
             },
             GFP_KERNEL,
         )?;
@@ -130,4 +136,7 @@ fn root_scsi_selftest_store(buf: &[u8]) -> Result {
     }
 }
 
-configfs::root_store!(core_iscsi_root_scsi_selftest_store, root_scsi_selftest_store);
+configfs::root_store!(
+    core_iscsi_root_scsi_selftest_store,
+    root_scsi_selftest_store
+);

@@ -4,11 +4,13 @@
 //! [`TcpStream`] whose timeouts bound every step, and the reasons a start can fail.
 
 use crate::proto::chap::ChapDigest;
-use crate::proto::login::{InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent};
+use crate::proto::login::{
+    InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent,
+};
 use crate::proto::pdu::{self, Digests, BHS_LEN};
+use crate::sys::errno;
 use crate::sys::socket::TcpStream;
 use core::fmt;
-use crate::sys::errno;
 use kernel::error::code;
 use kernel::prelude::*;
 
@@ -132,7 +134,11 @@ impl LoginBuffers {
         // A PDU (header, data, padding) either way; the text buffer holds a whole response
         // split over several PDUs.
         let pdu = BHS_LEN + LOGIN_MAX_DSL as usize + 4;
-        Ok(Self { tx: zeroed(pdu)?, rx: zeroed(pdu)?, text: zeroed(4 * LOGIN_MAX_DSL as usize)? })
+        Ok(Self {
+            tx: zeroed(pdu)?,
+            rx: zeroed(pdu)?,
+            text: zeroed(4 * LOGIN_MAX_DSL as usize)?,
+        })
     }
 }
 
@@ -146,21 +152,41 @@ pub(crate) fn login(
 ) -> core::result::Result<LoginComplete, Failure> {
     let mut machine = Login::new(cfg, chap, &mut bufs.text);
     loop {
-        while let Some(n) = machine.poll_transmit(&mut bufs.tx).map_err(Failure::from_login)? {
+        while let Some(n) = machine
+            .poll_transmit(&mut bufs.tx)
+            .map_err(Failure::from_login)?
+        {
             let pdu = bufs.tx.get(..n).ok_or(Failure::Protocol)?;
-            stream.send_all(&[pdu], false).map_err(Failure::from_socket)?;
+            stream
+                .send_all(&[pdu], false)
+                .map_err(Failure::from_socket)?;
         }
         let mut bhs = [0u8; BHS_LEN];
         stream.recv_exact(&mut bhs).map_err(Failure::from_socket)?;
         // No digests during login (RFC 7143 section 6.2: they start after it).
-        let layout = pdu::rx_layout(&bhs, Digests { header: false, data: false }, LOGIN_MAX_DSL)
-            .map_err(|_| Failure::Protocol)?;
-        let rest = bufs.rx.get_mut(..layout.remaining()).ok_or(Failure::Protocol)?;
+        let layout = pdu::rx_layout(
+            &bhs,
+            Digests {
+                header: false,
+                data: false,
+            },
+            LOGIN_MAX_DSL,
+        )
+        .map_err(|_| Failure::Protocol)?;
+        let rest = bufs
+            .rx
+            .get_mut(..layout.remaining())
+            .ok_or(Failure::Protocol)?;
         stream.recv_exact(rest).map_err(Failure::from_socket)?;
         let data_start = layout.ahs_len;
-        let data_end = data_start.checked_add(layout.data_len).ok_or(Failure::Protocol)?;
+        let data_end = data_start
+            .checked_add(layout.data_len)
+            .ok_or(Failure::Protocol)?;
         let data = bufs.rx.get(data_start..data_end).ok_or(Failure::Protocol)?;
-        match machine.handle_pdu(&bhs, data).map_err(Failure::from_login)? {
+        match machine
+            .handle_pdu(&bhs, data)
+            .map_err(Failure::from_login)?
+        {
             LoginEvent::Continue => continue,
             LoginEvent::Complete(done) => return Ok(done),
         }

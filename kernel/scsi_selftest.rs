@@ -17,9 +17,9 @@ use crate::sys::scsi::{
 use crate::sys::slot::Slot;
 use kernel::alloc::{KBox, KVec, VVec};
 use kernel::c_str;
-use kernel::str::BStr;
 use kernel::new_mutex;
 use kernel::prelude::*;
+use kernel::str::BStr;
 use kernel::sync::{Arc, Mutex};
 
 const BLOCK: u64 = 512;
@@ -352,7 +352,11 @@ impl HostOps for Target {
     fn queue_command(&self, cmd: Command) -> core::result::Result<(), QueueBusy> {
         // The host has one hardware queue: a tag naming another would be a wrapper bug.
         if cmd.hw_queue() != 0 {
-            pr_err!("scsi-selftest: tag {:#x} names hw queue {}\n", cmd.tag(), cmd.hw_queue());
+            pr_err!(
+                "scsi-selftest: tag {:#x} names hw queue {}\n",
+                cmd.tag(),
+                cmd.hw_queue()
+            );
             cmd.complete(CommandResult::HostError(HostByte::Error));
             return Ok(());
         }
@@ -368,7 +372,22 @@ impl HostOps for Target {
             }
             // A CDB shorter than its opcode needs, or an allocation failure.
             Err(_) => {
-                cmd.set_sense(&[0x70, 0, ILLEGAL_REQUEST, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0]);
+                cmd.set_sense(&[
+                    0x70,
+                    0,
+                    ILLEGAL_REQUEST,
+                    0,
+                    0,
+                    0,
+                    0,
+                    10,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0x24,
+                    0,
+                ]);
                 CommandResult::Status(CHECK_CONDITION)
             }
         };
@@ -378,7 +397,11 @@ impl HostOps for Target {
 
     // Every command completes inside queue_command, so none is ever outstanding here.
     fn abort(&self, cmd: &CommandRef<'_>) -> EhOutcome {
-        pr_warn!("scsi-selftest: abort of tag {:#x} lun {}\n", cmd.tag(), cmd.lun());
+        pr_warn!(
+            "scsi-selftest: abort of tag {:#x} lun {}\n",
+            cmd.tag(),
+            cmd.lun()
+        );
         EhOutcome::Success
     }
 

@@ -424,8 +424,8 @@ fn socket(arg: &[u8]) -> Result {
             let [t0, t1] = &mut tx;
             stream.send_pages(
                 &[
-                    PageRange::from_page(t0, p0.0, p0.1)?,
-                    PageRange::from_page(t1, p1.0, p1.1)?,
+                    Some(PageRange::from_page(t0, p0.0, p0.1)?),
+                    Some(PageRange::from_page(t1, p1.0, p1.1)?),
                 ],
                 false,
             )?;
@@ -452,8 +452,8 @@ fn socket(arg: &[u8]) -> Result {
             let [r0, r1] = &mut rx;
             stream.recv_pages(
                 &[
-                    PageRange::from_page(r0, p0.0, p0.1)?,
-                    PageRange::from_page(r1, p1.0, p1.1)?,
+                    Some(PageRange::from_page(r0, p0.0, p0.1)?),
+                    Some(PageRange::from_page(r1, p1.0, p1.1)?),
                 ],
                 false,
             )?

@@ -15,14 +15,14 @@
 //! `ctl` (phase, host, waiters).
 
 use crate::channel::{Settings, Text};
-use crate::connection::{Connection, Framing, Pending, MAX_PING_DATA};
+use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
 use crate::proto::dataout::WriteParams;
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
 use crate::proto::pdu::{
-    self, Bhs, DataOut, Digests, Lun, LogoutRequest, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
+    Bhs, DataOut, Digests, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
     RESERVED_TAG,
 };
 use crate::proto::serial::{self, CmdWindow};
@@ -31,11 +31,11 @@ use crate::proto::text::Params;
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{random_bytes, sleep_ms};
 use crate::sys::scsi::{
-    Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps,
-    HostParams, QueueBusy,
+    Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps, HostParams,
+    QueueBusy,
 };
 use crate::sys::socket::TcpStream;
-use crate::tasks::{Slot, TaskTable, SESSION_ITT};
+use crate::tasks::{Ending, Slot, TaskTable, SESSION_ITT};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -48,6 +48,9 @@ use kernel::{new_condvar, new_mutex};
 const PING_ITT: u32 = SESSION_ITT;
 const TMF_ITT: u32 = SESSION_ITT + 1;
 const LOGOUT_ITT: u32 = SESSION_ITT + 2;
+
+/// The largest data segment we send, whatever the target accepts (see `connect_and_login`).
+const MAX_XMIT_SEGMENT: u32 = 256 * 1024;
 
 /// How long a logout or a task management function may take before we give up on it.
 const RESPONSE_TIMEOUT_MS: u32 = 10_000;
@@ -157,7 +160,10 @@ impl_has_work! {
 
 fn framing(params: &Params) -> Framing {
     Framing {
-        digests: Digests { header: params.conn.header_digest, data: params.conn.data_digest },
+        digests: Digests {
+            header: params.conn.header_digest,
+            data: params.conn.data_digest,
+        },
         max_recv: params.conn.max_recv_data_segment_length,
         max_xmit: params.conn.max_xmit_data_segment_length,
     }
@@ -260,14 +266,29 @@ impl Session {
     }
 
     /// Makes a logged-in stream the session's connection.
-    fn attach(self: &Arc<Self>, stream: TcpStream, params: &Params) -> core::result::Result<(), Failure> {
+    fn attach(
+        self: &Arc<Self>,
+        stream: TcpStream,
+        params: &Params,
+    ) -> core::result::Result<(), Failure> {
         let sp = &params.session;
         // Room for every command slot's bursts plus pings.
         let capacity = usize::from(self.settings.queue_depth)
             .saturating_mul(usize::from(sp.max_outstanding_r2t.max(1)))
             .saturating_add(4);
-        let conn = Connection::start(self.clone(), stream, framing(params), capacity)
-            .map_err(|_| Failure::NoMemory)?;
+        // A send that makes no progress this long means a dead peer: the connection fails and
+        // recovery starts, instead of the tx lock being held forever.
+        let send_timeout_ms = (self.settings.nopout_interval_s + self.settings.nopout_timeout_s)
+            .max(10)
+            .saturating_mul(1000);
+        let conn = Connection::start(
+            self.clone(),
+            stream,
+            framing(params),
+            capacity,
+            send_timeout_ms,
+        )
+        .map_err(|_| Failure::NoMemory)?;
         let mut io = self.io.lock();
         io.conn = Some(conn);
         io.link = Link::Up;
@@ -306,11 +327,91 @@ impl Session {
     /// Copies `buf.len()` bytes at `offset` of command `itt`'s buffer into `buf`, under the lock
     /// that keeps the command from completing meanwhile; false if it is gone.
     pub(crate) fn copy_out(&self, itt: u32, offset: u32, buf: &mut [u8]) -> bool {
-        let mut io = self.io.lock();
-        match io.tasks.get_mut(itt) {
-            Some(slot) => slot.cmd.copy_out(offset, buf).is_ok(),
-            None => false,
+        self.io.lock().tasks.copy_out(itt, offset, buf)
+    }
+
+    /// Sends a PDU carrying `len` bytes at `offset` of command `itt`'s buffer: straight from
+    /// the command's pages (the command lent out of the table meanwhile, so it cannot complete
+    /// under us), or through the bounce buffer when a data digest must cover the bytes as sent
+    /// (pages may change until transmitted, as iscsi_tcp also reasons). `Ok(false)`: the
+    /// command is gone.
+    pub(crate) fn send_data(
+        &self,
+        conn: &Connection,
+        tx: &mut Tx,
+        bhs: &Bhs,
+        itt: u32,
+        offset: u32,
+        len: u32,
+    ) -> core::result::Result<bool, Failure> {
+        if len == 0 || conn.digests().data {
+            return conn.send_pdu(tx, bhs, &[], len as usize, |buf| {
+                self.copy_out(itt, offset, buf)
+            });
         }
+        let Some(cmd) = self.io.lock().tasks.lend(itt) else {
+            return Ok(false);
+        };
+        let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len);
+        self.io.lock().tasks.give_back(itt, cmd);
+        sent.map(|()| true)
+    }
+
+    /// Checks a Data-In header whose `len` data bytes are about to be received, and lends its
+    /// command out so they go straight into its buffer; `None` when no command in flight has
+    /// this ITT (the data is then read and dropped).
+    pub(crate) fn begin_data_in(
+        &self,
+        d: &crate::proto::pdu::DataIn,
+        len: u32,
+    ) -> core::result::Result<Option<Placement>, Failure> {
+        let mut io = self.io.lock();
+        io.ack(
+            d.status_present.then_some(d.stat_sn),
+            d.exp_cmd_sn,
+            d.max_cmd_sn,
+        );
+        let Some(slot) = io.tasks.get_mut(d.itt) else {
+            return Ok(None);
+        };
+        let step = slot.task.on_data_in(d, len).map_err(|e| {
+            pr_warn!(
+                "core-iscsi: channel {}: Data-In: {}\n",
+                self.name.as_str(),
+                e
+            );
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            Failure::Protocol
+        })?;
+        // A read command is never lent to a sender: it is here.
+        let cmd = io.tasks.lend(d.itt).ok_or(Failure::Protocol)?;
+        Ok(Some(Placement {
+            itt: d.itt,
+            cmd,
+            offset: step.offset,
+            len,
+            done: 0,
+            completion: step.completion,
+        }))
+    }
+
+    /// A placed Data-In segment is in: the command goes back, completing if it carried status.
+    pub(crate) fn end_data_in(&self, p: Placement) {
+        self.stats
+            .read_bytes
+            .fetch_add(p.len.into(), Ordering::Relaxed);
+        let mut io = self.io.lock();
+        io.tasks.give_back(p.itt, p.cmd);
+        if let Some(c) = p.completion {
+            io.tasks
+                .finish(p.itt, Ending::with(completion_result(&c), c.residual, &[]));
+        }
+    }
+
+    /// A placement cut short by a connection failure: the command goes back unfinished
+    /// (recovery requeues it).
+    pub(crate) fn abandon_data_in(&self, p: Placement) {
+        self.io.lock().tasks.give_back(p.itt, p.cmd);
     }
 
     /// An R2T's burst for `itt` has been sent.
@@ -322,11 +423,21 @@ impl Session {
 
     /// A connection failed: the worker recovers (if it is still the session's connection).
     pub(crate) fn connection_failed(&self, conn: &Arc<Connection>, why: Failure) {
-        let current = self.io.lock().conn.as_ref().map(|c| Arc::ptr_eq(c, conn)).unwrap_or(false);
+        let current = self
+            .io
+            .lock()
+            .conn
+            .as_ref()
+            .map(|c| Arc::ptr_eq(c, conn))
+            .unwrap_or(false);
         if !current {
             return;
         }
-        pr_warn!("core-iscsi: channel {}: connection lost: {}\n", self.name.as_str(), why);
+        pr_warn!(
+            "core-iscsi: channel {}: connection lost: {}\n",
+            self.name.as_str(),
+            why
+        );
         let mut ctl = self.ctl.lock();
         if ctl.lost.is_none() {
             ctl.lost = Some(why);
@@ -345,6 +456,7 @@ impl Session {
     ) -> core::result::Result<(), Failure> {
         let protocol = |what: fmt::Arguments<'_>| {
             pr_warn!("core-iscsi: channel {}: {}\n", self.name.as_str(), what);
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
             Failure::Protocol
         };
         match &pdu.pdu {
@@ -359,12 +471,11 @@ impl Session {
                     .task
                     .on_response(r, data)
                     .map_err(|e| protocol(format_args!("SCSI Response: {}", e)))?;
-                if !step.sense.is_empty() {
-                    slot.cmd.set_sense(step.sense);
-                }
-                slot.cmd.set_resid(step.completion.residual);
                 let result = completion_result(&step.completion);
-                io.tasks.complete(r.itt, result);
+                io.tasks.finish(
+                    r.itt,
+                    Ending::with(result, step.completion.residual, step.sense),
+                );
             }
             Pdu::DataIn(d) => {
                 let mut io = self.io.lock();
@@ -378,13 +489,15 @@ impl Session {
                     .task
                     .on_data_in(d, len)
                     .map_err(|e| protocol(format_args!("Data-In: {}", e)))?;
-                slot.cmd
-                    .copy_in(step.offset, data)
+                io.tasks
+                    .copy_in(d.itt, step.offset, data)
                     .map_err(|_| protocol(format_args!("Data-In past the buffer")))?;
-                self.stats.read_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.stats
+                    .read_bytes
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
                 if let Some(c) = step.completion {
-                    slot.cmd.set_resid(c.residual);
-                    io.tasks.complete(d.itt, completion_result(&c));
+                    io.tasks
+                        .finish(d.itt, Ending::with(completion_result(&c), c.residual, &[]));
                 }
             }
             Pdu::R2t(r) => {
@@ -399,8 +512,14 @@ impl Session {
                     .map_err(|e| protocol(format_args!("R2T: {}", e)))?;
                 let lun = Lun::from_linux(slot.lun).0;
                 drop(io);
-                self.stats.write_bytes.fetch_add(seq.remaining().into(), Ordering::Relaxed);
-                conn.push_pending(Pending::Burst { itt: r.itt, lun, seq })?;
+                self.stats
+                    .write_bytes
+                    .fetch_add(seq.remaining().into(), Ordering::Relaxed);
+                conn.push_pending(Pending::Burst {
+                    itt: r.itt,
+                    lun,
+                    seq,
+                })?;
             }
             Pdu::NopIn(n) => {
                 let mut io = self.io.lock();
@@ -419,16 +538,25 @@ impl Session {
                     if let Some(dst) = echo.get_mut(..data.len()) {
                         dst.copy_from_slice(data);
                     }
-                    conn.push_pending(Pending::NopReply { ttt: n.ttt, lun: n.lun, len: data.len(), data: echo })?;
+                    conn.push_pending(Pending::NopReply {
+                        ttt: n.ttt,
+                        lun: n.lun,
+                        len: data.len(),
+                        data: echo,
+                    })?;
                 }
             }
             Pdu::AsyncMessage(a) => {
-                self.io.lock().ack(Some(a.stat_sn), a.exp_cmd_sn, a.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(a.stat_sn), a.exp_cmd_sn, a.max_cmd_sn);
                 match a.event {
                     // SCSI asynchronous event: sense data; ASC/ASCQ 3Fh/0Eh is REPORTED LUNS
                     // DATA HAS CHANGED.
                     0 => {
-                        if let Some(sense) = crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok() {
+                        if let Some(sense) =
+                            crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok()
+                        {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
                                 self.ctl.lock().rescan = true;
                                 self.changed.notify_all();
@@ -462,36 +590,56 @@ impl Session {
                     self.name.as_str(),
                     r.reason
                 );
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(itt) = itt {
-                    io.tasks.complete(itt, CommandResult::HostError(HostByte::Error));
+                    io.tasks.finish(
+                        itt,
+                        Ending::result(CommandResult::HostError(HostByte::Error)),
+                    );
                 }
             }
             Pdu::LogoutResponse(l) => {
-                self.io.lock().ack(Some(l.stat_sn), l.exp_cmd_sn, l.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(l.stat_sn), l.exp_cmd_sn, l.max_cmd_sn);
                 self.ctl.lock().logout_done = true;
                 self.changed.notify_all();
             }
             Pdu::TaskMgmtResponse(t) => {
-                self.io.lock().ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
                 if t.itt == TMF_ITT {
                     self.ctl.lock().tmf_response = Some(t.response);
                     self.changed.notify_all();
                 }
             }
             Pdu::TextResponse(t) => {
-                self.io.lock().ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
+                self.io
+                    .lock()
+                    .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
             }
-            _ => return Err(protocol(format_args!("unexpected opcode {:#x}", pdu::opcode_of(&[0; 48])))),
+            // Initiator opcodes, or a Login/Text/SNACK-related PDU we never asked for.
+            _ => return Err(protocol(format_args!("unexpected PDU from the target"))),
         }
         Ok(())
     }
 
     /// Sends one session PDU (ping, task management, logout) on the current connection.
     fn send_own(&self, build: impl FnOnce(&mut Io) -> Pdu) -> core::result::Result<(), Failure> {
-        let conn = self.io.lock().conn.clone().ok_or(Failure::ConnectionReset)?;
+        let conn = self
+            .io
+            .lock()
+            .conn
+            .clone()
+            .ok_or(Failure::ConnectionReset)?;
         let mut tx = conn.lock_tx();
         let pdu = build(&mut self.io.lock());
-        let bhs = Bhs { total_ahs_words: 0, data_segment_len: 0, pdu };
+        let bhs = Bhs {
+            total_ahs_words: 0,
+            data_segment_len: 0,
+            pdu,
+        };
         let result = conn.send_pdu(&mut tx, &bhs, &[], 0, |_| true);
         drop(tx);
         if let Err(why) = result {
@@ -514,7 +662,9 @@ impl Session {
                 return false;
             }
             let left = u32::try_from(deadline - now).unwrap_or(u32::MAX);
-            let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
+            let _ = self
+                .changed
+                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
         }
     }
 
@@ -557,7 +707,10 @@ impl Session {
             })
         });
         if sent.is_ok() && !self.wait_for(|ctl| ctl.logout_done) {
-            pr_warn!("core-iscsi: channel {}: no logout response\n", self.name.as_str());
+            pr_warn!(
+                "core-iscsi: channel {}: no logout response\n",
+                self.name.as_str()
+            );
         }
     }
 
@@ -569,13 +722,16 @@ impl Session {
             io.link = link;
             io.conn.take()
         };
-        if let Some(conn) = conn {
+        if let Some(conn) = &conn {
             conn.close();
             // Senders in queuecommand hold the tx lock; once closed they fail fast.
             drop(conn.lock_tx());
         }
         self.shared.io.flush();
-        self.io.lock().tasks.complete_all(result);
+        if let Some(conn) = &conn {
+            conn.release_placement();
+        }
+        self.io.lock().tasks.finish_all(Ending::result(result));
     }
 
     /// Logs in again on a new connection, reinstating the session (same ISID).
@@ -610,16 +766,30 @@ impl Session {
         self.ctl.lock().recoveries += 1;
         self.with_host(|h| h.block());
         self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
-        let deadline = now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
+        let deadline =
+            now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
         let mut last;
         let mut backoff_ms = 1000u32;
+        // RFC 7143 section 6.1: wait DefaultTime2Wait before logging in again.
+        let time2wait = u32::from(self.io.lock().params.session.default_time2wait);
+        if time2wait > 0 {
+            let mut ctl = self.ctl.lock();
+            if !self.stopping.load(Ordering::Acquire) {
+                let _ = self
+                    .changed
+                    .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(time2wait * 1000));
+            }
+        }
         loop {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
             match self.relogin() {
                 Ok(()) => {
-                    pr_info!("core-iscsi: channel {}: session recovered\n", self.name.as_str());
+                    pr_info!(
+                        "core-iscsi: channel {}: session recovered\n",
+                        self.name.as_str()
+                    );
                     self.set_phase(Phase::Running);
                     self.with_host(|h| h.unblock());
                     return;
@@ -633,7 +803,9 @@ impl Session {
             let wait = backoff_ms.min(u32::try_from(deadline - now).unwrap_or(u32::MAX));
             let mut ctl = self.ctl.lock();
             if !self.stopping.load(Ordering::Acquire) {
-                let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(wait));
+                let _ = self
+                    .changed
+                    .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(wait));
             }
             drop(ctl);
             backoff_ms = (backoff_ms * 2).min(5000);
@@ -695,7 +867,9 @@ impl Session {
             let (lost, rescan) = {
                 let mut ctl = self.ctl.lock();
                 if ctl.lost.is_none() && !ctl.rescan && !self.stopping.load(Ordering::Acquire) {
-                    let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(1000));
+                    let _ = self
+                        .changed
+                        .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(1000));
                 }
                 (ctl.lost.take(), core::mem::take(&mut ctl.rescan))
             };
@@ -704,7 +878,8 @@ impl Session {
             }
             if let Some(why) = lost {
                 let _op = self.op.lock();
-                if !self.stopping.load(Ordering::Acquire) && self.ctl.lock().phase == Phase::Running {
+                if !self.stopping.load(Ordering::Acquire) && self.ctl.lock().phase == Phase::Running
+                {
                     self.recover(why);
                 }
                 continue;
@@ -773,7 +948,9 @@ impl Session {
         // The worker leaves its loop at its next wake-up (at most a second).
         let mut ctl = self.ctl.lock();
         while ctl.worker_running {
-            let _ = self.changed.wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(100));
+            let _ = self
+                .changed
+                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(100));
         }
     }
 
@@ -785,11 +962,23 @@ impl Session {
         let yn = |b: bool| if b { "Yes" } else { "No" };
         let dg = |b: bool| if b { "CRC32C" } else { "None" };
         writeln!(p, "TSIH={}", tsih)?;
-        writeln!(p, "ISID={:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", self.isid[0], self.isid[1], self.isid[2], self.isid[3], self.isid[4], self.isid[5])?;
+        writeln!(
+            p,
+            "ISID={:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            self.isid[0], self.isid[1], self.isid[2], self.isid[3], self.isid[4], self.isid[5]
+        )?;
         writeln!(p, "HeaderDigest={}", dg(c.header_digest))?;
         writeln!(p, "DataDigest={}", dg(c.data_digest))?;
-        writeln!(p, "MaxRecvDataSegmentLength={}", c.max_recv_data_segment_length)?;
-        writeln!(p, "MaxXmitDataSegmentLength={}", c.max_xmit_data_segment_length)?;
+        writeln!(
+            p,
+            "MaxRecvDataSegmentLength={}",
+            c.max_recv_data_segment_length
+        )?;
+        writeln!(
+            p,
+            "MaxXmitDataSegmentLength={}",
+            c.max_xmit_data_segment_length
+        )?;
         writeln!(p, "MaxConnections={}", s.max_connections)?;
         writeln!(p, "InitialR2T={}", yn(s.initial_r2t))?;
         writeln!(p, "ImmediateData={}", yn(s.immediate_data))?;
@@ -835,7 +1024,11 @@ impl Session {
 
     /// Sends a SCSI command: the command PDU with its immediate data, then any unsolicited
     /// Data-Out. The command is in the table before its first byte leaves.
-    fn send_command(&self, conn: &Arc<Connection>, cmd: Command) -> core::result::Result<(), QueueBusy> {
+    fn send_command(
+        &self,
+        conn: &Arc<Connection>,
+        cmd: Command,
+    ) -> core::result::Result<(), QueueBusy> {
         let mut tx = conn.lock_tx();
         let mut io = self.io.lock();
         if io.link != Link::Up || conn.is_dead() {
@@ -849,29 +1042,30 @@ impl Session {
         let Some(itt) = io.tasks.reserve(cmd.tag()) else {
             return Err(QueueBusy);
         };
+        // The host template declares max_cmd_len 16: longer CDBs (an extended-CDB AHS) never
+        // come; refuse one rather than truncate it.
         let cdb = cmd.cdb();
-        let mut ahs = [0u8; 260];
-        let mut ahs_len = 0;
-        if cdb.len() > 16 {
-            match pdu::encode_ext_cdb_ahs(cdb, &mut ahs) {
-                Ok(n) => ahs_len = n,
-                Err(_) => {
-                    drop(io);
-                    cmd.complete(CommandResult::HostError(HostByte::Error));
-                    return Ok(());
-                }
-            }
-        }
         let mut cdb16 = [0u8; 16];
-        let n = cdb.len().min(16);
-        if let (Some(dst), Some(src)) = (cdb16.get_mut(..n), cdb.get(..n)) {
-            dst.copy_from_slice(src);
+        match cdb16.get_mut(..cdb.len()) {
+            Some(dst) => dst.copy_from_slice(cdb),
+            None => {
+                drop(io);
+                cmd.complete(CommandResult::HostError(HostByte::Error));
+                return Ok(());
+            }
         }
         let len = cmd.transfer_len();
         let (read, write) = match cmd.direction() {
             Direction::FromDevice => (len, 0),
             Direction::ToDevice => (0, len),
-            Direction::Bidirectional | Direction::None => (0, 0),
+            Direction::None => (0, 0),
+            // The block layer no longer issues bidirectional commands; refuse one rather than
+            // send it as something else.
+            Direction::Bidirectional => {
+                drop(io);
+                cmd.complete(CommandResult::HostError(HostByte::Error));
+                return Ok(());
+            }
         };
         let task = Task::new(read, write, &WriteParams::from(&io.params));
         let plan = task.write_plan().copied();
@@ -893,24 +1087,29 @@ impl Session {
             exp_stat_sn: io.exp_stat_sn,
             cdb: cdb16,
         };
-        let slot = Slot { itt, cmd_sn, lun, task, cmd };
-        if let Err(slot) = io.tasks.insert(slot) {
-            drop(io);
-            slot.cmd.complete(CommandResult::HostError(HostByte::Error));
-            return Ok(());
+        if io
+            .tasks
+            .insert(Slot::new(itt, cmd_sn, lun, task, cmd))
+            .is_err()
+        {
+            // reserve() said the slot was free: cannot happen; the midlayer retries.
+            return Err(QueueBusy);
         }
         drop(io);
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
-        self.stats.write_bytes.fetch_add(u64::from(immediate), Ordering::Relaxed);
-        let ahs = ahs.get(..ahs_len).unwrap_or(&[]);
+        self.stats
+            .write_bytes
+            .fetch_add(u64::from(immediate), Ordering::Relaxed);
         let bhs = Bhs {
-            total_ahs_words: pdu::ahs_words(ahs.len()).unwrap_or(0),
+            total_ahs_words: 0,
             data_segment_len: immediate,
             pdu: Pdu::ScsiCommand(header),
         };
-        let mut result = conn.send_pdu(&mut tx, &bhs, ahs, immediate as usize, |buf| self.copy_out(itt, 0, buf));
+        let mut result = self.send_data(conn, &mut tx, &bhs, itt, 0, immediate);
         if let (Ok(true), Some(plan)) = (&result, plan) {
-            self.stats.write_bytes.fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
+            self.stats
+                .write_bytes
+                .fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
             for out in plan.unsolicited() {
                 let bhs = Bhs {
                     total_ahs_words: 0,
@@ -925,7 +1124,7 @@ impl Session {
                         offset: out.offset,
                     }),
                 };
-                result = conn.send_pdu(&mut tx, &bhs, &[], out.len as usize, |buf| self.copy_out(itt, out.offset, buf));
+                result = self.send_data(conn, &mut tx, &bhs, itt, out.offset, out.len);
                 if !matches!(result, Ok(true)) {
                     break;
                 }
@@ -980,10 +1179,13 @@ impl HostOps for Session {
         match self.task_mgmt(TMF_ABORT_TASK, lun, itt, cmd_sn) {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
-                if let Some(slot) = self.io.lock().tasks.remove(itt) {
-                    slot.cmd.forget();
+                // A command lent out to a sender cannot be forgotten now: let the midlayer
+                // escalate.
+                if self.io.lock().tasks.forget(itt) {
+                    EhOutcome::Success
+                } else {
+                    EhOutcome::Failed
                 }
-                EhOutcome::Success
             }
             _ => EhOutcome::Failed,
         }
@@ -991,14 +1193,24 @@ impl HostOps for Session {
 
     fn device_reset(&self, lun: u64) -> EhOutcome {
         match self.task_mgmt(TMF_LUN_RESET, lun, RESERVED_TAG, 0) {
-            Some(0) => EhOutcome::Success,
+            Some(0) => {
+                // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
+                self.io
+                    .lock()
+                    .tasks
+                    .finish_where(|slot| slot.lun == lun, Ending::Forget);
+                EhOutcome::Success
+            }
             _ => EhOutcome::Failed,
         }
     }
 
     fn target_reset(&self) -> EhOutcome {
         match self.task_mgmt(TMF_TARGET_WARM_RESET, 0, RESERVED_TAG, 0) {
-            Some(0) => EhOutcome::Success,
+            Some(0) => {
+                self.io.lock().tasks.finish_all(Ending::Forget);
+                EhOutcome::Success
+            }
             _ => EhOutcome::Failed,
         }
     }
@@ -1033,17 +1245,18 @@ fn connect_and_login(
             n_alg += 1;
         }
     }
-    let chap_config = (!chap.user.as_bytes().is_empty() && !chap.secret.is_empty()).then(|| ChapConfig {
-        user: chap.user.as_str(),
-        secret: chap.secret.expose(),
-        algorithms: algorithms.get(..n_alg).unwrap_or(&[]),
-        mutual: (!chap.mutual_secret.is_empty()).then(|| MutualChap {
-            target_user: chap.mutual_user.as_str(),
-            secret: chap.mutual_secret.expose(),
-            challenge: &challenge,
-            identifier: ident[0],
-        }),
-    });
+    let chap_config =
+        (!chap.user.as_bytes().is_empty() && !chap.secret.is_empty()).then(|| ChapConfig {
+            user: chap.user.as_str(),
+            secret: chap.secret.expose(),
+            algorithms: algorithms.get(..n_alg).unwrap_or(&[]),
+            mutual: (!chap.mutual_secret.is_empty()).then(|| MutualChap {
+                target_user: chap.mutual_user.as_str(),
+                secret: chap.mutual_secret.expose(),
+                challenge: &challenge,
+                identifier: ident[0],
+            }),
+        });
     let cfg = LoginConfig {
         initiator_name: settings.initiator_name.as_str(),
         initiator_alias: None,
@@ -1070,11 +1283,21 @@ fn connect_and_login(
         stream.set_nodelay();
         stream.set_timeouts(timeout_ms, timeout_ms);
         match login::login(&stream, &cfg, &KernelChapDigest, &mut bufs) {
-            Ok(done) => return Ok((stream, done)),
-            // Another portal may answer; a refusal by the target will not change.
-            Err(f @ (Failure::ConnectionRefused | Failure::Unreachable | Failure::Timeout | Failure::ConnectionReset)) => {
-                last = f
+            Ok(mut done) => {
+                // The target's MaxRecvDataSegmentLength (up to 16 MiB) bounds what we send;
+                // we send at most MAX_XMIT_SEGMENT per PDU, so no buffer's size is the peer's
+                // to choose.
+                let xmit = &mut done.params.conn.max_xmit_data_segment_length;
+                *xmit = (*xmit).min(MAX_XMIT_SEGMENT);
+                return Ok((stream, done));
             }
+            // Another portal may answer; a refusal by the target will not change.
+            Err(
+                f @ (Failure::ConnectionRefused
+                | Failure::Unreachable
+                | Failure::Timeout
+                | Failure::ConnectionReset),
+            ) => last = f,
             Err(f) => return Err(f),
         }
     }

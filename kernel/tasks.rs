@@ -4,16 +4,77 @@
 //!
 //! An ITT is `generation << 16 | slot`: the slot is the command's block-layer tag, and the
 //! generation changes every time the slot is reused, so a late or forged PDU naming an old ITT
-//! finds nothing instead of another command. Generations are 15 bits: ITTs with the top bit set
-//! are the session's own (pings, task management, logout; see [`SESSION_ITT`]). Every lookup goes through [`TaskTable::get_mut`],
-//! which checks both halves: a target's ITT is never trusted to index memory by itself.
+//! finds nothing instead of another command. Generations are 15 bits: ITTs with the top bit
+//! set are the session's own (pings, task management, logout; see [`SESSION_ITT`]). Every
+//! lookup checks both halves: a target's ITT is never trusted to index memory by itself.
+//!
+//! A command can be lent out of its slot ([`TaskTable::lend`]) so that its pages are sent
+//! without a copy and without holding the table's lock. While it is out, nothing can complete
+//! it: an ending that arrives meanwhile (the target's response, recovery, a reset) is kept in
+//! the slot and applied when the command comes back ([`TaskTable::give_back`]). Ownership does
+//! the rest: a lent command's pages stay valid because no one else can reach the command.
 
 use crate::proto::task::Task;
-use crate::sys::scsi::{Command, CommandResult};
+use crate::sys::scsi::{Command, CommandResult, SENSE_BUFFER_SIZE};
 use kernel::prelude::*;
 
 /// ITTs at or above this are the session's own PDUs, never a command's.
 pub(crate) const SESSION_ITT: u32 = 0x8000_0000;
+
+/// How a command leaves the table.
+#[derive(Clone, Copy)]
+pub(crate) enum Ending {
+    /// Completed to the midlayer with a result, a residual and sense data.
+    Complete {
+        result: CommandResult,
+        resid: u32,
+        sense: [u8; SENSE_BUFFER_SIZE],
+        sense_len: usize,
+    },
+    /// Handed back to the midlayer's error handler without completing it (after an abort or
+    /// reset it owns the command again).
+    Forget,
+}
+
+impl Ending {
+    /// A completion without residual or sense.
+    pub(crate) fn result(result: CommandResult) -> Self {
+        Self::with(result, 0, &[])
+    }
+
+    /// A completion with a residual and sense data (cut to the midlayer's buffer).
+    pub(crate) fn with(result: CommandResult, resid: u32, sense: &[u8]) -> Self {
+        let mut buf = [0u8; SENSE_BUFFER_SIZE];
+        let sense_len = sense.len().min(SENSE_BUFFER_SIZE);
+        if let (Some(dst), Some(src)) = (buf.get_mut(..sense_len), sense.get(..sense_len)) {
+            dst.copy_from_slice(src);
+        }
+        Ending::Complete {
+            result,
+            resid,
+            sense: buf,
+            sense_len,
+        }
+    }
+
+    fn apply(self, cmd: Command) {
+        match self {
+            Ending::Forget => cmd.forget(),
+            Ending::Complete {
+                result,
+                resid,
+                sense,
+                sense_len,
+            } => {
+                cmd.set_resid(resid);
+                if let Some(sense) = sense.get(..sense_len).filter(|s| !s.is_empty()) {
+                    cmd.set_sense(sense);
+                }
+                cmd.complete(result);
+            }
+        }
+    }
+}
 
 /// One command in flight.
 pub(crate) struct Slot {
@@ -21,7 +82,24 @@ pub(crate) struct Slot {
     pub(crate) cmd_sn: u32,
     pub(crate) lun: u64,
     pub(crate) task: Task,
-    pub(crate) cmd: Command,
+    /// `None` while lent out.
+    cmd: Option<Command>,
+    /// An ending that arrived while the command was lent out.
+    ending: Option<Ending>,
+}
+
+impl Slot {
+    /// A slot for `cmd`, named by `itt` (from [`TaskTable::reserve`]).
+    pub(crate) fn new(itt: u32, cmd_sn: u32, lun: u64, task: Task, cmd: Command) -> Self {
+        Self {
+            itt,
+            cmd_sn,
+            lun,
+            task,
+            cmd: Some(cmd),
+            ending: None,
+        }
+    }
 }
 
 /// Commands in flight, by slot.
@@ -39,7 +117,11 @@ impl TaskTable {
             // `Slot` is not Clone (it owns a command), so no from_elem.
             slots.push(None, GFP_KERNEL)?;
         }
-        Ok(Self { slots, generation: 0, in_flight: 0 })
+        Ok(Self {
+            slots,
+            generation: 0,
+            in_flight: 0,
+        })
     }
 
     /// Commands in flight.
@@ -57,7 +139,7 @@ impl TaskTable {
         Some(u32::from(self.generation) << 16 | (tag & 0xffff))
     }
 
-    /// Puts a command in the slot its ITT (from [`TaskTable::reserve`]) names.
+    /// Puts a command in the slot its ITT names; gives it back if the slot is taken.
     pub(crate) fn insert(&mut self, slot: Slot) -> core::result::Result<(), Slot> {
         let index = (slot.itt & 0xffff) as usize;
         match self.slots.get_mut(index) {
@@ -76,8 +158,17 @@ impl TaskTable {
         (slot.itt == itt).then_some(slot)
     }
 
-    /// Takes the command named by `itt` out of the table.
-    pub(crate) fn remove(&mut self, itt: u32) -> Option<Slot> {
+    /// The ITT of the in-flight command with block-layer tag `tag`.
+    pub(crate) fn itt_of_tag(&self, tag: u32) -> Option<u32> {
+        Some(
+            self.slots
+                .get(usize::try_from(tag & 0xffff).ok()?)?
+                .as_ref()?
+                .itt,
+        )
+    }
+
+    fn take(&mut self, itt: u32) -> Option<Slot> {
         let entry = self.slots.get_mut((itt & 0xffff) as usize)?;
         if entry.as_ref()?.itt != itt {
             return None;
@@ -86,26 +177,93 @@ impl TaskTable {
         entry.take()
     }
 
-    /// The ITT of the in-flight command with block-layer tag `tag`.
-    pub(crate) fn itt_of_tag(&self, tag: u32) -> Option<u32> {
-        Some(self.slots.get(usize::try_from(tag & 0xffff).ok()?)?.as_ref()?.itt)
-    }
-
-    /// Completes `itt` with `result`. Data is copied in and out of a command's buffer only
-    /// under the lock that guards this table, so nothing can be using its pages.
-    pub(crate) fn complete(&mut self, itt: u32, result: CommandResult) {
-        if let Some(slot) = self.remove(itt) {
-            slot.cmd.complete(result);
+    /// Ends `itt`: now, or when it comes back if it is lent out (the first ending wins).
+    pub(crate) fn finish(&mut self, itt: u32, ending: Ending) {
+        let Some(slot) = self.get_mut(itt) else {
+            return;
+        };
+        if slot.cmd.is_none() {
+            slot.ending.get_or_insert(ending);
+            return;
+        }
+        if let Some(Slot { cmd: Some(cmd), .. }) = self.take(itt) {
+            ending.apply(cmd);
         }
     }
 
-    /// Completes every command in flight with `result`.
-    pub(crate) fn complete_all(&mut self, result: CommandResult) {
-        for entry in self.slots.iter_mut() {
-            if let Some(slot) = entry.take() {
-                slot.cmd.complete(result);
+    /// Ends every command in flight (lent ones when they come back).
+    pub(crate) fn finish_all(&mut self, ending: Ending) {
+        self.finish_where(|_| true, ending);
+    }
+
+    /// Ends every command for which `which` holds.
+    pub(crate) fn finish_where(&mut self, which: impl Fn(&Slot) -> bool, ending: Ending) {
+        for index in 0..self.slots.len() {
+            let itt = match self.slots.get(index) {
+                Some(Some(slot)) if which(slot) => slot.itt,
+                _ => continue,
+            };
+            self.finish(itt, ending);
+        }
+    }
+
+    /// Takes `itt`'s command out to use its buffer without the table's lock; `None` if it is
+    /// gone, already lent, or has ended.
+    pub(crate) fn lend(&mut self, itt: u32) -> Option<Command> {
+        let slot = self.get_mut(itt)?;
+        if slot.ending.is_some() {
+            return None;
+        }
+        slot.cmd.take()
+    }
+
+    /// Returns a command [`TaskTable::lend`] gave out, applying an ending that came meanwhile.
+    pub(crate) fn give_back(&mut self, itt: u32, cmd: Command) {
+        let Some(slot) = self.get_mut(itt) else {
+            // Lent commands keep their slot until they come back: this cannot happen. Never
+            // leak a command: end it.
+            Ending::result(CommandResult::HostError(crate::sys::scsi::HostByte::Error)).apply(cmd);
+            return;
+        };
+        match slot.ending.take() {
+            Some(ending) => {
+                if self.take(itt).is_some() {
+                    ending.apply(cmd);
+                }
             }
+            None => slot.cmd = Some(cmd),
         }
-        self.in_flight = 0;
+    }
+
+    /// Copies bytes at `offset` of `itt`'s buffer into `out`; false if the command is gone
+    /// or lent out.
+    pub(crate) fn copy_out(&mut self, itt: u32, offset: u32, out: &mut [u8]) -> bool {
+        match self.get_mut(itt).and_then(|s| s.cmd.as_ref()) {
+            Some(cmd) => cmd.copy_out(offset, out).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Copies `data` into `itt`'s buffer at `offset`.
+    pub(crate) fn copy_in(&mut self, itt: u32, offset: u32, data: &[u8]) -> Result {
+        self.get_mut(itt)
+            .and_then(|s| s.cmd.as_ref())
+            .ok_or(EINVAL)?
+            .copy_in(offset, data)
+    }
+
+    /// Takes `itt` out of the table for good and hands the command back to the midlayer
+    /// without completing it (a successful abort); false if it is lent out or gone.
+    pub(crate) fn forget(&mut self, itt: u32) -> bool {
+        if self.get_mut(itt).map(|s| s.cmd.is_none()).unwrap_or(true) {
+            return false;
+        }
+        match self.take(itt) {
+            Some(Slot { cmd: Some(cmd), .. }) => {
+                cmd.forget();
+                true
+            }
+            _ => false,
+        }
     }
 }

@@ -245,7 +245,6 @@ impl<T> Group<T> {
     }
 }
 
-
 /// Defines the C entry points of a group type (declared in kernel/tables.c): `make_group` on the
 /// subsystem's root (`$make: fn(&P, &CStr) -> Result<T>`, `P` the subsystem's data), `drop_item` (`$drop: fn(&T)`, called on rmdir
 /// before configfs lets go of the item) and `release` (frees the `Group<T>`).
@@ -344,4 +343,3 @@ macro_rules! attr_store {
     };
 }
 pub(crate) use attr_store;
-

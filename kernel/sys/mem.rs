@@ -27,7 +27,10 @@ pub(crate) struct Secret<const N: usize> {
 impl<const N: usize> Secret<N> {
     /// An empty secret.
     pub(crate) const fn new() -> Self {
-        Self { len: 0, buf: [0; N] }
+        Self {
+            len: 0,
+            buf: [0; N],
+        }
     }
 
     /// Replaces the secret; ENAMETOOLONG (and nothing changed) when `value` is over `N` bytes.

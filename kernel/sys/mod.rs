@@ -11,7 +11,7 @@ pub(crate) mod crypto;
 pub(crate) mod errno;
 pub(crate) mod mem;
 pub(crate) mod page;
-pub(crate) mod socket;
 pub(crate) mod scsi;
 pub(crate) mod slot;
+pub(crate) mod socket;
 pub(crate) mod workqueue;

@@ -26,12 +26,12 @@
 
 use super::bindings;
 use super::page::PageRange;
-use kernel::ffi::{c_int, c_uint, c_ulong};
 use core::marker::PhantomData;
 use core::mem::size_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::error::{code::EINVAL, code::ENOMEM, Error, Result};
+use kernel::ffi::{c_int, c_uint, c_ulong};
 use kernel::page::{PAGE_SHIFT, PAGE_SIZE};
 use kernel::str::CStr;
 use kernel::sync::Arc;
@@ -198,7 +198,11 @@ unsafe impl Sync for Host {}
 impl Host {
     /// Allocates and adds a SCSI host whose commands go to `ops`. `name` only labels the
     /// kernel log line.
-    pub(crate) fn register(ops: Arc<dyn HostOps>, params: &HostParams, name: &CStr) -> Result<Self> {
+    pub(crate) fn register(
+        ops: Arc<dyn HostOps>,
+        params: &HostParams,
+        name: &CStr,
+    ) -> Result<Self> {
         if params.can_queue == 0
             || params.cmd_per_lun == 0
             || params.cmd_per_lun > params.can_queue
@@ -409,7 +413,11 @@ impl Drop for Host {
         // (an open sysfs file), but nothing reads it after this point.
         unsafe {
             bindings::scsi_remove_host(shost);
-            drop(bindings::core_iscsi_c_host_priv(shost).cast::<HostData>().read());
+            drop(
+                bindings::core_iscsi_c_host_priv(shost)
+                    .cast::<HostData>()
+                    .read(),
+            );
             bindings::scsi_host_put(shost);
         }
     }
@@ -500,13 +508,7 @@ impl Command {
         // SAFETY: the range was checked against the buffer the scatterlist describes; the
         // command is ours, so its pages are not freed during the copy.
         let n = unsafe {
-            bindings::sg_pcopy_from_buffer(
-                sgl,
-                nents,
-                data.as_ptr().cast(),
-                data.len(),
-                skip,
-            )
+            bindings::sg_pcopy_from_buffer(sgl, nents, data.as_ptr().cast(), data.len(), skip)
         };
         if n != data.len() {
             return Err(EINVAL);
@@ -525,13 +527,7 @@ impl Command {
         let (sgl, nents) = self.sglist();
         // SAFETY: as in `copy_in`; `out` is writable for its length.
         let n = unsafe {
-            bindings::sg_pcopy_to_buffer(
-                sgl,
-                nents,
-                out.as_mut_ptr().cast(),
-                out.len(),
-                skip,
-            )
+            bindings::sg_pcopy_to_buffer(sgl, nents, out.as_mut_ptr().cast(), out.len(), skip)
         };
         if n != out.len() {
             return Err(EINVAL);
@@ -550,8 +546,8 @@ impl Command {
             let pos = offset
                 .checked_add(u32::try_from(done).map_err(|_| EINVAL)?)
                 .ok_or(EINVAL)?;
-            let left = u32::try_from(out.len().checked_sub(done).ok_or(EINVAL)?)
-                .map_err(|_| EINVAL)?;
+            let left =
+                u32::try_from(out.len().checked_sub(done).ok_or(EINVAL)?).map_err(|_| EINVAL)?;
             let (n, bytes) = self.page_ranges(pos, left, &mut ranges)?;
             if bytes == 0 {
                 return Err(EINVAL);
@@ -608,7 +604,8 @@ impl Command {
             let mut sg_len: c_uint = 0;
             // SAFETY: `sg` is a non-null entry of this command's scatterlist (at most `nents`
             // followed); the outputs are writable.
-            sg = unsafe { bindings::core_iscsi_c_sg_entry(sg, &mut page, &mut pg_off, &mut sg_len) };
+            sg =
+                unsafe { bindings::core_iscsi_c_sg_entry(sg, &mut page, &mut pg_off, &mut sg_len) };
             if skip >= sg_len {
                 skip = skip.checked_sub(sg_len).ok_or(EINVAL)?;
                 continue;

@@ -502,7 +502,7 @@ impl TcpStream {
     /// Sends page ranges in order without copying where the pages allow it (a bvec iterator
     /// with MSG_SPLICE_PAGES, as nvme-tcp and iscsi_tcp do in 6.12; slab or unreferenced pages
     /// are copied instead), with MSG_MORE when `more`. Errors as [`TcpStream::send_all`].
-    pub(crate) fn send_pages(&self, ranges: &[PageRange<'_>], more: bool) -> Result {
+    pub(crate) fn send_pages(&self, ranges: &[Option<PageRange<'_>>], more: bool) -> Result {
         let mut chunks = ranges.chunks(MAX_VECS).peekable();
         while let Some(chunk) = chunks.next() {
             let mut vecs = [bindings::bio_vec {
@@ -511,9 +511,11 @@ impl TcpStream {
                 bv_offset: 0,
             }; MAX_VECS];
             let mut total = 0usize;
+            let mut count = 0usize;
             let mut splice = true;
-            for (v, r) in vecs.iter_mut().zip(chunk.iter()) {
+            for (v, r) in vecs.iter_mut().zip(chunk.iter().flatten()) {
                 *v = r.bio_vec();
+                count += 1;
                 total = total.checked_add(r.len()).ok_or(EINVAL)?;
                 // SAFETY: `r.page` is a live page (PageRange's invariant).
                 splice &= unsafe {
@@ -534,14 +536,14 @@ impl TcpStream {
                 msg_flags: flags,
                 ..Default::default()
             };
-            // SAFETY: `vecs[..chunk.len()]` describe `total` bytes of live pages (PageRange's
+            // SAFETY: `vecs[..count]` describe `total` bytes of live pages (PageRange's
             // invariant) that nothing writes during the send.
             unsafe {
                 bindings::iov_iter_bvec(
                     &mut msg.msg_iter,
                     bindings::ITER_SOURCE,
                     vecs.as_ptr(),
-                    chunk.len() as _,
+                    count as _,
                     total,
                 )
             };
@@ -610,7 +612,11 @@ impl TcpStream {
     /// command's scatterlist). Blocking: fills them all, honouring the receive timeout, and
     /// fails like [`TcpStream::recv_exact`]. Non-blocking: returns what is there, possibly
     /// short; `Err(EAGAIN)` when nothing is, `Ok(0)` when the peer closed.
-    pub(crate) fn recv_pages(&self, ranges: &[PageRange<'_>], nonblocking: bool) -> Result<usize> {
+    pub(crate) fn recv_pages(
+        &self,
+        ranges: &[Option<PageRange<'_>>],
+        nonblocking: bool,
+    ) -> Result<usize> {
         let mut received = 0usize;
         for chunk in ranges.chunks(MAX_VECS) {
             let mut vecs = [bindings::bio_vec {
@@ -619,19 +625,21 @@ impl TcpStream {
                 bv_offset: 0,
             }; MAX_VECS];
             let mut total = 0usize;
-            for (v, r) in vecs.iter_mut().zip(chunk.iter()) {
+            let mut count = 0usize;
+            for (v, r) in vecs.iter_mut().zip(chunk.iter().flatten()) {
                 *v = r.bio_vec();
+                count += 1;
                 total = total.checked_add(r.len()).ok_or(EINVAL)?;
             }
             let mut msg = bindings::msghdr::default();
-            // SAFETY: `vecs[..chunk.len()]` describe `total` bytes of live pages that the
+            // SAFETY: `vecs[..count]` describe `total` bytes of live pages that the
             // ranges' owners leave to us during the receive (PageRange's invariant).
             unsafe {
                 bindings::iov_iter_bvec(
                     &mut msg.msg_iter,
                     bindings::ITER_DEST,
                     vecs.as_ptr(),
-                    chunk.len() as _,
+                    count as _,
                     total,
                 )
             };

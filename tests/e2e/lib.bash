@@ -72,11 +72,12 @@ lio_target() {
 # lio_chap IQN USER SECRET [MUTUAL_USER MUTUAL_SECRET]: require CHAP on the target's portal group.
 lio_chap() {
     local tpg=$CFS/target/iscsi/$1/tpgt_1
-    echo "$2" > "$tpg/auth/userid"
-    echo "$3" > "$tpg/auth/password"
+    # LIO keeps a trailing newline as part of the value: write none.
+    printf %s "$2" > "$tpg/auth/userid"
+    printf %s "$3" > "$tpg/auth/password"
     if [ $# -ge 5 ]; then
-        echo "$4" > "$tpg/auth/userid_mutual"
-        echo "$5" > "$tpg/auth/password_mutual"
+        printf %s "$4" > "$tpg/auth/userid_mutual"
+        printf %s "$5" > "$tpg/auth/password_mutual"
     fi
     echo 1 > "$tpg/attrib/authentication"
 }
@@ -98,9 +99,14 @@ channel_disks() {
     local host
     host=$(cat "$ISCSI_ROOT/$1/host")
     [ -n "$host" ] || return 0
-    for d in /sys/class/scsi_host/host$host/device/target*/*:*:*:*/block/*; do
-        [ -e "$d" ] && basename "$d"
+    local lun d out=()
+    for lun in $(ls -d /sys/class/scsi_host/host$host/device/target*/*:*:*:* 2>/dev/null \
+                 | sort -t: -k4 -n); do
+        for d in "$lun"/block/*; do
+            [ -e "$d" ] && out+=("$(basename "$d")")
+        done
     done
+    echo "${out[*]}"
 }
 
 # wait_for COND SECONDS: until `eval COND` holds.
@@ -111,4 +117,100 @@ wait_for() {
         sleep 0.1
     done
     return 1
+}
+
+# tgt_target IQN PORT LUN_MB... : tgtd on 127.0.0.1:PORT with one target whose LUNs 1..N are
+# files on tmpfs (tgt's LUN 0 is its controller). Sets TGT_CP (its control port).
+tgt_target() {
+    local iqn=$1 port=$2 lun=1 size; shift 2
+    TGT_CP=$((port % 1000 + 100))
+    tgtd -f -C $TGT_CP --iscsi portal=127.0.0.1:$port > /tmp/tgtd-$port.log 2>&1 &
+    wait_for "tgtadm -C $TGT_CP --lld iscsi --op show --mode target >/dev/null 2>&1" 10 \
+        || fail "tgtd did not start: $(cat /tmp/tgtd-$port.log)"
+    tgtadm -C $TGT_CP --lld iscsi --op new --mode target --tid 1 -T "$iqn"
+    for size in "$@"; do
+        truncate -s "${size}M" "/dev/shm/tgt-$port-$lun.img"
+        tgtadm -C $TGT_CP --lld iscsi --op new --mode logicalunit --tid 1 --lun $lun \
+            -b "/dev/shm/tgt-$port-$lun.img"
+        lun=$((lun + 1))
+    done
+    tgtadm -C $TGT_CP --lld iscsi --op bind --mode target --tid 1 -I 127.0.0.1
+}
+
+# tgt_param NAME VALUE: a target parameter of tgt_target's target (e.g. HeaderDigest CRC32C).
+tgt_param() {
+    tgtadm -C $TGT_CP --lld iscsi --op update --mode target --tid 1 --name "$1" --value "$2"
+}
+
+# tgt_chap USER SECRET [MUTUAL_USER MUTUAL_SECRET]: require CHAP on tgt_target's target.
+tgt_chap() {
+    tgtadm -C $TGT_CP --lld iscsi --op new --mode account --user "$1" --password "$2"
+    tgtadm -C $TGT_CP --lld iscsi --op bind --mode account --tid 1 --user "$1"
+    if [ $# -ge 4 ]; then
+        tgtadm -C $TGT_CP --lld iscsi --op new --mode account --user "$3" --password "$4"
+        tgtadm -C $TGT_CP --lld iscsi --op bind --mode account --tid 1 --user "$3" --outgoing
+    fi
+}
+
+# istgt_target NAME PORT AUTH LUN_MB... : istgt on 127.0.0.1:PORT with target
+# iqn.2007-09.jp.ne.peach.istgt:NAME, LUNs 0..N-1 on tmpfs; AUTH is "None", or
+# "CHAP user secret" or "Mutual user secret muser msecret". Digests are negotiable (Auto).
+istgt_target() {
+    local name=$1 port=$2 auth=$3 dir=/tmp/istgt-$2 lun=0 size method group=""
+    shift 3
+    mkdir -p $dir
+    set -- "$@"
+    read -r -a a <<< "$auth"
+    case ${a[0]} in
+        None) method=None; : > $dir/auth.conf ;;
+        CHAP) method=CHAP; group="  AuthGroup AuthGroup1"
+              printf '[AuthGroup1]\n  Auth "%s" "%s"\n' "${a[1]}" "${a[2]}" > $dir/auth.conf ;;
+        Mutual) method="CHAP Mutual"; group="  AuthGroup AuthGroup1"
+              printf '[AuthGroup1]\n  Auth "%s" "%s" "%s" "%s"\n' "${a[1]}" "${a[2]}" "${a[3]}" "${a[4]}" > $dir/auth.conf ;;
+    esac
+    cat > $dir/istgt.conf <<CONF
+[Global]
+  NodeBase "iqn.2007-09.jp.ne.peach.istgt"
+  PidFile $dir/istgt.pid
+  AuthFile $dir/auth.conf
+  MediaDirectory $dir
+  LogFacility "local7"
+  Timeout 30
+  NopInInterval 20
+  DiscoveryAuthMethod None
+  MaxSessions 16
+  MaxConnections 4
+  MaxR2T 32
+  MaxOutstandingR2T 16
+  DefaultTime2Wait 2
+  DefaultTime2Retain 60
+  FirstBurstLength 262144
+  MaxBurstLength 1048576
+  MaxRecvDataSegmentLength 262144
+  InitialR2T Yes
+  ImmediateData Yes
+  DataPDUInOrder Yes
+  DataSequenceInOrder Yes
+  ErrorRecoveryLevel 0
+[UnitControl]
+  AuthMethod CHAP Mutual
+[PortalGroup1]
+  Portal DA1 127.0.0.1:$port
+[InitiatorGroup1]
+  InitiatorName "ALL"
+  Netmask 127.0.0.1
+[LogicalUnit1]
+  TargetName $name
+  Mapping PortalGroup1 InitiatorGroup1
+  AuthMethod $method
+$group
+  UseDigest Auto
+  UnitType Disk
+CONF
+    for size in "$@"; do
+        echo "  LUN$lun Storage $dir/lun$lun.img ${size}MB" >> $dir/istgt.conf
+        lun=$((lun + 1))
+    done
+    istgt -D -c $dir/istgt.conf > $dir/log 2>&1 &
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 10 || fail "istgt did not start: $(cat $dir/log)"
 }

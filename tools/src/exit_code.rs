@@ -21,8 +21,8 @@ pub enum Exit {
     Permission = 6,
     /// An unexpected system error (I/O, out of memory).
     System = 7,
-    /// The subcommand is not implemented yet.
-    NotImplemented = 8,
+    /// `status`: a channel shown is not running (stopped, paused, failed, recovering...).
+    NotRunning = 8,
 }
 
 impl Exit {
@@ -44,7 +44,7 @@ impl Exit {
         ),
         (Exit::Permission, "permission denied"),
         (Exit::System, "system error"),
-        (Exit::NotImplemented, "not implemented yet"),
+        (Exit::NotRunning, "status: a channel is not running"),
     ];
 }
 

@@ -56,7 +56,7 @@ fn check_config_accepts_the_shipped_examples() {
         "{out}"
     );
     assert!(
-        out.contains("channel 1: target (discovered at start), 4 connections"),
+        out.contains("channel 1: target (discovered at start), 1 connection"),
         "{out}"
     );
     assert!(!out.contains("somepass"), "{out}");
@@ -68,7 +68,7 @@ fn check_config_json() {
     let (code, out, _) = ctl(dir.path(), &["check-config", "--json"]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["config"]["channels"]["1"]["connections"], 4);
+    assert_eq!(v["config"]["channels"]["1"]["connections"], 1);
     assert_eq!(
         v["config"]["channels"]["0"]["auth"]["initiator"]["secret"],
         "<redacted>"
@@ -127,26 +127,87 @@ fn config_dir_from_environment() {
     );
 }
 
+// The channel commands without the kernel module (these tests never load it): status of
+// stopped channels, unknown channels, and a bad configuration that stops every command before
+// it touches anything.
 #[test]
-fn unimplemented_subcommands_say_so() {
+fn status_without_the_module_shows_stopped_channels() {
+    let dir = example_dir();
+    let (code, out, err) = ctl(dir.path(), &["status"]);
+    assert_eq!(code, 8, "not running: {err}");
+    assert!(out.contains("channel 0: stopped\n"), "{out}");
+    assert!(
+        out.contains("target:      iqn.2003-01.org.linux-iscsi.example:target0"),
+        "{out}"
+    );
+    assert!(out.contains("channel 1: stopped\n"), "{out}");
+    assert!(out.contains("target:      (discovered at start)"), "{out}");
+    assert!(
+        out.contains("map disk0a: LUN 0 partition 1 (absent) not mounted"),
+        "{out}"
+    );
+    assert!(!out.contains("somepass"), "no secret in status: {out}");
+    let (code, out, _) = ctl(dir.path(), &["--json", "status", "0"]);
+    assert_eq!(code, 8);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"][0]["channel"], 0);
+    assert_eq!(v["status"][0]["state"], "stopped");
+    assert_eq!(v["status"][0]["maps"][1]["name"], "disk0b");
+    assert!(!out.contains("somepass"), "no secret in --json: {out}");
+}
+
+#[test]
+fn unknown_channels_exit_3() {
     let dir = example_dir();
     for args in [
+        &["start", "7"][..],
+        &["pause", "7"],
+        &["map", "7"],
+        &["status", "7"],
+    ] {
+        let (code, _, err) = ctl(dir.path(), args);
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(
+            err.starts_with("initiator-ctl: channel 7: not defined in "),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_bad_configuration_stops_every_command() {
+    let dir = example_dir();
+    fs::write(
+        dir.path().join("sysconfig/iscsi_device_maps"),
+        "DEVICE=\"0 0 1\"\n",
+    )
+    .unwrap();
+    for args in [
         &["start"][..],
-        &["stop", "0"],
-        &["pause", "1"],
+        &["stop"],
+        &["pause", "0"],
         &["status"],
-        &["map", "0"],
-        &["unmap", "0", "--force"],
-        &["remap", "0"],
+        &["map"],
+        &["unmap", "0"],
+        &["remap"],
     ] {
         let (code, out, err) = ctl(dir.path(), args);
-        assert_eq!(code, 8, "{args:?}");
+        assert_eq!(code, 1, "{args:?}: {err}");
         assert_eq!(out, "");
-        assert_eq!(
-            err,
-            format!("initiator-ctl {}: not yet implemented\n", args[0])
-        );
+        assert!(err.contains("iscsi_device_maps:1: field 4 (name)"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
+}
+
+#[test]
+fn start_without_a_name_file_creates_none_when_the_config_is_bad() {
+    let dir = example_dir();
+    fs::remove_file(dir.path().join("initiatorname.iscsi")).unwrap();
+    fs::write(dir.path().join("sysconfig/initiator"), "CHANNEL=\"0 1\"\n").unwrap();
+    let (code, _, err) = ctl(dir.path(), &["start"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(!dir.path().join("initiatorname.iscsi").exists());
 }
 
 #[test]

@@ -119,6 +119,13 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator:2: field 4 (address): portal 10.0.0.2:3260 is already defined for channel 1 on line 1"),
     (INI, "CHANNEL=\"1 2 10.0.0.2 3260 0 MaxConnections=3\"\nCHANNEL=\"1 2 10.0.0.3 3260 0\"",
      "/etc/sysconfig/initiator:2: field 2 (connections): channel 1 has 4 connections but MaxConnections=3"),
+    // --- initiator: what RFC 7143 allows but this initiator (and so the module) refuses ---
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 ErrorRecoveryLevel=1\"",
+     "/etc/sysconfig/initiator:1: field 7 (keys): ErrorRecoveryLevel=1 is not supported: this initiator does only ErrorRecoveryLevel=0 (the module would refuse it at start)"),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0\"\nCHANNEL=\"0 1 ::2 3260 0 MaxConnections=0x2\"",
+     "/etc/sysconfig/initiator:2: field 7 (keys): MaxConnections=2 is not supported: this initiator uses one connection per session, MaxConnections=1 (the module would refuse it at start)"),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 MaxBurstLength=65536\"",
+     "/etc/sysconfig/initiator:1: field 7 (keys): FirstBurstLength (262144, the default) must not exceed MaxBurstLength (65536)"),
     // --- initiator: line syntax ---
     (INI, "CHANNEL=\"0 1 ::1 3260 0",
      "/etc/sysconfig/initiator:1: unterminated quote (expected VAR=\"...\")"),

@@ -251,7 +251,9 @@ fn the_whole_howto_loads_with_its_warnings() {
         .display()
         .to_string();
     let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(w.len(), 4, "{w:#?}");
+    assert_eq!(w.len(), 5, "{w:#?}");
+    let ini = dir.path().join("sysconfig/initiator").display().to_string();
+    assert!(w.contains(&format!("{ini}:13: field 2 (connections): warning: channel 1 asks for 4 connections, but this initiator uses only one per session (its portals are tried in order)")), "{w:#?}");
     assert!(w.contains(&format!("{auth}:8: field 2 (mutual): warning: channel 0 also offers AuthMethod None, so a target can skip authentication and the mutual check")), "{w:#?}");
     assert!(w.contains(&format!("{auth}:9: field 1 (channel): warning: channel 1 does not offer CHAP (AuthMethod=None); these credentials are not used")), "{w:#?}");
     // JSON and Debug output of the whole config never show a secret.

@@ -22,17 +22,34 @@ fn smoke(kind: Kind) {
         let s = TcpStream::connect_timeout(&t.addr(), Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("connect to {} at {}: {e}", kind.name(), t.addr()));
         drop(s);
-        assert!(t.is_alive(), "{} died after a bare connect:\n{}", kind.name(), t.log());
+        assert!(
+            t.is_alive(),
+            "{} died after a bare connect:\n{}",
+            kind.name(),
+            t.log()
+        );
         for st in t.targets() {
             for p in &st.backing {
                 assert!(p.exists());
             }
         }
-        (t.dir().to_path_buf(), t.addr(), format!("/var/run/tgtd/socket.{}", t.addr().port()))
+        (
+            t.dir().to_path_buf(),
+            t.addr(),
+            format!("/var/run/tgtd/socket.{}", t.addr().port()),
+        )
     };
-    assert!(!dir.exists(), "{} left {} behind", kind.name(), dir.display());
+    assert!(
+        !dir.exists(),
+        "{} left {} behind",
+        kind.name(),
+        dir.display()
+    );
     assert!(!Path::new(&sock).exists(), "tgtd left {sock} behind");
-    assert!(!Path::new(&format!("{sock}.lock")).exists(), "tgtd left {sock}.lock behind");
+    assert!(
+        !Path::new(&format!("{sock}.lock")).exists(),
+        "tgtd left {sock}.lock behind"
+    );
     // Nothing listens on the port any more.
     assert!(
         TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err(),

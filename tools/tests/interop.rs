@@ -28,7 +28,12 @@ fn creds(c: &Chap) -> ChapCredentials {
 
 fn login(t: &RunningTarget, o: &LoginOptions) -> Session {
     Session::login(&portal(t), o).unwrap_or_else(|e| {
-        panic!("login to {} on {} failed: {e}\n{}", t.kind().name(), t.portal(), t.log())
+        panic!(
+            "login to {} on {} failed: {e}\n{}",
+            t.kind().name(),
+            t.portal(),
+            t.log()
+        )
     })
 }
 
@@ -73,8 +78,15 @@ fn for_both(f: impl Fn(Kind)) {
 #[test]
 fn discovery_returns_both_targets() {
     for_both(|kind| {
-        let t = RunningTarget::start(kind, &[TargetDef::disk("disc-a", MIB), TargetDef::disk("disc-b", MIB)]);
-        let found = discover(&portal(&t), &LoginOptions::new(INITIATOR)).unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
+        let t = RunningTarget::start(
+            kind,
+            &[
+                TargetDef::disk("disc-a", MIB),
+                TargetDef::disk("disc-b", MIB),
+            ],
+        );
+        let found = discover(&portal(&t), &LoginOptions::new(INITIATOR))
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.name()));
         let mut names: Vec<&str> = found.iter().map(|d| d.name.as_str()).collect();
         names.sort();
         let mut want: Vec<&str> = t.targets().iter().map(|s| s.iqn.as_str()).collect();
@@ -101,11 +113,20 @@ fn login_without_auth_inquiry_and_small_io() {
         let mut s = login(&t, &opts_for(st));
         let lun = st.disk_luns[0] as u16;
         let inq = core_iscsi_tools::net::scsi::inquiry(&mut s, lun).expect("INQUIRY");
-        assert_eq!(inq.peripheral_type, 0, "{}: LUN {lun} is not a disk", kind.name());
+        assert_eq!(
+            inq.peripheral_type,
+            0,
+            "{}: LUN {lun} is not a disk",
+            kind.name()
+        );
         let (bs, blocks) = capacity(&mut s, lun);
         assert_eq!(u64::from(bs) * blocks, 4 * MIB, "{}", kind.name());
         let luns = core_iscsi_tools::net::scsi::report_luns(&mut s).expect("REPORT LUNS");
-        assert!(luns.contains(&u64::from(lun)), "{}: REPORT LUNS {luns:?} lacks {lun}", kind.name());
+        assert!(
+            luns.contains(&u64::from(lun)),
+            "{}: REPORT LUNS {luns:?} lacks {lun}",
+            kind.name()
+        );
         write_read_back(&mut s, lun, &pattern(8192, 1));
         s.logout().unwrap();
     });
@@ -115,16 +136,35 @@ fn login_without_auth_inquiry_and_small_io() {
 fn wrong_secret_is_an_authentication_error_without_the_secret() {
     for_both(|kind| {
         let good = Chap::new("alice-user", "alice-secret-1");
-        let t = RunningTarget::start(kind, &[TargetDef::disk("chapbad", MIB).auth(Auth::Chap(good.clone()))]);
+        let t = RunningTarget::start(
+            kind,
+            &[TargetDef::disk("chapbad", MIB).auth(Auth::Chap(good.clone()))],
+        );
         let mut o = opts_for(&t.targets()[0]);
         let wrong = "WRONG-secret-42";
-        o.chap = Some(ChapCredentials::new("alice-user", wrong.as_bytes().to_vec()));
-        let e: NetError = Session::login(&portal(&t), &o).expect_err("login with a wrong secret succeeded");
+        o.chap = Some(ChapCredentials::new(
+            "alice-user",
+            wrong.as_bytes().to_vec(),
+        ));
+        let e: NetError =
+            Session::login(&portal(&t), &o).expect_err("login with a wrong secret succeeded");
         let msg = e.to_string();
         assert!(e.is_auth(), "{}: not an auth error: {msg}", kind.name());
-        assert!(msg.to_lowercase().contains("authentication"), "{}: {msg}", kind.name());
-        assert!(!msg.contains(wrong) && !msg.contains(&good.secret), "{}: secret in message: {msg}", kind.name());
-        assert!(!format!("{e:?}").contains(wrong), "{}: secret in Debug", kind.name());
+        assert!(
+            msg.to_lowercase().contains("authentication"),
+            "{}: {msg}",
+            kind.name()
+        );
+        assert!(
+            !msg.contains(wrong) && !msg.contains(&good.secret),
+            "{}: secret in message: {msg}",
+            kind.name()
+        );
+        assert!(
+            !format!("{e:?}").contains(wrong),
+            "{}: secret in Debug",
+            kind.name()
+        );
     });
 }
 
@@ -132,11 +172,19 @@ fn wrong_secret_is_an_authentication_error_without_the_secret() {
 fn one_way_chap() {
     for_both(|kind| {
         let c = Chap::new("bob-user", "bob-secret-123");
-        let t = RunningTarget::start(kind, &[TargetDef::disk("chap1", MIB).auth(Auth::Chap(c.clone()))]);
+        let t = RunningTarget::start(
+            kind,
+            &[TargetDef::disk("chap1", MIB).auth(Auth::Chap(c.clone()))],
+        );
         let st = &t.targets()[0];
         // Without credentials the target refuses, and says so as an authentication problem.
-        let e = Session::login(&portal(&t), &opts_for(st)).expect_err("login without CHAP succeeded");
-        assert!(e.is_auth() || e.to_string().contains("authentication"), "{}: {e}", kind.name());
+        let e =
+            Session::login(&portal(&t), &opts_for(st)).expect_err("login without CHAP succeeded");
+        assert!(
+            e.is_auth() || e.to_string().contains("authentication"),
+            "{}: {e}",
+            kind.name()
+        );
         let mut o = opts_for(st);
         o.chap = Some(creds(&c));
         let mut s = login(&t, &o);
@@ -150,7 +198,10 @@ fn mutual_chap() {
     for_both(|kind| {
         let incoming = Chap::new("carol-user", "carol-secret-12");
         let outgoing = Chap::new("target-name", "target-secret-9");
-        let auth = Auth::Mutual { incoming: incoming.clone(), outgoing: outgoing.clone() };
+        let auth = Auth::Mutual {
+            incoming: incoming.clone(),
+            outgoing: outgoing.clone(),
+        };
         let t = RunningTarget::start(kind, &[TargetDef::disk("chap2", MIB).auth(auth)]);
         let st = &t.targets()[0];
         let mut o = opts_for(st);
@@ -161,17 +212,26 @@ fn mutual_chap() {
         s.logout().unwrap();
         // The target proving itself with a secret we do not expect is an authentication error.
         let wrong = "not-the-target-secret";
-        o.mutual = Some(ChapCredentials::new(outgoing.user.clone(), wrong.as_bytes().to_vec()));
-        let e = Session::login(&portal(&t), &o).expect_err("mutual CHAP accepted a wrong target secret");
+        o.mutual = Some(ChapCredentials::new(
+            outgoing.user.clone(),
+            wrong.as_bytes().to_vec(),
+        ));
+        let e = Session::login(&portal(&t), &o)
+            .expect_err("mutual CHAP accepted a wrong target secret");
         assert!(e.is_auth(), "{}: {e}", kind.name());
-        assert!(!e.to_string().contains(wrong) && !e.to_string().contains(&outgoing.secret), "{e}");
+        assert!(
+            !e.to_string().contains(wrong) && !e.to_string().contains(&outgoing.secret),
+            "{e}"
+        );
     });
 }
 
 #[test]
 fn header_and_data_digests() {
     for_both(|kind| {
-        let def = TargetDef::disk("digest", 2 * MIB).param("HeaderDigest", "CRC32C").param("DataDigest", "CRC32C");
+        let def = TargetDef::disk("digest", 2 * MIB)
+            .param("HeaderDigest", "CRC32C")
+            .param("DataDigest", "CRC32C");
         let t = RunningTarget::start(kind, &[def]);
         let st = &t.targets()[0];
         let mut o = opts_for(st);
@@ -195,13 +255,22 @@ fn small_max_recv_data_segment_length_splits_data_in_and_out() {
         o.max_recv_data_segment_length = 512;
         let mut s = login(&t, &o);
         let n = s.negotiated().clone();
-        assert_eq!(n.max_xmit_data_segment_length, 512, "{}: {n:?}", kind.name());
+        assert_eq!(
+            n.max_xmit_data_segment_length,
+            512,
+            "{}: {n:?}",
+            kind.name()
+        );
         assert_eq!(n.max_recv_data_segment_length, 512, "{}", kind.name());
         // 64 KiB in 512-byte PDUs both ways (128 Data-In, 128 Data-Out / immediate PDUs).
         let before = s.stats();
         write_read_back(&mut s, st.disk_luns[0] as u16, &pattern(64 * 1024, 5));
         let d = s.stats();
-        assert!(d.data_in_pdus - before.data_in_pdus >= 128, "{}: {d:?}", kind.name());
+        assert!(
+            d.data_in_pdus - before.data_in_pdus >= 128,
+            "{}: {d:?}",
+            kind.name()
+        );
         let outs = d.unsolicited_data_out_pdus + d.solicited_data_out_pdus;
         assert!(outs >= 127, "{}: {d:?}", kind.name());
         s.logout().unwrap();
@@ -211,7 +280,9 @@ fn small_max_recv_data_segment_length_splits_data_in_and_out() {
 #[test]
 fn no_immediate_data_initial_r2t_writes_only_on_r2t() {
     for_both(|kind| {
-        let def = TargetDef::disk("r2t", 2 * MIB).param("ImmediateData", "No").param("InitialR2T", "Yes");
+        let def = TargetDef::disk("r2t", 2 * MIB)
+            .param("ImmediateData", "No")
+            .param("InitialR2T", "Yes");
         let t = RunningTarget::start(kind, &[def]);
         let st = &t.targets()[0];
         let mut o = opts_for(st);
@@ -222,8 +293,17 @@ fn no_immediate_data_initial_r2t_writes_only_on_r2t() {
         assert!(!n.immediate_data && n.initial_r2t, "{}: {n:?}", kind.name());
         write_read_back(&mut s, st.disk_luns[0] as u16, &pattern(512 * 1024, 6));
         let d = s.stats();
-        assert_eq!((d.immediate_bytes, d.unsolicited_data_out_pdus), (0, 0), "{}: {d:?}", kind.name());
-        assert!(d.r2ts >= 2 && d.solicited_data_out_pdus > 0, "{}: {d:?}", kind.name());
+        assert_eq!(
+            (d.immediate_bytes, d.unsolicited_data_out_pdus),
+            (0, 0),
+            "{}: {d:?}",
+            kind.name()
+        );
+        assert!(
+            d.r2ts >= 2 && d.solicited_data_out_pdus > 0,
+            "{}: {d:?}",
+            kind.name()
+        );
         s.logout().unwrap();
     });
 }
@@ -272,7 +352,11 @@ fn one_mib_write_reads_back_byte_for_byte() {
         s.logout().unwrap();
         // And what reached the backing file is what we wrote.
         let f = std::fs::read(&st.backing[0]).unwrap();
-        assert!(f[..MIB as usize] == pattern(MIB as usize, 8)[..], "{}: backing file differs", kind.name());
+        assert!(
+            f[..MIB as usize] == pattern(MIB as usize, 8)[..],
+            "{}: backing file differs",
+            kind.name()
+        );
     });
 }
 
@@ -285,7 +369,12 @@ fn discovery_with_small_segments_follows_continuations() {
     for_both(|kind| {
         // Enough targets with long names that SendTargets=All exceeds one 512-byte PDU.
         let defs: Vec<TargetDef> = (0..12)
-            .map(|i| TargetDef::disk(&format!("a-rather-long-target-name-to-fill-pdus-{i:02}"), MIB))
+            .map(|i| {
+                TargetDef::disk(
+                    &format!("a-rather-long-target-name-to-fill-pdus-{i:02}"),
+                    MIB,
+                )
+            })
             .collect();
         let t = RunningTarget::start(kind, &defs);
         let mut o = LoginOptions::new(INITIATOR);
@@ -294,7 +383,12 @@ fn discovery_with_small_segments_follows_continuations() {
         match (kind, s.send_targets()) {
             (Kind::Tgt, Ok(found)) => {
                 assert_eq!(found.len(), 12, "{}: {found:?}", kind.name());
-                assert!(s.stats().text_continuations > 0, "{}: {:?}", kind.name(), s.stats());
+                assert!(
+                    s.stats().text_continuations > 0,
+                    "{}: {:?}",
+                    kind.name(),
+                    s.stats()
+                );
                 s.logout().unwrap();
             }
             (Kind::Istgt, Err(NetError::Oversize { max: 512, .. })) => {}
@@ -331,7 +425,9 @@ fn initiator_ctl_discover_and_probe() {
         let t = RunningTarget::start(
             kind,
             &[
-                TargetDef::disk("cli-a", 2 * MIB).param("HeaderDigest", "CRC32C").param("DataDigest", "CRC32C"),
+                TargetDef::disk("cli-a", 2 * MIB)
+                    .param("HeaderDigest", "CRC32C")
+                    .param("DataDigest", "CRC32C"),
                 TargetDef::disk("cli-b", MIB).auth(Auth::Chap(c.clone())),
             ],
         );
@@ -342,31 +438,85 @@ fn initiator_ctl_discover_and_probe() {
             assert!(out.contains(&st.iqn), "{}: {out}", kind.name());
         }
         assert!(out.contains(&p), "{}: {out}", kind.name());
-        let (code, out, err) = ctl(&["discover", "--json", "-p", &p, "--initiator-name", INITIATOR]);
+        let (code, out, err) = ctl(&[
+            "discover",
+            "--json",
+            "-p",
+            &p,
+            "--initiator-name",
+            INITIATOR,
+        ]);
         assert_eq!(code, 0, "{}: {err}", kind.name());
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["targets"].as_array().unwrap().len(), 2, "{}: {out}", kind.name());
+        assert_eq!(
+            v["targets"].as_array().unwrap().len(),
+            2,
+            "{}: {out}",
+            kind.name()
+        );
 
         // probe without auth, with --write and digests.
         let a = &t.targets()[0];
         let lun = a.disk_luns[0].to_string();
         let (code, out, err) = ctl(&[
-            "probe", "-p", &p, "-T", &a.iqn, "--initiator-name", INITIATOR, "--lun", &lun, "--write",
-            "--header-digest", "--data-digest",
+            "probe",
+            "-p",
+            &p,
+            "-T",
+            &a.iqn,
+            "--initiator-name",
+            INITIATOR,
+            "--lun",
+            &lun,
+            "--write",
+            "--header-digest",
+            "--data-digest",
         ]);
         assert_eq!(code, 0, "{}: {err}", kind.name());
-        assert!(out.contains("HeaderDigest=CRC32C DataDigest=CRC32C"), "{}: {out}", kind.name());
-        assert!(out.contains("wrote and verified 65536 bytes"), "{}: {out}", kind.name());
-        assert!(out.contains(&format!("{} bytes", 2 * MIB)), "{}: {out}", kind.name());
+        assert!(
+            out.contains("HeaderDigest=CRC32C DataDigest=CRC32C"),
+            "{}: {out}",
+            kind.name()
+        );
+        assert!(
+            out.contains("wrote and verified 65536 bytes"),
+            "{}: {out}",
+            kind.name()
+        );
+        assert!(
+            out.contains(&format!("{} bytes", 2 * MIB)),
+            "{}: {out}",
+            kind.name()
+        );
         // Without --write nothing is written.
         let before = std::fs::read(&a.backing[0]).unwrap();
-        let (code, out, err) =
-            ctl(&["probe", "--json", "-p", &p, "-T", &a.iqn, "--initiator-name", INITIATOR, "--header-digest", "--data-digest"]);
+        let (code, out, err) = ctl(&[
+            "probe",
+            "--json",
+            "-p",
+            &p,
+            "-T",
+            &a.iqn,
+            "--initiator-name",
+            INITIATOR,
+            "--header-digest",
+            "--data-digest",
+        ]);
         assert_eq!(code, 0, "{}: {err}", kind.name());
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["probe"]["lun"].as_u64(), Some(a.disk_luns[0]), "{}: {out}", kind.name());
+        assert_eq!(
+            v["probe"]["lun"].as_u64(),
+            Some(a.disk_luns[0]),
+            "{}: {out}",
+            kind.name()
+        );
         assert!(v["probe"]["verified_bytes"].is_null());
-        assert_eq!(std::fs::read(&a.backing[0]).unwrap(), before, "{}: probe without --write wrote", kind.name());
+        assert_eq!(
+            std::fs::read(&a.backing[0]).unwrap(),
+            before,
+            "{}: probe without --write wrote",
+            kind.name()
+        );
 
         // CHAP target: secret from a file, then from the environment, then a wrong one.
         let b = &t.targets()[1];
@@ -374,21 +524,48 @@ fn initiator_ctl_discover_and_probe() {
         std::fs::write(&secret_file, format!("{}\n", c.secret)).unwrap();
         let sf = secret_file.to_str().unwrap();
         let (code, out, err) = ctl(&[
-            "probe", "-p", &p, "-T", &b.iqn, "--initiator-name", INITIATOR, "--chap-user", &c.user,
-            "--chap-secret-file", sf,
+            "probe",
+            "-p",
+            &p,
+            "-T",
+            &b.iqn,
+            "--initiator-name",
+            INITIATOR,
+            "--chap-user",
+            &c.user,
+            "--chap-secret-file",
+            sf,
         ]);
         assert_eq!(code, 0, "{}: {err}", kind.name());
-        assert!(!out.contains(&c.secret) && !err.contains(&c.secret), "{}: secret printed", kind.name());
+        assert!(
+            !out.contains(&c.secret) && !err.contains(&c.secret),
+            "{}: secret printed",
+            kind.name()
+        );
         let wrong = "wrong-secret-000";
         std::fs::write(&secret_file, wrong).unwrap();
         let (code, out, err) = ctl(&[
-            "probe", "--json", "-p", &p, "-T", &b.iqn, "--initiator-name", INITIATOR, "--chap-user", &c.user,
-            "--chap-secret-file", sf,
+            "probe",
+            "--json",
+            "-p",
+            &p,
+            "-T",
+            &b.iqn,
+            "--initiator-name",
+            INITIATOR,
+            "--chap-user",
+            &c.user,
+            "--chap-secret-file",
+            sf,
         ]);
         assert_eq!(code, 3, "{}: {out}{err}", kind.name());
         assert!(err.contains("authentication"), "{}: {err}", kind.name());
         for s in [wrong, c.secret.as_str()] {
-            assert!(!out.contains(s) && !err.contains(s), "{}: secret printed: {out}{err}", kind.name());
+            assert!(
+                !out.contains(s) && !err.contains(s),
+                "{}: secret printed: {out}{err}",
+                kind.name()
+            );
         }
     });
 }
@@ -405,7 +582,11 @@ fn required_digest_without_target_config() {
         o.data_digest = true;
         match (kind, Session::login(&portal(&t), &o)) {
             (Kind::Tgt, Err(e)) => {
-                assert!(e.to_string().contains("DataDigest") && !e.is_auth(), "{}: {e}", kind.name());
+                assert!(
+                    e.to_string().contains("DataDigest") && !e.is_auth(),
+                    "{}: {e}",
+                    kind.name()
+                );
             }
             (Kind::Istgt, Ok(mut s)) => {
                 let n = s.negotiated().clone();
@@ -413,7 +594,11 @@ fn required_digest_without_target_config() {
                 write_read_back(&mut s, st.disk_luns[0] as u16, &pattern(64 * 1024, 9));
                 s.logout().unwrap();
             }
-            (_, other) => panic!("{}: {:?}", kind.name(), other.map(|s| s.negotiated().clone())),
+            (_, other) => panic!(
+                "{}: {:?}",
+                kind.name(),
+                other.map(|s| s.negotiated().clone())
+            ),
         }
     });
 }

@@ -41,51 +41,159 @@ pub struct ListError {
     pub error: SettingError,
 }
 
-fn number(value: &[u8], min: u64, max: u64) -> Result<u64, SettingError> {
-    let n = parse_number(value).ok_or(SettingError::BadValue)?;
-    if n < min || n > max {
-        return Err(SettingError::OutOfRange);
+/// The syntax of a setting's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A number (decimal, or hexadecimal after `0x`) in `min..=max`.
+    Number {
+        /// Smallest value allowed.
+        min: u64,
+        /// Largest value allowed.
+        max: u64,
+    },
+    /// `Yes` or `No`.
+    Boolean,
+    /// `None`, `CRC32C`, or both in order of preference (`CRC32C,None`, `None,CRC32C`).
+    Digest,
+}
+
+/// One key [`apply`] accepts, with the syntax of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The key, as RFC 7143 spells it (case-sensitive).
+    pub name: &'static str,
+    /// Its value syntax.
+    pub kind: ValueKind,
+}
+
+const MAX_DSL: u64 = (1 << 24) - 1;
+const LENGTH: ValueKind = ValueKind::Number {
+    min: 512,
+    max: MAX_DSL,
+};
+const COUNT: ValueKind = ValueKind::Number { min: 1, max: 65535 };
+const SECONDS: ValueKind = ValueKind::Number { min: 0, max: 3600 };
+
+/// Every key [`apply`] accepts (RFC 7143 section 13 ranges), in the order [`write`] writes them.
+/// Any other key is [`SettingError::UnknownKey`]: AuthMethod in particular, since
+/// authentication is configured through the CHAP credentials, not as a raw key.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        name: "HeaderDigest",
+        kind: ValueKind::Digest,
+    },
+    Setting {
+        name: "DataDigest",
+        kind: ValueKind::Digest,
+    },
+    Setting {
+        name: "MaxRecvDataSegmentLength",
+        kind: LENGTH,
+    },
+    Setting {
+        name: "MaxConnections",
+        kind: COUNT,
+    },
+    Setting {
+        name: "InitialR2T",
+        kind: ValueKind::Boolean,
+    },
+    Setting {
+        name: "ImmediateData",
+        kind: ValueKind::Boolean,
+    },
+    Setting {
+        name: "MaxBurstLength",
+        kind: LENGTH,
+    },
+    Setting {
+        name: "FirstBurstLength",
+        kind: LENGTH,
+    },
+    Setting {
+        name: "DefaultTime2Wait",
+        kind: SECONDS,
+    },
+    Setting {
+        name: "DefaultTime2Retain",
+        kind: SECONDS,
+    },
+    Setting {
+        name: "MaxOutstandingR2T",
+        kind: COUNT,
+    },
+    Setting {
+        name: "DataPDUInOrder",
+        kind: ValueKind::Boolean,
+    },
+    Setting {
+        name: "DataSequenceInOrder",
+        kind: ValueKind::Boolean,
+    },
+    Setting {
+        name: "ErrorRecoveryLevel",
+        kind: ValueKind::Number { min: 0, max: 2 },
+    },
+];
+
+/// The entry of [`SETTINGS`] for `key` (exact, case-sensitive match), if it is one.
+pub fn setting(key: &[u8]) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name.as_bytes() == key)
+}
+
+/// A value that passed its [`ValueKind`].
+#[derive(Clone, Copy)]
+enum Value {
+    Number(u64),
+    Boolean(bool),
+    Digest(DigestPref),
+}
+
+fn parse(kind: ValueKind, value: &[u8]) -> Result<Value, SettingError> {
+    match kind {
+        ValueKind::Number { min, max } => {
+            let n = parse_number(value).ok_or(SettingError::BadValue)?;
+            if n < min || n > max {
+                return Err(SettingError::OutOfRange);
+            }
+            Ok(Value::Number(n))
+        }
+        ValueKind::Boolean => parse_bool(value)
+            .map(Value::Boolean)
+            .ok_or(SettingError::BadValue),
+        ValueKind::Digest => match value {
+            b"None" => Ok(Value::Digest(DigestPref::None)),
+            b"CRC32C" => Ok(Value::Digest(DigestPref::Crc32c)),
+            b"CRC32C,None" => Ok(Value::Digest(DigestPref::PreferCrc32c)),
+            b"None,CRC32C" => Ok(Value::Digest(DigestPref::PreferNone)),
+            _ => Err(SettingError::BadValue),
+        },
     }
-    Ok(n)
 }
 
-fn boolean(value: &[u8]) -> Result<bool, SettingError> {
-    parse_bool(value).ok_or(SettingError::BadValue)
-}
-
-fn digest(value: &[u8]) -> Result<DigestPref, SettingError> {
-    match value {
-        b"None" => Ok(DigestPref::None),
-        b"CRC32C" => Ok(DigestPref::Crc32c),
-        b"CRC32C,None" => Ok(DigestPref::PreferCrc32c),
-        b"None,CRC32C" => Ok(DigestPref::PreferNone),
-        _ => Err(SettingError::BadValue),
-    }
-}
-
-// The `as` conversions below cannot truncate: `number` bounds each value to its field's type.
+// The `as` conversions below cannot truncate: `parse` bounds each number to its key's range in
+// SETTINGS, which fits the field's type.
 /// Applies one `key=value` to `limits`. The cross-key rule (FirstBurstLength <=
 /// MaxBurstLength) is checked by [`apply_list`], once every item is in.
 pub fn apply(limits: &mut Limits, key: &[u8], value: &[u8]) -> Result<(), SettingError> {
-    const MAX_DSL: u64 = (1 << 24) - 1;
-    match key {
-        b"HeaderDigest" => limits.header_digest = digest(value)?,
-        b"DataDigest" => limits.data_digest = digest(value)?,
-        b"MaxRecvDataSegmentLength" => {
-            limits.max_recv_data_segment_length = number(value, 512, MAX_DSL)? as u32
-        }
-        b"MaxConnections" => limits.max_connections = number(value, 1, 65535)? as u16,
-        b"InitialR2T" => limits.initial_r2t = boolean(value)?,
-        b"ImmediateData" => limits.immediate_data = boolean(value)?,
-        b"MaxBurstLength" => limits.max_burst_length = number(value, 512, MAX_DSL)? as u32,
-        b"FirstBurstLength" => limits.first_burst_length = number(value, 512, MAX_DSL)? as u32,
-        b"DefaultTime2Wait" => limits.default_time2wait = number(value, 0, 3600)? as u16,
-        b"DefaultTime2Retain" => limits.default_time2retain = number(value, 0, 3600)? as u16,
-        b"MaxOutstandingR2T" => limits.max_outstanding_r2t = number(value, 1, 65535)? as u16,
-        b"DataPDUInOrder" => limits.data_pdu_in_order = boolean(value)?,
-        b"DataSequenceInOrder" => limits.data_sequence_in_order = boolean(value)?,
-        b"ErrorRecoveryLevel" => limits.error_recovery_level = number(value, 0, 2)? as u8,
-        // Authentication is configured through the CHAP credentials, not as a raw key.
+    let setting = setting(key).ok_or(SettingError::UnknownKey)?;
+    let l = limits;
+    match (setting.name, parse(setting.kind, value)?) {
+        ("HeaderDigest", Value::Digest(d)) => l.header_digest = d,
+        ("DataDigest", Value::Digest(d)) => l.data_digest = d,
+        ("MaxRecvDataSegmentLength", Value::Number(n)) => l.max_recv_data_segment_length = n as u32,
+        ("MaxConnections", Value::Number(n)) => l.max_connections = n as u16,
+        ("InitialR2T", Value::Boolean(b)) => l.initial_r2t = b,
+        ("ImmediateData", Value::Boolean(b)) => l.immediate_data = b,
+        ("MaxBurstLength", Value::Number(n)) => l.max_burst_length = n as u32,
+        ("FirstBurstLength", Value::Number(n)) => l.first_burst_length = n as u32,
+        ("DefaultTime2Wait", Value::Number(n)) => l.default_time2wait = n as u16,
+        ("DefaultTime2Retain", Value::Number(n)) => l.default_time2retain = n as u16,
+        ("MaxOutstandingR2T", Value::Number(n)) => l.max_outstanding_r2t = n as u16,
+        ("DataPDUInOrder", Value::Boolean(b)) => l.data_pdu_in_order = b,
+        ("DataSequenceInOrder", Value::Boolean(b)) => l.data_sequence_in_order = b,
+        ("ErrorRecoveryLevel", Value::Number(n)) => l.error_recovery_level = n as u8,
+        // Not reached: every entry of SETTINGS has its arm (tests/settings.rs applies each).
         _ => return Err(SettingError::UnknownKey),
     }
     Ok(())
@@ -149,4 +257,45 @@ pub fn write(limits: &Limits, out: &mut dyn fmt::Write) -> fmt::Result {
         yn(limits.data_sequence_in_order),
         limits.error_recovery_level,
     )
+}
+
+/// An offer this initiator cannot honour, though RFC 7143 allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// ErrorRecoveryLevel above 0: no SNACK, connection recovery or task reassignment.
+    ErrorRecoveryLevel,
+    /// MaxConnections above 1: one connection per session (portals are alternatives).
+    MaxConnections,
+}
+
+impl Unsupported {
+    /// The key concerned.
+    pub fn key(self) -> &'static str {
+        match self {
+            Unsupported::ErrorRecoveryLevel => "ErrorRecoveryLevel",
+            Unsupported::MaxConnections => "MaxConnections",
+        }
+    }
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Unsupported::ErrorRecoveryLevel => "this initiator does only ErrorRecoveryLevel=0",
+            Unsupported::MaxConnections => {
+                "this initiator uses one connection per session, MaxConnections=1"
+            }
+        })
+    }
+}
+
+/// Refuses an offer the initiator would not honour: the module and the tools both ask.
+pub fn check_supported(limits: &Limits) -> Result<(), Unsupported> {
+    if limits.error_recovery_level > 0 {
+        return Err(Unsupported::ErrorRecoveryLevel);
+    }
+    if limits.max_connections > 1 {
+        return Err(Unsupported::MaxConnections);
+    }
+    Ok(())
 }

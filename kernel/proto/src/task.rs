@@ -156,7 +156,10 @@ impl Task {
         if pdu.data_sn != self.next_data_sn {
             return Err(TaskError::BadDataSn);
         }
-        let end = pdu.offset.checked_add(data_len).ok_or(TaskError::BadOffset)?;
+        let end = pdu
+            .offset
+            .checked_add(data_len)
+            .ok_or(TaskError::BadOffset)?;
         if pdu.offset != self.received || end > self.read_len {
             return Err(TaskError::BadOffset);
         }
@@ -210,10 +213,12 @@ impl Task {
         let residual = residual(rsp.underflow, rsp.overflow, rsp.residual, len)?;
         // For a read that succeeded, the data the target says it sent must have arrived (a
         // bidirectional command's residual is the write's: nothing to compare).
-        if self.write_len == 0 && self.read_len > 0 && rsp.status == 0 {
-            if Some(self.received) != self.read_len.checked_sub(residual) {
-                return Err(TaskError::DataMissing);
-            }
+        if self.write_len == 0
+            && self.read_len > 0
+            && rsp.status == 0
+            && Some(self.received) != self.read_len.checked_sub(residual)
+        {
+            return Err(TaskError::DataMissing);
         }
         // RFC 7143 section 11.4.7: SenseLength (2 bytes) then the sense data.
         let sense = match data {

@@ -24,7 +24,9 @@ impl Rng {
 }
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -80,7 +82,10 @@ fn corpus_replay() {
 
 #[test]
 fn seeded_random_inputs() {
-    let iters = std::env::var("FUZZ_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(ITERS);
+    let iters = std::env::var("FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ITERS);
     for (t, (name, f)) in TARGETS.iter().enumerate() {
         let seeds = corpus(name);
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t as u64 + 1));

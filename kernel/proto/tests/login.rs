@@ -35,23 +35,37 @@ struct Req {
 
 impl Req {
     fn get(&self, k: &str) -> Option<&str> {
-        self.kv.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+        self.kv
+            .iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 fn send(l: &mut Login<'_>) -> Req {
     let mut out = vec![0u8; 9000];
-    let n = l.poll_transmit(&mut out).unwrap().expect("a request to send");
+    let n = l
+        .poll_transmit(&mut out)
+        .unwrap()
+        .expect("a request to send");
     assert_eq!(n % 4, 0);
     let b: [u8; 48] = out[..48].try_into().unwrap();
     let d = Bhs::decode(&b).unwrap();
-    let Pdu::LoginRequest(h) = d.pdu else { panic!("not a login request") };
-    assert_eq!(48 + d.data_segment_len as usize + pad_len(d.data_segment_len as usize), n);
+    let Pdu::LoginRequest(h) = d.pdu else {
+        panic!("not a login request")
+    };
+    assert_eq!(
+        48 + d.data_segment_len as usize + pad_len(d.data_segment_len as usize),
+        n
+    );
     let data = &out[48..48 + d.data_segment_len as usize];
     let kv = text::pairs(data)
         .map(|p| {
             let (k, v) = p.unwrap();
-            (String::from_utf8(k.to_vec()).unwrap(), String::from_utf8(v.to_vec()).unwrap())
+            (
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            )
         })
         .collect();
     // A second poll while awaiting the answer gives nothing.
@@ -78,7 +92,16 @@ fn rsp(t: bool, csg: Stage, nsg: Stage, kv: &[(&str, &str)]) -> Rsp {
         text.extend_from_slice(v.as_bytes());
         text.push(0);
     }
-    Rsp { t, c: false, csg, nsg, tsih: if nsg == Stage::FullFeature && t { 9 } else { 0 }, class: 0, detail: 0, text }
+    Rsp {
+        t,
+        c: false,
+        csg,
+        nsg,
+        tsih: if nsg == Stage::FullFeature && t { 9 } else { 0 },
+        class: 0,
+        detail: 0,
+        text,
+    }
 }
 
 fn deliver(l: &mut Login<'_>, r: &Rsp, stat_sn: u32) -> Result<LoginEvent, LoginError> {
@@ -99,7 +122,13 @@ fn deliver(l: &mut Login<'_>, r: &Rsp, stat_sn: u32) -> Result<LoginEvent, Login
         status_detail: r.detail,
     };
     let mut b = [0u8; 48];
-    Bhs { total_ahs_words: 0, data_segment_len: r.text.len() as u32, pdu: Pdu::LoginResponse(p) }.encode(&mut b).unwrap();
+    Bhs {
+        total_ahs_words: 0,
+        data_segment_len: r.text.len() as u32,
+        pdu: Pdu::LoginResponse(p),
+    }
+    .encode(&mut b)
+    .unwrap();
     l.handle_pdu(&b, &r.text)
 }
 
@@ -126,11 +155,20 @@ fn op_answers() -> Vec<(&'static str, &'static str)> {
 /// Finish an operational stage with the given answers; returns the completion.
 fn operational(l: &mut Login<'_>, stat_sn: u32) -> LoginComplete {
     let r = send(l);
-    assert_eq!((r.h.csg, r.h.nsg, r.h.transit), (Stage::Operational, Stage::FullFeature, true));
+    assert_eq!(
+        (r.h.csg, r.h.nsg, r.h.transit),
+        (Stage::Operational, Stage::FullFeature, true)
+    );
     assert_eq!(r.get("MaxRecvDataSegmentLength"), Some("262144"));
     assert_eq!(r.get("HeaderDigest"), Some("None,CRC32C"));
     assert_eq!(r.h.exp_stat_sn, stat_sn);
-    match deliver(l, &rsp(true, Stage::Operational, Stage::FullFeature, &op_answers()), stat_sn).unwrap() {
+    match deliver(
+        l,
+        &rsp(true, Stage::Operational, Stage::FullFeature, &op_answers()),
+        stat_sn,
+    )
+    .unwrap()
+    {
         LoginEvent::Complete(c) => c,
         e => panic!("{e:?}"),
     }
@@ -142,13 +180,26 @@ fn no_auth() {
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     let r = send(&mut l);
-    assert_eq!((r.h.csg, r.h.nsg, r.h.transit), (Stage::Security, Stage::Operational, true));
+    assert_eq!(
+        (r.h.csg, r.h.nsg, r.h.transit),
+        (Stage::Security, Stage::Operational, true)
+    );
     assert_eq!(r.get("AuthMethod"), Some("None"));
     assert_eq!(r.get("SessionType"), Some("Normal"));
     assert_eq!(r.get("TargetName"), Some("iqn.2024-01.org.example:tgt"));
     assert_eq!(r.get("InitiatorName"), Some("iqn.2024-01.org.example:init"));
     assert_eq!((r.h.isid, r.h.tsih, r.h.itt, r.h.cmd_sn), (ISID, 0, ITT, 1));
-    let ev = deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[("AuthMethod", "None")]), 100).unwrap();
+    let ev = deliver(
+        &mut l,
+        &rsp(
+            true,
+            Stage::Security,
+            Stage::Operational,
+            &[("AuthMethod", "None")],
+        ),
+        100,
+    )
+    .unwrap();
     assert_eq!(ev, LoginEvent::Continue);
     let c = operational(&mut l, 101);
     assert_eq!(c.tsih, 9);
@@ -158,7 +209,10 @@ fn no_auth() {
     assert_eq!(p.conn.max_xmit_data_segment_length, 65536);
     assert_eq!(p.conn.max_recv_data_segment_length, 262144);
     assert!(p.session.initial_r2t && p.session.immediate_data);
-    assert_eq!((p.session.max_burst_length, p.session.first_burst_length), (262144, 65536));
+    assert_eq!(
+        (p.session.max_burst_length, p.session.first_burst_length),
+        (262144, 65536)
+    );
     assert_eq!(p.session.default_time2retain, 0);
     assert_eq!(p.session.target_portal_group_tag, Some(1));
     assert_eq!(l.exp_stat_sn(), 102);
@@ -172,10 +226,20 @@ fn target_not_ready_to_transit_then_target_proposal() {
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
     // The target stays in security once: we ask again with an empty T=1 request.
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(false, Stage::Security, Stage::Security, &[]),
+        0,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert!(r.h.transit && r.kv.is_empty());
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 1).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        1,
+    )
+    .unwrap();
     send(&mut l);
     // The target answers and proposes keys itself (including an unknown and an obsolete one),
     // without transiting: we must answer them next.
@@ -183,17 +247,32 @@ fn target_not_ready_to_transit_then_target_proposal() {
     a.retain(|(k, _)| *k != "MaxOutstandingR2T");
     a.push(("X-com.example.Foo", "bar"));
     a.push(("OFMarker", "Yes"));
-    deliver(&mut l, &rsp(false, Stage::Operational, Stage::Operational, &a), 2).unwrap();
+    deliver(
+        &mut l,
+        &rsp(false, Stage::Operational, Stage::Operational, &a),
+        2,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert_eq!(r.get("X-com.example.Foo"), Some("NotUnderstood"));
     assert_eq!(r.get("OFMarker"), Some("No"));
     assert!(r.h.transit);
-    let ev = deliver(&mut l, &rsp(true, Stage::Operational, Stage::FullFeature, &[]), 3).unwrap();
+    let ev = deliver(
+        &mut l,
+        &rsp(true, Stage::Operational, Stage::FullFeature, &[]),
+        3,
+    )
+    .unwrap();
     assert!(matches!(ev, LoginEvent::Complete(_)));
 }
 
 fn chap_cfg(mutual: Option<MutualChap<'static>>) -> ChapConfig<'static> {
-    ChapConfig { user: "alice", secret: b"alice-secret-12", algorithms: &[], mutual }
+    ChapConfig {
+        user: "alice",
+        secret: b"alice-secret-12",
+        algorithms: &[],
+        mutual,
+    }
 }
 
 fn md5_resp(id: u8, secret: &[u8], challenge: &[u8]) -> Vec<u8> {
@@ -217,11 +296,29 @@ const OUR_CHALLENGE: [u8; 16] = [0x55; 16];
 fn chap_until_response(l: &mut Login<'_>, challenge: &[u8]) -> Result<Req, LoginError> {
     let r = send(l);
     assert!(!r.h.transit);
-    deliver(l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "CHAP")]), 0)?;
+    deliver(
+        l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "CHAP")],
+        ),
+        0,
+    )?;
     let r = send(l);
     assert_eq!(r.get("CHAP_A"), Some("5"));
     let c = hexs(challenge);
-    deliver(l, &rsp(false, Stage::Security, Stage::Security, &[("CHAP_A", "5"), ("CHAP_I", "42"), ("CHAP_C", &c)]), 1)?;
+    deliver(
+        l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("CHAP_A", "5"), ("CHAP_I", "42"), ("CHAP_C", &c)],
+        ),
+        1,
+    )?;
     let r = send(l);
     Ok(r)
 }
@@ -233,21 +330,48 @@ fn one_way_chap() {
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     let r = send(&mut l);
     assert_eq!(r.get("AuthMethod"), Some("CHAP,None"));
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "CHAP")]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "CHAP")],
+        ),
+        0,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert_eq!(r.get("CHAP_A"), Some("5"));
     deliver(
         &mut l,
-        &rsp(false, Stage::Security, Stage::Security, &[("CHAP_A", "5"), ("CHAP_I", "42"), ("CHAP_C", &hexs(&TGT_CHALLENGE))]),
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[
+                ("CHAP_A", "5"),
+                ("CHAP_I", "42"),
+                ("CHAP_C", &hexs(&TGT_CHALLENGE)),
+            ],
+        ),
         1,
     )
     .unwrap();
     let r = send(&mut l);
     assert!(r.h.transit);
     assert_eq!(r.get("CHAP_N"), Some("alice"));
-    assert_eq!(r.get("CHAP_R"), Some(hexs(&md5_resp(42, b"alice-secret-12", &TGT_CHALLENGE)).as_str()));
+    assert_eq!(
+        r.get("CHAP_R"),
+        Some(hexs(&md5_resp(42, b"alice-secret-12", &TGT_CHALLENGE)).as_str())
+    );
     assert_eq!(r.get("CHAP_C"), None);
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 2).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        2,
+    )
+    .unwrap();
     operational(&mut l, 3);
 }
 
@@ -257,15 +381,35 @@ fn one_way_chap_target_chooses_none() {
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "None")]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "None")],
+        ),
+        0,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert!(r.h.transit && r.kv.is_empty());
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 1).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        1,
+    )
+    .unwrap();
     operational(&mut l, 2);
 }
 
 fn mutual() -> MutualChap<'static> {
-    MutualChap { target_user: "tgt", secret: b"target-secret-1", challenge: &OUR_CHALLENGE, identifier: 17 }
+    MutualChap {
+        target_user: "tgt",
+        secret: b"target-secret-1",
+        challenge: &OUR_CHALLENGE,
+        identifier: 17,
+    }
 }
 
 #[test]
@@ -277,25 +421,59 @@ fn mutual_chap() {
     assert_eq!(r.get("CHAP_I"), Some("17"));
     assert_eq!(r.get("CHAP_C"), Some(hexs(&OUR_CHALLENGE).as_str()));
     let good = hexs(&md5_resp(17, b"target-secret-1", &OUR_CHALLENGE));
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[("CHAP_N", "tgt"), ("CHAP_R", &good)]), 2).unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            true,
+            Stage::Security,
+            Stage::Operational,
+            &[("CHAP_N", "tgt"), ("CHAP_R", &good)],
+        ),
+        2,
+    )
+    .unwrap();
     operational(&mut l, 3);
 }
 
 #[test]
 fn mutual_chap_wrong_response_or_name() {
     for (name, resp) in [
-        ("tgt", hexs(&md5_resp(17, b"wrong-secret-00", &OUR_CHALLENGE))),
-        ("tgt", hexs(&md5_resp(18, b"target-secret-1", &OUR_CHALLENGE))),
-        ("other", hexs(&md5_resp(17, b"target-secret-1", &OUR_CHALLENGE))),
+        (
+            "tgt",
+            hexs(&md5_resp(17, b"wrong-secret-00", &OUR_CHALLENGE)),
+        ),
+        (
+            "tgt",
+            hexs(&md5_resp(18, b"target-secret-1", &OUR_CHALLENGE)),
+        ),
+        (
+            "other",
+            hexs(&md5_resp(17, b"target-secret-1", &OUR_CHALLENGE)),
+        ),
         ("tgt", "0x00".to_string()),
     ] {
         let cfg = config(Some(chap_cfg(Some(mutual()))));
         let mut buf = [0u8; 8192];
         let mut l = Login::new(&cfg, &SwHash, &mut buf);
         chap_until_response(&mut l, &TGT_CHALLENGE).unwrap();
-        let e = deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[("CHAP_N", name), ("CHAP_R", &resp)]), 2)
-            .unwrap_err();
-        assert!(matches!(e, LoginError::Chap(ChapError::BadResponse | ChapError::WrongName)), "{e:?}");
+        let e = deliver(
+            &mut l,
+            &rsp(
+                true,
+                Stage::Security,
+                Stage::Operational,
+                &[("CHAP_N", name), ("CHAP_R", &resp)],
+            ),
+            2,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                LoginError::Chap(ChapError::BadResponse | ChapError::WrongName)
+            ),
+            "{e:?}"
+        );
         assert!(l.is_done());
         let mut out = [0u8; 100];
         assert_eq!(l.poll_transmit(&mut out), Ok(None));
@@ -319,13 +497,28 @@ fn mutual_required_but_target_skips() {
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     let r = send(&mut l);
     assert_eq!(r.get("AuthMethod"), Some("CHAP"), "mutual offers CHAP only");
-    let e = deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "None")]), 0).unwrap_err();
+    let e = deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "None")],
+        ),
+        0,
+    )
+    .unwrap_err();
     assert_eq!(e, LoginError::MutualAuthSkipped);
     // The target checks us but does not prove itself.
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     chap_until_response(&mut l, &TGT_CHALLENGE).unwrap();
-    let e = deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 2).unwrap_err();
+    let e = deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        2,
+    )
+    .unwrap_err();
     assert_eq!(e, LoginError::MutualAuthSkipped);
 }
 
@@ -335,33 +528,97 @@ fn chap_not_offered_algorithm_and_bad_challenge() {
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "CHAP")]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "CHAP")],
+        ),
+        0,
+    )
+    .unwrap();
     send(&mut l);
-    let e = deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("CHAP_A", "7"), ("CHAP_I", "1"), ("CHAP_C", "0x01")]), 1)
-        .unwrap_err();
+    let e = deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("CHAP_A", "7"), ("CHAP_I", "1"), ("CHAP_C", "0x01")],
+        ),
+        1,
+    )
+    .unwrap_err();
     assert_eq!(e, LoginError::Chap(ChapError::AlgorithmNotOffered));
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "CHAP")]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "CHAP")],
+        ),
+        0,
+    )
+    .unwrap();
     send(&mut l);
-    let e = deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("CHAP_A", "5"), ("CHAP_I", "300"), ("CHAP_C", "0x01")]), 1)
-        .unwrap_err();
+    let e = deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("CHAP_A", "5"), ("CHAP_I", "300"), ("CHAP_C", "0x01")],
+        ),
+        1,
+    )
+    .unwrap_err();
     assert_eq!(e, LoginError::Chap(ChapError::BadIdentifier));
 }
 
 #[test]
 fn sha256_offer() {
-    let algs: &'static [ChapAlgorithm] = &[ChapAlgorithm::Sha256, ChapAlgorithm::Sha1, ChapAlgorithm::Md5];
-    let cfg = config(Some(ChapConfig { algorithms: algs, ..chap_cfg(None) }));
+    let algs: &'static [ChapAlgorithm] = &[
+        ChapAlgorithm::Sha256,
+        ChapAlgorithm::Sha1,
+        ChapAlgorithm::Md5,
+    ];
+    let cfg = config(Some(ChapConfig {
+        algorithms: algs,
+        ..chap_cfg(None)
+    }));
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("AuthMethod", "CHAP")]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("AuthMethod", "CHAP")],
+        ),
+        0,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert_eq!(r.get("CHAP_A"), Some("7,6,5"));
-    deliver(&mut l, &rsp(false, Stage::Security, Stage::Security, &[("CHAP_A", "7"), ("CHAP_I", "3"), ("CHAP_C", "0bAQID")]), 1)
-        .unwrap();
+    deliver(
+        &mut l,
+        &rsp(
+            false,
+            Stage::Security,
+            Stage::Security,
+            &[("CHAP_A", "7"), ("CHAP_I", "3"), ("CHAP_C", "0bAQID")],
+        ),
+        1,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert_eq!(r.get("CHAP_R").unwrap().len(), 2 + 64);
 }
@@ -372,22 +629,53 @@ fn redirect_and_status_errors() {
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    let mut r = rsp(false, Stage::Security, Stage::Security, &[("TargetAddress", "[fe80::1]:3261,2")]);
+    let mut r = rsp(
+        false,
+        Stage::Security,
+        Stage::Security,
+        &[("TargetAddress", "[fe80::1]:3261,2")],
+    );
     r.class = 1;
     r.detail = 2;
-    assert_eq!(deliver(&mut l, &r, 0), Err(LoginError::Redirect { permanent: true }));
+    assert_eq!(
+        deliver(&mut l, &r, 0),
+        Err(LoginError::Redirect { permanent: true })
+    );
     assert_eq!(l.redirect_address(), Some(&b"[fe80::1]:3261,2"[..]));
     for (class, detail, want) in [
         (1, 1, LoginError::Redirect { permanent: false }),
-        (2, 1, LoginError::Initiator(InitiatorError::AuthenticationFailure)),
-        (2, 2, LoginError::Initiator(InitiatorError::AuthorizationFailure)),
+        (
+            2,
+            1,
+            LoginError::Initiator(InitiatorError::AuthenticationFailure),
+        ),
+        (
+            2,
+            2,
+            LoginError::Initiator(InitiatorError::AuthorizationFailure),
+        ),
         (2, 3, LoginError::Initiator(InitiatorError::NotFound)),
         (2, 4, LoginError::Initiator(InitiatorError::TargetRemoved)),
-        (2, 0x0a, LoginError::Initiator(InitiatorError::SessionDoesNotExist)),
-        (2, 0x99, LoginError::Initiator(InitiatorError::Unknown(0x99))),
+        (
+            2,
+            0x0a,
+            LoginError::Initiator(InitiatorError::SessionDoesNotExist),
+        ),
+        (
+            2,
+            0x99,
+            LoginError::Initiator(InitiatorError::Unknown(0x99)),
+        ),
         (3, 1, LoginError::Target(TargetError::ServiceUnavailable)),
         (3, 2, LoginError::Target(TargetError::OutOfResources)),
-        (7, 7, LoginError::UnknownStatus { class: 7, detail: 7 }),
+        (
+            7,
+            7,
+            LoginError::UnknownStatus {
+                class: 7,
+                detail: 7,
+            },
+        ),
     ] {
         let mut buf = [0u8; 8192];
         let mut l = Login::new(&cfg, &SwHash, &mut buf);
@@ -405,7 +693,12 @@ fn multi_pdu_response() {
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        0,
+    )
+    .unwrap();
     send(&mut l);
     let full = rsp(true, Stage::Operational, Stage::FullFeature, &op_answers());
     // Split in the middle of a key=value: C=1, T=0 on the first part.
@@ -415,10 +708,15 @@ fn multi_pdu_response() {
     p1.text = full.text[..cut].to_vec();
     assert_eq!(deliver(&mut l, &p1, 1).unwrap(), LoginEvent::Continue);
     let r = send(&mut l);
-    assert!(r.h.transit && r.kv.is_empty(), "an empty request, T kept, fetches the rest");
+    assert!(
+        r.h.transit && r.kv.is_empty(),
+        "an empty request, T kept, fetches the rest"
+    );
     let mut p2 = full;
     p2.text = p2.text[cut..].to_vec();
-    let LoginEvent::Complete(c) = deliver(&mut l, &p2, 2).unwrap() else { panic!() };
+    let LoginEvent::Complete(c) = deliver(&mut l, &p2, 2).unwrap() else {
+        panic!()
+    };
     assert_eq!(c.params.conn.max_xmit_data_segment_length, 65536);
     assert_eq!(c.params.session.target_portal_group_tag, Some(1));
 }
@@ -429,10 +727,18 @@ fn response_larger_than_buffer_is_an_error() {
     let mut buf = [0u8; 64];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    let mut r = rsp(false, Stage::Security, Stage::Security, &[("TargetAlias", &"x".repeat(100))]);
+    let mut r = rsp(
+        false,
+        Stage::Security,
+        Stage::Security,
+        &[("TargetAlias", &"x".repeat(100))],
+    );
     r.c = true;
     r.t = false;
-    assert!(matches!(deliver(&mut l, &r, 0), Err(LoginError::Text(text::TextError::Overflow))));
+    assert!(matches!(
+        deliver(&mut l, &r, 0),
+        Err(LoginError::Text(text::TextError::Overflow))
+    ));
 }
 
 #[test]
@@ -449,9 +755,19 @@ fn negotiation_violations_fail_login() {
         let mut buf = [0u8; 8192];
         let mut l = Login::new(&cfg, &SwHash, &mut buf);
         send(&mut l);
-        deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 0).unwrap();
+        deliver(
+            &mut l,
+            &rsp(true, Stage::Security, Stage::Operational, &[]),
+            0,
+        )
+        .unwrap();
         send(&mut l);
-        let e = deliver(&mut l, &rsp(true, Stage::Operational, Stage::FullFeature, &[(k, v)]), 1).unwrap_err();
+        let e = deliver(
+            &mut l,
+            &rsp(true, Stage::Operational, Stage::FullFeature, &[(k, v)]),
+            1,
+        )
+        .unwrap_err();
         assert!(matches!(e, LoginError::Text(_)), "{k}={v}: {e:?}");
     }
 }
@@ -463,34 +779,63 @@ fn protocol_violations() {
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    let e = deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[("AuthMethod", "CHAP")]), 0).unwrap_err();
+    let e = deliver(
+        &mut l,
+        &rsp(
+            true,
+            Stage::Security,
+            Stage::Operational,
+            &[("AuthMethod", "CHAP")],
+        ),
+        0,
+    )
+    .unwrap_err();
     assert_eq!(e, LoginError::Protocol(ProtocolError::BadTransit));
     // Wrong stage.
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    let e = deliver(&mut l, &rsp(false, Stage::Operational, Stage::Operational, &[]), 0).unwrap_err();
+    let e = deliver(
+        &mut l,
+        &rsp(false, Stage::Operational, Stage::Operational, &[]),
+        0,
+    )
+    .unwrap_err();
     assert_eq!(e, LoginError::Protocol(ProtocolError::WrongStage));
     // Not a login response; a response with no request outstanding.
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     let mut b = [0u8; 48];
     b[0] = opcode::NOP_IN;
-    assert_eq!(l.handle_pdu(&b, &[]), Err(LoginError::Protocol(ProtocolError::NotExpected)));
+    assert_eq!(
+        l.handle_pdu(&b, &[]),
+        Err(LoginError::Protocol(ProtocolError::NotExpected))
+    );
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    assert_eq!(l.handle_pdu(&b, &[]), Err(LoginError::Protocol(ProtocolError::UnexpectedOpcode(0x20))));
+    assert_eq!(
+        l.handle_pdu(&b, &[]),
+        Err(LoginError::Protocol(ProtocolError::UnexpectedOpcode(0x20)))
+    );
     // A leading login must end with a TSIH.
     let cfg = config(None);
     let mut buf = [0u8; 8192];
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     send(&mut l);
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        0,
+    )
+    .unwrap();
     send(&mut l);
     let mut r = rsp(true, Stage::Operational, Stage::FullFeature, &[]);
     r.tsih = 0;
-    assert_eq!(deliver(&mut l, &r, 1), Err(LoginError::Protocol(ProtocolError::BadTsih)));
+    assert_eq!(
+        deliver(&mut l, &r, 1),
+        Err(LoginError::Protocol(ProtocolError::BadTsih))
+    );
 }
 
 #[test]
@@ -502,10 +847,18 @@ fn discovery_and_added_connection() {
     let r = send(&mut l);
     assert_eq!(r.get("SessionType"), Some("Discovery"));
     assert_eq!(r.get("TargetName"), None);
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        0,
+    )
+    .unwrap();
     let r = send(&mut l);
     let keys: Vec<&str> = r.kv.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength"]);
+    assert_eq!(
+        keys,
+        ["HeaderDigest", "DataDigest", "MaxRecvDataSegmentLength"]
+    );
     // A second connection of session TSIH 9: connection keys only, TSIH carried.
     let mut cfg = config(None);
     cfg.tsih = 9;
@@ -514,13 +867,29 @@ fn discovery_and_added_connection() {
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     let r = send(&mut l);
     assert_eq!((r.h.tsih, r.h.cid), (9, 1));
-    deliver(&mut l, &rsp(true, Stage::Security, Stage::Operational, &[]), 0).unwrap();
+    deliver(
+        &mut l,
+        &rsp(true, Stage::Security, Stage::Operational, &[]),
+        0,
+    )
+    .unwrap();
     let r = send(&mut l);
     assert_eq!(r.kv.len(), 3);
-    let LoginEvent::Complete(c) =
-        deliver(&mut l, &rsp(true, Stage::Operational, Stage::FullFeature, &[("MaxRecvDataSegmentLength", "4096")]), 1).unwrap()
-    else {
+    let LoginEvent::Complete(c) = deliver(
+        &mut l,
+        &rsp(
+            true,
+            Stage::Operational,
+            Stage::FullFeature,
+            &[("MaxRecvDataSegmentLength", "4096")],
+        ),
+        1,
+    )
+    .unwrap() else {
         panic!()
     };
-    assert_eq!((c.tsih, c.params.conn.max_xmit_data_segment_length), (9, 4096));
+    assert_eq!(
+        (c.tsih, c.params.conn.max_xmit_data_segment_length),
+        (9, 4096)
+    );
 }

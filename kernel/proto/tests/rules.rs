@@ -19,8 +19,19 @@ fn neg(l: &Limits) -> Negotiation {
 fn pairs_and_writer() {
     let data = b"A=1\0B=x=y\0\0C=\0D=last";
     let v: Vec<_> = pairs(data).map(|p| p.unwrap()).collect();
-    assert_eq!(v, vec![(&b"A"[..], &b"1"[..]), (b"B", b"x=y"), (b"C", b""), (b"D", b"last")]);
-    assert_eq!(pairs(b"novalue\0").next(), Some(Err(TextError::MissingEquals)));
+    assert_eq!(
+        v,
+        vec![
+            (&b"A"[..], &b"1"[..]),
+            (b"B", b"x=y"),
+            (b"C", b""),
+            (b"D", b"last")
+        ]
+    );
+    assert_eq!(
+        pairs(b"novalue\0").next(),
+        Some(Err(TextError::MissingEquals))
+    );
     assert_eq!(pairs(b"=v\0").next(), Some(Err(TextError::BadKey)));
     assert_eq!(pairs(b"b\xffd=v\0").next(), Some(Err(TextError::BadKey)));
     let mut buf = [0u8; 40];
@@ -50,19 +61,33 @@ fn pairs_and_writer() {
 
 #[test]
 fn each_key_rule() {
-    let l = Limits { initial_r2t: false, immediate_data: false, ..Limits::default() };
+    let l = Limits {
+        initial_r2t: false,
+        immediate_data: false,
+        ..Limits::default()
+    };
     // Numerical minimum: more than offered is an error, less is taken.
     let mut n = neg(&l);
-    assert_eq!(n.handle(b"MaxBurstLength", b"16777215"), Err(TextError::OutOfRange(Key::MaxBurstLength)));
+    assert_eq!(
+        n.handle(b"MaxBurstLength", b"16777215"),
+        Err(TextError::OutOfRange(Key::MaxBurstLength))
+    );
     let mut n = neg(&l);
     n.handle(b"MaxBurstLength", b"65536").unwrap();
     n.handle(b"FirstBurstLength", b"131072").unwrap();
     // FirstBurstLength is capped at MaxBurstLength.
     assert_eq!(n.params().session.max_burst_length, 65536);
     assert_eq!(n.params().session.first_burst_length, 65536);
-    assert_eq!(neg(&l).handle(b"MaxBurstLength", b"511"), Err(TextError::OutOfRange(Key::MaxBurstLength)));
+    assert_eq!(
+        neg(&l).handle(b"MaxBurstLength", b"511"),
+        Err(TextError::OutOfRange(Key::MaxBurstLength))
+    );
     // Numerical maximum (DefaultTime2Wait): below our offer is an error.
-    let l2 = Limits { default_time2wait: 5, max_time2wait: 10, ..l };
+    let l2 = Limits {
+        default_time2wait: 5,
+        max_time2wait: 10,
+        ..l
+    };
     assert!(neg(&l2).handle(b"DefaultTime2Wait", b"4").is_err());
     assert!(neg(&l2).handle(b"DefaultTime2Wait", b"11").is_err());
     let mut n = neg(&l2);
@@ -72,7 +97,10 @@ fn each_key_rule() {
     let mut n = neg(&l);
     n.handle(b"InitialR2T", b"Yes").unwrap();
     assert!(n.params().session.initial_r2t);
-    let ly = Limits { initial_r2t: true, ..l };
+    let ly = Limits {
+        initial_r2t: true,
+        ..l
+    };
     assert!(neg(&ly).handle(b"InitialR2T", b"No").is_err());
     // AND (ImmediateData): we offered No, Yes is an error.
     assert!(neg(&l).handle(b"ImmediateData", b"Yes").is_err());
@@ -80,10 +108,17 @@ fn each_key_rule() {
     n.handle(b"ImmediateData", b"No").unwrap();
     assert!(!n.params().session.immediate_data);
     // Lists: only what we offered.
-    let lc = Limits { header_digest: DigestPref::None, data_digest: DigestPref::Crc32c, ..l };
+    let lc = Limits {
+        header_digest: DigestPref::None,
+        data_digest: DigestPref::Crc32c,
+        ..l
+    };
     assert!(neg(&lc).handle(b"HeaderDigest", b"CRC32C").is_err());
     assert!(neg(&lc).handle(b"DataDigest", b"None").is_err());
-    assert_eq!(neg(&lc).handle(b"DataDigest", b"Reject"), Err(TextError::Rejected(Key::DataDigest)));
+    assert_eq!(
+        neg(&lc).handle(b"DataDigest", b"Reject"),
+        Err(TextError::Rejected(Key::DataDigest))
+    );
     let mut n = neg(&lc);
     n.handle(b"DataDigest", b"CRC32C").unwrap();
     assert!(n.params().conn.data_digest);
@@ -301,7 +336,10 @@ proptest! {
 fn cmd_window_rules() {
     let mut w = CmdWindow::new(10, 10, 12);
     assert_eq!(w.available(), 3);
-    assert_eq!((w.assign(), w.assign(), w.assign(), w.assign()), (Some(10), Some(11), Some(12), None));
+    assert_eq!(
+        (w.assign(), w.assign(), w.assign(), w.assign()),
+        (Some(10), Some(11), Some(12), None)
+    );
     assert!(!w.can_send());
     assert_eq!(w.immediate(), 13);
     // MaxCmdSN < ExpCmdSN - 1: ignored.
@@ -324,16 +362,37 @@ fn cmd_window_rules() {
 
 #[test]
 fn r2t_validation() {
-    let p = WriteParams { immediate_data: true, initial_r2t: true, first_burst_length: 65536, max_burst_length: 65536,
-        max_xmit_data_segment_length: 8192, max_outstanding_r2t: 2 };
+    let p = WriteParams {
+        immediate_data: true,
+        initial_r2t: true,
+        first_burst_length: 65536,
+        max_burst_length: 65536,
+        max_xmit_data_segment_length: 8192,
+        max_outstanding_r2t: 2,
+    };
     let mut plan = WritePlan::new(&p, 100_000);
     assert_eq!(plan.immediate_len(), 8192);
     assert!(plan.command_final());
-    let r = |sn, off, len| R2t { ttt: 5, r2t_sn: sn, offset: off, desired_len: len, ..Default::default() };
-    assert_eq!(plan.on_r2t(&r(0, 90_000, 20_000)), Err(DataOutError::OutOfRange));
-    assert_eq!(plan.on_r2t(&r(0, u32::MAX, 2)), Err(DataOutError::OutOfRange));
+    let r = |sn, off, len| R2t {
+        ttt: 5,
+        r2t_sn: sn,
+        offset: off,
+        desired_len: len,
+        ..Default::default()
+    };
+    assert_eq!(
+        plan.on_r2t(&r(0, 90_000, 20_000)),
+        Err(DataOutError::OutOfRange)
+    );
+    assert_eq!(
+        plan.on_r2t(&r(0, u32::MAX, 2)),
+        Err(DataOutError::OutOfRange)
+    );
     assert_eq!(plan.on_r2t(&r(0, 0, 0)), Err(DataOutError::OutOfRange));
-    assert_eq!(plan.on_r2t(&r(0, 0, 70_000)), Err(DataOutError::BurstTooLong));
+    assert_eq!(
+        plan.on_r2t(&r(0, 0, 70_000)),
+        Err(DataOutError::BurstTooLong)
+    );
     assert_eq!(plan.on_r2t(&r(3, 8192, 100)), Err(DataOutError::BadR2tSn));
     let s = plan.on_r2t(&r(0, 8192, 65536)).unwrap();
     assert_eq!(s.count(), 8);
@@ -342,12 +401,22 @@ fn r2t_validation() {
     plan.burst_done();
     assert_eq!(plan.outstanding(), 1);
     // ImmediateData=No, InitialR2T=No: all unsolicited as Data-Out.
-    let p2 = WriteParams { immediate_data: false, initial_r2t: false, ..p };
+    let p2 = WriteParams {
+        immediate_data: false,
+        initial_r2t: false,
+        ..p
+    };
     let plan = WritePlan::new(&p2, 20_000);
     assert_eq!(plan.immediate_len(), 0);
     assert!(!plan.command_final());
-    let v: Vec<_> = plan.unsolicited().map(|d| (d.offset, d.len, d.final_)).collect();
-    assert_eq!(v, vec![(0, 8192, false), (8192, 8192, false), (16384, 3616, true)]);
+    let v: Vec<_> = plan
+        .unsolicited()
+        .map(|d| (d.offset, d.len, d.final_))
+        .collect();
+    assert_eq!(
+        v,
+        vec![(0, 8192, false), (8192, 8192, false), (16384, 3616, true)]
+    );
 }
 
 #[test]
@@ -362,17 +431,59 @@ TargetName=iqn.t3\0";
     assert_eq!(
         p,
         vec![
-            Portal { host: "10.0.0.1", port: 3260, tpgt: Some(1) },
-            Portal { host: "fe80::1%eth0", port: 3261, tpgt: Some(2) }
+            Portal {
+                host: "10.0.0.1",
+                port: 3260,
+                tpgt: Some(1)
+            },
+            Portal {
+                host: "fe80::1%eth0",
+                port: 3261,
+                tpgt: Some(2)
+            }
         ]
     );
     let p: Vec<_> = ts[1].portals().map(|p| p.unwrap()).collect();
-    assert_eq!(p, vec![Portal { host: "storage.example.com", port: 3260, tpgt: None }]);
+    assert_eq!(
+        p,
+        vec![Portal {
+            host: "storage.example.com",
+            port: 3260,
+            tpgt: None
+        }]
+    );
     assert_eq!(ts[2].portals().count(), 0);
-    assert_eq!(sendtargets::parse_address(b"[::1]").unwrap(), Portal { host: "::1", port: 3260, tpgt: None });
-    assert_eq!(sendtargets::parse_address(b"fe80::2,3").unwrap(), Portal { host: "fe80::2", port: 3260, tpgt: Some(3) });
-    for bad in [&b"h:0"[..], b"h:99999", b"[::1", b"[::1]x", b":3260", b"h:,1", b"h,x", b"h:12a"] {
-        assert!(sendtargets::parse_address(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+    assert_eq!(
+        sendtargets::parse_address(b"[::1]").unwrap(),
+        Portal {
+            host: "::1",
+            port: 3260,
+            tpgt: None
+        }
+    );
+    assert_eq!(
+        sendtargets::parse_address(b"fe80::2,3").unwrap(),
+        Portal {
+            host: "fe80::2",
+            port: 3260,
+            tpgt: Some(3)
+        }
+    );
+    for bad in [
+        &b"h:0"[..],
+        b"h:99999",
+        b"[::1",
+        b"[::1]x",
+        b":3260",
+        b"h:,1",
+        b"h,x",
+        b"h:12a",
+    ] {
+        assert!(
+            sendtargets::parse_address(bad).is_err(),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
     let mut it = sendtargets::targets(b"TargetAddress=1.2.3.4\0");
     assert!(it.next().unwrap().is_err());
@@ -383,31 +494,61 @@ TargetName=iqn.t3\0";
 fn scsi_cdbs_and_parsers() {
     assert_eq!(scsi::inquiry(None, 96), [0x12, 0, 0, 0, 96, 0]);
     assert_eq!(scsi::inquiry(Some(0x80), 255), [0x12, 1, 0x80, 0, 255, 0]);
-    assert_eq!(scsi::report_luns(4096), [0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0]);
-    assert_eq!(scsi::read10(0x01020304, 8), [0x28, 0, 1, 2, 3, 4, 0, 0, 8, 0]);
-    assert_eq!(scsi::write16(0x0102030405060708, 0x10), [0x8a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0x10, 0, 0]);
+    assert_eq!(
+        scsi::report_luns(4096),
+        [0xa0, 0, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0]
+    );
+    assert_eq!(
+        scsi::read10(0x01020304, 8),
+        [0x28, 0, 1, 2, 3, 4, 0, 0, 8, 0]
+    );
+    assert_eq!(
+        scsi::write16(0x0102030405060708, 0x10),
+        [0x8a, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0x10, 0, 0]
+    );
     assert_eq!(scsi::read_capacity16(32)[..2], [0x9e, 0x10]);
     assert_eq!(scsi::test_unit_ready(), [0; 6]);
     let c = scsi::parse_read_capacity10(&[0, 0, 0xff, 0xff, 0, 0, 2, 0]).unwrap();
-    assert_eq!((c.last_lba, c.block_len, c.blocks()), (0xffff, 512, Some(0x10000)));
-    let c = scsi::parse_read_capacity16(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0]).unwrap();
+    assert_eq!(
+        (c.last_lba, c.block_len, c.blocks()),
+        (0xffff, 512, Some(0x10000))
+    );
+    let c =
+        scsi::parse_read_capacity16(&[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0, 0]).unwrap();
     assert_eq!((c.last_lba, c.block_len), (1 << 32, 4096));
     assert!(scsi::parse_read_capacity10(&[0; 7]).is_err());
-    let rl = [0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x41, 0x2c, 0, 0, 0, 0, 0, 0];
-    let luns: Vec<_> = scsi::parse_report_luns(&rl).unwrap().map(|l| l.number()).collect();
+    let rl = [
+        0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x41, 0x2c, 0, 0, 0, 0, 0, 0,
+    ];
+    let luns: Vec<_> = scsi::parse_report_luns(&rl)
+        .unwrap()
+        .map(|l| l.number())
+        .collect();
     assert_eq!(luns, vec![Some(0), Some(300)]);
     // Truncated by the allocation length: what arrived, and the full length.
     let r = scsi::parse_report_luns(&rl[..20]).unwrap();
     assert_eq!(r.list_len, 16);
     assert_eq!(r.count(), 1);
     // Fixed sense: NOT READY, 04/01.
-    let s = scsi::parse_sense(&[0xf0, 0, 0x02, 0, 0, 0, 9, 10, 0, 0, 0, 0, 0x04, 0x01, 0, 0, 0, 0]).unwrap();
+    let s = scsi::parse_sense(&[
+        0xf0, 0, 0x02, 0, 0, 0, 9, 10, 0, 0, 0, 0, 0x04, 0x01, 0, 0, 0, 0,
+    ])
+    .unwrap();
     assert_eq!((s.key, s.asc, s.ascq, s.information), (2, 4, 1, Some(9)));
     // Descriptor sense: MEDIUM ERROR 11/00 with an information descriptor.
-    let s = scsi::parse_sense(&[0x72, 0x03, 0x11, 0x00, 0, 0, 0, 12, 0, 10, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34]).unwrap();
-    assert_eq!((s.key, s.asc, s.ascq, s.information), (3, 0x11, 0, Some(0x1234)));
+    let s = scsi::parse_sense(&[
+        0x72, 0x03, 0x11, 0x00, 0, 0, 0, 12, 0, 10, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34,
+    ])
+    .unwrap();
+    assert_eq!(
+        (s.key, s.asc, s.ascq, s.information),
+        (3, 0x11, 0, Some(0x1234))
+    );
     assert!(scsi::parse_sense(&[0x7f]).is_err());
     assert!(scsi::parse_sense(&[]).is_err());
-    assert_eq!(scsi::sense_from_response(&[0, 3, 0x70, 0, 5, 9]), Some(&[0x70, 0, 5][..]));
+    assert_eq!(
+        scsi::sense_from_response(&[0, 3, 0x70, 0, 5, 9]),
+        Some(&[0x70, 0, 5][..])
+    );
     assert_eq!(scsi::sense_from_response(&[0, 9, 0x70]), None);
 }

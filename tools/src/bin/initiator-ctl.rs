@@ -23,6 +23,18 @@ struct Cli {
         default_value = "/etc"
     )]
     config_dir: PathBuf,
+    /// Mount points are DIR/<target name>/<name>
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "CORE_ISCSI_MOUNT_ROOT",
+        default_value = "/"
+    )]
+    mount_root: PathBuf,
+    /// Seconds to wait for a LUN's disk or partition to appear
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    device_timeout: u64,
     /// Print results as JSON on standard output
     #[arg(long, global = true)]
     json: bool,
@@ -37,24 +49,25 @@ struct Cli {
 enum Command {
     /// Validate the configuration files without touching the kernel
     CheckConfig,
-    /// Start (or resume) one channel, or all (not yet implemented)
+    /// Load the module if needed, log in one channel (or all) and mount its DEVICE entries;
+    /// resumes a paused channel
     Start { channel: Option<u32> },
-    /// Unmap and log out one channel, or all (not yet implemented)
+    /// Unmount (fails on a busy mount), remove the disks, log out, remove the channel
     Stop { channel: Option<u32> },
-    /// Log out, holding I/O queued (not yet implemented)
+    /// Log out, keeping disks and mounts; their I/O waits until start
     Pause { channel: Option<u32> },
-    /// Show channel state (not yet implemented)
+    /// Show state, target, portals, connections, negotiated parameters, LUNs, mounts, counters
     Status { channel: Option<u32> },
-    /// Mount the channel's DEVICE entries (not yet implemented)
+    /// Mount the channel's DEVICE entries
     Map { channel: Option<u32> },
-    /// Unmount the channel's DEVICE entries (not yet implemented)
+    /// Unmount the channel's devices
     Unmap {
         channel: Option<u32>,
-        /// Kill users of the mounted devices first
-        #[arg(long)]
+        /// Kill the users of busy mounts first (SIGKILL), then unmount
+        #[arg(long, short)]
         force: bool,
     },
-    /// Unmap, then map again (not yet implemented)
+    /// Unmap, then map again
     Remap { channel: Option<u32> },
     /// SendTargets discovery: list every target and portal a portal knows
     Discover(core_iscsi_tools::net::cli::DiscoverArgs),
@@ -75,21 +88,54 @@ fn main() -> ExitCode {
         .parse_default_env()
         .init();
     let paths = ConfigPaths::new(&cli.config_dir);
-    let name = match &cli.command {
+    let mut c = ctl::Ctl::new(paths.clone());
+    c.mount_root = cli.mount_root.clone();
+    c.device_timeout = std::time::Duration::from_secs(cli.device_timeout);
+    c.verbose = !cli.json;
+    let r = match &cli.command {
         Command::CheckConfig => return check_config(&paths, cli.json),
-        Command::Start { .. } => "start",
-        Command::Stop { .. } => "stop",
-        Command::Pause { .. } => "pause",
-        Command::Status { .. } => "status",
-        Command::Map { .. } => "map",
-        Command::Unmap { .. } => "unmap",
-        Command::Remap { .. } => "remap",
-        Command::Discover(a) => return core_iscsi_tools::net::cli::run_discover(a, &cli.config_dir, cli.json).into(),
-        Command::Probe(a) => return core_iscsi_tools::net::cli::run_probe(a, &cli.config_dir, cli.json).into(),
+        Command::Discover(a) => {
+            return core_iscsi_tools::net::cli::run_discover(a, &cli.config_dir, cli.json).into()
+        }
+        Command::Probe(a) => {
+            return core_iscsi_tools::net::cli::run_probe(a, &cli.config_dir, cli.json).into()
+        }
+        Command::Start { channel } => c.start(*channel),
+        Command::Stop { channel } => c.stop(*channel),
+        Command::Pause { channel } => c.pause(*channel),
+        Command::Status { channel } => c.status(*channel),
+        Command::Map { channel } => c.map(*channel),
+        Command::Unmap { channel, force } => c.unmap(*channel, *force),
+        Command::Remap { channel } => c.remap(*channel),
     };
-    let e = ctl::not_implemented(name);
-    eprintln!("{e}");
-    e.exit().into()
+    match r {
+        Ok(out) => {
+            if cli.json {
+                match serde_json::to_string_pretty(&out) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("initiator-ctl: cannot encode JSON: {e}");
+                        return Exit::System.into();
+                    }
+                }
+            } else {
+                for s in &out.status {
+                    print!("{}", s.render());
+                }
+            }
+            out.exit.into()
+        }
+        Err(e) => {
+            eprintln!("initiator-ctl: {e}");
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
+            }
+            e.exit().into()
+        }
+    }
 }
 
 fn check_config(paths: &ConfigPaths, json: bool) -> ExitCode {

@@ -20,6 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
+use iscsi_proto::settings::SettingError;
 use serde::Serialize;
 
 use super::attrs::{validate_attr, ChannelAttrs};
@@ -126,6 +127,18 @@ pub fn parse_initiator(file: &Path, text: &str) -> Result<BTreeMap<u32, Channel>
         let line = a.line;
         let parsed = parse_line(&a.words).map_err(|f| f.at(file, line))?;
         merge(&mut channels, &mut given, parsed, line).map_err(|f| f.at(file, line))?;
+    }
+    // Last, once the file is known to be well-formed: what RFC 7143 allows but this initiator
+    // does not do. The module refuses the same in its `params` attribute at start.
+    for ch in channels.values() {
+        if let Some((name, why)) = unsupported(ch) {
+            let line = given.get(&(ch.id, name)).copied().unwrap_or(ch.line);
+            let value = ch.keys.get(name).unwrap_or_default();
+            return Err(
+                Fault::new(F_KEYS, format!("{name}={value} is not supported: {why}"))
+                    .at(file, line),
+            );
+        }
     }
     if channels.is_empty() {
         return Err(ConfigError::file(
@@ -444,6 +457,17 @@ fn merge(
     check_keys(ch)
 }
 
+/// A key whose value this initiator does not implement, with the reason (the same check as
+/// the module's `store_params`: `iscsi_proto::settings::check_supported`).
+fn unsupported(ch: &Channel) -> Option<(&'static str, String)> {
+    let limits = ch.keys.module_limits().ok()?;
+    let why = iscsi_proto::settings::check_supported(&limits).err()?;
+    Some((
+        why.key(),
+        format!("{why} (the module would refuse it at start)"),
+    ))
+}
+
 fn attr_text(a: &ChannelAttrs, name: &str) -> String {
     match name {
         "nopout_timeout" => a.nopout_timeout.to_string(),
@@ -462,13 +486,30 @@ fn attr_text(a: &ChannelAttrs, name: &str) -> String {
 
 /// Rules between keys, checked on the channel as merged so far.
 fn check_keys(ch: &Channel) -> Result<(), Fault> {
-    let first = ch.keys.numeric("FirstBurstLength").unwrap_or(65536);
-    let max = ch.keys.numeric("MaxBurstLength").unwrap_or(262_144);
-    if first > max {
-        return Err(Fault::new(
-            F_KEYS,
-            format!("FirstBurstLength ({first}) must not exceed MaxBurstLength ({max})"),
-        ));
+    if let Err(e) = ch.keys.module_limits() {
+        // Each key was checked on its own (validate_key), so only the rule between keys is
+        // left for apply_list to refuse.
+        let message = match e.error {
+            SettingError::FirstBurstAboveMaxBurst => {
+                let value = |name: &str| ch.keys.get_or_default(name).unwrap_or_default();
+                let default = |name: &str| {
+                    if ch.keys.get(name).is_some() {
+                        ""
+                    } else {
+                        ", the default"
+                    }
+                };
+                format!(
+                    "FirstBurstLength ({}{}) must not exceed MaxBurstLength ({}{})",
+                    value("FirstBurstLength"),
+                    default("FirstBurstLength"),
+                    value("MaxBurstLength"),
+                    default("MaxBurstLength"),
+                )
+            }
+            other => format!("the module would refuse these keys: {other}"),
+        };
+        return Err(Fault::new(F_KEYS, message));
     }
     if let Some(mc) = ch
         .keys

@@ -1,123 +1,64 @@
-//! iSCSI login keys an administrator may set in field 7 of a CHANNEL line (RFC 7143 section 13),
-//! with each key's value syntax.
+//! iSCSI login keys an administrator may set in field 7 of a CHANNEL line (RFC 7143 section 13).
+//!
+//! The keys the module takes are validated by the module's own parser,
+//! [`iscsi_proto::settings`] (what `initiator-ctl start` writes to the channel's `params`
+//! attribute): a key list passes here exactly when the module accepts it. This file adds only
+//! what the module does not see, AuthMethod (CHAP is used when initiator_auth gives credentials)
+//! and InitiatorAlias (not sent), the documentation defaults, and the wording of the errors.
 
+use iscsi_proto::settings::{self, ListError, ValueKind};
+use iscsi_proto::text::{parse_number, Limits};
 use serde::ser::SerializeMap;
 use serde::Serialize;
-
-use super::lexer::number;
 
 /// The value syntax of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
-    /// A decimal number in `min..=max`.
-    Numeric {
-        /// Smallest value.
-        min: u64,
-        /// Largest value.
-        max: u64,
-    },
-    /// `Yes` or `No`.
-    Boolean,
+    /// A key the module takes in `params`: syntax and range are those of
+    /// [`iscsi_proto::settings::SETTINGS`], which validates it.
+    Module,
     /// A `,`-separated list of the given values, in order of preference, without repeats.
     List(&'static [&'static str]),
     /// Text (1 to 255 bytes, printable, no `,` `;` or `=`).
     Text,
 }
 
-/// One settable key: its RFC 7143 name, value syntax and the RFC default.
+/// One settable key: its RFC 7143 name, value syntax and default.
 #[derive(Debug, Clone, Copy)]
 pub struct KeySpec {
     /// The key name (case-sensitive, as in RFC 7143).
     pub name: &'static str,
     /// Its value syntax.
     pub kind: KeyKind,
-    /// The RFC 7143 default, used when the key is not given.
+    /// The value used when the key is not given: for a module key, what the module offers
+    /// (`iscsi_proto::text::Limits::default()`, checked by a test).
     pub default: &'static str,
 }
 
-const DIGESTS: &[&str] = &["None", "CRC32C"];
+const fn module(name: &'static str, default: &'static str) -> KeySpec {
+    KeySpec {
+        name,
+        kind: KeyKind::Module,
+        default,
+    }
+}
 
 /// The keys field 7 accepts. Any other key is an error.
 pub const KEYS: &[KeySpec] = &[
-    KeySpec {
-        name: "HeaderDigest",
-        kind: KeyKind::List(DIGESTS),
-        default: "None",
-    },
-    KeySpec {
-        name: "DataDigest",
-        kind: KeyKind::List(DIGESTS),
-        default: "None",
-    },
-    KeySpec {
-        name: "MaxConnections",
-        kind: KeyKind::Numeric { min: 1, max: 65535 },
-        default: "1",
-    },
-    KeySpec {
-        name: "InitialR2T",
-        kind: KeyKind::Boolean,
-        default: "Yes",
-    },
-    KeySpec {
-        name: "ImmediateData",
-        kind: KeyKind::Boolean,
-        default: "Yes",
-    },
-    KeySpec {
-        name: "MaxRecvDataSegmentLength",
-        kind: KeyKind::Numeric {
-            min: 512,
-            max: 16_777_215,
-        },
-        default: "8192",
-    },
-    KeySpec {
-        name: "MaxBurstLength",
-        kind: KeyKind::Numeric {
-            min: 512,
-            max: 16_777_215,
-        },
-        default: "262144",
-    },
-    KeySpec {
-        name: "FirstBurstLength",
-        kind: KeyKind::Numeric {
-            min: 512,
-            max: 16_777_215,
-        },
-        default: "65536",
-    },
-    KeySpec {
-        name: "DefaultTime2Wait",
-        kind: KeyKind::Numeric { min: 0, max: 3600 },
-        default: "2",
-    },
-    KeySpec {
-        name: "DefaultTime2Retain",
-        kind: KeyKind::Numeric { min: 0, max: 3600 },
-        default: "20",
-    },
-    KeySpec {
-        name: "MaxOutstandingR2T",
-        kind: KeyKind::Numeric { min: 1, max: 65535 },
-        default: "1",
-    },
-    KeySpec {
-        name: "DataPDUInOrder",
-        kind: KeyKind::Boolean,
-        default: "Yes",
-    },
-    KeySpec {
-        name: "DataSequenceInOrder",
-        kind: KeyKind::Boolean,
-        default: "Yes",
-    },
-    KeySpec {
-        name: "ErrorRecoveryLevel",
-        kind: KeyKind::Numeric { min: 0, max: 2 },
-        default: "0",
-    },
+    module("HeaderDigest", "None,CRC32C"),
+    module("DataDigest", "None,CRC32C"),
+    module("MaxRecvDataSegmentLength", "262144"),
+    module("MaxConnections", "1"),
+    module("InitialR2T", "No"),
+    module("ImmediateData", "Yes"),
+    module("MaxBurstLength", "16776192"),
+    module("FirstBurstLength", "262144"),
+    module("DefaultTime2Wait", "2"),
+    module("DefaultTime2Retain", "20"),
+    module("MaxOutstandingR2T", "1"),
+    module("DataPDUInOrder", "Yes"),
+    module("DataSequenceInOrder", "Yes"),
+    module("ErrorRecoveryLevel", "0"),
     KeySpec {
         name: "AuthMethod",
         kind: KeyKind::List(&["CHAP", "None"]),
@@ -151,7 +92,8 @@ fn not_settable(name: &str) -> Option<&'static str> {
     })
 }
 
-/// Validates `name=value`; returns the canonical value text (numbers without leading zeros).
+/// Validates `name=value`; returns the canonical value text (numbers in decimal, without
+/// leading zeros).
 pub(crate) fn validate_key(name: &str, value: &str) -> Result<(&'static KeySpec, String), String> {
     let Some(spec) = key_spec(name) else {
         if let Some(why) = not_settable(name) {
@@ -165,52 +107,11 @@ pub(crate) fn validate_key(name: &str, value: &str) -> Result<(&'static KeySpec,
         }
         return Err(format!("unknown iSCSI key \"{name}\""));
     };
-    let canonical = validate_value(name, spec.kind, value)?;
-    Ok((spec, canonical))
-}
-
-pub(crate) fn validate_value(name: &str, kind: KeyKind, value: &str) -> Result<String, String> {
-    match kind {
-        KeyKind::Numeric { min, max } => match number(value, min, max) {
-            Some(n) => Ok(n.to_string()),
-            None => Err(format!(
-                "{name}=\"{value}\" is not a number in {min}..{max}"
-            )),
-        },
-        KeyKind::Boolean => match value {
-            "Yes" | "No" => Ok(value.to_string()),
-            _ if value.eq_ignore_ascii_case("yes") || value.eq_ignore_ascii_case("no") => Err(
-                format!("{name}=\"{value}\" is not Yes or No (values are case-sensitive)"),
-            ),
-            _ => Err(format!("{name}=\"{value}\" is not Yes or No")),
-        },
+    let canonical = match spec.kind {
+        KeyKind::Module => module_value(name, value)?,
         KeyKind::List(allowed) => {
-            let mut seen: Vec<&str> = Vec::new();
-            for item in value.split(',') {
-                if item.is_empty() {
-                    return Err(format!("{name}=\"{value}\" has an empty list item"));
-                }
-                if !allowed.contains(&item) {
-                    let hint = match allowed.iter().find(|a| a.eq_ignore_ascii_case(item)) {
-                        Some(a) => format!(" (values are case-sensitive: {a})"),
-                        None => match (name, item) {
-                            ("AuthMethod", "KRB5" | "SPKM1" | "SPKM2" | "SRP") => {
-                                " (not supported)".to_string()
-                            }
-                            _ => String::new(),
-                        },
-                    };
-                    return Err(format!(
-                        "{name}: \"{item}\" is not one of {}{hint}",
-                        allowed.join(", ")
-                    ));
-                }
-                if seen.contains(&item) {
-                    return Err(format!("{name}: \"{item}\" is listed twice"));
-                }
-                seen.push(item);
-            }
-            Ok(value.to_string())
+            check_list(name, value, allowed)?;
+            value.to_string()
         }
         KeyKind::Text => {
             if value.is_empty() || value.len() > 255 {
@@ -219,9 +120,71 @@ pub(crate) fn validate_value(name: &str, kind: KeyKind, value: &str) -> Result<S
             if value.chars().any(|c| c.is_control()) {
                 return Err(format!("{name} contains a control character"));
             }
-            Ok(value.to_string())
+            value.to_string()
         }
+    };
+    Ok((spec, canonical))
+}
+
+/// A module key's value, checked by the module's parser; a refusal is explained in the
+/// tools' words, by the key's syntax.
+fn module_value(name: &str, value: &str) -> Result<String, String> {
+    let Some(setting) = settings::setting(name.as_bytes()) else {
+        return Err(format!("unknown iSCSI key \"{name}\""));
+    };
+    match settings::apply(&mut Limits::default(), name.as_bytes(), value.as_bytes()) {
+        Ok(()) => Ok(match setting.kind {
+            ValueKind::Number { .. } => {
+                parse_number(value.as_bytes()).map_or_else(|| value.to_string(), |n| n.to_string())
+            }
+            ValueKind::Boolean | ValueKind::Digest => value.to_string(),
+        }),
+        Err(e) => Err(match setting.kind {
+            ValueKind::Number { min, max } => {
+                format!("{name}=\"{value}\" is not a number in {min}..{max}")
+            }
+            ValueKind::Boolean
+                if value.eq_ignore_ascii_case("yes") || value.eq_ignore_ascii_case("no") =>
+            {
+                format!("{name}=\"{value}\" is not Yes or No (values are case-sensitive)")
+            }
+            ValueKind::Boolean => format!("{name}=\"{value}\" is not Yes or No"),
+            ValueKind::Digest => match check_list(name, value, &["None", "CRC32C"]) {
+                Err(why) => why,
+                Ok(()) => format!("{name}=\"{value}\": {e}"),
+            },
+        }),
     }
+}
+
+/// Explains what is wrong with a `,`-separated list of `allowed` values without repeats.
+fn check_list(name: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for item in value.split(',') {
+        if item.is_empty() {
+            return Err(format!("{name}=\"{value}\" has an empty list item"));
+        }
+        if !allowed.contains(&item) {
+            let hint = match allowed.iter().find(|a| a.eq_ignore_ascii_case(item)) {
+                Some(a) => format!(" (values are case-sensitive: {a})"),
+                None => match (name, item) {
+                    ("AuthMethod", "KRB5" | "SPKM1" | "SPKM2" | "SRP") => {
+                        " (not supported)".to_string()
+                    }
+                    _ => String::new(),
+                },
+            };
+            return Err(format!(
+                "{name}: \"{item}\" is not one of {}{hint}",
+                allowed.join(", ")
+            ));
+        }
+        if seen.contains(&item) {
+            return Err(format!("{name}: \"{item}\" is listed twice"));
+        }
+        seen.push(item);
+    }
+    Ok(())
 }
 
 /// The iSCSI keys an administrator gave for one channel, in the order first given, validated
@@ -259,9 +222,23 @@ impl IscsiKeys {
         self.get(name).or_else(|| key_spec(name).map(|k| k.default))
     }
 
-    /// A numeric key's value or default.
-    pub fn numeric(&self, name: &str) -> Option<u64> {
-        self.get_or_default(name)?.parse().ok()
+    /// The keys the module takes, as `initiator-ctl start` writes them to the channel's
+    /// `params` attribute (`Key=Value;...`): every key given except AuthMethod and
+    /// InitiatorAlias, which the module does not take.
+    pub fn module_params(&self) -> String {
+        self.iter()
+            .filter(|(k, _)| settings::setting(k.as_bytes()).is_some())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    /// What the module makes of [`Self::module_params`]: its offer with these keys applied, or
+    /// its refusal (with `iscsi_proto::settings::apply_list`, as the module runs it).
+    pub fn module_limits(&self) -> Result<Limits, ListError> {
+        let mut limits = Limits::default();
+        settings::apply_list(&mut limits, self.module_params().as_bytes())?;
+        Ok(limits)
     }
 
     /// AuthMethod as given (default `None`), in order of preference.
@@ -314,5 +291,100 @@ impl Serialize for IscsiKeys {
             map.serialize_entry(k, v)?;
         }
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iscsi_proto::settings::SETTINGS;
+
+    /// The module keys here are exactly the keys the module's parser accepts, and their
+    /// documented defaults are what the module offers when they are not given.
+    #[test]
+    fn module_keys_are_the_modules() {
+        let ours: Vec<&str> = KEYS
+            .iter()
+            .filter(|k| k.kind == KeyKind::Module)
+            .map(|k| k.name)
+            .collect();
+        let proto: Vec<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(ours, proto);
+        let mut offer = String::new();
+        settings::write(&Limits::default(), &mut offer).unwrap();
+        let defaults: Vec<String> = KEYS
+            .iter()
+            .filter(|k| k.kind == KeyKind::Module)
+            .map(|k| format!("{}={}", k.name, k.default))
+            .collect();
+        assert_eq!(offer, defaults.join(";"));
+    }
+
+    /// What `start` writes to `params` is what the module accepts, without AuthMethod.
+    #[test]
+    fn module_params_are_accepted_by_the_module() {
+        let mut keys = IscsiKeys::default();
+        for (k, v) in [
+            ("AuthMethod", "CHAP,None"),
+            ("MaxRecvDataSegmentLength", "0x2000"),
+            ("InitiatorAlias", "host1"),
+            ("HeaderDigest", "CRC32C,None"),
+            ("ImmediateData", "No"),
+        ] {
+            let (spec, v) = validate_key(k, v).unwrap();
+            keys.insert(spec.name, v);
+        }
+        let params = keys.module_params();
+        assert_eq!(
+            params,
+            "MaxRecvDataSegmentLength=8192;HeaderDigest=CRC32C,None;ImmediateData=No"
+        );
+        let mut l = Limits::default();
+        settings::apply_list(&mut l, params.as_bytes()).unwrap();
+        assert_eq!(keys.module_limits(), Ok(l));
+        assert_eq!(l.max_recv_data_segment_length, 8192);
+    }
+
+    /// A module key passes validate_key exactly when the module's apply accepts it.
+    #[test]
+    fn same_verdict_as_the_module() {
+        let values = [
+            "",
+            "0",
+            "1",
+            "2",
+            "3",
+            "511",
+            "512",
+            "0x200",
+            "0512",
+            "3600",
+            "3601",
+            "65535",
+            "65536",
+            "16777215",
+            "16777216",
+            "-1",
+            "x",
+            "Yes",
+            "No",
+            "yes",
+            "None",
+            "CRC32C",
+            "CRC32C,None",
+            "None,CRC32C",
+            "None,None",
+            "crc32c",
+            "CRC32C,",
+            ",None",
+        ];
+        for s in SETTINGS {
+            for v in values {
+                let module =
+                    settings::apply(&mut Limits::default(), s.name.as_bytes(), v.as_bytes());
+                let tools = validate_key(s.name, v);
+                assert_eq!(module.is_ok(), tools.is_ok(), "{}={v}: {tools:?}", s.name);
+            }
+        }
     }
 }

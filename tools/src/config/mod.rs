@@ -123,7 +123,16 @@ fn read_text(file: &Path, required: bool) -> Result<Option<String>, ConfigError>
 /// Reads, validates and cross-checks the four files. The initiator file and initiatorname.iscsi
 /// must exist; a missing auth file means no credentials, a missing maps file no maps.
 pub fn load(paths: &ConfigPaths) -> Result<Loaded, ConfigError> {
-    let initiator_name = initiator_name::read_initiator_name(&paths.initiator_name)?;
+    load_with_name(paths, None)
+}
+
+/// [`load`], with `name` standing in for initiatorname.iscsi when given (which is then not
+/// read): lets `start` validate everything else before it creates a missing name file.
+pub fn load_with_name(paths: &ConfigPaths, name: Option<&str>) -> Result<Loaded, ConfigError> {
+    let initiator_name = match name {
+        Some(n) => n.to_string(),
+        None => initiator_name::read_initiator_name(&paths.initiator_name)?,
+    };
     let text = read_text(&paths.initiator, true)?.unwrap_or_default();
     let mut channels = initiator::parse_initiator(&paths.initiator, &text)?;
     let (auth, mut warnings) = match auth::read_auth_file(&paths.auth)? {
@@ -174,6 +183,17 @@ pub fn load(paths: &ConfigPaths) -> Result<Loaded, ConfigError> {
         }
     }
     for ch in channels.values() {
+        if ch.connections > 1 {
+            warnings.push(Warning::new(
+                &paths.initiator,
+                ch.line,
+                Some(initiator::F_CONNECTIONS),
+                format!(
+                    "channel {} asks for {} connections, but this initiator uses only one per session (its portals are tried in order)",
+                    ch.id, ch.connections
+                ),
+            ));
+        }
         if ch.keys.offers_chap() && ch.auth.is_none() {
             return Err(ConfigError::field(
                 &paths.initiator,

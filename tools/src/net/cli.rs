@@ -42,7 +42,12 @@ pub struct CommonArgs {
     #[arg(long, value_name = "VAR")]
     pub mutual_secret_env: Option<String>,
     /// CHAP algorithms to offer, by preference: md5, sha1, sha256, sha3-256
-    #[arg(long, value_name = "ALG,...", value_delimiter = ',', default_value = "md5")]
+    #[arg(
+        long,
+        value_name = "ALG,...",
+        value_delimiter = ',',
+        default_value = "md5"
+    )]
     pub chap_algorithm: Vec<String>,
     /// Our MaxRecvDataSegmentLength
     #[arg(long, value_name = "BYTES", default_value_t = 262_144,
@@ -90,24 +95,38 @@ pub struct ProbeArgs {
     pub initial_r2t: bool,
 }
 
-fn read_secret(file: Option<&Path>, env: Option<&str>, what: &str) -> Result<Option<Vec<u8>>, NetError> {
+fn read_secret(
+    file: Option<&Path>,
+    env: Option<&str>,
+    what: &str,
+) -> Result<Option<Vec<u8>>, NetError> {
     if let Some(f) = file {
-        let s = std::fs::read(f)
-            .map_err(|e| NetError::Secret(format!("cannot read the {what} secret file {}: {e}", f.display())))?;
+        let s = std::fs::read(f).map_err(|e| {
+            NetError::Secret(format!(
+                "cannot read the {what} secret file {}: {e}",
+                f.display()
+            ))
+        })?;
         let s = zeroize::Zeroizing::new(s);
         let line = s.split(|b| *b == b'\n').next().unwrap_or(&[]);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
-            return Err(NetError::Secret(format!("the {what} secret file {} is empty", f.display())));
+            return Err(NetError::Secret(format!(
+                "the {what} secret file {} is empty",
+                f.display()
+            )));
         }
         return Ok(Some(line.to_vec()));
     }
     if let Some(v) = env {
-        let s = std::env::var_os(v)
-            .ok_or_else(|| NetError::Secret(format!("the {what} secret variable {v} is not set")))?;
+        let s = std::env::var_os(v).ok_or_else(|| {
+            NetError::Secret(format!("the {what} secret variable {v} is not set"))
+        })?;
         let b = std::os::unix::ffi::OsStrExt::as_bytes(s.as_os_str()).to_vec();
         if b.is_empty() {
-            return Err(NetError::Secret(format!("the {what} secret variable {v} is empty")));
+            return Err(NetError::Secret(format!(
+                "the {what} secret variable {v} is empty"
+            )));
         }
         return Ok(Some(b));
     }
@@ -137,23 +156,48 @@ fn initiator_name(c: &CommonArgs, config_dir: &Path) -> Result<String, NetError>
 pub fn login_options(c: &CommonArgs, config_dir: &Path) -> Result<LoginOptions, NetError> {
     let mut o = LoginOptions::new(initiator_name(c, config_dir)?);
     o.max_recv_data_segment_length = c.max_recv_data_segment_length;
-    o.timeouts = Timeouts { connect: Duration::from_secs(c.timeout), io: Duration::from_secs(c.timeout.max(1) * 3) };
-    o.chap_algorithms = c.chap_algorithm.iter().map(|a| alg(a)).collect::<Result<_, _>>()?;
-    let secret = read_secret(c.chap_secret_file.as_deref(), c.chap_secret_env.as_deref(), "CHAP")?;
+    o.timeouts = Timeouts {
+        connect: Duration::from_secs(c.timeout),
+        io: Duration::from_secs(c.timeout.max(1) * 3),
+    };
+    o.chap_algorithms = c
+        .chap_algorithm
+        .iter()
+        .map(|a| alg(a))
+        .collect::<Result<_, _>>()?;
+    let secret = read_secret(
+        c.chap_secret_file.as_deref(),
+        c.chap_secret_env.as_deref(),
+        "CHAP",
+    )?;
     match (&c.chap_user, secret) {
         (Some(u), Some(s)) => o.chap = Some(ChapCredentials::new(u.clone(), s)),
         (None, None) => {}
-        (Some(_), None) => return Err(NetError::Secret("--chap-user needs --chap-secret-file or --chap-secret-env".into())),
+        (Some(_), None) => {
+            return Err(NetError::Secret(
+                "--chap-user needs --chap-secret-file or --chap-secret-env".into(),
+            ))
+        }
         (None, Some(_)) => return Err(NetError::Secret("a CHAP secret needs --chap-user".into())),
     }
-    let msecret = read_secret(c.mutual_secret_file.as_deref(), c.mutual_secret_env.as_deref(), "mutual CHAP")?;
+    let msecret = read_secret(
+        c.mutual_secret_file.as_deref(),
+        c.mutual_secret_env.as_deref(),
+        "mutual CHAP",
+    )?;
     match (&c.mutual_user, msecret) {
         (Some(u), Some(s)) => o.mutual = Some(ChapCredentials::new(u.clone(), s)),
         (None, None) => {}
         (Some(_), None) => {
-            return Err(NetError::Secret("--mutual-user needs --mutual-secret-file or --mutual-secret-env".into()))
+            return Err(NetError::Secret(
+                "--mutual-user needs --mutual-secret-file or --mutual-secret-env".into(),
+            ))
         }
-        (None, Some(_)) => return Err(NetError::Secret("a mutual CHAP secret needs --mutual-user".into())),
+        (None, Some(_)) => {
+            return Err(NetError::Secret(
+                "a mutual CHAP secret needs --mutual-user".into(),
+            ))
+        }
     }
     Ok(o)
 }
@@ -168,7 +212,10 @@ fn exit_for(e: &NetError) -> Exit {
 fn fail(e: NetError, json: bool) -> Exit {
     eprintln!("initiator-ctl: {e}");
     if json {
-        println!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+        println!(
+            "{}",
+            serde_json::json!({ "ok": false, "error": e.to_string() })
+        );
     }
     exit_for(&e)
 }
@@ -237,32 +284,53 @@ pub fn probe(a: &ProbeArgs, config_dir: &Path) -> Result<ProbeReport, NetError> 
         None => {
             // The first LUN that is a disk; else the first LUN.
             let mut pick = None;
-            for l in luns.iter().filter_map(|l| u16::try_from(*l).ok()).filter(|l| *l < 256) {
+            for l in luns
+                .iter()
+                .filter_map(|l| u16::try_from(*l).ok())
+                .filter(|l| *l < 256)
+            {
                 if scsi::inquiry(&mut s, l)?.peripheral_type == 0 {
                     pick = Some(l);
                     break;
                 }
             }
-            pick.or_else(|| luns.first().and_then(|l| u16::try_from(*l).ok())).unwrap_or(0)
+            pick.or_else(|| luns.first().and_then(|l| u16::try_from(*l).ok()))
+                .unwrap_or(0)
         }
     };
     let inquiry = scsi::inquiry(&mut s, lun)?;
-    let capacity = if inquiry.peripheral_type == 0 { Some(scsi::read_capacity(&mut s, lun)?) } else { None };
+    let capacity = if inquiry.peripheral_type == 0 {
+        Some(scsi::read_capacity(&mut s, lun)?)
+    } else {
+        None
+    };
     let mut verified_bytes = None;
     if a.write {
-        let cap = capacity.ok_or_else(|| NetError::Protocol(format!("LUN {lun} is not a disk: refusing to write")))?;
+        let cap = capacity.ok_or_else(|| {
+            NetError::Protocol(format!("LUN {lun} is not a disk: refusing to write"))
+        })?;
         let len = (64 * 1024u64).min(cap.bytes()) as usize;
         let len = len - len % cap.block_size.max(1) as usize;
         if len == 0 {
-            return Err(NetError::Protocol(format!("LUN {lun} is too small to write a pattern")));
+            return Err(NetError::Protocol(format!(
+                "LUN {lun} is too small to write a pattern"
+            )));
         }
-        let pattern: Vec<u8> = (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8).collect();
+        let pattern: Vec<u8> = (0..len)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(7) as u8)
+            .collect();
         scsi::write(&mut s, lun, 0, cap.block_size, &pattern)?;
         let mut back = vec![0u8; len];
         scsi::read(&mut s, lun, 0, cap.block_size, &mut back)?;
         if back != pattern {
-            let at = back.iter().zip(&pattern).position(|(x, y)| x != y).unwrap_or(0);
-            return Err(NetError::Protocol(format!("read back differs from the pattern written, first at byte {at}")));
+            let at = back
+                .iter()
+                .zip(&pattern)
+                .position(|(x, y)| x != y)
+                .unwrap_or(0);
+            return Err(NetError::Protocol(format!(
+                "read back differs from the pattern written, first at byte {at}"
+            )));
         }
         verified_bytes = Some(len);
     }
@@ -301,9 +369,16 @@ impl ProbeReport {
         let n = &self.negotiated;
         let yn = |b: bool| if b { "Yes" } else { "No" };
         let dg = |b: bool| if b { "CRC32C" } else { "None" };
-        let mut s = format!("target {} at {} (TSIH {})\n", self.target, self.portal, n.tsih);
+        let mut s = format!(
+            "target {} at {} (TSIH {})\n",
+            self.target, self.portal, n.tsih
+        );
         s += "negotiated:\n";
-        s += &format!("    HeaderDigest={} DataDigest={}\n", dg(n.header_digest), dg(n.data_digest));
+        s += &format!(
+            "    HeaderDigest={} DataDigest={}\n",
+            dg(n.header_digest),
+            dg(n.data_digest)
+        );
         s += &format!(
             "    MaxRecvDataSegmentLength={} (target's: {})\n",
             n.max_recv_data_segment_length, n.max_xmit_data_segment_length
@@ -325,10 +400,19 @@ impl ProbeReport {
         s += &format!("REPORT LUNS: {:?}\n", self.luns);
         s += &format!(
             "LUN {}: {} {} {} (type {:#04x})\n",
-            self.lun, self.inquiry.vendor, self.inquiry.product, self.inquiry.revision, self.inquiry.peripheral_type
+            self.lun,
+            self.inquiry.vendor,
+            self.inquiry.product,
+            self.inquiry.revision,
+            self.inquiry.peripheral_type
         );
         if let Some(c) = &self.capacity {
-            s += &format!("    {} blocks of {} bytes ({} bytes)\n", c.blocks, c.block_size, c.bytes());
+            s += &format!(
+                "    {} blocks of {} bytes ({} bytes)\n",
+                c.blocks,
+                c.block_size,
+                c.bytes()
+            );
         }
         if let Some(v) = self.verified_bytes {
             s += &format!("    wrote and verified {v} bytes at LBA 0\n");

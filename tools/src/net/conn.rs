@@ -29,7 +29,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(10), io: Duration::from_secs(30) }
+        Timeouts {
+            connect: Duration::from_secs(10),
+            io: Duration::from_secs(30),
+        }
     }
 }
 
@@ -77,15 +80,26 @@ impl Connection {
                 Err(e) => last = Some(NetError::io(format!("connect to {a}"), e)),
             }
         }
-        Err(last.unwrap_or_else(|| NetError::Portal { portal: portal.to_string(), reason: "no address".into() }))
+        Err(last.unwrap_or_else(|| NetError::Portal {
+            portal: portal.to_string(),
+            reason: "no address".into(),
+        }))
     }
 
     /// Wrap an already connected stream.
     pub fn from_stream(stream: TcpStream, t: Timeouts) -> Result<Connection> {
-        let peer = stream.peer_addr().map_err(|e| NetError::io("peer address", e))?;
-        stream.set_read_timeout(Some(t.io)).map_err(|e| NetError::io("set read timeout", e))?;
-        stream.set_write_timeout(Some(t.io)).map_err(|e| NetError::io("set write timeout", e))?;
-        stream.set_nodelay(true).map_err(|e| NetError::io("set TCP_NODELAY", e))?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| NetError::io("peer address", e))?;
+        stream
+            .set_read_timeout(Some(t.io))
+            .map_err(|e| NetError::io("set read timeout", e))?;
+        stream
+            .set_write_timeout(Some(t.io))
+            .map_err(|e| NetError::io("set write timeout", e))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| NetError::io("set TCP_NODELAY", e))?;
         Ok(Connection {
             stream,
             peer,
@@ -137,10 +151,14 @@ impl Connection {
     /// Send one PDU. `bhs` must already hold the right TotalAHSLength and DataSegmentLength.
     pub fn send(&mut self, bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8]) -> Result<()> {
         if ahs.len() != pdu::ahs_len_of(bhs) {
-            return Err(NetError::Protocol("outgoing AHS length does not match its BHS".into()));
+            return Err(NetError::Protocol(
+                "outgoing AHS length does not match its BHS".into(),
+            ));
         }
         if data.len() as u64 != u64::from(pdu::data_segment_len_of(bhs)) {
-            return Err(NetError::Protocol("outgoing data length does not match its BHS".into()));
+            return Err(NetError::Protocol(
+                "outgoing data length does not match its BHS".into(),
+            ));
         }
         if data.len() > self.max_xmit as usize {
             return Err(NetError::Protocol(format!(
@@ -167,7 +185,10 @@ impl Connection {
                 out.extend_from_slice(&d);
             }
         }
-        let r = self.stream.write_all(&out).map_err(|e| NetError::io(format!("send to {}", self.peer), e));
+        let r = self
+            .stream
+            .write_all(&out)
+            .map_err(|e| NetError::io(format!("send to {}", self.peer), e));
         if out.capacity() <= 1 << 20 {
             self.out = out;
         }
@@ -186,11 +207,18 @@ impl Connection {
             self.read_exact(&mut d)?;
             if !crc::verify_header_digest(&Platform, &bhs, &ahs, &d) {
                 let want = crc::header_digest(&Platform, &bhs, &ahs);
-                return Err(NetError::Digest { what: "header", got: u32::from_le_bytes(d), want: u32::from_le_bytes(want) });
+                return Err(NetError::Digest {
+                    what: "header",
+                    got: u32::from_le_bytes(d),
+                    want: u32::from_le_bytes(want),
+                });
             }
         }
         // Only a header we trust says how much follows; proto refuses more than we declared.
-        let digests = Digests { header: self.header_digest, data: self.data_digest };
+        let digests = Digests {
+            header: self.header_digest,
+            data: self.data_digest,
+        };
         let lay = pdu::rx_layout(&bhs, digests, self.max_recv).map_err(|e| match e {
             PduError::DataSegmentTooLarge { len, max } => NetError::Oversize { len, max },
             e => NetError::Protocol(format!("PDU framing: {e:?}")),
@@ -203,7 +231,11 @@ impl Connection {
             self.read_exact(&mut d)?;
             if !crc::verify_data_digest(&Platform, &data, &d) {
                 let want = crc::data_digest(&Platform, &data[..len]);
-                return Err(NetError::Digest { what: "data", got: u32::from_le_bytes(d), want: u32::from_le_bytes(want) });
+                return Err(NetError::Digest {
+                    what: "data",
+                    got: u32::from_le_bytes(d),
+                    want: u32::from_le_bytes(want),
+                });
             }
         }
         data.truncate(len);
@@ -211,7 +243,9 @@ impl Connection {
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.stream.read_exact(buf).map_err(|e| NetError::io(format!("receive from {}", self.peer), e))
+        self.stream
+            .read_exact(buf)
+            .map_err(|e| NetError::io(format!("receive from {}", self.peer), e))
     }
 
     /// Close the TCP connection (both directions).
@@ -229,8 +263,14 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let a = l.local_addr().unwrap();
         let c = Connection::connect(
-            &Portal { host: "127.0.0.1".into(), port: a.port() },
-            Timeouts { connect: Duration::from_secs(2), io: Duration::from_secs(2) },
+            &Portal {
+                host: "127.0.0.1".into(),
+                port: a.port(),
+            },
+            Timeouts {
+                connect: Duration::from_secs(2),
+                io: Duration::from_secs(2),
+            },
         )
         .unwrap();
         let (s, _) = l.accept().unwrap();
@@ -262,7 +302,10 @@ mod tests {
         // Corrupt one data byte: data digest error.
         wire[48 + 4 + 4] ^= 1;
         s.write_all(&wire).unwrap();
-        assert!(matches!(c.recv(), Err(NetError::Digest { what: "data", .. })));
+        assert!(matches!(
+            c.recv(),
+            Err(NetError::Digest { what: "data", .. })
+        ));
     }
 
     #[test]
@@ -272,7 +315,10 @@ mod tests {
         let mut wire = bhs_with(0, 0).to_vec();
         wire.extend_from_slice(&[0, 0, 0, 0]);
         s.write_all(&wire).unwrap();
-        assert!(matches!(c.recv(), Err(NetError::Digest { what: "header", .. })));
+        assert!(matches!(
+            c.recv(),
+            Err(NetError::Digest { what: "header", .. })
+        ));
     }
 
     #[test]

@@ -61,15 +61,24 @@ mod tests {
     #[test]
     fn crc32c_rfc3720_b4() {
         // RFC 3720 appendix B.4, through proto's digest functions on this platform.
-        assert_eq!(crc::data_digest(&Platform, &[0u8; 32]), [0xaa, 0x36, 0x91, 0x8a]);
-        assert_eq!(crc::data_digest(&Platform, &[0xffu8; 32]), [0x43, 0xab, 0xa8, 0x62]);
+        assert_eq!(
+            crc::data_digest(&Platform, &[0u8; 32]),
+            [0xaa, 0x36, 0x91, 0x8a]
+        );
+        assert_eq!(
+            crc::data_digest(&Platform, &[0xffu8; 32]),
+            [0x43, 0xab, 0xa8, 0x62]
+        );
         let inc: Vec<u8> = (0u8..32).collect();
         assert_eq!(crc::data_digest(&Platform, &inc), [0x4e, 0x79, 0xdd, 0x46]);
         let dec: Vec<u8> = (0u8..32).rev().collect();
         assert_eq!(crc::data_digest(&Platform, &dec), [0x5c, 0xdb, 0x3f, 0x11]);
         // The header digest is the same function over BHS and AHS.
         let z = [0u8; 48];
-        assert_eq!(crc::header_digest(&Platform, &z, &[]), crc::crc32c(&Platform, &z).to_le_bytes());
+        assert_eq!(
+            crc::header_digest(&Platform, &z, &[]),
+            crc::crc32c(&Platform, &z).to_le_bytes()
+        );
     }
 
     #[test]
@@ -80,8 +89,14 @@ mod tests {
             let n = chap::response(&Platform, alg, id, secret, ch, o).unwrap();
             hex(&o[..n])
         };
-        assert_eq!(kat(ChapAlgorithm::Md5, b'a', b"bc", b"", &mut o), "900150983cd24fb0d6963f7d28e17f72");
-        assert_eq!(kat(ChapAlgorithm::Sha1, b'a', b"b", b"c", &mut o), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            kat(ChapAlgorithm::Md5, b'a', b"bc", b"", &mut o),
+            "900150983cd24fb0d6963f7d28e17f72"
+        );
+        assert_eq!(
+            kat(ChapAlgorithm::Sha1, b'a', b"b", b"c", &mut o),
+            "a9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         assert_eq!(
             kat(ChapAlgorithm::Sha256, b'a', b"", b"bc", &mut o),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -56,7 +56,9 @@ pub enum NetError {
     #[error("authentication failed: {0}")]
     Auth(String),
     /// The login was refused by the target (login status class/detail).
-    #[error("login rejected by the target: {reason} (status class {class:#04x} detail {detail:#04x})")]
+    #[error(
+        "login rejected by the target: {reason} (status class {class:#04x} detail {detail:#04x})"
+    )]
     LoginRejected {
         /// Status-Class.
         class: u8,
@@ -95,7 +97,9 @@ impl NetError {
         match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NetError::Timeout(context),
             io::ErrorKind::UnexpectedEof => NetError::Closed(context),
-            io::ErrorKind::ConnectionReset => NetError::Closed(format!("{context} (connection reset)")),
+            io::ErrorKind::ConnectionReset => {
+                NetError::Closed(format!("{context} (connection reset)"))
+            }
             _ => NetError::Io { context, source },
         }
     }
@@ -103,7 +107,14 @@ impl NetError {
     /// Whether this is an authentication failure.
     pub fn is_auth(&self) -> bool {
         matches!(self, NetError::Auth(_))
-            || matches!(self, NetError::LoginRejected { class: 2, detail: 1, .. })
+            || matches!(
+                self,
+                NetError::LoginRejected {
+                    class: 2,
+                    detail: 1,
+                    ..
+                }
+            )
     }
 }
 

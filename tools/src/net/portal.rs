@@ -22,14 +22,20 @@ fn address_error(s: &str, e: SendTargetsError) -> NetError {
         SendTargetsError::NotUtf8 => "not UTF-8",
         _ => "expected HOST, HOST:PORT, [IPV6] or [IPV6]:PORT with a port of 1 to 65535",
     };
-    NetError::Portal { portal: s.to_string(), reason: reason.to_string() }
+    NetError::Portal {
+        portal: s.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 impl Portal {
     /// Parse `HOST[:PORT]`, `[V6][:PORT]` or a bare IPv6 address (the address syntax is proto's
     /// `sendtargets::parse_address`; a user's portal has no `,TPGT`).
     pub fn parse(s: &str) -> Result<Portal> {
-        let bad = |reason: &str| NetError::Portal { portal: s.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| NetError::Portal {
+            portal: s.to_string(),
+            reason: reason.to_string(),
+        };
         let t = s.trim();
         if t.is_empty() {
             return Err(bad("empty"));
@@ -53,9 +59,18 @@ impl Portal {
         } else if a.host.contains(':') && !v6 {
             "IPv6 address with a port must be written [ADDR]:PORT"
         } else {
-            return Ok((Portal { host: a.host.to_string(), port: a.port }, a.tpgt));
+            return Ok((
+                Portal {
+                    host: a.host.to_string(),
+                    port: a.port,
+                },
+                a.tpgt,
+            ));
         };
-        Err(NetError::Portal { portal: s.to_string(), reason: reason.into() })
+        Err(NetError::Portal {
+            portal: s.to_string(),
+            reason: reason.into(),
+        })
     }
 
     /// Resolve to socket addresses (IPv4 and IPv6).
@@ -65,10 +80,16 @@ impl Portal {
         }
         let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|e| NetError::Portal { portal: self.to_string(), reason: format!("cannot resolve: {e}") })?
+            .map_err(|e| NetError::Portal {
+                portal: self.to_string(),
+                reason: format!("cannot resolve: {e}"),
+            })?
             .collect();
         if addrs.is_empty() {
-            return Err(NetError::Portal { portal: self.to_string(), reason: "resolves to no address".into() });
+            return Err(NetError::Portal {
+                portal: self.to_string(),
+                reason: "resolves to no address".into(),
+            });
         }
         Ok(addrs)
     }
@@ -90,18 +111,51 @@ mod tests {
 
     #[test]
     fn parses_forms() {
-        assert_eq!(Portal::parse("10.0.0.1").unwrap(), Portal { host: "10.0.0.1".into(), port: 3260 });
-        assert_eq!(Portal::parse("h:3261").unwrap(), Portal { host: "h".into(), port: 3261 });
-        assert_eq!(Portal::parse("[::1]:99").unwrap(), Portal { host: "::1".into(), port: 99 });
-        assert_eq!(Portal::parse("[::1]").unwrap(), Portal { host: "::1".into(), port: 3260 });
-        assert_eq!(Portal::parse("fe80::1").unwrap(), Portal { host: "fe80::1".into(), port: 3260 });
+        assert_eq!(
+            Portal::parse("10.0.0.1").unwrap(),
+            Portal {
+                host: "10.0.0.1".into(),
+                port: 3260
+            }
+        );
+        assert_eq!(
+            Portal::parse("h:3261").unwrap(),
+            Portal {
+                host: "h".into(),
+                port: 3261
+            }
+        );
+        assert_eq!(
+            Portal::parse("[::1]:99").unwrap(),
+            Portal {
+                host: "::1".into(),
+                port: 99
+            }
+        );
+        assert_eq!(
+            Portal::parse("[::1]").unwrap(),
+            Portal {
+                host: "::1".into(),
+                port: 3260
+            }
+        );
+        assert_eq!(
+            Portal::parse("fe80::1").unwrap(),
+            Portal {
+                host: "fe80::1".into(),
+                port: 3260
+            }
+        );
         assert!(Portal::parse("").is_err());
         assert!(Portal::parse("h:x").is_err());
         assert!(Portal::parse("h:0").is_err());
         assert!(Portal::parse("[::1").is_err());
         assert!(Portal::parse("[nope]:1").is_err());
         assert!(Portal::parse("[::1]x").is_err());
-        assert_eq!(Portal::parse("[::1]:3260").unwrap().to_string(), "[::1]:3260");
+        assert_eq!(
+            Portal::parse("[::1]:3260").unwrap().to_string(),
+            "[::1]:3260"
+        );
     }
 
     #[test]

@@ -47,9 +47,16 @@ fn short(what: &str, e: pscsi::ScsiError) -> NetError {
 /// INQUIRY (standard data, 96 bytes allocated).
 pub fn inquiry(s: &mut Session, lun: u16) -> Result<Inquiry> {
     let mut buf = [0u8; 96];
-    let o = s.scsi_ok(lun, &pscsi::inquiry(None, buf.len() as u16), DataDir::Read(&mut buf))?;
+    let o = s.scsi_ok(
+        lun,
+        &pscsi::inquiry(None, buf.len() as u16),
+        DataDir::Read(&mut buf),
+    )?;
     if o.data_len < 36 {
-        return Err(NetError::Protocol(format!("INQUIRY returned {} bytes, fewer than 36", o.data_len)));
+        return Err(NetError::Protocol(format!(
+            "INQUIRY returned {} bytes, fewer than 36",
+            o.data_len
+        )));
     }
     Ok(Inquiry {
         peripheral_type: buf[0] & 0x1f,
@@ -64,8 +71,13 @@ pub fn report_luns(s: &mut Session) -> Result<Vec<u64>> {
     let mut alloc = 4096usize;
     loop {
         let mut buf = vec![0u8; alloc];
-        let o = s.scsi_ok(0, &pscsi::report_luns(alloc as u32), DataDir::Read(&mut buf))?;
-        let list = pscsi::parse_report_luns(&buf[..o.data_len]).map_err(|e| short("REPORT LUNS", e))?;
+        let o = s.scsi_ok(
+            0,
+            &pscsi::report_luns(alloc as u32),
+            DataDir::Read(&mut buf),
+        )?;
+        let list =
+            pscsi::parse_report_luns(&buf[..o.data_len]).map_err(|e| short("REPORT LUNS", e))?;
         let full = list.list_len as usize + 8;
         if full > alloc && alloc < (1 << 20) {
             alloc = full.min(1 << 20);
@@ -78,23 +90,34 @@ pub fn report_luns(s: &mut Session) -> Result<Vec<u64>> {
 /// READ CAPACITY(16), falling back to READ CAPACITY(10) if the target rejects it.
 pub fn read_capacity(s: &mut Session, lun: u16) -> Result<Capacity> {
     let mut buf = [0u8; 32];
-    let o = s.scsi(lun, &pscsi::read_capacity16(buf.len() as u32), DataDir::Read(&mut buf))?;
+    let o = s.scsi(
+        lun,
+        &pscsi::read_capacity16(buf.len() as u32),
+        DataDir::Read(&mut buf),
+    )?;
     let c = match pscsi::parse_read_capacity16(&buf[..o.data_len]) {
         Ok(c) if o.status == pscsi::STATUS_GOOD => c,
         _ => {
             let mut buf = [0u8; 8];
             let o = s.scsi_ok(lun, &pscsi::read_capacity10(), DataDir::Read(&mut buf))?;
-            pscsi::parse_read_capacity10(&buf[..o.data_len]).map_err(|e| short("READ CAPACITY(10)", e))?
+            pscsi::parse_read_capacity10(&buf[..o.data_len])
+                .map_err(|e| short("READ CAPACITY(10)", e))?
         }
     };
-    Ok(Capacity { block_size: c.block_len, blocks: c.blocks().unwrap_or(u64::MAX) })
+    Ok(Capacity {
+        block_size: c.block_len,
+        blocks: c.blocks().unwrap_or(u64::MAX),
+    })
 }
 
 fn block_count(len: usize, block_size: u32) -> Result<u32> {
     if block_size == 0 || !len.is_multiple_of(block_size as usize) {
-        return Err(NetError::Protocol(format!("{len} bytes is not a whole number of {block_size}-byte blocks")));
+        return Err(NetError::Protocol(format!(
+            "{len} bytes is not a whole number of {block_size}-byte blocks"
+        )));
     }
-    u32::try_from(len / block_size as usize).map_err(|_| NetError::Protocol("transfer too long".into()))
+    u32::try_from(len / block_size as usize)
+        .map_err(|_| NetError::Protocol("transfer too long".into()))
 }
 
 /// READ(16) `buf.len()` bytes from `lba`.
@@ -103,7 +126,10 @@ pub fn read(s: &mut Session, lun: u16, lba: u64, block_size: u32, buf: &mut [u8]
     let want = buf.len();
     let o = s.scsi_ok(lun, &pscsi::read16(lba, n), DataDir::Read(buf))?;
     if o.data_len != want || o.residual != 0 {
-        return Err(NetError::Protocol(format!("READ returned {} of {want} bytes (residual {})", o.data_len, o.residual)));
+        return Err(NetError::Protocol(format!(
+            "READ returned {} of {want} bytes (residual {})",
+            o.data_len, o.residual
+        )));
     }
     Ok(())
 }
@@ -113,12 +139,17 @@ pub fn write(s: &mut Session, lun: u16, lba: u64, block_size: u32, data: &[u8]) 
     let n = block_count(data.len(), block_size)?;
     let o = s.scsi_ok(lun, &pscsi::write16(lba, n), DataDir::Write(data))?;
     if o.residual != 0 {
-        return Err(NetError::Protocol(format!("WRITE left a residual of {}", o.residual)));
+        return Err(NetError::Protocol(format!(
+            "WRITE left a residual of {}",
+            o.residual
+        )));
     }
     Ok(())
 }
 
 /// TEST UNIT READY; true when GOOD.
 pub fn test_unit_ready(s: &mut Session, lun: u16) -> Result<bool> {
-    Ok(s.scsi(lun, &pscsi::test_unit_ready(), DataDir::None)?.status == pscsi::STATUS_GOOD)
+    Ok(s.scsi(lun, &pscsi::test_unit_ready(), DataDir::None)?
+        .status
+        == pscsi::STATUS_GOOD)
 }

@@ -18,11 +18,12 @@ use super::portal::Portal;
 use iscsi_proto::chap::{ChapAlgorithm, ChapConfig, ChapError, MutualChap};
 use iscsi_proto::dataout::{DataOutSeq, WriteParams, WritePlan};
 use iscsi_proto::login::{
-    InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent, ProtocolError, SessionType, TargetError,
-    MAX_LOGIN_DATA,
+    InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent, ProtocolError,
+    SessionType, TargetError, MAX_LOGIN_DATA,
 };
 use iscsi_proto::pdu::{
-    self, Bhs, DataOut, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TextRequest, BHS_LEN, RESERVED_TAG,
+    self, Bhs, DataOut, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TextRequest, BHS_LEN,
+    RESERVED_TAG,
 };
 use iscsi_proto::serial::{self, CmdWindow};
 use iscsi_proto::text::{self, DigestPref, Key, Limits, Params, TextError, TextWriter};
@@ -50,13 +51,19 @@ pub struct ChapCredentials {
 impl ChapCredentials {
     /// New credentials.
     pub fn new(user: impl Into<String>, secret: impl Into<Vec<u8>>) -> ChapCredentials {
-        ChapCredentials { user: user.into(), secret: Zeroizing::new(secret.into()) }
+        ChapCredentials {
+            user: user.into(),
+            secret: Zeroizing::new(secret.into()),
+        }
     }
 }
 
 impl std::fmt::Debug for ChapCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChapCredentials").field("user", &self.user).field("secret", &"<hidden>").finish()
+        f.debug_struct("ChapCredentials")
+            .field("user", &self.user)
+            .field("secret", &"<hidden>")
+            .finish()
     }
 }
 
@@ -114,7 +121,13 @@ impl LoginOptions {
 
     /// Our operational offer, in proto's terms (which also bounds the target's answers).
     pub fn limits(&self) -> Limits {
-        let digest = |on: bool| if on { DigestPref::Crc32c } else { DigestPref::None };
+        let digest = |on: bool| {
+            if on {
+                DigestPref::Crc32c
+            } else {
+                DigestPref::None
+            }
+        };
         Limits {
             header_digest: digest(self.header_digest),
             data_digest: digest(self.data_digest),
@@ -185,7 +198,11 @@ impl Negotiated {
             data_sequence_in_order: s.data_sequence_in_order,
             error_recovery_level: s.error_recovery_level.into(),
             target_portal_group_tag: s.target_portal_group_tag,
-            target_alias: target_keys.iter().rev().find(|(k, _)| k == "TargetAlias").map(|(_, v)| v.clone()),
+            target_alias: target_keys
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "TargetAlias")
+                .map(|(_, v)| v.clone()),
             tsih: done.tsih,
             target_keys,
         }
@@ -278,14 +295,21 @@ fn send_encoded(conn: &mut Connection, wire: &[u8]) -> Result<()> {
 
 /// Run proto's login state machine on `conn` until full feature phase. Returns the result, the
 /// ExpStatSN to continue with and every key=value the target sent (for reports).
-fn run_login(conn: &mut Connection, cfg: &LoginConfig<'_>, stats: &mut Stats) -> Result<(LoginComplete, u32, Transcript)> {
+fn run_login(
+    conn: &mut Connection,
+    cfg: &LoginConfig<'_>,
+    stats: &mut Stats,
+) -> Result<(LoginComplete, u32, Transcript)> {
     let platform = Platform;
     let mut rx = vec![0u8; MAX_LOGIN_TEXT];
     let mut login = Login::new(cfg, &platform, &mut rx);
     let mut out = vec![0u8; BHS_LEN + MAX_LOGIN_DATA + 4];
     let mut transcript = Transcript::default();
     loop {
-        if let Some(n) = login.poll_transmit(&mut out).map_err(|e| login_error(e, None))? {
+        if let Some(n) = login
+            .poll_transmit(&mut out)
+            .map_err(|e| login_error(e, None))?
+        {
             send_encoded(conn, &out[..n])?;
             stats.pdus_sent += 1;
         }
@@ -314,7 +338,13 @@ struct Transcript {
 
 impl Transcript {
     fn record(&mut self, raw: &RawPdu) {
-        let Ok(Bhs { pdu: Pdu::LoginResponse(r), .. }) = Bhs::decode(&raw.bhs) else { return };
+        let Ok(Bhs {
+            pdu: Pdu::LoginResponse(r),
+            ..
+        }) = Bhs::decode(&raw.bhs)
+        else {
+            return;
+        };
         if self.text.len() + raw.data.len() <= MAX_LOGIN_TEXT {
             self.text.extend_from_slice(&raw.data);
         }
@@ -322,7 +352,10 @@ impl Transcript {
             return;
         }
         for (k, v) in text::pairs(&self.text).map_while(|p| p.ok()) {
-            self.keys.push((String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()));
+            self.keys.push((
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            ));
         }
         self.text.clear();
     }
@@ -374,10 +407,16 @@ fn chap_error(e: ChapError) -> NetError {
             ChapError::BadEncoding | ChapError::BadIdentifier | ChapError::BadChallenge => {
                 "the target sent a malformed CHAP challenge"
             }
-            ChapError::ReflectedChallenge => "the target sent back our own CHAP challenge (reflection); refused",
+            ChapError::ReflectedChallenge => {
+                "the target sent back our own CHAP challenge (reflection); refused"
+            }
             ChapError::Missing => "the target left out CHAP keys it owes",
-            ChapError::WrongName => "mutual CHAP: the target answered with another name than expected",
-            ChapError::BadResponse => "mutual CHAP: the target's response is wrong (bad target secret)",
+            ChapError::WrongName => {
+                "mutual CHAP: the target answered with another name than expected"
+            }
+            ChapError::BadResponse => {
+                "mutual CHAP: the target's response is wrong (bad target secret)"
+            }
         }
         .into(),
     )
@@ -386,9 +425,9 @@ fn chap_error(e: ChapError) -> NetError {
 fn text_error(e: TextError) -> NetError {
     match e {
         TextError::NotOffered(k @ (Key::HeaderDigest | Key::DataDigest))
-        | TextError::Rejected(k @ (Key::HeaderDigest | Key::DataDigest)) => NetError::Protocol(format!(
-            "target refused the {k:?} we require; check the target's digest settings"
-        )),
+        | TextError::Rejected(k @ (Key::HeaderDigest | Key::DataDigest)) => NetError::Protocol(
+            format!("target refused the {k:?} we require; check the target's digest settings"),
+        ),
         e => NetError::Protocol(format!("login negotiation failed: {e:?}")),
     }
 }
@@ -430,7 +469,9 @@ impl Session {
     /// Connect to `portal` and log in as `opts` says.
     pub fn login(portal: &Portal, opts: &LoginOptions) -> Result<Session> {
         if opts.mutual.is_some() && opts.chap.is_none() {
-            return Err(NetError::Auth("mutual CHAP needs the initiator's CHAP credentials too".into()));
+            return Err(NetError::Auth(
+                "mutual CHAP needs the initiator's CHAP credentials too".into(),
+            ));
         }
         let mut conn = Connection::connect(portal, opts.timeouts)?;
         // Random qualifier, type 0b10 (random) in the top bits.
@@ -458,7 +499,11 @@ impl Session {
             initiator_name: &opts.initiator_name,
             initiator_alias: None,
             target_name: opts.target_name.as_deref().unwrap_or(""),
-            session_type: if opts.target_name.is_some() { SessionType::Normal } else { SessionType::Discovery },
+            session_type: if opts.target_name.is_some() {
+                SessionType::Normal
+            } else {
+                SessionType::Discovery
+            },
             isid,
             tsih: 0,
             cid: 0,
@@ -472,7 +517,10 @@ impl Session {
         let (done, exp_stat_sn, transcript) = run_login(&mut conn, &cfg, &mut stats)?;
         let p = done.params;
         conn.set_digests(p.conn.header_digest, p.conn.data_digest);
-        conn.set_limits(p.conn.max_recv_data_segment_length, p.conn.max_xmit_data_segment_length);
+        conn.set_limits(
+            p.conn.max_recv_data_segment_length,
+            p.conn.max_xmit_data_segment_length,
+        );
         Ok(Session {
             stats,
             conn,
@@ -513,10 +561,15 @@ impl Session {
     fn send_pdu(&mut self, p: Pdu, ahs: &[u8], data: &[u8]) -> Result<()> {
         let mut bhs = [0u8; BHS_LEN];
         let words = pdu::ahs_words(ahs.len()).map_err(|e| proto_err("encode AHS", e))?;
-        let dsl = u32::try_from(data.len()).map_err(|_| NetError::Protocol("data too long".into()))?;
-        Bhs { total_ahs_words: words, data_segment_len: dsl, pdu: p }
-            .encode(&mut bhs)
-            .map_err(|e| proto_err("encode PDU", e))?;
+        let dsl =
+            u32::try_from(data.len()).map_err(|_| NetError::Protocol("data too long".into()))?;
+        Bhs {
+            total_ahs_words: words,
+            data_segment_len: dsl,
+            pdu: p,
+        }
+        .encode(&mut bhs)
+        .map_err(|e| proto_err("encode PDU", e))?;
         self.conn.send(&bhs, ahs, data)?;
         self.stats.pdus_sent += 1;
         Ok(())
@@ -584,13 +637,23 @@ impl Session {
                 self.note_stat_sn(a.stat_sn);
                 self.note_window(a.exp_cmd_sn, a.max_cmd_sn);
                 match a.event {
-                    1 => Err(NetError::Protocol("target requests logout (async event 1)".into())),
-                    2 | 3 => Err(NetError::Protocol(format!("target is dropping the connection (async event {})", a.event))),
+                    1 => Err(NetError::Protocol(
+                        "target requests logout (async event 1)".into(),
+                    )),
+                    2 | 3 => Err(NetError::Protocol(format!(
+                        "target is dropping the connection (async event {})",
+                        a.event
+                    ))),
                     _ => Ok(()),
                 }
             }
-            Pdu::Reject(r) => Err(NetError::Protocol(format!("target rejected our PDU (reason {:#04x})", r.reason))),
-            other => Err(NetError::Protocol(format!("unexpected PDU from target: {other:?}"))),
+            Pdu::Reject(r) => Err(NetError::Protocol(format!(
+                "target rejected our PDU (reason {:#04x})",
+                r.reason
+            ))),
+            other => Err(NetError::Protocol(format!(
+                "unexpected PDU from target: {other:?}"
+            ))),
         }
     }
 
@@ -599,7 +662,8 @@ impl Session {
         let itt = self.itt();
         let mut body = [0u8; 16];
         let mut w = TextWriter::new(&mut body);
-        w.push("SendTargets", "All").map_err(|e| proto_err("SendTargets text", e))?;
+        w.push("SendTargets", "All")
+            .map_err(|e| proto_err("SendTargets text", e))?;
         let n = w.len();
         let mut req = TextRequest {
             immediate: false,
@@ -625,7 +689,9 @@ impl Session {
             self.note_stat_sn(r.stat_sn);
             self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
             if all.len() + raw.data.len() > MAX_SEND_TARGETS_TEXT {
-                return Err(NetError::Protocol("SendTargets answer longer than 16 MiB".into()));
+                return Err(NetError::Protocol(
+                    "SendTargets answer longer than 16 MiB".into(),
+                ));
             }
             all.extend_from_slice(&raw.data);
             if r.final_ && !r.continue_ {
@@ -638,7 +704,11 @@ impl Session {
             // immediate then, which needs no window.
             req.ttt = r.ttt;
             req.immediate = !self.window.can_send();
-            req.cmd_sn = if req.immediate { self.window.immediate() } else { self.assign_cmd_sn()? };
+            req.cmd_sn = if req.immediate {
+                self.window.immediate()
+            } else {
+                self.assign_cmd_sn()?
+            };
             req.exp_stat_sn = self.exp_stat_sn;
             self.send_pdu(Pdu::TextRequest(req), &[], &[])?;
         }
@@ -649,9 +719,13 @@ impl Session {
     /// the outcome, not as an error; use [`Session::scsi_ok`] for that.
     pub fn scsi(&mut self, lun: u16, cdb: &[u8], dir: DataDir<'_>) -> Result<ScsiOutcome> {
         if self.discovery {
-            return Err(NetError::Protocol("SCSI commands need a normal session".into()));
+            return Err(NetError::Protocol(
+                "SCSI commands need a normal session".into(),
+            ));
         }
-        let lun_b = Lun::from_number(lun).ok_or_else(|| NetError::Protocol(format!("LUN {lun} out of range")))?.0;
+        let lun_b = Lun::from_number(lun)
+            .ok_or_else(|| NetError::Protocol(format!("LUN {lun} out of range")))?
+            .0;
         let mut cdb16 = [0u8; 16];
         let mut ahs = [0u8; pdu::MAX_AHS_LEN];
         let ahs_len = if cdb.len() > 16 {
@@ -667,9 +741,13 @@ impl Session {
             DataDir::Read(b) => (true, false, b.len()),
             DataDir::Write(b) => (false, true, b.len()),
         };
-        let expected_len = u32::try_from(len).map_err(|_| NetError::Protocol("transfer over 4 GiB".into()))?;
+        let expected_len =
+            u32::try_from(len).map_err(|_| NetError::Protocol("transfer over 4 GiB".into()))?;
         // Immediate data, unsolicited Data-Out and R2T bursts as proto's planner says.
-        let mut plan = WritePlan::new(&WriteParams::from(&self.params), if write { expected_len } else { 0 });
+        let mut plan = WritePlan::new(
+            &WriteParams::from(&self.params),
+            if write { expected_len } else { 0 },
+        );
         let imm_len = plan.immediate_len() as usize;
         let cmd = ScsiCommand {
             immediate: false,
@@ -712,14 +790,16 @@ impl Session {
                     next_data_sn = next_data_sn.wrapping_add(1);
                     self.stats.data_in_pdus += 1;
                     self.note_window(d.exp_cmd_sn, d.max_cmd_sn);
-                    let buf = rbuf
-                        .as_deref_mut()
-                        .ok_or_else(|| NetError::Protocol("Data-In for a command that reads nothing".into()))?;
+                    let buf = rbuf.as_deref_mut().ok_or_else(|| {
+                        NetError::Protocol("Data-In for a command that reads nothing".into())
+                    })?;
                     let off = d.offset as usize;
                     let end = off
                         .checked_add(raw.data.len())
                         .filter(|e| *e <= buf.len())
-                        .ok_or_else(|| NetError::Protocol("Data-In beyond the expected transfer length".into()))?;
+                        .ok_or_else(|| {
+                            NetError::Protocol("Data-In beyond the expected transfer length".into())
+                        })?;
                     buf[off..end].copy_from_slice(&raw.data);
                     received += raw.data.len();
                     if d.status_present {
@@ -733,9 +813,9 @@ impl Session {
                 Pdu::R2t(r) if r.itt == itt => {
                     self.stats.r2ts += 1;
                     self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-                    let burst = plan
-                        .on_r2t(&r)
-                        .map_err(|e| NetError::Protocol(format!("bad R2T from the target: {e:?}")))?;
+                    let burst = plan.on_r2t(&r).map_err(|e| {
+                        NetError::Protocol(format!("bad R2T from the target: {e:?}"))
+                    })?;
                     self.send_data_out(lun_b, itt, burst, wbuf)?;
                     plan.burst_done();
                 }
@@ -743,12 +823,17 @@ impl Session {
                     self.note_stat_sn(r.stat_sn);
                     self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
                     if r.response != 0 {
-                        return Err(NetError::Response { op: cdb.first().copied().unwrap_or(0), response: r.response });
+                        return Err(NetError::Response {
+                            op: cdb.first().copied().unwrap_or(0),
+                            response: r.response,
+                        });
                     }
                     outcome.status = r.status;
                     outcome.data_len = received;
                     outcome.residual = residual(r.underflow, r.overflow, r.residual);
-                    outcome.sense = pscsi::sense_from_response(&raw.data).map(<[u8]>::to_vec).unwrap_or_default();
+                    outcome.sense = pscsi::sense_from_response(&raw.data)
+                        .map(<[u8]>::to_vec)
+                        .unwrap_or_default();
                     return Ok(outcome);
                 }
                 other => self.handle_unsolicited(&other, &raw)?,
@@ -788,7 +873,11 @@ impl Session {
     pub fn scsi_ok(&mut self, lun: u16, cdb: &[u8], dir: DataDir<'_>) -> Result<ScsiOutcome> {
         let o = self.scsi(lun, cdb, dir)?;
         if o.status != pscsi::STATUS_GOOD {
-            return Err(NetError::Scsi { op: cdb.first().copied().unwrap_or(0), status: o.status, sense: sense_text(&o.sense) });
+            return Err(NetError::Scsi {
+                op: cdb.first().copied().unwrap_or(0),
+                status: o.status,
+                sense: sense_text(&o.sense),
+            });
         }
         Ok(o)
     }
@@ -820,7 +909,10 @@ impl Session {
                 Pdu::LogoutResponse(r) if r.itt == itt => {
                     self.conn.shutdown();
                     if r.response != 0 {
-                        return Err(NetError::Protocol(format!("logout response {:#04x}", r.response)));
+                        return Err(NetError::Protocol(format!(
+                            "logout response {:#04x}",
+                            r.response
+                        )));
                     }
                     return Ok(());
                 }
@@ -842,7 +934,10 @@ fn residual(under: bool, over: bool, count: u32) -> i64 {
 
 /// `HOST:PORT,TPGT` as printed for a discovered portal (IPv6 in brackets).
 fn address_text(p: &sendtargets::Portal<'_>) -> String {
-    let host = Portal { host: p.host.to_string(), port: p.port };
+    let host = Portal {
+        host: p.host.to_string(),
+        port: p.port,
+    };
     match p.tpgt {
         Some(t) => format!("{host},{t}"),
         None => host.to_string(),
@@ -855,8 +950,14 @@ pub fn parse_send_targets(data: &[u8]) -> Result<Vec<DiscoveredTarget>> {
     let mut out = Vec::new();
     for t in sendtargets::targets(data) {
         let t = t.map_err(bad)?;
-        let addresses = t.portals().map(|p| p.map(|p| address_text(&p))).collect::<std::result::Result<_, _>>();
-        out.push(DiscoveredTarget { name: t.name.to_string(), addresses: addresses.map_err(bad)? });
+        let addresses = t
+            .portals()
+            .map(|p| p.map(|p| address_text(&p)))
+            .collect::<std::result::Result<_, _>>();
+        out.push(DiscoveredTarget {
+            name: t.name.to_string(),
+            addresses: addresses.map_err(bad)?,
+        });
     }
     Ok(out)
 }
@@ -864,7 +965,10 @@ pub fn parse_send_targets(data: &[u8]) -> Result<Vec<DiscoveredTarget>> {
 /// A one-line summary of fixed or descriptor format sense data (parsed by proto).
 pub fn sense_text(sense: &[u8]) -> String {
     match pscsi::parse_sense(sense) {
-        Ok(s) => format!(", sense key {:#x} ASC {:#04x} ASCQ {:#04x}", s.key, s.asc, s.ascq),
+        Ok(s) => format!(
+            ", sense key {:#x} ASC {:#04x} ASCQ {:#04x}",
+            s.key, s.asc, s.ascq
+        ),
         Err(_) => String::new(),
     }
 }
@@ -908,19 +1012,35 @@ mod tests {
         o.initial_r2t = true;
         o.max_recv_data_segment_length = 512;
         let l = o.limits();
-        assert_eq!((l.header_digest, l.data_digest), (DigestPref::Crc32c, DigestPref::None));
+        assert_eq!(
+            (l.header_digest, l.data_digest),
+            (DigestPref::Crc32c, DigestPref::None)
+        );
         assert!(l.initial_r2t && l.immediate_data);
-        assert_eq!((l.max_recv_data_segment_length, l.first_burst_length, l.max_burst_length), (512, 65_536, 262_144));
+        assert_eq!(
+            (
+                l.max_recv_data_segment_length,
+                l.first_burst_length,
+                l.max_burst_length
+            ),
+            (512, 65_536, 262_144)
+        );
     }
 
     #[test]
     fn login_errors_keep_status_and_auth_meaning() {
-        let e = login_error(LoginError::Initiator(InitiatorError::AuthenticationFailure), None);
+        let e = login_error(
+            LoginError::Initiator(InitiatorError::AuthenticationFailure),
+            None,
+        );
         assert!(e.to_string().contains("authentication failure"), "{e}");
         assert!(login_error(LoginError::Chap(ChapError::BadResponse), None).is_auth());
         assert!(login_error(LoginError::AuthMethodRejected, None).is_auth());
         assert!(login_error(LoginError::MutualAuthSkipped, None).is_auth());
-        let e = login_error(LoginError::Text(TextError::NotOffered(Key::DataDigest)), None);
+        let e = login_error(
+            LoginError::Text(TextError::NotOffered(Key::DataDigest)),
+            None,
+        );
         assert!(e.to_string().contains("DataDigest"), "{e}");
     }
 
@@ -942,17 +1062,32 @@ mod tests {
             status_detail: detail,
         };
         let mut bhs = [0u8; BHS_LEN];
-        Bhs { total_ahs_words: 0, data_segment_len: data.len() as u32, pdu: Pdu::LoginResponse(rsp) }
-            .encode(&mut bhs)
-            .unwrap();
-        RawPdu { bhs, ahs: Vec::new(), data: data.to_vec() }
+        Bhs {
+            total_ahs_words: 0,
+            data_segment_len: data.len() as u32,
+            pdu: Pdu::LoginResponse(rsp),
+        }
+        .encode(&mut bhs)
+        .unwrap();
+        RawPdu {
+            bhs,
+            ahs: Vec::new(),
+            data: data.to_vec(),
+        }
     }
 
     #[test]
     fn status_class_and_detail_come_from_the_response() {
         let raw = login_response(false, 2, 1, b"");
-        match login_error(LoginError::Initiator(InitiatorError::AuthenticationFailure), Some(&raw)) {
-            e @ NetError::LoginRejected { class: 2, detail: 1, reason: "authentication failure" } => assert!(e.is_auth()),
+        match login_error(
+            LoginError::Initiator(InitiatorError::AuthenticationFailure),
+            Some(&raw),
+        ) {
+            e @ NetError::LoginRejected {
+                class: 2,
+                detail: 1,
+                reason: "authentication failure",
+            } => assert!(e.is_auth()),
             other => panic!("{other:?}"),
         }
     }
@@ -962,7 +1097,18 @@ mod tests {
         let mut t = Transcript::default();
         t.record(&login_response(true, 0, 0, b"TargetAlias=di"));
         assert!(t.keys.is_empty());
-        t.record(&login_response(false, 0, 0, b"sk one\0TargetPortalGroupTag=1\0"));
-        assert_eq!(t.keys, vec![("TargetAlias".into(), "disk one".into()), ("TargetPortalGroupTag".into(), "1".into())]);
+        t.record(&login_response(
+            false,
+            0,
+            0,
+            b"sk one\0TargetPortalGroupTag=1\0",
+        ));
+        assert_eq!(
+            t.keys,
+            vec![
+                ("TargetAlias".into(), "disk one".into()),
+                ("TargetPortalGroupTag".into(), "1".into())
+            ]
+        );
     }
 }

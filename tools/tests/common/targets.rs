@@ -60,7 +60,10 @@ pub struct Chap {
 impl Chap {
     /// Convenience constructor.
     pub fn new(user: &str, secret: &str) -> Self {
-        Chap { user: user.into(), secret: secret.into() }
+        Chap {
+            user: user.into(),
+            secret: secret.into(),
+        }
     }
 }
 
@@ -98,7 +101,12 @@ pub struct TargetDef {
 impl TargetDef {
     /// A target with one disk of `size` bytes, no auth, default parameters.
     pub fn disk(short: &str, size: u64) -> Self {
-        TargetDef { short: short.into(), disk_sizes: vec![size], auth: Auth::None, params: vec![] }
+        TargetDef {
+            short: short.into(),
+            disk_sizes: vec![size],
+            auth: Auth::None,
+            params: vec![],
+        }
     }
 
     /// Set the authentication.
@@ -207,7 +215,10 @@ impl RunningTarget {
             Kind::Tgt => TGTD,
             Kind::Istgt => ISTGT,
         };
-        for b in [bin, TGTADM].iter().take(if kind == Kind::Tgt { 2 } else { 1 }) {
+        for b in [bin, TGTADM]
+            .iter()
+            .take(if kind == Kind::Tgt { 2 } else { 1 })
+        {
             if !Path::new(b).exists() {
                 panic!(
                     "{b} is missing: the interop tests need the real targets; \
@@ -225,16 +236,29 @@ impl RunningTarget {
             for (j, size) in d.disk_sizes.iter().enumerate() {
                 let p = dir.path.join(format!("t{i}-lun{j}.img"));
                 let f = fs::File::create(&p).map_err(|e| format!("create {}: {e}", p.display()))?;
-                f.set_len(*size).map_err(|e| format!("size {}: {e}", p.display()))?;
+                f.set_len(*size)
+                    .map_err(|e| format!("size {}: {e}", p.display()))?;
                 backing.push(p);
             }
             let disk_luns = match kind {
                 Kind::Tgt => (1..=d.disk_sizes.len() as u64).collect(),
                 Kind::Istgt => (0..d.disk_sizes.len() as u64).collect(),
             };
-            targets.push(StartedTarget { iqn, disk_luns, disk_sizes: d.disk_sizes.clone(), backing });
+            targets.push(StartedTarget {
+                iqn,
+                disk_luns,
+                disk_sizes: d.disk_sizes.clone(),
+                backing,
+            });
         }
-        let mut rt = RunningTarget { kind, addr, dir, child: None, control_port: None, targets };
+        let mut rt = RunningTarget {
+            kind,
+            addr,
+            dir,
+            child: None,
+            control_port: None,
+            targets,
+        };
         match kind {
             Kind::Tgt => rt.start_tgt(defs)?,
             Kind::Istgt => rt.start_istgt(defs)?,
@@ -340,7 +364,9 @@ impl RunningTarget {
         for (i, d) in defs.iter().enumerate() {
             let tid = (i + 1).to_string();
             let t = self.targets[i].clone();
-            self.tgtadm(&["--op", "new", "--mode", "target", "--tid", &tid, "-T", &t.iqn])?;
+            self.tgtadm(&[
+                "--op", "new", "--mode", "target", "--tid", &tid, "-T", &t.iqn,
+            ])?;
             for (lun, path) in t.disk_luns.iter().zip(&t.backing) {
                 self.tgtadm(&[
                     "--op",
@@ -356,7 +382,9 @@ impl RunningTarget {
                 ])?;
             }
             for (k, v) in &d.params {
-                self.tgtadm(&["--op", "update", "--mode", "target", "--tid", &tid, "--name", k, "--value", v])?;
+                self.tgtadm(&[
+                    "--op", "update", "--mode", "target", "--tid", &tid, "--name", k, "--value", v,
+                ])?;
             }
             let (incoming, outgoing) = match &d.auth {
                 Auth::None => (None, None),
@@ -367,15 +395,35 @@ impl RunningTarget {
             // it (a second `new` of the same name fails and is ignored), every target binds it.
             for (c, out) in [(incoming, false), (outgoing, true)] {
                 let Some(c) = c else { continue };
-                let _ = self.tgtadm(&["--op", "new", "--mode", "account", "--user", &c.user, "--password", &c.secret]);
-                let mut args = vec!["--op", "bind", "--mode", "account", "--tid", &tid, "--user", &c.user];
+                let _ = self.tgtadm(&[
+                    "--op",
+                    "new",
+                    "--mode",
+                    "account",
+                    "--user",
+                    &c.user,
+                    "--password",
+                    &c.secret,
+                ]);
+                let mut args = vec![
+                    "--op", "bind", "--mode", "account", "--tid", &tid, "--user", &c.user,
+                ];
                 if out {
                     args.push("--outgoing");
                 }
                 self.tgtadm(&args)?;
             }
             // Accept initiators from loopback only.
-            self.tgtadm(&["--op", "bind", "--mode", "target", "--tid", &tid, "-I", "127.0.0.1"])?;
+            self.tgtadm(&[
+                "--op",
+                "bind",
+                "--mode",
+                "target",
+                "--tid",
+                &tid,
+                "-I",
+                "127.0.0.1",
+            ])?;
         }
         Ok(())
     }
@@ -430,14 +478,21 @@ impl RunningTarget {
             dir = dir.display(),
             addr = self.addr,
         );
-        let _ = writeln!(auth, "[AuthGroup10000]\n  Auth \"unused-ctl\" \"unused-ctl-secret\"\n");
+        let _ = writeln!(
+            auth,
+            "[AuthGroup10000]\n  Auth \"unused-ctl\" \"unused-ctl-secret\"\n"
+        );
         for (i, d) in defs.iter().enumerate() {
             let n = i + 1;
             let t = &self.targets[i];
             let (method, group) = match &d.auth {
                 Auth::None => ("None", String::new()),
                 Auth::Chap(c) => {
-                    let _ = writeln!(auth, "[AuthGroup{n}]\n  Auth \"{}\" \"{}\"\n", c.user, c.secret);
+                    let _ = writeln!(
+                        auth,
+                        "[AuthGroup{n}]\n  Auth \"{}\" \"{}\"\n",
+                        c.user, c.secret
+                    );
                     ("CHAP", format!("  AuthGroup AuthGroup{n}\n"))
                 }
                 Auth::Mutual { incoming, outgoing } => {
@@ -461,7 +516,11 @@ impl RunningTarget {
                     }
                 }
             }
-            let use_digest = if use_digest.is_empty() { "Auto".to_string() } else { use_digest.join(" ") };
+            let use_digest = if use_digest.is_empty() {
+                "Auto".to_string()
+            } else {
+                use_digest.join(" ")
+            };
             let _ = write!(
                 conf,
                 "\n[LogicalUnit{n}]\n  TargetName {short}\n  Mapping PortalGroup1 InitiatorGroup1\n  \
@@ -542,7 +601,8 @@ impl TempDir {
     pub fn new(tag: &str) -> Result<TempDir, String> {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("core-iscsi-{tag}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("core-iscsi-{tag}-{}-{n}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
         Ok(TempDir { path })

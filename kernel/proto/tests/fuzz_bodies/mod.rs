@@ -3,13 +3,13 @@
 #![allow(dead_code)]
 
 use iscsi_proto::chap::{self, ChapAlgorithm, ChapConfig, ChapDigest, MutualChap, MAX_DIGEST_LEN};
+use iscsi_proto::dataout::WriteParams;
 use iscsi_proto::login::{Login, LoginConfig, LoginEvent, SessionType};
+use iscsi_proto::pdu::Pdu;
 use iscsi_proto::pdu::{self, Bhs, Digests};
+use iscsi_proto::task::Task;
 use iscsi_proto::text::{self, Limits, Negotiation, OfferScope, TextWriter};
 use iscsi_proto::{scsi, sendtargets};
-use iscsi_proto::dataout::WriteParams;
-use iscsi_proto::pdu::Pdu;
-use iscsi_proto::task::Task;
 
 /// A fuzz target: corpus directory name and body.
 pub type Target = (&'static str, fn(&[u8]));
@@ -36,7 +36,14 @@ pub fn pdu_decode(data: &[u8]) {
             assert_eq!(Bhs::decode(&out), Ok(d));
         }
     }
-    let _ = pdu::rx_layout(&b, Digests { header: true, data: true }, 262_144);
+    let _ = pdu::rx_layout(
+        &b,
+        Digests {
+            header: true,
+            data: true,
+        },
+        262_144,
+    );
     for a in pdu::parse_ahs(data.get(48..).unwrap_or(&[])) {
         let _ = a;
     }
@@ -101,11 +108,23 @@ impl ChapDigest for Hash {
 /// Drive a login whose target responses come from the input: a one-byte selector chooses the
 /// configuration, then records of [2-byte length][48-byte BHS][data] are fed as responses.
 pub fn login_machine(data: &[u8]) {
-    let Some((&sel, mut rest)) = data.split_first() else { return };
-    let mutual = MutualChap { target_user: "t", secret: b"target-secret-1", challenge: &[1; 16], identifier: 3 };
+    let Some((&sel, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mutual = MutualChap {
+        target_user: "t",
+        secret: b"target-secret-1",
+        challenge: &[1; 16],
+        identifier: 3,
+    };
     let chap = match sel % 3 {
         0 => None,
-        1 => Some(ChapConfig { user: "u", secret: b"secret-12345678", algorithms: &[], mutual: None }),
+        1 => Some(ChapConfig {
+            user: "u",
+            secret: b"secret-12345678",
+            algorithms: &[],
+            mutual: None,
+        }),
         _ => Some(ChapConfig {
             user: "u",
             secret: b"secret-12345678",
@@ -117,7 +136,11 @@ pub fn login_machine(data: &[u8]) {
         initiator_name: "iqn.i",
         initiator_alias: None,
         target_name: "iqn.t",
-        session_type: if sel & 4 != 0 { SessionType::Discovery } else { SessionType::Normal },
+        session_type: if sel & 4 != 0 {
+            SessionType::Discovery
+        } else {
+            SessionType::Normal
+        },
         isid: [0; 6],
         tsih: if sel & 8 != 0 { 5 } else { 0 },
         cid: 0,
@@ -135,9 +158,13 @@ pub fn login_machine(data: &[u8]) {
             Ok(_) => {}
             Err(_) => return,
         }
-        let Some((len, r)) = rest.split_first_chunk::<2>() else { return };
+        let Some((len, r)) = rest.split_first_chunk::<2>() else {
+            return;
+        };
         let len = usize::from(u16::from_be_bytes(*len)) % 4096;
-        let Some((bhs, r)) = r.split_first_chunk::<48>() else { return };
+        let Some((bhs, r)) = r.split_first_chunk::<48>() else {
+            return;
+        };
         let mut bhs = *bhs;
         // Mostly well-formed headers, so the fuzzer gets past the first checks.
         if sel & 16 == 0 {

@@ -1,0 +1,114 @@
+# The data-path scenario every target runs (sourced by tests/e2e/io-*.sh after lib.bash).
+
+# start_channel ID: `echo start` must succeed and leave the channel running.
+start_channel() {
+    if ! echo start > "$ISCSI_ROOT/$1/control"; then
+        dmesg | grep core-iscsi | tail -5 >&2
+        fail "channel $1: start failed: $(cat "$ISCSI_ROOT/$1/state")"
+    fi
+    [ "$(cat "$ISCSI_ROOT/$1/state")" = running ] || fail "channel $1: state $(cat "$ISCSI_ROOT/$1/state")"
+}
+
+# check_disks ID VENDOR MB... : the channel's disks have these sizes, in LUN order, and vendor.
+check_disks() {
+    local ch=$1 vendor=$2 i=0 d size; shift 2
+    local disks=($(channel_disks "$ch"))
+    [ ${#disks[@]} = $# ] || fail "channel $ch: ${#disks[@]} disks (${disks[*]}), expected $#"
+    for size in "$@"; do
+        d=${disks[$i]}
+        [ "$(cat /sys/block/$d/size)" = $((size * 2048)) ] \
+            || fail "$d: $(cat /sys/block/$d/size) sectors, expected $((size * 2048))"
+        [ "$(sed 's/ *$//' /sys/block/$d/device/vendor)" = "$vendor" ] \
+            || fail "$d: vendor '$(cat /sys/block/$d/device/vendor)', expected $vendor"
+        i=$((i + 1))
+    done
+    ok "channel $ch: ${#disks[@]} LUNs of $* MiB, vendor $vendor (${disks[*]})"
+}
+
+# fs_roundtrip DEV: ext4 on DEV, a 64 MiB file written, synced, caches dropped, read back.
+fs_roundtrip() {
+    local dev=/dev/$1 mnt=/mnt/$1
+    mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 $dev failed"
+    mkdir -p "$mnt"
+    mount "$dev" "$mnt" || fail "mount $dev failed"
+    head -c $((64 << 20)) /dev/urandom > /dev/shm/file64
+    cp /dev/shm/file64 "$mnt/file64"
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    [ "$(sha256sum < "$mnt/file64")" = "$(sha256sum < /dev/shm/file64)" ] \
+        || fail "$dev: the 64 MiB file read back differs"
+    umount "$mnt"
+    mount -o ro "$dev" "$mnt"
+    cmp -s "$mnt/file64" /dev/shm/file64 || fail "$dev: file differs after remount"
+    umount "$mnt"
+    rm -f /dev/shm/file64
+    ok "$dev: ext4, 64 MiB file written, synced, caches dropped, read back identical"
+}
+
+# fio_verify DEV SIZE: fio writes with crc32c verification at 4 KiB and 1 MiB, queue depth 32.
+fio_verify() {
+    local dev=/dev/$1 bs
+    for bs in 4k 1m; do
+        fio --name=verify-$bs --filename="$dev" --rw=randwrite --bs=$bs --iodepth=32 \
+            --ioengine=libaio --direct=1 --size="$2" --verify=crc32c --do_verify=1 \
+            --verify_fatal=1 --output=/tmp/fio-$bs.txt > /dev/null 2>&1 \
+            || { cat /tmp/fio-$bs.txt >&2; fail "$dev: fio verify at $bs failed"; }
+        grep -q "err= 0" /tmp/fio-$bs.txt || { cat /tmp/fio-$bs.txt >&2; fail "$dev: fio reported errors at $bs"; }
+    done
+    ok "$dev: fio randwrite + crc32c verify at 4 KiB and 1 MiB, QD32, $2"
+}
+
+# stop_channel ID: stop removes the disks and the host; rmdir removes the channel.
+stop_channel() {
+    local host disks
+    host=$(cat "$ISCSI_ROOT/$1/host")
+    disks=$(channel_disks "$1")
+    echo stop > "$ISCSI_ROOT/$1/control" || fail "channel $1: stop failed"
+    [ "$(cat "$ISCSI_ROOT/$1/state")" = stopped ] || fail "channel $1: state after stop: $(cat "$ISCSI_ROOT/$1/state")"
+    [ ! -e /sys/class/scsi_host/host$host ] || fail "channel $1: host$host still there after stop"
+    for d in $disks; do [ ! -e /sys/block/$d ] || fail "channel $1: $d still there after stop"; done
+    ok "channel $1: stopped, host$host and disks ($disks) gone"
+}
+
+# chap_fails ID: start must fail with EACCES, say why in `state`, and leave no SCSI host.
+chap_fails() {
+    local hosts_before err
+    hosts_before=$(ls /sys/class/scsi_host | wc -l)
+    if err=$( { echo start > "$ISCSI_ROOT/$1/control"; } 2>&1 ); then
+        fail "channel $1: start with a wrong secret succeeded"
+    fi
+    case $err in *"Permission denied"*) ;; *) fail "channel $1: start failed with '$err', expected EACCES" ;; esac
+    [ "$(cat "$ISCSI_ROOT/$1/state")" = "failed: authentication failed" ] \
+        || fail "channel $1: state '$(cat "$ISCSI_ROOT/$1/state")'"
+    [ -z "$(cat "$ISCSI_ROOT/$1/host")" ] || fail "channel $1: a SCSI host is left"
+    [ "$(ls /sys/class/scsi_host | wc -l)" = "$hosts_before" ] || fail "channel $1: a SCSI host is left"
+    ! dmesg | grep -q "$2" || fail "the secret appears in the kernel log"
+    ok "channel $1: wrong secret refused (EACCES, 'failed: authentication failed', nothing left)"
+}
+
+# data_path ID VENDOR: the channel's three LUNs (128, 32, 16 MiB) are there with the target's
+# vendor; ext4 with a 64 MiB file read back on the first, fio verify on the second; stop.
+data_path() {
+    start_channel "$1"
+    check_disks "$1" "$2" 128 32 16
+    local disks=($(channel_disks "$1"))
+    fs_roundtrip "${disks[0]}"
+    fio_verify "${disks[1]}" 16m
+    stop_channel "$1"
+}
+
+# digests ID: with HeaderDigest and DataDigest CRC32C offered (the target must accept them),
+# both are negotiated and fio verify on the third LUN sees no digest error; stop, offer reset.
+digests() {
+    local ch=$ISCSI_ROOT/$1
+    echo "HeaderDigest=CRC32C;DataDigest=CRC32C" > "$ch/params"
+    start_channel "$1"
+    grep -qx "HeaderDigest=CRC32C" "$ch/negotiated" || fail "header digest not negotiated"
+    grep -qx "DataDigest=CRC32C" "$ch/negotiated" || fail "data digest not negotiated"
+    local disks=($(channel_disks "$1"))
+    fio_verify "${disks[2]}" 8m
+    grep -qx "conn0.digest_errors 0" "$ch/stats" || fail "digest errors counted"
+    ok "header and data digests (CRC32C) negotiated and used"
+    stop_channel "$1"
+    echo "" > "$ch/params"
+}

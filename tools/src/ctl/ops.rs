@@ -1,0 +1,973 @@
+//! The channel operations of initiator-ctl: start, stop, pause, status, map, unmap, remap,
+//! each on one channel or on all of them, as the howto's init script and map scripts do.
+//!
+//! Every operation first loads and validates the whole configuration: a bad file stops it
+//! before anything is started or changed. With several channels, a failure on one is reported
+//! (one line on stderr) and the others still run; the exit code is the first failure's.
+
+use std::collections::BTreeSet;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::devices::{self, Lun};
+use super::kernel::{self, ChannelDir, Kernel, State};
+use super::mount::{self, MountEntry, UnmountError};
+use super::status::{ChannelStatus, LunStatus, MapStatus};
+use super::CtlError;
+use crate::config::{self, Address, Channel, Config, ConfigPaths, DeviceMap};
+use crate::exit_code::Exit;
+
+/// Stands in for a missing initiatorname.iscsi while validating the other files.
+pub(crate) const PLACEHOLDER_NAME: &str = "iqn.2005-03.org.core-iscsi:placeholder";
+
+/// The context of one initiator-ctl run.
+#[derive(Debug, Clone)]
+pub struct Ctl {
+    /// The configuration files.
+    pub paths: ConfigPaths,
+    /// The module's configfs tree.
+    pub kernel: Kernel,
+    /// Mount points are `<mount_root>/<target name>/<name>` (`/` by default).
+    pub mount_root: PathBuf,
+    /// How long to wait for disks and partitions to appear.
+    pub device_timeout: Duration,
+    /// Print progress on standard output (off with `--json`).
+    pub verbose: bool,
+}
+
+/// What happened to one channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelResult {
+    /// The channel.
+    pub channel: u32,
+    /// Whether its operation succeeded.
+    pub ok: bool,
+    /// The error, one line.
+    pub error: Option<String>,
+    /// What was done, one line each.
+    pub actions: Vec<String>,
+}
+
+/// What a command did, for `--json` and the exit code.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// Every channel succeeded.
+    pub ok: bool,
+    /// Per channel.
+    pub channels: Vec<ChannelResult>,
+    /// The status of each channel (for `status` only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<ChannelStatus>,
+    /// The exit code.
+    #[serde(skip)]
+    pub exit: Exit,
+}
+
+/// The progress log of one channel's operation.
+struct Log<'a> {
+    ctl: &'a Ctl,
+    channel: u32,
+    lines: Vec<String>,
+}
+
+impl Log<'_> {
+    fn say(&mut self, msg: impl Into<String>) {
+        let msg = msg.into();
+        if self.ctl.verbose {
+            println!("channel {}: {msg}", self.channel);
+        }
+        self.lines.push(msg);
+    }
+}
+
+/// Which channels a command acts on.
+enum Scope {
+    /// Only those in the configuration (start, pause, map, remap).
+    Configured,
+    /// Those in the configuration and those the module has (stop, unmap, status).
+    ConfiguredOrRunning,
+}
+
+fn require_root() -> Result<(), CtlError> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(CtlError::Permission(
+            "initiator-ctl: this command needs root".into(),
+        ))
+    }
+}
+
+impl Ctl {
+    /// A context with the defaults: configfs at its usual place, mounts under `/`, 30 s for
+    /// devices to appear.
+    pub fn new(paths: ConfigPaths) -> Self {
+        Ctl {
+            paths,
+            kernel: Kernel::default(),
+            mount_root: PathBuf::from("/"),
+            device_timeout: Duration::from_secs(30),
+            verbose: true,
+        }
+    }
+
+    /// Loads the configuration; a missing initiatorname.iscsi is created only when `create_name`
+    /// (by `start`), and only after everything else has been found valid.
+    pub fn load(&self, create_name: bool) -> Result<Config, CtlError> {
+        let name_missing = std::fs::symlink_metadata(&self.paths.initiator_name).is_err();
+        let loaded = if name_missing {
+            let l = config::load_with_name(&self.paths, Some(PLACEHOLDER_NAME))?;
+            if !create_name {
+                l
+            } else {
+                let n = config::ensure_initiator_name(&self.paths.dir)?;
+                if self.verbose {
+                    println!(
+                        "created {} ({})",
+                        self.paths.initiator_name.display(),
+                        n.name()
+                    );
+                }
+                config::load(&self.paths)?
+            }
+        } else {
+            config::load(&self.paths)?
+        };
+        for w in &loaded.warnings {
+            eprintln!("{w}");
+        }
+        Ok(loaded.config)
+    }
+
+    fn select(
+        &self,
+        cfg: &Config,
+        channel: Option<u32>,
+        scope: Scope,
+    ) -> Result<Vec<u32>, CtlError> {
+        let running = self.kernel.channels();
+        match channel {
+            Some(id) => {
+                let known = cfg.channels.contains_key(&id)
+                    || (matches!(scope, Scope::ConfiguredOrRunning) && running.contains(&id));
+                if known {
+                    Ok(vec![id])
+                } else {
+                    Err(CtlError::channel(
+                        id,
+                        format!("not defined in {}", self.paths.initiator.display()),
+                    ))
+                }
+            }
+            None => {
+                let mut ids: BTreeSet<u32> = cfg.channels.keys().copied().collect();
+                if matches!(scope, Scope::ConfiguredOrRunning) {
+                    ids.extend(running);
+                }
+                Ok(ids.into_iter().collect())
+            }
+        }
+    }
+
+    fn each(
+        &self,
+        ids: &[u32],
+        mut op: impl FnMut(&mut Log<'_>, u32) -> Result<(), CtlError>,
+    ) -> Outcome {
+        let mut out = Outcome {
+            ok: true,
+            channels: Vec::new(),
+            status: Vec::new(),
+            exit: Exit::Ok,
+        };
+        for &id in ids {
+            let mut log = Log {
+                ctl: self,
+                channel: id,
+                lines: Vec::new(),
+            };
+            let r = op(&mut log, id);
+            let error = match r {
+                Ok(()) => None,
+                Err(e) => {
+                    eprintln!("initiator-ctl: {e}");
+                    if out.ok {
+                        out.exit = e.exit();
+                    }
+                    out.ok = false;
+                    Some(e.to_string())
+                }
+            };
+            out.channels.push(ChannelResult {
+                channel: id,
+                ok: error.is_none(),
+                error,
+                actions: log.lines,
+            });
+        }
+        out
+    }
+
+    /// `start [CHANNEL]`: load the module if needed, configure and log in each channel (or
+    /// resume a paused one), then mount its DEVICE entries.
+    pub fn start(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::Configured)?;
+        require_root()?;
+        let cfg = self.load(true)?;
+        self.kernel.ensure_loaded()?;
+        Ok(self.each(&ids, |log, id| self.start_one(log, &cfg, id)))
+    }
+
+    fn start_one(&self, log: &mut Log<'_>, cfg: &Config, id: u32) -> Result<(), CtlError> {
+        let ch = cfg
+            .channels
+            .get(&id)
+            .ok_or_else(|| CtlError::channel(id, "not in the configuration"))?;
+        let dir = self.kernel.channel(id);
+        match dir.state() {
+            State::Running | State::Recovering => {
+                log.say("already running");
+                return self.map_one(log, cfg, id);
+            }
+            State::Paused => {
+                dir.control("start")
+                    .map_err(|e| CtlError::channel(id, kernel::start_failure(&e, &dir.state())))?;
+                log.say("resumed (logged in again, held I/O released)");
+                return self.map_one(log, cfg, id);
+            }
+            State::Starting | State::Stopping => {
+                return Err(CtlError::busy(
+                    id,
+                    format!("is {}: try again when it has finished", dir.state().word()),
+                ))
+            }
+            State::Failed(_) | State::Stopped => dir.remove()?,
+            State::Absent => {}
+        }
+        let target = match &ch.target_name {
+            Some(t) => t.clone(),
+            None => self.discover_target(log, cfg, ch)?,
+        };
+        dir.create()?;
+        let r = self.configure(log, cfg, ch, &dir, &target);
+        if let Err(e) = r {
+            let _ = dir.remove();
+            return Err(e);
+        }
+        if let Err(e) = dir.control("start") {
+            // The directory stays, in state `failed: <reason>`, for `status` to show.
+            return Err(CtlError::channel(
+                id,
+                kernel::start_failure(&e, &dir.state()),
+            ));
+        }
+        let host = dir.host();
+        let luns: Vec<String> = host
+            .map(devices::luns)
+            .unwrap_or_default()
+            .iter()
+            .map(|l| l.lun.to_string())
+            .collect();
+        log.say(format!(
+            "logged in to {target} via {} (SCSI host{}, LUNs: {})",
+            dir.read("portals"),
+            host.map(|h| h.to_string()).unwrap_or_else(|| "?".into()),
+            if luns.is_empty() {
+                "none".to_string()
+            } else {
+                luns.join(", ")
+            }
+        ));
+        self.map_one(log, cfg, id)
+    }
+
+    /// The portals of a channel as the module takes them (`ADDR:PORT`, `[V6]:PORT`): host
+    /// names are resolved here.
+    fn portal_list(&self, ch: &Channel) -> Result<Vec<String>, CtlError> {
+        let mut out: Vec<String> = Vec::new();
+        for p in &ch.portals {
+            if let Some(dev) = &p.netdev {
+                log::info!(
+                    "channel {}: network device {dev} (line {}): the route to {} decides the interface",
+                    ch.id,
+                    p.line,
+                    p.address
+                );
+            }
+            let ep = match &p.address {
+                Address::Ip(_) => p.endpoint(),
+                Address::Hostname(h) => {
+                    let addr = (h.as_str(), p.port)
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .ok_or_else(|| {
+                            CtlError::channel(
+                                ch.id,
+                                format!(
+                                    "{} line {}: cannot resolve host name {h}",
+                                    self.paths.initiator.display(),
+                                    p.line
+                                ),
+                            )
+                        })?;
+                    addr.to_string()
+                }
+            };
+            if !out.contains(&ep) {
+                out.push(ep);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes every setting of `ch` to its channel directory.
+    fn configure(
+        &self,
+        log: &mut Log<'_>,
+        cfg: &Config,
+        ch: &Channel,
+        dir: &ChannelDir,
+        target: &str,
+    ) -> Result<(), CtlError> {
+        dir.write("target_name", target)?;
+        dir.write("initiator_name", &cfg.initiator_name)?;
+        dir.write("portals", &self.portal_list(ch)?.join(" "))?;
+        // Exactly the keys iscsi_proto::settings accepts (no AuthMethod: CHAP is the
+        // credentials below); loading the configuration checked the module takes them.
+        dir.write("params", &ch.keys.module_params())?;
+        let a = &ch.attrs;
+        dir.write("queue_depth", &a.queue_depth.to_string())?;
+        dir.write("login_timeout", &a.login_timeout.to_string())?;
+        // The howto's nopout_timeout is the ping period, its nopout_response_timeout the time
+        // to wait for the answer: the module's nopout_interval and nopout_timeout.
+        dir.write("nopout_interval", &a.nopout_timeout.to_string())?;
+        dir.write("nopout_timeout", &a.nopout_response_timeout.to_string())?;
+        dir.write("replacement_timeout", &a.replacement_timeout.to_string())?;
+        let algs: Vec<&str> = a.chap_algorithms.iter().map(|x| x.name()).collect();
+        if !algs.is_empty() {
+            dir.write("chap_algorithms", &algs.join(","))?;
+        }
+        if let Some(auth) = &ch.auth {
+            dir.write("chap_user", &auth.initiator.user)?;
+            dir.write_secret("chap_secret", &auth.initiator.secret)?;
+            if let Some(m) = &auth.mutual {
+                dir.write("chap_mutual_user", &m.user)?;
+                dir.write_secret("chap_mutual_secret", &m.secret)?;
+            }
+        }
+        log.say(format!(
+            "configured: target {target}, portals {}, {}",
+            dir.read("portals"),
+            match &ch.auth {
+                Some(a) if a.mutual.is_some() => "mutual CHAP",
+                Some(_) => "CHAP",
+                None => "no authentication",
+            }
+        ));
+        Ok(())
+    }
+
+    /// SendTargets at the channel's first portal: the one target it offers.
+    fn discover_target(
+        &self,
+        log: &mut Log<'_>,
+        cfg: &Config,
+        ch: &Channel,
+    ) -> Result<String, CtlError> {
+        use crate::net;
+        let portal_text = self
+            .portal_list(ch)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| CtlError::channel(ch.id, "has no portal"))?;
+        let portal = net::Portal::parse(&portal_text)
+            .map_err(|e| CtlError::channel(ch.id, format!("portal {portal_text}: {e}")))?;
+        let mut o = net::LoginOptions::new(cfg.initiator_name.clone());
+        if let Some(a) = &ch.auth {
+            o.chap = Some(net::ChapCredentials::new(
+                a.initiator.user.clone(),
+                a.initiator.secret.expose().to_vec(),
+            ));
+            if let Some(m) = &a.mutual {
+                o.mutual = Some(net::ChapCredentials::new(
+                    m.user.clone(),
+                    m.secret.expose().to_vec(),
+                ));
+            }
+            o.chap_algorithms = ch
+                .attrs
+                .chap_algorithms
+                .iter()
+                .filter_map(|x| iscsi_proto::chap::ChapAlgorithm::from_code(u64::from(x.chap_a())))
+                .collect();
+        }
+        let secs = u64::from(ch.attrs.login_timeout.max(1));
+        o.timeouts = net::Timeouts {
+            connect: Duration::from_secs(secs),
+            io: Duration::from_secs(secs),
+        };
+        let targets = net::discover(&portal, &o).map_err(|e| {
+            CtlError::channel(
+                ch.id,
+                format!("no target name given and discovery at {portal_text} failed: {e}"),
+            )
+        })?;
+        let line = ch.line;
+        match targets.as_slice() {
+            [one] => {
+                log.say(format!("discovered target {} at {portal_text}", one.name));
+                Ok(one.name.clone())
+            }
+            [] => Err(CtlError::channel(
+                ch.id,
+                format!(
+                    "no target name given ({} line {line}, field 9) and {portal_text} offers no target",
+                    self.paths.initiator.display()
+                ),
+            )),
+            many => Err(CtlError::channel(
+                ch.id,
+                format!(
+                    "no target name given ({} line {line}, field 9) and {portal_text} offers {} targets: {}; add the one to use as field 9",
+                    self.paths.initiator.display(),
+                    many.len(),
+                    many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The target name of a channel: the module's (it may have been discovered), else the
+    /// configuration's.
+    fn target_of(&self, cfg: &Config, id: u32) -> Option<String> {
+        let dir = self.kernel.channel(id);
+        let t = dir.read("target_name");
+        if dir.exists() && !t.is_empty() {
+            return Some(t);
+        }
+        cfg.channels.get(&id).and_then(|c| c.target_name.clone())
+    }
+
+    fn mount_point(&self, target: &str, name: &str) -> PathBuf {
+        self.mount_root.join(target).join(name)
+    }
+
+    fn map_line(&self, m: &DeviceMap) -> String {
+        format!(
+            "{} line {} (DEVICE \"{} {} {} {}\")",
+            self.paths.device_maps.display(),
+            m.line,
+            m.channel,
+            m.lun,
+            m.partition,
+            m.name
+        )
+    }
+
+    /// `map [CHANNEL]`: mount the DEVICE entries of running channels.
+    pub fn map(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::Configured)?;
+        require_root()?;
+        self.kernel.require_loaded()?;
+        Ok(self.each(&ids, |log, id| self.map_one(log, &cfg, id)))
+    }
+
+    fn map_one(&self, log: &mut Log<'_>, cfg: &Config, id: u32) -> Result<(), CtlError> {
+        let maps: Vec<&DeviceMap> = cfg.maps_for(id).collect();
+        if maps.is_empty() {
+            return Ok(());
+        }
+        let dir = self.kernel.channel(id);
+        let state = dir.state();
+        if !matches!(state, State::Running | State::Recovering | State::Paused) {
+            return Err(CtlError::channel(
+                id,
+                format!("is {}: start it first", state.word()),
+            ));
+        }
+        let host = dir
+            .host()
+            .ok_or_else(|| CtlError::channel(id, "has no SCSI host"))?;
+        let target = dir.read("target_name");
+        let mut first_err = None;
+        let mut failed = 0;
+        for m in &maps {
+            match self.map_entry(host, &target, m) {
+                Ok(msg) => log.say(msg),
+                Err(e) => {
+                    let e = CtlError::channel(id, format!("{}: {e}", self.map_line(m)));
+                    failed += 1;
+                    if first_err.is_none() {
+                        first_err = Some(e);
+                    } else {
+                        eprintln!("initiator-ctl: {e}");
+                    }
+                }
+            }
+        }
+        match first_err {
+            None => Ok(()),
+            Some(e) if failed == 1 => Err(e),
+            Some(e) => {
+                eprintln!("initiator-ctl: {e}");
+                Err(CtlError::channel(
+                    id,
+                    format!("{failed} of {} DEVICE entries not mounted", maps.len()),
+                ))
+            }
+        }
+    }
+
+    fn map_entry(&self, host: u32, target: &str, m: &DeviceMap) -> Result<String, String> {
+        let present = devices::luns(host);
+        let Some(lun) = present.iter().find(|l| l.lun == m.lun) else {
+            let list: Vec<String> = present.iter().map(|l| l.lun.to_string()).collect();
+            return Err(format!(
+                "the target has no LUN {} (LUNs: {})",
+                m.lun,
+                if list.is_empty() {
+                    "none".into()
+                } else {
+                    list.join(", ")
+                }
+            ));
+        };
+        let disk = match &lun.disk {
+            Some(d) => d.clone(),
+            None => devices::wait(self.device_timeout, || {
+                devices::luns(host)
+                    .into_iter()
+                    .find(|l| l.lun == m.lun)?
+                    .disk
+            })
+            .ok_or_else(|| {
+                format!(
+                    "LUN {} ({}) has no disk device after {} s (not a disk?)",
+                    m.lun,
+                    lun.hctl,
+                    self.device_timeout.as_secs()
+                )
+            })?,
+        };
+        let name = devices::partition_name(&disk, m.partition);
+        let node = devices::wait_for_node(&name, self.device_timeout).ok_or_else(|| {
+            if m.partition == 0 {
+                format!(
+                    "/dev/{name} did not appear within {} s",
+                    self.device_timeout.as_secs()
+                )
+            } else {
+                format!(
+                    "/dev/{disk} has no partition {} (partitions: {})",
+                    m.partition,
+                    devices::disk_and_partitions(&disk)
+                        .iter()
+                        .skip(1)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        })?;
+        let mp = self.mount_point(target, &m.name);
+        let numbers = devices::dev_numbers(&name);
+        if let Some(e) = mount::mounts().into_iter().find(|e| e.target == mp) {
+            return if Some((e.major, e.minor)) == numbers {
+                Ok(format!(
+                    "{} already mounted at {}",
+                    node.display(),
+                    mp.display()
+                ))
+            } else {
+                Err(format!(
+                    "{} is already a mount point (of {})",
+                    mp.display(),
+                    e.source
+                ))
+            };
+        }
+        let ro_flag = std::fs::read_to_string(format!("/sys/class/block/{name}/ro"))
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false);
+        let ro = ro_flag || lun.read_only;
+        let fstype = mount::fs_type(&node)?;
+        let ended_ro = mount::mount_device(&node, &mp, &fstype, ro)?;
+        Ok(format!(
+            "mounted {} ({fstype}{}) at {}",
+            node.display(),
+            if ended_ro { ", read-only" } else { "" },
+            mp.display()
+        ))
+    }
+
+    /// The block devices of a channel: `(name, major, minor)` of each disk and partition.
+    fn channel_devices(&self, id: u32) -> Vec<(String, u32, u32)> {
+        let Some(host) = self.kernel.channel(id).host() else {
+            return Vec::new();
+        };
+        devices::luns(host)
+            .iter()
+            .filter_map(|l| l.disk.clone())
+            .flat_map(|d| devices::disk_and_partitions(&d))
+            .filter_map(|n| devices::dev_numbers(&n).map(|(a, b)| (n, a, b)))
+            .collect()
+    }
+
+    /// The mounts of a channel's devices, deepest mount point first.
+    fn channel_mounts(&self, id: u32) -> Vec<MountEntry> {
+        let devs = self.channel_devices(id);
+        let mut v: Vec<MountEntry> = mount::mounts()
+            .into_iter()
+            .filter(|e| devs.iter().any(|(_, a, b)| (e.major, e.minor) == (*a, *b)))
+            .collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.target.components().count()));
+        v
+    }
+
+    /// `unmap [CHANNEL] [--force]`.
+    pub fn unmap(&self, channel: Option<u32>, force: bool) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::ConfiguredOrRunning)?;
+        require_root()?;
+        Ok(self.each(&ids, |log, id| self.unmap_one(log, &cfg, id, force)))
+    }
+
+    /// Unmounts every mount of the channel's disks (mapped or not); busy ones fail, naming
+    /// their users, unless `force`.
+    fn unmap_one(
+        &self,
+        log: &mut Log<'_>,
+        cfg: &Config,
+        id: u32,
+        force: bool,
+    ) -> Result<(), CtlError> {
+        let target = self.target_of(cfg, id);
+        let mut busy: Vec<String> = Vec::new();
+        let mounts = self.channel_mounts(id);
+        if !force {
+            // Fail before unmounting anything: a refused stop leaves every mount in place.
+            for e in &mounts {
+                let users = mount::users(e.major, e.minor);
+                if !users.is_empty() {
+                    busy.push(format!(
+                        "{} ({}) is busy: used by {}",
+                        e.target.display(),
+                        e.source,
+                        users
+                            .iter()
+                            .map(|u| u.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+            if !busy.is_empty() {
+                return Err(CtlError::busy(
+                    id,
+                    format!(
+                        "{}; stop those processes or force it with: iscsi-unmap-channel {id} 1",
+                        busy.join("; ")
+                    ),
+                ));
+            }
+        }
+        for e in mounts {
+            match mount::unmount(&e.target, e.major, e.minor, force) {
+                Ok(()) => {
+                    log.say(format!("unmounted {} ({})", e.target.display(), e.source));
+                    if let Some(t) = &target {
+                        let top = self.mount_root.join(t);
+                        if e.target.starts_with(&top) {
+                            mount::remove_empty_dirs(&e.target, &self.mount_root);
+                        }
+                    }
+                }
+                Err(UnmountError::Busy(users)) => {
+                    let who = if users.is_empty() {
+                        "no process found holding it (another mount or a kernel user?)".to_string()
+                    } else {
+                        format!(
+                            "used by {}",
+                            users
+                                .iter()
+                                .map(|u| u.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    busy.push(format!(
+                        "{} ({}) is busy: {who}",
+                        e.target.display(),
+                        e.source
+                    ));
+                }
+                Err(UnmountError::Other(why)) => return Err(CtlError::channel(id, why)),
+            }
+        }
+        if busy.is_empty() {
+            Ok(())
+        } else {
+            Err(CtlError::busy(
+                id,
+                format!(
+                    "{}; stop those processes or force it with: iscsi-unmap-channel {id} 1",
+                    busy.join("; ")
+                ),
+            ))
+        }
+    }
+
+    /// `remap [CHANNEL]`: unmap, then map.
+    pub fn remap(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::Configured)?;
+        require_root()?;
+        self.kernel.require_loaded()?;
+        Ok(self.each(&ids, |log, id| {
+            self.unmap_one(log, &cfg, id, false)?;
+            self.map_one(log, &cfg, id)
+        }))
+    }
+
+    /// `pause [CHANNEL]`: log out, keeping disks and mounts; their I/O waits for `start`.
+    pub fn pause(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::Configured)?;
+        require_root()?;
+        self.kernel.require_loaded()?;
+        Ok(self.each(&ids, |log, id| {
+            let dir = self.kernel.channel(id);
+            match dir.state() {
+                State::Paused => {
+                    log.say("already paused");
+                    Ok(())
+                }
+                State::Running => {
+                    dir.control("pause").map_err(|e| {
+                        CtlError::channel(id, format!("pause failed: {}", kernel::errno_text(&e)))
+                    })?;
+                    log.say(
+                        "paused (logged out; disks and mounts stay, their I/O waits for start)",
+                    );
+                    Ok(())
+                }
+                s => Err(CtlError::channel(
+                    id,
+                    format!("is {}: only a running channel can be paused", s.word()),
+                )),
+            }
+        }))
+    }
+
+    /// `stop [CHANNEL]`: unmap (failing on a busy mount), remove the disks, log out, remove
+    /// the channel directory.
+    pub fn stop(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::ConfiguredOrRunning)?;
+        require_root()?;
+        Ok(self.each(&ids, |log, id| self.stop_one(log, &cfg, id)))
+    }
+
+    fn stop_one(&self, log: &mut Log<'_>, cfg: &Config, id: u32) -> Result<(), CtlError> {
+        let dir = self.kernel.channel(id);
+        match dir.state() {
+            State::Absent => {
+                log.say("not running");
+                return Ok(());
+            }
+            State::Paused => {
+                // Unmounting flushes: the held I/O must be able to complete first.
+                dir.control("start").map_err(|e| {
+                    CtlError::channel(
+                        id,
+                        format!(
+                            "is paused and resuming it (to flush its file systems before stop) failed: {}",
+                            kernel::start_failure(&e, &dir.state())
+                        ),
+                    )
+                })?;
+                log.say("resumed to flush its file systems");
+            }
+            State::Starting | State::Stopping => {
+                return Err(CtlError::busy(
+                    id,
+                    format!("is {}: try again when it has finished", dir.state().word()),
+                ));
+            }
+            _ => {}
+        }
+        self.unmap_one(log, cfg, id, false)?;
+        for (name, _, _) in self.channel_devices(id) {
+            let h = devices::holders(&name);
+            if !h.is_empty() {
+                return Err(CtlError::busy(
+                    id,
+                    format!(
+                        "/dev/{name} is held by {} (device-mapper, md...): remove that first",
+                        h.join(", ")
+                    ),
+                ));
+            }
+        }
+        let disks: Vec<String> = self
+            .channel_devices(id)
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .filter(|n| !n.ends_with(|c: char| c.is_ascii_digit()))
+            .collect();
+        // rmdir stops the channel: logout, SCSI host and disks removed, connections closed.
+        dir.remove()?;
+        if disks.is_empty() {
+            log.say("stopped");
+        } else {
+            log.say(format!(
+                "logged out; removed {}",
+                disks
+                    .iter()
+                    .map(|d| format!("/dev/{d}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// `status [CHANNEL]`: each channel's state, target, portals, connections, negotiated
+    /// parameters, LUNs and mounts, counters. The exit code is 0 when every channel shown is
+    /// running, [`Exit::NotRunning`] otherwise.
+    pub fn status(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        let cfg = self.load(false)?;
+        let ids = self.select(&cfg, channel, Scope::ConfiguredOrRunning)?;
+        let status: Vec<ChannelStatus> = ids.iter().map(|&id| self.status_one(&cfg, id)).collect();
+        let all_running = status.iter().all(|s| s.state == "running");
+        Ok(Outcome {
+            ok: true,
+            channels: Vec::new(),
+            exit: if all_running {
+                Exit::Ok
+            } else {
+                Exit::NotRunning
+            },
+            status,
+        })
+    }
+
+    fn status_one(&self, cfg: &Config, id: u32) -> ChannelStatus {
+        let ch = cfg.channels.get(&id);
+        let dir = self.kernel.channel(id);
+        let state = dir.state();
+        let exists = dir.exists();
+        let session = state.has_session() || matches!(state, State::Stopping);
+        let portals = if exists && !dir.read("portals").is_empty() {
+            dir.read("portals")
+                .split_whitespace()
+                .map(str::to_string)
+                .collect()
+        } else {
+            ch.map(|c| c.portals.iter().map(|p| p.endpoint()).collect())
+                .unwrap_or_default()
+        };
+        let counters = if session { dir.stats() } else { Vec::new() };
+        let conns: BTreeSet<&str> = counters
+            .iter()
+            .filter_map(|(k, _)| {
+                k.split_once('.')
+                    .map(|(c, _)| c)
+                    .filter(|c| c.starts_with("conn"))
+            })
+            .collect();
+        let connections = match state {
+            State::Running => conns.len().max(1) as u32,
+            _ => 0,
+        };
+        let host = if session { dir.host() } else { None };
+        let all_mounts = mount::mounts();
+        let luns: Vec<Lun> = host.map(devices::luns).unwrap_or_default();
+        let lun_status: Vec<LunStatus> = luns
+            .iter()
+            .map(|l| {
+                let names = l
+                    .disk
+                    .as_deref()
+                    .map(devices::disk_and_partitions)
+                    .unwrap_or_default();
+                let nums: Vec<(String, (u32, u32))> = names
+                    .iter()
+                    .filter_map(|n| devices::dev_numbers(n).map(|d| (n.clone(), d)))
+                    .collect();
+                LunStatus {
+                    lun: l.lun,
+                    device: l.disk.as_ref().map(|d| format!("/dev/{d}")),
+                    model: l.model.clone(),
+                    size_bytes: l.size_bytes,
+                    read_only: l.read_only,
+                    partitions: names.iter().skip(1).map(|n| format!("/dev/{n}")).collect(),
+                    mounts: all_mounts
+                        .iter()
+                        .filter_map(|e| {
+                            let n = nums.iter().find(|(_, d)| *d == (e.major, e.minor))?;
+                            Some((format!("/dev/{}", n.0), e.target.display().to_string()))
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let target = self.target_of(cfg, id);
+        let maps = cfg
+            .maps_for(id)
+            .map(|m| {
+                let mp = target.as_deref().map(|t| self.mount_point(t, &m.name));
+                let device = luns
+                    .iter()
+                    .find(|l| l.lun == m.lun)
+                    .and_then(|l| l.disk.as_deref())
+                    .map(|d| devices::partition_name(d, m.partition))
+                    .filter(|n| Path::new("/sys/class/block").join(n).exists());
+                let numbers = device.as_deref().and_then(devices::dev_numbers);
+                let entry = all_mounts.iter().find(|e| {
+                    Some(&e.target) == mp.as_ref() && Some((e.major, e.minor)) == numbers
+                });
+                MapStatus {
+                    lun: m.lun,
+                    partition: m.partition,
+                    name: m.name.clone(),
+                    line: m.line,
+                    device: device.map(|d| format!("/dev/{d}")),
+                    mount_point: mp
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|| format!("/<target>/{}", m.name)),
+                    mounted: entry.is_some(),
+                    fstype: entry.map(|e| e.fstype.clone()),
+                    read_only: entry.map(|e| e.read_only).unwrap_or(false),
+                }
+            })
+            .collect();
+        ChannelStatus {
+            channel: id,
+            state: state.word().to_string(),
+            reason: match &state {
+                State::Failed(r) => Some(r.clone()),
+                _ => None,
+            },
+            configured: ch.is_some(),
+            target,
+            portals,
+            connections,
+            host,
+            negotiated: if session {
+                dir.negotiated()
+            } else {
+                Vec::new()
+            },
+            luns: lun_status,
+            maps,
+            counters,
+        }
+    }
+}
