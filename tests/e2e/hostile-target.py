@@ -22,6 +22,17 @@ kernel's partition scan never reads there, so the scan completes first); what it
   nop-flood         10000 NOP-In pings (TTT set) as fast as possible, then answers normally
   async-logout      an Async Message, event 1 (the target requests a logout)
   close-midway      the connection closed in the middle of a Data-In data segment
+  ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
+  reject            a Reject PDU naming the command (the command fails, the midlayer retries)
+  silent            the command is never answered (SCSI timeout, then ABORT TASK, answered)
+  silent-tmf        the command and every task management request on that connection are
+                    never answered (the error handler escalates; nothing answers)
+  late-data         a READ left unanswered until its ABORT TASK arrives; then its Data-In and
+                    status, then "function complete" (the command completed during its abort)
+  after-abort       a READ left unanswered; ABORT TASK answered "function complete", then the
+                    aborted READ's Data-In and status anyway
+  login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
+  login-continue    (at the first login) Login Responses with the C bit, forever
 
 After the trigger the target behaves (--after good, the default: the session can recover on a
 new connection) or refuses every new connection (--after refuse: the session must fail). One
@@ -42,11 +53,12 @@ TRIGGER_LBA = 8192  # 4 MiB
 TRIGGER_END = TRIGGER_LBA + 2048
 RESERVED = 0xFFFFFFFF
 
-READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway"}
+READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway", "late-data", "after-abort"}
 WRITE_MODES = {"data-for-write", "r2t-past-end", "r2t-burst"}
 ANY_MODES = {"bad-itt", "dup-response", "initiator-opcode", "garbage", "huge-sense",
-             "nop-flood", "async-logout"}
-MODES = {"good"} | READ_MODES | WRITE_MODES | ANY_MODES
+             "nop-flood", "async-logout", "ping-data", "reject", "silent", "silent-tmf"}
+LOGIN_MODES = {"login-oversize", "login-continue"}
+MODES = {"good"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES
 
 # The target's side of the operational negotiation (answered only for keys the initiator offers).
 OURS = {
@@ -97,9 +109,16 @@ class Target:
         self.tsih = 1
         self.listener = None
 
+    def claim_login_trigger(self):
+        with self.lock:
+            if self.mode not in LOGIN_MODES or self.triggered:
+                return False
+            self.triggered = True
+            return True
+
     def claim_trigger(self, is_read, is_write, lba, blocks):
         """Whether this command is the one to misbehave on (once per target)."""
-        if self.mode == "good" or blocks == 0:
+        if self.mode == "good" or self.mode in LOGIN_MODES or blocks == 0:
             return False
         if not (lba < TRIGGER_END and lba + blocks > TRIGGER_LBA):
             return False
@@ -149,6 +168,8 @@ class Conn:
         self.nop_replies = 0
         self.dup_itts = set()
         self.closed = False
+        self.silent_tmf = False
+        self.held = {}  # ITT -> how to answer it late (late-data, after-abort)
 
     # ---- I/O ----
     def recv_exact(self, n):
@@ -211,6 +232,8 @@ class Conn:
             log("conn %d: login request csg %d nsg %d T %d: %s" % (self.n, csg, nsg, transit,
                                                                    " ".join(t for t in text if t)))
             keys = dict(t.split("=", 1) for t in text if "=" in t)
+            if self.t.claim_login_trigger():
+                self.login_misbehave(itt, isid, csg)
             if csg == 0:
                 answer = {"AuthMethod": "None"} if "AuthMethod" in keys else {}
                 if "TargetName" in keys or "SessionType" in keys:
@@ -229,6 +252,23 @@ class Conn:
             if final:
                 log("conn %d: logged in, negotiated %s" % (self.n, self.neg))
                 return
+
+    def login_misbehave(self, itt, isid, csg):
+        log("TRIGGER %s on conn %d" % (self.t.mode, self.n))
+        h = bytearray(struct.pack(">BBBBB", 0x23, csg << 2, 0, 0, 0) + b"\0\0\0" + isid +
+                      b"\0\0" + struct.pack(">II", itt, 0) + self.sn_fields(self.stat_sn) +
+                      b"\0" * 12)
+        if self.t.mode == "login-oversize":
+            h[5:8] = b"\xff\xff\xff"
+            self.send(bytes(h), os.urandom(65536))
+        else:
+            h[1] |= 0x40  # C: more text follows, forever
+            body = pad4(b"X" * 100)
+            h[5:8] = struct.pack(">I", len(body))[1:]
+            for _ in range(1000):
+                self.send(bytes(h), body)
+                self.recv_pdu()
+        raise Closed("login misbehaviour done")
 
     def negotiate(self, keys):
         answer = {}
@@ -299,8 +339,21 @@ class Conn:
                                sn=self.sn_fields(self.next_stat_sn())))
             log("conn %d: logout" % self.n)
             raise Closed("logged out")
+        elif op == 0x02 and self.silent_tmf:
+            log("conn %d: task management function %d ignored" % (self.n, bhs[1] & 0x7F))
         elif op == 0x02:  # Task Management: "function complete"
             log("conn %d: task management function %d" % (self.n, bhs[1] & 0x7F))
+            ref = be32(bhs, 20)
+            late = self.held.pop(ref, None)
+            if late and self.t.mode == "late-data":
+                log("late-data: Data-In for itt %#x before the TMF response" % ref)
+                late()
+            if late and self.t.mode == "after-abort":
+                self.send(self.pdu(0x22, 0x80, b2=0, itt=itt, w20=0,
+                                   sn=self.sn_fields(self.next_stat_sn())))
+                log("after-abort: Data-In for itt %#x after the TMF response" % ref)
+                late()
+                return
             self.send(self.pdu(0x22, 0x80, b2=0, itt=itt, w20=0,
                                sn=self.sn_fields(self.next_stat_sn())))
         else:
@@ -539,6 +592,22 @@ class Conn:
             self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
                                sn=self.sn_fields(self.next_stat_sn()),
                                tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 2, 0)))
+            return False
+        if m == "ping-data":
+            self.send(self.pdu(0x20, 0x80, dsl=4096, itt=RESERVED, w20=0x4242,
+                               sn=self.sn_fields()), b"\x50" * 4096)
+            return True
+        if m == "reject":
+            self.send(self.pdu(0x3F, 0x80, b2=0x09, dsl=48, itt=RESERVED, w20=0,
+                               sn=self.sn_fields(self.next_stat_sn())), bhs)
+            return False
+        if m in ("silent", "silent-tmf"):
+            self.silent_tmf = m == "silent-tmf"
+            return False
+        if m in ("late-data", "after-abort"):
+            with self.t.disk.lock:
+                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            self.held[itt] = lambda: self.data_in(itt, edtl, payload, lun)
             return False
         if m == "close-midway":
             with self.t.disk.lock:

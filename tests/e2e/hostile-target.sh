@@ -42,6 +42,19 @@ expect() {
         nop-flood)        echo "|maybe" ;;
         async-logout)     echo "target requests logout (event 1)|no" ;;
         close-midway)     echo "connection lost|no" ;;
+        ping-data)        echo "NOP-In ping data too long|no" ;;
+        # The rejected command fails (DID_ERROR), the midlayer retries it: no connection drop.
+        reject)           echo "target rejected a PDU (reason 0x9)|yes" ;;
+        # The command times out (device timeout 3 s), ABORT TASK is answered, the retry works.
+        silent)           echo "|yes" ;;
+        # Nothing answers the error handler: the I/O must still end, and stop must work.
+        silent-tmf)       echo "|eh" ;;
+        # A command answered while (or after) it is aborted: no use after free, no double
+        # completion; the retry reads the data.
+        late-data)        echo "|yes" ;;
+        after-abort)      echo "|yes" ;;
+        login-oversize)   echo "connection lost|login" ;;
+        login-continue)   echo "|login" ;;
         *) fail "unknown mode $1" ;;
     esac
 }
@@ -62,11 +75,26 @@ run_mode() {
     if ! timeout 120 bash -c "echo start > $ch/control"; then
         start_ok=0
     fi
+    if [ "$harmless" = login ]; then
+        st=$(cat $ch/state)
+        [ $start_ok = 0 ] || fail "$mode: start succeeded against a hostile login"
+        case $st in "failed: "*) ;; *) fail "$mode: state '$st' after a hostile login" ;; esac
+        [ -z "$(cat $ch/host)" ] || fail "$mode: a SCSI host was left"
+        grep -q "^[0-9.]* TRIGGER $mode" "$log" || fail "$mode: the target never misbehaved"
+        timeout 60 bash -c "echo stop > $ch/control" 2>/dev/null || true
+        rmdir $ch || fail "$mode: rmdir failed"
+        kill $tpid; wait $tpid 2>/dev/null || true
+        mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+        dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after.txt"
+        ok "$mode: login refused, state '$st', no host left; rmdir works"
+        return
+    fi
     [ $start_ok = 1 ] || fail "$mode/$after: start failed: $(cat $ch/state) (the scan never reaches the trigger window)"
     local d
     d=$(channel_disks 0)
     [ -n "$d" ] || fail "$mode/$after: no disk after start"
     head -c $((1 << 20)) /dev/urandom > /tmp/pattern
+    case $mode in silent*|late-data|after-abort) echo 3 > /sys/block/$d/device/timeout ;; esac
     # The write lands in the trigger window (4 MiB), as one 1 MiB WRITE; the read comes back
     # as 64 KiB READs. Both must end (the timeouts are far above replacement_timeout).
     timeout 90 dd if=/tmp/pattern of=/dev/$d bs=1M seek=4 count=1 oflag=direct status=none 2>/tmp/dd.err || wrc=$?
@@ -92,12 +120,19 @@ run_mode() {
         ! grep -q "connection lost" <<< "$klog" || fail "$mode/$after: the connection was dropped"
         cmp -s /tmp/pattern /tmp/back || fail "$mode/$after: data read back differs"
         what="ignored: the connection stays up, no recovery, data intact"
+        case $mode in silent|late-data|after-abort)
+            [ "$(stat_of aborts)" -ge 1 ] || fail "$mode: no abort counted"
+            what="$what; aborts $(stat_of aborts)" ;;
+        esac
         if [ "$mode" = good ]; then
             # The fake target itself is right: the 1 MiB write went as immediate data + R2Ts.
             local r2ts; r2ts=$(stat_of conn0.r2ts)
             [ "$r2ts" -ge 4 ] || fail "good: only $r2ts R2Ts for a 1 MiB write"
             what="the fake target is correct: scan, 1 MiB write ($r2ts R2Ts), reads, data intact"
         fi
+        ;;
+    eh)
+        what="I/O ended (write $wrc read $rrc), state '$st', aborts $(stat_of aborts), recoveries $rec"
         ;;
     maybe|no)
         if [ "$harmless" = maybe ] && [ "$rec" = 0 ]; then
@@ -134,13 +169,14 @@ run_mode() {
 }
 
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
-    r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway"}
+    r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
+    ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue"}
 for mode in $modes; do
     run_mode "$mode" good
 done
 # The same faults with a target that then stays away: the session fails, I/O fails, no hang.
 for mode in $modes; do
-    [ "$mode" = good ] || [ "$(expect "$mode")" = "|yes" ] || run_mode "$mode" refuse
+    case $(expect "$mode") in *"|no"|*"|maybe") run_mode "$mode" refuse ;; esac
 done
 unload_module
 ok "rmmod core_iscsi after every mode ($((SECONDS - t0)) s)"
