@@ -35,7 +35,8 @@ kernel's partition scan never reads there, so the scan completes first); what it
   login-continue    (at the first login) Login Responses with the C bit, forever
 
 After the trigger the target behaves (--after good, the default: the session can recover on a
-new connection) or refuses every new connection (--after refuse: the session must fail). One
+new connection), refuses every new connection (--after refuse: the session must fail), or
+accepts new connections and never answers them (--after mute: logins hang until their timeout). One
 line per event goes to the log (stderr by default), "TRIGGER <mode> ..." when it misbehaves.
 """
 
@@ -108,6 +109,7 @@ class Target:
         self.lock = threading.Lock()
         self.tsih = 1
         self.listener = None
+        self.mute = []
 
     def claim_login_trigger(self):
         with self.lock:
@@ -143,6 +145,10 @@ class Target:
         while True:
             c, _ = s.accept()
             n += 1
+            if self.triggered and self.after == "mute":
+                log("conn %d: accepted, never answered (after the trigger)" % n)
+                self.mute.append(c)
+                continue
             if self.triggered and self.after == "refuse":
                 log("conn %d: refused (after the trigger)" % n)
                 c.close()
@@ -649,8 +655,8 @@ def main():
         i = args.index("--log")
         LOG = open(args[i + 1], "a")
         del args[i:i + 2]
-    if len(args) != 2 or args[1] not in MODES or after not in ("good", "refuse"):
-        sys.exit("usage: hostile-target.py PORT MODE [--after good|refuse] [--log FILE]\n"
+    if len(args) != 2 or args[1] not in MODES or after not in ("good", "refuse", "mute"):
+        sys.exit("usage: hostile-target.py PORT MODE [--after good|refuse|mute] [--log FILE]\n"
                  "modes: " + " ".join(sorted(MODES)))
     Target(int(args[0]), args[1], after).serve()
 

@@ -170,13 +170,57 @@ run_mode() {
 
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
-    ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue"}
+    ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue
+    stop-recovering stop-eh"}
 for mode in $modes; do
-    run_mode "$mode" good
+    case $mode in stop-*) ;; *) run_mode "$mode" good ;; esac
 done
 # The same faults with a target that then stays away: the session fails, I/O fails, no hang.
 for mode in $modes; do
+    case $mode in stop-*) continue ;; esac
     case $(expect "$mode") in *"|no"|*"|maybe") run_mode "$mode" refuse ;; esac
+done
+
+# stop_during MODE AFTER WHAT: stop while the session is busy with a fault (a recovery whose
+# logins hang, or the SCSI error handler waiting for task management answers): stop must return
+# within 60 s, and the I/O must end.
+stop_during() {
+    local mode=$1 after=$2 what=$3 log tpid d ddpid t
+    port=$((port + 1))
+    log=/tmp/hostile-$mode-$after-stop.log
+    python3 "$TARGET" $port "$mode" --after "$after" --log "$log" &
+    tpid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
+    dmesg -C
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10
+    start_channel 0
+    d=$(channel_disks 0)
+    echo 3 > /sys/block/$d/device/timeout
+    timeout 120 dd if=/dev/$d of=/dev/null bs=64k skip=64 count=1 iflag=direct status=none 2>/dev/null &
+    ddpid=$!
+    case $what in
+        recovering) wait_for "grep -qx recovering $ch/state" 20 || fail "$mode: state '$(cat $ch/state)', expected recovering"
+                    sleep 1 ;;  # a login attempt is now hanging on the mute target
+        eh)         wait_for "grep -q 'task management' $log" 20 || fail "$mode: no task management request"
+                    ;;
+    esac
+    t=$SECONDS
+    timeout 60 bash -c "echo stop > $ch/control"         || fail "$mode/$after: KERNEL BUG: stop during $what failed or hung (state '$(cat $ch/state)')"
+    [ "$(cat $ch/state)" = stopped ] || fail "$mode: state after stop: $(cat $ch/state)"
+    t=$((SECONDS - t))
+    local rc=0; wait $ddpid || rc=$?
+    [ $rc != 124 ] || fail "$mode/$after: KERNEL BUG: I/O hung after stop"
+    rmdir $ch || fail "$mode: rmdir failed"
+    kill $tpid; wait $tpid 2>/dev/null || true
+    mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+    dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after-stop.txt"
+    ok "$mode ($after): stop during $what returned in $t s, the I/O ended (dd $rc)"
+}
+for mode in $modes; do
+    case $mode in
+        stop-recovering) stop_during oversize mute recovering ;;
+        stop-eh)         stop_during silent-tmf good eh ;;
+    esac
 done
 unload_module
 ok "rmmod core_iscsi after every mode ($((SECONDS - t0)) s)"
