@@ -1,0 +1,665 @@
+#!/usr/bin/env python3
+"""A minimal scripted iSCSI target (RFC 7143, stdlib only) for tests/e2e/hostile-target.sh.
+
+    hostile-target.py PORT MODE [--after good|refuse] [--log FILE]
+
+Serves one 16 MiB RAM LUN 0 on 127.0.0.1:PORT, well enough for the initiator's login, LUN scan
+and a dd. MODE `good` stays correct. Any other MODE misbehaves once, on the first command that
+touches the trigger window (LBAs TRIGGER_LBA.. of 512 bytes, i.e. 4..5 MiB into the disk: the
+kernel's partition scan never reads there, so the scan completes first); what it does:
+
+  oversize          a Data-In whose DataSegmentLength is 0xFFFFFF (then junk)
+  past-end          the read's last Data-In runs 4 KiB past its expected length
+  bad-itt           a Data-In and a SCSI Response naming ITTs never sent (then answers normally)
+  data-for-write    a Data-In for a WRITE
+  dup-response      two SCSI Responses for one command
+  bad-datasn        Data-In DataSN 0, then 2
+  r2t-past-end      an R2T beyond the write's length
+  r2t-burst         an R2T asking for more than MaxBurstLength
+  initiator-opcode  a SCSI Command PDU (opcode 0x01) sent to the initiator
+  garbage           48 random bytes where a BHS belongs (then more random bytes)
+  huge-sense        CHECK CONDITION with a SenseLength larger than the data segment
+  nop-flood         10000 NOP-In pings (TTT set) as fast as possible, then answers normally
+  async-logout      an Async Message, event 1 (the target requests a logout)
+  close-midway      the connection closed in the middle of a Data-In data segment
+  ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
+  reject            a Reject PDU naming the command (the command fails, the midlayer retries)
+  silent            the command is never answered (SCSI timeout, then ABORT TASK, answered)
+  silent-tmf        the command and every task management request on that connection are
+                    never answered (the error handler escalates; nothing answers)
+  late-data         a READ left unanswered until its ABORT TASK arrives; then its Data-In and
+                    status, then "function complete" (the command completed during its abort)
+  after-abort       a READ left unanswered; ABORT TASK answered "function complete", then the
+                    aborted READ's Data-In and status anyway
+  login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
+  login-continue    (at the first login) Login Responses with the C bit, forever
+
+After the trigger the target behaves (--after good, the default: the session can recover on a
+new connection), refuses every new connection (--after refuse: the session must fail), or
+accepts new connections and never answers them (--after mute: logins hang until their timeout). One
+line per event goes to the log (stderr by default), "TRIGGER <mode> ..." when it misbehaves.
+"""
+
+import os
+import random
+import socket
+import struct
+import sys
+import threading
+import time
+
+BLOCK = 512
+BLOCKS = 16 * 2048  # 16 MiB
+TRIGGER_LBA = 8192  # 4 MiB
+TRIGGER_END = TRIGGER_LBA + 2048
+RESERVED = 0xFFFFFFFF
+
+READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway", "late-data", "after-abort"}
+WRITE_MODES = {"data-for-write", "r2t-past-end", "r2t-burst"}
+ANY_MODES = {"bad-itt", "dup-response", "initiator-opcode", "garbage", "huge-sense",
+             "nop-flood", "async-logout", "ping-data", "reject", "silent", "silent-tmf"}
+LOGIN_MODES = {"login-oversize", "login-continue"}
+MODES = {"good"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES
+
+# The target's side of the operational negotiation (answered only for keys the initiator offers).
+OURS = {
+    "HeaderDigest": "None", "DataDigest": "None", "MaxRecvDataSegmentLength": 262144,
+    "InitialR2T": "Yes", "ImmediateData": "Yes", "MaxBurstLength": 262144,
+    "FirstBurstLength": 65536, "MaxOutstandingR2T": 1, "DataPDUInOrder": "Yes",
+    "DataSequenceInOrder": "Yes", "ErrorRecoveryLevel": 0, "MaxConnections": 1,
+    "DefaultTime2Wait": 0, "DefaultTime2Retain": 0,
+}
+MIN_KEYS = {"MaxBurstLength", "FirstBurstLength", "MaxOutstandingR2T", "ErrorRecoveryLevel",
+            "MaxConnections", "DefaultTime2Retain"}
+MAX_KEYS = {"DefaultTime2Wait"}
+OR_KEYS = {"InitialR2T", "DataPDUInOrder", "DataSequenceInOrder"}
+AND_KEYS = {"ImmediateData"}
+
+LOG = sys.stderr
+log_lock = threading.Lock()
+
+
+def log(msg):
+    with log_lock:
+        LOG.write("%.3f %s\n" % (time.monotonic(), msg))
+        LOG.flush()
+
+
+def pad4(b):
+    return b + b"\0" * (-len(b) % 4)
+
+
+def be32(b, o):
+    return struct.unpack_from(">I", b, o)[0]
+
+
+class Disk:
+    def __init__(self):
+        self.data = bytearray(BLOCKS * BLOCK)
+        self.lock = threading.Lock()
+
+
+class Target:
+    def __init__(self, port, mode, after):
+        self.port = port
+        self.mode = mode
+        self.after = after
+        self.disk = Disk()
+        self.triggered = False
+        self.lock = threading.Lock()
+        self.tsih = 1
+        self.listener = None
+        self.mute = []
+
+    def claim_login_trigger(self):
+        with self.lock:
+            if self.mode not in LOGIN_MODES or self.triggered:
+                return False
+            self.triggered = True
+            return True
+
+    def claim_trigger(self, is_read, is_write, lba, blocks):
+        """Whether this command is the one to misbehave on (once per target)."""
+        if self.mode == "good" or self.mode in LOGIN_MODES or blocks == 0:
+            return False
+        if not (lba < TRIGGER_END and lba + blocks > TRIGGER_LBA):
+            return False
+        if self.mode in READ_MODES and not is_read:
+            return False
+        if self.mode in WRITE_MODES and not is_write:
+            return False
+        with self.lock:
+            if self.triggered:
+                return False
+            self.triggered = True
+        return True
+
+    def serve(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(8)
+        self.listener = s
+        log("listening on 127.0.0.1:%d mode %s after %s" % (self.port, self.mode, self.after))
+        n = 0
+        while True:
+            c, _ = s.accept()
+            n += 1
+            if self.triggered and self.after == "mute":
+                log("conn %d: accepted, never answered (after the trigger)" % n)
+                self.mute.append(c)
+                continue
+            if self.triggered and self.after == "refuse":
+                log("conn %d: refused (after the trigger)" % n)
+                c.close()
+                continue
+            threading.Thread(target=Conn(self, c, n).run, daemon=True).start()
+
+
+class Closed(Exception):
+    pass
+
+
+class Conn:
+    def __init__(self, target, sock, n):
+        self.t = target
+        self.s = sock
+        self.n = n
+        self.send_lock = threading.Lock()
+        self.stat_sn = 0x1000 * n
+        self.exp_cmd_sn = 0
+        self.writes = {}  # ITT -> write state
+        self.mrdsl = 8192  # the initiator's MaxRecvDataSegmentLength (our Data-In limit)
+        self.neg = {}
+        self.nop_replies = 0
+        self.dup_itts = set()
+        self.closed = False
+        self.silent_tmf = False
+        self.held = {}  # ITT -> how to answer it late (late-data, after-abort)
+
+    # ---- I/O ----
+    def recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            b = self.s.recv(n - len(buf))
+            if not b:
+                raise Closed()
+            buf += b
+        return bytes(buf)
+
+    def recv_pdu(self):
+        bhs = self.recv_exact(48)
+        ahs = bhs[4] * 4
+        dsl = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
+        if ahs:
+            self.recv_exact(ahs)
+        data = self.recv_exact(dsl + (-dsl % 4))[:dsl] if dsl else b""
+        return bhs, data
+
+    def send(self, *parts):
+        with self.send_lock:
+            self.s.sendall(b"".join(parts))
+
+    def sn_fields(self, stat_sn=None):
+        """StatSN, ExpCmdSN, MaxCmdSN."""
+        if stat_sn is None:
+            stat_sn = self.stat_sn
+        return struct.pack(">III", stat_sn & RESERVED, self.exp_cmd_sn & RESERVED,
+                           (self.exp_cmd_sn + 31) & RESERVED)
+
+    def next_stat_sn(self):
+        sn = self.stat_sn
+        self.stat_sn = (self.stat_sn + 1) & RESERVED
+        return sn
+
+    def pdu(self, op, flags, b2=0, b3=0, dsl=0, lun=b"\0" * 8, itt=RESERVED, w20=RESERVED,
+            sn=b"\0" * 12, tail=b"\0" * 12):
+        h = struct.pack(">BBBBB", op, flags, b2, b3, 0) + struct.pack(">I", dsl)[1:] + lun + \
+            struct.pack(">II", itt, w20) + sn + tail
+        assert len(h) == 48, len(h)
+        return h
+
+    # ---- login ----
+    def login(self):
+        while True:
+            bhs, data = self.recv_pdu()
+            op = bhs[0] & 0x3F
+            if op != 0x03:
+                raise Closed("opcode %#x during login" % op)
+            flags = bhs[1]
+            csg = (flags >> 2) & 3
+            nsg = flags & 3
+            transit = bool(flags & 0x80)
+            isid = bhs[8:14]
+            itt = be32(bhs, 16)
+            cmd_sn = be32(bhs, 24)
+            self.exp_cmd_sn = cmd_sn
+            text = data.decode(errors="replace").split("\0")
+            log("conn %d: login request csg %d nsg %d T %d: %s" % (self.n, csg, nsg, transit,
+                                                                   " ".join(t for t in text if t)))
+            keys = dict(t.split("=", 1) for t in text if "=" in t)
+            if self.t.claim_login_trigger():
+                self.login_misbehave(itt, isid, csg)
+            if csg == 0:
+                answer = {"AuthMethod": "None"} if "AuthMethod" in keys else {}
+                if "TargetName" in keys or "SessionType" in keys:
+                    answer["TargetPortalGroupTag"] = "1"
+            else:
+                answer = self.negotiate(keys)
+            body = "".join("%s=%s\0" % kv for kv in answer.items()).encode()
+            dlen = len(body)
+            final = transit and nsg == 3
+            rflags = (0x80 if transit else 0) | (csg << 2) | (nsg if transit else 0)
+            h = struct.pack(">BBBBB", 0x23, rflags, 0, 0, 0) + struct.pack(">I", dlen)[1:] + \
+                isid + struct.pack(">H", self.t.tsih if final else 0) + \
+                struct.pack(">II", itt, 0) + self.sn_fields(self.next_stat_sn()) + \
+                b"\0" * 12
+            self.send(h, pad4(body))
+            if final:
+                log("conn %d: logged in, negotiated %s" % (self.n, self.neg))
+                return
+
+    def login_misbehave(self, itt, isid, csg):
+        log("TRIGGER %s on conn %d" % (self.t.mode, self.n))
+        h = bytearray(struct.pack(">BBBBB", 0x23, csg << 2, 0, 0, 0) + b"\0\0\0" + isid +
+                      b"\0\0" + struct.pack(">II", itt, 0) + self.sn_fields(self.stat_sn) +
+                      b"\0" * 12)
+        if self.t.mode == "login-oversize":
+            h[5:8] = b"\xff\xff\xff"
+            self.send(bytes(h), os.urandom(65536))
+        else:
+            h[1] |= 0x40  # C: more text follows, forever
+            body = pad4(b"X" * 100)
+            h[5:8] = struct.pack(">I", len(body))[1:]
+            for _ in range(1000):
+                self.send(bytes(h), body)
+                self.recv_pdu()
+        raise Closed("login misbehaviour done")
+
+    def negotiate(self, keys):
+        answer = {}
+        for k, v in keys.items():
+            if k == "MaxRecvDataSegmentLength":
+                self.mrdsl = int(v)
+                answer[k] = str(OURS[k])
+            elif k in ("HeaderDigest", "DataDigest"):
+                answer[k] = "None" if "None" in v.split(",") else "Reject"
+            elif k in MIN_KEYS:
+                answer[k] = str(min(int(v), OURS[k]))
+            elif k in MAX_KEYS:
+                answer[k] = str(max(int(v), OURS[k]))
+            elif k in OR_KEYS:
+                answer[k] = "Yes" if "Yes" in (v, OURS[k]) else "No"
+            elif k in AND_KEYS:
+                answer[k] = "Yes" if v == OURS[k] == "Yes" else "No"
+            elif k in ("IFMarker", "OFMarker"):
+                answer[k] = "No"
+            else:
+                answer[k] = "NotUnderstood"
+        self.neg.update({k: v for k, v in answer.items()})
+        if "MaxRecvDataSegmentLength" not in answer:
+            answer["MaxRecvDataSegmentLength"] = str(OURS["MaxRecvDataSegmentLength"])
+        return answer
+
+    def param(self, k):
+        v = self.neg.get(k, OURS[k])
+        return int(v) if str(v).isdigit() else v
+
+    # ---- full feature phase ----
+    def run(self):
+        try:
+            self.login()
+            while True:
+                bhs, data = self.recv_pdu()
+                self.dispatch(bhs, data)
+        except (Closed, OSError) as e:
+            log("conn %d: closed (%s); %d NOP-Out replies to our pings" %
+                (self.n, e or "eof", self.nop_replies))
+        finally:
+            self.closed = True
+            try:
+                self.s.close()
+            except OSError:
+                pass
+
+    def dispatch(self, bhs, data):
+        op = bhs[0] & 0x3F
+        immediate = bool(bhs[0] & 0x40)
+        itt = be32(bhs, 16)
+        if op in (0x00, 0x01, 0x02, 0x06) and not immediate:
+            cmd_sn = be32(bhs, 24)
+            if ((cmd_sn - self.exp_cmd_sn) & RESERVED) < 0x80000000:
+                self.exp_cmd_sn = (cmd_sn + 1) & RESERVED
+        if op == 0x00:  # NOP-Out
+            if itt == RESERVED:
+                self.nop_replies += 1
+                return
+            self.send(self.pdu(0x20, 0x80, dsl=len(data), lun=bhs[8:16], itt=itt,
+                               sn=self.sn_fields(self.next_stat_sn())), pad4(data))
+        elif op == 0x01:
+            self.scsi_command(bhs, data)
+        elif op == 0x05:
+            self.data_out(bhs, data)
+        elif op == 0x06:  # Logout
+            self.send(self.pdu(0x26, 0x80, itt=itt, w20=0,
+                               sn=self.sn_fields(self.next_stat_sn())))
+            log("conn %d: logout" % self.n)
+            raise Closed("logged out")
+        elif op == 0x02 and self.silent_tmf:
+            log("conn %d: task management function %d ignored" % (self.n, bhs[1] & 0x7F))
+        elif op == 0x02:  # Task Management: "function complete"
+            log("conn %d: task management function %d" % (self.n, bhs[1] & 0x7F))
+            ref = be32(bhs, 20)
+            late = self.held.pop(ref, None)
+            if late and self.t.mode == "late-data":
+                log("late-data: Data-In for itt %#x before the TMF response" % ref)
+                late()
+            if late and self.t.mode == "after-abort":
+                self.send(self.pdu(0x22, 0x80, b2=0, itt=itt, w20=0,
+                                   sn=self.sn_fields(self.next_stat_sn())))
+                log("after-abort: Data-In for itt %#x after the TMF response" % ref)
+                late()
+                return
+            self.send(self.pdu(0x22, 0x80, b2=0, itt=itt, w20=0,
+                               sn=self.sn_fields(self.next_stat_sn())))
+        else:
+            log("conn %d: ignoring opcode %#x" % (self.n, op))
+
+    def response(self, itt, status=0, sense=None, residual=0, underflow=False, lun=b"\0" * 8):
+        data = b""
+        if sense is not None:
+            data = struct.pack(">H", len(sense)) + sense
+        flags = 0x80 | (0x02 if underflow else 0)
+        self.send(self.pdu(0x21, flags, b2=0, b3=status, dsl=len(data), itt=itt, w20=0,
+                           sn=self.sn_fields(self.next_stat_sn()),
+                           tail=struct.pack(">III", 0, 0, residual)), pad4(data))
+        self.after_status(itt)
+
+    def after_status(self, itt):
+        if itt in self.dup_itts:
+            self.dup_itts.discard(itt)
+            log("dup-response: second SCSI Response for itt %#x" % itt)
+            self.response(itt)
+
+    def check(self, itt, edtl, key=0x05, asc=0x20, ascq=0x00):
+        sense = bytearray(18)
+        sense[0], sense[2], sense[7], sense[12], sense[13] = 0x70, key, 10, asc, ascq
+        self.response(itt, status=0x02, sense=bytes(sense), residual=edtl, underflow=edtl > 0)
+
+    def data_in(self, itt, edtl, payload, lun=b"\0" * 8):
+        """Data-In PDUs for a read, status in the last one."""
+        payload = payload[:edtl]
+        if not payload:
+            self.response(itt, residual=edtl, underflow=edtl > 0)
+            return
+        burst = self.param("MaxBurstLength")
+        off = 0
+        sn = 0
+        while off < len(payload):
+            n = min(self.mrdsl, len(payload) - off, burst - off % burst)
+            last = off + n == len(payload)
+            end_of_burst = last or (off + n) % burst == 0
+            residual = edtl - len(payload)
+            flags = (0x80 if end_of_burst else 0) | (0x01 if last else 0) | \
+                (0x02 if last and residual else 0)
+            self.send(self.pdu(0x25, flags, dsl=n, lun=lun, itt=itt, w20=RESERVED,
+                               sn=self.sn_fields(self.next_stat_sn() if last else None),
+                               tail=struct.pack(">III", sn, off, residual if last else 0)),
+                      pad4(payload[off:off + n]))
+            off += n
+            sn += 1
+        self.after_status(itt)
+
+    def scsi_command(self, bhs, data):
+        flags = bhs[1]
+        is_read, is_write = bool(flags & 0x40), bool(flags & 0x20)
+        lun = bhs[8:16]
+        itt = be32(bhs, 16)
+        edtl = be32(bhs, 20)
+        cdb = bhs[32:48]
+        op = cdb[0]
+        lba = blocks = 0
+        if op in (0x28, 0x2A):
+            lba, blocks = be32(cdb, 2), struct.unpack_from(">H", cdb, 7)[0]
+        elif op in (0x88, 0x8A):
+            lba, blocks = struct.unpack_from(">QI", cdb, 2)
+        if lun != b"\0" * 8:
+            self.check(itt, edtl, 0x05, 0x25, 0x00)  # LOGICAL UNIT NOT SUPPORTED
+            return
+        trigger = self.t.claim_trigger(op in (0x28, 0x88), op in (0x2A, 0x8A), lba, blocks)
+        if trigger:
+            log("TRIGGER %s on conn %d: opcode %#x lba %d blocks %d edtl %d itt %#x" %
+                (self.t.mode, self.n, op, lba, blocks, edtl, itt))
+            if not self.misbehave(bhs, data, itt, edtl, op, lba, blocks):
+                return
+        if op in (0x2A, 0x8A):
+            if lba + blocks > BLOCKS or blocks * BLOCK != edtl:
+                self.check(itt, edtl, 0x05, 0x21, 0x00)
+                return
+            w = {"lba": lba, "edtl": edtl, "buf": bytearray(edtl), "got": len(data),
+                 "next": len(data), "ttt": 0x100 + (itt & 0xFFFF), "r2tsn": 0, "lun": lun}
+            w["buf"][:len(data)] = data
+            self.writes[itt] = w
+            self.advance_write(itt)
+            return
+        if op in (0x28, 0x88):
+            if lba + blocks > BLOCKS:
+                self.check(itt, edtl, 0x05, 0x21, 0x00)
+                return
+            with self.t.disk.lock:
+                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            self.data_in(itt, edtl, payload, lun)
+            return
+        reply = self.emulate(cdb)
+        if reply is None:
+            self.check(itt, edtl)  # INVALID COMMAND OPERATION CODE / FIELD IN CDB
+        elif is_read and edtl:
+            self.data_in(itt, edtl, reply, lun)
+        else:
+            self.response(itt)
+
+    def emulate(self, cdb):
+        op = cdb[0]
+        if op in (0x00, 0x35, 0x91, 0x1E):  # TUR, SYNC CACHE 10/16, PREVENT ALLOW
+            return b""
+        if op == 0x12:  # INQUIRY
+            if cdb[1] & 1:
+                if cdb[2] == 0x00:
+                    return bytes([0, 0x00, 0, 1, 0x00])
+                return None
+            return bytes([0, 0, 0x05, 0x02, 31, 0, 0, 0x02]) + b"HOSTILE " + \
+                b"FAKE LUN        " + b"0001"
+        if op == 0xA0:  # REPORT LUNS
+            return struct.pack(">II", 8, 0) + b"\0" * 8
+        if op == 0x25:  # READ CAPACITY(10)
+            return struct.pack(">II", BLOCKS - 1, BLOCK)
+        if op == 0x9E and cdb[1] & 0x1F == 0x10:  # READ CAPACITY(16)
+            return struct.pack(">QI", BLOCKS - 1, BLOCK) + b"\0" * 20
+        if op == 0x1A:  # MODE SENSE(6): header only
+            return bytes([3, 0, 0, 0])
+        if op == 0x5A:  # MODE SENSE(10)
+            return bytes([0, 6, 0, 0, 0, 0, 0, 0])
+        return None
+
+    def advance_write(self, itt):
+        w = self.writes[itt]
+        if w["got"] >= w["edtl"]:
+            del self.writes[itt]
+            with self.t.disk.lock:
+                self.t.disk.data[w["lba"] * BLOCK:w["lba"] * BLOCK + w["edtl"]] = w["buf"]
+            self.response(itt)
+            return
+        if w["next"] > w["got"]:
+            return  # an R2T is outstanding
+        n = min(self.param("MaxBurstLength"), w["edtl"] - w["got"])
+        self.r2t(itt, w, w["got"], n)
+        w["next"] = w["got"] + n
+
+    def r2t(self, itt, w, offset, length):
+        sn = w["r2tsn"]
+        w["r2tsn"] += 1
+        self.send(self.pdu(0x31, 0x80, lun=w["lun"], itt=itt, w20=w["ttt"], sn=self.sn_fields(),
+                           tail=struct.pack(">III", sn, offset, length)))
+
+    def data_out(self, bhs, data):
+        itt = be32(bhs, 16)
+        off = be32(bhs, 40)
+        w = self.writes.get(itt)
+        if w is None:
+            log("conn %d: Data-Out for unknown itt %#x" % (self.n, itt))
+            return
+        w["buf"][off:off + len(data)] = data
+        w["got"] = max(w["got"], off + len(data))
+        if bhs[1] & 0x80:
+            self.advance_write(itt)
+
+    # ---- misbehaviour ----
+    def misbehave(self, bhs, data, itt, edtl, op, lba, blocks):
+        """Misbehave on this command; True to then handle it normally."""
+        m = self.t.mode
+        lun = bhs[8:16]
+        if m == "oversize":
+            h = bytearray(self.pdu(0x25, 0x00, itt=itt, sn=self.sn_fields(),
+                                   tail=struct.pack(">III", 0, 0, 0)))
+            h[5:8] = b"\xff\xff\xff"
+            self.send(bytes(h), os.urandom(65536))
+            return False
+        if m == "past-end":
+            with self.t.disk.lock:
+                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            n = edtl + 4096
+            if n > self.mrdsl:
+                log("WARNING: edtl %d too long for past-end (MaxRecvDataSegmentLength %d)" %
+                    (edtl, self.mrdsl))
+            self.send(self.pdu(0x25, 0x81, dsl=n, lun=lun, itt=itt,
+                               sn=self.sn_fields(self.next_stat_sn()),
+                               tail=struct.pack(">III", 0, 0, 0)),
+                      pad4(payload + b"\xee" * 4096))
+            return False
+        if m == "bad-itt":
+            for bogus in (itt ^ 0x5A5A0000, 0x0000FFF7, 0x7FFFFFFE):
+                self.send(self.pdu(0x25, 0x81, dsl=512, itt=bogus,
+                                   sn=self.sn_fields(self.next_stat_sn()),
+                                   tail=struct.pack(">III", 0, 0, 0)), b"\xbb" * 512)
+                self.response(bogus)
+            return True
+        if m == "data-for-write":
+            self.send(self.pdu(0x25, 0x00, dsl=4096, lun=lun, itt=itt, sn=self.sn_fields(),
+                               tail=struct.pack(">III", 0, 0, 0)), b"\xdd" * 4096)
+            return False
+        if m == "dup-response":
+            self.dup_itts.add(itt)  # a second response follows the real one (after_status)
+            return True
+        if m == "bad-datasn":
+            with self.t.disk.lock:
+                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            half = min(len(payload) // 2, self.mrdsl)
+            self.send(self.pdu(0x25, 0x00, dsl=half, lun=lun, itt=itt, sn=self.sn_fields(),
+                               tail=struct.pack(">III", 0, 0, 0)), pad4(payload[:half]))
+            self.send(self.pdu(0x25, 0x00, dsl=half, lun=lun, itt=itt, sn=self.sn_fields(),
+                               tail=struct.pack(">III", 2, half, 0)),
+                      pad4(payload[half:2 * half]))
+            return False
+        if m in ("r2t-past-end", "r2t-burst"):
+            w = {"lun": lun, "ttt": 0x200, "r2tsn": 0}
+            if m == "r2t-past-end":
+                self.r2t(itt, w, len(data), edtl - len(data) + 4096)
+            else:
+                burst = self.param("MaxBurstLength")
+                if edtl - len(data) <= burst:
+                    log("WARNING: edtl %d too short for r2t-burst (MaxBurstLength %d)" %
+                        (edtl, burst))
+                self.r2t(itt, w, len(data), burst + 4096)
+            return False
+        if m == "initiator-opcode":
+            self.send(self.pdu(0x01, 0xC0, itt=itt, w20=4096, sn=self.sn_fields(),
+                               tail=b"\x28" + b"\0" * 11))
+            return False
+        if m == "garbage":
+            rnd = random.Random(7143)
+            junk = bytes(rnd.getrandbits(8) for _ in range(48))
+            log("garbage BHS: %s" % junk.hex())
+            self.send(junk)
+            for _ in range(64):
+                self.send(bytes(rnd.getrandbits(8) for _ in range(1024)))
+            return False
+        if m == "huge-sense":
+            sense = bytearray(18)
+            sense[0], sense[2], sense[7], sense[12] = 0x70, 0x03, 10, 0x11
+            body = struct.pack(">H", 0xFFFF) + bytes(sense)
+            self.send(self.pdu(0x21, 0x82, b3=0x02, dsl=len(body), itt=itt, w20=0,
+                               sn=self.sn_fields(self.next_stat_sn()),
+                               tail=struct.pack(">III", 0, 0, edtl)), pad4(body))
+            return False
+        if m == "nop-flood":
+            threading.Thread(target=self.flood, daemon=True).start()
+            return True
+        if m == "async-logout":
+            self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
+                               sn=self.sn_fields(self.next_stat_sn()),
+                               tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 2, 0)))
+            return False
+        if m == "ping-data":
+            self.send(self.pdu(0x20, 0x80, dsl=4096, itt=RESERVED, w20=0x4242,
+                               sn=self.sn_fields()), b"\x50" * 4096)
+            return True
+        if m == "reject":
+            self.send(self.pdu(0x3F, 0x80, b2=0x09, dsl=48, itt=RESERVED, w20=0,
+                               sn=self.sn_fields(self.next_stat_sn())), bhs)
+            return False
+        if m in ("silent", "silent-tmf"):
+            self.silent_tmf = m == "silent-tmf"
+            return False
+        if m in ("late-data", "after-abort"):
+            with self.t.disk.lock:
+                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            self.held[itt] = lambda: self.data_in(itt, edtl, payload, lun)
+            return False
+        if m == "close-midway":
+            with self.t.disk.lock:
+                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            n = min(len(payload), self.mrdsl)
+            self.send(self.pdu(0x25, 0x81 if n == len(payload) else 0x00, dsl=n, lun=lun,
+                               itt=itt, sn=self.sn_fields(),
+                               tail=struct.pack(">III", 0, 0, 0)), payload[:n // 2])
+            time.sleep(0.2)
+            self.s.shutdown(socket.SHUT_RDWR)
+            raise Closed("closed midway by design")
+        raise AssertionError(m)
+
+    def flood(self):
+        sent = 0
+        try:
+            for i in range(10000):
+                self.send(self.pdu(0x20, 0x80, itt=RESERVED, w20=0x10000 + i,
+                                   sn=self.sn_fields()))
+                sent += 1
+        except OSError as e:
+            log("nop-flood: stopped after %d pings (%s)" % (sent, e))
+        log("nop-flood: %d pings sent" % sent)
+        deadline = time.monotonic() + 10
+        while self.nop_replies < sent and not self.closed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log("nop-flood: %d of %d pings answered" % (self.nop_replies, sent))
+
+
+def main():
+    args = sys.argv[1:]
+    global LOG
+    after = "good"
+    if "--after" in args:
+        i = args.index("--after")
+        after = args[i + 1]
+        del args[i:i + 2]
+    if "--log" in args:
+        i = args.index("--log")
+        LOG = open(args[i + 1], "a")
+        del args[i:i + 2]
+    if len(args) != 2 or args[1] not in MODES or after not in ("good", "refuse", "mute"):
+        sys.exit("usage: hostile-target.py PORT MODE [--after good|refuse|mute] [--log FILE]\n"
+                 "modes: " + " ".join(sorted(MODES)))
+    Target(int(args[0]), args[1], after).serve()
+
+
+if __name__ == "__main__":
+    main()

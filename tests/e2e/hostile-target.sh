@@ -1,0 +1,226 @@
+#!/bin/bash
+# A hostile target: every byte from a target is untrusted. tests/e2e/hostile-target.py (a scripted
+# target with a 16 MiB RAM LUN) misbehaves once per mode, on the first command that touches
+# 4..5 MiB of the disk (after the LUN scan). For each mode the kernel must stay alive (the VM
+# harness fails the run on any oops/WARN/BUG), drop the connection where the PDU is a protocol
+# violation (ErrorRecoveryLevel 0) and say so in the kernel log, ignore what is harmless, and
+# either recover the session with the data intact (the target then behaves: --after good) or
+# fail it cleanly within replacement_timeout (the target then refuses logins: --after refuse).
+# `stop` and rmdir must work after every mode, and rmmod at the end.
+#   tests/vm/run tests/e2e/hostile-target.sh [MODE...] runs only those modes. The target's log and
+#   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
+# vm-args: --timeout 900
+set -euo pipefail
+. "$REPO/tests/e2e/lib.bash"
+. "$REPO/tests/e2e/scenario.bash"
+IQN=iqn.2026-11.org.core-iscsi:hostile
+TARGET=$REPO/tests/e2e/hostile-target.py
+ch=$ISCSI_ROOT/0
+port=3300
+t0=$SECONDS
+load_module
+
+# mode : what the kernel log must say ("" for nothing) : harmless (the connection must survive)
+expect() {
+    case $1 in
+        good)             echo "|yes" ;;
+        oversize)         echo "connection lost: protocol error|no" ;;
+        past-end)         echo "Data-In: Data-In offset out of order or out of range|no" ;;
+        bad-itt)          echo "|yes" ;;
+        data-for-write)   echo "Data-In: Data-In for a task that reads nothing|no" ;;
+        # The first response completes the command; the second names an ITT no longer in
+        # flight, which is ignored like any late response (ITTs carry a generation).
+        dup-response)     echo "|yes" ;;
+        bad-datasn)       echo "Data-In: Data-In DataSN out of order|no" ;;
+        r2t-past-end)     echo "R2T: bad R2T: OutOfRange|no" ;;
+        r2t-burst)        echo "R2T: bad R2T: BurstTooLong|no" ;;
+        initiator-opcode) echo "unexpected PDU from the target|no" ;;
+        garbage)          echo "connection lost: protocol error|no" ;;
+        huge-sense)       echo "SCSI Response: sense length past the data segment|no" ;;
+        # Each ping is answered, or (the answer queue full) the connection is dropped: either
+        # is right, unbounded queueing is not (if dropped: "connection lost", checked below).
+        nop-flood)        echo "|maybe" ;;
+        async-logout)     echo "target requests logout (event 1)|no" ;;
+        close-midway)     echo "connection lost|no" ;;
+        ping-data)        echo "NOP-In ping data too long|no" ;;
+        # The rejected command fails (DID_ERROR), the midlayer retries it: no connection drop.
+        reject)           echo "target rejected a PDU (reason 0x9)|yes" ;;
+        # The command times out (device timeout 3 s), ABORT TASK is answered, the retry works.
+        silent)           echo "|yes" ;;
+        # Nothing answers the error handler: the I/O must still end, and stop must work.
+        silent-tmf)       echo "|eh" ;;
+        # A command answered while (or after) it is aborted: no use after free, no double
+        # completion; the retry reads the data.
+        late-data)        echo "|yes" ;;
+        after-abort)      echo "|yes" ;;
+        login-oversize)   echo "connection lost|login" ;;
+        login-continue)   echo "|login" ;;
+        *) fail "unknown mode $1" ;;
+    esac
+}
+
+stat_of() { sed -n "s/^$1 //p" $ch/stats; }
+
+# run_mode MODE AFTER
+run_mode() {
+    local mode=$1 after=$2 log tpid e want harmless st rec errs wrc=0 rrc=0 start_ok=1
+    port=$((port + 1))
+    log=/tmp/hostile-$mode-$after.log
+    e=$(expect "$mode"); want=${e%|*}; harmless=${e#*|}
+    python3 "$TARGET" $port "$mode" --after "$after" --log "$log" &
+    tpid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
+    dmesg -C
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=3 login_timeout=3
+    if ! timeout 120 bash -c "echo start > $ch/control"; then
+        start_ok=0
+    fi
+    if [ "$harmless" = login ]; then
+        st=$(cat $ch/state)
+        [ $start_ok = 0 ] || fail "$mode: start succeeded against a hostile login"
+        case $st in "failed: "*) ;; *) fail "$mode: state '$st' after a hostile login" ;; esac
+        [ -z "$(cat $ch/host)" ] || fail "$mode: a SCSI host was left"
+        grep -q "^[0-9.]* TRIGGER $mode" "$log" || fail "$mode: the target never misbehaved"
+        timeout 60 bash -c "echo stop > $ch/control" 2>/dev/null || true
+        rmdir $ch || fail "$mode: rmdir failed"
+        kill $tpid; wait $tpid 2>/dev/null || true
+        mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+        dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after.txt"
+        ok "$mode: login refused, state '$st', no host left; rmdir works"
+        return
+    fi
+    [ $start_ok = 1 ] || fail "$mode/$after: start failed: $(cat $ch/state) (the scan never reaches the trigger window)"
+    local d
+    d=$(channel_disks 0)
+    [ -n "$d" ] || fail "$mode/$after: no disk after start"
+    head -c $((1 << 20)) /dev/urandom > /tmp/pattern
+    case $mode in silent*|late-data|after-abort) echo 3 > /sys/block/$d/device/timeout ;; esac
+    # The write lands in the trigger window (4 MiB), as one 1 MiB WRITE; the read comes back
+    # as 64 KiB READs. Both must end (the timeouts are far above replacement_timeout).
+    timeout 90 dd if=/tmp/pattern of=/dev/$d bs=1M seek=4 count=1 oflag=direct status=none 2>/tmp/dd.err || wrc=$?
+    timeout 90 dd if=/dev/$d of=/tmp/back bs=64k skip=64 count=16 iflag=direct status=none 2>>/tmp/dd.err || rrc=$?
+    [ $wrc != 124 ] && [ $rrc != 124 ] || fail "$mode/$after: KERNEL BUG: I/O hung (dd timed out: write $wrc read $rrc)"
+    # Let a recovery in progress end, one way or the other.
+    wait_for "! grep -qx recovering $ch/state" 20 || true
+    st=$(cat $ch/state)
+    rec=$(stat_of recoveries); errs=$(stat_of errors)
+    local klog
+    klog=$(dmesg | grep "core-iscsi: channel 0: " || true)
+    if [ -n "$want" ]; then
+        grep -qF "core-iscsi: channel 0: $want" <<< "$klog" \
+            || { echo "$klog" >&2; cat "$log" >&2; fail "$mode/$after: no kernel log line '$want'"; }
+    fi
+    grep -q "^[0-9.]* TRIGGER $mode" "$log" || [ "$mode" = good ] \
+        || { cat "$log" >&2; fail "$mode/$after: the target never misbehaved (trigger not reached)"; }
+    local what
+    case $harmless in
+    yes)
+        [ "$st" = running ] && [ "$rec" = 0 ] && [ $wrc = 0 ] && [ $rrc = 0 ] \
+            || { echo "$klog" >&2; fail "$mode/$after: harmless, yet state '$st', recoveries $rec, dd write $wrc read $rrc"; }
+        ! grep -q "connection lost" <<< "$klog" || fail "$mode/$after: the connection was dropped"
+        cmp -s /tmp/pattern /tmp/back || fail "$mode/$after: data read back differs"
+        what="ignored: the connection stays up, no recovery, data intact"
+        case $mode in silent|late-data|after-abort)
+            [ "$(stat_of aborts)" -ge 1 ] || fail "$mode: no abort counted"
+            what="$what; aborts $(stat_of aborts)" ;;
+        esac
+        if [ "$mode" = good ]; then
+            # The fake target itself is right: the 1 MiB write went as immediate data + R2Ts.
+            local r2ts; r2ts=$(stat_of conn0.r2ts)
+            [ "$r2ts" -ge 4 ] || fail "good: only $r2ts R2Ts for a 1 MiB write"
+            what="the fake target is correct: scan, 1 MiB write ($r2ts R2Ts), reads, data intact"
+        fi
+        ;;
+    eh)
+        what="I/O ended (write $wrc read $rrc), state '$st', aborts $(stat_of aborts), recoveries $rec"
+        ;;
+    maybe|no)
+        if [ "$harmless" = maybe ] && [ "$rec" = 0 ]; then
+            [ "$st" = running ] && [ $wrc = 0 ] && [ $rrc = 0 ] && cmp -s /tmp/pattern /tmp/back \
+                || fail "$mode/$after: no recovery, yet state '$st', dd write $wrc read $rrc"
+            what="survived without a recovery, data intact"
+        elif [ "$after" = good ]; then
+            [ "$rec" -ge 1 ] || { echo "$klog" >&2; fail "$mode/$after: no recovery counted (state '$st')"; }
+            grep -q "connection lost\|target requests logout" <<< "$klog" \
+                || { echo "$klog" >&2; fail "$mode/$after: no 'connection lost' in the kernel log"; }
+            [ "$st" = running ] || fail "$mode/$after: state '$st' after recovering against a good target"
+            [ $wrc = 0 ] && [ $rrc = 0 ] || fail "$mode/$after: I/O failed across the recovery (write $wrc read $rrc): $(cat /tmp/dd.err)"
+            cmp -s /tmp/pattern /tmp/back || fail "$mode/$after: data read back differs after the recovery"
+            what="connection dropped, session recovered ($rec), data intact"
+        else
+            case $st in "failed: "*) ;; *) fail "$mode/$after: state '$st', expected 'failed: ...'" ;; esac
+            [ $wrc != 0 ] || [ $rrc != 0 ] || fail "$mode/$after: all I/O succeeded with the target gone"
+            what="connection dropped, session '$st', I/O failed (write $wrc read $rrc)"
+        fi
+        ;;
+    esac
+    if ! timeout 60 bash -c "echo stop > $ch/control"; then
+        fail "$mode/$after: KERNEL BUG: stop failed or hung (state '$(cat $ch/state)')"
+    fi
+    [ "$(cat $ch/state)" = stopped ] || fail "$mode/$after: state after stop: $(cat $ch/state)"
+    rmdir $ch || fail "$mode/$after: rmdir failed"
+    kill $tpid 2>/dev/null || true
+    wait $tpid 2>/dev/null || true
+    [ "$mode" != nop-flood ] || what="$what; $(grep -o 'nop-flood: [0-9]* of [0-9]* pings answered' "$log" | tail -1 || true)"
+    mkdir -p "$VM_ARTIFACTS/hostile"
+    cp "$log" "$VM_ARTIFACTS/hostile/"
+    dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after.txt"
+    ok "$mode ($after): $what; errors $errs; log: ${want:-nothing}; stop and rmdir work"
+}
+
+modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
+    r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
+    ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue
+    stop-recovering stop-eh"}
+for mode in $modes; do
+    case $mode in stop-*) ;; *) run_mode "$mode" good ;; esac
+done
+# The same faults with a target that then stays away: the session fails, I/O fails, no hang.
+for mode in $modes; do
+    case $mode in stop-*) continue ;; esac
+    case $(expect "$mode") in *"|no"|*"|maybe") run_mode "$mode" refuse ;; esac
+done
+
+# stop_during MODE AFTER WHAT: stop while the session is busy with a fault (a recovery whose
+# logins hang, or the SCSI error handler waiting for task management answers): stop must return
+# within 60 s, and the I/O must end.
+stop_during() {
+    local mode=$1 after=$2 what=$3 log tpid d ddpid t
+    port=$((port + 1))
+    log=/tmp/hostile-$mode-$after-stop.log
+    python3 "$TARGET" $port "$mode" --after "$after" --log "$log" &
+    tpid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
+    dmesg -C
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10
+    start_channel 0
+    d=$(channel_disks 0)
+    echo 3 > /sys/block/$d/device/timeout
+    timeout 120 dd if=/dev/$d of=/dev/null bs=64k skip=64 count=1 iflag=direct status=none 2>/dev/null &
+    ddpid=$!
+    case $what in
+        recovering) wait_for "grep -qx recovering $ch/state" 20 || fail "$mode: state '$(cat $ch/state)', expected recovering"
+                    sleep 1 ;;  # a login attempt is now hanging on the mute target
+        eh)         wait_for "grep -q 'task management' $log" 20 || fail "$mode: no task management request"
+                    ;;
+    esac
+    t=$SECONDS
+    timeout 60 bash -c "echo stop > $ch/control"         || fail "$mode/$after: KERNEL BUG: stop during $what failed or hung (state '$(cat $ch/state)')"
+    [ "$(cat $ch/state)" = stopped ] || fail "$mode: state after stop: $(cat $ch/state)"
+    t=$((SECONDS - t))
+    local rc=0; wait $ddpid || rc=$?
+    [ $rc != 124 ] || fail "$mode/$after: KERNEL BUG: I/O hung after stop"
+    rmdir $ch || fail "$mode: rmdir failed"
+    kill $tpid; wait $tpid 2>/dev/null || true
+    mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+    dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after-stop.txt"
+    ok "$mode ($after): stop during $what returned in $t s, the I/O ended (dd $rc)"
+}
+for mode in $modes; do
+    case $mode in
+        stop-recovering) stop_during oversize mute recovering ;;
+        stop-eh)         stop_during silent-tmf good eh ;;
+    esac
+done
+unload_module
+ok "rmmod core_iscsi after every mode ($((SECONDS - t0)) s)"
