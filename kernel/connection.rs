@@ -506,11 +506,13 @@ impl Connection {
             if *got < BHS_LEN {
                 return Ok(true);
             }
-            // The header decides how much follows; a segment longer than we declared is a
-            // protocol error, never an allocation.
+            // The header decides how much follows: a segment longer than we declared is
+            // refused here, before anything is read or allocated.
             *layout = Some(
-                pdu::rx_layout(bhs, self.framing.digests, self.framing.max_recv)
-                    .map_err(|_| Failure::Protocol)?,
+                pdu::rx_layout(bhs, self.framing.digests, self.framing.max_recv).map_err(|e| {
+                    pr_warn!("core-iscsi: refused a PDU header from the target: {:?}\n", e);
+                    Failure::Protocol
+                })?,
             );
             *got = 0;
             *head_done = false;
@@ -627,7 +629,10 @@ impl Connection {
         }
         let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;
         let data = buf.get(hd_end..data_end).ok_or(Failure::Protocol)?;
-        let pdu = Bhs::decode(bhs).map_err(|_| Failure::Protocol)?;
+        let pdu = Bhs::decode(bhs).map_err(|e| {
+            pr_warn!("core-iscsi: refused a PDU from the target: {:?}\n", e);
+            Failure::Protocol
+        })?;
         self.session.handle_pdu(self, &pdu, ahs, data)?;
         Ok(true)
     }

@@ -434,6 +434,10 @@ impl Session {
         if !current {
             return;
         }
+        // The end of a connection we are logging out of is no loss: nothing to recover.
+        if matches!(self.ctl.lock().phase, Phase::Stopping | Phase::Paused) {
+            return;
+        }
         pr_warn!(
             "core-iscsi: channel {}: connection lost: {}\n",
             self.name.as_str(),
@@ -1185,11 +1189,13 @@ impl HostOps for Session {
         match self.task_mgmt(TMF_ABORT_TASK, lun, itt, cmd_sn) {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
-                // A command lent out to a sender cannot be forgotten now: let the midlayer
-                // escalate.
-                if self.io.lock().tasks.forget(itt) {
+                let mut io = self.io.lock();
+                if io.tasks.get_mut(itt).is_none() || io.tasks.forget(itt) {
+                    // Completed meanwhile, or now forgotten: the midlayer owns it.
                     EhOutcome::Success
                 } else {
+                    // Lent out to a sender: it cannot be forgotten now; let the midlayer
+                    // escalate.
                     EhOutcome::Failed
                 }
             }

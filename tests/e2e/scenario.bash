@@ -51,9 +51,9 @@ fio_verify() {
     for bs in 4k 1m; do
         fio --name=verify-$bs --filename="$dev" --rw=randwrite --bs=$bs --iodepth=32 \
             --ioengine=libaio --direct=1 --size="$2" --verify=crc32c --do_verify=1 \
-            --verify_fatal=1 --output=/tmp/fio-$bs.txt > /dev/null 2>&1 \
-            || { cat /tmp/fio-$bs.txt >&2; fail "$dev: fio verify at $bs failed"; }
-        grep -q "err= 0" /tmp/fio-$bs.txt || { cat /tmp/fio-$bs.txt >&2; fail "$dev: fio reported errors at $bs"; }
+            --verify_fatal=1 --output=/tmp/fio-$1-$bs.txt > /dev/null 2>&1 \
+            || { cat /tmp/fio-$1-$bs.txt >&2; fail "$dev: fio verify at $bs failed"; }
+        grep -q "err= 0" /tmp/fio-$1-$bs.txt || { cat /tmp/fio-$1-$bs.txt >&2; fail "$dev: fio reported errors at $bs"; }
     done
     ok "$dev: fio randwrite + crc32c verify at 4 KiB and 1 MiB, QD32, $2"
 }
