@@ -75,7 +75,8 @@ pub(crate) enum EhOutcome {
 }
 
 /// Answer of [`HostOps::timed_out`] (`enum scsi_timeout_action`).
-// Used by the iSCSI session (being written alongside); the selftest does not need it.
+// The session keeps the default (it holds no command while recovering: they are requeued), so
+// `ResetTimer` is not built today; it stays for a session that would hold commands.
 #[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TimeoutAction {
@@ -122,7 +123,7 @@ pub(crate) enum Direction {
 
 /// The host byte of a failed command (`enum scsi_host_status`), telling the midlayer how to
 /// retry it.
-// Used by the iSCSI session (being written alongside); the selftest does not need it.
+// The midlayer's whole set; the session and the selftest use some of them.
 #[allow(dead_code)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -672,7 +673,6 @@ impl Command {
 
     /// Gives the command up without completing it: after the error handler's abort or reset
     /// succeeded, the midlayer owns it again.
-    #[allow(dead_code)] // used by the session's EH paths
     pub(crate) fn forget(self) {}
 }
 
@@ -688,22 +688,11 @@ impl CommandRef<'_> {
         tag_of(self.cmd)
     }
 
-    /// As [`Command::hw_queue`].
-    #[allow(dead_code)] // used by the session
-    pub(crate) fn hw_queue(&self) -> u16 {
-        hwq_of_tag(self.tag())
-    }
-
     /// As [`Command::lun`].
     pub(crate) fn lun(&self) -> u64 {
         lun_of(self.cmd)
     }
 
-    /// As [`Command::cdb`].
-    #[allow(dead_code)] // used by the session
-    pub(crate) fn cdb(&self) -> &[u8] {
-        cdb_of(self.cmd)
-    }
 }
 
 /// `blk_mq_unique_tag_to_hwq`.

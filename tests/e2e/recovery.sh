@@ -14,10 +14,11 @@ start_channel 0
 d=$(channel_disks 0)
 
 fio --name=survive --filename=/dev/$d --rw=randwrite --bs=64k --iodepth=16 --ioengine=libaio \
-    --direct=1 --size=48m --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --direct=1 --size=48m --loops=8 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output=/tmp/fio-survive.txt > /dev/null 2>&1 &
 fio_pid=$!
 sleep 3
+kill -0 $fio_pid 2>/dev/null || fail "fio ended before the target was killed: the test proves nothing"
 pkill -9 -x tgtd
 ok "tgtd killed with I/O in flight"
 wait_for 'grep -qx recovering $ISCSI_ROOT/0/state' 10 || fail "state '$(cat $ISCSI_ROOT/0/state)' after the target died"
@@ -26,12 +27,13 @@ sleep 3
 rm -f /var/run/tgtd/socket.*
 tgt_target $IQN 3260 64
 ok "tgtd restarted"
+wait_for 'grep -qx running $ISCSI_ROOT/0/state' 60 || fail "state '$(cat $ISCSI_ROOT/0/state)' a minute after the target came back"
 wait $fio_pid || { cat /tmp/fio-survive.txt >&2; fail "fio failed across the recovery"; }
 grep -q "err= 0" /tmp/fio-survive.txt || fail "fio reported errors"
 [ "$(cat $ISCSI_ROOT/0/state)" = running ] || fail "state '$(cat $ISCSI_ROOT/0/state)' after recovery"
 rec=$(sed -n 's/^recoveries //p' $ISCSI_ROOT/0/stats)
 [ "$rec" -ge 1 ] || fail "no recovery counted"
-ok "session recovered ($rec recoveries); fio's 48 MiB verified with no error"
+ok "session recovered ($rec recoveries); fio's 8 x 48 MiB verified with no error"
 
 # Gone for good: I/O fails after replacement_timeout instead of hanging.
 stop_channel 0
