@@ -17,7 +17,8 @@ fio --name=survive --filename=/dev/$d --rw=randwrite --bs=64k --iodepth=16 --ioe
     --direct=1 --size=48m --loops=8 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output=/tmp/fio-survive.txt > /dev/null 2>&1 &
 fio_pid=$!
-sleep 3
+# Kill the target once fio is well under way (a few hundred commands in), long before its end.
+wait_for '[ "$(sed -n "s/^commands //p" $ISCSI_ROOT/0/stats)" -gt 300 ]' 30 || fail "fio did not start"
 kill -0 $fio_pid 2>/dev/null || fail "fio ended before the target was killed: the test proves nothing"
 pkill -9 -x tgtd
 ok "tgtd killed with I/O in flight"
