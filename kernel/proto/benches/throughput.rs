@@ -28,7 +28,10 @@ fn main() {
         if let Pdu::DataIn(d) = &mut p.pdu {
             d.data_sn = i;
         }
-        black_box(&p).encode(black_box(&mut b)).unwrap();
+        if let Err(e) = black_box(&p).encode(black_box(&mut b)) {
+            eprintln!("throughput: the benchmark PDU does not encode: {e:?}");
+            std::process::exit(1);
+        }
     }
     let enc = t.elapsed();
     let t = Instant::now();
