@@ -2,9 +2,11 @@
 
 //! One TCP connection of a session in the full feature phase: framing PDUs on the socket.
 //!
-//! Receiving runs in a work item (`rx_work`) that the socket's data-ready callback queues: it
-//! reads what the socket has without blocking, assembles PDUs (header, AHS, digests, data,
-//! bounded by our MaxRecvDataSegmentLength) and hands each to the session. Sending happens in
+//! Receiving runs in a work item (`rx_work`) that the socket's data-ready callback queues, as in
+//! nvme-tcp: it walks the socket's receive queue in place (tcp_read_sock, one pass per run
+//! rather than a recvmsg per piece of each PDU), assembles PDUs (header, AHS, digests, data,
+//! bounded by our MaxRecvDataSegmentLength; a Data-In's data copied straight into its
+//! command's pages) and hands each to the session. Sending happens in
 //! the caller's context under the `tx` lock (queuecommand sends its command right away), and
 //! in `tx_work` for what the receive side must not block on: Data-Out bursts that R2Ts ask for
 //! and answers to the target's NOP-In pings.
@@ -18,7 +20,7 @@ use crate::proto::pdu::{
 use crate::session::Session;
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::scsi::Command;
-use crate::sys::socket::{SocketEvents, TcpStream};
+use crate::sys::socket::{Incoming, SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
@@ -121,8 +123,6 @@ impl Ring {
 pub(crate) struct Tx {
     /// Bounce buffer for one data segment (our MaxXmitDataSegmentLength).
     buf: KVec<u8>,
-    /// Queued by the receive side, sent by `tx_work`.
-    pending: Ring,
 }
 
 /// The receive side's partial PDU.
@@ -174,6 +174,10 @@ pub(crate) struct Connection {
     crc: KernelCrc32c,
     #[pin]
     tx: Mutex<Tx>,
+    /// Queued by the receive side, sent by `tx_work`. Not under `tx`: the receive side runs
+    /// with the socket locked, and a sender holding `tx` may be waiting for that lock.
+    #[pin]
+    pending: Mutex<Ring>,
     #[pin]
     rx: Mutex<Rx>,
     #[pin]
@@ -237,7 +241,8 @@ impl Connection {
                 session,
                 framing,
                 crc: KernelCrc32c,
-                tx <- new_mutex!(Tx { buf: tx_buf, pending }),
+                tx <- new_mutex!(Tx { buf: tx_buf }),
+                pending <- new_mutex!(pending),
                 rx <- new_mutex!(Rx {
                     bhs: [0; BHS_LEN],
                     got: 0,
@@ -435,36 +440,57 @@ impl Connection {
     ) -> core::result::Result<(), Failure> {
         // The ring holds MaxOutstandingR2T bursts per command slot: a full ring means the
         // target broke that limit.
-        if !self.tx.lock().pending.push(item) {
+        if !self.pending.lock().push(item) {
             return Err(Failure::Protocol);
         }
         self.queue_tx();
         Ok(())
     }
 
-    /// The receive work: read what the socket has, hand each whole PDU to the session.
+    /// The receive work: walk what the socket has queued (one pass under the socket lock,
+    /// no recvmsg per piece), hand each whole PDU to the session.
     fn receive(self: Arc<Self>) {
         let mut rx = self.rx.lock();
-        for _ in 0..RX_BUDGET {
+        let mut failure = None;
+        let mut steps = 0usize;
+        let read = self.stream.read(|incoming| loop {
             if self.is_dead() {
-                return;
+                return false;
             }
-            match self.receive_one(&mut rx) {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(why) => {
-                    if let Some(p) = rx.placing.take() {
-                        self.session.abandon_data_in(p);
+            match self.receive_one(&mut rx, incoming) {
+                Ok(true) => {
+                    steps += 1;
+                    if steps >= RX_BUDGET {
+                        return false;
                     }
-                    drop(rx);
-                    self.fail(why);
-                    return;
+                }
+                // This piece is used up: on to the next.
+                Ok(false) => return true,
+                Err(why) => {
+                    failure = Some(why);
+                    return false;
                 }
             }
+        });
+        // The socket is unlocked again: failing (which shuts it down) is possible now.
+        let failure = match (failure, read) {
+            (Some(why), _) => Some(why),
+            (None, Err(e)) => Some(Failure::from_socket(e)),
+            (None, Ok(_)) => None,
+        };
+        if let Some(why) = failure {
+            if let Some(p) = rx.placing.take() {
+                self.session.abandon_data_in(p);
+            }
+            drop(rx);
+            self.fail(why);
+            return;
         }
         drop(rx);
-        // Budget used up: let others run, then go on.
-        self.queue_rx();
+        if steps >= RX_BUDGET {
+            // Budget used up: let others run, then go on.
+            self.queue_rx();
+        }
     }
 
     /// Gives back a command whose Data-In was being received when the connection stopped
@@ -475,20 +501,21 @@ impl Connection {
         }
     }
 
-    /// Receives into `part` without blocking: `Ok(Some(n))`, `Ok(None)` when the socket has
-    /// nothing now; the end of the stream is an error.
-    fn recv_some(&self, part: &mut [u8]) -> core::result::Result<Option<usize>, Failure> {
-        match self.stream.recv(part, true) {
-            Ok(0) => Err(Failure::ConnectionReset),
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e == EAGAIN => Ok(None),
-            Err(e) => Err(Failure::from_socket(e)),
+    /// Copies the next bytes of `incoming` into `part`: `Ok(None)` when it has none left.
+    fn take(incoming: &mut Incoming<'_>, part: &mut [u8]) -> core::result::Result<Option<usize>, Failure> {
+        if incoming.is_empty() {
+            return Ok(None);
         }
+        incoming.read(part).map(Some).map_err(|_| Failure::Protocol)
     }
 
-    /// Reads toward the next PDU; `Ok(true)` when progress was made, `Ok(false)` when the
-    /// socket has nothing more for now.
-    fn receive_one(self: &Arc<Self>, rx: &mut Rx) -> core::result::Result<bool, Failure> {
+    /// Takes the next bytes of `incoming` toward the next PDU; `Ok(true)` when progress was
+    /// made, `Ok(false)` when `incoming` is used up.
+    fn receive_one(
+        self: &Arc<Self>,
+        rx: &mut Rx,
+        incoming: &mut Incoming<'_>,
+    ) -> core::result::Result<bool, Failure> {
         let Rx {
             bhs,
             got,
@@ -499,7 +526,7 @@ impl Connection {
         } = rx;
         if layout.is_none() {
             let part = bhs.get_mut(*got..).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else {
+            let Some(n) = Self::take(incoming, part)? else {
                 return Ok(false);
             };
             *got += n;
@@ -527,7 +554,7 @@ impl Connection {
         // 1. AHS and header digest: check them before anything else of the PDU is believed.
         if *got < hd_end {
             let part = buf.get_mut(*got..hd_end).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else {
+            let Some(n) = Self::take(incoming, part)? else {
                 return Ok(false);
             };
             *got += n;
@@ -572,12 +599,16 @@ impl Connection {
                     .cmd
                     .page_ranges(at, left, &mut ranges)
                     .map_err(|_| Failure::Protocol)?;
-                let k = match self.stream.recv_pages(ranges.get(..n).unwrap_or(&[]), true) {
-                    Ok(0) => return Err(Failure::ConnectionReset),
-                    Ok(k) => k,
-                    Err(e) if e == EAGAIN => return Ok(false),
-                    Err(e) => return Err(Failure::from_socket(e)),
-                };
+                if incoming.is_empty() {
+                    return Ok(false);
+                }
+                let k = incoming
+                    .read_pages(ranges.get(..n).unwrap_or(&[]))
+                    .map_err(|_| Failure::Protocol)?;
+                if k == 0 {
+                    // No room left in the command's buffer: begin_data_in checked the bounds.
+                    return Err(Failure::Protocol);
+                }
                 p.done = p
                     .done
                     .checked_add(u32::try_from(k).map_err(|_| Failure::Protocol)?)
@@ -586,7 +617,7 @@ impl Connection {
                 return Ok(true);
             }
             let part = buf.get_mut(*got..data_end).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else {
+            let Some(n) = Self::take(incoming, part)? else {
                 return Ok(false);
             };
             *got += n;
@@ -596,7 +627,7 @@ impl Connection {
         // 3. Padding and data digest.
         if *got < total {
             let part = buf.get_mut(*got..total).ok_or(Failure::Protocol)?;
-            let Some(n) = self.recv_some(part)? else {
+            let Some(n) = Self::take(incoming, part)? else {
                 return Ok(false);
             };
             *got += n;
@@ -640,12 +671,14 @@ impl Connection {
     /// The transmit work: send what the receive side queued.
     fn transmit(self: Arc<Self>) {
         loop {
-            let mut tx = self.tx.lock();
             if self.is_dead() {
-                tx.pending.clear();
+                self.pending.lock().clear();
                 return;
             }
-            let Some(item) = tx.pending.pop() else { return };
+            let Some(item) = self.pending.lock().pop() else {
+                return;
+            };
+            let mut tx = self.tx.lock();
             let result = match item {
                 Pending::Burst { itt, lun, seq } => self.send_burst(&mut tx, itt, lun, seq),
                 Pending::NopReply {

@@ -19,6 +19,7 @@
 #include <scsi/scsi_device.h>
 
 struct crypto_shash;
+struct sk_buff;
 
 /* The item type of a channel directory. */
 extern const struct config_item_type core_iscsi_channel_type;
@@ -85,6 +86,31 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
  * called again for this socket.
  */
 bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
+
+/*
+ * Receives by walking the socket's receive queue under lock_sock (tcp_read_sock), as nvme-tcp
+ * and iscsi_tcp do: one pass hands every queued byte to `actor(user, skb, offset, len)`, where
+ * a recvmsg per piece of a PDU would lock the socket, set up an iterator and consider an ACK
+ * each time. The actor returns how many of the `len` bytes at `offset` of `skb` it consumed
+ * (with core_iscsi_c_skb_copy*); 0 stops the pass. The actor runs with the socket owned:
+ * it must not send on, shut down or release this socket.
+ *
+ * Returns the bytes consumed; once the queue is empty, the socket's pending error, or
+ * -ECONNRESET if the peer closed its side.
+ */
+typedef long (*core_iscsi_read_fn)(void *user, const struct sk_buff *skb, unsigned int offset,
+				   size_t len);
+long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void *user);
+
+/* skb_copy_bits(): `len` bytes at `offset` of `skb` into `to`; 0 or -EFAULT. */
+int core_iscsi_c_skb_copy(const struct sk_buff *skb, unsigned int offset, void *to, size_t len);
+
+/*
+ * The same into `len` bytes at `page_off` of `page` and the physically contiguous pages after
+ * it (a scatterlist entry), each mapped with kmap_local_page for its part.
+ */
+int core_iscsi_c_skb_copy_to_pages(const struct sk_buff *skb, unsigned int offset,
+				   struct page *page, size_t page_off, size_t len);
 
 /* --- crypto (kernel/sys/crypto.rs) ---------------------------------------------------------- */
 

@@ -7,17 +7,20 @@
 //!
 //! One [`TcpStream`] is one iSCSI connection. It sends byte buffers (a PDU's header, digests,
 //! immediate data) and page ranges (Data-Out straight from a command's scatterlist, spliced
-//! into the skbs without a copy) and receives into byte buffers and page ranges (Data-In
-//! straight into a command's scatterlist). Socket callbacks report readiness to a
+//! into the skbs without a copy). The login phase receives with blocking `recv`/`recv_exact`;
+//! the full feature phase reads the receive queue in place ([`TcpStream::read`], tcp_read_sock)
+//! and copies each piece where it belongs: headers into a buffer, Data-In straight into a
+//! command's scatterlist. Socket callbacks report readiness to a
 //! [`SocketEvents`] implementation, which runs in softirq context and must only queue work.
 
 use super::bindings;
 pub(crate) use super::page::PageRange;
 use core::ffi::c_void;
 use core::fmt;
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::error::{code::*, Error, Result};
-use kernel::ffi::c_int;
+use kernel::ffi::{c_int, c_long, c_uint};
 use kernel::sync::Arc;
 
 /// The iSCSI well-known port (RFC 7143 section 13.13), used when an address has none.
@@ -614,67 +617,29 @@ impl TcpStream {
         Ok(())
     }
 
-    /// Receives directly into page ranges, in order (bvec iterator: Data-In straight into a
-    /// command's scatterlist). Blocking: fills them all, honouring the receive timeout, and
-    /// fails like [`TcpStream::recv_exact`]. Non-blocking: returns what is there, possibly
-    /// short; `Err(EAGAIN)` when nothing is, `Ok(0)` when the peer closed.
-    pub(crate) fn recv_pages(
-        &self,
-        ranges: &[Option<PageRange<'_>>],
-        nonblocking: bool,
-    ) -> Result<usize> {
-        let mut received = 0usize;
-        for chunk in ranges.chunks(MAX_VECS) {
-            let mut vecs = [bindings::bio_vec {
-                bv_page: core::ptr::null_mut(),
-                bv_len: 0,
-                bv_offset: 0,
-            }; MAX_VECS];
-            let mut total = 0usize;
-            let mut count = 0usize;
-            for (v, r) in vecs.iter_mut().zip(chunk.iter().flatten()) {
-                *v = r.bio_vec();
-                count += 1;
-                total = total.checked_add(r.len()).ok_or(EINVAL)?;
-            }
-            let mut msg = bindings::msghdr::default();
-            // SAFETY: `vecs[..count]` describe `total` bytes of live pages that the
-            // ranges' owners leave to us during the receive (PageRange's invariant).
-            unsafe {
-                bindings::iov_iter_bvec(
-                    &mut msg.msg_iter,
-                    bindings::ITER_DEST,
-                    vecs.as_ptr(),
-                    count as _,
-                    total,
-                )
-            };
-            let flags = bindings::MSG_NOSIGNAL
-                | if nonblocking {
-                    bindings::MSG_DONTWAIT
-                } else {
-                    bindings::MSG_WAITALL
-                };
-            let mut left = total;
-            while left > 0 {
-                // sock_recvmsg advances the iterator, so each call continues the last.
-                let n = match self.recvmsg(&mut msg, flags) {
-                    Err(e) if nonblocking && e == EAGAIN && received > 0 => return Ok(received),
-                    Err(e) => return Err(e),
-                    Ok(n) => n,
-                };
-                if n == 0 {
-                    return if nonblocking {
-                        Ok(received)
-                    } else {
-                        Err(connreset())
-                    };
-                }
-                left = left.checked_sub(n).ok_or(EIO)?;
-                received = received.checked_add(n).ok_or(EIO)?;
-            }
+    /// Reads what the socket has queued without blocking, handing it to `f` piece by piece
+    /// (the unread bytes of one skb at a time) with the socket locked: `f` consumes what it
+    /// wants with [`Incoming::read`] / [`Incoming::read_pages`] and returns whether to go on.
+    /// Stopping, or leaving bytes unread, leaves the rest queued for the next call.
+    ///
+    /// `f` must not send on, shut down or drop this stream (the socket is locked): work for
+    /// the sending side is queued instead. Returns the bytes consumed; once the queue is empty,
+    /// the socket's error, or `ECONNRESET` when the peer closed.
+    pub(crate) fn read<F: FnMut(&mut Incoming<'_>) -> bool>(&self, f: F) -> Result<usize> {
+        let mut state = ReadState { f, stopped: false };
+        // SAFETY: `self.sock` is live; `state` outlives the call and the helper passes it to
+        // `read_trampoline::<F>` only during the call, from this thread.
+        let ret = unsafe {
+            bindings::core_iscsi_c_sock_read(
+                self.raw(),
+                Some(read_trampoline::<F>),
+                (&mut state as *mut ReadState<F>).cast(),
+            )
+        };
+        if ret < 0 {
+            return Err(Error::from_errno(ret as c_int));
         }
-        Ok(received)
+        usize::try_from(ret).map_err(|_| EIO)
     }
 
     /// Installs socket callbacks: on data ready, state change and write space the socket
@@ -759,4 +724,119 @@ unsafe extern "C" fn release_trampoline<T: SocketEvents>(user: *mut c_void) {
     // SAFETY: `user` came from `Arc::into_raw` in `set_callbacks::<T>`; the C side calls this
     // once, after the callbacks are removed.
     drop(unsafe { Arc::<T>::from_raw(user.cast::<T>()) });
+}
+
+/// The unread bytes of one skb in the socket's receive queue, lent to a [`TcpStream::read`]
+/// callback: reading consumes them from the front.
+pub(crate) struct Incoming<'a> {
+    skb: NonNull<bindings::sk_buff>,
+    offset: u32,
+    left: usize,
+    _skb: PhantomData<&'a bindings::sk_buff>,
+}
+
+impl Incoming<'_> {
+    /// Whether every byte has been consumed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.left == 0
+    }
+
+    /// Marks `n` bytes (at most what is left) consumed.
+    fn advance(&mut self, n: usize) -> Result {
+        self.offset = self
+            .offset
+            .checked_add(u32::try_from(n).map_err(|_| EINVAL)?)
+            .ok_or(EINVAL)?;
+        self.left = self.left.checked_sub(n).ok_or(EINVAL)?;
+        Ok(())
+    }
+
+    /// Copies as much as fits into `out`; returns how much.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> Result<usize> {
+        let n = out.len().min(self.left);
+        if n == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the skb is live and locked for the callback (`'a`); `offset .. offset + n`
+        // lies within its unread bytes, and `out` is writable for `n` bytes.
+        let ret = unsafe {
+            bindings::core_iscsi_c_skb_copy(self.skb.as_ptr(), self.offset, out.as_mut_ptr().cast(), n)
+        };
+        if ret != 0 {
+            return Err(Error::from_errno(ret));
+        }
+        self.advance(n)?;
+        Ok(n)
+    }
+
+    /// Copies into `ranges` in order, as much as there is; returns how much.
+    pub(crate) fn read_pages(&mut self, ranges: &[Option<PageRange<'_>>]) -> Result<usize> {
+        let mut done = 0usize;
+        for r in ranges.iter().flatten() {
+            let n = r.len().min(self.left);
+            if n == 0 {
+                break;
+            }
+            // SAFETY: the skb is live and locked for the callback and `offset .. offset + n`
+            // lies within its unread bytes; the range's first `n` bytes are live pages left
+            // to us for the receive (PageRange's invariant).
+            let ret = unsafe {
+                bindings::core_iscsi_c_skb_copy_to_pages(
+                    self.skb.as_ptr(),
+                    self.offset,
+                    r.page(),
+                    r.offset() as usize,
+                    n,
+                )
+            };
+            if ret != 0 {
+                return Err(Error::from_errno(ret));
+            }
+            self.advance(n)?;
+            done = done.checked_add(n).ok_or(EINVAL)?;
+            if n < r.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// What `TcpStream::read` lends the C side: the callback, and whether it asked to stop.
+struct ReadState<F> {
+    f: F,
+    stopped: bool,
+}
+
+/// The C side's read actor for `F`: hands one skb's unread bytes to the callback and reports
+/// how many it consumed (0 stops the walk).
+///
+/// # Safety
+///
+/// `user` must be the `ReadState<F>` that `TcpStream::read::<F>` passed, and `skb` an skb of
+/// that socket's receive queue with at least `len` bytes after `offset`, locked for the call.
+unsafe extern "C" fn read_trampoline<F: FnMut(&mut Incoming<'_>) -> bool>(
+    user: *mut c_void,
+    skb: *const bindings::sk_buff,
+    offset: c_uint,
+    len: usize,
+) -> c_long {
+    // SAFETY: `user` is the exclusive `ReadState<F>` of the running `read` (see above).
+    let state = unsafe { &mut *user.cast::<ReadState<F>>() };
+    let Some(skb) = NonNull::new(skb.cast_mut()) else {
+        return 0;
+    };
+    if state.stopped {
+        return 0;
+    }
+    let mut incoming = Incoming {
+        skb,
+        offset,
+        left: len,
+        _skb: PhantomData,
+    };
+    if !(state.f)(&mut incoming) {
+        state.stopped = true;
+    }
+    c_long::try_from(len.saturating_sub(incoming.left)).unwrap_or(0)
 }
