@@ -11,7 +11,7 @@
 # counters go to $VM_ARTIFACTS; tests/bench/report.py turns them into the table.
 #
 # Environment: BENCH_ROUNDS (default 3), BENCH_RUNTIME seconds per job (default 10),
-# BENCH_SIDES (default "ramdisk core-iscsi open-iscsi").
+# BENCH_SIDES (default "ramdisk core-iscsi open-iscsi"), BENCH_JOBS (default: every job).
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 
@@ -167,7 +167,7 @@ case " $SIDES " in *" open-iscsi "*) DEVS[open-iscsi]=$(open_iscsi_login) ;; esa
 for side in "${!DEVS[@]}"; do
     tune "${DEVS[$side]}" | sed "s/^/$side: /" | tee -a "$OUT/devices"
 done
-jobs=$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')
+jobs=${BENCH_JOBS:-$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')}
 start=$SECONDS
 n=0
 for round in $(seq 1 "$ROUNDS"); do
