@@ -88,7 +88,7 @@ run_fio() {
 core_iscsi_login() {
     local d
     module_loaded || load_module
-    channel_create 0 $IQN 127.0.0.1:$PORT "params=$PARAMS" queue_depth=$QD
+    channel_create 0 $IQN 127.0.0.1:$PORT "params=$PARAMS" queue_depth=${BENCH_OUR_QD:-$QD}
     echo start > $ISCSI_ROOT/0/control || { cat $ISCSI_ROOT/0/state; dmesg | tail -20; fail "core-iscsi: start failed"; } >&2
     d=$(channel_disks 0 | head -1)
     [ -n "$d" ] || fail "core-iscsi: no disk after start"
