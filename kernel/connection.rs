@@ -2,14 +2,18 @@
 
 //! One TCP connection of a session in the full feature phase: framing PDUs on the socket.
 //!
-//! Receiving runs in a work item (`rx_work`) that the socket's data-ready callback queues, as in
-//! nvme-tcp: it walks the socket's receive queue in place (tcp_read_sock, one pass per run
-//! rather than a recvmsg per piece of each PDU), assembles PDUs (header, AHS, digests, data,
-//! bounded by our MaxRecvDataSegmentLength; a Data-In's data copied straight into its
-//! command's pages) and hands each to the session. Sending happens in
-//! the caller's context under the `tx` lock (queuecommand sends its command right away), and
-//! in `tx_work` for what the receive side must not block on: Data-Out bursts that R2Ts ask for
-//! and answers to the target's NOP-In pings.
+//! Receiving runs in the socket's data-ready callback, as in iscsi_tcp: in softirq context
+//! (or in whoever releases the socket lock), it walks the receive queue in place
+//! (tcp_read_sock), assembles PDUs (header, AHS, digests, data, bounded by our
+//! MaxRecvDataSegmentLength; a Data-In's data copied straight into its command's pages) and
+//! hands each to the session, so a response completes its command with no thread hop. What it
+//! cannot do there (fail the connection: that sleeps) it leaves to a work item (`rx_work`),
+//! which also reads what arrived before the callbacks were installed. The receive side's
+//! locks are therefore softirq-safe spinlocks (`SpinLockBh`), as is the session's `io`.
+//!
+//! Sending happens in the caller's context under the `tx` lock (queuecommand sends its command
+//! right away), and in `tx_work` for what the receive side must not block on: Data-Out bursts
+//! that R2Ts ask for and answers to the target's NOP-In pings.
 
 use crate::login::Failure;
 use crate::proto::crc;
@@ -20,15 +24,13 @@ use crate::proto::pdu::{
 use crate::session::Session;
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::scsi::Command;
-use crate::sys::socket::{Incoming, SocketEvents, TcpStream};
+use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
+use crate::sys::socket::{Incoming, ReadyQueue, SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 use kernel::{new_mutex, time};
-
-/// Receive steps per run of the receive work before it yields the CPU (and requeues itself).
-const RX_BUDGET: usize = 128;
 
 /// SCSI Data-In (RFC 7143 section 11.7).
 const OPCODE_DATA_IN: u8 = 0x25;
@@ -175,11 +177,17 @@ pub(crate) struct Connection {
     #[pin]
     tx: Mutex<Tx>,
     /// Queued by the receive side, sent by `tx_work`. Not under `tx`: the receive side runs
-    /// with the socket locked, and a sender holding `tx` may be waiting for that lock.
+    /// with the socket locked (in its softirq, or owning it), and a sender holding `tx` may be
+    /// waiting for that lock.
     #[pin]
-    pending: Mutex<Ring>,
+    pending: SpinLockBh<Ring>,
+    /// The receive side's state: taken by the data-ready callback (softirq) and the rx work.
     #[pin]
-    rx: Mutex<Rx>,
+    rx: SpinLockBh<Rx>,
+    /// A failure the receive side found where it cannot act on it (softirq context): the rx
+    /// work fails the connection.
+    #[pin]
+    broken: SpinLockBh<Option<Failure>>,
     #[pin]
     rx_work: Work<Connection, 0>,
     #[pin]
@@ -204,12 +212,12 @@ fn now_ms() -> u64 {
     time::Ktime::ktime_get().to_ms().max(0) as u64
 }
 
-/// What wakes the receive work: the socket's callbacks (softirq context: they only queue).
+/// The socket's callbacks (softirq context): data is received right in `data_ready`.
 struct Wake(Arc<Connection>);
 
 impl SocketEvents for Wake {
-    fn data_ready(&self) {
-        self.0.queue_rx();
+    fn data_ready(&self, queue: &mut ReadyQueue<'_>) {
+        self.0.receive_ready(queue);
     }
 
     fn state_change(&self, closed: bool) {
@@ -242,8 +250,8 @@ impl Connection {
                 framing,
                 crc: KernelCrc32c,
                 tx <- new_mutex!(Tx { buf: tx_buf }),
-                pending <- new_mutex!(pending),
-                rx <- new_mutex!(Rx {
+                pending <- new_spinlock_bh!(pending),
+                rx <- new_spinlock_bh!(Rx {
                     bhs: [0; BHS_LEN],
                     got: 0,
                     layout: None,
@@ -251,6 +259,7 @@ impl Connection {
                     placing: None,
                     buf: rx_buf,
                 }),
+                broken <- new_spinlock_bh!(None),
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
                 dead: AtomicBool::new(false),
@@ -447,50 +456,76 @@ impl Connection {
         Ok(())
     }
 
-    /// The receive work: walk what the socket has queued (one pass under the socket lock,
-    /// no recvmsg per piece), hand each whole PDU to the session.
+    /// The data-ready callback (softirq, the socket locked by the network stack): receive
+    /// right here, as iscsi_tcp does, so a response completes its command without a thread
+    /// hop. Failures are left to the rx work: failing a connection sleeps.
+    fn receive_ready(self: &Arc<Self>, queue: &mut ReadyQueue<'_>) {
+        if self.is_dead() || self.is_broken() {
+            return;
+        }
+        if let Err(e) = queue.read(|incoming| self.consume(incoming)) {
+            self.fail_later(Failure::from_socket(e));
+        }
+    }
+
+    /// The receive work (process context): reads what arrived before the callbacks were
+    /// installed, and fails the connection when the receive side found it broken.
     fn receive(self: Arc<Self>) {
+        if !self.is_dead() && !self.is_broken() {
+            if let Err(e) = self.stream.read(|incoming| self.consume(incoming)) {
+                self.fail_later(Failure::from_socket(e));
+            }
+        }
+        let broken = *self.broken.lock();
+        if let Some(why) = broken {
+            self.fail(why);
+        }
+    }
+
+    /// Takes one piece of the receive queue toward whole PDUs, each handed to the session;
+    /// false stops the read (the connection is dead or broken).
+    fn consume(self: &Arc<Self>, incoming: &mut Incoming<'_>) -> bool {
+        if self.is_broken() {
+            return false;
+        }
         let mut rx = self.rx.lock();
-        let mut failure = None;
-        let mut steps = 0usize;
-        let read = self.stream.read(|incoming| loop {
+        loop {
             if self.is_dead() {
                 return false;
             }
             match self.receive_one(&mut rx, incoming) {
-                Ok(true) => {
-                    steps += 1;
-                    if steps >= RX_BUDGET {
-                        return false;
-                    }
-                }
+                Ok(true) => {}
                 // This piece is used up: on to the next.
                 Ok(false) => return true,
                 Err(why) => {
-                    failure = Some(why);
+                    if let Some(p) = rx.placing.take() {
+                        self.session.abandon_data_in(p);
+                    }
+                    drop(rx);
+                    self.fail_later(why);
                     return false;
                 }
             }
-        });
-        // The socket is unlocked again: failing (which shuts it down) is possible now.
-        let failure = match (failure, read) {
-            (Some(why), _) => Some(why),
-            (None, Err(e)) => Some(Failure::from_socket(e)),
-            (None, Ok(_)) => None,
-        };
-        if let Some(why) = failure {
-            if let Some(p) = rx.placing.take() {
-                self.session.abandon_data_in(p);
-            }
-            drop(rx);
-            self.fail(why);
-            return;
         }
-        drop(rx);
-        if steps >= RX_BUDGET {
-            // Budget used up: let others run, then go on.
-            self.queue_rx();
+    }
+
+    /// Records a failure found in the receive path and lets the rx work act on it.
+    fn fail_later(self: &Arc<Self>, why: Failure) {
+        let mut broken = self.broken.lock();
+        if broken.is_none() {
+            *broken = Some(why);
         }
+        drop(broken);
+        // Queued even when dead: the work then finds nothing to do.
+        let _ = self
+            .session
+            .shared()
+            .io
+            .enqueue::<Arc<Self>, 0>(self.clone());
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.lock().is_some()
     }
 
     /// Gives back a command whose Data-In was being received when the connection stopped

@@ -19,7 +19,7 @@ use crate::proto::chap::{ChapAlgorithm, ChapDigest, MAX_DIGEST_LEN};
 use crate::proto::crc;
 use crate::sys::crypto::{KernelChapDigest, KernelCrc32c};
 use crate::sys::page;
-use crate::sys::socket::{PageRange, SocketAddr, SocketEvents, TcpStream};
+use crate::sys::socket::{PageRange, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::page::{Page, PAGE_SIZE};
 use kernel::prelude::*;
@@ -311,7 +311,7 @@ struct Events {
 }
 
 impl SocketEvents for Events {
-    fn data_ready(&self) {
+    fn data_ready(&self, _queue: &mut ReadyQueue<'_>) {
         self.data_ready.fetch_add(1, Ordering::SeqCst);
         self.cv.notify_all();
     }

@@ -3,16 +3,17 @@
 //! A session: the logged-in iSCSI session of a running channel, registered as a SCSI host.
 //!
 //! The SCSI midlayer hands commands to [`HostOps::queue_command`], which sends each right away
-//! on the connection; the connection's receive work hands every PDU the target sends to
-//! [`Session::handle_pdu`], which checks it against the command it names (proto's `task`) and
-//! completes the command. A session worker on the control workqueue pings an idle connection
+//! on the connection; the connection's receive path (its socket's data-ready callback, in
+//! softirq context) hands every PDU the target sends to [`Session::handle_pdu`], which checks
+//! it against the command it names (proto's `task`) and completes the command. A session worker on the control workqueue pings an idle connection
 //! and, when the connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues the
 //! commands in flight, logs in again (session reinstatement: same ISID) and unblocks the host;
 //! if that does not succeed within the replacement timeout, held and new I/O fails.
 //!
 //! Locks, always taken in this order: `op` (one control operation at a time: stop, pause,
-//! resume, recovery), a connection's `tx` (one sender), `io` (tasks, sequence numbers, link),
-//! `ctl` (phase, host, waiters).
+//! resume, recovery), a connection's `tx` (one sender), `io` (tasks, sequence numbers, link; a
+//! softirq-safe spinlock, as the receive path takes it), `ctl` (phase, host, waiters; never
+//! under `io`, never in the receive path, which reports through atomics instead).
 
 use crate::channel::{Settings, Text};
 use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
@@ -28,6 +29,7 @@ use crate::proto::pdu::{
 use crate::proto::serial::{self, CmdWindow};
 use crate::proto::task::Task;
 use crate::proto::text::Params;
+use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{random_bytes, sleep_ms};
 use crate::sys::scsi::{
@@ -112,11 +114,7 @@ struct Ctl {
     host: Option<Host>,
     /// Set by a failing connection, taken by the worker.
     lost: Option<Failure>,
-    /// The target asked for a rescan (REPORTED LUNS DATA HAS CHANGED).
-    rescan: bool,
     worker_running: bool,
-    logout_done: bool,
-    tmf_response: Option<u8>,
     recoveries: u64,
 }
 
@@ -141,8 +139,9 @@ pub(crate) struct Session {
     isid: [u8; 6],
     #[pin]
     op: Mutex<()>,
+    /// Taken in the receive path (softirq) too.
     #[pin]
-    io: Mutex<Io>,
+    io: SpinLockBh<Io>,
     #[pin]
     ctl: Mutex<Ctl>,
     #[pin]
@@ -150,9 +149,23 @@ pub(crate) struct Session {
     #[pin]
     worker: Work<Session>,
     stopping: AtomicBool,
+    /// What the receive path reports to waiters (it runs in softirq context, where `ctl`, a
+    /// mutex, cannot be taken): a rescan request (REPORTED LUNS DATA HAS CHANGED), the
+    /// logout response, the task management response (`NO_TMF_RESPONSE` until one comes).
+    rescan: AtomicBool,
+    logout_done: AtomicBool,
+    tmf_response: AtomicU32,
     tsih: AtomicU32,
     stats: SessionStats,
 }
+
+/// `Session::tmf_response` while no response has come.
+const NO_TMF_RESPONSE: u32 = u32::MAX;
+
+/// Waits on `changed` last at most this long before looking again: the receive path sets its
+/// flags without `ctl` (softirq context), so a wake-up can fall between a waiter's look and its
+/// sleep.
+const WAIT_SLICE_MS: u32 = 50;
 
 impl_has_work! {
     impl HasWork<Self> for Session { self.worker }
@@ -197,7 +210,7 @@ impl Session {
                 settings: settings.clone(),
                 isid,
                 op <- new_mutex!(()),
-                io <- new_mutex!(Io {
+                io <- new_spinlock_bh!(Io {
                     link: Link::Up,
                     conn: None,
                     tasks,
@@ -210,15 +223,15 @@ impl Session {
                     phase: Phase::Running,
                     host: None,
                     lost: None,
-                    rescan: false,
                     worker_running: false,
-                    logout_done: false,
-                    tmf_response: None,
                     recoveries: 0,
                 }),
                 changed <- new_condvar!(),
                 worker <- new_work!("core_iscsi::session"),
                 stopping: AtomicBool::new(false),
+                rescan: AtomicBool::new(false),
+                logout_done: AtomicBool::new(false),
+                tmf_response: AtomicU32::new(NO_TMF_RESPONSE),
                 tsih: AtomicU32::new(done.tsih.into()),
                 stats: SessionStats::default(),
             }),
@@ -290,9 +303,12 @@ impl Session {
         )
         .map_err(|_| Failure::NoMemory)?;
         let mut io = self.io.lock();
-        io.conn = Some(conn);
+        let old = io.conn.replace(conn);
         io.link = Link::Up;
         io.ping_sent_ms = None;
+        drop(io);
+        // A connection is dropped outside `io`, a spinlock: releasing its socket sleeps.
+        drop(old);
         Ok(())
     }
 
@@ -451,7 +467,8 @@ impl Session {
         self.changed.notify_all();
     }
 
-    /// Handles one PDU from the target (receive work context).
+    /// Handles one PDU from the target (receive path: softirq context with the socket locked,
+    /// so nothing here sleeps or sends; work for the sender goes through `push_pending`).
     pub(crate) fn handle_pdu(
         &self,
         conn: &Arc<Connection>,
@@ -563,7 +580,7 @@ impl Session {
                             crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok()
                         {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
-                                self.ctl.lock().rescan = true;
+                                self.rescan.store(true, Ordering::Release);
                                 self.changed.notify_all();
                             }
                         }
@@ -607,7 +624,7 @@ impl Session {
                 self.io
                     .lock()
                     .ack(Some(l.stat_sn), l.exp_cmd_sn, l.max_cmd_sn);
-                self.ctl.lock().logout_done = true;
+                self.logout_done.store(true, Ordering::Release);
                 self.changed.notify_all();
             }
             Pdu::TaskMgmtResponse(t) => {
@@ -615,7 +632,8 @@ impl Session {
                     .lock()
                     .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
                 if t.itt == TMF_ITT {
-                    self.ctl.lock().tmf_response = Some(t.response);
+                    self.tmf_response
+                        .store(u32::from(t.response), Ordering::Release);
                     self.changed.notify_all();
                 }
             }
@@ -654,19 +672,21 @@ impl Session {
         Ok(())
     }
 
-    /// Waits (up to RESPONSE_TIMEOUT_MS, or until stop) for `done` to hold on the control state.
-    fn wait_for(&self, mut done: impl FnMut(&mut Ctl) -> bool) -> bool {
+    /// Waits (up to RESPONSE_TIMEOUT_MS) for `done` (a flag the receive path sets) to hold.
+    fn wait_for(&self, mut done: impl FnMut() -> bool) -> bool {
         let deadline = now_ms().saturating_add(RESPONSE_TIMEOUT_MS.into());
         let mut ctl = self.ctl.lock();
         loop {
-            if done(&mut ctl) {
+            if done() {
                 return true;
             }
             let now = now_ms();
             if now >= deadline {
                 return false;
             }
-            let left = u32::try_from(deadline - now).unwrap_or(u32::MAX);
+            let left = u32::try_from(deadline - now)
+                .unwrap_or(u32::MAX)
+                .min(WAIT_SLICE_MS);
             let _ = self
                 .changed
                 .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
@@ -675,7 +695,7 @@ impl Session {
 
     /// Sends a task management request and waits for its response code.
     fn task_mgmt(&self, function: u8, lun: u64, ref_itt: u32, ref_cmd_sn: u32) -> Option<u8> {
-        self.ctl.lock().tmf_response = None;
+        self.tmf_response.store(NO_TMF_RESPONSE, Ordering::Release);
         self.send_own(|io| {
             Pdu::TaskMgmtRequest(TaskMgmtRequest {
                 immediate: true,
@@ -691,8 +711,8 @@ impl Session {
         })
         .ok()?;
         let mut response = None;
-        self.wait_for(|ctl| {
-            response = ctl.tmf_response.take();
+        self.wait_for(|| {
+            response = u8::try_from(self.tmf_response.load(Ordering::Acquire)).ok();
             response.is_some()
         });
         response
@@ -700,7 +720,7 @@ impl Session {
 
     /// Logs out the session (best effort: a target that does not answer is closed on).
     fn logout(&self) {
-        self.ctl.lock().logout_done = false;
+        self.logout_done.store(false, Ordering::Release);
         let sent = self.send_own(|io| {
             Pdu::LogoutRequest(LogoutRequest {
                 immediate: true,
@@ -711,7 +731,7 @@ impl Session {
                 exp_stat_sn: io.exp_stat_sn,
             })
         });
-        if sent.is_ok() && !self.wait_for(|ctl| ctl.logout_done) {
+        if sent.is_ok() && !self.wait_for(|| self.logout_done.load(Ordering::Acquire)) {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",
                 self.name.as_str()
@@ -871,12 +891,15 @@ impl Session {
         loop {
             let (lost, rescan) = {
                 let mut ctl = self.ctl.lock();
-                if ctl.lost.is_none() && !ctl.rescan && !self.stopping.load(Ordering::Acquire) {
+                if ctl.lost.is_none()
+                    && !self.rescan.load(Ordering::Acquire)
+                    && !self.stopping.load(Ordering::Acquire)
+                {
                     let _ = self
                         .changed
                         .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(1000));
                 }
-                (ctl.lost.take(), core::mem::take(&mut ctl.rescan))
+                (ctl.lost.take(), self.rescan.swap(false, Ordering::AcqRel))
             };
             if self.stopping.load(Ordering::Acquire) {
                 break;

@@ -131,6 +131,16 @@ struct workqueue_struct *core_iscsi_c_alloc_workqueue(const char *name, unsigned
 	return alloc_workqueue("%s", flags, 0, name);
 }
 
+void core_iscsi_c_spin_lock_bh(spinlock_t *lock)
+{
+	spin_lock_bh(lock);
+}
+
+void core_iscsi_c_spin_unlock_bh(spinlock_t *lock)
+{
+	spin_unlock_bh(lock);
+}
+
 /* --- kernel TCP socket ---------------------------------------------------------------------- */
 
 struct net *core_iscsi_c_init_net(void)
@@ -202,15 +212,13 @@ static int core_iscsi_read_actor(read_descriptor_t *desc, struct sk_buff *skb,
 	return (int)min_t(size_t, used, len);
 }
 
-long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void *user)
+long core_iscsi_c_sk_read_locked(struct sock *sk, core_iscsi_read_fn actor, void *user)
 {
-	struct sock *sk = sock->sk;
 	struct core_iscsi_read_desc d = { .actor = actor, .user = user };
 	read_descriptor_t desc = { .arg.data = &d, .count = 1 };
 	long ret;
 	int err;
 
-	lock_sock(sk);
 	ret = tcp_read_sock(sk, &desc, core_iscsi_read_actor);
 	/* Errors and the end of the stream count once everything before them is consumed. */
 	if (ret >= 0 && skb_queue_empty(&sk->sk_receive_queue)) {
@@ -220,6 +228,16 @@ long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void 
 		else if (sk->sk_shutdown & RCV_SHUTDOWN)
 			ret = -ECONNRESET;
 	}
+	return ret;
+}
+
+long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void *user)
+{
+	struct sock *sk = sock->sk;
+	long ret;
+
+	lock_sock(sk);
+	ret = core_iscsi_c_sk_read_locked(sk, actor, user);
 	release_sock(sk);
 	return ret;
 }
@@ -272,7 +290,7 @@ static void core_iscsi_sk_data_ready(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	cb = sk->sk_user_data;
 	if (cb) {
-		cb->event(cb->user, CORE_ISCSI_SOCK_DATA_READY, false);
+		cb->event(cb->user, CORE_ISCSI_SOCK_DATA_READY, false, sk);
 		old = cb->old_data_ready;
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
@@ -289,7 +307,7 @@ static void core_iscsi_sk_state_change(struct sock *sk)
 	cb = sk->sk_user_data;
 	if (cb) {
 		cb->event(cb->user, CORE_ISCSI_SOCK_STATE_CHANGE,
-			  READ_ONCE(sk->sk_state) != TCP_ESTABLISHED);
+			  READ_ONCE(sk->sk_state) != TCP_ESTABLISHED, sk);
 		old = cb->old_state_change;
 	}
 	read_unlock_bh(&sk->sk_callback_lock);
@@ -305,7 +323,7 @@ static void core_iscsi_sk_write_space(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	cb = sk->sk_user_data;
 	if (cb) {
-		cb->event(cb->user, CORE_ISCSI_SOCK_WRITE_SPACE, false);
+		cb->event(cb->user, CORE_ISCSI_SOCK_WRITE_SPACE, false, sk);
 		old = cb->old_write_space;
 	}
 	read_unlock_bh(&sk->sk_callback_lock);

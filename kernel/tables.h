@@ -30,6 +30,10 @@ void core_iscsi_c_subsys_init(struct configfs_subsystem *subsys);
 /* alloc_workqueue() is variadic: this passes `name` as its only format argument. */
 struct workqueue_struct *core_iscsi_c_alloc_workqueue(const char *name, unsigned int flags);
 
+/* spin_lock_bh / spin_unlock_bh (kernel/sys/bh_lock.rs). */
+void core_iscsi_c_spin_lock_bh(spinlock_t *lock);
+void core_iscsi_c_spin_unlock_bh(spinlock_t *lock);
+
 /* --- kernel TCP socket (kernel/sys/socket.rs) --------------------------------------------- */
 
 /* The initial network namespace, where the module's sockets live. */
@@ -64,9 +68,11 @@ bool core_iscsi_c_sendpages_ok(struct page *page, size_t len, size_t offset);
 
 /*
  * Called from the socket's callbacks (softirq or process context) with sk_callback_lock held
- * for read: `closed` is set for a state change out of TCP_ESTABLISHED.
+ * for read: `closed` is set for a state change out of TCP_ESTABLISHED. For DATA_READY the
+ * socket is locked by the caller (bh_lock_sock, or owned while release_sock processes the
+ * backlog), so `sk`'s receive queue may be read with core_iscsi_c_sk_read_locked.
  */
-typedef void (*core_iscsi_sock_event_fn)(void *user, int event, bool closed);
+typedef void (*core_iscsi_sock_event_fn)(void *user, int event, bool closed, struct sock *sk);
 /* Releases `user` once the callbacks are removed (process context). */
 typedef void (*core_iscsi_sock_release_fn)(void *user);
 
@@ -101,6 +107,9 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
 typedef long (*core_iscsi_read_fn)(void *user, const struct sk_buff *skb, unsigned int offset,
 				   size_t len);
 long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void *user);
+
+/* The same from the data-ready callback, where the socket is already locked. */
+long core_iscsi_c_sk_read_locked(struct sock *sk, core_iscsi_read_fn actor, void *user);
 
 /* skb_copy_bits(): `len` bytes at `offset` of `skb` into `to`; 0 or -EFAULT. */
 int core_iscsi_c_skb_copy(const struct sk_buff *skb, unsigned int offset, void *to, size_t len);

@@ -5,6 +5,7 @@
 //! Every `unsafe` block of the module is in this directory, each with its `// SAFETY:`
 //! argument; the code above it is safe Rust. Each file names the C header it wraps.
 
+pub(crate) mod bh_lock;
 pub(crate) mod bindings;
 pub(crate) mod configfs;
 pub(crate) mod crypto;

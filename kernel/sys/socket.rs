@@ -306,11 +306,12 @@ impl fmt::Display for SocketAddr {
 }
 
 /// What a socket's callbacks report. The methods run in softirq (or process) context with
-/// `sk_callback_lock` held for read: they must not sleep, must not call back into the socket,
-/// and should only queue work or wake a waiter.
+/// `sk_callback_lock` held for read: they must not sleep and must not call back into the
+/// socket, except to read what `data_ready` is handed.
 pub(crate) trait SocketEvents: Send + Sync + 'static {
-    /// Data arrived (or the peer closed: a read then returns 0).
-    fn data_ready(&self);
+    /// Data arrived (or the peer closed). `queue` reads the socket's receive queue right here,
+    /// as iscsi_tcp does in its data-ready callback; leaving it alone leaves the data queued.
+    fn data_ready(&self, queue: &mut ReadyQueue<'_>);
     /// The TCP state changed; `closed` once it has left ESTABLISHED (peer FIN, reset, our
     /// shutdown).
     fn state_change(&self, closed: bool);
@@ -636,10 +637,7 @@ impl TcpStream {
                 (&mut state as *mut ReadState<F>).cast(),
             )
         };
-        if ret < 0 {
-            return Err(Error::from_errno(ret as c_int));
-        }
-        usize::try_from(ret).map_err(|_| EIO)
+        read_result(ret)
     }
 
     /// Installs socket callbacks: on data ready, state change and write space the socket
@@ -702,13 +700,20 @@ unsafe extern "C" fn event_trampoline<T: SocketEvents>(
     user: *mut c_void,
     event: c_int,
     closed: bool,
+    sk: *mut bindings::sock,
 ) {
     // SAFETY: `user` is an `Arc<T>` reference held in sk_user_data; the C side calls this with
     // sk_callback_lock held for read, and the reference is released only after removal under
     // the write lock, so it is alive for the call.
     let events = unsafe { &*user.cast::<T>() };
     match event as u32 {
-        bindings::CORE_ISCSI_SOCK_DATA_READY => events.data_ready(),
+        bindings::CORE_ISCSI_SOCK_DATA_READY => {
+            let Some(sk) = NonNull::new(sk) else { return };
+            events.data_ready(&mut ReadyQueue {
+                sk,
+                _callback: PhantomData,
+            })
+        }
         bindings::CORE_ISCSI_SOCK_STATE_CHANGE => events.state_change(closed),
         bindings::CORE_ISCSI_SOCK_WRITE_SPACE => events.write_space(),
         _ => {}
@@ -724,6 +729,39 @@ unsafe extern "C" fn release_trampoline<T: SocketEvents>(user: *mut c_void) {
     // SAFETY: `user` came from `Arc::into_raw` in `set_callbacks::<T>`; the C side calls this
     // once, after the callbacks are removed.
     drop(unsafe { Arc::<T>::from_raw(user.cast::<T>()) });
+}
+
+/// A [`TcpStream::read`] or [`ReadyQueue::read`] result: bytes consumed, or an errno.
+fn read_result(ret: c_long) -> Result<usize> {
+    if ret < 0 {
+        return Err(Error::from_errno(c_int::try_from(ret).unwrap_or(-(EIO.to_errno()))));
+    }
+    usize::try_from(ret).map_err(|_| EIO)
+}
+
+/// The receive queue of a socket whose data-ready callback is running (the socket is locked
+/// by the network stack for the callback), handed to [`SocketEvents::data_ready`].
+pub(crate) struct ReadyQueue<'a> {
+    sk: NonNull<bindings::sock>,
+    _callback: PhantomData<&'a bindings::sock>,
+}
+
+impl ReadyQueue<'_> {
+    /// Reads the queue like [`TcpStream::read`], without taking the socket lock (the callback's
+    /// caller holds it), so from softirq context.
+    pub(crate) fn read<F: FnMut(&mut Incoming<'_>) -> bool>(&mut self, f: F) -> Result<usize> {
+        let mut state = ReadState { f, stopped: false };
+        // SAFETY: `sk` is the socket whose data-ready callback is running, locked for the
+        // callback's duration, which this borrow cannot outlive; `state` outlives the call.
+        let ret = unsafe {
+            bindings::core_iscsi_c_sk_read_locked(
+                self.sk.as_ptr(),
+                Some(read_trampoline::<F>),
+                (&mut state as *mut ReadState<F>).cast(),
+            )
+        };
+        read_result(ret)
+    }
 }
 
 /// The unread bytes of one skb in the socket's receive queue, lent to a [`TcpStream::read`]
