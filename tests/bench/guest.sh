@@ -169,12 +169,13 @@ for side in "${!DEVS[@]}"; do
 done
 jobs=${BENCH_JOBS:-$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')}
 start=$SECONDS
-n=0
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round of $ROUNDS"
+    j=0
     for job in $jobs; do
-        n=$((n + 1))
-        if [ $((n % 2)) = 1 ]; then order="ramdisk core-iscsi open-iscsi"
+        j=$((j + 1))
+        # Job index plus round: each job swaps its order every round, whatever the job count.
+        if [ $(((j + round) % 2)) = 0 ]; then order="ramdisk core-iscsi open-iscsi"
         else order="ramdisk open-iscsi core-iscsi"; fi
         for side in $order; do
             [ -n "${DEVS[$side]:-}" ] || continue
