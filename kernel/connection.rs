@@ -22,9 +22,9 @@ use crate::proto::pdu::{
     self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG,
 };
 use crate::session::Session;
+use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::scsi::Command;
-use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::socket::{Incoming, ReadyQueue, SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -537,7 +537,10 @@ impl Connection {
     }
 
     /// Copies the next bytes of `incoming` into `part`: `Ok(None)` when it has none left.
-    fn take(incoming: &mut Incoming<'_>, part: &mut [u8]) -> core::result::Result<Option<usize>, Failure> {
+    fn take(
+        incoming: &mut Incoming<'_>,
+        part: &mut [u8],
+    ) -> core::result::Result<Option<usize>, Failure> {
         if incoming.is_empty() {
             return Ok(None);
         }
@@ -572,7 +575,10 @@ impl Connection {
             // refused here, before anything is read or allocated.
             *layout = Some(
                 pdu::rx_layout(bhs, self.framing.digests, self.framing.max_recv).map_err(|e| {
-                    pr_warn!("core-iscsi: refused a PDU header from the target: {:?}\n", e);
+                    pr_warn!(
+                        "core-iscsi: refused a PDU header from the target: {:?}\n",
+                        e
+                    );
                     Failure::Protocol
                 })?,
             );
@@ -775,9 +781,9 @@ impl Connection {
                     offset: out.offset,
                 }),
             };
-            let sent = self
-                .session
-                .send_data(self, tx, &bhs, itt, out.offset, out.len, !out.final_)?;
+            let sent =
+                self.session
+                    .send_data(self, tx, &bhs, itt, out.offset, out.len, !out.final_)?;
             if !sent {
                 // The command completed or was aborted meanwhile: nothing more to send.
                 return Ok(());

@@ -1137,8 +1137,11 @@ impl Session {
         // More commands follow at once unless blk-mq says this is the last: let TCP batch them
         // (`commit` pushes when a batch ends early).
         let more = !last;
-        let unsolicited = plan.map(|p| p.unsolicited().remaining() > 0).unwrap_or(false);
-        let mut result = self.send_data(conn, &mut tx, &bhs, itt, 0, immediate, more || unsolicited);
+        let unsolicited = plan
+            .map(|p| p.unsolicited().remaining() > 0)
+            .unwrap_or(false);
+        let mut result =
+            self.send_data(conn, &mut tx, &bhs, itt, 0, immediate, more || unsolicited);
         if let (Ok(true), Some(plan)) = (&result, plan) {
             self.stats
                 .write_bytes
@@ -1157,7 +1160,15 @@ impl Session {
                         offset: out.offset,
                     }),
                 };
-                result = self.send_data(conn, &mut tx, &bhs, itt, out.offset, out.len, more || !out.final_);
+                result = self.send_data(
+                    conn,
+                    &mut tx,
+                    &bhs,
+                    itt,
+                    out.offset,
+                    out.len,
+                    more || !out.final_,
+                );
                 if !matches!(result, Ok(true)) {
                     break;
                 }

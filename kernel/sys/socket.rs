@@ -734,7 +734,9 @@ unsafe extern "C" fn release_trampoline<T: SocketEvents>(user: *mut c_void) {
 /// A [`TcpStream::read`] or [`ReadyQueue::read`] result: bytes consumed, or an errno.
 fn read_result(ret: c_long) -> Result<usize> {
     if ret < 0 {
-        return Err(Error::from_errno(c_int::try_from(ret).unwrap_or(-(EIO.to_errno()))));
+        return Err(Error::from_errno(
+            c_int::try_from(ret).unwrap_or(-(EIO.to_errno())),
+        ));
     }
     usize::try_from(ret).map_err(|_| EIO)
 }
@@ -798,7 +800,12 @@ impl Incoming<'_> {
         // SAFETY: the skb is live and locked for the callback (`'a`); `offset .. offset + n`
         // lies within its unread bytes, and `out` is writable for `n` bytes.
         let ret = unsafe {
-            bindings::core_iscsi_c_skb_copy(self.skb.as_ptr(), self.offset, out.as_mut_ptr().cast(), n)
+            bindings::core_iscsi_c_skb_copy(
+                self.skb.as_ptr(),
+                self.offset,
+                out.as_mut_ptr().cast(),
+                n,
+            )
         };
         if ret != 0 {
             return Err(Error::from_errno(ret));
