@@ -19,7 +19,8 @@ use kernel::sync::Arc;
 
 /// What every channel shares: the module's workqueues.
 pub(crate) struct Shared {
-    /// Receive and transmit work of every connection: the I/O path.
+    /// Transmit work of every connection, and what its receive side (the socket callback)
+    /// cannot do in softirq context: the I/O path.
     pub(crate) io: OwnedQueue,
     /// Long-running session work: login, keepalive, recovery.
     pub(crate) ctl: OwnedQueue,
