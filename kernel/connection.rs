@@ -141,6 +141,9 @@ struct Rx {
     /// AHS, header digest, data, padding and data digest of the current PDU (the data part
     /// stays unused while placing).
     buf: KVec<u8>,
+    /// A failure found here, where the connection cannot be failed (softirq context: failing
+    /// sleeps); the rx work acts on it.
+    broken: Option<Failure>,
 }
 
 /// A Data-In segment being received into its command's buffer: the command is lent out of
@@ -184,10 +187,6 @@ pub(crate) struct Connection {
     /// The receive side's state: taken by the data-ready callback (softirq) and the rx work.
     #[pin]
     rx: SpinLockBh<Rx>,
-    /// A failure the receive side found where it cannot act on it (softirq context): the rx
-    /// work fails the connection.
-    #[pin]
-    broken: SpinLockBh<Option<Failure>>,
     #[pin]
     rx_work: Work<Connection, 0>,
     #[pin]
@@ -258,8 +257,8 @@ impl Connection {
                     head_done: false,
                     placing: None,
                     buf: rx_buf,
+                    broken: None,
                 }),
-                broken <- new_spinlock_bh!(None),
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
                 dead: AtomicBool::new(false),
@@ -460,23 +459,23 @@ impl Connection {
     /// right here, as iscsi_tcp does, so a response completes its command without a thread
     /// hop. Failures are left to the rx work: failing a connection sleeps.
     fn receive_ready(self: &Arc<Self>, queue: &mut ReadyQueue<'_>) {
-        if self.is_dead() || self.is_broken() {
+        if self.is_dead() {
             return;
         }
         if let Err(e) = queue.read(|incoming| self.consume(incoming)) {
-            self.fail_later(Failure::from_socket(e));
+            self.fail_later(&mut self.rx.lock(), Failure::from_socket(e));
         }
     }
 
     /// The receive work (process context): reads what arrived before the callbacks were
     /// installed, and fails the connection when the receive side found it broken.
     fn receive(self: Arc<Self>) {
-        if !self.is_dead() && !self.is_broken() {
+        if !self.is_dead() {
             if let Err(e) = self.stream.read(|incoming| self.consume(incoming)) {
-                self.fail_later(Failure::from_socket(e));
+                self.fail_later(&mut self.rx.lock(), Failure::from_socket(e));
             }
         }
-        let broken = *self.broken.lock();
+        let broken = self.rx.lock().broken;
         if let Some(why) = broken {
             self.fail(why);
         }
@@ -485,12 +484,9 @@ impl Connection {
     /// Takes one piece of the receive queue toward whole PDUs, each handed to the session;
     /// false stops the read (the connection is dead or broken).
     fn consume(self: &Arc<Self>, incoming: &mut Incoming<'_>) -> bool {
-        if self.is_broken() {
-            return false;
-        }
         let mut rx = self.rx.lock();
         loop {
-            if self.is_dead() {
+            if self.is_dead() || rx.broken.is_some() {
                 return false;
             }
             match self.receive_one(&mut rx, incoming) {
@@ -501,31 +497,17 @@ impl Connection {
                     if let Some(p) = rx.placing.take() {
                         self.session.abandon_data_in(p);
                     }
-                    drop(rx);
-                    self.fail_later(why);
+                    self.fail_later(&mut rx, why);
                     return false;
                 }
             }
         }
     }
 
-    /// Records a failure found in the receive path and lets the rx work act on it.
-    fn fail_later(self: &Arc<Self>, why: Failure) {
-        let mut broken = self.broken.lock();
-        if broken.is_none() {
-            *broken = Some(why);
-        }
-        drop(broken);
-        // Queued even when dead: the work then finds nothing to do.
-        let _ = self
-            .session
-            .shared()
-            .io
-            .enqueue::<Arc<Self>, 0>(self.clone());
-    }
-
-    fn is_broken(&self) -> bool {
-        self.broken.lock().is_some()
+    /// Records a failure the receive path found (its lock held) for the rx work to act on.
+    fn fail_later(self: &Arc<Self>, rx: &mut Rx, why: Failure) {
+        rx.broken.get_or_insert(why);
+        self.queue_rx();
     }
 
     /// Gives back a command whose Data-In was being received when the connection stopped
@@ -561,6 +543,7 @@ impl Connection {
             head_done,
             placing,
             buf,
+            ..
         } = rx;
         if layout.is_none() {
             let part = bhs.get_mut(*got..).ok_or(Failure::Protocol)?;
