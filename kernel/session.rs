@@ -350,7 +350,7 @@ impl Session {
     /// the command's pages (the command lent out of the table meanwhile, so it cannot complete
     /// under us), or through the bounce buffer when a data digest must cover the bytes as sent
     /// (pages may change until transmitted, as iscsi_tcp also reasons). `Ok(false)`: the
-    /// command is gone.
+    /// command is gone, and what its earlier PDUs held back with `more` has been pushed out.
     pub(crate) fn send_data(
         &self,
         conn: &Connection,
@@ -361,17 +361,22 @@ impl Session {
         len: u32,
         more: bool,
     ) -> core::result::Result<bool, Failure> {
-        if len == 0 || conn.digests().data {
-            return conn.send_pdu(tx, bhs, &[], len as usize, more, |buf| {
+        let sent = if len == 0 || conn.digests().data {
+            conn.send_pdu(tx, bhs, &[], len as usize, more, |buf| {
                 self.copy_out(itt, offset, buf)
-            });
-        }
-        let Some(cmd) = self.io.lock().tasks.lend(itt) else {
-            return Ok(false);
+            })?
+        } else if let Some(cmd) = self.io.lock().tasks.lend(itt) {
+            let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len, more);
+            self.io.lock().tasks.give_back(itt, cmd);
+            sent.map(|()| true)?
+        } else {
+            false
         };
-        let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len, more);
-        self.io.lock().tasks.give_back(itt, cmd);
-        sent.map(|()| true)
+        if !sent {
+            // The callers stop here: nothing else would send what MSG_MORE kept back.
+            conn.push(tx);
+        }
+        Ok(sent)
     }
 
     /// Checks a Data-In header whose `len` data bytes are about to be received, and lends its
