@@ -5,10 +5,11 @@
 //! The SCSI midlayer hands commands to [`HostOps::queue_command`], which sends each right away
 //! on the connection; the connection's receive path (its socket's data-ready callback, in
 //! softirq context) hands every PDU the target sends to [`Session::handle_pdu`], which checks
-//! it against the command it names (proto's `task`) and completes the command. A session worker on the control workqueue pings an idle connection
-//! and, when the connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues the
-//! commands in flight, logs in again (session reinstatement: same ISID) and unblocks the host;
-//! if that does not succeed within the replacement timeout, held and new I/O fails.
+//! it against the command it names (proto's `task`) and completes the command. A session
+//! worker on the control workqueue pings an idle connection and, when the connection is lost
+//! (ErrorRecoveryLevel 0), blocks the host, requeues the commands in flight, logs in again
+//! (session reinstatement: same ISID) and unblocks the host; if that does not succeed within
+//! the replacement timeout, held and new I/O fails.
 //!
 //! Locks, always taken in this order: `op` (one control operation at a time: stop, pause,
 //! resume, recovery), a connection's `tx` (one sender), `io` (tasks, sequence numbers, link; a

@@ -242,11 +242,6 @@ long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void 
 	return ret;
 }
 
-int core_iscsi_c_skb_copy(const struct sk_buff *skb, unsigned int offset, void *to, size_t len)
-{
-	return skb_copy_bits(skb, offset, to, len);
-}
-
 int core_iscsi_c_skb_copy_to_pages(const struct sk_buff *skb, unsigned int offset,
 				   struct page *page, size_t page_off, size_t len)
 {

@@ -98,7 +98,7 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
  * and iscsi_tcp do: one pass hands every queued byte to `actor(user, skb, offset, len)`, where
  * a recvmsg per piece of a PDU would lock the socket, set up an iterator and consider an ACK
  * each time. The actor returns how many of the `len` bytes at `offset` of `skb` it consumed
- * (with core_iscsi_c_skb_copy*); 0 stops the pass. The actor runs with the socket owned:
+ * (with skb_copy_bits or core_iscsi_c_skb_copy_to_pages); 0 stops the pass. The actor runs with the socket owned:
  * it must not send on, shut down or release this socket.
  *
  * Returns the bytes consumed; once the queue is empty, the socket's pending error, or
@@ -111,12 +111,9 @@ long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void 
 /* The same from the data-ready callback, where the socket is already locked. */
 long core_iscsi_c_sk_read_locked(struct sock *sk, core_iscsi_read_fn actor, void *user);
 
-/* skb_copy_bits(): `len` bytes at `offset` of `skb` into `to`; 0 or -EFAULT. */
-int core_iscsi_c_skb_copy(const struct sk_buff *skb, unsigned int offset, void *to, size_t len);
-
 /*
- * The same into `len` bytes at `page_off` of `page` and the physically contiguous pages after
- * it (a scatterlist entry), each mapped with kmap_local_page for its part.
+ * skb_copy_bits() into `len` bytes at `page_off` of `page` and the physically contiguous
+ * pages after it (a scatterlist entry), each mapped with kmap_local_page for its part.
  */
 int core_iscsi_c_skb_copy_to_pages(const struct sk_buff *skb, unsigned int offset,
 				   struct page *page, size_t page_off, size_t len);

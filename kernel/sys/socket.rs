@@ -627,17 +627,10 @@ impl TcpStream {
     /// the sending side is queued instead. Returns the bytes consumed; once the queue is empty,
     /// the socket's error, or `ECONNRESET` when the peer closed.
     pub(crate) fn read<F: FnMut(&mut Incoming<'_>) -> bool>(&self, f: F) -> Result<usize> {
-        let mut state = ReadState { f, stopped: false };
-        // SAFETY: `self.sock` is live; `state` outlives the call and the helper passes it to
-        // `read_trampoline::<F>` only during the call, from this thread.
-        let ret = unsafe {
-            bindings::core_iscsi_c_sock_read(
-                self.raw(),
-                Some(read_trampoline::<F>),
-                (&mut state as *mut ReadState<F>).cast(),
-            )
-        };
-        read_result(ret)
+        walk(f, |actor, user| {
+            // SAFETY: `self.sock` is live; `walk` keeps `user` valid for `actor` during the call.
+            unsafe { bindings::core_iscsi_c_sock_read(self.raw(), actor, user) }
+        })
     }
 
     /// Installs socket callbacks: on data ready, state change and write space the socket
@@ -731,8 +724,18 @@ unsafe extern "C" fn release_trampoline<T: SocketEvents>(user: *mut c_void) {
     drop(unsafe { Arc::<T>::from_raw(user.cast::<T>()) });
 }
 
-/// A [`TcpStream::read`] or [`ReadyQueue::read`] result: bytes consumed, or an errno.
-fn read_result(ret: c_long) -> Result<usize> {
+/// Runs `f` over a receive queue: `call` hands the actor and its `user` pointer to one of the
+/// C walkers, which calls the actor only during the call. Returns the walker's result: bytes
+/// consumed, or an errno.
+fn walk<F: FnMut(&mut Incoming<'_>) -> bool>(
+    f: F,
+    call: impl FnOnce(bindings::core_iscsi_read_fn, *mut c_void) -> c_long,
+) -> Result<usize> {
+    let mut state = ReadState { f, stopped: false };
+    let ret = call(
+        Some(read_trampoline::<F>),
+        (&mut state as *mut ReadState<F>).cast(),
+    );
     if ret < 0 {
         return Err(Error::from_errno(
             c_int::try_from(ret).unwrap_or(-(EIO.to_errno())),
@@ -752,17 +755,11 @@ impl ReadyQueue<'_> {
     /// Reads the queue like [`TcpStream::read`], without taking the socket lock (the callback's
     /// caller holds it), so from softirq context.
     pub(crate) fn read<F: FnMut(&mut Incoming<'_>) -> bool>(&mut self, f: F) -> Result<usize> {
-        let mut state = ReadState { f, stopped: false };
-        // SAFETY: `sk` is the socket whose data-ready callback is running, locked for the
-        // callback's duration, which this borrow cannot outlive; `state` outlives the call.
-        let ret = unsafe {
-            bindings::core_iscsi_c_sk_read_locked(
-                self.sk.as_ptr(),
-                Some(read_trampoline::<F>),
-                (&mut state as *mut ReadState<F>).cast(),
-            )
-        };
-        read_result(ret)
+        walk(f, |actor, user| {
+            // SAFETY: `sk` is the socket whose data-ready callback is running, locked for the
+            // callback's duration, which this borrow cannot outlive; `walk` keeps `user` valid.
+            unsafe { bindings::core_iscsi_c_sk_read_locked(self.sk.as_ptr(), actor, user) }
+        })
     }
 }
 
@@ -800,11 +797,11 @@ impl Incoming<'_> {
         // SAFETY: the skb is live and locked for the callback (`'a`); `offset .. offset + n`
         // lies within its unread bytes, and `out` is writable for `n` bytes.
         let ret = unsafe {
-            bindings::core_iscsi_c_skb_copy(
+            bindings::skb_copy_bits(
                 self.skb.as_ptr(),
-                self.offset,
+                c_int::try_from(self.offset).map_err(|_| EINVAL)?,
                 out.as_mut_ptr().cast(),
-                n,
+                c_int::try_from(n).map_err(|_| EINVAL)?,
             )
         };
         if ret != 0 {
@@ -847,7 +844,7 @@ impl Incoming<'_> {
     }
 }
 
-/// What `TcpStream::read` lends the C side: the callback, and whether it asked to stop.
+/// What `walk` lends the C side: the callback, and whether it asked to stop.
 struct ReadState<F> {
     f: F,
     stopped: bool,
