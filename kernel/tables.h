@@ -98,8 +98,8 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
  * and iscsi_tcp do: one pass hands every queued byte to `actor(user, skb, offset, len)`, where
  * a recvmsg per piece of a PDU would lock the socket, set up an iterator and consider an ACK
  * each time. The actor returns how many of the `len` bytes at `offset` of `skb` it consumed
- * (with skb_copy_bits or core_iscsi_c_skb_copy_to_pages); 0 stops the pass. The actor runs with the socket owned:
- * it must not send on, shut down or release this socket.
+ * (with skb_copy_bits or core_iscsi_c_skb_copy_to_pages); 0 stops the pass. The actor runs
+ * with the socket owned: it must not send on, shut down or release this socket.
  *
  * Returns the bytes consumed; once the queue is empty, the socket's pending error, or
  * -ECONNRESET if the peer closed its side.
