@@ -366,12 +366,17 @@ impl Session {
             conn.send_pdu(tx, bhs, &[], len as usize, more, |buf| {
                 self.copy_out(itt, offset, buf)
             })?
-        } else if let Some(cmd) = self.io.lock().tasks.lend(itt) {
-            let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len, more);
-            self.io.lock().tasks.give_back(itt, cmd);
-            sent.map(|()| true)?
         } else {
-            false
+            // Its own statement: `io` (a spinlock) must be released before the send sleeps.
+            let lent = self.io.lock().tasks.lend(itt);
+            match lent {
+                Some(cmd) => {
+                    let sent = conn.send_pdu_pages(tx, bhs, &cmd, offset, len, more);
+                    self.io.lock().tasks.give_back(itt, cmd);
+                    sent.map(|()| true)?
+                }
+                None => false,
+            }
         };
         if !sent {
             // The callers stop here: nothing else would send what MSG_MORE kept back.
