@@ -17,9 +17,9 @@
 
 use crate::login::Failure;
 use crate::proto::crc;
-use crate::proto::dataout::DataOutSeq;
+use crate::proto::dataout::{DataOutSeq, WritePlan};
 use crate::proto::pdu::{
-    self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, BHS_LEN, RESERVED_TAG,
+    self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, ScsiCommand, BHS_LEN, RESERVED_TAG,
 };
 use crate::session::Session;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
@@ -56,9 +56,14 @@ impl ConnStats {
     }
 }
 
-/// Work the receive side hands to the transmit side.
+/// What waits on the send ring for whoever holds the tx lock next.
 #[derive(Clone, Copy)]
 pub(crate) enum Pending {
+    /// A SCSI command (its ExpStatSN is filled in when it is sent).
+    Command {
+        header: ScsiCommand,
+        plan: Option<WritePlan>,
+    },
     /// The Data-Out PDUs of one R2T.
     Burst {
         itt: u32,
@@ -104,6 +109,10 @@ impl Ring {
             }
             None => false,
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     fn pop(&mut self) -> Option<Pending> {
@@ -307,7 +316,7 @@ impl Connection {
             let _ = self
                 .session
                 .shared()
-                .io
+                .xmit
                 .enqueue::<Arc<Self>, 1>(self.clone());
         }
     }
@@ -439,6 +448,38 @@ impl Connection {
         ConnStats::add(&self.stats.pdus_tx, 1);
         ConnStats::add(&self.stats.bytes_tx, total);
         Ok(())
+    }
+
+    /// Puts a command on the send ring (the session's `io` lock is held, which keeps the ring
+    /// in CmdSN order); `Err` when the ring is full.
+    pub(crate) fn queue_command(
+        &self,
+        header: ScsiCommand,
+        plan: Option<WritePlan>,
+    ) -> core::result::Result<(), ()> {
+        match self.pending.lock().push(Pending::Command { header, plan }) {
+            true => Ok(()),
+            false => Err(()),
+        }
+    }
+
+    /// Sends what the send ring holds. A command alone in flight (`in_flight`, this one
+    /// included) is sent right here, in queuecommand's context: no hop, the lowest latency.
+    /// With others in flight the transmit work sends: the submitter goes back to submitting
+    /// while a worker on another CPU runs TCP's transmit path, and commands queued meanwhile
+    /// leave together, MSG_MORE between them. Sending everything inline kept fio's CPU busy
+    /// at QD32 and lost to this (Documentation/benchmarks.md).
+    pub(crate) fn transmit_queued(self: &Arc<Self>, in_flight: usize) {
+        if in_flight > 1 {
+            self.queue_tx();
+            return;
+        }
+        let mut tx = self.tx.lock();
+        let result = self.drain(&mut tx);
+        drop(tx);
+        if let Err(why) = result {
+            self.fail(why);
+        }
     }
 
     /// Queues work for `tx_work`; a full queue means the target broke MaxOutstandingR2T.
@@ -692,19 +733,37 @@ impl Connection {
         Ok(true)
     }
 
-    /// The transmit work: send what the receive side queued.
+    /// The transmit work: send what the ring holds.
     fn transmit(self: Arc<Self>) {
+        let mut tx = self.tx.lock();
+        let result = self.drain(&mut tx);
+        drop(tx);
+        if let Err(why) = result {
+            self.fail(why);
+        }
+    }
+
+    /// Sends everything on the send ring, in order, with MSG_MORE while more follows (the tx
+    /// lock is held).
+    pub(crate) fn drain(&self, tx: &mut Tx) -> core::result::Result<(), Failure> {
         loop {
             if self.is_dead() {
                 self.pending.lock().clear();
-                return;
+                return Ok(());
             }
-            let Some(item) = self.pending.lock().pop() else {
-                return;
+            let (item, more) = {
+                let mut ring = self.pending.lock();
+                let item = ring.pop();
+                (item, !ring.is_empty())
             };
-            let mut tx = self.tx.lock();
-            let result = match item {
-                Pending::Burst { itt, lun, seq } => self.send_burst(&mut tx, itt, lun, seq),
+            let Some(item) = item else {
+                return Ok(());
+            };
+            match item {
+                Pending::Command { header, plan } => {
+                    self.session.send_command(self, tx, header, plan, more)?
+                }
+                Pending::Burst { itt, lun, seq } => self.send_burst(tx, itt, lun, seq, more)?,
                 Pending::NopReply {
                     ttt,
                     lun,
@@ -725,17 +784,11 @@ impl Connection {
                         pdu: nop,
                     };
                     let payload = data.get(..len).unwrap_or(&[]);
-                    self.send_pdu(&mut tx, &bhs, &[], payload.len(), false, |out| {
+                    self.send_pdu(tx, &bhs, &[], payload.len(), more, |out| {
                         out.copy_from_slice(payload);
                         true
-                    })
-                    .map(|_| ())
+                    })?;
                 }
-            };
-            drop(tx);
-            if let Err(why) = result {
-                self.fail(why);
-                return;
             }
         }
     }
@@ -748,6 +801,7 @@ impl Connection {
         itt: u32,
         lun: [u8; 8],
         seq: DataOutSeq,
+        more: bool,
     ) -> core::result::Result<(), Failure> {
         ConnStats::add(&self.stats.r2ts, 1);
         for out in seq {
@@ -764,9 +818,15 @@ impl Connection {
                     offset: out.offset,
                 }),
             };
-            let sent =
-                self.session
-                    .send_data(self, tx, &bhs, itt, out.offset, out.len, !out.final_)?;
+            let sent = self.session.send_data(
+                self,
+                tx,
+                &bhs,
+                itt,
+                out.offset,
+                out.len,
+                more || !out.final_,
+            )?;
             if !sent {
                 // The command completed or was aborted meanwhile: nothing more to send.
                 return Ok(());

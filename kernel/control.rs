@@ -19,11 +19,14 @@ use kernel::sync::Arc;
 
 /// What every channel shares: the module's workqueues.
 pub(crate) struct Shared {
-    /// Transmit work of every connection, and what its receive side (the socket callback)
-    /// cannot do in softirq context: the I/O path.
+    /// What a connection's receive side (the socket callback) cannot do in softirq context.
     pub(crate) io: OwnedQueue,
     /// Long-running session work: login, keepalive, recovery.
     pub(crate) ctl: OwnedQueue,
+    /// Transmit work of every connection. Unbound, so a worker on another CPU sends while the
+    /// submitter goes on submitting; not high priority, because a nice -20 worker woken on the
+    /// submitter's CPU preempts it there (measured: Documentation/benchmarks.md).
+    pub(crate) xmit: OwnedQueue,
 }
 
 /// The registered configfs subsystem; dropping it removes the tree.
@@ -42,6 +45,10 @@ impl Control {
                 )?,
                 ctl: OwnedQueue::new(
                     kernel::c_str!("core_iscsi_ctl"),
+                    flags::MEM_RECLAIM | flags::UNBOUND,
+                )?,
+                xmit: OwnedQueue::new(
+                    kernel::c_str!("core_iscsi_xmit"),
                     flags::MEM_RECLAIM | flags::UNBOUND,
                 )?,
             },

@@ -21,7 +21,7 @@ use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DA
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
-use crate::proto::dataout::WriteParams;
+use crate::proto::dataout::{WriteParams, WritePlan};
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
 use crate::proto::pdu::{
     Bhs, DataOut, Digests, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
@@ -286,9 +286,9 @@ impl Session {
         params: &Params,
     ) -> core::result::Result<(), Failure> {
         let sp = &params.session;
-        // Room for every command slot's bursts plus pings.
+        // Room for every command slot's command and bursts, plus pings.
         let capacity = usize::from(self.settings.queue_depth)
-            .saturating_mul(usize::from(sp.max_outstanding_r2t.max(1)))
+            .saturating_mul(usize::from(sp.max_outstanding_r2t.max(1)).saturating_add(1))
             .saturating_add(4);
         // A send that makes no progress this long means a dead peer: the connection fails and
         // recovery starts, instead of the tx lock being held forever.
@@ -668,6 +668,12 @@ impl Session {
             .clone()
             .ok_or(Failure::ConnectionReset)?;
         let mut tx = conn.lock_tx();
+        // What is queued goes first: a TMF or a logout never overtakes the commands before it.
+        if let Err(why) = conn.drain(&mut tx) {
+            drop(tx);
+            conn.fail(why);
+            return Err(why);
+        }
         let pdu = build(&mut self.io.lock());
         let bhs = Bhs {
             total_ahs_words: 0,
@@ -764,6 +770,7 @@ impl Session {
             drop(conn.lock_tx());
         }
         self.shared.io.flush();
+        self.shared.xmit.flush();
         if let Some(conn) = &conn {
             conn.release_placement();
         }
@@ -1061,14 +1068,14 @@ impl Session {
         Ok(())
     }
 
-    /// Sends a SCSI command: the command PDU with its immediate data, then any unsolicited
-    /// Data-Out. The command is in the table before its first byte leaves.
-    fn send_command(
+    /// Starts a SCSI command: checks, a CmdSN and an ITT, the command in the table, and its
+    /// PDU on the connection's send ring, all under `io` so the ring holds commands in CmdSN
+    /// order. Whoever holds the tx lock next sends it (`Connection::drain`).
+    fn start_command(
         &self,
         conn: &Arc<Connection>,
         cmd: Command,
-    ) -> core::result::Result<(), QueueBusy> {
-        let mut tx = conn.lock_tx();
+    ) -> core::result::Result<usize, QueueBusy> {
         let mut io = self.io.lock();
         if io.link != Link::Up || conn.is_dead() {
             return Err(QueueBusy);
@@ -1090,7 +1097,7 @@ impl Session {
             None => {
                 drop(io);
                 cmd.complete(CommandResult::HostError(HostByte::Error));
-                return Ok(());
+                return Ok(0);
             }
         }
         let len = cmd.transfer_len();
@@ -1103,17 +1110,15 @@ impl Session {
             Direction::Bidirectional => {
                 drop(io);
                 cmd.complete(CommandResult::HostError(HostByte::Error));
-                return Ok(());
+                return Ok(0);
             }
         };
         let task = Task::new(read, write, &WriteParams::from(&io.params));
         let plan = task.write_plan().copied();
-        let immediate = plan.map(|p| p.immediate_len()).unwrap_or(0);
         let Some(cmd_sn) = io.window.assign() else {
             return Err(QueueBusy);
         };
         let lun = cmd.lun();
-        let last = cmd.is_last();
         let header = ScsiCommand {
             immediate: false,
             final_: plan.map(|p| p.command_final()).unwrap_or(true),
@@ -1124,7 +1129,8 @@ impl Session {
             itt,
             expected_len: len,
             cmd_sn,
-            exp_stat_sn: io.exp_stat_sn,
+            // Filled in when it is sent: the newest by then.
+            exp_stat_sn: 0,
             cdb: cdb16,
         };
         if io
@@ -1135,8 +1141,47 @@ impl Session {
             // reserve() said the slot was free: cannot happen; the midlayer retries.
             return Err(QueueBusy);
         }
+        if conn.queue_command(header, plan).is_err() {
+            // The ring has room for every command slot: cannot happen. The command stays in
+            // the table and recovery requeues it.
+            drop(io);
+            conn.fail(Failure::Protocol);
+            return Ok(0);
+        }
+        let in_flight = io.tasks.in_flight();
         drop(io);
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
+        Ok(in_flight)
+    }
+
+    /// Sends a queued SCSI command (the tx lock is held): the command PDU with its immediate
+    /// data, then any unsolicited Data-Out; MSG_MORE on all but the last when `more`.
+    pub(crate) fn send_command(
+        &self,
+        conn: &Connection,
+        tx: &mut Tx,
+        mut header: ScsiCommand,
+        plan: Option<WritePlan>,
+        more: bool,
+    ) -> core::result::Result<(), Failure> {
+        let itt = header.itt;
+        // While it waited on the ring its connection may have failed and the session requeued
+        // it: never send a command whose slot is gone or now holds another. (A TMF cannot have
+        // ended it: everything sent under `tx` drains the ring first.)
+        let current = self
+            .io
+            .lock()
+            .tasks
+            .get_mut(itt)
+            .is_some_and(|slot| slot.cmd_sn == header.cmd_sn);
+        if !current {
+            return Ok(());
+        }
+        header.exp_stat_sn = self.exp_stat_sn();
+        let immediate = plan.map(|p| p.immediate_len()).unwrap_or(0);
+        let unsolicited = plan
+            .map(|p| p.unsolicited().remaining() > 0)
+            .unwrap_or(false);
         self.stats
             .write_bytes
             .fetch_add(u64::from(immediate), Ordering::Relaxed);
@@ -1145,50 +1190,40 @@ impl Session {
             data_segment_len: immediate,
             pdu: Pdu::ScsiCommand(header),
         };
-        // More commands follow at once unless blk-mq says this is the last: let TCP batch them
-        // (`commit` pushes when a batch ends early).
-        let more = !last;
-        let unsolicited = plan
-            .map(|p| p.unsolicited().remaining() > 0)
-            .unwrap_or(false);
-        let mut result =
-            self.send_data(conn, &mut tx, &bhs, itt, 0, immediate, more || unsolicited);
-        if let (Ok(true), Some(plan)) = (&result, plan) {
-            self.stats
-                .write_bytes
-                .fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
-            for out in plan.unsolicited() {
-                let bhs = Bhs {
-                    total_ahs_words: 0,
-                    data_segment_len: out.len,
-                    pdu: Pdu::DataOut(DataOut {
-                        final_: out.final_,
-                        lun: header.lun,
-                        itt,
-                        ttt: RESERVED_TAG,
-                        exp_stat_sn: header.exp_stat_sn,
-                        data_sn: out.data_sn,
-                        offset: out.offset,
-                    }),
-                };
-                result = self.send_data(
-                    conn,
-                    &mut tx,
-                    &bhs,
-                    itt,
-                    out.offset,
-                    out.len,
-                    more || !out.final_,
-                );
-                if !matches!(result, Ok(true)) {
-                    break;
-                }
-            }
+        if !self.send_data(conn, tx, &bhs, itt, 0, immediate, more || unsolicited)? {
+            return Ok(());
         }
-        drop(tx);
-        if let Err(why) = result {
-            // The command stays in the table: recovery requeues it.
-            conn.fail(why);
+        let Some(plan) = plan else {
+            return Ok(());
+        };
+        self.stats
+            .write_bytes
+            .fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
+        for out in plan.unsolicited() {
+            let bhs = Bhs {
+                total_ahs_words: 0,
+                data_segment_len: out.len,
+                pdu: Pdu::DataOut(DataOut {
+                    final_: out.final_,
+                    lun: header.lun,
+                    itt,
+                    ttt: RESERVED_TAG,
+                    exp_stat_sn: header.exp_stat_sn,
+                    data_sn: out.data_sn,
+                    offset: out.offset,
+                }),
+            };
+            if !self.send_data(
+                conn,
+                tx,
+                &bhs,
+                itt,
+                out.offset,
+                out.len,
+                more || !out.final_,
+            )? {
+                break;
+            }
         }
         Ok(())
     }
@@ -1210,7 +1245,16 @@ impl HostOps for Session {
             (io.link, io.conn.clone())
         };
         match (link, conn) {
-            (Link::Up, Some(conn)) => self.send_command(&conn, cmd),
+            (Link::Up, Some(conn)) => {
+                let last = cmd.is_last();
+                let in_flight = self.start_command(&conn, cmd)?;
+                // blk-mq says more commands follow at once unless this is the last: they, or
+                // `commit`, send the batch.
+                if last {
+                    conn.transmit_queued(in_flight);
+                }
+                Ok(())
+            }
             (Link::Failed, _) => {
                 cmd.complete(CommandResult::HostError(HostByte::NoConnect));
                 Ok(())
@@ -1251,7 +1295,7 @@ impl HostOps for Session {
     fn commit(&self) {
         let conn = self.io.lock().conn.clone();
         if let Some(conn) = conn {
-            conn.push(&mut conn.lock_tx());
+            conn.transmit_queued(0);
         }
     }
 
