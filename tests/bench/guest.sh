@@ -77,8 +77,11 @@ tune() {
 # run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV.
 run_fio() {
     local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json
+    nstat -n
     DEV=/dev/$dev fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
+    # The network stack's counters over the run (both ends: target and initiator share lo).
+    nstat > "${f%.json}.nstat"
     jq -r '.jobs[] | "  r'"$round"' \(.jobname) '"$side"': " +
         (if .read.io_bytes > 0 then .read else .write end |
          "\(.bw_bytes / 1e6 | floor) MB/s \(.iops | floor) IOPS lat \(.lat_ns.mean / 1e3 | floor) us")' "$f"

@@ -1,8 +1,9 @@
 #!/bin/bash
 # Profiles the guest while fio runs one benchmark job through one initiator (run by
 # tests/bench/run --profile; see Documentation/benchmarks.md). perf samples the software clock
-# (cpu-clock: TCG has no PMU) on every CPU with call graphs; the report goes to
-# $VM_ARTIFACTS/bench/profile-<side>-<job>.txt.
+# (cpu-clock: TCG has no PMU) on every CPU with call graphs; the reports go to
+# $VM_ARTIFACTS/bench/profile-<side>-<job>.*.txt (by symbol, by thread, by both, callers), next
+# to the perf.data and the guest's kallsyms.
 #
 # Environment: BENCH_PROFILE="side:job side:job ..." (default: both initiators on
 # rand-read-4k-qd32 and seq-read-1m-qd8), BENCH_RUNTIME (default 10).
@@ -27,9 +28,13 @@ profile_job() {
         > "$f.txt" 2>/dev/null || true
     perf report -i "$f.data" --stdio --no-children --sort comm --percent-limit 0.5 -g none \
         > "$f.comm.txt" 2>/dev/null || true
+    perf report -i "$f.data" --stdio --no-children --sort comm,sym --percent-limit 0.3 -g none \
+        > "$f.commsym.txt" 2>/dev/null || true
     perf report -i "$f.data" --stdio --children --sort sym --percent-limit 2 -g caller,0.5,callee,function,percent --max-stack 24 \
         > "$f.callers.txt" 2>/dev/null || true
-    rm -f "$f.data"
+    # Kept with the guest's symbols, for other views on the host:
+    # perf report -i $f.data --kallsyms=$f.kallsyms ...
+    cp /proc/kallsyms "$f.kallsyms"
     head -60 "$f.txt"
     cat "$f.comm.txt" | grep -v '^#' | head -20
     [ "$side" != core-iscsi ] || cat $ISCSI_ROOT/0/stats

@@ -6,7 +6,8 @@ prints one Markdown table: per job and side the median over rounds of MB/s, IOPS
 total latency (fio's lat_ns: submission to completion), the ratio of the device's median IOPS
 to open-iscsi's, and for core-iscsi the median of the per-round ratios (each round runs the two
 initiators back to back, so a round's ratio is the least disturbed by the host's drifting load).
-With --rounds, also every round's IOPS and ratio, to show the spread.
+With --rounds, also every round's IOPS and ratio, to show the spread, and fio's CPU use and the
+TCP segments per I/O (from the nstat files guest.sh writes next to fio's JSON).
 """
 import json
 import re
@@ -40,11 +41,24 @@ def load(results):
         for job in doc["jobs"]:
             name = job["jobname"]
             io = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
-            row = (io["bw_bytes"] / 1e6, io["iops"], io["lat_ns"]["mean"] / 1e3)
+            ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+            row = (io["bw_bytes"] / 1e6, io["iops"], io["lat_ns"]["mean"] / 1e3,
+                   job["usr_cpu"] + job["sys_cpu"], segments(f.with_suffix(".nstat"), ios))
             if name not in order:
                 order.append(name)
             data.setdefault(name, {}).setdefault(m.group(2), []).append((int(m.group(1)), row))
     return data, order
+
+
+def segments(nstat, ios):
+    """TCP segments sent per I/O over the run (guest.sh's nstat: both ends share lo), or None."""
+    if not nstat.exists() or ios <= 0:
+        return None
+    for line in nstat.read_text().splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0] == "TcpOutSegs":
+            return int(f[1]) / ios
+    return 0.0
 
 
 def median(rows, i):
@@ -114,6 +128,20 @@ def main():
             if base and ours:
                 per = ", ".join(f"r{n}: {x:.2f}" for n, x in sorted(paired(ours, base).items()))
                 print(f"| {JOB_TITLES.get(job, job)} | core-iscsi / open-iscsi | {per} |")
+        print()
+        print("Where the time goes (medians): fio's CPU use (usr + sys, % of one CPU) and TCP")
+        print("segments on lo per I/O (both directions: pure ACKs included).")
+        print()
+        print("| job | device | fio CPU % | TCP segments per I/O |")
+        print("|---|---|---:|---:|")
+        for job in order:
+            for side in SIDES:
+                rows = data[job].get(side)
+                if not rows or side == "ramdisk":
+                    continue
+                segs = [r[4] for _, r in rows if r[4] is not None]
+                seg = f"{statistics.median(segs):.2f}" if segs else "-"
+                print(f"| {JOB_TITLES.get(job, job)} | {side} | {median(rows, 3):.0f} | {seg} |")
 
 
 if __name__ == "__main__":
