@@ -11,9 +11,11 @@
 //! which also reads what arrived before the callbacks were installed. The receive side's
 //! locks are therefore softirq-safe spinlocks (`SpinLockBh`), as is the session's `io`.
 //!
-//! Sending happens in the caller's context under the `tx` lock (queuecommand sends its command
-//! right away), and in `tx_work` for what the receive side must not block on: Data-Out bursts
-//! that R2Ts ask for and answers to the target's NOP-In pings.
+//! Sending goes through the send ring (`pending`): commands, the Data-Out bursts R2Ts ask for
+//! and answers to the target's NOP-In pings wait there in order, and whoever holds the `tx`
+//! lock next sends them all (`drain`): queuecommand for a command alone in flight, otherwise
+//! the transmit work (`tx_work`, on the unbound `core_iscsi_xmit` queue), and anything else
+//! that sends under `tx` (`Session::send_own`) before its own PDU.
 
 use crate::login::Failure;
 use crate::proto::crc;
@@ -472,8 +474,13 @@ impl Connection {
     pub(crate) fn transmit_queued(self: &Arc<Self>, in_flight: usize) {
         if in_flight > 1 {
             self.queue_tx();
-            return;
+        } else {
+            self.send_queued();
         }
+    }
+
+    /// Drains the send ring under the tx lock; a send error fails the connection.
+    fn send_queued(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
         let result = self.drain(&mut tx);
         drop(tx);
@@ -482,13 +489,14 @@ impl Connection {
         }
     }
 
-    /// Queues work for `tx_work`; a full queue means the target broke MaxOutstandingR2T.
+    /// Puts the receive side's work (an R2T's burst, a ping's answer) on the send ring for the
+    /// transmit work.
     pub(crate) fn push_pending(
         self: &Arc<Self>,
         item: Pending,
     ) -> core::result::Result<(), Failure> {
-        // The ring holds MaxOutstandingR2T bursts per command slot: a full ring means the
-        // target broke that limit.
+        // The ring has room for every command slot's command and MaxOutstandingR2T bursts: a
+        // full ring means the target broke that limit.
         if !self.pending.lock().push(item) {
             return Err(Failure::Protocol);
         }
@@ -733,16 +741,6 @@ impl Connection {
         Ok(true)
     }
 
-    /// The transmit work: send what the ring holds.
-    fn transmit(self: Arc<Self>) {
-        let mut tx = self.tx.lock();
-        let result = self.drain(&mut tx);
-        drop(tx);
-        if let Err(why) = result {
-            self.fail(why);
-        }
-    }
-
     /// Sends everything on the send ring, in order, with MSG_MORE while more follows (the tx
     /// lock is held).
     pub(crate) fn drain(&self, tx: &mut Tx) -> core::result::Result<(), Failure> {
@@ -849,6 +847,6 @@ impl WorkItem<1> for Connection {
     type Pointer = Arc<Connection>;
 
     fn run(this: Arc<Connection>) {
-        this.transmit();
+        this.send_queued();
     }
 }

@@ -1168,16 +1168,17 @@ impl Session {
         // While it waited on the ring its connection may have failed and the session requeued
         // it: never send a command whose slot is gone or now holds another. (A TMF cannot have
         // ended it: everything sent under `tx` drains the ring first.)
-        let current = self
-            .io
-            .lock()
-            .tasks
-            .get_mut(itt)
-            .is_some_and(|slot| slot.cmd_sn == header.cmd_sn);
-        if !current {
-            return Ok(());
+        {
+            let mut io = self.io.lock();
+            let current = io
+                .tasks
+                .get_mut(itt)
+                .is_some_and(|slot| slot.cmd_sn == header.cmd_sn);
+            if !current {
+                return Ok(());
+            }
+            header.exp_stat_sn = io.exp_stat_sn;
         }
-        header.exp_stat_sn = self.exp_stat_sn();
         let immediate = plan.map(|p| p.immediate_len()).unwrap_or(0);
         let unsolicited = plan
             .map(|p| p.unsolicited().remaining() > 0)
