@@ -190,9 +190,10 @@ pub(crate) struct Connection {
     crc: KernelCrc32c,
     #[pin]
     tx: Mutex<Tx>,
-    /// Queued by the receive side, sent by `tx_work`. Not under `tx`: the receive side runs
-    /// with the socket locked (in its softirq, or owning it), and a sender holding `tx` may be
-    /// waiting for that lock.
+    /// The send ring: filled by queuecommand (under the session's `io`) and the receive side,
+    /// drained by whoever holds `tx`. Not under `tx`: the receive side runs with the socket
+    /// locked (in its softirq, or owning it), and a sender holding `tx` may be waiting for
+    /// that lock.
     #[pin]
     pending: SpinLockBh<Ring>,
     /// The receive side's state: taken by the data-ready callback (softirq) and the rx work.
@@ -337,7 +338,8 @@ impl Connection {
     }
 
     /// Stops everything: no callback, no new work; blocked senders and receivers return. The
-    /// caller flushes the I/O workqueue afterwards to wait for work already running.
+    /// caller flushes the I/O and transmit workqueues afterwards to wait for work already
+    /// running.
     pub(crate) fn close(&self) {
         self.dead.store(true, Ordering::Release);
         self.stream.clear_callbacks();
@@ -471,12 +473,21 @@ impl Connection {
     /// while a worker on another CPU runs TCP's transmit path, and commands queued meanwhile
     /// leave together, MSG_MORE between them. Sending everything inline kept fio's CPU busy
     /// at QD32 and lost to this (Documentation/benchmarks.md).
-    pub(crate) fn transmit_queued(self: &Arc<Self>, in_flight: usize) {
-        if in_flight > 1 {
+    ///
+    /// A request blk-mq does not flag `last` opens a batch: the transmit work sends it, so the
+    /// rest of the batch can join it. Nothing waits for `commit_rqs` to send it: blk-mq does
+    /// not call that when the SCSI midlayer completes the next request itself.
+    pub(crate) fn transmit_queued(self: &Arc<Self>, in_flight: usize, last: bool) {
+        if in_flight > 1 || !last {
             self.queue_tx();
         } else {
             self.send_queued();
         }
+    }
+
+    /// Whether the send ring is empty.
+    pub(crate) fn nothing_queued(&self) -> bool {
+        self.pending.lock().is_empty()
     }
 
     /// Drains the send ring under the tx lock; a send error fails the connection.

@@ -2,10 +2,11 @@
 
 //! A session: the logged-in iSCSI session of a running channel, registered as a SCSI host.
 //!
-//! The SCSI midlayer hands commands to [`HostOps::queue_command`], which sends each right away
-//! on the connection; the connection's receive path (its socket's data-ready callback, in
-//! softirq context) hands every PDU the target sends to [`Session::handle_pdu`], which checks
-//! it against the command it names (proto's `task`) and completes the command. A session
+//! The SCSI midlayer hands commands to [`HostOps::queue_command`], which puts each on the
+//! connection's send ring and sends it right away if it is alone in flight (otherwise the
+//! connection's transmit work does); the connection's receive path (its socket's data-ready
+//! callback, in softirq context) hands every PDU the target sends to [`Session::handle_pdu`],
+//! which checks it against the command it names (proto's `task`) and completes it. A session
 //! worker on the control workqueue pings an idle connection and, when the connection is lost
 //! (ErrorRecoveryLevel 0), blocks the host, requeues the commands in flight, logs in again
 //! (session reinstatement: same ISID) and unblocks the host; if that does not succeed within
@@ -14,7 +15,8 @@
 //! Locks, always taken in this order: `op` (one control operation at a time: stop, pause,
 //! resume, recovery), a connection's `tx` (one sender), `io` (tasks, sequence numbers, link; a
 //! softirq-safe spinlock, as the receive path takes it), `ctl` (phase, host, waiters; never
-//! under `io`, never in the receive path, which reports through atomics instead).
+//! under `io`, never in the receive path, which reports through atomics instead). A
+//! connection's send ring (`pending`) nests inside `io`.
 
 use crate::channel::{Settings, Text};
 use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
@@ -668,13 +670,20 @@ impl Session {
             .clone()
             .ok_or(Failure::ConnectionReset)?;
         let mut tx = conn.lock_tx();
-        // What is queued goes first: a TMF or a logout never overtakes the commands before it.
-        if let Err(why) = conn.drain(&mut tx) {
-            drop(tx);
-            conn.fail(why);
-            return Err(why);
-        }
-        let pdu = build(&mut self.io.lock());
+        // What is queued goes first: a TMF or a logout never overtakes the commands before it,
+        // nor carries the CmdSN of one still waiting (a command queued after the drain but
+        // before `build` would be: look again under `io`, which every queuer holds).
+        let pdu = loop {
+            if let Err(why) = conn.drain(&mut tx) {
+                drop(tx);
+                conn.fail(why);
+                return Err(why);
+            }
+            let mut io = self.io.lock();
+            if conn.nothing_queued() {
+                break build(&mut io);
+            }
+        };
         let bhs = Bhs {
             total_ahs_words: 0,
             data_segment_len: 0,
@@ -1167,7 +1176,8 @@ impl Session {
         let itt = header.itt;
         // While it waited on the ring its connection may have failed and the session requeued
         // it: never send a command whose slot is gone or now holds another. (A TMF cannot have
-        // ended it: everything sent under `tx` drains the ring first.)
+        // ended it: everything sent under `tx` drains the ring first, and SCSI error handling
+        // stops dispatch before a LUN or target reset.)
         {
             let mut io = self.io.lock();
             let current = io
@@ -1175,7 +1185,18 @@ impl Session {
                 .get_mut(itt)
                 .is_some_and(|slot| slot.cmd_sn == header.cmd_sn);
             if !current {
-                return Ok(());
+                if conn.is_dead() {
+                    return Ok(());
+                }
+                // Cannot happen on a live connection (nothing but a dead connection's
+                // detach ends a command that has not left). Were it to, skipping it would
+                // leave a hole in CmdSN that stalls every later command at the target:
+                // reconnect instead, which starts CmdSN afresh.
+                pr_warn!(
+                    "core-iscsi: channel {}: a queued command vanished before it was sent\n",
+                    self.name.as_str()
+                );
+                return Err(Failure::Protocol);
             }
             header.exp_stat_sn = io.exp_stat_sn;
         }
@@ -1249,11 +1270,7 @@ impl HostOps for Session {
             (Link::Up, Some(conn)) => {
                 let last = cmd.is_last();
                 let in_flight = self.start_command(&conn, cmd)?;
-                // blk-mq says more commands follow at once unless this is the last: they, or
-                // `commit`, send the batch.
-                if last {
-                    conn.transmit_queued(in_flight);
-                }
+                conn.transmit_queued(in_flight, last);
                 Ok(())
             }
             (Link::Failed, _) => {
@@ -1296,7 +1313,7 @@ impl HostOps for Session {
     fn commit(&self) {
         let conn = self.io.lock().conn.clone();
         if let Some(conn) = conn {
-            conn.transmit_queued(0);
+            conn.transmit_queued(0, true);
         }
     }
 
