@@ -21,7 +21,7 @@ use crate::login::Failure;
 use crate::proto::crc;
 use crate::proto::dataout::{DataOutSeq, WritePlan};
 use crate::proto::pdu::{
-    self, Bhs, DataOut, Digests, NopOut, Pdu, RxLayout, ScsiCommand, BHS_LEN, RESERVED_TAG,
+    self, Bhs, Digests, NopOut, Pdu, RxLayout, ScsiCommand, BHS_LEN, RESERVED_TAG,
 };
 use crate::session::Session;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
@@ -813,35 +813,14 @@ impl Connection {
         more: bool,
     ) -> core::result::Result<(), Failure> {
         ConnStats::add(&self.stats.r2ts, 1);
-        for out in seq {
-            let bhs = Bhs {
-                total_ahs_words: 0,
-                data_segment_len: out.len,
-                pdu: Pdu::DataOut(DataOut {
-                    final_: out.final_,
-                    lun,
-                    itt,
-                    ttt: out.ttt,
-                    exp_stat_sn: self.session.exp_stat_sn(),
-                    data_sn: out.data_sn,
-                    offset: out.offset,
-                }),
-            };
-            let sent = self.session.send_data(
-                self,
-                tx,
-                &bhs,
-                itt,
-                out.offset,
-                out.len,
-                more || !out.final_,
-            )?;
-            if !sent {
-                // The command completed or was aborted meanwhile: nothing more to send.
-                return Ok(());
-            }
+        let exp_stat_sn = self.session.exp_stat_sn();
+        // False: the command completed or was aborted meanwhile, and there is no burst left.
+        if self
+            .session
+            .send_data_outs(self, tx, itt, lun, seq, exp_stat_sn, more)?
+        {
+            self.session.burst_done(itt);
         }
-        self.session.burst_done(itt);
         Ok(())
     }
 }

@@ -23,7 +23,7 @@ use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DA
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
-use crate::proto::dataout::{WriteParams, WritePlan};
+use crate::proto::dataout::{DataOutSeq, WriteParams, WritePlan};
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
 use crate::proto::pdu::{
     Bhs, DataOut, Digests, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TaskMgmtRequest,
@@ -385,6 +385,41 @@ impl Session {
             conn.push(tx);
         }
         Ok(sent)
+    }
+
+    /// Sends a sequence of Data-Out PDUs of `itt` (its unsolicited data, or the burst one R2T
+    /// asked for), each from the command's pages, MSG_MORE on all but the last unless `more`
+    /// (the tx lock is held); false when the command went away part-way.
+    pub(crate) fn send_data_outs(
+        &self,
+        conn: &Connection,
+        tx: &mut Tx,
+        itt: u32,
+        lun: [u8; 8],
+        seq: DataOutSeq,
+        exp_stat_sn: u32,
+        more: bool,
+    ) -> core::result::Result<bool, Failure> {
+        for out in seq {
+            let bhs = Bhs {
+                total_ahs_words: 0,
+                data_segment_len: out.len,
+                pdu: Pdu::DataOut(DataOut {
+                    final_: out.final_,
+                    lun,
+                    itt,
+                    ttt: out.ttt,
+                    exp_stat_sn,
+                    data_sn: out.data_sn,
+                    offset: out.offset,
+                }),
+            };
+            let hold = more || !out.final_;
+            if !self.send_data(conn, tx, &bhs, itt, out.offset, out.len, hold)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Checks a Data-In header whose `len` data bytes are about to be received, and lends its
@@ -1221,32 +1256,15 @@ impl Session {
         self.stats
             .write_bytes
             .fetch_add(u64::from(plan.unsolicited().remaining()), Ordering::Relaxed);
-        for out in plan.unsolicited() {
-            let bhs = Bhs {
-                total_ahs_words: 0,
-                data_segment_len: out.len,
-                pdu: Pdu::DataOut(DataOut {
-                    final_: out.final_,
-                    lun: header.lun,
-                    itt,
-                    ttt: RESERVED_TAG,
-                    exp_stat_sn: header.exp_stat_sn,
-                    data_sn: out.data_sn,
-                    offset: out.offset,
-                }),
-            };
-            if !self.send_data(
-                conn,
-                tx,
-                &bhs,
-                itt,
-                out.offset,
-                out.len,
-                more || !out.final_,
-            )? {
-                break;
-            }
-        }
+        self.send_data_outs(
+            conn,
+            tx,
+            itt,
+            header.lun,
+            plan.unsolicited(),
+            header.exp_stat_sn,
+            more,
+        )?;
         Ok(())
     }
 }
