@@ -63,7 +63,15 @@ echo $MBL > "$tpg/param/MaxBurstLength"
 echo Yes > "$tpg/param/ImmediateData"
 echo No > "$tpg/param/InitialR2T"
 echo 1 > "$tpg/enable"
-log "LIO target $IQN on 127.0.0.1:$PORT, iblock /dev/ram0"
+# LIO pins each connection's receive and transmit threads to one CPU, chosen by a connection
+# number (modulo the CPUs allowed) that depends on the logins before it; the placement is
+# logged below. BENCH_TARGET_CPUS (a CPU list) restricts every connection to those CPUs, and
+# BENCH_FIO_CPUS pins fio.
+if [ -n "${BENCH_TARGET_CPUS:-}" ]; then
+    echo "$BENCH_TARGET_CPUS" > $CFS/target/iscsi/cpus_allowed_list \
+        || fail "LIO: cannot set cpus_allowed_list to $BENCH_TARGET_CPUS"
+fi
+log "LIO target $IQN on 127.0.0.1:$PORT, iblock /dev/ram0, threads on CPUs $(cat $CFS/target/iscsi/cpus_allowed_list)"
 
 # ---- helpers -------------------------------------------------------------------------------
 # tune DEV: the same block-layer settings on every device under test.
@@ -78,7 +86,7 @@ tune() {
 run_fio() {
     local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json
     nstat -n
-    DEV=/dev/$dev fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
+    DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
     # The network stack's counters over the run (both ends: target and initiator share lo).
     nstat > "${f%.json}.nstat"
@@ -170,6 +178,10 @@ case " $SIDES " in *" open-iscsi "*) DEVS[open-iscsi]=$(open_iscsi_login) ;; esa
 for side in "${!DEVS[@]}"; do
     tune "${DEVS[$side]}" | sed "s/^/$side: /" | tee -a "$OUT/devices"
 done
+# Where the target's threads run (one pair per initiator, in login order).
+ps -eLo pid,psr,comm | awk '$3 ~ /^iscsi_t[rt]x/' | while read -r pid psr comm; do
+    echo "target thread $comm (pid $pid): CPUs $(taskset -cp "$pid" | sed 's/.*: //')"
+done | tee -a "$OUT/devices"
 jobs=${BENCH_JOBS:-$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')}
 start=$SECONDS
 for round in $(seq 1 "$ROUNDS"); do
