@@ -41,6 +41,8 @@ pub(crate) enum Failure {
     Protocol,
     /// The session was lost and did not come back within replacement_timeout.
     ReplacementTimeout,
+    /// The target answered no task management, so the error handler dropped the session.
+    TaskManagement,
     /// Out of memory.
     NoMemory,
 }
@@ -51,7 +53,9 @@ impl Failure {
         match self {
             Failure::ConnectionRefused => errno::connrefused(),
             Failure::Unreachable => errno::hostunreach(),
-            Failure::Timeout | Failure::ReplacementTimeout => errno::timedout(),
+            Failure::Timeout | Failure::ReplacementTimeout | Failure::TaskManagement => {
+                errno::timedout()
+            }
             Failure::ConnectionReset => errno::connreset(),
             Failure::Network(e) => Error::from_errno(e),
             Failure::AuthenticationFailed | Failure::AuthorizationFailed => code::EACCES,
@@ -112,6 +116,7 @@ impl fmt::Display for Failure {
             Failure::TargetUnavailable => f.write_str("target unavailable"),
             Failure::Protocol => f.write_str("protocol error"),
             Failure::ReplacementTimeout => f.write_str("session lost (replacement timeout)"),
+            Failure::TaskManagement => f.write_str("no answer to task management"),
             Failure::NoMemory => f.write_str("out of memory"),
         }
     }

@@ -779,6 +779,63 @@ impl Session {
         response
     }
 
+    /// Drops the connection and waits for the session worker to log in again: reinstating the
+    /// session (same ISID) makes the target end every task of the old connection (RFC 7143
+    /// section 6.3.5), which a reset it did not answer could not. `Success` once the session
+    /// runs again on a new connection; `Failed` if it failed instead or is being stopped.
+    fn reset_session(&self) -> EhOutcome {
+        let recoveries_before = self.ctl.lock().recoveries;
+        let conn = {
+            let mut io = self.io.lock();
+            // The error handler runs once every command in flight has failed: they are all
+            // its own. Forget them now, or the recovery would requeue them under its feet; one
+            // lent to a sender is forgotten when it comes back, which detach waits for.
+            io.tasks.finish_all(Ending::Forget);
+            io.conn.clone()
+        };
+        if let Some(conn) = conn {
+            conn.fail(Failure::TaskManagement);
+        }
+        // recover() always ends in Running or Failed, or returns when the session stops; the
+        // deadline only guards against waiting forever should it not.
+        let s = &self.settings;
+        let limit_s = s
+            .replacement_timeout_s
+            .saturating_add(s.login_timeout_s)
+            .saturating_add(u32::from(self.io.lock().params.session.default_time2wait))
+            .saturating_add(RESPONSE_TIMEOUT_MS / 1000);
+        let deadline = now_ms().saturating_add(u64::from(limit_s) * 1000);
+        let mut ctl = self.ctl.lock();
+        let mut recovering = false;
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return EhOutcome::Failed;
+            }
+            match ctl.phase {
+                Phase::Recovering => recovering = true,
+                Phase::Running if recovering || ctl.recoveries > recoveries_before => {
+                    return EhOutcome::Success;
+                }
+                Phase::Running => {}
+                Phase::Failed(_) | Phase::Paused | Phase::Stopping => return EhOutcome::Failed,
+            }
+            let now = now_ms();
+            if now >= deadline {
+                pr_warn!(
+                    "core-iscsi: channel {}: reset: the session did not come back\n",
+                    self.name.as_str()
+                );
+                return EhOutcome::Failed;
+            }
+            let left = u32::try_from(deadline - now)
+                .unwrap_or(u32::MAX)
+                .min(WAIT_SLICE_MS);
+            let _ = self
+                .changed
+                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
+        }
+    }
+
     /// Logs out the session (best effort: a target that does not answer is closed on).
     fn logout(&self) {
         self.logout_done.store(false, Ordering::Release);
@@ -1355,7 +1412,8 @@ impl HostOps for Session {
                 self.io.lock().tasks.finish_all(Ending::Forget);
                 EhOutcome::Success
             }
-            _ => EhOutcome::Failed,
+            // The last resort, as open-iscsi's: a new connection.
+            _ => self.reset_session(),
         }
     }
 }
