@@ -218,7 +218,8 @@ fn zeroed(n: usize) -> Result<KVec<u8>> {
     Ok(KVec::from_elem(0, n, GFP_KERNEL)?)
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds of the monotonic clock (the session's timers and the connection's idle time).
+pub(crate) fn now_ms() -> u64 {
     // Monotonic and non-negative.
     time::Ktime::ktime_get().to_ms().max(0) as u64
 }

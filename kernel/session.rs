@@ -19,7 +19,7 @@
 //! connection's send ring (`pending`) nests inside `io`.
 
 use crate::channel::{Settings, Text};
-use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
+use crate::connection::{now_ms, Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -183,10 +183,6 @@ fn framing(params: &Params) -> Framing {
         max_recv: params.conn.max_recv_data_segment_length,
         max_xmit: params.conn.max_xmit_data_segment_length,
     }
-}
-
-fn now_ms() -> u64 {
-    kernel::time::Ktime::ktime_get().to_ms().max(0) as u64
 }
 
 impl Session {
@@ -735,15 +731,26 @@ impl Session {
 
     /// Waits (up to RESPONSE_TIMEOUT_MS) for `done` (a flag the receive path sets) to hold.
     fn wait_for(&self, mut done: impl FnMut() -> bool) -> bool {
-        let deadline = now_ms().saturating_add(RESPONSE_TIMEOUT_MS.into());
+        self.wait_until(RESPONSE_TIMEOUT_MS.into(), |_| done().then_some(()))
+            .is_some()
+    }
+
+    /// Waits up to `timeout_ms` for `outcome` (looked at under `ctl`, at every wake-up and at
+    /// least every WAIT_SLICE_MS) to give an answer; `None` when the time is up.
+    fn wait_until<T>(
+        &self,
+        timeout_ms: u64,
+        mut outcome: impl FnMut(&Ctl) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = now_ms().saturating_add(timeout_ms);
         let mut ctl = self.ctl.lock();
         loop {
-            if done() {
-                return true;
+            if let Some(answer) = outcome(&ctl) {
+                return Some(answer);
             }
             let now = now_ms();
             if now >= deadline {
-                return false;
+                return None;
             }
             let left = u32::try_from(deadline - now)
                 .unwrap_or(u32::MAX)
@@ -797,43 +804,37 @@ impl Session {
             conn.fail(Failure::TaskManagement);
         }
         // recover() always ends in Running or Failed, or returns when the session stops; the
-        // deadline only guards against waiting forever should it not.
+        // time limit only guards against waiting forever should it not.
         let s = &self.settings;
         let limit_s = s
             .replacement_timeout_s
             .saturating_add(s.login_timeout_s)
             .saturating_add(u32::from(self.io.lock().params.session.default_time2wait))
             .saturating_add(RESPONSE_TIMEOUT_MS / 1000);
-        let deadline = now_ms().saturating_add(u64::from(limit_s) * 1000);
-        let mut ctl = self.ctl.lock();
         let mut recovering = false;
-        loop {
+        let outcome = self.wait_until(u64::from(limit_s) * 1000, |ctl| {
             if self.stopping.load(Ordering::Acquire) {
-                return EhOutcome::Failed;
+                return Some(EhOutcome::Failed);
             }
             match ctl.phase {
                 Phase::Recovering => recovering = true,
                 Phase::Running if recovering || ctl.recoveries > recoveries_before => {
-                    return EhOutcome::Success;
+                    return Some(EhOutcome::Success);
                 }
                 Phase::Running => {}
-                Phase::Failed(_) | Phase::Paused | Phase::Stopping => return EhOutcome::Failed,
+                Phase::Failed(_) | Phase::Paused | Phase::Stopping => {
+                    return Some(EhOutcome::Failed)
+                }
             }
-            let now = now_ms();
-            if now >= deadline {
-                pr_warn!(
-                    "core-iscsi: channel {}: reset: the session did not come back\n",
-                    self.name.as_str()
-                );
-                return EhOutcome::Failed;
-            }
-            let left = u32::try_from(deadline - now)
-                .unwrap_or(u32::MAX)
-                .min(WAIT_SLICE_MS);
-            let _ = self
-                .changed
-                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
-        }
+            None
+        });
+        outcome.unwrap_or_else(|| {
+            pr_warn!(
+                "core-iscsi: channel {}: reset: the session did not come back\n",
+                self.name.as_str()
+            );
+            EhOutcome::Failed
+        })
     }
 
     /// Logs out the session (best effort: a target that does not answer is closed on).
