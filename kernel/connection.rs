@@ -26,13 +26,14 @@ use crate::proto::pdu::{
 use crate::session::Session;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
+use crate::sys::mem::now_ms;
 use crate::sys::scsi::Command;
 use crate::sys::socket::{Incoming, ReadyQueue, SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
-use kernel::{new_mutex, time};
 
 /// SCSI Data-In (RFC 7143 section 11.7).
 const OPCODE_DATA_IN: u8 = 0x25;
@@ -216,12 +217,6 @@ impl_has_work! {
 
 fn zeroed(n: usize) -> Result<KVec<u8>> {
     Ok(KVec::from_elem(0, n, GFP_KERNEL)?)
-}
-
-/// Milliseconds of the monotonic clock (the session's timers and the connection's idle time).
-pub(crate) fn now_ms() -> u64 {
-    // Monotonic and non-negative.
-    time::Ktime::ktime_get().to_ms().max(0) as u64
 }
 
 /// The socket's callbacks (softirq context): data is received right in `data_ready`.
@@ -572,7 +567,7 @@ impl Connection {
     }
 
     /// Gives back a command whose Data-In was being received when the connection stopped
-    /// (the rx work is not running: the caller flushed the I/O workqueue).
+    /// (the connection is dead: a receive in progress ends first, later ones stop at once).
     pub(crate) fn release_placement(&self) {
         if let Some(p) = self.rx.lock().placing.take() {
             self.session.abandon_data_in(p);

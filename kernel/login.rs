@@ -41,8 +41,9 @@ pub(crate) enum Failure {
     Protocol,
     /// The session was lost and did not come back within replacement_timeout.
     ReplacementTimeout,
-    /// The target answered no task management, so the error handler dropped the session.
-    TaskManagement,
+    /// The target did not answer a target reset, or refused it: the error handler dropped
+    /// the connection to reinstate the session.
+    ResetFailed,
     /// Out of memory.
     NoMemory,
 }
@@ -53,7 +54,7 @@ impl Failure {
         match self {
             Failure::ConnectionRefused => errno::connrefused(),
             Failure::Unreachable => errno::hostunreach(),
-            Failure::Timeout | Failure::ReplacementTimeout | Failure::TaskManagement => {
+            Failure::Timeout | Failure::ReplacementTimeout | Failure::ResetFailed => {
                 errno::timedout()
             }
             Failure::ConnectionReset => errno::connreset(),
@@ -116,7 +117,7 @@ impl fmt::Display for Failure {
             Failure::TargetUnavailable => f.write_str("target unavailable"),
             Failure::Protocol => f.write_str("protocol error"),
             Failure::ReplacementTimeout => f.write_str("session lost (replacement timeout)"),
-            Failure::TaskManagement => f.write_str("no answer to task management"),
+            Failure::ResetFailed => f.write_str("target reset not answered or refused"),
             Failure::NoMemory => f.write_str("out of memory"),
         }
     }

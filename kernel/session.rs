@@ -19,7 +19,7 @@
 //! connection's send ring (`pending`) nests inside `io`.
 
 use crate::channel::{Settings, Text};
-use crate::connection::{now_ms, Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
+use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -34,7 +34,7 @@ use crate::proto::task::Task;
 use crate::proto::text::Params;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelChapDigest;
-use crate::sys::mem::{random_bytes, sleep_ms};
+use crate::sys::mem::{now_ms, random_bytes, sleep_ms};
 use crate::sys::scsi::{
     Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps, HostParams,
     QueueBusy,
@@ -494,9 +494,17 @@ impl Session {
         if !current {
             return;
         }
-        // The end of a connection we are logging out of is no loss: nothing to recover.
-        if matches!(self.ctl.lock().phase, Phase::Stopping | Phase::Paused) {
-            return;
+        // The end of a connection we are logging out of is no loss: nothing to recover. While
+        // stopping, what the disks' removal still sends must then fail at once, not be told
+        // "busy" by a link that is up on a dead connection, forever.
+        let phase = self.ctl.lock().phase;
+        match phase {
+            Phase::Stopping => {
+                self.io.lock().link = Link::Failed;
+                return;
+            }
+            Phase::Paused => return,
+            _ => {}
         }
         pr_warn!(
             "core-iscsi: channel {}: connection lost: {}\n",
@@ -788,50 +796,66 @@ impl Session {
 
     /// Drops the connection and waits for the session worker to log in again: reinstating the
     /// session (same ISID) makes the target end every task of the old connection (RFC 7143
-    /// section 6.3.5), which a reset it did not answer could not. `Success` once the session
-    /// runs again on a new connection; `Failed` if it failed instead or is being stopped.
+    /// section 6.3.5), which a reset it did not do could not promise. `Success` once the
+    /// session runs on a new, live connection; `Failed` if it failed instead, is being
+    /// stopped, or did not come back in time. Either way no command is touched again: the
+    /// midlayer takes them back even on `Failed`.
     fn reset_session(&self) -> EhOutcome {
-        let recoveries_before = self.ctl.lock().recoveries;
-        let conn = {
+        let old = {
             let mut io = self.io.lock();
-            // The error handler runs once every command in flight has failed: they are all
-            // its own. Forget them now, or the recovery would requeue them under its feet; one
-            // lent to a sender is forgotten when it comes back, which detach waits for.
+            // From the error handler thread, which runs once every command in flight has
+            // failed, they are all its own. (A reset asked for through SG_SCSI_RESET may find
+            // others: forgotten too, they time out and are retried.) Forget them now, or the
+            // recovery would requeue them under its feet.
             io.tasks.finish_all(Ending::Forget);
             io.conn.clone()
         };
-        if let Some(conn) = conn {
-            conn.fail(Failure::TaskManagement);
+        if let Some(conn) = &old {
+            conn.fail(Failure::ResetFailed);
+            // A command lent out is forgotten when it comes back; bring it back before we
+            // answer. Senders hold `tx` and stop at the shut connection; the receive path
+            // gives its placement back here and stops at the dead connection.
+            drop(conn.lock_tx());
+            conn.release_placement();
         }
-        // recover() always ends in Running or Failed, or returns when the session stops; the
-        // time limit only guards against waiting forever should it not.
         let s = &self.settings;
+        let logins = s
+            .login_timeout_s
+            .saturating_mul(u32::try_from(s.portals().count()).unwrap_or(u32::MAX));
+        // recover() ends in Running or Failed, or returns when the session stops; this limit
+        // is a generous bound on that (its last round of logins may overrun its deadline), not
+        // a timeout of its own: past it the midlayer offlines the disks, which a later
+        // recovery does not bring back.
         let limit_s = s
             .replacement_timeout_s
-            .saturating_add(s.login_timeout_s)
+            .saturating_add(logins)
+            .saturating_mul(2)
             .saturating_add(u32::from(self.io.lock().params.session.default_time2wait))
             .saturating_add(RESPONSE_TIMEOUT_MS / 1000);
-        let mut recovering = false;
         let outcome = self.wait_until(u64::from(limit_s) * 1000, |ctl| {
             if self.stopping.load(Ordering::Acquire) {
                 return Some(EhOutcome::Failed);
             }
             match ctl.phase {
-                Phase::Recovering => recovering = true,
-                Phase::Running if recovering || ctl.recoveries > recoveries_before => {
-                    return Some(EhOutcome::Success);
+                // Logged in again only once a live connection other than the one failed here
+                // is in place (the worker may not have seen the failure yet, or the failure
+                // may have hit a connection a recovery had just attached).
+                Phase::Running => {
+                    let io = self.io.lock();
+                    let fresh = io.conn.as_ref().is_some_and(|c| {
+                        !c.is_dead() && old.as_ref().map_or(true, |o| !Arc::ptr_eq(c, o))
+                    });
+                    fresh.then_some(EhOutcome::Success)
                 }
-                Phase::Running => {}
-                Phase::Failed(_) | Phase::Paused | Phase::Stopping => {
-                    return Some(EhOutcome::Failed)
-                }
+                Phase::Recovering => None,
+                Phase::Failed(_) | Phase::Paused | Phase::Stopping => Some(EhOutcome::Failed),
             }
-            None
         });
         outcome.unwrap_or_else(|| {
             pr_warn!(
-                "core-iscsi: channel {}: reset: the session did not come back\n",
-                self.name.as_str()
+                "core-iscsi: channel {}: reset: the session did not come back in {} s\n",
+                self.name.as_str(),
+                limit_s
             );
             EhOutcome::Failed
         })

@@ -70,6 +70,12 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
     unsafe { kernel::bindings::get_random_bytes(buf.as_mut_ptr().cast(), buf.len()) };
 }
 
+/// Milliseconds of the monotonic clock (the session's timers, a connection's idle time).
+pub(crate) fn now_ms() -> u64 {
+    // Monotonic and non-negative.
+    kernel::time::Ktime::ktime_get().to_ms().max(0) as u64
+}
+
 /// Sleeps for `ms` milliseconds (include/linux/delay.h). Process context only.
 pub(crate) fn sleep_ms(ms: u32) {
     // SAFETY: msleep may be called from any sleepable context, which every caller is.

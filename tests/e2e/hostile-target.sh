@@ -49,7 +49,7 @@ expect() {
         silent)           echo "|yes" ;;
         # Nothing answers the error handler: after the unanswered target reset the session is
         # dropped and logged in again (the target ends the old tasks), and the retry works.
-        silent-tmf)       echo "connection lost: no answer to task management|no" ;;
+        silent-tmf)       echo "connection lost: target reset not answered or refused|no" ;;
         # A command answered while (or after) it is aborted: no use after free, no double
         # completion; the retry reads the data.
         late-data)        echo "|yes" ;;
@@ -169,7 +169,7 @@ run_mode() {
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
     ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue
-    stop-recovering stop-eh"}
+    stop-recovering stop-eh stop-reset"}
 for mode in $modes; do
     case $mode in stop-*) ;; *) run_mode "$mode" good ;; esac
 done
@@ -180,8 +180,8 @@ for mode in $modes; do
 done
 
 # stop_during MODE AFTER WHAT: stop while the session is busy with a fault (a recovery whose
-# logins hang, or the SCSI error handler waiting for task management answers): stop must return
-# within 60 s, and the I/O must end.
+# logins hang; the SCSI error handler waiting for task management answers, or at its target
+# reset, which then drops the connection): stop must return within 60 s, and the I/O must end.
 stop_during() {
     local mode=$1 after=$2 what=$3 log tpid d ddpid t
     port=$((port + 1))
@@ -201,6 +201,9 @@ stop_during() {
                     sleep 1 ;;  # a login attempt is now hanging on the mute target
         eh)         wait_for "grep -q 'task management' $log" 20 || fail "$mode: no task management request"
                     ;;
+        # The error handler at its last step: the target reset, which then drops the connection.
+        reset)      wait_for "grep -q 'task management function 6' $log" 60 || fail "$mode: no target reset"
+                    ;;
     esac
     t=$SECONDS
     timeout 60 bash -c "echo stop > $ch/control"         || fail "$mode/$after: KERNEL BUG: stop during $what failed or hung (state '$(cat $ch/state)')"
@@ -218,6 +221,7 @@ for mode in $modes; do
     case $mode in
         stop-recovering) stop_during oversize mute recovering ;;
         stop-eh)         stop_during silent-tmf good eh ;;
+        stop-reset)      stop_during silent-tmf good reset ;;
     esac
 done
 unload_module
