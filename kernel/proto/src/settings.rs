@@ -58,12 +58,33 @@ pub enum ValueKind {
 }
 
 /// One key [`apply`] accepts, with the syntax of its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct Setting {
     /// The key, as RFC 7143 spells it (case-sensitive).
     pub name: &'static str,
     /// Its value syntax.
     pub kind: ValueKind,
+    /// Where its value goes in [`Limits`].
+    store: Store,
+}
+
+/// Settings are the same when they are the same key (names are unique in [`SETTINGS`]).
+impl PartialEq for Setting {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Setting {}
+
+/// Stores a value of a setting's kind into its field of [`Limits`]. The `as` casts in
+/// [`SETTINGS`] cannot truncate: [`parse_value`] bounds each number to its key's range, which
+/// fits the field's type.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Number(fn(&mut Limits, u64)),
+    Boolean(fn(&mut Limits, bool)),
+    Digest(fn(&mut Limits, DigestPref)),
 }
 
 const MAX_DSL: u64 = (1 << 24) - 1;
@@ -81,58 +102,72 @@ pub const SETTINGS: &[Setting] = &[
     Setting {
         name: "HeaderDigest",
         kind: ValueKind::Digest,
+        store: Store::Digest(|l, d| l.header_digest = d),
     },
     Setting {
         name: "DataDigest",
         kind: ValueKind::Digest,
+        store: Store::Digest(|l, d| l.data_digest = d),
     },
     Setting {
         name: "MaxRecvDataSegmentLength",
         kind: LENGTH,
+        store: Store::Number(|l, n| l.max_recv_data_segment_length = n as u32),
     },
     Setting {
         name: "MaxConnections",
         kind: COUNT,
+        store: Store::Number(|l, n| l.max_connections = n as u16),
     },
     Setting {
         name: "InitialR2T",
         kind: ValueKind::Boolean,
+        store: Store::Boolean(|l, b| l.initial_r2t = b),
     },
     Setting {
         name: "ImmediateData",
         kind: ValueKind::Boolean,
+        store: Store::Boolean(|l, b| l.immediate_data = b),
     },
     Setting {
         name: "MaxBurstLength",
         kind: LENGTH,
+        store: Store::Number(|l, n| l.max_burst_length = n as u32),
     },
     Setting {
         name: "FirstBurstLength",
         kind: LENGTH,
+        store: Store::Number(|l, n| l.first_burst_length = n as u32),
     },
     Setting {
         name: "DefaultTime2Wait",
         kind: SECONDS,
+        store: Store::Number(|l, n| l.default_time2wait = n as u16),
     },
     Setting {
         name: "DefaultTime2Retain",
         kind: SECONDS,
+        store: Store::Number(|l, n| l.default_time2retain = n as u16),
     },
     Setting {
         name: "MaxOutstandingR2T",
         kind: COUNT,
+        store: Store::Number(|l, n| l.max_outstanding_r2t = n as u16),
     },
     Setting {
         name: "DataPDUInOrder",
         kind: ValueKind::Boolean,
+        store: Store::Boolean(|l, b| l.data_pdu_in_order = b),
     },
     Setting {
         name: "DataSequenceInOrder",
         kind: ValueKind::Boolean,
+        store: Store::Boolean(|l, b| l.data_sequence_in_order = b),
     },
     Setting {
         name: "ErrorRecoveryLevel",
         kind: ValueKind::Number { min: 0, max: 2 },
+        store: Store::Number(|l, n| l.error_recovery_level = n as u8),
     },
 ];
 
@@ -141,15 +176,47 @@ pub fn setting(key: &[u8]) -> Option<&'static Setting> {
     SETTINGS.iter().find(|s| s.name.as_bytes() == key)
 }
 
-/// A value that passed its [`ValueKind`].
-#[derive(Clone, Copy)]
-enum Value {
+/// A value that passed its [`ValueKind`]; it displays in the canonical form [`write`] uses
+/// (numbers in decimal, without leading zeros).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value {
+    /// A number within its key's range.
     Number(u64),
+    /// `Yes` or `No`.
     Boolean(bool),
+    /// A digest preference.
     Digest(DigestPref),
 }
 
-fn parse(kind: ValueKind, value: &[u8]) -> Result<Value, SettingError> {
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Boolean(b) => f.write_str(yes_no(b)),
+            Value::Digest(d) => f.write_str(digest_text(d)),
+        }
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "Yes"
+    } else {
+        "No"
+    }
+}
+
+fn digest_text(d: DigestPref) -> &'static str {
+    match d {
+        DigestPref::None => "None",
+        DigestPref::Crc32c => "CRC32C",
+        DigestPref::PreferCrc32c => "CRC32C,None",
+        DigestPref::PreferNone => "None,CRC32C",
+    }
+}
+
+/// Checks `value` against `kind`: what [`apply`] would store.
+pub fn parse_value(kind: ValueKind, value: &[u8]) -> Result<Value, SettingError> {
     match kind {
         ValueKind::Number { min, max } => {
             let n = parse_number(value).ok_or(SettingError::BadValue)?;
@@ -171,29 +238,15 @@ fn parse(kind: ValueKind, value: &[u8]) -> Result<Value, SettingError> {
     }
 }
 
-// The `as` conversions below cannot truncate: `parse` bounds each number to its key's range in
-// SETTINGS, which fits the field's type.
 /// Applies one `key=value` to `limits`. The cross-key rule (FirstBurstLength <=
 /// MaxBurstLength) is checked by [`apply_list`], once every item is in.
 pub fn apply(limits: &mut Limits, key: &[u8], value: &[u8]) -> Result<(), SettingError> {
     let setting = setting(key).ok_or(SettingError::UnknownKey)?;
-    let l = limits;
-    match (setting.name, parse(setting.kind, value)?) {
-        ("HeaderDigest", Value::Digest(d)) => l.header_digest = d,
-        ("DataDigest", Value::Digest(d)) => l.data_digest = d,
-        ("MaxRecvDataSegmentLength", Value::Number(n)) => l.max_recv_data_segment_length = n as u32,
-        ("MaxConnections", Value::Number(n)) => l.max_connections = n as u16,
-        ("InitialR2T", Value::Boolean(b)) => l.initial_r2t = b,
-        ("ImmediateData", Value::Boolean(b)) => l.immediate_data = b,
-        ("MaxBurstLength", Value::Number(n)) => l.max_burst_length = n as u32,
-        ("FirstBurstLength", Value::Number(n)) => l.first_burst_length = n as u32,
-        ("DefaultTime2Wait", Value::Number(n)) => l.default_time2wait = n as u16,
-        ("DefaultTime2Retain", Value::Number(n)) => l.default_time2retain = n as u16,
-        ("MaxOutstandingR2T", Value::Number(n)) => l.max_outstanding_r2t = n as u16,
-        ("DataPDUInOrder", Value::Boolean(b)) => l.data_pdu_in_order = b,
-        ("DataSequenceInOrder", Value::Boolean(b)) => l.data_sequence_in_order = b,
-        ("ErrorRecoveryLevel", Value::Number(n)) => l.error_recovery_level = n as u8,
-        // Not reached: every entry of SETTINGS has its arm (tests/settings.rs applies each).
+    match (setting.store, parse_value(setting.kind, value)?) {
+        (Store::Number(store), Value::Number(n)) => store(limits, n),
+        (Store::Boolean(store), Value::Boolean(b)) => store(limits, b),
+        (Store::Digest(store), Value::Digest(d)) => store(limits, d),
+        // Not reached: every entry's store takes its kind (tests/settings.rs applies each).
         _ => return Err(SettingError::UnknownKey),
     }
     Ok(())
@@ -229,32 +282,25 @@ pub fn apply_list(limits: &mut Limits, list: &[u8]) -> Result<(), ListError> {
 
 /// Writes `limits` as the `Key=Value;...` list [`apply_list`] reads back.
 pub fn write(limits: &Limits, out: &mut dyn fmt::Write) -> fmt::Result {
-    let digest = |d: DigestPref| match d {
-        DigestPref::None => "None",
-        DigestPref::Crc32c => "CRC32C",
-        DigestPref::PreferCrc32c => "CRC32C,None",
-        DigestPref::PreferNone => "None,CRC32C",
-    };
-    let yn = |b: bool| if b { "Yes" } else { "No" };
     write!(
         out,
         "HeaderDigest={};DataDigest={};MaxRecvDataSegmentLength={};MaxConnections={};\
          InitialR2T={};ImmediateData={};MaxBurstLength={};FirstBurstLength={};\
          DefaultTime2Wait={};DefaultTime2Retain={};MaxOutstandingR2T={};DataPDUInOrder={};\
          DataSequenceInOrder={};ErrorRecoveryLevel={}",
-        digest(limits.header_digest),
-        digest(limits.data_digest),
+        digest_text(limits.header_digest),
+        digest_text(limits.data_digest),
         limits.max_recv_data_segment_length,
         limits.max_connections,
-        yn(limits.initial_r2t),
-        yn(limits.immediate_data),
+        yes_no(limits.initial_r2t),
+        yes_no(limits.immediate_data),
         limits.max_burst_length,
         limits.first_burst_length,
         limits.default_time2wait,
         limits.default_time2retain,
         limits.max_outstanding_r2t,
-        yn(limits.data_pdu_in_order),
-        yn(limits.data_sequence_in_order),
+        yes_no(limits.data_pdu_in_order),
+        yes_no(limits.data_sequence_in_order),
         limits.error_recovery_level,
     )
 }

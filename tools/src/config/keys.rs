@@ -7,7 +7,7 @@
 //! and InitiatorAlias (not sent), the documentation defaults, and the wording of the errors.
 
 use iscsi_proto::settings::{self, ListError, ValueKind};
-use iscsi_proto::text::{parse_number, Limits};
+use iscsi_proto::text::Limits;
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
@@ -126,20 +126,15 @@ pub(crate) fn validate_key(name: &str, value: &str) -> Result<(&'static KeySpec,
     Ok((spec, canonical))
 }
 
-/// A module key's value, checked by the module's parser; a refusal is explained in the
-/// tools' words, by the key's syntax.
+/// A module key's value, checked by the module's parser and given back in its canonical
+/// form; a refusal is explained in the tools' words, by the key's syntax.
 fn module_value(name: &str, value: &str) -> Result<String, String> {
     let Some(setting) = settings::setting(name.as_bytes()) else {
         return Err(format!("unknown iSCSI key \"{name}\""));
     };
-    match settings::apply(&mut Limits::default(), name.as_bytes(), value.as_bytes()) {
-        Ok(()) => Ok(match setting.kind {
-            ValueKind::Number { .. } => {
-                parse_number(value.as_bytes()).map_or_else(|| value.to_string(), |n| n.to_string())
-            }
-            ValueKind::Boolean | ValueKind::Digest => value.to_string(),
-        }),
-        Err(e) => Err(match setting.kind {
+    settings::parse_value(setting.kind, value.as_bytes())
+        .map(|v| v.to_string())
+        .map_err(|e| match setting.kind {
             ValueKind::Number { min, max } => {
                 format!("{name}=\"{value}\" is not a number in {min}..{max}")
             }
@@ -153,8 +148,7 @@ fn module_value(name: &str, value: &str) -> Result<String, String> {
                 Err(why) => why,
                 Ok(()) => format!("{name}=\"{value}\": {e}"),
             },
-        }),
-    }
+        })
 }
 
 /// Explains what is wrong with a `,`-separated list of `allowed` values without repeats.
