@@ -1195,17 +1195,25 @@ impl Session {
     }
 
     /// Starts a SCSI command: checks, a CmdSN and an ITT, the command in the table, and its
-    /// PDU on the connection's send ring, all under `io` so the ring holds commands in CmdSN
-    /// order. Whoever holds the tx lock next sends it (`Connection::drain`).
+    /// PDU on the connection's send ring, all under one hold of `io` so the ring holds
+    /// commands in CmdSN order. Whoever holds the tx lock next sends it (`Connection::drain`).
+    /// Gives the connection and the commands in flight, this one included; `None` when the
+    /// command was completed instead (refused, or the session has failed).
     fn start_command(
         &self,
-        conn: &Arc<Connection>,
         cmd: Command,
-    ) -> core::result::Result<usize, QueueBusy> {
+    ) -> core::result::Result<Option<(Arc<Connection>, usize)>, QueueBusy> {
         let mut io = self.io.lock();
-        if io.link != Link::Up || conn.is_dead() {
-            return Err(QueueBusy);
-        }
+        let conn = match (io.link, &io.conn) {
+            (Link::Up, Some(conn)) if !conn.is_dead() => conn.clone(),
+            (Link::Failed, _) => {
+                drop(io);
+                cmd.complete(CommandResult::HostError(HostByte::NoConnect));
+                return Ok(None);
+            }
+            // Recovering or paused: the midlayer holds it until the host is unblocked.
+            _ => return Err(QueueBusy),
+        };
         if !io.window.can_send() {
             // Flow control: the target's MaxCmdSN says wait.
             self.stats.window_full.fetch_add(1, Ordering::Relaxed);
@@ -1223,7 +1231,7 @@ impl Session {
             None => {
                 drop(io);
                 cmd.complete(CommandResult::HostError(HostByte::Error));
-                return Ok(0);
+                return Ok(None);
             }
         }
         let len = cmd.transfer_len();
@@ -1236,7 +1244,7 @@ impl Session {
             Direction::Bidirectional => {
                 drop(io);
                 cmd.complete(CommandResult::HostError(HostByte::Error));
-                return Ok(0);
+                return Ok(None);
             }
         };
         let task = Task::new(read, write, &WriteParams::from(&io.params));
@@ -1272,12 +1280,12 @@ impl Session {
             // the table and recovery requeues it.
             drop(io);
             conn.fail(Failure::Protocol);
-            return Ok(0);
+            return Ok(None);
         }
         let in_flight = io.tasks.in_flight();
         drop(io);
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
-        Ok(in_flight)
+        Ok(Some((conn, in_flight)))
     }
 
     /// Sends a queued SCSI command (the tx lock is held): the command PDU with its immediate
@@ -1362,23 +1370,11 @@ fn completion_result(c: &crate::proto::task::Completion) -> CommandResult {
 
 impl HostOps for Session {
     fn queue_command(&self, cmd: Command) -> core::result::Result<(), QueueBusy> {
-        let (link, conn) = {
-            let io = self.io.lock();
-            (io.link, io.conn.clone())
-        };
-        match (link, conn) {
-            (Link::Up, Some(conn)) => {
-                let last = cmd.is_last();
-                let in_flight = self.start_command(&conn, cmd)?;
-                conn.transmit_queued(in_flight, last);
-                Ok(())
-            }
-            (Link::Failed, _) => {
-                cmd.complete(CommandResult::HostError(HostByte::NoConnect));
-                Ok(())
-            }
-            _ => Err(QueueBusy),
+        let last = cmd.is_last();
+        if let Some((conn, in_flight)) = self.start_command(cmd)? {
+            conn.transmit_queued(in_flight, last);
         }
+        Ok(())
     }
 
     fn abort(&self, cmd: &CommandRef<'_>) -> EhOutcome {
