@@ -71,6 +71,13 @@ def paired(rows, base):
     return {n: r[1] / theirs[n][1] for n, r in rows if n in theirs and theirs[n][1] > 0}
 
 
+def by_job(data, order):
+    """(job's title, its sides' rounds, [(side, rounds)] in SIDES order for the sides it ran on)."""
+    for job in order:
+        sides = data[job]
+        yield JOB_TITLES.get(job, job), sides, [(s, sides[s]) for s in SIDES if sides.get(s)]
+
+
 def fmt(x, digits=1):
     return f"{x:,.{digits}f}" if x < 100 else f"{x:,.0f}"
 
@@ -86,13 +93,9 @@ def main():
     print("| job | device | MB/s | IOPS | mean lat (µs) | vs open-iscsi (IOPS) | per-round ratio (median) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     worst = None
-    for job in order:
-        sides = data[job]
+    for title, sides, ran in by_job(data, order):
         base = sides.get("open-iscsi")
-        for side in SIDES:
-            rows = sides.get(side)
-            if not rows:
-                continue
+        for side, rows in ran:
             mbs, iops, lat = median(rows, 0), median(rows, 1), median(rows, 2)
             ratio, per_round = "", ""
             if base and side != "open-iscsi":
@@ -103,45 +106,41 @@ def main():
                     p = statistics.median(pr.values()) if pr else r
                     per_round = f"{p:.2f}"
                     if worst is None or min(r, p) < min(worst[0], worst[1]):
-                        worst = (r, p, job)
+                        worst = (r, p, title)
             elif base:
                 ratio = "1.00"
-            print(f"| {JOB_TITLES.get(job, job)} | {side} | {fmt(mbs)} | {fmt(iops, 0)} | {fmt(lat)} | {ratio} | {per_round} |")
+            print(f"| {title} | {side} | {fmt(mbs)} | {fmt(iops, 0)} | {fmt(lat)} | {ratio} | {per_round} |")
     nrounds = max(len(r) for s in data.values() for r in s.values())
     print()
     print(f"Medians over {nrounds} round(s). Ratio: IOPS (= MB/s) of the device over open-iscsi's in the same boot.")
     if worst:
         print(f"Lowest core-iscsi/open-iscsi ratio: {worst[0]:.2f} of the medians, {worst[1]:.2f} per round "
-              f"({JOB_TITLES.get(worst[2], worst[2])}).")
+              f"({worst[2]}).")
     if "--rounds" in sys.argv:
         print()
         print("| job | device | IOPS per round |")
         print("|---|---|---|")
-        for job in order:
-            for side in SIDES:
-                rows = data[job].get(side)
-                if rows:
-                    per = ", ".join(f"r{n}: {fmt(r[1], 0)}" for n, r in sorted(rows))
-                    print(f"| {JOB_TITLES.get(job, job)} | {side} | {per} |")
-            base = data[job].get("open-iscsi")
-            ours = data[job].get("core-iscsi")
+        for title, sides, ran in by_job(data, order):
+            for side, rows in ran:
+                per = ", ".join(f"r{n}: {fmt(r[1], 0)}" for n, r in sorted(rows))
+                print(f"| {title} | {side} | {per} |")
+            base, ours = sides.get("open-iscsi"), sides.get("core-iscsi")
             if base and ours:
                 per = ", ".join(f"r{n}: {x:.2f}" for n, x in sorted(paired(ours, base).items()))
-                print(f"| {JOB_TITLES.get(job, job)} | core-iscsi / open-iscsi | {per} |")
+                print(f"| {title} | core-iscsi / open-iscsi | {per} |")
         print()
         print("Where the time goes (medians): fio's CPU use (usr + sys, % of one CPU) and TCP")
         print("segments on lo per I/O (both directions: pure ACKs included).")
         print()
         print("| job | device | fio CPU % | TCP segments per I/O |")
         print("|---|---|---:|---:|")
-        for job in order:
-            for side in SIDES:
-                rows = data[job].get(side)
-                if not rows or side == "ramdisk":
+        for title, _, ran in by_job(data, order):
+            for side, rows in ran:
+                if side == "ramdisk":
                     continue
                 segs = [r[4] for _, r in rows if r[4] is not None]
                 seg = f"{statistics.median(segs):.2f}" if segs else "-"
-                print(f"| {JOB_TITLES.get(job, job)} | {side} | {median(rows, 3):.0f} | {seg} |")
+                print(f"| {title} | {side} | {median(rows, 3):.0f} | {seg} |")
 
 
 if __name__ == "__main__":
