@@ -19,7 +19,8 @@ use kernel::sync::Arc;
 
 /// What every channel shares: the module's workqueues.
 pub(crate) struct Shared {
-    /// What a connection's receive side (the socket callback) cannot do in softirq context.
+    /// A connection's receive work: what the socket callback cannot do in softirq context, and
+    /// the receive under load (unbound: it runs where the scheduler finds room).
     pub(crate) io: OwnedQueue,
     /// Long-running session work: login, keepalive, recovery.
     pub(crate) ctl: OwnedQueue,
@@ -41,7 +42,7 @@ impl Control {
             Shared {
                 io: OwnedQueue::new(
                     kernel::c_str!("core_iscsi_io"),
-                    flags::MEM_RECLAIM | flags::HIGHPRI,
+                    flags::MEM_RECLAIM | flags::UNBOUND,
                 )?,
                 ctl: OwnedQueue::new(
                     kernel::c_str!("core_iscsi_ctl"),

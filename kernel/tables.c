@@ -242,6 +242,16 @@ long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void 
 	return ret;
 }
 
+int core_iscsi_c_sk_unread(struct sock *sk)
+{
+	return tcp_inq(sk);
+}
+
+bool core_iscsi_c_in_softirq(void)
+{
+	return in_serving_softirq();
+}
+
 int core_iscsi_c_skb_copy_to_pages(const struct sk_buff *skb, unsigned int offset,
 				   struct page *page, size_t page_off, size_t len)
 {

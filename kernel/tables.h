@@ -111,6 +111,15 @@ long core_iscsi_c_sock_read(struct socket *sock, core_iscsi_read_fn actor, void 
 /* The same from the data-ready callback, where the socket is already locked. */
 long core_iscsi_c_sk_read_locked(struct sock *sk, core_iscsi_read_fn actor, void *user);
 
+/* Bytes waiting in `sk`'s receive queue (tcp_inq); the socket is locked by the caller. */
+int core_iscsi_c_sk_unread(struct sock *sk);
+
+/*
+ * Whether we run in softirq context: a data-ready callback delivered by the network stack on
+ * the CPU the packet came in on, rather than by the socket's owner processing its backlog.
+ */
+bool core_iscsi_c_in_softirq(void);
+
 /*
  * skb_copy_bits() into `len` bytes at `page_off` of `page` and the physically contiguous
  * pages after it (a scatterlist entry), each mapped with kmap_local_page for its part.

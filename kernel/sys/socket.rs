@@ -761,6 +761,21 @@ impl ReadyQueue<'_> {
             unsafe { bindings::core_iscsi_c_sk_read_locked(self.sk.as_ptr(), actor, user) }
         })
     }
+
+    /// Bytes waiting to be read.
+    pub(crate) fn unread(&self) -> usize {
+        // SAFETY: `sk` is the socket whose data-ready callback is running, locked for the
+        // callback's duration.
+        let n = unsafe { bindings::core_iscsi_c_sk_unread(self.sk.as_ptr()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
+    /// Whether the callback runs in softirq context, on the CPU the data came in on (rather
+    /// than in the process that owns the socket, processing its backlog).
+    pub(crate) fn in_softirq(&self) -> bool {
+        // SAFETY: reads the current context's preempt count; no pointer involved.
+        unsafe { bindings::core_iscsi_c_in_softirq() }
+    }
 }
 
 /// The unread bytes of one skb in the socket's receive queue, lent to a [`TcpStream::read`]

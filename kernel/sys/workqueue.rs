@@ -13,12 +13,10 @@ use kernel::workqueue::Queue;
 
 /// Flags of alloc_workqueue (include/linux/workqueue.h).
 pub(crate) mod flags {
-    /// Work may run on any CPU (for long-running work).
+    /// Work may run on any CPU, where the scheduler finds room (not the queuer's).
     pub(crate) const UNBOUND: u32 = kernel::bindings::wq_flags_WQ_UNBOUND;
     /// Guarantees forward progress under memory pressure: storage I/O completes through it.
     pub(crate) const MEM_RECLAIM: u32 = kernel::bindings::wq_flags_WQ_MEM_RECLAIM;
-    /// High-priority worker pool (the I/O path).
-    pub(crate) const HIGHPRI: u32 = kernel::bindings::wq_flags_WQ_HIGHPRI;
 }
 
 /// An owned workqueue; destroyed (after draining it) on drop.
