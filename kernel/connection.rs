@@ -51,6 +51,8 @@ pub(crate) struct ConnStats {
     pub(crate) digest_errors: AtomicU64,
     pub(crate) nop_pings: AtomicU64,
     pub(crate) r2ts: AtomicU64,
+    /// Data-ready callbacks that left the receive to the rx work (under load).
+    pub(crate) rx_deferred: AtomicU64,
 }
 
 impl ConnStats {
@@ -543,6 +545,7 @@ impl Connection {
             && queue.unread() >= RX_WORK_BYTES
             && queue.in_softirq()
         {
+            ConnStats::add(&self.stats.rx_deferred, 1);
             self.queue_rx();
             return;
         }

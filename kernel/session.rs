@@ -1190,6 +1190,7 @@ impl Session {
             writeln!(p, "conn0.digest_errors {}", get(&c.digest_errors))?;
             writeln!(p, "conn0.r2ts {}", get(&c.r2ts))?;
             writeln!(p, "conn0.nop_pings {}", get(&c.nop_pings))?;
+            writeln!(p, "conn0.rx_deferred {}", get(&c.rx_deferred))?;
         }
         Ok(())
     }

@@ -86,14 +86,33 @@ chap_fails() {
     ok "channel $1: wrong secret refused (EACCES, 'failed: authentication failed', nothing left)"
 }
 
+# rx_deferred ID: the channel's conn0.rx_deferred counter.
+rx_deferred() {
+    local n
+    n=$(sed -n 's/^conn0.rx_deferred //p' "$ISCSI_ROOT/$1/stats")
+    [ -n "$n" ] || fail "channel $1: no conn0.rx_deferred in stats"
+    echo "$n"
+}
+
 # data_path ID VENDOR: the channel's three LUNs (128, 32, 16 MiB) are there with the target's
 # vendor; ext4 with a 64 MiB file read back on the first, fio verify on the second; stop.
 data_path() {
     start_channel "$1"
     check_disks "$1" "$2" 128 32 16
     local disks=($(channel_disks "$1"))
+    # Reads one at a time are received in the socket's callback, never handed to the rx work.
+    local before after
+    before=$(rx_deferred "$1")
+    dd if=/dev/${disks[1]} of=/dev/null bs=4k count=256 iflag=direct status=none \
+        || fail "/dev/${disks[1]}: direct read failed"
+    after=$(rx_deferred "$1")
+    [ "$after" = "$before" ] || fail "channel $1: reads at QD1 went to the rx work ($before -> $after)"
     fs_roundtrip "${disks[0]}"
     fio_verify "${disks[1]}" 16m
+    # fio's reads at QD32 (its verify pass) were received by the rx work, not in softirq.
+    after=$(rx_deferred "$1")
+    [ "$after" -gt "$before" ] || fail "channel $1: no receive under load went to the rx work (conn0.rx_deferred $after)"
+    ok "channel $1: reads at QD1 received in the callback, under load by the rx work (conn0.rx_deferred $after), data verified"
     stop_channel "$1"
 }
 
