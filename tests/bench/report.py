@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """The benchmark's table: tests/bench/report.py RESULTS-DIR [--rounds]
+                          tests/bench/report.py --pool RESULTS-DIR...
 
 Reads the fio JSON files tests/bench/guest.sh wrote (RESULTS-DIR/r<round>-<side>-<job>.json) and
 prints one Markdown table: per job and side the median over rounds of MB/s, IOPS and mean
@@ -8,8 +9,15 @@ to open-iscsi's, and for core-iscsi the median of the per-round ratios (each rou
 initiators back to back, so a round's ratio is the least disturbed by the host's drifting load).
 With --rounds, also every round's IOPS and ratio, to show the spread, and fio's CPU use and the
 TCP segments per I/O (from the nstat files guest.sh writes next to fio's JSON).
+
+With --pool, one line per job over several boots (one RESULTS-DIR each): the rounds' ratios
+pooled, their geometric mean, and a 95 % interval for it from resampling the boots and, within
+each, its rounds (the spread between boots is larger than within one, so rounds alone would
+claim too much). The resampling is seeded: the same directories print the same interval.
 """
 import json
+import math
+import random
 import re
 import statistics
 import sys
@@ -82,8 +90,40 @@ def fmt(x, digits=1):
     return f"{x:,.{digits}f}" if x < 100 else f"{x:,.0f}"
 
 
+def pool(dirs):
+    """The --pool report: per job, the core-iscsi/open-iscsi ratios of every round of every boot."""
+    boots = {}
+    for d in dirs:
+        data, _ = load(Path(d))
+        for job, sides in data.items():
+            if sides.get("core-iscsi") and sides.get("open-iscsi"):
+                r = list(paired(sides["core-iscsi"], sides["open-iscsi"]).values())
+                if r:
+                    boots.setdefault(job, []).append(r)
+    if not boots:
+        sys.exit("report.py: no round with both initiators in " + " ".join(dirs))
+    rng = random.Random(7143)
+
+    def geomean(xs):
+        return math.exp(statistics.fmean(math.log(x) for x in xs))
+
+    print("| job | boots | rounds | median of the boots' medians | geometric mean | 95 % interval |")
+    print("|---|---:|---:|---:|---:|---:|")
+    order = [j for j in JOB_TITLES if j in boots] + [j for j in boots if j not in JOB_TITLES]
+    for job in order:
+        groups = boots[job]
+        means = sorted(
+            geomean([rng.choice(g) for g in (rng.choice(groups) for _ in groups) for _ in g])
+            for _ in range(10000))
+        print(f"| {JOB_TITLES.get(job, job)} | {len(groups)} | {sum(map(len, groups))} | "
+              f"{statistics.median(statistics.median(g) for g in groups):.2f} | "
+              f"{geomean([x for g in groups for x in g]):.3f} | {means[250]:.3f}-{means[9749]:.3f} |")
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--pool" in sys.argv:
+        return pool(args) if args else sys.exit(__doc__)
     if len(args) != 1:
         sys.exit(__doc__)
     data, found = load(Path(args[0]))
