@@ -6,10 +6,13 @@
 //! (or in whoever releases the socket lock), it walks the receive queue in place
 //! (tcp_read_sock), assembles PDUs (header, AHS, digests, data, bounded by our
 //! MaxRecvDataSegmentLength; a Data-In's data copied straight into its command's pages) and
-//! hands each to the session, so a response completes its command with no thread hop. What it
-//! cannot do there (fail the connection: that sleeps) it leaves to a work item (`rx_work`),
-//! which also reads what arrived before the callbacks were installed. The receive side's
-//! locks are therefore softirq-safe spinlocks (`SpinLockBh`), as is the session's `io`.
+//! hands each to the session, so a response completes its command with no thread hop. Under
+//! load (several commands in flight, a data segment waiting) the callback leaves the receive
+//! to a work item (`rx_work`) on an unbound queue, which reads the same way with the socket
+//! locked (`receive_ready` says why). `rx_work` also does what the callback cannot (fail the
+//! connection: that sleeps) and reads what arrived before the callbacks were installed. The
+//! receive side's locks are therefore softirq-safe spinlocks (`SpinLockBh`), as is the
+//! session's `io`.
 //!
 //! Sending goes through the send ring (`pending`): commands, the Data-Out bursts R2Ts ask for
 //! and answers to the target's NOP-In pings wait there in order, and whoever holds the `tx`
@@ -231,14 +234,18 @@ const RX_WORK_DEPTH: usize = 4;
 
 /// ... and only when at least this much is waiting: a data segment to copy. A few small
 /// responses are cheaper to take right away than a wake-up (4 KiB writes at QD32 lost 11 %
-/// when their responses went to the work too).
+/// when their responses went to the work too). What is waiting is what arrived since the last
+/// read, so this counts per delivery: over loopback and with GRO a Data-In's whole segment
+/// comes at once; a NIC without GRO delivers MSS-sized pieces, and the work takes over only
+/// once a page of them has piled up.
 const RX_WORK_BYTES: usize = 4096;
 
 fn zeroed(n: usize) -> Result<KVec<u8>> {
     Ok(KVec::from_elem(0, n, GFP_KERNEL)?)
 }
 
-/// The socket's callbacks (softirq context): data is received right in `data_ready`.
+/// The socket's callbacks (softirq context, or a socket owner's `release_sock`): data is
+/// received in `data_ready`, or under load handed to the rx work.
 struct Wake(Arc<Connection>);
 
 impl SocketEvents for Wake {
@@ -534,16 +541,18 @@ impl Connection {
 
     /// The data-ready callback (the socket locked by the network stack). With few commands in
     /// flight it receives right here, as iscsi_tcp does, so a response completes its command
-    /// without a thread hop. Under load, called in softirq context with a data segment waiting,
-    /// it leaves the receive to the rx work instead (see [`RX_WORK_DEPTH`]). Failures are left
-    /// to the rx work too: failing a connection sleeps.
+    /// without a thread hop. Under load, called where the network stack delivered the data
+    /// (not in a socket owner's `release_sock`, which is already a process: the rx work's own,
+    /// or a sender's) with a data segment waiting, it leaves the receive to the rx work instead
+    /// (see [`RX_WORK_DEPTH`]). Failures are left to the rx work too: failing a connection
+    /// sleeps.
     fn receive_ready(self: &Arc<Self>, queue: &mut ReadyQueue<'_>) {
         if self.is_dead() {
             return;
         }
         if self.depth.load(Ordering::Relaxed) >= RX_WORK_DEPTH
             && queue.unread() >= RX_WORK_BYTES
-            && queue.in_softirq()
+            && !queue.owned()
         {
             ConnStats::add(&self.stats.rx_deferred, 1);
             self.queue_rx();

@@ -247,9 +247,9 @@ int core_iscsi_c_sk_unread(struct sock *sk)
 	return tcp_inq(sk);
 }
 
-bool core_iscsi_c_in_softirq(void)
+bool core_iscsi_c_sk_owned(struct sock *sk)
 {
-	return in_serving_softirq();
+	return sock_owned_by_user_nocheck(sk);
 }
 
 int core_iscsi_c_skb_copy_to_pages(const struct sk_buff *skb, unsigned int offset,

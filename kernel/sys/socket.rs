@@ -11,7 +11,8 @@
 //! the full feature phase reads the receive queue in place ([`TcpStream::read`], tcp_read_sock)
 //! and copies each piece where it belongs: headers into a buffer, Data-In straight into a
 //! command's scatterlist. Socket callbacks report readiness to a
-//! [`SocketEvents`] implementation, which runs in softirq context and must only queue work.
+//! [`SocketEvents`] implementation, which runs where the network stack delivers (usually
+//! softirq) or in the socket owner's `release_sock`, and must not sleep.
 
 use super::bindings;
 pub(crate) use super::page::PageRange;
@@ -770,11 +771,13 @@ impl ReadyQueue<'_> {
         usize::try_from(n).unwrap_or(0)
     }
 
-    /// Whether the callback runs in softirq context, on the CPU the data came in on (rather
-    /// than in the process that owns the socket, processing its backlog).
-    pub(crate) fn in_softirq(&self) -> bool {
-        // SAFETY: reads the current context's preempt count; no pointer involved.
-        unsafe { bindings::core_iscsi_c_in_softirq() }
+    /// Whether a process owns the socket: the callback then runs in the owner's
+    /// `release_sock`, processing the backlog, rather than where the network stack delivered
+    /// the data (softirq, or a NAPI or backlog thread).
+    pub(crate) fn owned(&self) -> bool {
+        // SAFETY: `sk` is the socket whose data-ready callback is running, live for the
+        // callback's duration; reading its ownership flag needs no lock.
+        unsafe { bindings::core_iscsi_c_sk_owned(self.sk.as_ptr()) }
     }
 }
 

@@ -13,7 +13,8 @@ use kernel::workqueue::Queue;
 
 /// Flags of alloc_workqueue (include/linux/workqueue.h).
 pub(crate) mod flags {
-    /// Work may run on any CPU, where the scheduler finds room (not the queuer's).
+    /// Work may run on any CPU of the queuer's cache domain (the default affinity scope), where
+    /// the scheduler finds room, rather than on the queuing CPU itself.
     pub(crate) const UNBOUND: u32 = kernel::bindings::wq_flags_WQ_UNBOUND;
     /// Guarantees forward progress under memory pressure: storage I/O completes through it.
     pub(crate) const MEM_RECLAIM: u32 = kernel::bindings::wq_flags_WQ_MEM_RECLAIM;

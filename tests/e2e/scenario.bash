@@ -86,11 +86,11 @@ chap_fails() {
     ok "channel $1: wrong secret refused (EACCES, 'failed: authentication failed', nothing left)"
 }
 
-# rx_deferred ID: the channel's conn0.rx_deferred counter.
-rx_deferred() {
+# channel_stat ID NAME: one line of the channel's stats.
+channel_stat() {
     local n
-    n=$(sed -n 's/^conn0.rx_deferred //p' "$ISCSI_ROOT/$1/stats")
-    [ -n "$n" ] || fail "channel $1: no conn0.rx_deferred in stats"
+    n=$(sed -n "s/^$2 //p" "$ISCSI_ROOT/$1/stats")
+    [ -n "$n" ] || fail "channel $1: no $2 in stats"
     echo "$n"
 }
 
@@ -100,19 +100,26 @@ data_path() {
     start_channel "$1"
     check_disks "$1" "$2" 128 32 16
     local disks=($(channel_disks "$1"))
-    # Reads one at a time are received in the socket's callback, never handed to the rx work.
-    local before after
-    before=$(rx_deferred "$1")
+    # Reads one at a time (nothing else in flight) are received in the socket's callback,
+    # never handed to the rx work.
+    local before after recoveries timeouts
+    recoveries=$(channel_stat "$1" recoveries) timeouts=$(channel_stat "$1" timeouts)
+    [ "$(channel_stat "$1" in_flight)" = 0 ] || fail "channel $1: commands in flight before the QD1 read"
+    before=$(channel_stat "$1" conn0.rx_deferred)
     dd if=/dev/${disks[1]} of=/dev/null bs=4k count=256 iflag=direct status=none \
         || fail "/dev/${disks[1]}: direct read failed"
-    after=$(rx_deferred "$1")
+    after=$(channel_stat "$1" conn0.rx_deferred)
     [ "$after" = "$before" ] || fail "channel $1: reads at QD1 went to the rx work ($before -> $after)"
     fs_roundtrip "${disks[0]}"
+    # fio's reads at QD32 (its verify pass) are received by the rx work, and none of them
+    # waited for a timeout or a recovery to be picked up.
+    before=$(channel_stat "$1" conn0.rx_deferred)
     fio_verify "${disks[1]}" 16m
-    # fio's reads at QD32 (its verify pass) were received by the rx work, not in softirq.
-    after=$(rx_deferred "$1")
+    after=$(channel_stat "$1" conn0.rx_deferred)
     [ "$after" -gt "$before" ] || fail "channel $1: no receive under load went to the rx work (conn0.rx_deferred $after)"
-    ok "channel $1: reads at QD1 received in the callback, under load by the rx work (conn0.rx_deferred $after), data verified"
+    [ "$(channel_stat "$1" recoveries)" = "$recoveries" ] && [ "$(channel_stat "$1" timeouts)" = "$timeouts" ] \
+        || fail "channel $1: recoveries or timeouts during the reads: $(grep -E '^(recoveries|timeouts) ' "$ISCSI_ROOT/$1/stats" | tr '\n' ' ')"
+    ok "channel $1: reads at QD1 received in the callback, fio's at QD32 by the rx work ($before -> $after handoffs), no timeout or recovery, data verified"
     stop_channel "$1"
 }
 
