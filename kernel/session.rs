@@ -5,8 +5,9 @@
 //! The SCSI midlayer hands commands to [`HostOps::queue_command`], which puts each on the
 //! connection's send ring and sends it right away if it is alone in flight (otherwise the
 //! connection's transmit work does); the connection's receive path (its socket's data-ready
-//! callback, usually in softirq context; under load its receive work) hands every PDU the target sends to [`Session::handle_pdu`],
-//! which checks it against the command it names (proto's `task`) and completes it. A session
+//! callback, usually in softirq context; under load its receive work) hands every PDU the
+//! target sends to [`Session::handle_pdu`], which checks it against the command it names
+//! (proto's `task`) and completes it. A session
 //! worker on the control workqueue pings an idle connection and, when the connection is lost
 //! (ErrorRecoveryLevel 0), blocks the host, requeues the commands in flight, logs in again
 //! (session reinstatement: same ISID) and unblocks the host; if that does not succeed within

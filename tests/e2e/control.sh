@@ -106,7 +106,7 @@ ln -s $CFS/target/iscsi/$IQN/tpgt_1/lun/lun_0 $acl/lun_0/mapped
 echo 3 > $acl/attrib/nopin_timeout
 start_channel 0
 sleep 8
-pings=$(sed -n 's/^conn0.nop_pings //p' $ch/stats)
+pings=$(channel_stat 0 conn0.nop_pings)
 [ "$pings" -ge 2 ] || fail "only $pings NOP-Out pings on an idle connection"
 [ "$(cat $ch/state)" = running ] || fail "state $(cat $ch/state) after idling with pings"
 grep -qx "recoveries 0" $ch/stats || fail "the connection was recovered while idle: $(cat $ch/stats)"

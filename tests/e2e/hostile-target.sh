@@ -60,7 +60,6 @@ expect() {
     esac
 }
 
-stat_of() { sed -n "s/^$1 //p" $ch/stats; }
 
 # run_mode MODE AFTER
 run_mode() {
@@ -104,7 +103,7 @@ run_mode() {
     # Let a recovery in progress end, one way or the other.
     wait_for "! grep -qx recovering $ch/state" 20 || true
     st=$(cat $ch/state)
-    rec=$(stat_of recoveries); errs=$(stat_of errors)
+    rec=$(channel_stat 0 recoveries); errs=$(channel_stat 0 errors)
     local klog
     klog=$(dmesg | grep "core-iscsi: channel 0: " || true)
     if [ -n "$want" ]; then
@@ -122,12 +121,12 @@ run_mode() {
         cmp -s /tmp/pattern /tmp/back || fail "$mode/$after: data read back differs"
         what="ignored: the connection stays up, no recovery, data intact"
         case $mode in silent|late-data|after-abort)
-            [ "$(stat_of aborts)" -ge 1 ] || fail "$mode: no abort counted"
-            what="$what; aborts $(stat_of aborts)" ;;
+            [ "$(channel_stat 0 aborts)" -ge 1 ] || fail "$mode: no abort counted"
+            what="$what; aborts $(channel_stat 0 aborts)" ;;
         esac
         if [ "$mode" = good ]; then
             # The fake target itself is right: the 1 MiB write went as immediate data + R2Ts.
-            local r2ts; r2ts=$(stat_of conn0.r2ts)
+            local r2ts; r2ts=$(channel_stat 0 conn0.r2ts)
             [ "$r2ts" -ge 4 ] || fail "good: only $r2ts R2Ts for a 1 MiB write"
             what="the fake target is correct: scan, 1 MiB write ($r2ts R2Ts), reads, data intact"
         fi

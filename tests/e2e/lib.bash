@@ -109,6 +109,14 @@ channel_disks() {
     echo "${out[*]}"
 }
 
+# channel_stat ID NAME: the value of one line of the channel's stats.
+channel_stat() {
+    local n
+    n=$(sed -n "s/^$2 //p" "$ISCSI_ROOT/$1/stats")
+    [ -n "$n" ] || fail "channel $1: no $2 in stats"
+    echo "$n"
+}
+
 # wait_for COND SECONDS: until `eval COND` holds.
 wait_for() {
     local i

@@ -18,7 +18,7 @@ fio --name=survive --filename=/dev/$d --rw=randwrite --bs=64k --iodepth=16 --ioe
     --output=/tmp/fio-survive.txt > /dev/null 2>&1 &
 fio_pid=$!
 # Kill the target once fio is well under way (a few hundred commands in), long before its end.
-wait_for '[ "$(sed -n "s/^commands //p" $ISCSI_ROOT/0/stats)" -gt 300 ]' 30 || fail "fio did not start"
+wait_for '[ "$(channel_stat 0 commands)" -gt 300 ]' 30 || fail "fio did not start"
 kill -0 $fio_pid 2>/dev/null || fail "fio ended before the target was killed: the test proves nothing"
 pkill -9 -x tgtd
 ok "tgtd killed with I/O in flight"
@@ -32,7 +32,7 @@ wait_for 'grep -qx running $ISCSI_ROOT/0/state' 60 || fail "state '$(cat $ISCSI_
 wait $fio_pid || { cat /tmp/fio-survive.txt >&2; fail "fio failed across the recovery"; }
 grep -q "err= 0" /tmp/fio-survive.txt || fail "fio reported errors"
 [ "$(cat $ISCSI_ROOT/0/state)" = running ] || fail "state '$(cat $ISCSI_ROOT/0/state)' after recovery"
-rec=$(sed -n 's/^recoveries //p' $ISCSI_ROOT/0/stats)
+rec=$(channel_stat 0 recoveries)
 [ "$rec" -ge 1 ] || fail "no recovery counted"
 ok "session recovered ($rec recoveries); fio's 8 x 48 MiB verified with no error"
 

@@ -86,14 +86,6 @@ chap_fails() {
     ok "channel $1: wrong secret refused (EACCES, 'failed: authentication failed', nothing left)"
 }
 
-# channel_stat ID NAME: one line of the channel's stats.
-channel_stat() {
-    local n
-    n=$(sed -n "s/^$2 //p" "$ISCSI_ROOT/$1/stats")
-    [ -n "$n" ] || fail "channel $1: no $2 in stats"
-    echo "$n"
-}
-
 # data_path ID VENDOR: the channel's three LUNs (128, 32, 16 MiB) are there with the target's
 # vendor; ext4 with a 64 MiB file read back on the first, fio verify on the second; stop.
 data_path() {
