@@ -41,7 +41,7 @@ use crate::sys::scsi::{
     QueueBusy,
 };
 use crate::sys::socket::TcpStream;
-use crate::tasks::{Ending, Slot, TaskTable, SESSION_ITT};
+use crate::tasks::{Ending, Finished, Slot, TaskTable, SESSION_ITT};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
@@ -457,17 +457,18 @@ impl Session {
         }))
     }
 
-    /// A placed Data-In segment is in: the command goes back, completing if it carried status.
-    pub(crate) fn end_data_in(&self, p: Placement) {
+    /// A placed Data-In segment is in: the command goes back, and comes out finished if the
+    /// segment carried status.
+    pub(crate) fn end_data_in(&self, p: Placement) -> Option<Finished> {
         self.stats
             .read_bytes
             .fetch_add(p.len.into(), Ordering::Relaxed);
         let mut io = self.io.lock();
         io.tasks.give_back(p.itt, p.cmd);
-        if let Some(c) = p.completion {
+        p.completion.and_then(|c| {
             io.tasks
-                .finish(p.itt, Ending::with(completion_result(&c), c.residual, &[]));
-        }
+                .take_finished(p.itt, Ending::with(completion_result(&c), c.residual, &[]))
+        })
     }
 
     /// A placement cut short by a connection failure: the command goes back unfinished
@@ -547,10 +548,14 @@ impl Session {
                     .on_response(r, data)
                     .map_err(|e| protocol(format_args!("SCSI Response: {}", e)))?;
                 let result = completion_result(&step.completion);
-                io.tasks.finish(
+                let done = io.tasks.take_finished(
                     r.itt,
                     Ending::with(result, step.completion.residual, step.sense),
                 );
+                drop(io);
+                if let Some(done) = done {
+                    conn.complete(done);
+                }
             }
             Pdu::DataIn(d) => {
                 let mut io = self.io.lock();
@@ -570,9 +575,13 @@ impl Session {
                 self.stats
                     .read_bytes
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
-                if let Some(c) = step.completion {
+                let done = step.completion.and_then(|c| {
                     io.tasks
-                        .finish(d.itt, Ending::with(completion_result(&c), c.residual, &[]));
+                        .take_finished(d.itt, Ending::with(completion_result(&c), c.residual, &[]))
+                });
+                drop(io);
+                if let Some(done) = done {
+                    conn.complete(done);
                 }
             }
             Pdu::R2t(r) => {

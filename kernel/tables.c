@@ -620,10 +620,23 @@ void core_iscsi_c_cmd_set_sense(struct scsi_cmnd *cmd, const unsigned char *sens
 	memcpy(cmd->sense_buffer, sense, len);
 }
 
-void core_iscsi_c_cmd_done(struct scsi_cmnd *cmd, unsigned int host_byte, unsigned int status)
+void core_iscsi_c_cmd_done(struct scsi_cmnd *cmd, unsigned int host_byte, unsigned int status,
+			   bool here)
 {
+	struct request *rq = scsi_cmd_to_rq(cmd);
+
 	cmd->result = (host_byte & 0xff) << 16 | (status & 0xff);
-	scsi_done(cmd);
+	/*
+	 * rq_affinity=2 asks for completion on the submitting CPU: only scsi_done's path (an IPI)
+	 * takes it there.
+	 */
+	if (here && test_bit(QUEUE_FLAG_SAME_FORCE, &rq->q->queue_flags) &&
+	    blk_mq_rq_cpu(rq) != raw_smp_processor_id())
+		here = false;
+	if (here)
+		scsi_done_direct(cmd);
+	else
+		scsi_done(cmd);
 }
 
 struct scatterlist *core_iscsi_c_sg_entry(struct scatterlist *sg, struct page **page,

@@ -200,8 +200,13 @@ struct scatterlist *core_iscsi_c_cmd_sglist(struct scsi_cmnd *cmd, unsigned int 
 void core_iscsi_c_cmd_set_resid(struct scsi_cmnd *cmd, unsigned int resid);
 /* Copies len (at most SCSI_SENSE_BUFFERSIZE) bytes into the sense buffer. */
 void core_iscsi_c_cmd_set_sense(struct scsi_cmnd *cmd, const unsigned char *sense, unsigned int len);
-/* cmd->result = host_byte << 16 | status; scsi_done(cmd). */
-void core_iscsi_c_cmd_done(struct scsi_cmnd *cmd, unsigned int host_byte, unsigned int status);
+/*
+ * cmd->result = host_byte << 16 | status; then scsi_done(cmd), or scsi_done_direct(cmd) if
+ * here (the block layer's completion runs in this call) unless the queue's rq_affinity=2
+ * wants it on another CPU.
+ */
+void core_iscsi_c_cmd_done(struct scsi_cmnd *cmd, unsigned int host_byte, unsigned int status,
+			   bool here);
 /*
  * One scatterlist entry: its first page, offset and length; returns the next entry (sg_next).
  */

@@ -57,7 +57,9 @@ impl Ending {
         }
     }
 
-    fn apply(self, cmd: Command) {
+    /// Hands `cmd` back to the midlayer: completed then (`here`) or later by the block layer
+    /// (see [`Command::complete_here`]), or forgotten.
+    fn apply(self, cmd: Command, here: bool) {
         match self {
             Ending::Forget => cmd.forget(),
             Ending::Complete {
@@ -70,9 +72,32 @@ impl Ending {
                 if let Some(sense) = sense.get(..sense_len).filter(|s| !s.is_empty()) {
                     cmd.set_sense(sense);
                 }
-                cmd.complete(result);
+                match here {
+                    true => cmd.complete_here(result),
+                    false => cmd.complete(result),
+                }
             }
         }
+    }
+}
+
+/// A command the target ended, taken out of the table to complete after the table's lock is
+/// dropped ([`TaskTable::take_finished`]).
+#[must_use = "a finished command must be completed"]
+pub(crate) struct Finished {
+    cmd: Command,
+    ending: Ending,
+}
+
+impl Finished {
+    /// Completes the command: within this call if `here` (see [`Command::complete_here`]), so
+    /// its waiter wakes now rather than when the block softirq gets to it, after the rest of
+    /// the network receive. The receive path completes here with its own `rx` lock and the
+    /// socket held, which is sound: the completion may submit I/O, but queuecommand may block,
+    /// so blk-mq never runs it from there, and nothing else the completion reaches takes those
+    /// locks.
+    pub(crate) fn complete(self, here: bool) {
+        self.ending.apply(self.cmd, here);
     }
 }
 
@@ -177,17 +202,25 @@ impl TaskTable {
         entry.take()
     }
 
-    /// Ends `itt`: now, or when it comes back if it is lent out (the first ending wins).
+    /// Ends `itt`: now, or when it comes back if it is lent out (the first ending wins). The
+    /// block layer completes it later, so this is called with the table locked.
     pub(crate) fn finish(&mut self, itt: u32, ending: Ending) {
-        let Some(slot) = self.get_mut(itt) else {
-            return;
-        };
+        if let Some(Finished { cmd, ending }) = self.take_finished(itt, ending) {
+            ending.apply(cmd, false);
+        }
+    }
+
+    /// As [`TaskTable::finish`], but a command that can end now is handed out, for the caller
+    /// to complete once the table's lock is dropped.
+    pub(crate) fn take_finished(&mut self, itt: u32, ending: Ending) -> Option<Finished> {
+        let slot = self.get_mut(itt)?;
         if slot.cmd.is_none() {
             slot.ending.get_or_insert(ending);
-            return;
+            return None;
         }
-        if let Some(Slot { cmd: Some(cmd), .. }) = self.take(itt) {
-            ending.apply(cmd);
+        match self.take(itt) {
+            Some(Slot { cmd: Some(cmd), .. }) => Some(Finished { cmd, ending }),
+            _ => None,
         }
     }
 
@@ -222,13 +255,14 @@ impl TaskTable {
         let Some(slot) = self.get_mut(itt) else {
             // Lent commands keep their slot until they come back: this cannot happen. Never
             // leak a command: end it.
-            Ending::result(CommandResult::HostError(crate::sys::scsi::HostByte::Error)).apply(cmd);
+            Ending::result(CommandResult::HostError(crate::sys::scsi::HostByte::Error))
+                .apply(cmd, false);
             return;
         };
         match slot.ending.take() {
             Some(ending) => {
                 if self.take(itt).is_some() {
-                    ending.apply(cmd);
+                    ending.apply(cmd, false);
                 }
             }
             None => slot.cmd = Some(cmd),

@@ -661,14 +661,27 @@ impl Command {
         unsafe { bindings::core_iscsi_c_cmd_set_sense(self.ptr(), sense.as_ptr(), len as c_uint) };
     }
 
-    /// Sets `cmd->result` and hands the command back to the midlayer (`scsi_done`).
+    /// Sets `cmd->result` and hands the command back to the midlayer (`scsi_done`). The block
+    /// layer finishes the request later, in a softirq or on the submitting CPU, so this may be
+    /// called with any lock held.
     pub(crate) fn complete(self, result: CommandResult) {
+        self.done(result, false);
+    }
+
+    /// As [`Command::complete`], but the block layer finishes the request within this call
+    /// (`scsi_done_direct`): whoever waits for it is woken before the caller goes on. The bio's
+    /// completion runs here, so the caller must not hold a lock that a new submission takes.
+    pub(crate) fn complete_here(self, result: CommandResult) {
+        self.done(result, true);
+    }
+
+    fn done(self, result: CommandResult, here: bool) {
         let (host, status) = match result {
             CommandResult::Status(s) => (bindings::scsi_host_status_DID_OK, s),
             CommandResult::HostError(h) => (h as u8 as bindings::scsi_host_status, 0),
         };
         // SAFETY: the command is ours; `self` is consumed, so it is not touched again.
-        unsafe { bindings::core_iscsi_c_cmd_done(self.ptr(), host as c_uint, status.into()) };
+        unsafe { bindings::core_iscsi_c_cmd_done(self.ptr(), host as c_uint, status.into(), here) };
     }
 
     /// Gives the command up without completing it: after the error handler's abort or reset
@@ -692,7 +705,6 @@ impl CommandRef<'_> {
     pub(crate) fn lun(&self) -> u64 {
         lun_of(self.cmd)
     }
-
 }
 
 /// `blk_mq_unique_tag_to_hwq`.
