@@ -516,7 +516,7 @@ impl Connection {
     }
 
     /// Drains the send ring under the tx lock; a send error fails the connection.
-    fn send_queued(self: &Arc<Self>) {
+    pub(crate) fn send_queued(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
         let result = self.drain(&mut tx);
         drop(tx);
@@ -559,6 +559,12 @@ impl Connection {
         if let Err(e) = queue.read(|incoming| self.consume(incoming)) {
             self.fail_later(&mut self.rx.lock(), Failure::from_socket(e));
         }
+    }
+
+    /// Waits for a receive pass in progress to end: it holds `rx` from taking a finished
+    /// command out of the table until it has completed it.
+    pub(crate) fn wait_receive(&self) {
+        drop(self.rx.lock());
     }
 
     /// Whether at least [`RX_WORK_DEPTH`] commands were in flight at the last submission.

@@ -459,6 +459,7 @@ impl Session {
 
     /// A placed Data-In segment is in: the command goes back, and comes out finished if the
     /// segment carried status.
+    #[must_use = "a finished command must be completed"]
     pub(crate) fn end_data_in(&self, p: Placement) -> Option<Finished> {
         self.stats
             .read_bytes
@@ -1390,14 +1391,21 @@ impl HostOps for Session {
 
     fn abort(&self, cmd: &CommandRef<'_>) -> EhOutcome {
         self.stats.aborts.fetch_add(1, Ordering::Relaxed);
-        let found = {
+        let (found, conn) = {
             let mut io = self.io.lock();
-            io.tasks
+            let found = io
+                .tasks
                 .itt_of_tag(cmd.tag())
-                .and_then(|itt| io.tasks.get_mut(itt).map(|s| (itt, s.cmd_sn, s.lun)))
+                .and_then(|itt| io.tasks.get_mut(itt).map(|s| (itt, s.cmd_sn, s.lun)));
+            (found, io.conn.clone())
         };
         let Some((itt, cmd_sn, lun)) = found else {
-            // Completed meanwhile.
+            // Completed meanwhile, or being completed: the receive path completes outside
+            // `io` (`Connection::complete`). Wait for it to let go of the command before the
+            // midlayer retries or reuses it.
+            if let Some(conn) = conn {
+                conn.wait_receive();
+            }
             return EhOutcome::Success;
         };
         match self.task_mgmt(TMF_ABORT_TASK, lun, itt, cmd_sn) {
@@ -1418,9 +1426,11 @@ impl HostOps for Session {
     }
 
     fn commit(&self) {
+        // Sends what is queued without touching the connection's depth hint: blk-mq calls
+        // this when a dispatch stops short (a busy device), which is load, not idleness.
         let conn = self.io.lock().conn.clone();
         if let Some(conn) = conn {
-            conn.transmit_queued(0, true);
+            conn.send_queued();
         }
     }
 

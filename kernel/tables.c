@@ -627,8 +627,8 @@ void core_iscsi_c_cmd_done(struct scsi_cmnd *cmd, unsigned int host_byte, unsign
 
 	cmd->result = (host_byte & 0xff) << 16 | (status & 0xff);
 	/*
-	 * rq_affinity=2 asks for completion on the submitting CPU: only scsi_done's path (an IPI)
-	 * takes it there.
+	 * rq_affinity=2 asks for completion on the submitting CPU: leave that to scsi_done's path,
+	 * which decides whether to send it there.
 	 */
 	if (here && test_bit(QUEUE_FLAG_SAME_FORCE, &rq->q->queue_flags) &&
 	    blk_mq_rq_cpu(rq) != raw_smp_processor_id())

@@ -93,9 +93,10 @@ impl Finished {
     /// Completes the command: within this call if `here` (see [`Command::complete_here`]), so
     /// its waiter wakes now rather than when the block softirq gets to it, after the rest of
     /// the network receive. The receive path completes here with its own `rx` lock and the
-    /// socket held, which is sound: the completion may submit I/O, but queuecommand may block,
-    /// so blk-mq never runs it from there, and nothing else the completion reaches takes those
-    /// locks.
+    /// socket held, which is sound: the SCSI completion restarts queues only asynchronously,
+    /// a bio's end_io must already be callable in atomic context (completions run in hardirq
+    /// too), and nothing the completion reaches takes those locks. The error handler's abort
+    /// waits on `rx` for a completion in progress (`Connection::wait_receive`).
     pub(crate) fn complete(self, here: bool) {
         self.ending.apply(self.cmd, here);
     }
@@ -212,6 +213,7 @@ impl TaskTable {
 
     /// As [`TaskTable::finish`], but a command that can end now is handed out, for the caller
     /// to complete once the table's lock is dropped.
+    #[must_use = "a finished command must be completed"]
     pub(crate) fn take_finished(&mut self, itt: u32, ending: Ending) -> Option<Finished> {
         let slot = self.get_mut(itt)?;
         if slot.cmd.is_none() {

@@ -662,15 +662,15 @@ impl Command {
     }
 
     /// Sets `cmd->result` and hands the command back to the midlayer (`scsi_done`). The block
-    /// layer finishes the request later, in a softirq or on the submitting CPU, so this may be
-    /// called with any lock held.
+    /// layer mostly finishes the request later (in its softirq, or on the submitting CPU), but
+    /// on the submitting CPU of a one-CPU queue context it does so within this call.
     pub(crate) fn complete(self, result: CommandResult) {
         self.done(result, false);
     }
 
     /// As [`Command::complete`], but the block layer finishes the request within this call
     /// (`scsi_done_direct`): whoever waits for it is woken before the caller goes on. The bio's
-    /// completion runs here, so the caller must not hold a lock that a new submission takes.
+    /// completion runs here, in the caller's context (see `tasks::Finished::complete`).
     pub(crate) fn complete_here(self, result: CommandResult) {
         self.done(result, true);
     }
