@@ -575,7 +575,7 @@ impl Connection {
     /// Completes a command the target ended. With few in flight, right here: the block layer
     /// would raise its softirq for it, which runs only after the rest of the network receive
     /// (an ACK, the next packets), and fio's next read waits for that (4 KiB reads at QD1
-    /// ran 1.10x as fast, Documentation/benchmarks.md). Under load through that softirq, which
+    /// ran 1.09x as fast, Documentation/benchmarks.md). Under load through that softirq, which
     /// takes the completions off the receive path.
     pub(crate) fn complete(&self, done: Finished) {
         done.complete(!self.under_load());
@@ -794,9 +794,7 @@ impl Connection {
         *layout = None;
         *got = 0;
         if let Some(p) = placing.take() {
-            if let Some(done) = self.session.end_data_in(p) {
-                self.complete(done);
-            }
+            self.session.end_data_in(self, p);
             return Ok(true);
         }
         let ahs = buf.get(..ahs_end).ok_or(Failure::Protocol)?;

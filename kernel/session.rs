@@ -33,7 +33,7 @@ use crate::proto::pdu::{
 use crate::proto::serial::{self, CmdWindow};
 use crate::proto::task::Task;
 use crate::proto::text::Params;
-use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
+use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh, SpinLockBhBackend};
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{now_ms, random_bytes, sleep_ms};
 use crate::sys::scsi::{
@@ -41,10 +41,11 @@ use crate::sys::scsi::{
     QueueBusy,
 };
 use crate::sys::socket::TcpStream;
-use crate::tasks::{Ending, Finished, Slot, TaskTable, SESSION_ITT};
+use crate::tasks::{Ending, Slot, TaskTable, SESSION_ITT};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
+use kernel::sync::lock::Guard;
 use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::msecs_to_jiffies;
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
@@ -457,19 +458,17 @@ impl Session {
         }))
     }
 
-    /// A placed Data-In segment is in: the command goes back, and comes out finished if the
-    /// segment carried status.
-    #[must_use = "a finished command must be completed"]
-    pub(crate) fn end_data_in(&self, p: Placement) -> Option<Finished> {
+    /// A placed Data-In segment is in: the command goes back, completing if it carried status.
+    pub(crate) fn end_data_in(&self, conn: &Connection, p: Placement) {
         self.stats
             .read_bytes
             .fetch_add(p.len.into(), Ordering::Relaxed);
         let mut io = self.io.lock();
         io.tasks.give_back(p.itt, p.cmd);
-        p.completion.and_then(|c| {
-            io.tasks
-                .take_finished(p.itt, Ending::with(completion_result(&c), c.residual, &[]))
-        })
+        if let Some(c) = p.completion {
+            let ending = Ending::with(completion_result(&c), c.residual, &[]);
+            finish_received(conn, io, p.itt, ending);
+        }
     }
 
     /// A placement cut short by a connection failure: the command goes back unfinished
@@ -549,14 +548,8 @@ impl Session {
                     .on_response(r, data)
                     .map_err(|e| protocol(format_args!("SCSI Response: {}", e)))?;
                 let result = completion_result(&step.completion);
-                let done = io.tasks.take_finished(
-                    r.itt,
-                    Ending::with(result, step.completion.residual, step.sense),
-                );
-                drop(io);
-                if let Some(done) = done {
-                    conn.complete(done);
-                }
+                let ending = Ending::with(result, step.completion.residual, step.sense);
+                finish_received(conn, io, r.itt, ending);
             }
             Pdu::DataIn(d) => {
                 let mut io = self.io.lock();
@@ -576,13 +569,9 @@ impl Session {
                 self.stats
                     .read_bytes
                     .fetch_add(data.len() as u64, Ordering::Relaxed);
-                let done = step.completion.and_then(|c| {
-                    io.tasks
-                        .take_finished(d.itt, Ending::with(completion_result(&c), c.residual, &[]))
-                });
-                drop(io);
-                if let Some(done) = done {
-                    conn.complete(done);
+                if let Some(c) = step.completion {
+                    let ending = Ending::with(completion_result(&c), c.residual, &[]);
+                    finish_received(conn, io, d.itt, ending);
                 }
             }
             Pdu::R2t(r) => {
@@ -1368,6 +1357,21 @@ impl Session {
             more,
         )?;
         Ok(())
+    }
+}
+
+/// Ends `itt` on the receive path: out of the table under `io`, completed once `io` is dropped
+/// (`Connection::complete`, which may complete within the call).
+fn finish_received(
+    conn: &Connection,
+    mut io: Guard<'_, Io, SpinLockBhBackend>,
+    itt: u32,
+    ending: Ending,
+) {
+    let done = io.tasks.take_finished(itt, ending);
+    drop(io);
+    if let Some(done) = done {
+        conn.complete(done);
     }
 }
 

@@ -72,9 +72,10 @@ impl Ending {
                 if let Some(sense) = sense.get(..sense_len).filter(|s| !s.is_empty()) {
                     cmd.set_sense(sense);
                 }
-                match here {
-                    true => cmd.complete_here(result),
-                    false => cmd.complete(result),
+                if here {
+                    cmd.complete_here(result);
+                } else {
+                    cmd.complete(result);
                 }
             }
         }
