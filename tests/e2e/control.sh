@@ -3,6 +3,7 @@
 # attribute (nothing half-applied), settings locked while running, login failures named in
 # `state` with nothing left behind, IPv6 portals, LUN numbering (LUN 0 absent, LUN > 255), the
 # queue depth, keepalive pings both ways, and rmmod refused while a channel exists.
+# vm-kernel: debug
 # vm-args: --timeout 600
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"

@@ -9,6 +9,7 @@
 # `stop` and rmdir must work after every mode, and rmmod at the end.
 #   tests/vm/run tests/e2e/hostile-target.sh [MODE...] runs only those modes. The target's log and
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
+# vm-kernel: debug
 # vm-args: --timeout 900
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"

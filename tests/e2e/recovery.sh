@@ -2,6 +2,7 @@
 # Surviving faults: the target dies under load and comes back; the session recovers by itself
 # (no daemon involved) and the I/O completes with its data intact. A target that stays away
 # past replacement_timeout fails the I/O instead of hanging it, and stop still cleans up.
+# vm-kernel: debug
 # vm-args: --timeout 600
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
