@@ -8,10 +8,11 @@ use std::process::Command;
 const CTL: &str = env!("CARGO_BIN_EXE_initiator-ctl");
 const INAME: &str = env!("CARGO_BIN_EXE_initiator-iname");
 
-/// A config dir holding the repository's example files (sysconfig/).
+/// A config dir holding the test fixtures (tests/fixtures/sysconfig: the examples the howto
+/// gives, uncommented).
 fn example_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sysconfig");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysconfig");
     fs::create_dir(dir.path().join("sysconfig")).unwrap();
     for f in ["initiator", "initiator_auth", "iscsi_device_maps"] {
         fs::copy(src.join(f), dir.path().join("sysconfig").join(f)).unwrap();
@@ -208,6 +209,179 @@ fn start_without_a_name_file_creates_none_when_the_config_is_bad() {
     let (code, _, err) = ctl(dir.path(), &["start"]);
     assert_eq!(code, 1, "{err}");
     assert!(!dir.path().join("initiatorname.iscsi").exists());
+}
+
+/// The example files `make install` puts in /etc/sysconfig start nothing and hold no secret;
+/// with them, `check-config` is happy and says there is nothing to do.
+#[test]
+fn shipped_examples_are_commented_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sysconfig");
+    fs::create_dir(dir.path().join("sysconfig")).unwrap();
+    for f in ["initiator", "initiator_auth", "iscsi_device_maps"] {
+        let text = fs::read_to_string(src.join(f)).unwrap();
+        for l in text.lines() {
+            assert!(l.is_empty() || l.starts_with('#'), "{f}: active line {l:?}");
+        }
+        fs::copy(src.join(f), dir.path().join("sysconfig").join(f)).unwrap();
+    }
+    fs::set_permissions(
+        dir.path().join("sysconfig/initiator_auth"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let (code, out, err) = ctl(dir.path(), &["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configuration OK"), "{out}");
+    assert!(
+        out.contains("has no CHANNEL line): start has nothing to do"),
+        "{out}"
+    );
+    // The example secrets of the fixtures are not in the shipped file.
+    let auth = fs::read_to_string(src.join("initiator_auth")).unwrap();
+    assert!(!auth.contains("somepass"), "{auth}");
+}
+
+/// check-config reports the bad lines of every file in one run, each on its own line.
+#[test]
+fn check_config_reports_every_error_at_once() {
+    let dir = example_dir();
+    let ini = dir.path().join("sysconfig/initiator");
+    let maps = dir.path().join("sysconfig/iscsi_device_maps");
+    let mut text = fs::read_to_string(&ini).unwrap();
+    text.push_str(
+        "CHANNEL=\"2 1 127.0.0.1 32600x 0\"\nCHANNEL=\"3 1 127.0.0.1 3260 0 immediatedata=No\"\n",
+    );
+    let n = text.lines().count();
+    fs::write(&ini, text).unwrap();
+    fs::write(
+        &maps,
+        "DEVICE=\"0 0 1 a\"\nDEVICE=\"2 0 1 b\"\nDEVICE=\"0 0 x c\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = ctl(dir.path(), &["check-config"]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        format!(
+            "{i}:{}: field 5 (port): \"32600x\" is not a port number (1-65535)\n\
+             {i}:{n}: field 8 (attributes): unknown channel attribute \"immediatedata\" (the iSCSI key is spelt ImmediateData: keys are case-sensitive)\n\
+             {m}:3: field 3 (partition): \"x\" is not a partition number (0-255, 0 = whole device)\n",
+            n - 1,
+            i = ini.display(),
+            m = maps.display()
+        )
+    );
+    let (code, out, _) = ctl(dir.path(), &["--json", "check-config"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["errors"].as_array().unwrap().len(), 3);
+}
+
+/// The summary says what the module will do: one connection, portals in order, no binding.
+#[test]
+fn check_config_summary_says_what_the_module_does() {
+    let dir = example_dir();
+    fs::write(
+        dir.path().join("sysconfig/initiator"),
+        "CHANNEL=\"1 2 eth1 127.0.0.1 3260 0 AuthMethod=None\"\nCHANNEL=\"1 2 eth2 127.0.0.2 3260 0\"\n",
+    )
+    .unwrap();
+    fs::write(dir.path().join("sysconfig/initiator_auth"), "").unwrap();
+    fs::write(dir.path().join("sysconfig/iscsi_device_maps"), "").unwrap();
+    let (code, out, err) = ctl(dir.path(), &["check-config"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("channel 1: target (discovered at start), 1 connection (4 asked for; one per session today), portals 127.0.0.1:3260, 127.0.0.2:3260 (tried in this order); eth1, eth2 not bound to (the route decides the interface); auth none; 0 maps\n"),
+        "{out}"
+    );
+    assert!(!out.contains("4 connections"), "{out}");
+}
+
+/// Runs initiator-ctl as an unprivileged user (nobody when the tests run as root).
+fn ctl_unprivileged(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(CTL);
+    c.env_remove("CORE_ISCSI_CONFIG_DIR")
+        .arg("--config-dir")
+        .arg(dir)
+        .args(args);
+    if nix::unistd::geteuid().is_root() {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// A non-root user is told so before any file is read (even a broken one), with
+/// `initiator-ctl:` once; `status` works for them without the secrets file and says the
+/// module is not loaded.
+#[test]
+fn not_root_is_said_first_and_status_still_works() {
+    let dir = example_dir();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(
+        dir.path().join("sysconfig"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    for args in [
+        &["start"][..],
+        &["stop"],
+        &["pause"],
+        &["map"],
+        &["unmap"],
+        &["remap"],
+    ] {
+        let (code, out, err) = ctl_unprivileged(dir.path(), args);
+        assert_eq!(code, 6, "{args:?}: {err}");
+        assert_eq!(out, "");
+        assert_eq!(
+            err,
+            "initiator-ctl: this command needs root (it reads the CHAP secrets, loads the module and mounts)\n"
+        );
+    }
+    let (code, out, err) = ctl_unprivileged(dir.path(), &["status"]);
+    assert_eq!(code, 8, "{err}");
+    assert_eq!(err, "");
+    assert!(
+        out.starts_with("the core_iscsi module is not loaded: no channel is running"),
+        "{out}"
+    );
+    assert!(out.contains("channel 0: stopped\n"), "{out}");
+    let (_, out, _) = ctl_unprivileged(dir.path(), &["--json", "status"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["module_loaded"], false);
+    // A broken file does not change the answer for start: root comes first.
+    fs::write(dir.path().join("sysconfig/initiator"), "CHANNEL=\"0 1\"\n").unwrap();
+    let (code, _, err) = ctl_unprivileged(dir.path(), &["start"]);
+    assert_eq!(code, 6, "{err}");
+}
+
+/// With no channel configured, start succeeds and does nothing (no module is loaded).
+#[test]
+fn start_with_no_channel_does_nothing() {
+    if !nix::unistd::geteuid().is_root() {
+        let (code, _, _) = ctl(Path::new("/nonexistent"), &["start"]);
+        assert_eq!(code, 6);
+        return;
+    }
+    let dir = example_dir();
+    fs::write(dir.path().join("sysconfig/initiator"), "# none\n").unwrap();
+    fs::write(dir.path().join("sysconfig/iscsi_device_maps"), "").unwrap();
+    fs::write(dir.path().join("sysconfig/initiator_auth"), "").unwrap();
+    let (code, out, err) = ctl(dir.path(), &["start"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.ends_with("initiator: nothing to start\n") && out.contains("no channel in "),
+        "{out}"
+    );
+    assert!(!Path::new("/sys/kernel/config/core_iscsi").exists());
 }
 
 #[test]

@@ -135,8 +135,29 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator:1: unexpected text \"junk\" after the closing quote (quote the whole value; comments start with #)"),
     (INI, "CHANNEL=\"\"",
      "/etc/sysconfig/initiator:1: CHANNEL= has an empty value"),
-    (INI, "# only comments\n",
-     "/etc/sysconfig/initiator: defines no channel (no CHANNEL=\"...\" line)"),
+    // --- what an editor or a careless paste leaves in a file ---
+    (INI, "\u{FEFF}CHANNEL=\"0 1 ::1 3260 0\"",
+     "/etc/sysconfig/initiator:1: the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF): save it without one"),
+    (INI, "CHANNEL=\u{201C}0 1 ::1 3260 0\u{201D}",
+     "/etc/sysconfig/initiator:1: curly quote \u{201C} (U+201C) where a straight quote \" belongs (a word processor or web page replaced it)"),
+    (INI, "# fine\nCHANNEL=\"0 1 ::1 3260 0 caf\u{e9}\"",
+     "/etc/sysconfig/initiator:2: field 9 (target name): \"caf\u{e9}\" is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui. or naa.)"),
+    (INI, "channel=\"0 1 ::1 3260 0\"",
+     "/etc/sysconfig/initiator:1: \"channel\": variable names are case-sensitive, write CHANNEL=\"...\""),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 immediatedata=No\"",
+     "/etc/sysconfig/initiator:1: field 8 (attributes): unknown channel attribute \"immediatedata\" (the iSCSI key is spelt ImmediateData: keys are case-sensitive)"),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 AuthMethod=None Nopout_timeout=5\"",
+     "/etc/sysconfig/initiator:1: field 7 (keys): unknown iSCSI key \"Nopout_timeout\" (the channel attribute is spelt nopout_timeout, in field 8)"),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 AuthMethod=None disks\"",
+     "/etc/sysconfig/initiator:1: field 9 (target name): \"disks\" is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui. or naa.)"),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 IQN.2003-01.org.example:disks\"",
+     "/etc/sysconfig/initiator:1: field 9 (target name): \"IQN.2003-01.org.example:disks\": an iSCSI name starts with lowercase iqn."),
+    (INI, "CHANNEL=\"0 1 fe80::1 3260 0\"",
+     "/etc/sysconfig/initiator:1: field 4 (address): \"fe80::1\" is a link-local IPv6 address, which needs its interface: write fe80::1%eth0 (with your interface's name)"),
+    (INI, "CHANNEL=\"0 1 2001:db8::1%eth0 3260 0\"",
+     "/etc/sysconfig/initiator:1: field 4 (address): \"2001:db8::1%eth0\": only a link-local IPv6 address (fe80::/10) takes a %interface"),
+    (INI, "CHANNEL=\"0 1 fe80::1%eth/0 3260 0\"",
+     "/etc/sysconfig/initiator:1: field 4 (address): \"fe80::1%eth/0\": \"eth/0\" after % is not a network interface name or index"),
     // --- initiator_auth (never quotes the file's text) ---
     (AUTH, "AUTH=\"0 2 alice secretsecret12\"",
      "/etc/sysconfig/initiator_auth:1: field 2 (mutual): must be 0 (one-way CHAP) or 1 (mutual CHAP)"),
@@ -185,7 +206,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (NAME, "InitiatorName=iqn.2005-03.org.core_iscsi:01:abc",
      "/etc/initiatorname.iscsi:1: field 1 (InitiatorName): \"iqn.2005-03.org.core_iscsi:01:abc\" contains '_': use letters, digits, '-', '.' and ':'"),
     (NAME, "InitiatorName=foo",
-     "/etc/initiatorname.iscsi:1: field 1 (InitiatorName): \"foo\" is not an iSCSI name (iqn., eui. or naa.)"),
+     "/etc/initiatorname.iscsi:1: field 1 (InitiatorName): \"foo\" is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui. or naa.)"),
     (NAME, "InitiatorName=naa.123456789012345",
      "/etc/initiatorname.iscsi:1: field 1 (InitiatorName): \"naa.123456789012345\" is not naa. followed by 16 or 32 hexadecimal digits"),
     (NAME, "InitiatorName=iqn.2005-03.org.a:1\nInitiatorName=iqn.2005-03.org.a:2",
@@ -194,16 +215,77 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/initiatorname.iscsi: has no InitiatorName= line"),
 ];
 
+/// Bytes that are not UTF-8: named with their line in a CHANNEL line, tolerated in a comment.
+#[test]
+fn a_byte_that_is_not_utf8_is_named_with_its_line() {
+    let p = Path::new(INI);
+    let text = b"# caf\xe9 in Latin-1: a comment, harmless\nCHANNEL=\"0 1 ::1 3260 0 iqn.2003-01.org.caf\xe9:t\"\n";
+    let e = parse_initiator(p, text).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/sysconfig/initiator:2: byte 0xE9 (at column 44) is not UTF-8: save the file as UTF-8 or ASCII"
+    );
+    assert!(parse_initiator(p, b"# caf\xe9\nCHANNEL=\"0 1 ::1 3260 0\"\n").is_ok());
+    // In the secrets file the byte's value is not shown.
+    let e = parse_auth(Path::new(AUTH), b"AUTH=\"0 0 alice s\xe9cretsecret12\"\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/etc/sysconfig/initiator_auth:1: byte 18 of the line is not UTF-8 (save the file as UTF-8 or ASCII)"
+    );
+}
+
+/// Every bad line of a file is reported in one run, each once, in line order.
+#[test]
+fn every_bad_line_of_a_file_at_once() {
+    let text = "CHANNEL=\"0 1 ::1 32600x 0\"\n\
+                CHANNEL=\"1 1 ::1 3260 0 ImmediateData=yes\"\n\
+                CHANNEL=\"2 1 ::1 3260 0\"\n\
+                CHANEL=\"3 1 ::1 3260 0\"\n\
+                CHANNEL=\"4 1 fe80::1 3260 0\"\n";
+    let e = parse_initiator(Path::new(INI), text).unwrap_err();
+    let lines: Vec<String> = e.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "/etc/sysconfig/initiator:1: field 5 (port): \"32600x\" is not a port number (1-65535)",
+            "/etc/sysconfig/initiator:2: field 7 (keys): ImmediateData=\"yes\" is not Yes or No (values are case-sensitive)",
+            "/etc/sysconfig/initiator:4: unknown variable \"CHANEL\" (expected CHANNEL=\"...\")",
+            "/etc/sysconfig/initiator:5: field 4 (address): \"fe80::1\" is a link-local IPv6 address, which needs its interface: write fe80::1%eth0 (with your interface's name)",
+        ]
+    );
+    assert_eq!(e.to_string(), lines.join("\n"));
+    let e = parse_device_maps(
+        Path::new(MAPS),
+        "DEVICE=\"0 x 1 a\"\nDEVICE=\"0 0 1 b\"\nDEVICE=\"0 0 1 a/b\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.errors().len(), 2, "{e}");
+    assert_eq!(e.errors()[1].line_number(), Some(3));
+    let e = parse_auth(
+        Path::new(AUTH),
+        "AUTH=\"0 2 u secretsecret12\"\nAUTH=\"1 0\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.errors().len(), 2, "{e}");
+}
+
 fn parse(file: &str, text: &str) -> Result<(), String> {
     let p = Path::new(file);
     match file {
-        INI => parse_initiator(p, text).map(drop),
-        AUTH => parse_auth(p, text).map(drop),
-        MAPS => parse_device_maps(p, text).map(drop),
-        NAME => parse_initiator_name(p, text).map(drop),
+        INI => parse_initiator(p, text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        AUTH => parse_auth(p, text).map(drop).map_err(|e| e.to_string()),
+        MAPS => parse_device_maps(p, text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        NAME => parse_initiator_name(p, text)
+            .map(drop)
+            .map_err(|e| e.to_string()),
         _ => unreachable!(),
     }
-    .map_err(|e| e.to_string())
 }
 
 #[test]

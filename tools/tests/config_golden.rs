@@ -298,14 +298,153 @@ fn cross_file_errors() {
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err().to_string();
     let p = dir.path().display();
     assert_eq!(e, format!("{p}/sysconfig/iscsi_device_maps:2: field 1 (channel): channel 3 is not defined in {p}/sysconfig/initiator"));
-    // Missing initiatorname.iscsi.
+    // Missing initiatorname.iscsi: reported with the rest, first.
     fs::remove_file(dir.path().join("initiatorname.iscsi")).unwrap();
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err().to_string();
     assert_eq!(
         e,
         format!(
-            "{p}/initiatorname.iscsi: does not exist (create it with: initiator-iname --write)"
+            "{p}/initiatorname.iscsi: does not exist (create it with: initiator-iname --write)\n\
+             {p}/sysconfig/iscsi_device_maps:2: field 1 (channel): channel 3 is not defined in {p}/sysconfig/initiator"
         )
+    );
+}
+
+/// Every bad line of every file in one run, each once: a channel whose CHANNEL line is
+/// wrong is not reported again as undefined by its AUTH and DEVICE lines, nor as lacking
+/// credentials when its AUTH line is wrong.
+#[test]
+fn every_error_of_every_file_once() {
+    let dir = config_dir(
+        "CHANNEL=\"0 1 127.0.0.1 3260x 0 AuthMethod=CHAP\"\n\
+         CHANNEL=\"1 1 127.0.0.1 3260 0 AuthMethod=CHAP iqn.2003-01.org.example:t\"\n\
+         CHANNEL=\"2 1 127.0.0.1 3260 0 AuthMethod=None\"\n",
+        Some((
+            "AUTH=\"0 0 alice secretsecret12\"\nAUTH=\"1 2 bob secretsecret13\"\n",
+            0o600,
+        )),
+        Some("DEVICE=\"0 0 1 a\"\nDEVICE=\"2 0 x b\"\nDEVICE=\"9 0 1 c\"\n"),
+    );
+    let e = load(&ConfigPaths::new(dir.path())).unwrap_err();
+    let p = dir.path().display();
+    let lines: Vec<String> = e.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{p}/sysconfig/initiator:1: field 5 (port): \"3260x\" is not a port number (1-65535)"),
+            format!("{p}/sysconfig/initiator_auth:2: field 2 (mutual): must be 0 (one-way CHAP) or 1 (mutual CHAP)"),
+            format!("{p}/sysconfig/iscsi_device_maps:2: field 3 (partition): \"x\" is not a partition number (0-255, 0 = whole device)"),
+            format!("{p}/sysconfig/iscsi_device_maps:3: field 1 (channel): channel 9 is not defined in {p}/sysconfig/initiator"),
+        ]
+    );
+    assert!(!e.to_string().contains("secretsecret"));
+}
+
+/// Two channels may reach one target (multipath), but not mount two LUNs at one place.
+#[test]
+fn two_maps_on_one_mount_point_are_refused() {
+    let t = "iqn.2003-01.org.example:disks";
+    let ini = format!(
+        "CHANNEL=\"0 1 127.0.0.1 3260 0 {t}\"\nCHANNEL=\"1 1 127.0.0.2 3260 0 {}\"\n",
+        t.to_uppercase().replacen("IQN", "iqn", 1)
+    );
+    let dir = config_dir(
+        &ini,
+        None,
+        Some("DEVICE=\"0 0 1 data\"\nDEVICE=\"1 1 1 logs\"\n"),
+    );
+    load(&ConfigPaths::new(dir.path())).expect("two channels to one target, different names");
+    fs::write(
+        dir.path().join("sysconfig/iscsi_device_maps"),
+        "DEVICE=\"0 0 1 data\"\nDEVICE=\"1 1 1 data\"\n",
+    )
+    .unwrap();
+    let e = load(&ConfigPaths::new(dir.path())).unwrap_err().to_string();
+    let p = dir.path().display();
+    assert_eq!(
+        e,
+        format!("{p}/sysconfig/iscsi_device_maps:2: field 4 (name): \"data\" would mount at /{}/data like line 1 (channel 0), since channels 0 and 1 reach the same target: use another name", t.to_uppercase().replacen("IQN", "iqn", 1))
+    );
+}
+
+/// A configuration with no channel is valid: a fresh install starts nothing.
+#[test]
+fn no_channel_is_a_valid_configuration() {
+    let dir = config_dir("# nothing yet\n", None, None);
+    let loaded = load(&ConfigPaths::new(dir.path())).unwrap();
+    assert!(loaded.config.channels.is_empty());
+    fs::remove_file(dir.path().join("sysconfig/initiator")).unwrap();
+    assert!(load(&ConfigPaths::new(dir.path()))
+        .unwrap()
+        .config
+        .channels
+        .is_empty());
+}
+
+/// The files that decide what root logs in to and mounts: not writable by group or others,
+/// owned by root or the user running the tool; the secrets file is not a symbolic link.
+#[test]
+fn files_root_acts_on_are_protected() {
+    let ini = "CHANNEL=\"0 1 127.0.0.1 3260 0 AuthMethod=CHAP\"\n";
+    let dir = config_dir(
+        ini,
+        Some(("AUTH=\"0 0 u secretsecret12\"\n", 0o600)),
+        Some("DEVICE=\"0 0 1 a\"\n"),
+    );
+    let paths = ConfigPaths::new(dir.path());
+    load(&paths).unwrap();
+    for (file, mode) in [(&paths.initiator, 0o664), (&paths.device_maps, 0o646)] {
+        fs::set_permissions(file, fs::Permissions::from_mode(mode)).unwrap();
+        let e = load(&paths).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}: mode {mode:04o} lets group or others write this file, which decides what root logs in to and mounts; run: chmod go-w {}",
+                file.display(),
+                file.display()
+            )
+        );
+        fs::set_permissions(file, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // A symbolic link to a private file is still refused: the link decides what is read.
+    let real = dir.path().join("real_auth");
+    fs::rename(&paths.auth, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &paths.auth).unwrap();
+    let e = load(&paths).unwrap_err().to_string();
+    assert_eq!(e, format!("{}: is a symbolic link: a file of CHAP secrets must be the file itself (replace the link with the file it points to, mode 600)", paths.auth.display()));
+    fs::remove_file(&paths.auth).unwrap();
+    fs::rename(&real, &paths.auth).unwrap();
+    // Owned by someone else (only root can make such a file).
+    if nix::unistd::geteuid().is_root() {
+        for file in [&paths.initiator, &paths.auth, &paths.device_maps] {
+            nix::unistd::chown(file.as_path(), Some(nix::unistd::Uid::from_raw(4321)), None)
+                .unwrap();
+            let e = load(&paths).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "{}: is owned by uid 4321, not by root",
+                    file.display()
+                )) && e.ends_with(&format!("run: chown root {}", file.display())),
+                "{e}"
+            );
+            nix::unistd::chown(file.as_path(), Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        }
+    }
+    load(&paths).unwrap();
+}
+
+#[test]
+fn link_local_ipv6_takes_an_interface() {
+    let chans = parse_initiator(
+        Path::new("initiator"),
+        "CHANNEL=\"0 1 fe80::1%lo 3260 0\"\r\nCHANNEL=\"1 1\t[fe80::2%2] 3260 0\"\r\n",
+    )
+    .unwrap();
+    assert_eq!(chans[&0].portals[0].scope.as_deref(), Some("lo"));
+    assert_eq!(chans[&0].portals[0].endpoint(), "[fe80::1%lo]:3260");
+    assert_eq!(
+        chans[&1].portals[0].endpoint_with_scope(Some("2")),
+        "[fe80::2%2]:3260"
     );
 }
 
@@ -326,7 +465,7 @@ fn auth_file_mode_is_checked() {
         match read_auth_file(&p) {
             Ok(text) => {
                 assert!(ok, "mode {mode:o} accepted");
-                assert!(text.unwrap().contains("AUTH="));
+                assert!(String::from_utf8_lossy(&text.unwrap()).contains("AUTH="));
             }
             Err(e) => {
                 assert!(!ok, "mode {mode:o} refused: {e}");
@@ -357,7 +496,7 @@ fn load_refuses_a_world_readable_auth_file() {
     let dir = config_dir(HOWTO_CHANNELS, Some((HOWTO_AUTH, 0o644)), None);
     let e = load(&ConfigPaths::new(dir.path())).unwrap_err();
     assert!(
-        matches!(e, ConfigError::Permissions { mode: 0o644, .. }),
+        matches!(e.errors(), [ConfigError::Permissions { mode: 0o644, .. }]),
         "{e}"
     );
 }

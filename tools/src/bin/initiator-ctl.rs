@@ -119,6 +119,11 @@ fn main() -> ExitCode {
                     }
                 }
             } else {
+                if out.module_loaded == Some(false) {
+                    println!(
+                        "the core_iscsi module is not loaded: no channel is running (initiator-ctl start loads it)"
+                    );
+                }
                 for s in &out.status {
                     print!("{}", s.render());
                 }
@@ -126,7 +131,7 @@ fn main() -> ExitCode {
             out.exit.into()
         }
         Err(e) => {
-            eprintln!("initiator-ctl: {e}");
+            e.report();
             if cli.json {
                 println!(
                     "{}",
@@ -160,9 +165,10 @@ fn check_config(paths: &ConfigPaths, json: bool) -> ExitCode {
         Err(e) => {
             eprintln!("{e}");
             if json {
+                let errors: Vec<String> = e.errors().iter().map(|e| e.to_string()).collect();
                 println!(
                     "{}",
-                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                    serde_json::json!({ "ok": false, "error": e.to_string(), "errors": errors })
                 );
             }
             Exit::Config.into()

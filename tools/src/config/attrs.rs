@@ -137,9 +137,19 @@ pub(crate) fn validate_attr(
 ) -> Result<(&'static AttrSpec, String), String> {
     let Some(spec) = ATTRS.iter().find(|a| a.name == name) else {
         let hint = if super::keys::key_spec(name).is_some() {
-            " (iSCSI keys belong in field 7, before the attributes)"
+            " (iSCSI keys belong in field 7, before the attributes)".to_string()
+        } else if let Some(k) = super::keys::KEYS
+            .iter()
+            .find(|k| k.name.eq_ignore_ascii_case(name))
+        {
+            format!(
+                " (the iSCSI key is spelt {}: keys are case-sensitive)",
+                k.name
+            )
+        } else if let Some(a) = ATTRS.iter().find(|a| a.name.eq_ignore_ascii_case(name)) {
+            format!(" (attribute names are lowercase: {})", a.name)
         } else {
-            ""
+            String::new()
         };
         return Err(format!("unknown channel attribute \"{name}\"{hint}"));
     };

@@ -120,6 +120,74 @@ impl ConfigError {
     }
 }
 
+/// Every error of a configuration, in file and line order: what `check-config` and `start`
+/// report in one run. Its `Display` is one line per error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The errors.
+    pub fn errors(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// `Err` with these errors unless there are none.
+    pub(crate) fn check(errors: Vec<ConfigError>) -> Result<(), ConfigErrors> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The channels a file has an error about: checks that depend on them are not made, so one
+/// mistake is reported once, not again as "channel N is not defined" in the next file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Broken {
+    /// Channel ids of lines with an error.
+    pub(crate) ids: std::collections::BTreeSet<u32>,
+    /// A line with an error whose channel id could not be made out (or the whole file).
+    pub(crate) unknown: bool,
+}
+
+impl Broken {
+    /// Records a broken line whose first word is `id_text`.
+    pub(crate) fn add(&mut self, id_text: Option<&str>) {
+        match id_text.and_then(|t| super::lexer::number(t, 0, u64::from(super::MAX_CHANNEL_ID))) {
+            Some(id) => {
+                self.ids.insert(id as u32);
+            }
+            None => self.unknown = true,
+        }
+    }
+
+    /// Whether checks about channel `id` should be left out.
+    pub(crate) fn covers(&self, id: u32) -> bool {
+        self.unknown || self.ids.contains(&id)
+    }
+}
+
 /// A problem with one field, before the file and line are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fault {

@@ -24,9 +24,9 @@ use iscsi_proto::settings::SettingError;
 use serde::Serialize;
 
 use super::attrs::{validate_attr, ChannelAttrs};
-use super::error::{ConfigError, Fault, Field};
+use super::error::{Broken, ConfigError, ConfigErrors, Fault, Field};
 use super::keys::{validate_key, IscsiKeys};
-use super::lexer::{assignments, number};
+use super::lexer::{lex, number};
 use super::names::{looks_like_iscsi_name, validate_iscsi_name};
 use super::ChapCredentials;
 
@@ -76,8 +76,12 @@ pub struct Portal {
     pub address: Address,
     /// TCP port.
     pub port: u16,
-    /// Network device to bind the connections to, if given.
+    /// Network device named in field 3, if given (not used yet: the route decides the
+    /// interface).
     pub netdev: Option<String>,
+    /// The `%interface` of a link-local IPv6 address (a name or an index); `start` writes
+    /// the interface's index, which is what the module takes.
+    pub scope: Option<String>,
     /// TCP connections to open through this portal (field 2 of its line).
     pub connections: u32,
     /// The line that defined it.
@@ -85,10 +89,16 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// `address:port`, with brackets around an IPv6 address.
+    /// `address:port`, with brackets around an IPv6 address (and its `%scope` as written).
     pub fn endpoint(&self) -> String {
-        match self.address {
-            Address::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{}", self.port),
+        self.endpoint_with_scope(self.scope.as_deref())
+    }
+
+    /// `address:port` with `scope` (an interface index, say) after a `%`.
+    pub fn endpoint_with_scope(&self, scope: Option<&str>) -> String {
+        match (&self.address, scope) {
+            (Address::Ip(IpAddr::V6(ip)), Some(s)) => format!("[{ip}%{s}]:{}", self.port),
+            (Address::Ip(IpAddr::V6(ip)), None) => format!("[{ip}]:{}", self.port),
             _ => format!("{}:{}", self.address, self.port),
         }
     }
@@ -118,35 +128,57 @@ pub struct Channel {
     pub(crate) auth_method_line: Option<usize>,
 }
 
-/// Parses the text of the initiator file into channels.
-pub fn parse_initiator(file: &Path, text: &str) -> Result<BTreeMap<u32, Channel>, ConfigError> {
+/// Parses the text of the initiator file into channels; every error of the file at once.
+pub fn parse_initiator(
+    file: &Path,
+    text: impl AsRef<[u8]>,
+) -> Result<BTreeMap<u32, Channel>, ConfigErrors> {
+    let (channels, _, errors) = parse_initiator_all(file, text.as_ref());
+    ConfigErrors::check(errors)?;
+    Ok(channels)
+}
+
+/// [`parse_initiator`]'s work: the channels of the good lines, the channels with a bad line,
+/// and one error per bad line.
+pub(crate) fn parse_initiator_all(
+    file: &Path,
+    text: &[u8],
+) -> (BTreeMap<u32, Channel>, Broken, Vec<ConfigError>) {
     let mut channels: BTreeMap<u32, Channel> = BTreeMap::new();
     // Where each key / attribute was first given, per channel: (channel, name) -> line.
     let mut given: BTreeMap<(u32, &'static str), usize> = BTreeMap::new();
-    for a in assignments(file, text, "CHANNEL", false)? {
-        let line = a.line;
-        let parsed = parse_line(&a.words).map_err(|f| f.at(file, line))?;
-        merge(&mut channels, &mut given, parsed, line).map_err(|f| f.at(file, line))?;
+    let lexed = lex(file, text, "CHANNEL", false);
+    let mut errors = lexed.errors;
+    let mut broken = Broken::default();
+    for (_, first) in &lexed.broken {
+        broken.add(first.as_deref());
     }
-    // Last, once the file is known to be well-formed: what RFC 7143 allows but this initiator
-    // does not do. The module refuses the same in its `params` attribute at start.
+    for a in lexed.assignments {
+        let line = a.line;
+        let r =
+            parse_line(&a.words).and_then(|parsed| merge(&mut channels, &mut given, parsed, line));
+        if let Err(f) = r {
+            errors.push(f.at(file, line));
+            broken.add(a.words.first().map(String::as_str));
+        }
+    }
+    // Last, once the lines are known to be well-formed: what RFC 7143 allows but this
+    // initiator does not do. The module refuses the same in its `params` attribute at start.
     for ch in channels.values() {
+        if broken.ids.contains(&ch.id) {
+            continue;
+        }
         if let Some((name, why)) = unsupported(ch) {
             let line = given.get(&(ch.id, name)).copied().unwrap_or(ch.line);
             let value = ch.keys.get(name).unwrap_or_default();
-            return Err(
+            errors.push(
                 Fault::new(F_KEYS, format!("{name}={value} is not supported: {why}"))
                     .at(file, line),
             );
         }
     }
-    if channels.is_empty() {
-        return Err(ConfigError::file(
-            file,
-            "defines no channel (no CHANNEL=\"...\" line)",
-        ));
-    }
-    Ok(channels)
+    errors.sort_by_key(|e| e.line_number());
+    (channels, broken, errors)
 }
 
 /// One parsed CHANNEL line.
@@ -177,7 +209,7 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     let third = words.get(2).ok_or(missing(F_ADDRESS))?;
     // The network device is optional: field 3 is an address when it is an IP literal, or when
     // the word after it is a bare number (the port); otherwise it names a network device.
-    let has_netdev = parse_ip(third).is_none()
+    let has_netdev = parse_ip(third.split('%').next().unwrap_or(third)).is_none()
         && words
             .get(3)
             .is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
@@ -189,7 +221,7 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     } else {
         None
     };
-    let address = parse_address(words.get(i).ok_or(missing(F_ADDRESS))?)?;
+    let (address, scope) = parse_scoped_address(words.get(i).ok_or(missing(F_ADDRESS))?)?;
     let port_text = words.get(i + 1).ok_or(missing(F_PORT))?;
     let port = number(port_text, 1, 65535).ok_or_else(|| {
         Fault::new(
@@ -216,7 +248,9 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     let mut rest = &words[i + 3..];
     let mut target = None;
     if let Some((last, init)) = rest.split_last() {
-        if looks_like_iscsi_name(last) {
+        // Field 9 is the last word that is not name=value (a bare key or attribute name is a
+        // broken field 7 or 8, reported there).
+        if looks_like_iscsi_name(last) || (!last.contains('=') && !is_setting_name(last)) {
             validate_iscsi_name(last).map_err(|p| Fault::new(F_TARGET, p))?;
             target = Some(last.clone());
             rest = init;
@@ -263,6 +297,7 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
             address,
             port,
             netdev,
+            scope,
             connections,
             line: 0,
         },
@@ -302,6 +337,56 @@ fn parse_ip(text: &str) -> Option<IpAddr> {
         return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
     }
     text.parse::<IpAddr>().ok()
+}
+
+/// Whether `word` is the name of a key or attribute, in any case (`ImmediateData` alone).
+fn is_setting_name(word: &str) -> bool {
+    super::keys::KEYS
+        .iter()
+        .any(|k| k.name.eq_ignore_ascii_case(word))
+        || super::attrs::ATTRS
+            .iter()
+            .any(|a| a.name.eq_ignore_ascii_case(word))
+}
+
+/// An address with an optional `%scope`, which only a link-local IPv6 address takes and
+/// which a link-local one needs (which interface the address is on).
+fn parse_scoped_address(text: &str) -> Result<(Address, Option<String>), Fault> {
+    let (bare, scope) = match text.split_once('%') {
+        Some((a, s)) => {
+            let a = a.strip_prefix('[').unwrap_or(a);
+            let s = s.strip_suffix(']').unwrap_or(s);
+            (a, Some(s))
+        }
+        None => (text, None),
+    };
+    let address = parse_address(bare)?;
+    let link_local = matches!(address, Address::Ip(IpAddr::V6(ip)) if ip.is_unicast_link_local());
+    match (link_local, scope) {
+        (true, Some(s)) => {
+            let numeric = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            if !numeric {
+                validate_netdev(s).map_err(|_| {
+                    Fault::new(
+                        F_ADDRESS,
+                        format!("\"{text}\": \"{s}\" after % is not a network interface name or index"),
+                    )
+                })?;
+            }
+            Ok((address, Some(s.to_string())))
+        }
+        (true, None) => Err(Fault::new(
+            F_ADDRESS,
+            format!(
+                "\"{text}\" is a link-local IPv6 address, which needs its interface: write {bare}%eth0 (with your interface's name)"
+            ),
+        )),
+        (false, Some(_)) => Err(Fault::new(
+            F_ADDRESS,
+            format!("\"{text}\": only a link-local IPv6 address (fe80::/10) takes a %interface"),
+        )),
+        (false, None) => Ok((address, None)),
+    }
 }
 
 fn parse_address(text: &str) -> Result<Address, Fault> {

@@ -6,7 +6,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::error::{ConfigError, Field};
-use super::lexer::assignments;
+use super::lexer::lex;
 use super::names::validate_iscsi_name;
 
 /// The prefix of generated names: `iqn.2005-03.org.core-iscsi:01:`. The naming authority is
@@ -20,7 +20,11 @@ const FIELD: Field = Field(1, "InitiatorName");
 /// Parses the text of initiatorname.iscsi: comment lines, blank lines, and exactly one
 /// `InitiatorName=NAME` line (shell quoting allowed).
 pub fn parse_initiator_name(file: &Path, text: &str) -> Result<String, ConfigError> {
-    let lines = assignments(file, text, "InitiatorName", false)?;
+    let lexed = lex(file, text.as_bytes(), "InitiatorName", false);
+    if let Some(e) = lexed.errors.into_iter().next() {
+        return Err(e);
+    }
+    let lines = lexed.assignments;
     let mut found: Option<(usize, String)> = None;
     for a in lines.iter() {
         if let Some((first, _)) = &found {

@@ -105,6 +105,15 @@ pub(crate) fn validate_key(name: &str, value: &str) -> Result<(&'static KeySpec,
                 k.name
             ));
         }
+        if let Some(a) = super::attrs::ATTRS
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+        {
+            return Err(format!(
+                "unknown iSCSI key \"{name}\" (the channel attribute is spelt {}, in field 8)",
+                a.name
+            ));
+        }
         return Err(format!("unknown iSCSI key \"{name}\""));
     };
     let canonical = match spec.kind {

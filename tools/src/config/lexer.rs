@@ -1,5 +1,6 @@
 //! The shell-variable syntax shared by the sysconfig files: `VAR="word word ..."`, whole-line
-//! `#` comments, comments after the closing quote, blank lines, shell quoting (`shell-words`).
+//! `#` comments, comments after the closing quote, blank lines, shell quoting (`shell-words`),
+//! CRLF line ends, tabs or spaces between words.
 
 use std::path::Path;
 
@@ -15,24 +16,106 @@ pub(crate) struct Assignment {
     pub(crate) words: Zeroizing<Vec<String>>,
 }
 
-/// Reads every `var=` assignment of `text`. Any other non-comment line is an error. When
-/// `sensitive` is set, no error quotes any text of the line.
-pub(crate) fn assignments(
-    file: &Path,
-    text: &str,
-    var: &str,
-    sensitive: bool,
-) -> Result<Vec<Assignment>, ConfigError> {
-    let mut out = Vec::new();
-    for (index, raw) in text.lines().enumerate() {
+/// What [`lex`] made of a file: the good assignments, the lines it refused and why.
+pub(crate) struct Lexed {
+    /// The `VAR="..."` lines that were read.
+    pub(crate) assignments: Vec<Assignment>,
+    /// Refused lines, with the first word of their value when it can be made out (a channel
+    /// id, so that checks about that channel are not made and fail again).
+    pub(crate) broken: Vec<(usize, Option<String>)>,
+    /// One error per refused line (and one for a byte order mark).
+    pub(crate) errors: Vec<ConfigError>,
+}
+
+/// Typographic quotes that editors and web pages put where a shell quote belongs.
+const CURLY_QUOTES: &[char] = &[
+    '\u{201C}', '\u{201D}', '\u{201E}', '\u{201F}', '\u{2018}', '\u{2019}', '\u{201A}', '\u{201B}',
+    '\u{00AB}', '\u{00BB}', '\u{2033}', '\u{2032}',
+];
+
+/// The first word of a line's value as written, before any quoting is understood
+/// (`CHANNEL="0 1 ...` gives `0`).
+fn first_word_guess(raw: &str) -> Option<String> {
+    let value = raw.split_once('=')?.1;
+    let w = value
+        .trim_start_matches(|c: char| {
+            c == '"' || c == '\'' || c.is_whitespace() || CURLY_QUOTES.contains(&c)
+        })
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || CURLY_QUOTES.contains(&c))
+        .next()?;
+    (!w.is_empty()).then(|| w.to_string())
+}
+
+/// Reads every `var=` assignment of `bytes`, and every problem on the way: a UTF-8 byte order
+/// mark, a byte that is not UTF-8 (tolerated in a comment line), a curly quote, bad quoting,
+/// another variable, text after the closing quote, an empty value. A refused line is reported
+/// once and left out. When `sensitive` is set, no error quotes any text of the line.
+pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexed {
+    let mut out = Lexed {
+        assignments: Vec::new(),
+        broken: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut bytes = bytes;
+    if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        out.errors.push(ConfigError::line(
+            file,
+            1,
+            "the file starts with a UTF-8 byte order mark (BOM, bytes EF BB BF): save it without one",
+        ));
+        bytes = rest;
+    }
+    for (index, raw_bytes) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = index + 1;
+        let raw_bytes = raw_bytes.strip_suffix(b"\r").unwrap_or(raw_bytes);
+        let lossy;
+        let raw: &str = match std::str::from_utf8(raw_bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                lossy = String::from_utf8_lossy(raw_bytes);
+                if lossy.trim_start().starts_with('#') {
+                    continue; // a comment in another encoding does no harm
+                }
+                let at = e.valid_up_to();
+                let problem = if sensitive {
+                    format!(
+                        "byte {} of the line is not UTF-8 (save the file as UTF-8 or ASCII)",
+                        at + 1
+                    )
+                } else {
+                    format!(
+                        "byte 0x{:02X} (at column {}) is not UTF-8: save the file as UTF-8 or ASCII",
+                        raw_bytes[at],
+                        at + 1
+                    )
+                };
+                out.errors.push(ConfigError::line(file, line, problem));
+                out.broken.push((line, first_word_guess(&lossy)));
+                continue;
+            }
+        };
         let trimmed = raw.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let words = Zeroizing::new(shell_words::split(trimmed).map_err(|_| {
-            ConfigError::line(file, line, "unterminated quote (expected VAR=\"...\")")
-        })?);
+        let mut refuse = |problem: String| {
+            out.errors.push(ConfigError::line(file, line, problem));
+            out.broken.push((line, first_word_guess(trimmed)));
+        };
+        if let Some(c) = trimmed.chars().find(|c| CURLY_QUOTES.contains(c)) {
+            refuse(format!(
+                "curly quote {c} (U+{:04X}) where a straight quote \" belongs (a word processor or web page replaced it)",
+                c as u32
+            ));
+            continue;
+        }
+        let words = match shell_words::split(trimmed) {
+            Ok(w) => Zeroizing::new(w),
+            Err(_) => {
+                refuse("unterminated quote (expected VAR=\"...\")".to_string());
+                continue;
+            }
+        };
         let Some(first) = words.first() else {
             continue; // only a comment after all
         };
@@ -42,17 +125,18 @@ pub(crate) fn assignments(
         {
             Some(value) => value,
             None => {
-                let problem = if sensitive {
+                let name = first.split('=').next().unwrap_or("");
+                let problem = if name.eq_ignore_ascii_case(var) {
+                    format!("\"{name}\": variable names are case-sensitive, write {var}=\"...\"")
+                } else if sensitive {
                     format!("expected {var}=\"...\"")
+                } else if first.contains('=') {
+                    format!("unknown variable \"{name}\" (expected {var}=\"...\")")
                 } else {
-                    let name = first.split('=').next().unwrap_or("");
-                    if first.contains('=') {
-                        format!("unknown variable \"{name}\" (expected {var}=\"...\")")
-                    } else {
-                        format!("expected {var}=\"...\", found \"{first}\"")
-                    }
+                    format!("expected {var}=\"...\", found \"{first}\"")
                 };
-                return Err(ConfigError::line(file, line, problem));
+                refuse(problem);
+                continue;
             }
         };
         if words.len() > 1 {
@@ -65,22 +149,20 @@ pub(crate) fn assignments(
                     words[1]
                 )
             };
-            return Err(ConfigError::line(file, line, problem));
+            refuse(problem);
+            continue;
         }
         let split: Vec<String> = value.split_whitespace().map(str::to_string).collect();
         if split.is_empty() {
-            return Err(ConfigError::line(
-                file,
-                line,
-                format!("{var}= has an empty value"),
-            ));
+            refuse(format!("{var}= has an empty value"));
+            continue;
         }
-        out.push(Assignment {
+        out.assignments.push(Assignment {
             line,
             words: Zeroizing::new(split),
         });
     }
-    Ok(out)
+    out
 }
 
 /// Parses a decimal number made of ASCII digits only (no sign, no spaces), within `min..=max`.

@@ -42,8 +42,15 @@ pub fn validate_iscsi_name(name: &str) -> Result<(), String> {
         ));
     }
     let Some(rest) = name.strip_prefix("iqn.") else {
+        let lower = name.to_ascii_lowercase();
+        if looks_like_iscsi_name(&lower) {
+            return Err(format!(
+                "\"{name}\": an iSCSI name starts with lowercase {}",
+                &lower[..4]
+            ));
+        }
         return Err(format!(
-            "\"{name}\" is not an iSCSI name (iqn., eui. or naa.)"
+            "\"{name}\" is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui. or naa.)"
         ));
     };
     if let Some(c) = name

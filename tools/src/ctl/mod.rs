@@ -13,7 +13,7 @@ pub mod status;
 
 use serde::Serialize;
 
-use crate::config::{self, Config, ConfigError, ConfigPaths, Warning};
+use crate::config::{self, Config, ConfigError, ConfigErrors, ConfigPaths, Warning};
 use crate::exit_code::Exit;
 
 pub use ops::{Ctl, Outcome};
@@ -21,9 +21,10 @@ pub use ops::{Ctl, Outcome};
 /// Why a subcommand failed, one line each; [`CtlError::exit`] gives the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
-    /// A configuration file is wrong (names file, line and field).
+    /// Configuration files are wrong: every error, one line each (naming file, line and
+    /// field).
     #[error("{0}")]
-    Config(#[from] ConfigError),
+    Config(#[from] ConfigErrors),
     /// Bad command line.
     #[error("{0}")]
     Usage(String),
@@ -54,7 +55,22 @@ pub enum CtlError {
     System(String),
 }
 
+impl From<ConfigError> for CtlError {
+    fn from(e: ConfigError) -> Self {
+        CtlError::Config(e.into())
+    }
+}
+
 impl CtlError {
+    /// Prints the error on stderr: each configuration error on a line of its own (they name
+    /// their file), anything else after `initiator-ctl: `.
+    pub fn report(&self) {
+        match self {
+            CtlError::Config(e) => eprintln!("{e}"),
+            e => eprintln!("initiator-ctl: {e}"),
+        }
+    }
+
     /// A channel error.
     pub fn channel(channel: u32, what: impl Into<String>) -> Self {
         CtlError::Channel {
@@ -98,7 +114,7 @@ pub struct CheckReport {
 
 /// `check-config`: loads and validates the four files; touches nothing.
 /// A missing initiatorname.iscsi is a warning only: `start` creates it.
-pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigError> {
+pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigErrors> {
     let missing = std::fs::symlink_metadata(&paths.initiator_name).is_err();
     let mut loaded = if missing {
         config::load_with_name(paths, Some(ops::PLACEHOLDER_NAME))?
@@ -124,7 +140,9 @@ pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigError> {
 }
 
 impl CheckReport {
-    /// A short human summary: one line per channel and per channel's maps.
+    /// A short human summary: one line per channel, saying what the module will do with it
+    /// (one connection, portals tried in order, no interface binding), not only what the
+    /// file asks for.
     pub fn summary(&self) -> String {
         let c = &self.config;
         let mut out = format!(
@@ -132,34 +150,48 @@ impl CheckReport {
             self.paths.dir.display(),
             c.initiator_name
         );
+        if c.channels.is_empty() {
+            out.push_str(&format!(
+                "no channels ({} has no CHANNEL line): start has nothing to do\n",
+                self.paths.initiator.display()
+            ));
+        }
         for ch in c.channels.values() {
-            let portals: Vec<String> = ch
+            let portals: Vec<String> = ch.portals.iter().map(|p| p.endpoint()).collect();
+            let portals = if portals.len() == 1 {
+                format!("portal {}", portals[0])
+            } else {
+                format!("portals {} (tried in this order)", portals.join(", "))
+            };
+            let asked = if ch.connections > 1 {
+                format!(" ({} asked for; one per session today)", ch.connections)
+            } else {
+                String::new()
+            };
+            let devs: Vec<&str> = ch
                 .portals
                 .iter()
-                .map(|p| match &p.netdev {
-                    Some(dev) => format!("{} via {dev} (x{})", p.endpoint(), p.connections),
-                    None => format!("{} (x{})", p.endpoint(), p.connections),
-                })
+                .filter_map(|p| p.netdev.as_deref())
                 .collect();
+            let devs = if devs.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} not bound to (the route decides the interface)",
+                    devs.join(", ")
+                )
+            };
             let auth = match &ch.auth {
                 Some(a) if a.mutual.is_some() => "mutual CHAP",
                 Some(_) => "CHAP",
                 None => "none",
             };
+            let nmaps = c.maps_for(ch.id).count();
             out.push_str(&format!(
-                "channel {}: target {}, {} connection{}, portals {}; auth {}; {} map{}\n",
+                "channel {}: target {}, 1 connection{asked}, {portals}{devs}; auth {auth}; {nmaps} map{}\n",
                 ch.id,
                 ch.target_name.as_deref().unwrap_or("(discovered at start)"),
-                ch.connections,
-                if ch.connections == 1 { "" } else { "s" },
-                portals.join(", "),
-                auth,
-                c.maps_for(ch.id).count(),
-                if c.maps_for(ch.id).count() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
+                if nmaps == 1 { "" } else { "s" },
             ));
         }
         out

@@ -61,6 +61,9 @@ pub struct Outcome {
     /// The status of each channel (for `status` only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub status: Vec<ChannelStatus>,
+    /// Whether the module is loaded (for `status` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module_loaded: Option<bool>,
     /// The exit code.
     #[serde(skip)]
     pub exit: Exit,
@@ -96,7 +99,8 @@ fn require_root() -> Result<(), CtlError> {
         Ok(())
     } else {
         Err(CtlError::Permission(
-            "initiator-ctl: this command needs root".into(),
+            "this command needs root (it reads the CHAP secrets, loads the module and mounts)"
+                .into(),
         ))
     }
 }
@@ -117,9 +121,14 @@ impl Ctl {
     /// Loads the configuration; a missing initiatorname.iscsi is created only when `create_name`
     /// (by `start`), and only after everything else has been found valid.
     pub fn load(&self, create_name: bool) -> Result<Config, CtlError> {
+        self.load_with(create_name, true)
+    }
+
+    /// [`Ctl::load`]; without `read_auth`, the secrets file is left unread (`status`).
+    fn load_with(&self, create_name: bool, read_auth: bool) -> Result<Config, CtlError> {
         let name_missing = std::fs::symlink_metadata(&self.paths.initiator_name).is_err();
         let loaded = if name_missing {
-            let l = config::load_with_name(&self.paths, Some(PLACEHOLDER_NAME))?;
+            let l = config::load_with(&self.paths, Some(PLACEHOLDER_NAME), read_auth)?;
             if !create_name {
                 l
             } else {
@@ -131,10 +140,10 @@ impl Ctl {
                         n.name()
                     );
                 }
-                config::load(&self.paths)?
+                config::load_with(&self.paths, None, read_auth)?
             }
         } else {
-            config::load(&self.paths)?
+            config::load_with(&self.paths, None, read_auth)?
         };
         for w in &loaded.warnings {
             eprintln!("{w}");
@@ -181,6 +190,7 @@ impl Ctl {
             ok: true,
             channels: Vec::new(),
             status: Vec::new(),
+            module_loaded: None,
             exit: Exit::Ok,
         };
         for &id in ids {
@@ -193,7 +203,7 @@ impl Ctl {
             let error = match r {
                 Ok(()) => None,
                 Err(e) => {
-                    eprintln!("initiator-ctl: {e}");
+                    e.report();
                     if out.ok {
                         out.exit = e.exit();
                     }
@@ -214,9 +224,18 @@ impl Ctl {
     /// `start [CHANNEL]`: load the module if needed, configure and log in each channel (or
     /// resume a paused one), then mount its DEVICE entries.
     pub fn start(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        require_root()?;
         let cfg = self.load(false)?;
         let ids = self.select(&cfg, channel, Scope::Configured)?;
-        require_root()?;
+        if ids.is_empty() {
+            if self.verbose {
+                println!(
+                    "no channel in {}: nothing to start",
+                    self.paths.initiator.display()
+                );
+            }
+            return Ok(self.each(&[], |_, _| Ok(())));
+        }
         let cfg = self.load(true)?;
         self.kernel.ensure_loaded()?;
         Ok(self.each(&ids, |log, id| self.start_one(log, &cfg, id)))
@@ -252,6 +271,7 @@ impl Ctl {
             Some(t) => t.clone(),
             None => self.discover_target(log, cfg, ch)?,
         };
+        self.check_mount_points(cfg, id, &target)?;
         dir.create()?;
         let r = self.configure(log, cfg, ch, &dir, &target);
         if let Err(e) = r {
@@ -442,6 +462,29 @@ impl Ctl {
         }
     }
 
+    /// Refuses a discovered `target` for channel `id` when one of its DEVICE lines would
+    /// mount where a line of another channel to the same target does (the configuration
+    /// could not check it: the target name was not written down).
+    fn check_mount_points(&self, cfg: &Config, id: u32, target: &str) -> Result<(), CtlError> {
+        for m in cfg.maps_for(id) {
+            let clash = cfg.maps.iter().find(|o| {
+                o.channel != id
+                    && o.name == m.name
+                    && self
+                        .target_of(cfg, o.channel)
+                        .is_some_and(|t| t.eq_ignore_ascii_case(target))
+            });
+            if let Some(first) = clash {
+                let e = config::mount_point_collision(&self.paths.device_maps, m, first, target);
+                return Err(CtlError::channel(
+                    id,
+                    format!("discovered target {target}, but {e}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The target name of a channel: the module's (it may have been discovered), else the
     /// configuration's.
     fn target_of(&self, cfg: &Config, id: u32) -> Option<String> {
@@ -471,9 +514,9 @@ impl Ctl {
 
     /// `map [CHANNEL]`: mount the DEVICE entries of running channels.
     pub fn map(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        require_root()?;
         let cfg = self.load(false)?;
         let ids = self.select(&cfg, channel, Scope::Configured)?;
-        require_root()?;
         self.kernel.require_loaded()?;
         Ok(self.each(&ids, |log, id| self.map_one(log, &cfg, id)))
     }
@@ -632,9 +675,9 @@ impl Ctl {
 
     /// `unmap [CHANNEL] [--force]`.
     pub fn unmap(&self, channel: Option<u32>, force: bool) -> Result<Outcome, CtlError> {
+        require_root()?;
         let cfg = self.load(false)?;
         let ids = self.select(&cfg, channel, Scope::ConfiguredOrRunning)?;
-        require_root()?;
         Ok(self.each(&ids, |log, id| self.unmap_one(log, &cfg, id, force)))
     }
 
@@ -725,9 +768,9 @@ impl Ctl {
 
     /// `remap [CHANNEL]`: unmap, then map.
     pub fn remap(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        require_root()?;
         let cfg = self.load(false)?;
         let ids = self.select(&cfg, channel, Scope::Configured)?;
-        require_root()?;
         self.kernel.require_loaded()?;
         Ok(self.each(&ids, |log, id| {
             self.unmap_one(log, &cfg, id, false)?;
@@ -737,9 +780,9 @@ impl Ctl {
 
     /// `pause [CHANNEL]`: log out, keeping disks and mounts; their I/O waits for `start`.
     pub fn pause(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        require_root()?;
         let cfg = self.load(false)?;
         let ids = self.select(&cfg, channel, Scope::Configured)?;
-        require_root()?;
         self.kernel.require_loaded()?;
         Ok(self.each(&ids, |log, id| {
             let dir = self.kernel.channel(id);
@@ -768,9 +811,9 @@ impl Ctl {
     /// `stop [CHANNEL]`: unmap (failing on a busy mount), remove the disks, log out, remove
     /// the channel directory.
     pub fn stop(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
+        require_root()?;
         let cfg = self.load(false)?;
         let ids = self.select(&cfg, channel, Scope::ConfiguredOrRunning)?;
-        require_root()?;
         Ok(self.each(&ids, |log, id| self.stop_one(log, &cfg, id)))
     }
 
@@ -842,13 +885,15 @@ impl Ctl {
     /// parameters, LUNs and mounts, counters. The exit code is 0 when every channel shown is
     /// running, [`Exit::NotRunning`] otherwise.
     pub fn status(&self, channel: Option<u32>) -> Result<Outcome, CtlError> {
-        let cfg = self.load(false)?;
+        // Status shows no secret, so it reads none: any user may run it.
+        let cfg = self.load_with(false, false)?;
         let ids = self.select(&cfg, channel, Scope::ConfiguredOrRunning)?;
         let status: Vec<ChannelStatus> = ids.iter().map(|&id| self.status_one(&cfg, id)).collect();
-        let all_running = status.iter().all(|s| s.state == "running");
+        let all_running = self.kernel.is_loaded() && status.iter().all(|s| s.state == "running");
         Ok(Outcome {
             ok: true,
             channels: Vec::new(),
+            module_loaded: Some(self.kernel.is_loaded()),
             exit: if all_running {
                 Exit::Ok
             } else {
