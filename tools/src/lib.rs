@@ -3,3 +3,4 @@ pub mod config;
 pub mod ctl;
 pub mod exit_code;
 pub mod net;
+pub mod text;

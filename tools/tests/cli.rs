@@ -384,6 +384,93 @@ fn start_with_no_channel_does_nothing() {
     assert!(!Path::new("/sys/kernel/config/core_iscsi").exists());
 }
 
+/// probe checks the target name before it connects: nothing reaches the portal.
+#[test]
+fn probe_checks_the_target_name_before_connecting() {
+    let dir = example_dir();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let portal = l.local_addr().unwrap().to_string();
+    let (code, out, err) = ctl(dir.path(), &["probe", "-p", &portal, "-T", "disks"]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(out, "");
+    assert_eq!(
+        err,
+        "initiator-ctl: -T/--target: \"disks\" is not an iSCSI name (iqn.YYYY-MM.reversed.domain[:id], eui. or naa.)\n"
+    );
+    assert_eq!(
+        l.accept().unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "probe connected with a bad name"
+    );
+}
+
+/// discover creates a missing initiatorname.iscsi, as start does, and a target that hangs up
+/// is not called a protocol error.
+#[test]
+fn discover_creates_the_name_file() {
+    let dir = example_dir();
+    let name = dir.path().join("initiatorname.iscsi");
+    fs::remove_file(&name).unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let portal = l.local_addr().unwrap().to_string();
+    let t = std::thread::spawn(move || drop(l.accept().unwrap()));
+    let (code, out, err) = ctl(dir.path(), &["discover", "-p", &portal, "--timeout", "5"]);
+    t.join().unwrap();
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(out, "");
+    let text = fs::read_to_string(&name).unwrap();
+    let created = text
+        .lines()
+        .find_map(|l| l.strip_prefix("InitiatorName="))
+        .unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "initiator-ctl: created {} ({created})\n",
+            name.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("protocol error"), "{err}");
+    assert_eq!(err.lines().count(), 2, "{err}");
+}
+
+/// What discover prints for names a target made up: escaped, and no CHANNEL line for a name
+/// that is not an iSCSI name.
+#[test]
+fn discover_lines_escape_what_the_target_sent() {
+    use core_iscsi_tools::net::cli::channel_lines;
+    use core_iscsi_tools::net::{DiscoveredTarget, Portal};
+    let dir = tempfile::tempdir().unwrap();
+    let targets = [
+        DiscoveredTarget {
+            name: "iqn.2003-01.org.example:good".into(),
+            addresses: vec!["10.0.0.1:3260,1".into(), "[::1]:3261,1".into()],
+        },
+        DiscoveredTarget {
+            name: "iqn.2003-01.org.example:\x1b]0;owned\x07".into(),
+            addresses: vec![],
+        },
+        DiscoveredTarget {
+            name: "iqn.2003-01.org.example:noaddr".into(),
+            addresses: vec![],
+        },
+    ];
+    let lines = channel_lines(&targets, &Portal::parse("192.0.2.1").unwrap(), dir.path());
+    assert_eq!(
+        lines,
+        [
+            "# iqn.2003-01.org.example:good",
+            "CHANNEL=\"0 1 10.0.0.1 3260 0 iqn.2003-01.org.example:good\"",
+            "CHANNEL=\"0 1 ::1 3261 0 iqn.2003-01.org.example:good\"",
+            "# skipped \"iqn.2003-01.org.example:\\x1b]0;owned\\x07\": not a valid iSCSI name",
+            "# iqn.2003-01.org.example:noaddr",
+            "CHANNEL=\"1 1 192.0.2.1 3260 0 iqn.2003-01.org.example:noaddr\"",
+        ]
+    );
+    assert!(lines.iter().all(|l| !l.contains('\x1b')));
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let dir = example_dir();

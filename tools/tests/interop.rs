@@ -432,12 +432,43 @@ fn initiator_ctl_discover_and_probe() {
             ],
         );
         let p = t.portal();
-        let (code, out, err) = ctl(&["discover", "-p", &p, "--initiator-name", INITIATOR]);
+        // Discovery prints CHANNEL lines that, pasted into the initiator file after the
+        // channels already there, make a valid configuration.
+        let conf = tempfile::tempdir().unwrap();
+        std::fs::create_dir(conf.path().join("sysconfig")).unwrap();
+        let ini = conf.path().join("sysconfig/initiator");
+        std::fs::write(
+            &ini,
+            "CHANNEL=\"0 1 127.0.0.1 3260 0 iqn.2003-01.org.example:old\"\n",
+        )
+        .unwrap();
+        let dir = conf.path().to_str().unwrap();
+        let (code, out, err) = ctl(&["discover", "-p", &p, "--config-dir", dir]);
         assert_eq!(code, 0, "{}: {err}", kind.name());
+        assert!(
+            conf.path().join("initiatorname.iscsi").exists(),
+            "discover creates the name file as start does"
+        );
+        let (host, port) = p.rsplit_once(':').unwrap();
         for st in t.targets() {
-            assert!(out.contains(&st.iqn), "{}: {out}", kind.name());
+            let line = out
+                .lines()
+                .find(|l| l.starts_with("CHANNEL=") && l.ends_with(&format!(" {}\"", st.iqn)))
+                .unwrap_or_else(|| {
+                    panic!("{}: no CHANNEL line for {}: {out}", kind.name(), st.iqn)
+                });
+            assert!(line.contains(&format!(" 1 {host} {port} 0 ")), "{line}");
+            assert!(out.contains(&format!("# {}\n", st.iqn)), "{out}");
         }
-        assert!(out.contains(&p), "{}: {out}", kind.name());
+        let mut text = std::fs::read_to_string(&ini).unwrap();
+        text.push_str(&out);
+        std::fs::write(&ini, text).unwrap();
+        let (code, sum, err) = ctl(&["check-config", "--config-dir", dir]);
+        assert_eq!(code, 0, "{}: pasted lines: {err}", kind.name());
+        assert!(
+            sum.contains("channel 1: target ") && sum.contains("channel 2: target "),
+            "{sum}"
+        );
         let (code, out, err) = ctl(&[
             "discover",
             "--json",
@@ -454,6 +485,7 @@ fn initiator_ctl_discover_and_probe() {
             "{}: {out}",
             kind.name()
         );
+        assert_eq!(v["channel_lines"].as_array().unwrap().len(), 2, "{out}");
 
         // probe without auth, with --write and digests.
         let a = &t.targets()[0];

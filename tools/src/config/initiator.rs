@@ -138,6 +138,13 @@ pub fn parse_initiator(
     Ok(channels)
 }
 
+/// The channel ids an initiator file uses, bad lines included when their id can be made out
+/// (for `discover` to number new channels after them).
+pub fn parse_initiator_lenient(file: &Path, text: &[u8]) -> std::collections::BTreeSet<u32> {
+    let (channels, broken, _) = parse_initiator_all(file, text);
+    channels.keys().copied().chain(broken.ids).collect()
+}
+
 /// [`parse_initiator`]'s work: the channels of the good lines, the channels with a bad line,
 /// and one error per bad line.
 pub(crate) fn parse_initiator_all(

@@ -19,6 +19,7 @@ use super::status::{ChannelStatus, LunStatus, MapStatus};
 use super::CtlError;
 use crate::config::{self, Address, Channel, Config, ConfigPaths, DeviceMap};
 use crate::exit_code::Exit;
+use crate::text::printable;
 
 /// Stands in for a missing initiatorname.iscsi while validating the other files.
 pub(crate) const PLACEHOLDER_NAME: &str = "iqn.2005-03.org.core-iscsi:placeholder";
@@ -92,6 +93,21 @@ enum Scope {
     Configured,
     /// Those in the configuration and those the module has (stop, unmap, status).
     ConfiguredOrRunning,
+}
+
+/// The index of network interface `scope` (a name, or already an index), from sysfs.
+pub(crate) fn interface_index(scope: &str) -> Option<u32> {
+    if !scope.is_empty() && scope.bytes().all(|b| b.is_ascii_digit()) {
+        return scope.parse().ok();
+    }
+    if scope.is_empty() || scope.contains('/') || scope == "." || scope == ".." {
+        return None;
+    }
+    std::fs::read_to_string(Path::new("/sys/class/net").join(scope).join("ifindex"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn require_root() -> Result<(), CtlError> {
@@ -319,7 +335,24 @@ impl Ctl {
                 );
             }
             let ep = match &p.address {
-                Address::Ip(_) => p.endpoint(),
+                Address::Ip(_) => match &p.scope {
+                    // The module takes the interface's index, not its name.
+                    Some(scope) => {
+                        let index = interface_index(scope).ok_or_else(|| {
+                            CtlError::channel(
+                                ch.id,
+                                format!(
+                                    "{} line {}: no network interface {scope} (for {})",
+                                    self.paths.initiator.display(),
+                                    p.line,
+                                    p.endpoint()
+                                ),
+                            )
+                        })?;
+                        p.endpoint_with_scope(Some(&index.to_string()))
+                    }
+                    None => p.endpoint(),
+                },
                 Address::Hostname(h) => {
                     let addr = (h.as_str(), p.port)
                         .to_socket_addrs()
@@ -440,6 +473,16 @@ impl Ctl {
         let line = ch.line;
         match targets.as_slice() {
             [one] => {
+                // The name becomes a mount point: it must be an iSCSI name, not a path.
+                config::validate_iscsi_name(&one.name).map_err(|_| {
+                    CtlError::channel(
+                        ch.id,
+                        format!(
+                            "{portal_text} offers the target \"{}\", which is not a valid iSCSI name",
+                            printable(&one.name)
+                        ),
+                    )
+                })?;
                 log.say(format!("discovered target {} at {portal_text}", one.name));
                 Ok(one.name.clone())
             }
@@ -456,7 +499,7 @@ impl Ctl {
                     "no target name given ({} line {line}, field 9) and {portal_text} offers {} targets: {}; add the one to use as field 9",
                     self.paths.initiator.display(),
                     many.len(),
-                    many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                    many.iter().map(|t| printable(&t.name)).collect::<Vec<_>>().join(", ")
                 ),
             )),
         }
@@ -1014,5 +1057,35 @@ impl Ctl {
             maps,
             counters,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names_become_indexes() {
+        assert_eq!(interface_index("lo"), Some(1));
+        assert_eq!(interface_index("7"), Some(7));
+        assert_eq!(interface_index("no-such-if0"), None);
+        assert_eq!(interface_index("../lo"), None);
+    }
+
+    #[test]
+    fn the_module_gets_a_numeric_scope() {
+        let paths = ConfigPaths::new("/nonexistent");
+        let ctl = Ctl::new(paths);
+        let chans = config::initiator::parse_initiator(
+            Path::new("initiator"),
+            "CHANNEL=\"0 1 fe80::1%lo 3260 0\"\nCHANNEL=\"1 1 fe80::2%nosuchif9 3260 0\"\n",
+        )
+        .unwrap();
+        assert_eq!(ctl.portal_list(&chans[&0]).unwrap(), ["[fe80::1%1]:3260"]);
+        let e = ctl.portal_list(&chans[&1]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "channel 1: /nonexistent/sysconfig/initiator line 2: no network interface nosuchif9 (for [fe80::2%nosuchif9]:3260)"
+        );
     }
 }

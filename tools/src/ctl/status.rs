@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::text::printable;
+
 /// A mapped device (one DEVICE line) as it stands.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct MapStatus {
@@ -115,7 +117,7 @@ impl ChannelStatus {
     pub fn render(&self) -> String {
         let mut s = format!("channel {}: {}", self.channel, self.state);
         if let Some(r) = &self.reason {
-            s += &format!(" ({r})");
+            s += &format!(" ({})", printable(r));
         }
         if !self.configured {
             s += " [not in the configuration]";
@@ -123,7 +125,7 @@ impl ChannelStatus {
         s.push('\n');
         s += &format!(
             "    target:      {}\n",
-            self.target.as_deref().unwrap_or("(discovered at start)")
+            printable(self.target.as_deref().unwrap_or("(discovered at start)"))
         );
         s += &format!("    portals:     {}\n", self.portals.join(" "));
         if let Some(h) = self.host {
@@ -136,7 +138,7 @@ impl ChannelStatus {
             let kv: Vec<String> = self
                 .negotiated
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| format!("{}={}", printable(k), printable(v)))
                 .collect();
             s += &wrap(&kv, "        ");
         }
@@ -146,12 +148,12 @@ impl ChannelStatus {
                 l.lun,
                 l.device.as_deref().unwrap_or("(no disk)"),
                 size(l.size_bytes),
-                l.model,
+                printable(&l.model),
                 if l.read_only { " read-only" } else { "" }
             );
             for (dev, at) in &l.mounts {
                 if !self.maps.iter().any(|m| m.mounted && &m.mount_point == at) {
-                    s += &format!("        {dev} mounted at {at} (not mapped)\n");
+                    s += &format!("        {dev} mounted at {} (not mapped)\n", printable(at));
                 }
             }
         }
@@ -166,14 +168,15 @@ impl ChannelStatus {
                 s += &format!(
                     "    map {}: {what} {dev} mounted at {} ({}{})\n",
                     m.name,
-                    m.mount_point,
+                    printable(&m.mount_point),
                     m.fstype.as_deref().unwrap_or("?"),
                     if m.read_only { ", read-only" } else { "" }
                 );
             } else {
                 s += &format!(
                     "    map {}: {what} {dev} not mounted ({})\n",
-                    m.name, m.mount_point
+                    m.name,
+                    printable(&m.mount_point)
                 );
             }
         }
@@ -182,7 +185,7 @@ impl ChannelStatus {
             let kv: Vec<String> = self
                 .counters
                 .iter()
-                .map(|(k, v)| format!("{k}={v}"))
+                .map(|(k, v)| format!("{}={v}", printable(k)))
                 .collect();
             s += &wrap(&kv, "        ");
         }
@@ -238,5 +241,39 @@ mod tests {
         assert!(t.contains("map disk0a: LUN 0 partition 1 /dev/sdb1 mounted at /iqn.2003-01.org.example:t/disk0a (ext4)"), "{t}");
         assert!(t.contains("commands=12"), "{t}");
         assert!(!t.contains("not mapped"), "{t}");
+    }
+
+    /// INQUIRY strings and reasons come from the target: printed escaped.
+    #[test]
+    fn target_text_is_escaped() {
+        let st = ChannelStatus {
+            channel: 1,
+            state: "failed".into(),
+            reason: Some("login refused: \x1b[31mred".into()),
+            configured: true,
+            target: Some("iqn.2003-01.org.example:t".into()),
+            portals: vec![],
+            connections: 0,
+            host: None,
+            negotiated: vec![],
+            luns: vec![LunStatus {
+                lun: 0,
+                device: None,
+                model: "EVIL\x1b]0;title\x07 DISK\r".into(),
+                size_bytes: 0,
+                read_only: false,
+                partitions: vec![],
+                mounts: vec![],
+            }],
+            maps: vec![],
+            counters: vec![],
+        };
+        let t = st.render();
+        assert!(
+            !t.contains('\x1b') && !t.contains('\x07') && !t.contains('\r'),
+            "{t:?}"
+        );
+        assert!(t.contains("EVIL\\x1b]0;title\\x07 DISK\\x0d"), "{t}");
+        assert!(t.contains("(login refused: \\x1b[31mred)"), "{t}");
     }
 }

@@ -10,6 +10,7 @@ use super::scsi;
 use super::session::{ChapCredentials, LoginOptions, Session};
 use super::{discover, Timeouts};
 use crate::exit_code::Exit;
+use crate::text::printable;
 use iscsi_proto::chap::ChapAlgorithm;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -145,11 +146,20 @@ fn alg(name: &str) -> Result<ChapAlgorithm, NetError> {
 
 fn initiator_name(c: &CommonArgs, config_dir: &Path) -> Result<String, NetError> {
     if let Some(n) = &c.initiator_name {
+        crate::config::validate_iscsi_name(n)
+            .map_err(|p| NetError::Input(format!("--initiator-name: {p}")))?;
         return Ok(n.clone());
     }
-    let paths = crate::config::ConfigPaths::new(config_dir);
-    crate::config::initiator_name::read_initiator_name(&paths.initiator_name)
-        .map_err(|e| NetError::Protocol(format!("{e} (or pass --initiator-name)")))
+    // As start does: a missing initiatorname.iscsi is created once, then kept.
+    let ensured = crate::config::ensure_initiator_name(config_dir)
+        .map_err(|e| NetError::Input(format!("{e} (or pass --initiator-name)")))?;
+    if let crate::config::EnsuredName::Created(n) = &ensured {
+        eprintln!(
+            "initiator-ctl: created {} ({n})",
+            config_dir.join("initiatorname.iscsi").display()
+        );
+    }
+    Ok(ensured.name().to_string())
 }
 
 /// Build login options from the common arguments.
@@ -204,7 +214,7 @@ pub fn login_options(c: &CommonArgs, config_dir: &Path) -> Result<LoginOptions, 
 
 fn exit_for(e: &NetError) -> Exit {
     match e {
-        NetError::Secret(_) | NetError::Portal { .. } => Exit::Usage,
+        NetError::Secret(_) | NetError::Portal { .. } | NetError::Input(_) => Exit::Usage,
         _ => Exit::Channel,
     }
 }
@@ -220,31 +230,85 @@ fn fail(e: NetError, json: bool) -> Exit {
     exit_for(&e)
 }
 
-/// `initiator-ctl discover`: print every target and portal found.
+/// `initiator-ctl discover`: print every target and portal found, as `CHANNEL` lines ready
+/// to paste into the initiator file (the target names as comments above them).
 pub fn run_discover(a: &DiscoverArgs, config_dir: &Path, json: bool) -> Exit {
     let r = (|| {
         let portal = Portal::parse(&a.common.portal)?;
         let o = login_options(&a.common, config_dir)?;
-        discover(&portal, &o)
+        discover(&portal, &o).map(|t| (portal, t))
     })();
     match r {
-        Ok(targets) => {
+        Ok((portal, targets)) => {
+            let lines = channel_lines(&targets, &portal, config_dir);
             if json {
-                println!("{}", serde_json::json!({ "ok": true, "targets": targets }));
+                let channels: Vec<&str> = lines
+                    .iter()
+                    .filter(|l| l.starts_with("CHANNEL="))
+                    .map(String::as_str)
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": true, "targets": targets, "channel_lines": channels })
+                );
             } else if targets.is_empty() {
-                println!("no targets");
+                println!("# {portal} offers no targets");
             } else {
-                for t in &targets {
-                    println!("{}", t.name);
-                    for addr in &t.addresses {
-                        println!("    {addr}");
-                    }
+                for l in &lines {
+                    println!("{l}");
                 }
             }
             Exit::Ok
         }
         Err(e) => fail(e, json),
     }
+}
+
+/// The lines `discover` prints: per target a `# NAME` comment, then one `CHANNEL` line per
+/// portal it offers (the discovery portal when it lists none), numbered from the lowest
+/// channel ids the initiator file does not use. Each line is checked with the file's own
+/// parser; a target or address it would refuse becomes a comment saying why.
+pub fn channel_lines(
+    targets: &[super::session::DiscoveredTarget],
+    discovery: &Portal,
+    config_dir: &Path,
+) -> Vec<String> {
+    use crate::config::initiator::parse_initiator;
+    let ini = crate::config::ConfigPaths::new(config_dir).initiator;
+    let used: std::collections::BTreeSet<u32> = std::fs::read(&ini)
+        .ok()
+        .map(|t| crate::config::initiator::parse_initiator_lenient(&ini, &t))
+        .unwrap_or_default();
+    let mut free = (0..=crate::config::MAX_CHANNEL_ID).filter(|id| !used.contains(id));
+    let mut out = Vec::new();
+    for t in targets {
+        let name = crate::text::printable(&t.name);
+        if crate::config::validate_iscsi_name(&t.name).is_err() {
+            out.push(format!("# skipped \"{name}\": not a valid iSCSI name"));
+            continue;
+        }
+        let Some(id) = free.next() else { break };
+        out.push(format!("# {name}"));
+        let mut portals: Vec<Portal> = t
+            .addresses
+            .iter()
+            .filter_map(|a| Portal::parse_target_address(a).ok().map(|(p, _)| p))
+            .collect();
+        if portals.is_empty() {
+            portals.push(discovery.clone());
+        }
+        for p in portals {
+            let line = format!("CHANNEL=\"{id} 1 {} {} 0 {}\"", p.host, p.port, t.name);
+            match parse_initiator(Path::new("initiator"), &line) {
+                Ok(_) => out.push(line),
+                Err(e) => out.push(format!(
+                    "# not usable as is: {}",
+                    crate::text::printable(&e.to_string().replacen("initiator:1: ", "", 1))
+                )),
+            }
+        }
+    }
+    out
 }
 
 /// What `probe` found, for `--json` and for printing.
@@ -270,6 +334,8 @@ pub struct ProbeReport {
 
 /// Log in, report, optionally write and verify, log out.
 pub fn probe(a: &ProbeArgs, config_dir: &Path) -> Result<ProbeReport, NetError> {
+    crate::config::validate_iscsi_name(&a.target)
+        .map_err(|p| NetError::Input(format!("-T/--target: {p}")))?;
     let portal = Portal::parse(&a.common.portal)?;
     let mut o = login_options(&a.common, config_dir)?;
     o.target_name = Some(a.target.clone());
@@ -307,12 +373,12 @@ pub fn probe(a: &ProbeArgs, config_dir: &Path) -> Result<ProbeReport, NetError> 
     let mut verified_bytes = None;
     if a.write {
         let cap = capacity.ok_or_else(|| {
-            NetError::Protocol(format!("LUN {lun} is not a disk: refusing to write"))
+            NetError::Input(format!("LUN {lun} is not a disk: refusing to write"))
         })?;
         let len = (64 * 1024u64).min(cap.bytes()) as usize;
         let len = len - len % cap.block_size.max(1) as usize;
         if len == 0 {
-            return Err(NetError::Protocol(format!(
+            return Err(NetError::Input(format!(
                 "LUN {lun} is too small to write a pattern"
             )));
         }
@@ -328,7 +394,7 @@ pub fn probe(a: &ProbeArgs, config_dir: &Path) -> Result<ProbeReport, NetError> 
                 .zip(&pattern)
                 .position(|(x, y)| x != y)
                 .unwrap_or(0);
-            return Err(NetError::Protocol(format!(
+            return Err(NetError::Verify(format!(
                 "read back differs from the pattern written, first at byte {at}"
             )));
         }
@@ -373,6 +439,9 @@ impl ProbeReport {
             "target {} at {} (TSIH {})\n",
             self.target, self.portal, n.tsih
         );
+        if let Some(alias) = &n.target_alias {
+            s += &format!("alias {}\n", printable(alias));
+        }
         s += "negotiated:\n";
         s += &format!(
             "    HeaderDigest={} DataDigest={}\n",
@@ -401,9 +470,9 @@ impl ProbeReport {
         s += &format!(
             "LUN {}: {} {} {} (type {:#04x})\n",
             self.lun,
-            self.inquiry.vendor,
-            self.inquiry.product,
-            self.inquiry.revision,
+            printable(&self.inquiry.vendor),
+            printable(&self.inquiry.product),
+            printable(&self.inquiry.revision),
             self.inquiry.peripheral_type
         );
         if let Some(c) = &self.capacity {
@@ -418,5 +487,54 @@ impl ProbeReport {
             s += &format!("    wrote and verified {v} bytes at LBA 0\n");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_report_escapes_inquiry_and_alias() {
+        let negotiated = super::super::session::Negotiated {
+            header_digest: false,
+            data_digest: false,
+            max_recv_data_segment_length: 8192,
+            max_xmit_data_segment_length: 8192,
+            initial_r2t: true,
+            immediate_data: true,
+            first_burst_length: 65536,
+            max_burst_length: 262144,
+            max_outstanding_r2t: 1,
+            data_pdu_in_order: true,
+            data_sequence_in_order: true,
+            error_recovery_level: 0,
+            target_portal_group_tag: Some(1),
+            target_alias: Some("alias\x1b[2J".into()),
+            tsih: 1,
+            target_keys: vec![],
+        };
+        let r = ProbeReport {
+            target: "iqn.2003-01.org.example:t".into(),
+            portal: "127.0.0.1:3260".into(),
+            negotiated,
+            luns: vec![0],
+            lun: 0,
+            inquiry: scsi::Inquiry {
+                peripheral_type: 0,
+                vendor: "V\x1b]0;x\x07".into(),
+                product: "P\n".into(),
+                revision: "1".into(),
+            },
+            capacity: None,
+            verified_bytes: None,
+        };
+        let t = r.render();
+        assert!(!t.contains('\x1b') && !t.contains('\x07'), "{t:?}");
+        assert!(t.contains("alias alias\\x1b[2J\n"), "{t}");
+        assert!(
+            t.contains("LUN 0: V\\x1b]0;x\\x07 P\\x0a 1 (type 0x00)"),
+            "{t}"
+        );
     }
 }

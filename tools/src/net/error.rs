@@ -88,6 +88,13 @@ pub enum NetError {
     /// Reading a secret failed.
     #[error("{0}")]
     Secret(String),
+    /// Bad input from the administrator (an option, the initiator name file), found before
+    /// any connection is made.
+    #[error("{0}")]
+    Input(String),
+    /// Data read back differs from what was written.
+    #[error("{0}")]
+    Verify(String),
 }
 
 impl NetError {

@@ -40,9 +40,50 @@ impl Portal {
         if t.is_empty() {
             return Err(bad("empty"));
         }
+        // A link-local IPv6 address carries its interface: [fe80::1%eth0]:3260. The host
+        // keeps it (fe80::1%eth0), which getaddrinfo turns into the scope id.
+        if let Some((before, after)) = t.split_once('%') {
+            let (scope, unscoped) = match after.split_once(']') {
+                Some((scope, rest)) => (scope, format!("{before}]{rest}")),
+                None => (after, before.to_string()),
+            };
+            let mut p = Portal::parse_unscoped(s, &unscoped)?;
+            let ip: std::net::Ipv6Addr = p
+                .host
+                .parse()
+                .map_err(|_| bad("only an IPv6 address takes a %interface"))?;
+            if !ip.is_unicast_link_local() {
+                return Err(bad(
+                    "only a link-local IPv6 address (fe80::/10) takes a %interface",
+                ));
+            }
+            if scope.is_empty() || scope.contains(['/', ':', ' ']) || scope.len() > 15 {
+                return Err(bad("the %interface is not an interface name or index"));
+            }
+            p.host = format!("{}%{scope}", p.host);
+            return Ok(p);
+        }
+        let p = Portal::parse_unscoped(s, t)?;
+        if p.host
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| ip.is_unicast_link_local())
+        {
+            return Err(bad(&format!(
+                "a link-local IPv6 address needs its interface: [{}%eth0]:{} (with your interface's name)",
+                p.host, p.port
+            )));
+        }
+        Ok(p)
+    }
+
+    /// [`Portal::parse`] of `t` without a `%scope` (`s` is what the user wrote).
+    fn parse_unscoped(s: &str, t: &str) -> Result<Portal> {
         let (p, tpgt) = Portal::parse_target_address(t)?;
         if tpgt.is_some() {
-            return Err(bad("a portal group tag (,TPGT) is not part of a portal"));
+            return Err(NetError::Portal {
+                portal: s.to_string(),
+                reason: "a portal group tag (,TPGT) is not part of a portal".into(),
+            });
         }
         Ok(p)
     }
@@ -140,9 +181,9 @@ mod tests {
             }
         );
         assert_eq!(
-            Portal::parse("fe80::1").unwrap(),
+            Portal::parse("fe80::1%lo").unwrap(),
             Portal {
-                host: "fe80::1".into(),
+                host: "fe80::1%lo".into(),
                 port: 3260
             }
         );
@@ -156,6 +197,26 @@ mod tests {
             Portal::parse("[::1]:3260").unwrap().to_string(),
             "[::1]:3260"
         );
+    }
+
+    #[test]
+    fn link_local_needs_and_keeps_its_interface() {
+        let p = Portal::parse("[fe80::1%lo]:3261").unwrap();
+        assert_eq!((p.host.as_str(), p.port), ("fe80::1%lo", 3261));
+        assert_eq!(p.to_string(), "[fe80::1%lo]:3261");
+        // getaddrinfo turns the name into the interface's index.
+        let a = p.resolve().unwrap();
+        match a[0] {
+            std::net::SocketAddr::V6(v6) => assert_eq!(v6.scope_id(), 1, "lo is interface 1"),
+            _ => panic!("{a:?}"),
+        }
+        let e = Portal::parse("[fe80::1]:3260").unwrap_err().to_string();
+        assert!(
+            e.ends_with("a link-local IPv6 address needs its interface: [fe80::1%eth0]:3260 (with your interface's name)"),
+            "{e}"
+        );
+        assert!(Portal::parse("[2001:db8::1%lo]:3260").is_err());
+        assert!(Portal::parse("10.0.0.1%lo").is_err());
     }
 
     #[test]
