@@ -1,9 +1,10 @@
 //! Mounting and unmounting the mapped devices (nix::mount), the file system type (blkid), the
 //! mount table (/proc/self/mountinfo) and who uses a mount (a fuser of our own over /proc/*/fd,
-//! cwd, root, exe and maps).
+//! cwd, root, exe and map_files, by mount id: the same file system seen through a bind mount
+//! elsewhere is another mount). A forced unmount signals each user through a descriptor of its
+//! /proc/PID directory, which keeps naming that process after its pid is reused.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use serde::Serialize;
 /// One line of /proc/self/mountinfo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MountEntry {
+    /// The mount's id (first field; `mnt_id` in /proc/PID/fdinfo).
+    pub id: u32,
     /// Device numbers of the mounted file system.
     pub major: u32,
     /// Minor number.
@@ -59,6 +62,7 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let r: Vec<&str> = right.split(' ').collect();
             let (maj, min) = f.get(2)?.split_once(':')?;
             Some(MountEntry {
+                id: f.first()?.parse().ok()?,
                 major: maj.parse().ok()?,
                 minor: min.parse().ok()?,
                 target: PathBuf::from(unescape(f.get(4)?)),
@@ -159,58 +163,171 @@ impl std::fmt::Display for User {
     }
 }
 
-/// The processes with a file, directory or mapping on the file system whose device numbers
-/// are `dev` (`st_dev` of the mount point), ourselves excepted.
-pub fn users(major: u32, minor: u32) -> Vec<User> {
-    let want = nix::sys::stat::makedev(major.into(), minor.into());
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let dir = p.path();
-        let on = |link: &Path| fs::metadata(link).map(|m| m.dev() == want).unwrap_or(false);
+/// The `mnt_id:` of an fdinfo text.
+fn fdinfo_mnt_id(text: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The mount `path` (a magic link such as /proc/PID/cwd is followed) is on: opened with
+/// O_PATH, which neither reads nor blocks, then our own fdinfo of it.
+fn mount_id_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH)
+        .open(path)
+        .ok()?;
+    fdinfo_mnt_id(&fs::read_to_string(format!("/proc/self/fdinfo/{}", f.as_raw_fd())).ok()?)
+}
+
+/// A process held by an open descriptor of its /proc/PID directory: everything read through
+/// it, and the signal sent through it, concern that process, even if it has exited and its
+/// pid has gone to another (then reads fail and the signal is refused with ESRCH).
+struct Pinned {
+    pid: i32,
+    dir: fs::File,
+}
+
+impl Pinned {
+    fn open(pid: i32) -> Option<Pinned> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_DIRECTORY)
+            .open(format!("/proc/{pid}"))
+            .ok()?;
+        Some(Pinned { pid, dir })
+    }
+
+    /// `rel` under the pinned /proc/PID.
+    fn path(&self, rel: &str) -> PathBuf {
+        use std::os::unix::io::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}/{rel}", self.dir.as_raw_fd()))
+    }
+
+    /// How the process uses mount `m`: `cwd`, `root`, `exe`, `fd N`, `mmap`.
+    fn uses(&self, m: &MountEntry) -> Vec<String> {
         let mut uses = Vec::new();
         for what in ["cwd", "root", "exe"] {
-            if on(&dir.join(what)) {
+            if mount_id_of(&self.path(what)) == Some(m.id) {
                 uses.push(what.to_string());
             }
         }
-        if let Ok(fds) = fs::read_dir(dir.join("fd")) {
+        if let Ok(fds) = fs::read_dir(self.path("fd")) {
             let mut nums: Vec<u32> = fds
                 .flatten()
-                .filter(|e| on(&e.path()))
                 .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|n: &u32| {
+                    fs::read_to_string(self.path(&format!("fdinfo/{n}")))
+                        .ok()
+                        .and_then(|t| fdinfo_mnt_id(&t))
+                        == Some(m.id)
+                })
                 .collect();
             nums.sort_unstable();
             uses.extend(nums.iter().map(|n| format!("fd {n}")));
         }
-        let maps_dev = format!("{major:02x}:{minor:02x}");
-        if fs::read_to_string(dir.join("maps"))
-            .map(|m| {
-                m.lines()
-                    .any(|l| l.split_whitespace().nth(3) == Some(maps_dev.as_str()))
-            })
-            .unwrap_or(false)
-        {
+        // Mappings of files on the same device, then which mount each is through.
+        let dev = format!("{:02x}:{:02x}", m.major, m.minor);
+        let maps = fs::read_to_string(self.path("maps")).unwrap_or_default();
+        let mapped = maps.lines().any(|l| {
+            let mut f = l.split_whitespace();
+            let range = f.next();
+            let on_dev = f.nth(2) == Some(dev.as_str());
+            on_dev
+                && range.is_some_and(|r| {
+                    mount_id_of(&self.path(&format!("map_files/{r}"))) == Some(m.id)
+                })
+        });
+        if mapped {
             uses.push("mmap".to_string());
         }
-        if !uses.is_empty() {
-            let command = fs::read_to_string(dir.join("comm"))
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "?".into());
-            out.push(User { pid, command, uses });
+        uses
+    }
+
+    fn user(&self, m: &MountEntry) -> Option<User> {
+        let uses = self.uses(m);
+        if uses.is_empty() {
+            return None;
+        }
+        let command = fs::read_to_string(self.path("comm"))
+            .map(|s| crate::text::printable(s.trim()).into_owned())
+            .unwrap_or_else(|_| "?".into());
+        Some(User {
+            pid: self.pid,
+            command,
+            uses,
+        })
+    }
+
+    /// SIGKILL to this process and no other (pidfd_send_signal on the /proc/PID descriptor).
+    fn kill(&self) -> std::io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: pidfd_send_signal(2) takes a descriptor we own and keep open for the call,
+        // a signal number, a null siginfo (the kernel fills in a SI_USER one) and no flags; it
+        // reads and writes no memory of ours.
+        let r = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_pidfd_send_signal,
+                self.dir.as_raw_fd(),
+                nix::libc::SIGKILL,
+                std::ptr::null::<nix::libc::siginfo_t>(),
+                0u32,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
         }
     }
-    out.sort_by_key(|u| u.pid);
-    out
+}
+
+fn pids() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut v: Vec<i32> = fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|p| p.file_name().to_str()?.parse().ok())
+                .filter(|p| *p != me)
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+/// The processes with a file, directory or mapping on mount `m` itself (not on the same file
+/// system mounted or bind-mounted elsewhere), ourselves excepted.
+pub fn users(m: &MountEntry) -> Vec<User> {
+    pids()
+        .into_iter()
+        .filter_map(|pid| Pinned::open(pid)?.user(m))
+        .collect()
+}
+
+/// Kills `victims` (found by [`users`]) that still use mount `m`: each is pinned, checked
+/// again through the pin, and signalled through it, so a pid that went to another process
+/// since the scan is not killed unless that process uses the mount too. Returns those killed.
+pub fn kill_users(m: &MountEntry, victims: &[User]) -> Vec<User> {
+    let mut killed = Vec::new();
+    for v in victims {
+        let Some(p) = Pinned::open(v.pid) else {
+            continue; // gone
+        };
+        let Some(u) = p.user(m) else {
+            continue; // no longer a user
+        };
+        log::warn!("killing {u}, a user of {}", m.target.display());
+        match p.kill() {
+            Ok(()) => killed.push(u),
+            Err(e) => log::warn!("cannot kill pid {}: {e}", v.pid),
+        }
+    }
+    killed
 }
 
 /// Why an unmount did not happen.
@@ -222,37 +339,28 @@ pub enum UnmountError {
     Other(String),
 }
 
-/// Unmounts `dir` (the file system with device numbers `major:minor`); with `force`, kills
-/// its users first (SIGKILL, as `fuser -km` does) and waits for them to go.
-pub fn unmount(dir: &Path, major: u32, minor: u32, force: bool) -> Result<(), UnmountError> {
+/// Unmounts mount `m`; with `force`, kills its users first (SIGKILL, as `fuser -km` does,
+/// but only those of this mount, see [`kill_users`]) and waits for them to go.
+pub fn unmount(m: &MountEntry, force: bool) -> Result<(), UnmountError> {
     if force {
-        let victims = users(major, minor);
-        for u in &victims {
-            log::warn!("killing {u}, a user of {}", dir.display());
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(u.pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if !victims.is_empty() {
-            let gone = super::devices::wait(Duration::from_secs(5), || {
-                if users(major, minor).is_empty() {
-                    Some(())
-                } else {
-                    None
-                }
-            });
+        let victims = users(m);
+        if !kill_users(m, &victims).is_empty() {
+            let gone =
+                super::devices::wait(Duration::from_secs(5), || users(m).is_empty().then_some(()));
             if gone.is_none() {
-                log::warn!("users of {} still present after SIGKILL", dir.display());
+                log::warn!(
+                    "users of {} still present after SIGKILL",
+                    m.target.display()
+                );
             }
         }
     }
-    match umount2(dir, MntFlags::empty()) {
+    match umount2(&m.target, MntFlags::empty()) {
         Ok(()) => Ok(()),
-        Err(nix::errno::Errno::EBUSY) => Err(UnmountError::Busy(users(major, minor))),
+        Err(nix::errno::Errno::EBUSY) => Err(UnmountError::Busy(users(m))),
         Err(e) => Err(UnmountError::Other(format!(
             "cannot unmount {}: {}",
-            dir.display(),
+            m.target.display(),
             e.desc()
         ))),
     }
@@ -283,6 +391,7 @@ mod tests {
         assert_eq!(m.len(), 3);
         assert_eq!(m[0].target, PathBuf::from("/iqn.2003-01.x:y/disk a"));
         assert_eq!((m[0].major, m[0].minor), (8, 17));
+        assert_eq!(m[0].id, 36);
         assert_eq!(m[0].fstype, "ext4");
         assert_eq!(m[0].source, "/dev/sdb1");
         assert!(!m[0].read_only);

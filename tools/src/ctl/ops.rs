@@ -739,7 +739,7 @@ impl Ctl {
         if !force {
             // Fail before unmounting anything: a refused stop leaves every mount in place.
             for e in &mounts {
-                let users = mount::users(e.major, e.minor);
+                let users = mount::users(e);
                 if !users.is_empty() {
                     busy.push(format!(
                         "{} ({}) is busy: used by {}",
@@ -764,7 +764,7 @@ impl Ctl {
             }
         }
         for e in mounts {
-            match mount::unmount(&e.target, e.major, e.minor, force) {
+            match mount::unmount(&e, force) {
                 Ok(()) => {
                     log.say(format!("unmounted {} ({})", e.target.display(), e.source));
                     if let Some(t) = &target {

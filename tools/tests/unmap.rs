@@ -1,0 +1,175 @@
+//! Forced unmap kills the users of that mount and no other process: not the users of the same
+//! file system bind-mounted elsewhere, not a process that stopped using it after the scan.
+//! Needs root (mounts a tmpfs on a temporary directory); `make check` runs as root.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use core_iscsi_tools::ctl::mount::{kill_users, mounts, unmount, users, MountEntry};
+
+struct Mounted<'a>(&'a Path);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn entry(at: &Path) -> MountEntry {
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.target == at)
+        .unwrap_or_else(|| panic!("{} is not mounted", at.display()))
+}
+
+fn sleeper_in(dir: &Path) -> Child {
+    Command::new("sleep")
+        .arg("300")
+        .current_dir(dir)
+        .spawn()
+        .unwrap()
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(c: &mut Child) -> bool {
+    c.try_wait().unwrap().is_none()
+}
+
+#[test]
+fn forced_unmap_kills_only_the_users_of_this_mount() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount (make check runs as root)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    fs::create_dir(&a).unwrap();
+    fs::create_dir(&b).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &a,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let _ga = Mounted(&a);
+    nix::mount::mount(
+        Some(&a),
+        &b,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .unwrap();
+    let _gb = Mounted(&b);
+    fs::create_dir(a.join("d")).unwrap();
+    fs::write(a.join("f"), b"data").unwrap();
+
+    let mut in_a = sleeper_in(&a);
+    let mut in_b = sleeper_in(&b.join("d"));
+    // A process holding a file open through the bind mount only.
+    let mut open_b = Command::new("sh")
+        .arg("-c")
+        .arg("exec 3<\"$1\"; exec sleep 300")
+        .arg("sh")
+        .arg(b.join("f"))
+        .current_dir("/")
+        .spawn()
+        .unwrap();
+    let ea = entry(&a);
+    let eb = entry(&b);
+    assert_ne!(ea.id, eb.id);
+    assert_eq!(
+        (ea.major, ea.minor),
+        (eb.major, eb.minor),
+        "one file system"
+    );
+    until("the users to settle", || {
+        users(&eb).iter().any(|u| u.pid == open_b.id() as i32)
+    });
+    let ua: Vec<i32> = users(&ea).iter().map(|u| u.pid).collect();
+    assert_eq!(ua, [in_a.id() as i32], "users of a");
+    let ub = users(&eb);
+    assert!(
+        ub.iter()
+            .any(|u| u.pid == in_b.id() as i32 && u.uses == ["cwd"]),
+        "{ub:?}"
+    );
+    assert!(
+        ub.iter()
+            .any(|u| u.pid == open_b.id() as i32 && u.uses == ["fd 3"]),
+        "{ub:?}"
+    );
+
+    unmount(&ea, true).expect("forced unmount of a");
+    assert!(!mounts().iter().any(|m| m.id == ea.id), "a unmounted");
+    until("the user of a to die", || !alive(&mut in_a));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(alive(&mut in_b), "the user of the bind mount b was killed");
+    assert!(alive(&mut open_b), "the file user through b was killed");
+    for c in [&mut in_b, &mut open_b] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_process_that_left_the_mount_after_the_scan_is_not_killed() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to mount (make check runs as root)");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("a");
+    fs::create_dir(&a).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &a,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let _ga = Mounted(&a);
+    // In the mount until told, then out of it.
+    let mut c = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && read x && cd / && exec sleep 300")
+        .arg("sh")
+        .arg(&a)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ea = entry(&a);
+    let pid = c.id() as i32;
+    until("the shell to enter the mount", || {
+        users(&ea).iter().any(|u| u.pid == pid)
+    });
+    let victims = users(&ea);
+    writeln!(c.stdin.as_mut().unwrap()).unwrap();
+    until("the shell to leave the mount", || {
+        !users(&ea).iter().any(|u| u.pid == pid)
+    });
+    assert!(kill_users(&ea, &victims).is_empty());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        alive(&mut c),
+        "killed a process that no longer used the mount"
+    );
+    // A stale entry whose process has exited is skipped too.
+    c.kill().unwrap();
+    c.wait().unwrap();
+    assert!(kill_users(&ea, &victims).is_empty());
+}
