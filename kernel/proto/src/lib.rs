@@ -11,6 +11,12 @@
 pub mod chap;
 pub mod crc;
 pub mod dataout;
+pub mod ffp_conn;
+pub mod ffp_event;
+pub mod ffp_rx;
+pub mod ffp_session;
+pub mod ffp_tasks;
+pub mod ffp_tx;
 pub mod login;
 pub mod pdu;
 pub mod scsi;

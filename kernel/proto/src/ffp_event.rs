@@ -1,0 +1,166 @@
+//! What the full-feature-phase engine reports: events out of the receive path, and why a
+//! connection is lost.
+
+use super::ffp_rx::RxError;
+use super::pdu::PduError;
+use super::task::{Completion, TaskError};
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome<'a> {
+    /// The target answered: status, residual and sense.
+    Completed {
+        /// iSCSI response, SAM status and residual.
+        completion: Completion,
+        /// Sense data (empty unless CHECK CONDITION carried some).
+        sense: &'a [u8],
+    },
+    /// The target rejected the command PDU (Reject, with its reason code).
+    Rejected {
+        /// Reject reason.
+        reason: u8,
+    },
+}
+
+/// A command that ended: it has left the task set, and no other event names it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished<'a> {
+    /// Its ITT.
+    pub itt: u32,
+    /// Its block-layer tag.
+    pub tag: u16,
+    /// Its hardware queue.
+    pub queue: u8,
+    /// How it ended.
+    pub outcome: Outcome<'a>,
+}
+
+/// What a received PDU means to the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A command ended.
+    Finished(Finished<'a>),
+    /// Something was queued to send (the burst an R2T asked for, an answer to the target's
+    /// ping): call `poll_transmit`.
+    Transmit,
+    /// The answer to a task management request.
+    TaskMgmt {
+        /// The request's ITT.
+        itt: u32,
+        /// Its function.
+        function: u8,
+        /// The task it named.
+        ref_itt: u32,
+        /// Response code (0: function complete).
+        response: u8,
+    },
+    /// The answer to a logout request.
+    Logout {
+        /// The request's ITT.
+        itt: u32,
+        /// Response code (0: closed).
+        response: u8,
+        /// Time2Wait.
+        time2wait: u16,
+        /// Time2Retain.
+        time2retain: u16,
+    },
+    /// A Text Response to our request: its `len` data bytes were placed (`Want::Place`) right
+    /// after the exchange's earlier ones.
+    Text {
+        /// The request's ITT.
+        itt: u32,
+        /// TTT to echo when asking for the rest.
+        ttt: u32,
+        /// Final bit.
+        final_: bool,
+        /// Continue bit.
+        continue_: bool,
+        /// Data bytes of this response.
+        len: u32,
+    },
+    /// The target rejected one of the session's own PDUs (task management, logout, text).
+    Rejected {
+        /// The rejected PDU's ITT.
+        itt: u32,
+        /// Reject reason.
+        reason: u8,
+    },
+    /// The target's LUN inventory changed (REPORTED LUNS DATA HAS CHANGED): rescan.
+    Rescan,
+    /// The target asks us to log out within `within_s` seconds (Async Message event 1).
+    LogoutRequested {
+        /// Seconds.
+        within_s: u16,
+    },
+}
+
+/// Why a connection is lost. Every error on a connection ends it (ErrorRecoveryLevel 0): the
+/// engine refuses any further call on it with the same reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lost {
+    /// The byte stream is malformed (bad header, oversized segment, digest error).
+    Framing(RxError),
+    /// A PDU does not fit the task it names.
+    Task {
+        /// The task's ITT.
+        itt: u32,
+        /// What is wrong.
+        error: TaskError,
+    },
+    /// A PDU the target may not send (an initiator opcode, a login response).
+    Unexpected(u8),
+    /// A PDU for a task of another connection.
+    WrongConnection(u32),
+    /// A PDU for a command we have not sent yet.
+    NotSent(u32),
+    /// The target's ping carries more data than we echo.
+    PingDataTooLong(u32),
+    /// More answers to the target's pings wait than we hold.
+    PingFlood,
+    /// The transmit queue overflowed (the target broke MaxOutstandingR2T).
+    QueueFull,
+    /// Our ping went unanswered.
+    PingTimeout,
+    /// The target will drop this connection (Async Message event 2).
+    TargetDropsConnection,
+    /// The target will drop the session (Async Message event 3).
+    TargetDropsSession,
+    /// A queued command left the task set before it was sent (its CmdSN would leave a hole).
+    QueuedCommandGone(u32),
+    /// A header could not be encoded (caller's buffer too small).
+    Encode(PduError),
+    /// The driver closed it (socket error, end of stream, stop).
+    Closed,
+}
+
+impl core::fmt::Display for Lost {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Lost::Framing(RxError::Pdu(PduError::DataSegmentTooLarge { len, max })) => {
+                write!(f, "data segment of {len} bytes, above our limit of {max}")
+            }
+            Lost::Framing(RxError::Pdu(e)) => write!(f, "malformed PDU header: {e:?}"),
+            Lost::Framing(RxError::HeaderDigest) => f.write_str("header digest error"),
+            Lost::Framing(RxError::DataDigest) => f.write_str("data digest error"),
+            Lost::Framing(RxError::OutOfTurn) => f.write_str("receive call out of turn"),
+            Lost::Task { itt, error } => write!(f, "task {itt:#x}: {error}"),
+            Lost::Unexpected(op) => write!(f, "unexpected PDU (opcode {op:#04x})"),
+            Lost::WrongConnection(itt) => {
+                write!(f, "PDU for task {itt:#x} of another connection")
+            }
+            Lost::NotSent(itt) => write!(f, "PDU for task {itt:#x}, not sent yet"),
+            Lost::PingDataTooLong(n) => write!(f, "NOP-In ping data of {n} bytes"),
+            Lost::PingFlood => f.write_str("too many NOP-In pings waiting for an answer"),
+            Lost::QueueFull => f.write_str("transmit queue full (too many R2Ts)"),
+            Lost::PingTimeout => f.write_str("ping not answered in time"),
+            Lost::TargetDropsConnection => f.write_str("target drops the connection"),
+            Lost::TargetDropsSession => f.write_str("target drops the session"),
+            Lost::QueuedCommandGone(itt) => {
+                write!(f, "queued command {itt:#x} ended before it was sent")
+            }
+            Lost::Encode(e) => write!(f, "cannot encode a header: {e:?}"),
+            Lost::Closed => f.write_str("closed"),
+        }
+    }
+}

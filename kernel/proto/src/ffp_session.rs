@@ -1,0 +1,197 @@
+//! The session-wide part of the full feature phase: the CmdSN window, the task set and the
+//! session's own requests (task management, logout, text), shared by every connection of the
+//! session. The per-connection part (`ffp_conn`) takes a `&mut Session` in each call that needs
+//! it; the kernel holds it under the session's lock for exactly those calls.
+
+use super::dataout::WriteParams;
+use super::ffp_tasks::{TaskSet, TaskSlot, OWN_ITT};
+use super::pdu::RESERVED_TAG;
+use super::serial::CmdWindow;
+
+/// Milliseconds on a monotonic clock of the caller's choice (the kernel's `now_ms`, an
+/// `Instant` in userspace); the engine only compares and adds them.
+pub type Millis = u64;
+
+/// Requests of the session's own (task management, logout, text) waiting for their answer.
+pub const MAX_OWN: usize = 8;
+
+/// The CmdSN window, and since when it has kept commands waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    win: CmdWindow,
+    shut_since: Option<Millis>,
+}
+
+impl Window {
+    /// The window after login (our next CmdSN, the target's ExpCmdSN and MaxCmdSN).
+    pub fn new(cmd_sn: u32, exp_cmd_sn: u32, max_cmd_sn: u32) -> Self {
+        Window {
+            win: CmdWindow::new(cmd_sn, exp_cmd_sn, max_cmd_sn),
+            shut_since: None,
+        }
+    }
+
+    /// The sequence numbers.
+    pub fn numbers(&self) -> &CmdWindow {
+        &self.win
+    }
+
+    /// Takes ExpCmdSN/MaxCmdSN from a target PDU (never backwards; see `CmdWindow::update`).
+    pub fn update(&mut self, exp_cmd_sn: u32, max_cmd_sn: u32) {
+        self.win.update(exp_cmd_sn, max_cmd_sn);
+        if self.win.can_send() {
+            self.shut_since = None;
+        }
+    }
+
+    /// A CmdSN for a command, or `None` while the window is shut; a refusal records `now` as
+    /// the moment commands started waiting (if they were not already).
+    pub fn assign(&mut self, now: Millis) -> Option<u32> {
+        let sn = self.win.assign();
+        if sn.is_none() {
+            self.shut_since.get_or_insert(now);
+        }
+        sn
+    }
+
+    /// Whether a command could get a CmdSN now.
+    pub fn can_send(&self) -> bool {
+        self.win.can_send()
+    }
+
+    /// The CmdSN an immediate PDU carries.
+    pub fn immediate(&self) -> u32 {
+        self.win.immediate()
+    }
+
+    /// Since when commands have been waiting for the target to open the window (`None` if
+    /// none has been refused since it was last open).
+    pub fn shut_since(&self) -> Option<Millis> {
+        self.shut_since
+    }
+}
+
+/// What one of the session's own requests is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnKind {
+    /// Task management: the function and the task it names.
+    TaskMgmt {
+        /// Function code (`pdu::tmf`).
+        function: u8,
+        /// Referenced task's ITT (`RESERVED_TAG` when none).
+        ref_itt: u32,
+    },
+    /// Logout, with its reason code.
+    Logout {
+        /// Reason (`pdu::logout_reason`).
+        reason: u8,
+    },
+    /// A text exchange; `received` bytes of answer so far.
+    Text {
+        /// Bytes of answer data received in this exchange.
+        received: u32,
+    },
+}
+
+/// One of the session's own requests, waiting for its answer on connection `cid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Own {
+    /// Its ITT (with [`OWN_ITT`] set).
+    pub itt: u32,
+    /// The connection it went on.
+    pub cid: u16,
+    /// What it is.
+    pub kind: OwnKind,
+}
+
+/// Kinds of own ITT, in bits 28..31.
+pub(super) const OWN_PING: u32 = 1;
+pub(super) const OWN_TMF: u32 = 2;
+pub(super) const OWN_LOGOUT: u32 = 3;
+pub(super) const OWN_TEXT: u32 = 4;
+
+/// The session-wide state of the full feature phase.
+#[derive(Debug)]
+pub struct Session<S> {
+    /// The CmdSN window.
+    pub window: Window,
+    /// The commands in flight.
+    pub tasks: TaskSet<S>,
+    /// The negotiated values writes are planned with.
+    pub write_params: WriteParams,
+    own: [Option<Own>; MAX_OWN],
+    serial: u32,
+}
+
+impl<S: core::ops::DerefMut<Target = [TaskSlot]>> Session<S> {
+    /// A session after login: `slots` (all free) bound the commands in flight; the window is
+    /// what the final Login Response said (its ExpCmdSN is our next CmdSN: login requests are
+    /// immediate).
+    pub fn new(slots: S, write_params: WriteParams, exp_cmd_sn: u32, max_cmd_sn: u32) -> Self {
+        Session {
+            window: Window::new(exp_cmd_sn, exp_cmd_sn, max_cmd_sn),
+            tasks: TaskSet::new(slots),
+            write_params,
+            own: [None; MAX_OWN],
+            serial: 0,
+        }
+    }
+
+    /// Since when commands have been waiting for the target to open the window.
+    pub fn window_shut_since(&self) -> Option<Millis> {
+        self.window.shut_since()
+    }
+
+    /// The connection a command was sent on (task management for it goes there).
+    pub fn allegiance(&self, itt: u32) -> Option<u16> {
+        self.tasks.get(itt).map(|r| r.cid)
+    }
+
+    /// A fresh own ITT of `kind` (never the reserved tag: the kinds are 1 to 4).
+    pub(super) fn own_itt(&mut self, kind: u32) -> u32 {
+        self.serial = self.serial.wrapping_add(1) & 0x0fff_ffff;
+        let itt = OWN_ITT | (kind & 0x7) << 28 | self.serial;
+        if itt == RESERVED_TAG {
+            OWN_ITT | (kind & 0x7) << 28
+        } else {
+            itt
+        }
+    }
+
+    /// Records a request of the session's own; `None` when [`MAX_OWN`] wait already.
+    pub(super) fn add_own(&mut self, own: Own) -> Option<()> {
+        let free = self.own.iter_mut().find(|o| o.is_none())?;
+        *free = Some(own);
+        Some(())
+    }
+
+    /// The own request named by `itt`, answered on `cid`.
+    pub(super) fn own_mut(&mut self, itt: u32, cid: u16) -> Option<&mut Own> {
+        self.own
+            .iter_mut()
+            .flatten()
+            .find(|o| o.itt == itt && o.cid == cid)
+    }
+
+    /// Ends the own request named by `itt`.
+    pub(super) fn take_own(&mut self, itt: u32) -> Option<Own> {
+        self.own
+            .iter_mut()
+            .find(|o| o.is_some_and(|o| o.itt == itt))?
+            .take()
+    }
+
+    /// The requests of the session's own still waiting for an answer.
+    pub fn own_requests(&self) -> impl Iterator<Item = &Own> + '_ {
+        self.own.iter().flatten()
+    }
+
+    /// Forgets every own request that went on connection `cid` (it is gone: no answer comes).
+    pub fn forget_own(&mut self, cid: u16) {
+        for o in self.own.iter_mut() {
+            if o.is_some_and(|o| o.cid == cid) {
+                *o = None;
+            }
+        }
+    }
+}

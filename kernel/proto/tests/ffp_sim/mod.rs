@@ -1,0 +1,290 @@
+//! A driver of the full-feature-phase engine for the tests (tests/ffp.rs) and the `ffp` fuzz
+//! target: it owns the command buffers, places Data-In where the engine says (keeping the CRC
+//! over placed bytes, as the kernel will), drains the transmit queue, and checks the engine's
+//! promises on every event: a command ends at most once, only commands that were started end,
+//! and no placement reaches outside its buffer. It also encodes target PDUs.
+#![allow(dead_code)]
+
+use iscsi_proto::crc::{Crc32c, DigestState};
+use iscsi_proto::dataout::WriteParams;
+use iscsi_proto::ffp_conn::{Conn, ConnConfig, Want, TX_HEADER_MAX};
+use iscsi_proto::ffp_event::{Event, Lost, Outcome};
+use iscsi_proto::ffp_session::Session;
+use iscsi_proto::ffp_tasks::{CommandSpec, StartError, TaskSlot, OWN_ITT};
+use iscsi_proto::ffp_tx::{tx_capacity, TxData, TxSlot};
+use iscsi_proto::pdu::{self, Bhs, Digests, Pdu, BHS_LEN};
+use std::collections::{HashMap, HashSet};
+
+/// CRC32C, bit by bit (the raw register update the trait asks for; no dependency).
+pub struct BitCrc;
+
+impl Crc32c for BitCrc {
+    fn crc32c_update(&self, mut crc: u32, data: &[u8]) -> u32 {
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0x82f6_3b78 & (crc & 1).wrapping_neg());
+            }
+        }
+        crc
+    }
+}
+
+/// A target PDU on the wire: header (digest), data, padding (digest).
+pub fn wire(p: Pdu, data: &[u8], digests: Digests) -> Vec<u8> {
+    let mut bhs = [0u8; BHS_LEN];
+    Bhs {
+        total_ahs_words: 0,
+        data_segment_len: data.len() as u32,
+        pdu: p,
+    }
+    .encode(&mut bhs)
+    .expect("encode");
+    let mut out = bhs.to_vec();
+    if digests.header {
+        let mut d = DigestState::new();
+        d.update(&BitCrc, &bhs);
+        out.extend_from_slice(&d.finish_wire());
+    }
+    if !data.is_empty() {
+        let start = out.len();
+        out.extend_from_slice(data);
+        out.extend(std::iter::repeat_n(0, pdu::pad_len(data.len())));
+        if digests.data {
+            let mut d = DigestState::new();
+            d.update(&BitCrc, &out[start..]);
+            out.extend_from_slice(&d.finish_wire());
+        }
+    }
+    out
+}
+
+/// How a command ended, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Status, residual, response, sense.
+    Completed {
+        response: u8,
+        status: u8,
+        residual: u32,
+        sense: Vec<u8>,
+    },
+    /// Rejected.
+    Rejected(u8),
+}
+
+/// A PDU the engine sent, with its data as the driver would send it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub bhs: Bhs,
+    pub data: Vec<u8>,
+}
+
+/// The engine and everything a driver keeps around it.
+pub struct Harness {
+    pub sess: Session<Vec<TaskSlot>>,
+    pub conn: Conn<Vec<TxSlot>>,
+    pub digests: Digests,
+    /// Command buffers by ITT (reads fill them; writes are sent from them).
+    pub bufs: HashMap<u32, Vec<u8>>,
+    pub started: HashSet<u32>,
+    pub ended: HashMap<u32, Ended>,
+    pub events: Vec<String>,
+    pub sent: Vec<Sent>,
+    /// The answer data of text exchanges.
+    pub text: Vec<u8>,
+    crc: DigestState,
+    pub now: u64,
+}
+
+pub const DEPTH: usize = 8;
+
+impl Harness {
+    pub fn new(digests: Digests, params: WriteParams, nop_interval_ms: u64) -> Harness {
+        let slots = vec![TaskSlot::default(); DEPTH];
+        let tx = vec![TxSlot::default(); tx_capacity(DEPTH, params.max_outstanding_r2t)];
+        Harness {
+            sess: Session::new(slots, params, 1, DEPTH as u32),
+            conn: Conn::new(
+                ConnConfig {
+                    cid: 0,
+                    digests,
+                    max_recv: 8192,
+                    max_xmit: params.max_xmit_data_segment_length,
+                    exp_stat_sn: 1,
+                    nop_interval_ms,
+                    nop_timeout_ms: 1000,
+                },
+                tx,
+                0,
+            ),
+            digests,
+            bufs: HashMap::new(),
+            started: HashSet::new(),
+            ended: HashMap::new(),
+            events: Vec::new(),
+            sent: Vec::new(),
+            text: Vec::new(),
+            crc: DigestState::new(),
+            now: 0,
+        }
+    }
+
+    /// Starts a command on `tag` reading or writing (a pattern) `len` bytes.
+    pub fn start(&mut self, tag: u16, read_len: u32, write_len: u32) -> Result<u32, StartError> {
+        let spec = CommandSpec {
+            tag,
+            queue: (tag % 3) as u8,
+            lun: [0; 8],
+            cdb: [0x28; 16],
+            attr: pdu::task_attr::SIMPLE,
+            read_len,
+            write_len,
+        };
+        let itt = self.conn.start_command(&mut self.sess, &spec, self.now)?;
+        assert!(itt & OWN_ITT == 0 && itt != pdu::RESERVED_TAG);
+        assert!(self.started.insert(itt), "ITT {itt:#x} handed out twice");
+        let buf = if write_len > 0 {
+            (0..write_len).map(|i| (i % 251) as u8).collect()
+        } else {
+            vec![0; read_len as usize]
+        };
+        self.bufs.insert(itt, buf);
+        Ok(itt)
+    }
+
+    /// Feeds received bytes, placing segments and checking every event.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Lost> {
+        loop {
+            if let Want::Place {
+                itt,
+                offset,
+                len,
+                digest,
+            } = self.conn.want()
+            {
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+                let n = len.min(bytes.len());
+                let piece = &bytes[..n];
+                if itt & OWN_ITT != 0 {
+                    assert_eq!(offset as usize, self.text.len(), "text placed out of order");
+                    self.text.extend_from_slice(piece);
+                } else {
+                    let buf = self
+                        .bufs
+                        .get_mut(&itt)
+                        .expect("placement for an unknown ITT");
+                    let end = offset as usize + n;
+                    assert!(end <= buf.len(), "placement past the buffer");
+                    buf[offset as usize..end].copy_from_slice(piece);
+                }
+                if digest {
+                    self.crc.update(&BitCrc, piece);
+                }
+                let running = self.crc;
+                if n == len {
+                    self.crc = DigestState::new();
+                }
+                self.conn.placed(n, running)?;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let r = self
+                .conn
+                .receive(&mut self.sess, &BitCrc, bytes, self.now)?;
+            let used = r.used;
+            let ev = r.event.map(own_event);
+            bytes = &bytes[used..];
+            match ev {
+                Some(e) => self.on_event(e),
+                None if used == 0 && !matches!(self.conn.want(), Want::Place { .. }) => {
+                    return Ok(())
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn on_event(&mut self, e: OwnedEvent) {
+        match e {
+            OwnedEvent::Finished { itt, ended } => {
+                assert!(
+                    self.started.contains(&itt),
+                    "{itt:#x} ended but never started"
+                );
+                assert!(
+                    self.ended.insert(itt, ended).is_none(),
+                    "{itt:#x} ended twice"
+                );
+                assert!(
+                    self.sess.tasks.get(itt).is_none(),
+                    "ended but still in the set"
+                );
+            }
+            OwnedEvent::Other(s) => self.events.push(s),
+        }
+    }
+
+    /// Sends everything queued; returns the PDUs sent.
+    pub fn transmit(&mut self) -> Result<usize, Lost> {
+        let mut n = 0;
+        let mut head = [0u8; TX_HEADER_MAX];
+        while let Some(p) = self
+            .conn
+            .poll_transmit(&mut self.sess, &BitCrc, &mut head)?
+        {
+            let bhs_bytes: [u8; BHS_LEN] = head[..BHS_LEN].try_into().unwrap();
+            let bhs = Bhs::decode(&bhs_bytes).expect("engine wrote a header it cannot decode");
+            if self.digests.header {
+                let mut d = DigestState::new();
+                d.update(&BitCrc, &bhs_bytes);
+                assert_eq!(&head[BHS_LEN..BHS_LEN + 4], &d.finish_wire());
+            }
+            assert_eq!(
+                p.header_len,
+                BHS_LEN + if self.digests.header { 4 } else { 0 }
+            );
+            let data = match p.data {
+                TxData::None => Vec::new(),
+                TxData::Bytes(b) => b.to_vec(),
+                TxData::Task { itt, offset, len } => {
+                    let buf = self.bufs.get(&itt).expect("data of an unknown ITT");
+                    let end = offset as usize + len as usize;
+                    assert!(end <= buf.len(), "Data-Out past the buffer");
+                    buf[offset as usize..end].to_vec()
+                }
+            };
+            assert_eq!(data.len() as u32, bhs.data_segment_len);
+            assert_eq!(p.pad, pdu::pad_len(data.len()));
+            self.sent.push(Sent { bhs, data });
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+/// An event with its borrow dropped.
+pub enum OwnedEvent {
+    Finished { itt: u32, ended: Ended },
+    Other(String),
+}
+
+fn own_event(e: Event<'_>) -> OwnedEvent {
+    match e {
+        Event::Finished(f) => OwnedEvent::Finished {
+            itt: f.itt,
+            ended: match f.outcome {
+                Outcome::Completed { completion, sense } => Ended::Completed {
+                    response: completion.response,
+                    status: completion.status,
+                    residual: completion.residual,
+                    sense: sense.to_vec(),
+                },
+                Outcome::Rejected { reason } => Ended::Rejected(reason),
+            },
+        },
+        other => OwnedEvent::Other(format!("{other:?}")),
+    }
+}
