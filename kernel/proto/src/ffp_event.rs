@@ -141,8 +141,12 @@ impl core::fmt::Display for Lost {
                 write!(f, "data segment of {len} bytes, above our limit of {max}")
             }
             Lost::Framing(RxError::Pdu(e)) => write!(f, "malformed PDU header: {e:?}"),
-            Lost::Framing(RxError::HeaderDigest) => f.write_str("header digest error"),
-            Lost::Framing(RxError::DataDigest) => f.write_str("data digest error"),
+            Lost::Framing(RxError::HeaderDigest { got, want }) => {
+                write!(f, "header digest {got:#010x}, computed {want:#010x}")
+            }
+            Lost::Framing(RxError::DataDigest { got, want }) => {
+                write!(f, "data digest {got:#010x}, computed {want:#010x}")
+            }
             Lost::Framing(RxError::OutOfTurn) => f.write_str("receive call out of turn"),
             Lost::Task { itt, error } => write!(f, "task {itt:#x}: {error}"),
             Lost::Unexpected(op) => write!(f, "unexpected PDU (opcode {op:#04x})"),

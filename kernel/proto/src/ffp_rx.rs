@@ -73,9 +73,19 @@ pub enum RxError {
     /// The header is malformed or announces a segment above our limit.
     Pdu(PduError),
     /// The header digest does not match.
-    HeaderDigest,
+    HeaderDigest {
+        /// The digest on the wire.
+        got: u32,
+        /// The digest of what arrived.
+        want: u32,
+    },
     /// The data digest does not match.
-    DataDigest,
+    DataDigest {
+        /// The digest on the wire.
+        got: u32,
+        /// The digest of what arrived.
+        want: u32,
+    },
     /// A call that does not fit the decoder's state (a caller bug, refused, not trusted).
     OutOfTurn,
 }
@@ -224,7 +234,10 @@ impl RxDecoder {
             let mut d = DigestState::new();
             d.update(crc, self.head.get(..ahs_end).unwrap_or(&[]));
             if d.finish_wire() != *wire {
-                return Err(RxError::HeaderDigest);
+                return Err(RxError::HeaderDigest {
+                    got: u32::from_le_bytes(*wire),
+                    want: d.finish(),
+                });
             }
         }
         self.state = State::Route;
@@ -312,9 +325,16 @@ impl RxDecoder {
             let mut d = self.crc;
             // The digest covers the padding as sent.
             d.update(crc, self.trailer.get(..pad).unwrap_or(&[]));
-            let wire = self.trailer.get(pad..pad + DIGEST_LEN).unwrap_or(&[]);
-            if d.finish_wire() != *wire {
-                return Err(RxError::DataDigest);
+            let wire: [u8; DIGEST_LEN] = self
+                .trailer
+                .get(pad..pad + DIGEST_LEN)
+                .and_then(|w| w.try_into().ok())
+                .ok_or(RxError::OutOfTurn)?;
+            if d.finish_wire() != wire {
+                return Err(RxError::DataDigest {
+                    got: u32::from_le_bytes(wire),
+                    want: d.finish(),
+                });
             }
         }
         self.state = State::Done;

@@ -223,18 +223,25 @@ fn digest_errors_and_oversized_segments_lose_the_connection() {
     h.transmit().unwrap();
     let mut bytes = wire(data_in(itt, 0, 0, Some(1)), &[1; 512], BOTH);
     bytes[60] ^= 1;
-    assert_eq!(h.feed(&bytes), Err(Lost::Framing(RxError::DataDigest)));
+    let lost = h.feed(&bytes);
+    assert!(
+        matches!(lost, Err(Lost::Framing(RxError::DataDigest { .. }))),
+        "{lost:?}"
+    );
     assert!(
         h.ended.is_empty(),
         "data with a bad digest must not complete"
     );
     // Lost for good, with the same reason.
-    assert_eq!(h.feed(&[0]), Err(Lost::Framing(RxError::DataDigest)));
+    assert_eq!(h.feed(&[0]), lost);
 
     let mut h = Harness::new(BOTH, PARAMS, 0);
     let mut bytes = wire(target_ping(7), &[], BOTH);
     bytes[49] ^= 1;
-    assert_eq!(h.feed(&bytes), Err(Lost::Framing(RxError::HeaderDigest)));
+    assert!(matches!(
+        h.feed(&bytes),
+        Err(Lost::Framing(RxError::HeaderDigest { .. }))
+    ));
 
     let mut h = Harness::new(NONE, PARAMS, 0);
     let mut bhs = wire(target_ping(7), &[], NONE);

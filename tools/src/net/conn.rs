@@ -1,13 +1,15 @@
-//! One iSCSI TCP connection: whole PDUs in and out, with digests and length bounds.
+//! One iSCSI TCP connection: the socket, a receive buffer, and whole login PDUs.
 //!
-//! The framing here is the only part of the wire format the driver handles itself; every field
-//! beyond "how long is this PDU" is decoded by the protocol core.
+//! The framing is proto's: login responses are cut by its receive decoder
+//! (`iscsi_proto::ffp_rx`), the same one the full-feature-phase engine runs, and in the full
+//! feature phase the session hands the buffered bytes to that engine ([`Connection::buffered`],
+//! [`Connection::consume`]) and writes what it produces ([`Connection::write_all`]).
 
 use super::digest::Platform;
 use super::error::{NetError, Result};
 use super::portal::Portal;
-use iscsi_proto::crc;
-use iscsi_proto::pdu::{self, Digests, PduError};
+use iscsi_proto::ffp_rx::{Next, Route, RxDecoder, RxError};
+use iscsi_proto::pdu::{Digests, PduError};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -65,8 +67,32 @@ pub struct Connection {
     max_recv: u32,
     /// The most data we may send in one PDU (the target's MaxRecvDataSegmentLength).
     max_xmit: u32,
-    /// Scratch for outgoing PDUs, reused.
-    out: Vec<u8>,
+    /// Bytes read from the socket; `rx[rx_at..rx_end]` are not consumed yet.
+    rx: Vec<u8>,
+    rx_at: usize,
+    rx_end: usize,
+}
+
+/// Bytes read from the socket at once.
+const RX_BUF: usize = 64 * 1024;
+
+/// A framing error as the driver reports it.
+pub fn rx_error(e: RxError) -> NetError {
+    match e {
+        RxError::Pdu(PduError::DataSegmentTooLarge { len, max }) => NetError::Oversize { len, max },
+        RxError::Pdu(e) => NetError::Protocol(format!("PDU framing: {e:?}")),
+        RxError::HeaderDigest { got, want } => NetError::Digest {
+            what: "header",
+            got,
+            want,
+        },
+        RxError::DataDigest { got, want } => NetError::Digest {
+            what: "data",
+            got,
+            want,
+        },
+        RxError::OutOfTurn => NetError::Protocol("receive decoder called out of turn".into()),
+    }
 }
 
 impl Connection {
@@ -107,7 +133,9 @@ impl Connection {
             data_digest: false,
             max_recv: DEFAULT_MRDSL,
             max_xmit: DEFAULT_MRDSL,
-            out: Vec::new(),
+            rx: vec![0; RX_BUF],
+            rx_at: 0,
+            rx_end: 0,
         })
     }
 
@@ -148,104 +176,87 @@ impl Connection {
         self.max_recv
     }
 
-    /// Send one PDU. `bhs` must already hold the right TotalAHSLength and DataSegmentLength.
-    pub fn send(&mut self, bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8]) -> Result<()> {
-        if ahs.len() != pdu::ahs_len_of(bhs) {
-            return Err(NetError::Protocol(
-                "outgoing AHS length does not match its BHS".into(),
-            ));
-        }
-        if data.len() as u64 != u64::from(pdu::data_segment_len_of(bhs)) {
-            return Err(NetError::Protocol(
-                "outgoing data length does not match its BHS".into(),
-            ));
-        }
-        if data.len() > self.max_xmit as usize {
-            return Err(NetError::Protocol(format!(
-                "refusing to send {} data bytes in one PDU, the target accepts {}",
-                data.len(),
-                self.max_xmit
-            )));
-        }
-        let pad = pdu::pad_len(data.len());
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        out.extend_from_slice(bhs);
-        out.extend_from_slice(ahs);
-        if self.header_digest {
-            let d = crc::header_digest(&Platform, bhs, ahs);
-            out.extend_from_slice(&d);
-        }
-        if !data.is_empty() {
-            let start = out.len();
-            out.extend_from_slice(data);
-            out.extend_from_slice(&[0u8; 3][..pad]);
-            if self.data_digest {
-                let d = crc::data_digest(&Platform, &out[start..start + data.len()]);
-                out.extend_from_slice(&d);
-            }
-        }
-        let r = self
-            .stream
-            .write_all(&out)
-            .map_err(|e| NetError::io(format!("send to {}", self.peer), e));
-        if out.capacity() <= 1 << 20 {
-            self.out = out;
-        }
-        r
+    /// Write `bytes` (whole PDUs, or a PDU's parts in order).
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| NetError::io(format!("send to {}", self.peer), e))
     }
 
-    /// Receive one whole PDU, verifying digests and refusing a data segment longer than our
-    /// MaxRecvDataSegmentLength (nothing is allocated beyond that bound).
-    pub fn recv(&mut self) -> Result<RawPdu> {
-        let mut bhs = [0u8; BHS_LEN];
-        self.read_exact(&mut bhs)?;
-        let mut ahs = vec![0u8; pdu::ahs_len_of(&bhs)];
-        self.read_exact(&mut ahs)?;
-        if self.header_digest {
-            let mut d = [0u8; 4];
-            self.read_exact(&mut d)?;
-            if !crc::verify_header_digest(&Platform, &bhs, &ahs, &d) {
-                let want = crc::header_digest(&Platform, &bhs, &ahs);
-                return Err(NetError::Digest {
-                    what: "header",
-                    got: u32::from_le_bytes(d),
-                    want: u32::from_le_bytes(want),
-                });
-            }
+    /// The received bytes not consumed yet (none read here).
+    pub fn buffered(&self) -> &[u8] {
+        &self.rx[self.rx_at..self.rx_end]
+    }
+
+    /// Reads from the socket (blocking, within the I/O timeout) if nothing is buffered; the
+    /// end of the stream is [`NetError::Closed`].
+    pub fn fill(&mut self) -> Result<()> {
+        if self.rx_at < self.rx_end {
+            return Ok(());
         }
-        // Only a header we trust says how much follows; proto refuses more than we declared.
+        self.rx_at = 0;
+        self.rx_end = 0;
+        let n = self
+            .stream
+            .read(&mut self.rx)
+            .map_err(|e| NetError::io(format!("receive from {}", self.peer), e))?;
+        if n == 0 {
+            return Err(NetError::Closed(format!("receive from {}", self.peer)));
+        }
+        self.rx_end = n;
+        Ok(())
+    }
+
+    /// `n` bytes of [`Connection::buffered`] were used.
+    pub fn consume(&mut self, n: usize) {
+        self.rx_at = (self.rx_at + n).min(self.rx_end);
+    }
+
+    /// Receive one whole PDU (login: no engine yet), through proto's receive decoder: digests
+    /// verified, a data segment longer than our MaxRecvDataSegmentLength refused before
+    /// anything of it is read or allocated.
+    pub fn recv(&mut self) -> Result<RawPdu> {
         let digests = Digests {
             header: self.header_digest,
             data: self.data_digest,
         };
-        let lay = pdu::rx_layout(&bhs, digests, self.max_recv).map_err(|e| match e {
-            PduError::DataSegmentTooLarge { len, max } => NetError::Oversize { len, max },
-            e => NetError::Protocol(format!("PDU framing: {e:?}")),
-        })?;
-        let len = lay.data_len;
-        let mut data = vec![0u8; len + lay.pad_len];
-        self.read_exact(&mut data)?;
-        if lay.data_digest_len > 0 {
-            let mut d = [0u8; 4];
-            self.read_exact(&mut d)?;
-            if !crc::verify_data_digest(&Platform, &data, &d) {
-                let want = crc::data_digest(&Platform, &data[..len]);
-                return Err(NetError::Digest {
-                    what: "data",
-                    got: u32::from_le_bytes(d),
-                    want: u32::from_le_bytes(want),
-                });
+        let mut dec = RxDecoder::new(digests, self.max_recv);
+        let mut data = Vec::new();
+        loop {
+            match dec.next() {
+                Next::Route => {
+                    data = vec![0; dec.layout().data_len];
+                    dec.route(Route::Keep).map_err(rx_error)?;
+                }
+                Next::Done => {
+                    return Ok(RawPdu {
+                        bhs: *dec.bhs(),
+                        ahs: dec.ahs().to_vec(),
+                        data,
+                    });
+                }
+                // A trailer of nothing (no padding, no digest) ends without reading.
+                Next::Trailer { need: 0 } => {
+                    dec.trailer(&Platform, &[]).map_err(rx_error)?;
+                }
+                next => {
+                    self.fill()?;
+                    let bytes = &self.rx[self.rx_at..self.rx_end];
+                    let used = match next {
+                        Next::Header { .. } => dec.header(&Platform, bytes).map_err(rx_error)?,
+                        Next::Trailer { .. } => dec.trailer(&Platform, bytes).map_err(rx_error)?,
+                        _ => {
+                            let (at, piece) = dec.segment(&Platform, bytes).map_err(rx_error)?;
+                            if let Some(dst) = data.get_mut(at..at + piece.len()) {
+                                dst.copy_from_slice(piece);
+                            }
+                            piece.len()
+                        }
+                    };
+                    self.consume(used);
+                }
             }
         }
-        data.truncate(len);
-        Ok(RawPdu { bhs, ahs, data })
-    }
-
-    fn read_exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.stream
-            .read_exact(buf)
-            .map_err(|e| NetError::io(format!("receive from {}", self.peer), e))
     }
 
     /// Close the TCP connection (both directions).
@@ -285,23 +296,42 @@ mod tests {
         b
     }
 
+    /// A PDU on the wire with the digests computed here, independently of the decoder.
+    fn wire(bhs: &[u8; BHS_LEN], ahs: &[u8], data: &[u8], hd: bool, dd: bool) -> Vec<u8> {
+        use iscsi_proto::crc;
+        let mut w = bhs.to_vec();
+        w.extend_from_slice(ahs);
+        if hd {
+            w.extend_from_slice(&crc::header_digest(&Platform, bhs, ahs));
+        }
+        if !data.is_empty() {
+            w.extend_from_slice(data);
+            w.extend_from_slice(&[0u8; 3][..iscsi_proto::pdu::pad_len(data.len())]);
+            if dd {
+                w.extend_from_slice(&crc::data_digest(&Platform, data));
+            }
+        }
+        w
+    }
+
     #[test]
-    fn round_trip_with_digests_and_padding() {
+    fn receives_with_digests_and_padding() {
         let (mut c, mut s) = pair();
         c.set_digests(true, true);
         let bhs = bhs_with(5, 1);
-        c.send(&bhs, &[1, 2, 3, 4], b"hello").unwrap();
-        let mut wire = vec![0u8; 48 + 4 + 4 + 8 + 4];
-        s.read_exact(&mut wire).unwrap();
-        // Feed it back: the same framing must decode.
-        s.write_all(&wire).unwrap();
-        let p = c.recv().unwrap();
-        assert_eq!(p.bhs, bhs);
-        assert_eq!(p.ahs, vec![1, 2, 3, 4]);
-        assert_eq!(p.data, b"hello");
+        let mut w = wire(&bhs, &[1, 2, 3, 4], b"hello", true, true);
+        // Two PDUs in one write: the second comes from the buffer.
+        let both = [w.clone(), w.clone()].concat();
+        s.write_all(&both).unwrap();
+        for _ in 0..2 {
+            let p = c.recv().unwrap();
+            assert_eq!(p.bhs, bhs);
+            assert_eq!(p.ahs, vec![1, 2, 3, 4]);
+            assert_eq!(p.data, b"hello");
+        }
         // Corrupt one data byte: data digest error.
-        wire[48 + 4 + 4] ^= 1;
-        s.write_all(&wire).unwrap();
+        w[48 + 4 + 4] ^= 1;
+        s.write_all(&w).unwrap();
         assert!(matches!(
             c.recv(),
             Err(NetError::Digest { what: "data", .. })
@@ -330,13 +360,6 @@ mod tests {
             Err(NetError::Oversize { len, max }) => assert_eq!((len, max), (0xff_ffff, 512)),
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn refuses_to_send_over_target_limit() {
-        let (mut c, _s) = pair();
-        c.set_limits(512, 4);
-        assert!(c.send(&bhs_with(5, 0), &[], b"hello").is_err());
     }
 
     #[test]

@@ -11,23 +11,27 @@
 //! One command is outstanding at a time: this driver is for discovery, probing and tests, not
 //! for throughput (that is the kernel module's job).
 
-use super::conn::{Connection, RawPdu, Timeouts};
+use super::conn::{rx_error, Connection, RawPdu, Timeouts};
 use super::digest::{random, Platform};
 use super::error::{NetError, Result};
 use super::portal::Portal;
 use iscsi_proto::chap::{ChapAlgorithm, ChapConfig, ChapError, MutualChap};
-use iscsi_proto::dataout::{DataOutSeq, WriteParams, WritePlan};
+use iscsi_proto::crc::DigestState;
+use iscsi_proto::dataout::WriteParams;
+use iscsi_proto::ffp_conn::{Conn, ConnConfig, Want, TX_HEADER_MAX};
+use iscsi_proto::ffp_event::{Event, Lost, Outcome};
+use iscsi_proto::ffp_session::Session as FfpSession;
+use iscsi_proto::ffp_tasks::{CommandSpec, StartError, TaskSlot};
+use iscsi_proto::ffp_tx::{tx_capacity, TxData, TxKind, TxSlot};
 use iscsi_proto::login::{
     InitiatorError, Login, LoginComplete, LoginConfig, LoginError, LoginEvent, ProtocolError,
     SessionType, TargetError, MAX_LOGIN_DATA,
 };
-use iscsi_proto::pdu::{
-    self, Bhs, DataOut, LogoutRequest, Lun, NopOut, Pdu, ScsiCommand, TextRequest, BHS_LEN,
-    RESERVED_TAG,
-};
-use iscsi_proto::serial::{self, CmdWindow};
-use iscsi_proto::text::{self, DigestPref, Key, Limits, Params, TextError, TextWriter};
+use iscsi_proto::pdu::{self, Bhs, Digests, Lun, Pdu, BHS_LEN, RESERVED_TAG};
+use iscsi_proto::task::Completion;
+use iscsi_proto::text::{self, DigestPref, Key, Limits, TextError, TextWriter};
 use iscsi_proto::{scsi as pscsi, sendtargets};
+use std::time::Instant;
 use zeroize::Zeroizing;
 
 /// Most login response text (one response, all its C-bit parts) we hold.
@@ -263,34 +267,124 @@ pub struct Stats {
     pub r2ts: u64,
 }
 
-/// A logged-in session.
-#[derive(Debug)]
+/// A logged-in session: the socket, and proto's full-feature-phase engine (one connection,
+/// the session-wide window and task set) that every PDU after the login goes through.
 pub struct Session {
     stats: Stats,
     conn: Connection,
-    params: Params,
     negotiated: Negotiated,
-    window: CmdWindow,
-    exp_stat_sn: u32,
-    next_itt: u32,
+    ffp: FfpSession<Vec<TaskSlot>>,
+    engine: Conn<Vec<TxSlot>>,
+    /// The engine's clock starts at the login.
+    epoch: Instant,
     discovery: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("conn", &self.conn)
+            .field("negotiated", &self.negotiated)
+            .field("engine", &self.engine.counters())
+            .finish()
+    }
+}
+
+/// Commands this driver keeps in flight (it runs one at a time; the engine's task set has a
+/// few slots so a tag is always free).
+const DEPTH: usize = 4;
+
+/// Where placed data goes while the driver waits for an answer.
+struct Sink<'a> {
+    /// The command waited for, and its read buffer.
+    itt: u32,
+    read: Option<&'a mut [u8]>,
+    /// Bytes of Data-In placed (the end of the furthest placement).
+    received: usize,
+    /// Its write buffer (Data-Out and immediate data come from it).
+    write: &'a [u8],
+    /// A text exchange's answer.
+    text: Option<&'a mut Vec<u8>>,
+    /// The CRC over the segment being placed (data digests).
+    crc: DigestState,
+}
+
+impl<'a> Sink<'a> {
+    fn none() -> Sink<'a> {
+        Sink {
+            itt: RESERVED_TAG,
+            read: None,
+            received: 0,
+            write: &[],
+            text: None,
+            crc: DigestState::new(),
+        }
+    }
+}
+
+/// An engine event with its borrow dropped.
+enum Ev {
+    Finished { itt: u32, outcome: Ended },
+    Text { itt: u32, ttt: u32, more: bool },
+    Logout { itt: u32, response: u8 },
+    Refused(NetError),
+    Other,
+}
+
+enum Ended {
+    Completed(Completion, Vec<u8>),
+    Rejected(u8),
+}
+
+fn event(e: Event<'_>) -> Ev {
+    match e {
+        Event::Finished(f) => Ev::Finished {
+            itt: f.itt,
+            outcome: match f.outcome {
+                Outcome::Completed { completion, sense } => {
+                    Ended::Completed(completion, sense.to_vec())
+                }
+                Outcome::Rejected { reason } => Ended::Rejected(reason),
+            },
+        },
+        Event::Text {
+            itt,
+            ttt,
+            final_,
+            continue_,
+            ..
+        } => Ev::Text {
+            itt,
+            ttt,
+            more: continue_ || !final_,
+        },
+        Event::Logout { itt, response, .. } => Ev::Logout { itt, response },
+        Event::Rejected { reason, .. } => Ev::Refused(NetError::Protocol(format!(
+            "target rejected our PDU (reason {reason:#04x})"
+        ))),
+        Event::LogoutRequested { .. } => Ev::Refused(NetError::Protocol(
+            "target requests logout (async event 1)".into(),
+        )),
+        Event::Transmit | Event::TaskMgmt { .. } | Event::Rescan => Ev::Other,
+    }
+}
+
+/// Why the engine lost the connection, as the driver reports it.
+fn lost(l: Lost) -> NetError {
+    match l {
+        Lost::Framing(e) => rx_error(e),
+        Lost::TargetDropsConnection => {
+            NetError::Protocol("target is dropping the connection (async event 2)".into())
+        }
+        Lost::TargetDropsSession => {
+            NetError::Protocol("target is dropping the connection (async event 3)".into())
+        }
+        l => NetError::Protocol(l.to_string()),
+    }
 }
 
 fn proto_err(what: &str, e: impl std::fmt::Debug) -> NetError {
     NetError::Protocol(format!("{what}: {e:?}"))
-}
-
-/// Send a PDU that proto wrote whole (BHS, data, padding) on `conn`.
-fn send_encoded(conn: &mut Connection, wire: &[u8]) -> Result<()> {
-    let bhs: &[u8; BHS_LEN] = wire
-        .get(..BHS_LEN)
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| NetError::Protocol("encoded PDU shorter than its header".into()))?;
-    let dlen = pdu::data_segment_len_of(bhs) as usize;
-    let data = wire
-        .get(BHS_LEN..BHS_LEN + dlen)
-        .ok_or_else(|| NetError::Protocol("encoded PDU shorter than its data segment".into()))?;
-    conn.send(bhs, &[], data)
 }
 
 /// Run proto's login state machine on `conn` until full feature phase. Returns the result, the
@@ -310,7 +404,8 @@ fn run_login(
             .poll_transmit(&mut out)
             .map_err(|e| login_error(e, None))?
         {
-            send_encoded(conn, &out[..n])?;
+            // Proto wrote the whole PDU (BHS, data, padding); no digests during login.
+            conn.write_all(&out[..n])?;
             stats.pdus_sent += 1;
         }
         let raw = conn.recv()?;
@@ -521,15 +616,38 @@ impl Session {
             p.conn.max_recv_data_segment_length,
             p.conn.max_xmit_data_segment_length,
         );
+        let write_params = WriteParams::from(&p);
+        let tx = vec![TxSlot::default(); tx_capacity(DEPTH, write_params.max_outstanding_r2t)];
+        let engine = Conn::new(
+            ConnConfig {
+                cid: 0,
+                digests: Digests {
+                    header: p.conn.header_digest,
+                    data: p.conn.data_digest,
+                },
+                max_recv: p.conn.max_recv_data_segment_length,
+                max_xmit: p.conn.max_xmit_data_segment_length,
+                exp_stat_sn,
+                // No pings: the driver waits on the socket with its I/O timeout.
+                nop_interval_ms: 0,
+                nop_timeout_ms: 0,
+            },
+            tx,
+            0,
+        );
         Ok(Session {
             stats,
             conn,
-            params: p,
             negotiated: Negotiated::new(&done, transcript.keys),
             // Login Requests are immediate: the first command carries the ExpCmdSN they left.
-            window: CmdWindow::new(done.exp_cmd_sn, done.exp_cmd_sn, done.max_cmd_sn),
-            exp_stat_sn,
-            next_itt: login_itt.wrapping_add(1),
+            ffp: FfpSession::new(
+                vec![TaskSlot::default(); DEPTH],
+                write_params,
+                done.exp_cmd_sn,
+                done.max_cmd_sn,
+            ),
+            engine,
+            epoch: Instant::now(),
             discovery: opts.target_name.is_none(),
         })
     }
@@ -541,7 +659,13 @@ impl Session {
 
     /// What crossed the wire so far.
     pub fn stats(&self) -> Stats {
-        self.stats
+        let c = self.engine.counters();
+        Stats {
+            pdus_received: self.stats.pdus_received + c.pdus_rx,
+            data_in_pdus: c.data_in,
+            r2ts: c.r2ts,
+            ..self.stats
+        }
     }
 
     /// The connection (for its addresses).
@@ -549,169 +673,238 @@ impl Session {
         &self.conn
     }
 
-    fn itt(&mut self) -> u32 {
-        let t = self.next_itt;
-        self.next_itt = self.next_itt.wrapping_add(1);
-        if self.next_itt == RESERVED_TAG {
-            self.next_itt = 1;
-        }
-        t
+    /// Milliseconds on the engine's clock.
+    fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn send_pdu(&mut self, p: Pdu, ahs: &[u8], data: &[u8]) -> Result<()> {
-        let mut bhs = [0u8; BHS_LEN];
-        let words = pdu::ahs_words(ahs.len()).map_err(|e| proto_err("encode AHS", e))?;
-        let dsl =
-            u32::try_from(data.len()).map_err(|_| NetError::Protocol("data too long".into()))?;
-        Bhs {
-            total_ahs_words: words,
-            data_segment_len: dsl,
-            pdu: p,
+    /// Sends everything the engine has queued: each header as it wrote it, the data from
+    /// `sink`'s write buffer (or the engine's own bytes), padding, and the data digest.
+    fn flush(&mut self, sink: &Sink<'_>) -> Result<()> {
+        let mut head = [0u8; TX_HEADER_MAX];
+        let mut out = Vec::new();
+        while let Some(p) = self
+            .engine
+            .poll_transmit(&mut self.ffp, &Platform, &mut head)
+            .map_err(lost)?
+        {
+            let data: &[u8] = match p.data {
+                TxData::None => &[],
+                TxData::Bytes(b) => b,
+                TxData::Task { itt, offset, len } => {
+                    let (at, n) = (offset as usize, len as usize);
+                    at.checked_add(n)
+                        .filter(|_| itt == sink.itt)
+                        .and_then(|end| sink.write.get(at..end))
+                        .ok_or_else(|| {
+                            NetError::Protocol("Data-Out outside the write buffer".into())
+                        })?
+                }
+            };
+            out.clear();
+            out.extend_from_slice(&head[..p.header_len]);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&[0u8; 3][..p.pad]);
+            if p.data_digest {
+                let mut d = DigestState::new();
+                d.update(&Platform, data);
+                d.pad(&Platform, data.len());
+                out.extend_from_slice(&d.finish_wire());
+            }
+            match p.kind {
+                TxKind::Command { immediate } => self.stats.immediate_bytes += u64::from(immediate),
+                TxKind::DataOut { solicited: true } => self.stats.solicited_data_out_pdus += 1,
+                TxKind::DataOut { solicited: false } => self.stats.unsolicited_data_out_pdus += 1,
+                _ => {}
+            }
+            self.stats.pdus_sent += 1;
+            self.conn.write_all(&out)?;
         }
-        .encode(&mut bhs)
-        .map_err(|e| proto_err("encode PDU", e))?;
-        self.conn.send(&bhs, ahs, data)?;
-        self.stats.pdus_sent += 1;
         Ok(())
     }
 
-    fn recv_pdu(&mut self) -> Result<(Pdu, RawPdu)> {
-        let raw = self.conn.recv()?;
-        self.stats.pdus_received += 1;
-        let bhs = Bhs::decode(&raw.bhs).map_err(|e| proto_err("decode PDU from target", e))?;
-        Ok((bhs.pdu, raw))
-    }
-
-    fn note_stat_sn(&mut self, stat_sn: u32) {
-        // Only advance: a StatSN of an older status is not a reason to go back.
-        let next = stat_sn.wrapping_add(1);
-        if serial::lt(self.exp_stat_sn, next) {
-            self.exp_stat_sn = next;
-        }
-    }
-
-    fn note_window(&mut self, exp_cmd_sn: u32, max_cmd_sn: u32) {
-        self.window.update(exp_cmd_sn, max_cmd_sn);
-    }
-
-    /// CmdSN for a non-immediate command, waiting (a bounded number of PDUs) for the target to
-    /// open a closed window with a NOP-In or an Async Message.
-    fn assign_cmd_sn(&mut self) -> Result<u32> {
-        for _ in 0..MAX_WINDOW_WAITS {
-            if let Some(sn) = self.window.assign() {
-                return Ok(sn);
+    /// Reads what the socket has (waiting for it if nothing is buffered) and feeds it to the
+    /// engine, placing data into `sink`; returns the events of the PDUs that ended.
+    fn pump(&mut self, sink: &mut Sink<'_>) -> Result<Vec<Ev>> {
+        let mut events = Vec::new();
+        let now = self.now();
+        let mut read = false;
+        loop {
+            let want = self.engine.want();
+            if self.conn.buffered().is_empty() {
+                // A PDU can end without another byte (after a placed segment): only wait on
+                // the socket when the engine has nothing to do without bytes.
+                let stuck = match want {
+                    Want::Place { .. } => true,
+                    Want::Bytes => {
+                        let r = self
+                            .engine
+                            .receive(&mut self.ffp, &Platform, &[], now)
+                            .map_err(lost)?;
+                        match r.event.map(event) {
+                            Some(e) => {
+                                events.push(e);
+                                continue;
+                            }
+                            None => true,
+                        }
+                    }
+                };
+                if stuck {
+                    // Read once per pump, and not at all once something happened.
+                    if read || !events.is_empty() {
+                        return Ok(events);
+                    }
+                    self.conn.fill()?;
+                    read = true;
+                }
+                continue;
             }
-            let (p, raw) = self.recv_pdu()?;
-            self.handle_unsolicited(&p, &raw)?;
+            match want {
+                Want::Place {
+                    itt,
+                    offset,
+                    len,
+                    digest,
+                } => {
+                    let bytes = self.conn.buffered();
+                    let n = len.min(bytes.len());
+                    let piece = &bytes[..n];
+                    let at = offset as usize;
+                    if itt == sink.itt {
+                        let buf = sink.read.as_deref_mut().ok_or_else(|| {
+                            NetError::Protocol("Data-In for a command that reads nothing".into())
+                        })?;
+                        // The engine checked the offset against the command's length.
+                        buf.get_mut(at..at + n)
+                            .ok_or_else(|| NetError::Protocol("Data-In past the buffer".into()))?
+                            .copy_from_slice(piece);
+                        sink.received = sink.received.max(at + n);
+                    } else {
+                        let text = sink.text.as_deref_mut().ok_or_else(|| {
+                            NetError::Protocol("data for no command or text request".into())
+                        })?;
+                        if at + n > MAX_SEND_TARGETS_TEXT {
+                            return Err(NetError::Protocol(
+                                "SendTargets answer longer than 16 MiB".into(),
+                            ));
+                        }
+                        text.resize(text.len().max(at + n), 0);
+                        text[at..at + n].copy_from_slice(piece);
+                    }
+                    if digest {
+                        sink.crc.update(&Platform, piece);
+                    }
+                    let running = sink.crc;
+                    if n == len {
+                        sink.crc = DigestState::new();
+                    }
+                    self.conn.consume(n);
+                    self.engine.placed(n, running).map_err(lost)?;
+                }
+                Want::Bytes => {
+                    let bytes = self.conn.buffered();
+                    let r = self
+                        .engine
+                        .receive(&mut self.ffp, &Platform, bytes, now)
+                        .map_err(lost)?;
+                    let used = r.used;
+                    let ev = r.event.map(event);
+                    self.conn.consume(used);
+                    if let Some(e) = ev {
+                        events.push(e);
+                    }
+                }
+            }
         }
+    }
+
+    /// Runs the engine until `done` picks an answer out of the events, sending what it
+    /// queues meanwhile; a refusal event ends the wait with its error.
+    fn wait<T>(
+        &mut self,
+        sink: &mut Sink<'_>,
+        mut done: impl FnMut(&mut Self, Ev) -> Result<Option<T>>,
+    ) -> Result<T> {
+        loop {
+            for e in self.pump(sink)? {
+                if let Ev::Refused(err) = e {
+                    return Err(err);
+                }
+                if let Some(t) = done(self, e)? {
+                    return Ok(t);
+                }
+            }
+            if self.engine.has_transmit() {
+                self.flush(sink)?;
+            }
+        }
+    }
+
+    /// The engine's start of a command or request, waiting (a bounded number of reads) for
+    /// the target to open a shut command window.
+    fn start<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Self) -> std::result::Result<T, StartError>,
+    ) -> Result<T> {
+        for _ in 0..MAX_WINDOW_WAITS {
+            match f(self) {
+                Ok(t) => return Ok(t),
+                Err(StartError::WindowShut) => {
+                    let mut sink = Sink::none();
+                    for e in self.pump(&mut sink)? {
+                        if let Ev::Refused(err) = e {
+                            return Err(err);
+                        }
+                    }
+                    self.flush(&sink)?;
+                }
+                Err(StartError::Lost) => {
+                    return Err(lost(self.engine.lost().unwrap_or(Lost::Closed)))
+                }
+                Err(e) => return Err(NetError::Protocol(format!("cannot start: {e:?}"))),
+            }
+        }
+        let w = self.ffp.window.numbers();
         Err(NetError::Protocol(format!(
             "the target keeps its command window closed (CmdSN {}, MaxCmdSN {})",
-            self.window.cmd_sn(),
-            self.window.max_cmd_sn()
+            w.cmd_sn(),
+            w.max_cmd_sn()
         )))
     }
 
     // ---- full feature phase ----------------------------------------------------------------
 
-    /// Answer a target NOP-In that wants an answer; other unsolicited PDUs are reported.
-    fn handle_unsolicited(&mut self, p: &Pdu, raw: &RawPdu) -> Result<()> {
-        match p {
-            Pdu::NopIn(n) => {
-                self.note_window(n.exp_cmd_sn, n.max_cmd_sn);
-                if n.ttt != RESERVED_TAG {
-                    // A NOP-In that wants an answer does not advance StatSN.
-                    self.note_stat_sn(n.stat_sn.wrapping_sub(1));
-                    let out = NopOut {
-                        immediate: true,
-                        lun: n.lun,
-                        itt: RESERVED_TAG,
-                        ttt: n.ttt,
-                        cmd_sn: self.window.immediate(),
-                        exp_stat_sn: self.exp_stat_sn,
-                    };
-                    self.send_pdu(Pdu::NopOut(out), &[], &raw.data)?;
-                }
-                Ok(())
-            }
-            Pdu::AsyncMessage(a) => {
-                self.note_stat_sn(a.stat_sn);
-                self.note_window(a.exp_cmd_sn, a.max_cmd_sn);
-                match a.event {
-                    1 => Err(NetError::Protocol(
-                        "target requests logout (async event 1)".into(),
-                    )),
-                    2 | 3 => Err(NetError::Protocol(format!(
-                        "target is dropping the connection (async event {})",
-                        a.event
-                    ))),
-                    _ => Ok(()),
-                }
-            }
-            Pdu::Reject(r) => Err(NetError::Protocol(format!(
-                "target rejected our PDU (reason {:#04x})",
-                r.reason
-            ))),
-            other => Err(NetError::Protocol(format!(
-                "unexpected PDU from target: {other:?}"
-            ))),
-        }
-    }
-
     /// SendTargets=All on this (discovery) session, following C-bit continuations.
     pub fn send_targets(&mut self) -> Result<Vec<DiscoveredTarget>> {
-        let itt = self.itt();
         let mut body = [0u8; 16];
         let mut w = TextWriter::new(&mut body);
         w.push("SendTargets", "All")
             .map_err(|e| proto_err("SendTargets text", e))?;
         let n = w.len();
-        let mut req = TextRequest {
-            immediate: false,
-            final_: true,
-            continue_: false,
-            lun: [0; 8],
-            itt,
-            ttt: RESERVED_TAG,
-            cmd_sn: self.assign_cmd_sn()?,
-            exp_stat_sn: self.exp_stat_sn,
-        };
-        self.send_pdu(Pdu::TextRequest(req), &[], &body[..n])?;
+        let now = self.now();
+        let itt = self.start(|s| s.engine.text(&mut s.ffp, None, &body[..n], now))?;
         let mut all = Vec::new();
-        loop {
-            let (p, raw) = self.recv_pdu()?;
-            let r = match p {
-                Pdu::TextResponse(r) if r.itt == itt => r,
-                other => {
-                    self.handle_unsolicited(&other, &raw)?;
-                    continue;
+        let mut sink = Sink::none();
+        sink.text = Some(&mut all);
+        self.flush(&sink)?;
+        self.wait(&mut sink, |s, e| match e {
+            Ev::Text { itt: i, ttt, more } if i == itt => {
+                if !more {
+                    return Ok(Some(()));
                 }
-            };
-            self.note_stat_sn(r.stat_sn);
-            self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-            if all.len() + raw.data.len() > MAX_SEND_TARGETS_TEXT {
-                return Err(NetError::Protocol(
-                    "SendTargets answer longer than 16 MiB".into(),
-                ));
+                s.stats.text_continuations += 1;
+                // C bit (or F clear): ask for the rest with an empty request echoing the TTT.
+                // tgt does not open the command window of a discovery session as the answer
+                // goes on (MaxCmdSN stays put): the engine sends it immediate then.
+                let now = s.now();
+                s.engine
+                    .text(&mut s.ffp, Some((itt, ttt)), &[], now)
+                    .map_err(|e| NetError::Protocol(format!("SendTargets: {e:?}")))?;
+                Ok(None)
             }
-            all.extend_from_slice(&raw.data);
-            if r.final_ && !r.continue_ {
-                break;
-            }
-            self.stats.text_continuations += 1;
-            // C bit (or F clear): ask for the rest with an empty request echoing the TTT. tgt
-            // does not open the command window of a discovery session as the answer goes on
-            // (MaxCmdSN stays put): a closed window is no reason to stop, the request goes
-            // immediate then, which needs no window.
-            req.ttt = r.ttt;
-            req.immediate = !self.window.can_send();
-            req.cmd_sn = if req.immediate {
-                self.window.immediate()
-            } else {
-                self.assign_cmd_sn()?
-            };
-            req.exp_stat_sn = self.exp_stat_sn;
-            self.send_pdu(Pdu::TextRequest(req), &[], &[])?;
-        }
+            _ => Ok(None),
+        })?;
         parse_send_targets(&all)
     }
 
@@ -727,146 +920,62 @@ impl Session {
             .ok_or_else(|| NetError::Protocol(format!("LUN {lun} out of range")))?
             .0;
         let mut cdb16 = [0u8; 16];
-        let mut ahs = [0u8; pdu::MAX_AHS_LEN];
-        let ahs_len = if cdb.len() > 16 {
-            pdu::encode_ext_cdb_ahs(cdb, &mut ahs).map_err(|e| proto_err("CDB", e))?
-        } else {
-            0
+        cdb16
+            .get_mut(..cdb.len())
+            .ok_or_else(|| {
+                NetError::Protocol("CDBs longer than 16 bytes are not supported".into())
+            })?
+            .copy_from_slice(cdb);
+        let (read, write): (Option<&mut [u8]>, &[u8]) = match dir {
+            DataDir::None => (None, &[]),
+            DataDir::Read(b) => (Some(b), &[]),
+            DataDir::Write(b) => (None, b),
         };
-        let n = cdb.len().min(16);
-        cdb16[..n].copy_from_slice(&cdb[..n]);
-        let itt = self.itt();
-        let (read, write, len) = match &dir {
-            DataDir::None => (false, false, 0usize),
-            DataDir::Read(b) => (true, false, b.len()),
-            DataDir::Write(b) => (false, true, b.len()),
+        let len = |n: usize| {
+            u32::try_from(n).map_err(|_| NetError::Protocol("transfer over 4 GiB".into()))
         };
-        let expected_len =
-            u32::try_from(len).map_err(|_| NetError::Protocol("transfer over 4 GiB".into()))?;
-        // Immediate data, unsolicited Data-Out and R2T bursts as proto's planner says.
-        let mut plan = WritePlan::new(
-            &WriteParams::from(&self.params),
-            if write { expected_len } else { 0 },
-        );
-        let imm_len = plan.immediate_len() as usize;
-        let cmd = ScsiCommand {
-            immediate: false,
-            final_: plan.command_final(),
+        let spec = CommandSpec {
+            tag: 0,
+            queue: 0,
+            lun: lun_b,
+            cdb: cdb16,
+            attr: pdu::task_attr::SIMPLE,
+            read_len: len(read.as_deref().map_or(0, <[u8]>::len))?,
+            write_len: len(write.len())?,
+        };
+        let itt = self.start(|s| {
+            let now = s.now();
+            s.engine.start_command(&mut s.ffp, &spec, now)
+        })?;
+        let mut sink = Sink {
+            itt,
             read,
             write,
-            attr: pdu::task_attr::SIMPLE,
-            lun: lun_b,
-            itt,
-            expected_len,
-            cmd_sn: self.assign_cmd_sn()?,
-            exp_stat_sn: self.exp_stat_sn,
-            cdb: cdb16,
+            ..Sink::none()
         };
-        let wbuf: &[u8] = match &dir {
-            DataDir::Write(b) => b,
-            _ => &[],
-        };
-        self.send_pdu(Pdu::ScsiCommand(cmd), &ahs[..ahs_len], &wbuf[..imm_len])?;
-        self.stats.immediate_bytes += imm_len as u64;
-        let unsolicited = plan.unsolicited();
-        self.send_data_out(lun_b, itt, unsolicited, wbuf)?;
-        let mut rbuf = match dir {
-            DataDir::Read(b) => Some(b),
-            _ => None,
-        };
-        let mut received = 0usize;
-        let mut next_data_sn = 0u32;
-        let mut outcome = ScsiOutcome::default();
-        loop {
-            let (pdu_, raw) = self.recv_pdu()?;
-            match pdu_ {
-                Pdu::DataIn(d) if d.itt == itt => {
-                    if d.data_sn != next_data_sn {
-                        return Err(NetError::Protocol(format!(
-                            "Data-In DataSN {} where {} was due",
-                            d.data_sn, next_data_sn
-                        )));
-                    }
-                    next_data_sn = next_data_sn.wrapping_add(1);
-                    self.stats.data_in_pdus += 1;
-                    self.note_window(d.exp_cmd_sn, d.max_cmd_sn);
-                    let buf = rbuf.as_deref_mut().ok_or_else(|| {
-                        NetError::Protocol("Data-In for a command that reads nothing".into())
-                    })?;
-                    let off = d.offset as usize;
-                    let end = off
-                        .checked_add(raw.data.len())
-                        .filter(|e| *e <= buf.len())
-                        .ok_or_else(|| {
-                            NetError::Protocol("Data-In beyond the expected transfer length".into())
-                        })?;
-                    buf[off..end].copy_from_slice(&raw.data);
-                    received += raw.data.len();
-                    if d.status_present {
-                        self.note_stat_sn(d.stat_sn);
-                        outcome.status = d.status;
-                        outcome.data_len = received;
-                        outcome.residual = residual(d.underflow, d.overflow, d.residual);
-                        return Ok(outcome);
-                    }
-                }
-                Pdu::R2t(r) if r.itt == itt => {
-                    self.stats.r2ts += 1;
-                    self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-                    let burst = plan.on_r2t(&r).map_err(|e| {
-                        NetError::Protocol(format!("bad R2T from the target: {e:?}"))
-                    })?;
-                    self.send_data_out(lun_b, itt, burst, wbuf)?;
-                    plan.burst_done();
-                }
-                Pdu::ScsiResponse(r) if r.itt == itt => {
-                    self.note_stat_sn(r.stat_sn);
-                    self.note_window(r.exp_cmd_sn, r.max_cmd_sn);
-                    if r.response != 0 {
-                        return Err(NetError::Response {
-                            op: cdb.first().copied().unwrap_or(0),
-                            response: r.response,
-                        });
-                    }
-                    outcome.status = r.status;
-                    outcome.data_len = received;
-                    outcome.residual = residual(r.underflow, r.overflow, r.residual);
-                    outcome.sense = pscsi::sense_from_response(&raw.data)
-                        .map(<[u8]>::to_vec)
-                        .unwrap_or_default();
-                    return Ok(outcome);
-                }
-                other => self.handle_unsolicited(&other, &raw)?,
-            }
+        // Immediate data, unsolicited Data-Out and R2T bursts as proto's planner says.
+        self.flush(&sink)?;
+        let (completion, sense) = self.wait(&mut sink, |_, e| match e {
+            Ev::Finished { itt: i, outcome } if i == itt => match outcome {
+                Ended::Completed(c, sense) => Ok(Some((c, sense))),
+                Ended::Rejected(reason) => Err(NetError::Protocol(format!(
+                    "target rejected our PDU (reason {reason:#04x})"
+                ))),
+            },
+            _ => Ok(None),
+        })?;
+        if !completion.completed_at_target() {
+            return Err(NetError::Response {
+                op: cdb.first().copied().unwrap_or(0),
+                response: completion.response,
+            });
         }
-    }
-
-    /// Send one Data-Out sequence planned by proto (each PDU at most the target's
-    /// MaxRecvDataSegmentLength, DataSN from 0, F on the last).
-    fn send_data_out(&mut self, lun: [u8; 8], itt: u32, seq: DataOutSeq, buf: &[u8]) -> Result<()> {
-        for d in seq {
-            let (at, n) = (d.offset as usize, d.len as usize);
-            let data = at
-                .checked_add(n)
-                .and_then(|end| buf.get(at..end))
-                .ok_or_else(|| NetError::Protocol("Data-Out outside the write buffer".into()))?;
-            let p = DataOut {
-                final_: d.final_,
-                lun,
-                itt,
-                ttt: d.ttt,
-                exp_stat_sn: self.exp_stat_sn,
-                data_sn: d.data_sn,
-                offset: d.offset,
-            };
-            self.send_pdu(Pdu::DataOut(p), &[], data)?;
-            if d.ttt == RESERVED_TAG {
-                self.stats.unsolicited_data_out_pdus += 1;
-            } else {
-                self.stats.solicited_data_out_pdus += 1;
-            }
-        }
-        Ok(())
+        Ok(ScsiOutcome {
+            status: completion.status,
+            data_len: sink.received,
+            residual: i64::from(completion.residual),
+            sense,
+        })
     }
 
     /// Like [`Session::scsi`], but a status other than GOOD is an error carrying the sense.
@@ -884,51 +993,34 @@ impl Session {
 
     /// Log out (close the session) and close the connection.
     pub fn logout(mut self) -> Result<()> {
-        let itt = self.itt();
-        let req = LogoutRequest {
-            immediate: true,
-            reason: pdu::logout_reason::CLOSE_SESSION,
-            itt,
-            cid: 0,
-            cmd_sn: self.window.immediate(),
-            exp_stat_sn: self.exp_stat_sn,
-        };
-        self.send_pdu(Pdu::LogoutRequest(req), &[], &[])?;
-        loop {
-            let (p, raw) = match self.recv_pdu() {
-                Ok(x) => x,
-                // istgt queues the Logout Response to its sender thread and may close the
-                // socket before that thread writes it: the session is closed all the same.
-                Err(NetError::Closed(c)) => {
-                    log::warn!("target closed the connection before its Logout Response ({c})");
-                    return Ok(());
+        let itt = self.start(|s| {
+            s.engine
+                .logout(&mut s.ffp, pdu::logout_reason::CLOSE_SESSION)
+        })?;
+        let mut sink = Sink::none();
+        self.flush(&sink)?;
+        let answer = self.wait(&mut sink, |_, e| match e {
+            Ev::Logout { itt: i, response } if i == itt => Ok(Some(response)),
+            _ => Ok(None),
+        });
+        match answer {
+            Ok(response) => {
+                self.conn.shutdown();
+                if response != 0 {
+                    return Err(NetError::Protocol(format!(
+                        "logout response {response:#04x}"
+                    )));
                 }
-                Err(e) => return Err(e),
-            };
-            match p {
-                Pdu::LogoutResponse(r) if r.itt == itt => {
-                    self.conn.shutdown();
-                    if r.response != 0 {
-                        return Err(NetError::Protocol(format!(
-                            "logout response {:#04x}",
-                            r.response
-                        )));
-                    }
-                    return Ok(());
-                }
-                other => self.handle_unsolicited(&other, &raw)?,
+                Ok(())
             }
+            // istgt queues the Logout Response to its sender thread and may close the
+            // socket before that thread writes it: the session is closed all the same.
+            Err(NetError::Closed(c)) => {
+                log::warn!("target closed the connection before its Logout Response ({c})");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
-    }
-}
-
-fn residual(under: bool, over: bool, count: u32) -> i64 {
-    if under {
-        i64::from(count)
-    } else if over {
-        -i64::from(count)
-    } else {
-        0
     }
 }
 
