@@ -286,10 +286,14 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         }
     }
 
-    /// `n` bytes of the segment [`Want::Place`] named were moved; `running` is the driver's
-    /// CRC over the segment so far (unused without data digests: pass `DigestState::new()`).
-    pub fn placed(&mut self, n: usize, running: DigestState) -> Result<(), Lost> {
+    /// `n` bytes of the segment [`Want::Place`] named were moved at `now`; `running` is the
+    /// driver's CRC over the segment so far (unused without data digests: pass
+    /// `DigestState::new()`).
+    pub fn placed(&mut self, n: usize, running: DigestState, now: Millis) -> Result<(), Lost> {
         self.alive()?;
+        if n > 0 {
+            self.last_rx = now;
+        }
         if let Err(e) = self.rx.placed(n, running) {
             return Err(self.fail(Lost::Framing(e)));
         }
@@ -320,6 +324,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
             match self.step(sess, crc, rest, now) {
                 Ok((n, ev)) => {
                     used += n;
+                    if n > 0 {
+                        self.last_rx = now;
+                    }
                     if ev.is_some() {
                         break ev;
                     }
@@ -375,7 +382,6 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
             }
             Next::Trailer { .. } => Ok((self.rx.trailer(crc, bytes).map_err(Lost::Framing)?, None)),
             Next::Done => {
-                self.last_rx = now;
                 self.counters.pdus_rx = self.counters.pdus_rx.saturating_add(1);
                 let current = core::mem::replace(&mut self.current, Current::Ignore);
                 let ev = self.on_end(sess, current)?;
@@ -963,13 +969,21 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     // ---- time --------------------------------------------------------------------------------
 
+    /// A ping is lost when neither its answer nor any other byte came for the NOP timeout
+    /// (the answer may wait behind a long Data-In the target is still sending).
+    fn ping_deadline(&self, p: Ping) -> Millis {
+        p.sent
+            .max(self.last_rx)
+            .saturating_add(self.cfg.nop_timeout_ms)
+    }
+
     /// When [`Conn::handle_timeout`] should run next (`None`: no timer).
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.lost.is_some() {
             return None;
         }
         match self.ping {
-            Some(p) => Some(p.sent.saturating_add(self.cfg.nop_timeout_ms)),
+            Some(p) => Some(self.ping_deadline(p)),
             None if self.cfg.nop_interval_ms > 0 => {
                 Some(self.last_rx.saturating_add(self.cfg.nop_interval_ms))
             }
@@ -977,17 +991,16 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         }
     }
 
-    /// The timers at `now`: a ping unanswered too long loses the connection; a connection idle
-    /// for the NOP interval gets a ping (`Ok(true)`: call `poll_transmit`).
+    /// The timers at `now`: a ping unanswered too long loses the connection; a connection
+    /// from which nothing arrived for the NOP interval gets a ping (`Ok(true)`: call
+    /// `poll_transmit`).
     pub fn handle_timeout<S>(&mut self, sess: &mut Session<S>, now: Millis) -> Result<bool, Lost>
     where
         S: core::ops::DerefMut<Target = [TaskSlot]>,
     {
         self.alive()?;
         match self.ping {
-            Some(p) if now >= p.sent.saturating_add(self.cfg.nop_timeout_ms) => {
-                Err(self.fail(Lost::PingTimeout))
-            }
+            Some(p) if now >= self.ping_deadline(p) => Err(self.fail(Lost::PingTimeout)),
             Some(_) => Ok(false),
             None if self.cfg.nop_interval_ms > 0
                 && now >= self.last_rx.saturating_add(self.cfg.nop_interval_ms) =>

@@ -4,9 +4,10 @@
 //! data; the same streams mutated (bytes flipped, PDUs dropped, duplicated, swapped) are either
 //! accepted or refused with a reason, never a panic, a command ended twice, or a placement
 //! outside its buffer (the harness in ffp_sim checks those on every event).
-mod ffp_sim;
+#[path = "fuzz_bodies/mod.rs"]
+mod fuzz_bodies;
 
-use ffp_sim::{wire, BitCrc, Ended, Harness};
+use fuzz_bodies::ffp_sim::{wire, BitCrc, Ended, Harness};
 use iscsi_proto::dataout::WriteParams;
 use iscsi_proto::ffp_event::Lost;
 use iscsi_proto::ffp_rx::RxError;
@@ -490,7 +491,7 @@ fn scenario(rng: &mut Rng, h: &mut Harness, d: Digests) -> Scenario {
     let mut reads = Vec::new();
     let mut writes = Vec::new();
     let mut stat_sn = 1;
-    for tag in 0..1 + rng.below(ffp_sim::DEPTH) as u16 {
+    for tag in 0..1 + rng.below(fuzz_bodies::ffp_sim::DEPTH) as u16 {
         let mut pdus = Vec::new();
         if rng.below(2) == 0 {
             let len = 1 + rng.below(20_000);
@@ -708,4 +709,104 @@ fn mutated_streams_are_accepted_or_refused_never_worse() {
 fn the_bit_crc_matches_rfc_3720_b4() {
     let d = iscsi_proto::crc::crc32c(&BitCrc, &[0u8; 32]);
     assert_eq!(d.to_le_bytes(), [0xaa, 0x36, 0x91, 0x8a]);
+}
+
+/// Seeds for the `ffp` fuzz target (see tests/fuzz_bodies/mod.rs, `ffp_stream`), written with
+/// `FFP_WRITE_CORPUS=1 cargo test -p iscsi-proto --test ffp fuzz_seeds`; each replays cleanly.
+#[test]
+fn fuzz_seeds() {
+    const READ: u32 = 0x0001_0000;
+    const WRITE: u32 = 0x0401_0001;
+    const SMALL: u32 = 0x0801_0002;
+    const NONE_ITT: u32 = 0x0001_0003;
+    let seed = |flags: u8, cut: u8, pdus: &[Vec<u8>]| {
+        let mut v = vec![flags, cut];
+        for p in pdus {
+            v.extend_from_slice(p);
+        }
+        v
+    };
+    let data = pattern(4096, 1);
+    let both = BOTH;
+    let read = seed(
+        3,
+        7,
+        &[
+            wire(data_in(READ, 0, 0, None), &data[..1000], both),
+            wire(data_in(READ, 1, 1000, Some(2)), &data[1000..], both),
+            wire(response(NONE_ITT, 3, 0), &[], both),
+        ],
+    );
+    let write = seed(
+        0,
+        3,
+        &[
+            wire(r2t(WRITE, 0, 4096, 4000), &[], NONE),
+            wire(r2t(WRITE, 1, 8096, 1904), &[], NONE),
+            wire(response(WRITE, 2, 0), &[], NONE),
+        ],
+    );
+    let sense = [0, 18, 0x70, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3f, 0x0e, 0, 0, 0, 0];
+    let mut rejected = [0u8; 48];
+    rejected[16..20].copy_from_slice(&SMALL.to_be_bytes());
+    let mixed = seed(
+        1,
+        200,
+        &[
+            wire(target_ping(0x55), b"ping", Digests { header: true, data: false }),
+            wire(
+                Pdu::AsyncMessage(AsyncMessage {
+                    event: 0,
+                    exp_cmd_sn: 1,
+                    max_cmd_sn: 100,
+                    ..Default::default()
+                }),
+                &sense,
+                Digests { header: true, data: false },
+            ),
+            wire(
+                Pdu::Reject(Reject {
+                    reason: 4,
+                    exp_cmd_sn: 1,
+                    max_cmd_sn: 100,
+                    ..Default::default()
+                }),
+                &rejected,
+                Digests { header: true, data: false },
+            ),
+            wire(response(READ, 2, 2), &sense, Digests { header: true, data: false }),
+        ],
+    );
+    let pong = seed(
+        0,
+        1,
+        &[wire(
+            Pdu::NopIn(NopIn {
+                itt: 0x9000_0001,
+                ttt: RESERVED_TAG,
+                stat_sn: 1,
+                exp_cmd_sn: 1,
+                max_cmd_sn: 100,
+                ..Default::default()
+            }),
+            &[],
+            NONE,
+        )],
+    );
+    let seeds = [("read", read), ("write", write), ("mixed", mixed), ("pong", pong)];
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/ffp");
+    for (name, bytes) in &seeds {
+        if std::env::var_os("FFP_WRITE_CORPUS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        let on_disk = std::fs::read(dir.join(name)).expect("seed missing: FFP_WRITE_CORPUS=1");
+        assert_eq!(&on_disk, bytes, "seed {name} is stale: FFP_WRITE_CORPUS=1");
+    }
+    // Each seed goes all the way through: no loss, and the commands it answers end.
+    let ended: Vec<_> = seeds
+        .iter()
+        .map(|(_, b)| fuzz_bodies::ffp_stream_run(b))
+        .collect();
+    assert_eq!(ended, vec![(2, None), (1, None), (2, None), (0, None)]);
 }

@@ -800,7 +800,7 @@ impl Session {
                         sink.crc = DigestState::new();
                     }
                     self.conn.consume(n);
-                    self.engine.placed(n, running).map_err(lost)?;
+                    self.engine.placed(n, running, now).map_err(lost)?;
                 }
                 Want::Bytes => {
                     let bytes = self.conn.buffered();

@@ -11,6 +11,9 @@ use iscsi_proto::task::Task;
 use iscsi_proto::text::{self, Limits, Negotiation, OfferScope, TextWriter};
 use iscsi_proto::{scsi, sendtargets};
 
+#[path = "../ffp_sim/mod.rs"]
+pub mod ffp_sim;
+
 /// A fuzz target: corpus directory name and body.
 pub type Target = (&'static str, fn(&[u8]));
 
@@ -23,6 +26,7 @@ pub const TARGETS: &[Target] = &[
     ("report_luns", report_luns_parse),
     ("login", login_machine),
     ("task", task_machine),
+    ("ffp", ffp_stream),
 ];
 
 pub fn pdu_decode(data: &[u8]) {
@@ -248,4 +252,55 @@ pub fn task_machine(data: &[u8]) {
             _ => {}
         }
     }
+}
+
+/// The full-feature-phase engine's receive decoder and connection, as the module will run
+/// them: four commands in flight (tag 0 reads 4096 bytes, tag 1 writes 10000, tag 2 reads 600,
+/// tag 3 moves nothing; their ITTs are 0x0001_0000, 0x0401_0001, 0x0801_0002, 0x0001_0003),
+/// then the input as the target's byte stream, cut into pieces of pseudo-random length, with
+/// transmits and timers in between. Byte 0: bit 0 header digest, bit 1 data digest, bit 2
+/// InitialR2T, bit 3 no ImmediateData; byte 1 seeds the cuts. The harness asserts the engine's
+/// promises (a command ends once, only started commands end, placements stay in their
+/// buffers, headers it writes decode); any `Lost` is a fine answer to hostile input.
+pub fn ffp_stream(data: &[u8]) {
+    let _ = ffp_stream_run(data);
+}
+
+/// [`ffp_stream`], telling how many commands ended and why the connection was lost, if it was.
+pub fn ffp_stream_run(data: &[u8]) -> (usize, Option<iscsi_proto::ffp_event::Lost>) {
+    use iscsi_proto::pdu::Digests;
+    let flags = data.first().copied().unwrap_or(0);
+    let mut seed = usize::from(data.get(1).copied().unwrap_or(0)) | 1;
+    let rest = data.get(2..).unwrap_or(&[]);
+    let digests = Digests {
+        header: flags & 1 != 0,
+        data: flags & 2 != 0,
+    };
+    let params = WriteParams {
+        immediate_data: flags & 8 == 0,
+        initial_r2t: flags & 4 != 0,
+        first_burst_length: 4096,
+        max_burst_length: 8192,
+        max_xmit_data_segment_length: 2048,
+        max_outstanding_r2t: 2,
+    };
+    let mut h = ffp_sim::Harness::new(digests, params, 1000);
+    for (tag, read, write) in [(0, 4096, 0), (1, 0, 10_000), (2, 600, 0), (3, 0, 0)] {
+        h.start(tag, read, write).expect("start");
+    }
+    let mut at = 0;
+    let result = (|| {
+        h.transmit()?;
+        while at < rest.len() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let end = (at + 1 + (seed >> 8) % 700).min(rest.len());
+            h.now += 300;
+            h.feed(&rest[at..end])?;
+            h.conn.handle_timeout(&mut h.sess, h.now)?;
+            h.transmit()?;
+            at = end;
+        }
+        Ok(())
+    })();
+    (h.ended.len(), result.err())
 }
