@@ -186,6 +186,15 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> Session<S> {
         self.own.iter().flatten()
     }
 
+    /// Connection `cid` is gone (ErrorRecoveryLevel 0): every command sent or queued on it
+    /// leaves the task set through `ended` (the driver requeues or fails it; at
+    /// ErrorRecoveryLevel 2 it would reassign them instead), and its own requests are
+    /// forgotten (no answer comes).
+    pub fn end_connection(&mut self, cid: u16, ended: impl FnMut(super::ffp_tasks::Running)) {
+        self.tasks.remove_where(|r| r.cid == cid, ended);
+        self.forget_own(cid);
+    }
+
     /// Forgets every own request that went on connection `cid` (it is gone: no answer comes).
     pub fn forget_own(&mut self, cid: u16) {
         for o in self.own.iter_mut() {

@@ -382,6 +382,32 @@ fn task_management_requests_have_their_own_itts() {
 }
 
 #[test]
+fn a_lost_connection_hands_back_its_tasks_once() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let a = h.start(0, 512, 0).unwrap();
+    let b = h.start(1, 0, 100).unwrap();
+    h.transmit().unwrap();
+    h.conn
+        .task_mgmt(
+            &mut h.sess,
+            pdu::tmf::LOGICAL_UNIT_RESET,
+            [0; 8],
+            RESERVED_TAG,
+        )
+        .unwrap();
+    assert_eq!(h.conn.close(Lost::Closed), Lost::Closed);
+    assert_eq!(h.start(2, 1, 0), Err(StartError::Lost));
+    let mut back = Vec::new();
+    h.sess.end_connection(0, |r| back.push(r.itt));
+    back.sort();
+    assert_eq!(back, vec![a, b]);
+    assert_eq!(h.sess.tasks.in_flight(), 0);
+    assert_eq!(h.sess.own_requests().count(), 0);
+    h.sess
+        .end_connection(0, |r| panic!("{:#x} handed back twice", r.itt));
+}
+
+#[test]
 fn async_messages_and_rejects() {
     let msg = |event: u8| {
         Pdu::AsyncMessage(AsyncMessage {
@@ -746,14 +772,23 @@ fn fuzz_seeds() {
             wire(response(WRITE, 2, 0), &[], NONE),
         ],
     );
-    let sense = [0, 18, 0x70, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3f, 0x0e, 0, 0, 0, 0];
+    let sense = [
+        0, 18, 0x70, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3f, 0x0e, 0, 0, 0, 0,
+    ];
     let mut rejected = [0u8; 48];
     rejected[16..20].copy_from_slice(&SMALL.to_be_bytes());
     let mixed = seed(
         1,
         200,
         &[
-            wire(target_ping(0x55), b"ping", Digests { header: true, data: false }),
+            wire(
+                target_ping(0x55),
+                b"ping",
+                Digests {
+                    header: true,
+                    data: false,
+                },
+            ),
             wire(
                 Pdu::AsyncMessage(AsyncMessage {
                     event: 0,
@@ -762,7 +797,10 @@ fn fuzz_seeds() {
                     ..Default::default()
                 }),
                 &sense,
-                Digests { header: true, data: false },
+                Digests {
+                    header: true,
+                    data: false,
+                },
             ),
             wire(
                 Pdu::Reject(Reject {
@@ -772,9 +810,19 @@ fn fuzz_seeds() {
                     ..Default::default()
                 }),
                 &rejected,
-                Digests { header: true, data: false },
+                Digests {
+                    header: true,
+                    data: false,
+                },
             ),
-            wire(response(READ, 2, 2), &sense, Digests { header: true, data: false }),
+            wire(
+                response(READ, 2, 2),
+                &sense,
+                Digests {
+                    header: true,
+                    data: false,
+                },
+            ),
         ],
     );
     let pong = seed(
@@ -793,7 +841,12 @@ fn fuzz_seeds() {
             NONE,
         )],
     );
-    let seeds = [("read", read), ("write", write), ("mixed", mixed), ("pong", pong)];
+    let seeds = [
+        ("read", read),
+        ("write", write),
+        ("mixed", mixed),
+        ("pong", pong),
+    ];
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/ffp");
     for (name, bytes) in &seeds {
         if std::env::var_os("FFP_WRITE_CORPUS").is_some() {

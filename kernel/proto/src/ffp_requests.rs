@@ -1,0 +1,188 @@
+//! What the driver asks of a connection: a SCSI command (a CmdSN, a slot in the task set, a
+//! place in the transmit queue), task management, logout and text requests, each of the
+//! session's own requests under an ITT of its own that its answer is matched against.
+
+use super::ffp_conn::{Conn, MAX_TEXT_OUT};
+use super::ffp_event::Lost;
+use super::ffp_session::{Millis, Own, OwnKind, Session, OWN_LOGOUT, OWN_TEXT, OWN_TMF};
+use super::ffp_tasks::{CommandSpec, StartError, TaskSlot};
+use super::ffp_tx::{TxItem, TxSlot};
+use super::pdu::RESERVED_TAG;
+
+impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
+    /// Starts a SCSI command on this connection: a CmdSN from the window, its slot in the
+    /// task set (its allegiance: this connection), its place in the transmit queue. Returns
+    /// its ITT.
+    pub fn start_command<S>(
+        &mut self,
+        sess: &mut Session<S>,
+        spec: &CommandSpec,
+        now: Millis,
+    ) -> Result<u32, StartError>
+    where
+        S: core::ops::DerefMut<Target = [TaskSlot]>,
+    {
+        if self.lost.is_some() {
+            return Err(StartError::Lost);
+        }
+        if self.tx.is_full() {
+            return Err(StartError::QueueFull);
+        }
+        if spec.queue >= super::ffp_tasks::MAX_QUEUES || usize::from(spec.tag) >= sess.tasks.depth()
+        {
+            return Err(StartError::BadTag);
+        }
+        if !sess.tasks.is_free(spec.tag) {
+            return Err(StartError::Busy);
+        }
+        let cmd_sn = sess.window.assign(now).ok_or(StartError::WindowShut)?;
+        let params = sess.write_params;
+        let itt = sess.tasks.insert(spec, cmd_sn, self.cfg.cid, &params)?;
+        if self.tx.push(TxItem::Command { itt }).is_err() {
+            // Checked above: cannot happen. The CmdSN is spent: the connection cannot go on.
+            sess.tasks.remove(itt);
+            self.fail(Lost::QueueFull);
+            return Err(StartError::Lost);
+        }
+        Ok(itt)
+    }
+
+    /// Sends a task management request on this connection (for a task: its own connection,
+    /// see `Session::allegiance`); returns the request's ITT, which its answer
+    /// ([`Event::TaskMgmt`]) names.
+    pub fn task_mgmt<S>(
+        &mut self,
+        sess: &mut Session<S>,
+        function: u8,
+        lun: [u8; 8],
+        ref_itt: u32,
+    ) -> Result<u32, StartError>
+    where
+        S: core::ops::DerefMut<Target = [TaskSlot]>,
+    {
+        let ref_cmd_sn = sess
+            .tasks
+            .get(ref_itt)
+            .map(|r| r.cmd_sn)
+            .unwrap_or_else(|| sess.window.immediate());
+        let itt = self.own(sess, OWN_TMF, OwnKind::TaskMgmt { function, ref_itt })?;
+        self.queue_own(
+            sess,
+            itt,
+            TxItem::TaskMgmt {
+                itt,
+                function,
+                lun,
+                ref_itt,
+                ref_cmd_sn,
+            },
+        )
+    }
+
+    /// Sends a logout request (`pdu::logout_reason`; the connection to close is this one);
+    /// returns its ITT, which its answer ([`Event::Logout`]) names.
+    pub fn logout<S>(&mut self, sess: &mut Session<S>, reason: u8) -> Result<u32, StartError>
+    where
+        S: core::ops::DerefMut<Target = [TaskSlot]>,
+    {
+        let itt = self.own(sess, OWN_LOGOUT, OwnKind::Logout { reason })?;
+        let cid = self.cfg.cid;
+        self.queue_own(sess, itt, TxItem::Logout { itt, reason, cid })
+    }
+
+    /// Sends a text request with `data` (at most [`MAX_TEXT_OUT`] bytes): a new exchange
+    /// (`cont` `None`), or the next request of one (`Some((itt, ttt))` from its last
+    /// [`Event::Text`], with empty data, to fetch the rest). The answer's data comes as
+    /// [`Want::Place`] for the request's ITT at increasing offsets. The request goes immediate
+    /// when the window is shut (a discovery session's target may keep it so).
+    pub fn text<S>(
+        &mut self,
+        sess: &mut Session<S>,
+        cont: Option<(u32, u32)>,
+        data: &[u8],
+        now: Millis,
+    ) -> Result<u32, StartError>
+    where
+        S: core::ops::DerefMut<Target = [TaskSlot]>,
+    {
+        self.alive().map_err(|_| StartError::Lost)?;
+        if self.text_queued {
+            return Err(StartError::TooManyRequests);
+        }
+        if data.len() > MAX_TEXT_OUT {
+            return Err(StartError::TooManyRequests);
+        }
+        if self.tx.is_full() {
+            return Err(StartError::QueueFull);
+        }
+        let (itt, ttt) = match cont {
+            Some((itt, ttt)) => {
+                if sess.own_mut(itt, self.cfg.cid).is_none() {
+                    // The exchange ended (or names no text request): start afresh.
+                    self.own(sess, OWN_TEXT, OwnKind::Text { received: 0 })
+                        .map(|i| (i, RESERVED_TAG))?
+                } else {
+                    (itt, ttt)
+                }
+            }
+            None => (
+                self.own(sess, OWN_TEXT, OwnKind::Text { received: 0 })?,
+                RESERVED_TAG,
+            ),
+        };
+        if let Some(dst) = self.text.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
+        }
+        self.text_len = data.len();
+        self.text_queued = true;
+        let (immediate, cmd_sn) = if sess.window.can_send() {
+            (false, sess.window.assign(now).unwrap_or(0))
+        } else {
+            (true, sess.window.immediate())
+        };
+        self.queue_own(
+            sess,
+            itt,
+            TxItem::Text {
+                itt,
+                ttt,
+                immediate,
+                cmd_sn,
+            },
+        )
+    }
+
+    fn own<S>(&mut self, sess: &mut Session<S>, kind: u32, what: OwnKind) -> Result<u32, StartError>
+    where
+        S: core::ops::DerefMut<Target = [TaskSlot]>,
+    {
+        self.alive().map_err(|_| StartError::Lost)?;
+        if self.tx.is_full() {
+            return Err(StartError::QueueFull);
+        }
+        let itt = sess.own_itt(kind);
+        sess.add_own(Own {
+            itt,
+            cid: self.cfg.cid,
+            kind: what,
+        })
+        .ok_or(StartError::TooManyRequests)?;
+        Ok(itt)
+    }
+
+    fn queue_own<S>(
+        &mut self,
+        sess: &mut Session<S>,
+        itt: u32,
+        item: TxItem,
+    ) -> Result<u32, StartError>
+    where
+        S: core::ops::DerefMut<Target = [TaskSlot]>,
+    {
+        if self.tx.push(item).is_err() {
+            sess.take_own(itt);
+            return Err(StartError::QueueFull);
+        }
+        Ok(itt)
+    }
+}
