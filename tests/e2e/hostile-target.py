@@ -34,6 +34,55 @@ kernel's partition scan never reads there, so the scan completes first); what it
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
   login-continue    (at the first login) Login Responses with the C bit, forever
 
+Modes that wedge rather than break (tests/e2e/hostile-wedge.sh: the module must stay in the
+administrator's control whatever the target does):
+
+  scan-silent       logs in, then never answers any SCSI command nor task management request,
+                    from the very first command (the LUN scan); NOP-Out pings are answered, so
+                    the connection stays up. Every later connection logs in and does the same.
+  scan-close        logs in, then closes the connection at the first SCSI command (the scan's
+                    first); every later connection likewise.
+  scan-async        behaves during the scan; the trigger is the first command touching the
+                    trigger window (a READ, e.g. the test's dd after `start` returned): it is
+                    answered, then an Async Message event 0 follows with sense data UNIT
+                    ATTENTION, ASC/ASCQ 3Fh/0Eh (REPORTED LUNS DATA HAS CHANGED: the initiator
+                    rescans). From then on no SCSI command or task management request is ever
+                    answered, on that connection or any later one (logins and NOP-Out pings
+                    are, so the rescan stays stuck rather than the connection failing).
+  window-login      MaxCmdSN = ExpCmdSN - 1 in the Login Response and on every PDU: the command
+                    window never opens (pings, immediate, are answered), on every connection.
+  window-io         normal until the trigger command (any, in the trigger window), which is
+                    answered; from then on every PDU carries MaxCmdSN = ExpCmdSN - 1, on that
+                    connection and every later one (Login Responses included): no later
+                    command can be sent.
+  slow-drain        the listening socket has a small SO_RCVBUF (4 KiB) and MSS (1448 bytes),
+                    inherited by every accepted one, ImmediateData=No and MaxBurstLength=16776192
+                    (min'ed with the offer). At the trigger (a WRITE; on every connection, so the
+                    retry after a recovery stalls again) one R2T asks for the whole write, then the
+                    target stops reading except one 1448-byte read (1 MSS) every 3 s and never
+                    answers anything on that connection again (not even pings): the initiator's
+                    Data-Out send blocks, making a little progress every 3 s. A stalled
+                    connection is reset when the next connection is accepted.
+  login-drip        (at the first login) the Login Response is sent one byte per 0.5 s (~30 s
+                    for the whole PDU, longer than any sane login_timeout); later logins are
+                    answered at once.
+  r2t-reset         (a WRITE; use InitialR2T=Yes, as negotiated here, so the data needs R2Ts)
+                    the trigger write gets no R2T and no answer, and ABORT TASK is never
+                    answered, until a LOGICAL UNIT RESET (function 5) arrives; then an R2T for
+                    that write goes out, the target stops reading its socket for 2 s (small
+                    SO_RCVBUF and MSS, as slow-drain, so the initiator's Data-Out burst is in progress, its command
+                    lent to the sender), then answers the LUN reset "function complete" and
+                    discards that write's Data-Out. Later it behaves.
+  late-tmf          the trigger command is never answered. ABORT TASK (function 1) is answered
+                    "function complete" (with the ABORT's ITT) only 12 s later, after the
+                    initiator's 10 s wait gave up and sent LOGICAL UNIT RESET; the LUN reset
+                    (function 5) is never answered; TARGET WARM RESET (function 6) is answered
+                    "function complete" (the trigger command ends with it). Later it behaves.
+                    "late-tmf: late answer to ABORT TASK itt X sent" is logged when it goes out.
+
+Every task management request is logged with its function, ITT and referenced task tag:
+"conn N: task management function F itt X ref R" (plus " ignored" when never answered).
+
 After the trigger the target behaves (--after good, the default: the session can recover on a
 new connection), refuses every new connection (--after refuse: the session must fail), or
 accepts new connections and never answers them (--after mute: logins hang until their timeout). One
@@ -58,8 +107,24 @@ READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway", "late-data",
 WRITE_MODES = {"data-for-write", "r2t-past-end", "r2t-burst"}
 ANY_MODES = {"bad-itt", "dup-response", "initiator-opcode", "garbage", "huge-sense",
              "nop-flood", "async-logout", "ping-data", "reject", "silent", "silent-tmf"}
-LOGIN_MODES = {"login-oversize", "login-continue"}
-MODES = {"good"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES
+LOGIN_MODES = {"login-oversize", "login-continue", "login-drip"}
+# Misbehaving from the first SCSI command of every connection (no trigger window).
+SCAN_MODES = {"scan-silent", "scan-close"}
+READ_MODES |= {"scan-async"}
+WRITE_MODES |= {"slow-drain", "r2t-reset"}
+ANY_MODES |= {"window-io", "late-tmf"}
+# Triggered once per connection instead of once per target.
+PER_CONN_MODES = {"slow-drain"}
+MODES = {"good", "window-login"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
+# A small receive buffer (inherited from the listening socket by each accepted socket, set
+# before the handshake so the window is small from the start), so the initiator's send blocks.
+SMALL_RCVBUF_MODES = {"slow-drain", "r2t-reset"}
+SMALL_RCVBUF = 4096
+DRIP_INTERVAL = 0.5
+DRAIN_READ = 1448
+DRAIN_INTERVAL = 3.0
+LATE_TMF_DELAY = 12.0
+R2T_RESET_STALL = 2.0
 
 # The target's side of the operational negotiation (answered only for keys the initiator offers).
 OURS = {
@@ -68,6 +133,13 @@ OURS = {
     "FirstBurstLength": 65536, "MaxOutstandingR2T": 1, "DataPDUInOrder": "Yes",
     "DataSequenceInOrder": "Yes", "ErrorRecoveryLevel": 0, "MaxConnections": 1,
     "DefaultTime2Wait": 0, "DefaultTime2Retain": 0,
+}
+# Per mode: no immediate data (the initiator's congestion window, hence its send buffer, stays
+# small until the R2T) and, for slow-drain, one R2T for the whole write (a burst far larger
+# than any send buffer).
+MODE_OURS = {
+    "slow-drain": {"ImmediateData": "No", "MaxBurstLength": 16776192},
+    "r2t-reset": {"ImmediateData": "No"},
 }
 MIN_KEYS = {"MaxBurstLength", "FirstBurstLength", "MaxOutstandingR2T", "ErrorRecoveryLevel",
             "MaxConnections", "DefaultTime2Retain"}
@@ -110,6 +182,9 @@ class Target:
         self.tsih = 1
         self.listener = None
         self.mute = []
+        self.window_closed = mode == "window-login"  # window-io: closed at the trigger
+        self.silent = False  # scan-async: after the event, on every connection
+        self.stalled = []  # slow-drain: connections no longer read
 
     def claim_login_trigger(self):
         with self.lock:
@@ -118,9 +193,11 @@ class Target:
             self.triggered = True
             return True
 
-    def claim_trigger(self, is_read, is_write, lba, blocks):
-        """Whether this command is the one to misbehave on (once per target)."""
-        if self.mode == "good" or self.mode in LOGIN_MODES or blocks == 0:
+    def claim_trigger(self, is_read, is_write, lba, blocks, conn=None):
+        """Whether this command is the one to misbehave on (once per target, or once per
+        connection for PER_CONN_MODES)."""
+        if self.mode in ("good", "window-login") or self.mode in LOGIN_MODES or \
+                self.mode in SCAN_MODES or blocks == 0:
             return False
         if not (lba < TRIGGER_END and lba + blocks > TRIGGER_LBA):
             return False
@@ -129,6 +206,12 @@ class Target:
         if self.mode in WRITE_MODES and not is_write:
             return False
         with self.lock:
+            if self.mode in PER_CONN_MODES and conn is not None:
+                if conn.triggered:
+                    return False
+                conn.triggered = True
+                self.triggered = True
+                return True
             if self.triggered:
                 return False
             self.triggered = True
@@ -137,6 +220,11 @@ class Target:
     def serve(self):
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.mode in SMALL_RCVBUF_MODES:
+            # Also an Ethernet-sized MSS (loopback's is ~64 KiB): the initiator's send buffer
+            # grows with its MSS, and should not swallow a whole burst.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, DRAIN_READ)
         s.bind(("127.0.0.1", self.port))
         s.listen(8)
         self.listener = s
@@ -145,6 +233,11 @@ class Target:
         while True:
             c, _ = s.accept()
             n += 1
+            with self.lock:
+                stalled, self.stalled = self.stalled, []
+            for old in stalled:
+                log("conn %d: reset (a new connection came: conn %d)" % (old.n, n))
+                old.reset()
             if self.triggered and self.after == "mute":
                 log("conn %d: accepted, never answered (after the trigger)" % n)
                 self.mute.append(c)
@@ -176,6 +269,12 @@ class Conn:
         self.closed = False
         self.silent_tmf = False
         self.held = {}  # ITT -> how to answer it late (late-data, after-abort)
+        self.triggered = False  # PER_CONN_MODES
+        self.ours = dict(OURS, **MODE_OURS.get(target.mode, {}))
+        self.silent_all = target.silent or target.mode == "scan-silent"
+        self.async_pending = False  # scan-async: send the event after this answer
+        self.r2t_held = None  # r2t-reset: (itt, write state) of the unanswered write
+        self.late_itt = None  # late-tmf: the unanswered command
 
     # ---- I/O ----
     def recv_exact(self, n):
@@ -204,8 +303,9 @@ class Conn:
         """StatSN, ExpCmdSN, MaxCmdSN."""
         if stat_sn is None:
             stat_sn = self.stat_sn
+        window = -1 if self.t.window_closed else 31
         return struct.pack(">III", stat_sn & RESERVED, self.exp_cmd_sn & RESERVED,
-                           (self.exp_cmd_sn + 31) & RESERVED)
+                           (self.exp_cmd_sn + window) & RESERVED)
 
     def next_stat_sn(self):
         sn = self.stat_sn
@@ -238,8 +338,12 @@ class Conn:
             log("conn %d: login request csg %d nsg %d T %d: %s" % (self.n, csg, nsg, transit,
                                                                    " ".join(t for t in text if t)))
             keys = dict(t.split("=", 1) for t in text if "=" in t)
+            drip = False
             if self.t.claim_login_trigger():
-                self.login_misbehave(itt, isid, csg)
+                if self.t.mode == "login-drip":
+                    drip = True
+                else:
+                    self.login_misbehave(itt, isid, csg)
             if csg == 0:
                 answer = {"AuthMethod": "None"} if "AuthMethod" in keys else {}
                 if "TargetName" in keys or "SessionType" in keys:
@@ -254,10 +358,38 @@ class Conn:
                 isid + struct.pack(">H", self.t.tsih if final else 0) + \
                 struct.pack(">II", itt, 0) + self.sn_fields(self.next_stat_sn()) + \
                 b"\0" * 12
-            self.send(h, pad4(body))
+            if drip:
+                self.drip(h + pad4(body))
+            else:
+                self.send(h, pad4(body))
             if final:
                 log("conn %d: logged in, negotiated %s" % (self.n, self.neg))
+                if self.t.window_closed:
+                    log("%s on conn %d: command window closed (MaxCmdSN = ExpCmdSN - 1 = %#x)" %
+                        ("TRIGGER window-login" if self.t.mode == "window-login" else
+                         "window-io", self.n, (self.exp_cmd_sn - 1) & RESERVED))
                 return
+
+    def drip(self, pdu):
+        """login-drip: one byte every DRIP_INTERVAL seconds."""
+        log("TRIGGER login-drip on conn %d: a %d-byte Login Response, one byte per %.1f s" %
+            (self.n, len(pdu), DRIP_INTERVAL))
+        for i in range(len(pdu)):
+            try:
+                self.send(pdu[i:i + 1])
+            except OSError as e:
+                log("login-drip: %d of %d bytes sent, then %s" % (i, len(pdu), e))
+                raise Closed("login-drip: the initiator gave up")
+            time.sleep(DRIP_INTERVAL)
+        log("login-drip: all %d bytes sent" % len(pdu))
+
+    def reset(self):
+        """Drop the connection; unread data makes the close send a RST."""
+        try:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def login_misbehave(self, itt, isid, csg):
         log("TRIGGER %s on conn %d" % (self.t.mode, self.n))
@@ -277,6 +409,7 @@ class Conn:
         raise Closed("login misbehaviour done")
 
     def negotiate(self, keys):
+        OURS = self.ours
         answer = {}
         for k, v in keys.items():
             if k == "MaxRecvDataSegmentLength":
@@ -302,7 +435,7 @@ class Conn:
         return answer
 
     def param(self, k):
-        v = self.neg.get(k, OURS[k])
+        v = self.neg.get(k, self.ours[k])
         return int(v) if str(v).isdigit() else v
 
     # ---- full feature phase ----
@@ -336,8 +469,17 @@ class Conn:
                 return
             self.send(self.pdu(0x20, 0x80, dsl=len(data), lun=bhs[8:16], itt=itt,
                                sn=self.sn_fields(self.next_stat_sn())), pad4(data))
+        elif op == 0x01 and self.silent_all:
+            self.ignore(bhs)
+        elif op == 0x01 and self.t.mode == "scan-close":
+            log("TRIGGER scan-close on conn %d: opcode %#x itt %#x: closing the connection" %
+                (self.n, bhs[32], itt))
+            self.s.shutdown(socket.SHUT_RDWR)
+            raise Closed("scan-close: closed at the first SCSI command")
         elif op == 0x01:
             self.scsi_command(bhs, data)
+        elif op == 0x05 and self.silent_all:
+            log("conn %d: Data-Out for itt %#x ignored (silent)" % (self.n, itt))
         elif op == 0x05:
             self.data_out(bhs, data)
         elif op == 0x06:  # Logout
@@ -345,11 +487,15 @@ class Conn:
                                sn=self.sn_fields(self.next_stat_sn())))
             log("conn %d: logout" % self.n)
             raise Closed("logged out")
-        elif op == 0x02 and self.silent_tmf:
-            log("conn %d: task management function %d ignored" % (self.n, bhs[1] & 0x7F))
+        elif op == 0x02 and (self.silent_tmf or self.silent_all):
+            log("conn %d: task management function %d itt %#x ref %#x ignored" %
+                (self.n, bhs[1] & 0x7F, itt, be32(bhs, 20)))
+        elif op == 0x02 and self.special_tmf(bhs[1] & 0x7F, itt, be32(bhs, 20)):
+            pass
         elif op == 0x02:  # Task Management: "function complete"
-            log("conn %d: task management function %d" % (self.n, bhs[1] & 0x7F))
             ref = be32(bhs, 20)
+            log("conn %d: task management function %d itt %#x ref %#x" %
+                (self.n, bhs[1] & 0x7F, itt, ref))
             late = self.held.pop(ref, None)
             if late and self.t.mode == "late-data":
                 log("late-data: Data-In for itt %#x before the TMF response" % ref)
@@ -364,6 +510,97 @@ class Conn:
                                sn=self.sn_fields(self.next_stat_sn())))
         else:
             log("conn %d: ignoring opcode %#x" % (self.n, op))
+
+    def tmf_response(self, itt, response=0):
+        self.send(self.pdu(0x22, 0x80, b2=response, itt=itt, w20=0,
+                           sn=self.sn_fields(self.next_stat_sn())))
+
+    def ignore(self, bhs):
+        """A SCSI command never answered (scan-silent, scan-async after its event)."""
+        what = "opcode %#x itt %#x" % (bhs[32], be32(bhs, 16))
+        if not self.triggered and self.t.mode == "scan-silent":
+            self.triggered = True
+            log("TRIGGER scan-silent on conn %d: %s never answered, nor any later command or "
+                "task management request" % (self.n, what))
+        else:
+            log("conn %d: %s ignored (silent)" % (self.n, what))
+
+    def special_tmf(self, fn, itt, ref):
+        """r2t-reset and late-tmf; True if handled."""
+        desc = "conn %d: task management function %d itt %#x ref %#x" % (self.n, fn, itt, ref)
+        m = self.t.mode
+        if m == "r2t-reset" and self.r2t_held is not None:
+            if fn != 5:
+                log(desc + " ignored (r2t-reset: silent until the LUN reset)")
+                return True
+            log(desc)
+            witt, w = self.r2t_held
+            self.r2t_held = None
+            n = min(self.param("MaxBurstLength"), w["edtl"] - w["got"])
+            self.r2t(witt, w, w["got"], n)
+            log("r2t-reset: R2T for itt %#x (offset %d, %d bytes) sent during the LUN reset; "
+                "not reading for %.0f s" % (witt, w["got"], n, R2T_RESET_STALL))
+            time.sleep(R2T_RESET_STALL)
+            self.tmf_response(itt)
+            log("r2t-reset: LUN reset itt %#x answered \"function complete\"; itt %#x's Data-Out "
+                "will be discarded" % (itt, witt))
+            return True
+        if m == "late-tmf" and self.late_itt is not None:
+            if fn == 1 and ref == self.late_itt:
+                log(desc + ": answered in %.0f s" % LATE_TMF_DELAY)
+                t = threading.Timer(LATE_TMF_DELAY, self.late_answer, args=(itt,))
+                t.daemon = True
+                t.start()
+                return True
+            if fn == 5:
+                log(desc + " ignored (late-tmf: never answered)")
+                return True
+            if fn == 6:
+                log(desc)
+                self.tmf_response(itt)
+                log("late-tmf: target reset itt %#x answered \"function complete\"; itt %#x ended"
+                    % (itt, self.late_itt))
+                self.late_itt = None
+                return True
+        return False
+
+    def late_answer(self, itt):
+        if self.closed:
+            log("late-tmf: conn %d closed before the late answer to ABORT TASK itt %#x" %
+                (self.n, itt))
+            return
+        try:
+            self.tmf_response(itt)
+        except OSError as e:
+            log("late-tmf: late answer to ABORT TASK itt %#x failed: %s" % (itt, e))
+            return
+        log("late-tmf: late answer to ABORT TASK itt %#x sent" % itt)
+
+    def async_rescan(self):
+        """scan-async: Async Message event 0, UNIT ATTENTION 3Fh/0Eh; then silence."""
+        sense = bytearray(18)
+        sense[0], sense[2], sense[7], sense[12], sense[13] = 0x70, 0x06, 10, 0x3F, 0x0E
+        body = struct.pack(">H", len(sense)) + bytes(sense)
+        self.silent_all = True
+        self.t.silent = True
+        self.send(self.pdu(0x32, 0x80, dsl=len(body), itt=RESERVED, w20=RESERVED,
+                           sn=self.sn_fields(self.next_stat_sn()),
+                           tail=struct.pack(">BBHHHI", 0, 0, 0, 0, 0, 0)), pad4(body))
+        log("scan-async: conn %d: Async Message event 0 (REPORTED LUNS DATA HAS CHANGED) sent; "
+            "no command or task management request is answered from now on" % self.n)
+
+    def stall(self):
+        """slow-drain: read one MSS every DRAIN_INTERVAL seconds, never answer again."""
+        with self.t.lock:
+            self.t.stalled.append(self)
+        total = 0
+        while True:
+            time.sleep(DRAIN_INTERVAL)
+            b = self.s.recv(DRAIN_READ)
+            if not b:
+                raise Closed("slow-drain: eof after %d bytes drained" % total)
+            total += len(b)
+            log("slow-drain: conn %d: read %d bytes (%d in all)" % (self.n, len(b), total))
 
     def response(self, itt, status=0, sense=None, residual=0, underflow=False, lun=b"\0" * 8):
         data = b""
@@ -426,12 +663,20 @@ class Conn:
         if lun != b"\0" * 8:
             self.check(itt, edtl, 0x05, 0x25, 0x00)  # LOGICAL UNIT NOT SUPPORTED
             return
-        trigger = self.t.claim_trigger(op in (0x28, 0x88), op in (0x2A, 0x8A), lba, blocks)
+        trigger = self.t.claim_trigger(op in (0x28, 0x88), op in (0x2A, 0x8A), lba, blocks, self)
         if trigger:
             log("TRIGGER %s on conn %d: opcode %#x lba %d blocks %d edtl %d itt %#x" %
                 (self.t.mode, self.n, op, lba, blocks, edtl, itt))
             if not self.misbehave(bhs, data, itt, edtl, op, lba, blocks):
                 return
+        if self.async_pending:
+            self.async_pending = False
+            self.serve_command(bhs, data, itt, edtl, cdb, op, lba, blocks, lun, is_read)
+            self.async_rescan()
+            return
+        self.serve_command(bhs, data, itt, edtl, cdb, op, lba, blocks, lun, is_read)
+
+    def serve_command(self, bhs, data, itt, edtl, cdb, op, lba, blocks, lun, is_read):
         if op in (0x2A, 0x8A):
             if lba + blocks > BLOCKS or blocks * BLOCK != edtl:
                 self.check(itt, edtl, 0x05, 0x21, 0x00)
@@ -614,6 +859,31 @@ class Conn:
             with self.t.disk.lock:
                 payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
             self.held[itt] = lambda: self.data_in(itt, edtl, payload, lun)
+            return False
+        if m == "scan-async":
+            self.async_pending = True
+            return True
+        if m == "window-io":
+            self.t.window_closed = True
+            log("window-io: the command is answered; every PDU from now on has MaxCmdSN = "
+                "ExpCmdSN - 1")
+            return True
+        if m == "slow-drain":
+            w = {"lun": lun, "ttt": 0x300 + (itt & 0xFFFF), "r2tsn": 0}
+            n = min(self.param("MaxBurstLength"), edtl - len(data))
+            if n > 0:
+                self.r2t(itt, w, len(data), n)
+            log("slow-drain: conn %d: R2T for %d bytes at %d sent; now reading %d bytes every "
+                "%.0f s, answering nothing" % (self.n, n, len(data), DRAIN_READ, DRAIN_INTERVAL))
+            self.stall()
+        if m == "r2t-reset":
+            self.r2t_held = (itt, {"lun": lun, "ttt": 0x300 + (itt & 0xFFFF), "r2tsn": 0,
+                                   "got": len(data), "edtl": edtl})
+            log("r2t-reset: itt %#x held (%d of %d bytes received), no R2T until a LUN reset" %
+                (itt, len(data), edtl))
+            return False
+        if m == "late-tmf":
+            self.late_itt = itt
             return False
         if m == "close-midway":
             with self.t.disk.lock:
