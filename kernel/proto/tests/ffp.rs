@@ -8,6 +8,7 @@
 mod fuzz_bodies;
 
 use fuzz_bodies::ffp_sim::{wire, BitCrc, Ended, Harness};
+use fuzz_bodies::Rng;
 use iscsi_proto::dataout::WriteParams;
 use iscsi_proto::ffp_event::Lost;
 use iscsi_proto::ffp_rx::RxError;
@@ -34,20 +35,6 @@ const BOTH: Digests = Digests {
     header: true,
     data: true,
 };
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn data_in(itt: u32, sn: u32, offset: u32, status: Option<u32>) -> Pdu {
     Pdu::DataIn(DataIn {

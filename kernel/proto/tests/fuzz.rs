@@ -2,26 +2,11 @@
 //! (kernel/proto/fuzz/corpus/<target>/*), then a seeded random-input loop per target, with
 //! inputs mutated from the corpus half of the time. Overflow checks are on in the test profile.
 mod fuzz_bodies;
-use fuzz_bodies::TARGETS;
+use fuzz_bodies::{Rng, TARGETS};
 use std::path::PathBuf;
 
 /// Inputs per target in the random loop (6 targets: about 200k in all). FUZZ_ITERS overrides.
 const ITERS: usize = 34_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -14,6 +14,23 @@ use iscsi_proto::{scsi, sendtargets};
 #[path = "../ffp_sim/mod.rs"]
 pub mod ffp_sim;
 
+/// xorshift64*: the seeded randomness of the bounded fuzz loop and the property tests.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
 /// A fuzz target: corpus directory name and body.
 pub type Target = (&'static str, fn(&[u8]));
 
