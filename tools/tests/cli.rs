@@ -31,13 +31,22 @@ fn example_dir() -> tempfile::TempDir {
 }
 
 fn ctl(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(CTL)
-        .env_remove("CORE_ISCSI_CONFIG_DIR")
+    run_ctl(dir, args, false)
+}
+
+/// Runs initiator-ctl with `--config-dir dir`; `unprivileged`: as nobody when the tests run
+/// as root (as the user running them otherwise).
+fn run_ctl(dir: &Path, args: &[&str], unprivileged: bool) -> (i32, String, String) {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(CTL);
+    c.env_remove("CORE_ISCSI_CONFIG_DIR")
         .arg("--config-dir")
         .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
+        .args(args);
+    if unprivileged && nix::unistd::geteuid().is_root() {
+        c.uid(65534).gid(65534);
+    }
+    let out = c.output().unwrap();
     (
         out.status.code().unwrap(),
         String::from_utf8(out.stdout).unwrap(),
@@ -299,23 +308,8 @@ fn check_config_summary_says_what_the_module_does() {
     assert!(!out.contains("4 connections"), "{out}");
 }
 
-/// Runs initiator-ctl as an unprivileged user (nobody when the tests run as root).
 fn ctl_unprivileged(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    use std::os::unix::process::CommandExt;
-    let mut c = Command::new(CTL);
-    c.env_remove("CORE_ISCSI_CONFIG_DIR")
-        .arg("--config-dir")
-        .arg(dir)
-        .args(args);
-    if nix::unistd::geteuid().is_root() {
-        c.uid(65534).gid(65534);
-    }
-    let out = c.output().unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    run_ctl(dir, args, true)
 }
 
 /// A non-root user is told so before any file is read (even a broken one), with

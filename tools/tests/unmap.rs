@@ -18,6 +18,20 @@ impl Drop for Mounted<'_> {
     }
 }
 
+/// A small tmpfs on the new directory `at`, unmounted when dropped.
+fn tmpfs(at: &Path) -> Mounted<'_> {
+    fs::create_dir(at).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    Mounted(at)
+}
+
 fn entry(at: &Path) -> MountEntry {
     mounts()
         .into_iter()
@@ -54,17 +68,8 @@ fn forced_unmap_kills_only_the_users_of_this_mount() {
     }
     let t = tempfile::tempdir().unwrap();
     let (a, b) = (t.path().join("a"), t.path().join("b"));
-    fs::create_dir(&a).unwrap();
+    let _ga = tmpfs(&a);
     fs::create_dir(&b).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &a,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=1m"),
-    )
-    .unwrap();
-    let _ga = Mounted(&a);
     nix::mount::mount(
         Some(&a),
         &b,
@@ -133,16 +138,7 @@ fn a_process_that_left_the_mount_after_the_scan_is_not_killed() {
     }
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("a");
-    fs::create_dir(&a).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        &a,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=1m"),
-    )
-    .unwrap();
-    let _ga = Mounted(&a);
+    let _ga = tmpfs(&a);
     // In the mount until told, then out of it.
     let mut c = Command::new("sh")
         .arg("-c")

@@ -98,10 +98,7 @@ pub(crate) fn parse_auth_all(
     let mut warnings = Vec::new();
     let lexed = lex(file, text, "AUTH", true);
     let mut errors = lexed.errors;
-    let mut broken = Broken::default();
-    for (_, first) in &lexed.broken {
-        broken.add(first.as_deref());
-    }
+    let mut broken = lexed.broken;
     for a in lexed.assignments {
         match auth_line(file, &a.words, a.line, &out, &mut warnings) {
             Ok(entry) => {

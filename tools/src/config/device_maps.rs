@@ -60,10 +60,7 @@ pub(crate) fn parse_device_maps_all(
     let mut by_name: BTreeMap<(u32, String), usize> = BTreeMap::new();
     let lexed = lex(file, text, "DEVICE", false);
     let mut errors = lexed.errors;
-    let mut broken = Broken::default();
-    for (_, first) in &lexed.broken {
-        broken.add(first.as_deref());
-    }
+    let mut broken = lexed.broken;
     for a in lexed.assignments {
         match device_line(file, &a.words, a.line, &maps, &mut by_key, &mut by_name) {
             Ok(m) => maps.push(m),

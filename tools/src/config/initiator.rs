@@ -156,10 +156,7 @@ pub(crate) fn parse_initiator_all(
     let mut given: BTreeMap<(u32, &'static str), usize> = BTreeMap::new();
     let lexed = lex(file, text, "CHANNEL", false);
     let mut errors = lexed.errors;
-    let mut broken = Broken::default();
-    for (_, first) in &lexed.broken {
-        broken.add(first.as_deref());
-    }
+    let mut broken = lexed.broken;
     for a in lexed.assignments {
         let line = a.line;
         let r =

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::error::ConfigError;
+use super::error::{Broken, ConfigError};
 
 /// One `VAR="..."` line: its number and the whitespace-separated words of its value.
 pub(crate) struct Assignment {
@@ -20,9 +20,9 @@ pub(crate) struct Assignment {
 pub(crate) struct Lexed {
     /// The `VAR="..."` lines that were read.
     pub(crate) assignments: Vec<Assignment>,
-    /// Refused lines, with the first word of their value when it can be made out (a channel
-    /// id, so that checks about that channel are not made and fail again).
-    pub(crate) broken: Vec<(usize, Option<String>)>,
+    /// The channels of refused lines, from the first word of their value when it can be made
+    /// out (so that checks about that channel are not made and fail again).
+    pub(crate) broken: Broken,
     /// One error per refused line (and one for a byte order mark).
     pub(crate) errors: Vec<ConfigError>,
 }
@@ -53,7 +53,7 @@ fn first_word_guess(raw: &str) -> Option<String> {
 pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexed {
     let mut out = Lexed {
         assignments: Vec::new(),
-        broken: Vec::new(),
+        broken: Broken::default(),
         errors: Vec::new(),
     };
     let mut bytes = bytes;
@@ -90,7 +90,7 @@ pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexe
                     )
                 };
                 out.errors.push(ConfigError::line(file, line, problem));
-                out.broken.push((line, first_word_guess(&lossy)));
+                out.broken.add(first_word_guess(&lossy).as_deref());
                 continue;
             }
         };
@@ -100,7 +100,7 @@ pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexe
         }
         let mut refuse = |problem: String| {
             out.errors.push(ConfigError::line(file, line, problem));
-            out.broken.push((line, first_word_guess(trimmed)));
+            out.broken.add(first_word_guess(trimmed).as_deref());
         };
         if let Some(c) = trimmed.chars().find(|c| CURLY_QUOTES.contains(c)) {
             refuse(format!(
