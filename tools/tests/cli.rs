@@ -302,7 +302,7 @@ fn check_config_summary_says_what_the_module_does() {
     let (code, out, err) = ctl(dir.path(), &["check-config"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("channel 1: target (discovered at start), 1 connection (4 asked for; one per session today), portals 127.0.0.1:3260, 127.0.0.2:3260 (tried in this order); eth1, eth2 not bound to (the route decides the interface); auth none; 0 maps\n"),
+        out.contains("channel 1: target (discovered at start), 1 connection (4 asked for; one per session today), portals 127.0.0.1:3260, 127.0.0.2:3260 (tried in this order); not bound to eth1, eth2 (the route decides the interface); auth none; 0 maps\n"),
         "{out}"
     );
     assert!(!out.contains("4 connections"), "{out}");

@@ -177,7 +177,7 @@ impl CheckReport {
                 String::new()
             } else {
                 format!(
-                    "; {} not bound to (the route decides the interface)",
+                    "; not bound to {} (the route decides the interface)",
                     devs.join(", ")
                 )
             };
