@@ -1,0 +1,502 @@
+#!/bin/bash
+# No target can wedge the module (issue 13): against tests/e2e/hostile-target.py misbehaving at
+# every phase (silent or closing during the LUN scan, an async event asking for a rescan then
+# silence, a command window that never opens or closes mid-I/O, a slow drain, a drip-fed login,
+# an R2T during a LUN reset, a late task management answer, one bad channel beside a good one, a
+# killed writer of `start`), with login_timeout, replacement_timeout, nopout_interval and
+# nopout_timeout at 5 s, every bound is asserted and its measured time printed: `start` returns
+# within 60 s, or `stop` written while it still runs interrupts it (within 90 s; start then fails);
+# each read of `state` returns within 10 s; `stop` and rmdir within 90 s; rmmod within 60 s; the
+# mode-specific bounds are named in each mode's function. The debug kernel (KASAN, lockdep, hung
+# tasks) catches a use after free, a splat or a blocked task: the VM harness fails the run.
+#   tests/vm/run --debug tests/e2e/hostile-wedge.sh [MODE...] runs only those modes. The target's
+#   log and the kernel log of each mode are left in $VM_ARTIFACTS/hostile-wedge/.
+# vm-kernel: debug
+# vm-args: --timeout 2400
+set -euo pipefail
+. "$REPO/tests/e2e/lib.bash"
+. "$REPO/tests/e2e/scenario.bash"
+IQN=iqn.2026-11.org.core-iscsi:hostile
+TARGET=$REPO/tests/e2e/hostile-target.py
+ART=$VM_ARTIFACTS/hostile-wedge
+SETTINGS=(login_timeout=5 replacement_timeout=5 nopout_interval=5 nopout_timeout=5)
+LOGIN_TIMEOUT=5 NOPOUT_INTERVAL=5 NOPOUT_TIMEOUT=5
+# The bounds (seconds).
+START_BOUND=60 STOP_BOUND=90 RMDIR_BOUND=90 STATE_BOUND=10 RMMOD_BOUND=60 KILL_BOUND=10
+STOP_OTHER_BOUND=20   # stop of a healthy channel while another one is wedged
+# A stalled send, or a command window kept closed with commands waiting, fails the connection
+# after max(nopout_interval + nopout_timeout, 10) s.
+STALL_BOUND=$(( NOPOUT_INTERVAL + NOPOUT_TIMEOUT > 10 ? NOPOUT_INTERVAL + NOPOUT_TIMEOUT : 10 ))
+port=3400
+t_all=$SECONDS
+MODE=setup LOG=/dev/null LOGS=()
+mkdir -p "$ART"
+
+# ---- time and background commands --------------------------------------------------------
+
+now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
+secs() { printf '%d.%d' $(( $1 / 1000 )) $(( ($1 % 1000) / 100 )); }  # ms -> "S.d"
+
+declare -A BG_PID BG_T0
+# bg NAME CMD...: CMD in the background (a shell function runs in its own process: that process
+# is the writer, so it can be killed alone).
+bg() {
+    local name=$1; shift
+    BG_T0[$name]=$(now_ms)
+    "$@" &
+    BG_PID[$name]=$!
+}
+running() {
+    local s
+    s=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/${BG_PID[$1]}/status" 2>/dev/null) || return 1
+    [ -n "$s" ] && [ "$s" != Z ]
+}
+# bg_wait NAME LIMIT: waits until NAME ended, at most LIMIT s after it was started; sets RC and
+# MS (its run time, ms). Returns 1 if it still runs (left behind: it may be blocked for good).
+bg_wait() {
+    local name=$1 lim_ms=$(( $2 * 1000 ))
+    while running "$name"; do
+        if [ $(( $(now_ms) - BG_T0[$name] )) -gt $lim_ms ]; then
+            MS=$(( $(now_ms) - BG_T0[$name] ))
+            return 1
+        fi
+        sleep 0.1
+    done
+    MS=$(( $(now_ms) - BG_T0[$name] ))
+    RC=0; wait "${BG_PID[$name]}" || RC=$?
+    return 0
+}
+# timed LIMIT WHAT CMD...: CMD must end within LIMIT s; sets RC and T (seconds, one decimal).
+timed() {
+    local lim=$1 what=$2; shift 2
+    bg timed "$@"
+    bg_wait timed "$lim" || die "KERNEL BUG: $what did not return within $lim s (still blocked)"
+    T=$(secs $MS)
+}
+
+ctl_write() { { echo "$1" > "$2"; } 2> "$3"; }
+cat_to() { cat "$1" > "$2"; }
+
+# read_state ID: `cat state`, which must return within STATE_BOUND; sets ST; keeps the longest.
+STATE_MAX=0 STATE_N=0
+read_state() {
+    timed $STATE_BOUND "reading channel $1's state" cat_to "$ISCSI_ROOT/$1/state" /tmp/wedge-state
+    ST=$(cat /tmp/wedge-state)
+    STATE_N=$((STATE_N + 1))
+    [ $MS -le $STATE_MAX ] || STATE_MAX=$MS
+}
+# sample_states ID N: N reads of state, a second apart; sets STATES (what they said).
+sample_states() {
+    local i seen=()
+    for i in $(seq 1 "$2"); do
+        read_state "$1"
+        seen+=("$ST")
+        sleep 1
+    done
+    STATES=$(printf '%s\n' "${seen[@]}" | uniq | paste -sd/)
+}
+states_ok() { echo "state read $STATE_N times, each within $(secs $STATE_MAX) s"; }
+
+# ---- logs and failures -----------------------------------------------------------------
+
+save_artifacts() {
+    local l
+    for l in "${LOGS[@]}"; do [ -f "$l" ] && cp "$l" "$ART/" || true; done
+    dmesg > "$ART/dmesg-$MODE.txt" 2>/dev/null || true
+}
+die() {
+    local l
+    for l in "${LOGS[@]}"; do
+        echo "---- $l (last lines) ----" >&2; tail -30 "$l" >&2 || true
+    done
+    echo "---- kernel log (last lines) ----" >&2
+    dmesg | grep -a -v '^\s*$' | tail -40 >&2 || true
+    save_artifacts
+    fail "$MODE: $*"
+}
+# tlog_wait PATTERN SECONDS: until the target's log has a line matching PATTERN (grep -E).
+tlog_wait() { wait_for "grep -qE \"$1\" \"$LOG\"" "$2"; }
+klog() { dmesg | grep -a "core-iscsi: channel $1: " || true; }
+# klog_wait ID TEXT SECONDS: until the kernel log has "core-iscsi: channel ID: TEXT".
+klog_wait() { wait_for "dmesg | grep -aqF \"core-iscsi: channel $1: $2\"" "$3"; }
+
+# ---- per mode ----------------------------------------------------------------------------
+
+# begin MODE TARGET-MODE: the target on a new port, a fresh kernel log, channel 0 for it.
+begin() {
+    MODE=$1 STATE_MAX=0 STATE_N=0
+    port=$((port + 1))
+    LOG=/tmp/wedge-$MODE-target.log
+    LOGS=("$LOG")
+    rm -f "$LOG"
+    python3 "$TARGET" $port "$2" --log "$LOG" &
+    TPID=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || die "the target did not start"
+    dmesg -C
+    channel_create 0 $IQN 127.0.0.1:$port "${SETTINGS[@]}"
+}
+# good_target: a second, well-behaved target (for a second channel); sets GPORT, GPID.
+good_target() {
+    port=$((port + 1)) GPORT=$port
+    local log=/tmp/wedge-$MODE-good-target.log
+    rm -f "$log"; LOGS+=("$log")
+    python3 "$TARGET" $GPORT good --log "$log" &
+    GPID=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$GPORT) 2>/dev/null" 20 || die "the good target did not start"
+}
+end_mode() {
+    kill $TPID ${GPID:-} 2>/dev/null || true
+    wait $TPID ${GPID:-} 2>/dev/null || true
+    GPID=""
+    save_artifacts
+}
+
+# start_ok ID: `start` returns within START_BOUND and succeeds; sets DISK (the channel's disk).
+start_ok() {
+    timed $START_BOUND "channel $1: start" ctl_write start "$ISCSI_ROOT/$1/control" /tmp/wedge-start.err
+    [ $RC = 0 ] || die "channel $1: start failed (rc $RC: $(cat /tmp/wedge-start.err)) against a target that behaves during login and scan"
+    START_T=$T
+    read_state "$1"
+    [ "$ST" = running ] || die "channel $1: state '$ST' after start"
+    DISK=$(channel_disks "$1")
+    [ -n "$DISK" ] || die "channel $1: no disk after start"
+}
+# stop_rmdir ID: stop and rmdir each within their bound; state reads "stopped" in between.
+stop_rmdir() {
+    timed $STOP_BOUND "channel $1: stop" ctl_write stop "$ISCSI_ROOT/$1/control" /tmp/wedge-stop.err
+    [ $RC = 0 ] || die "channel $1: stop failed (rc $RC: $(cat /tmp/wedge-stop.err))"
+    STOP_T=$T
+    read_state "$1"
+    [ "$ST" = stopped ] || die "channel $1: state '$ST' after stop"
+    timed $RMDIR_BOUND "channel $1: rmdir" rmdir "$ISCSI_ROOT/$1"
+    [ $RC = 0 ] || die "channel $1: rmdir failed"
+    RMDIR_T=$T
+}
+# interrupt_start ID: `start` (background job "start") still runs: `stop` returns within
+# STOP_BOUND, then the start writer exits, non-zero, within 10 s; state "stopped"; rmdir within
+# RMDIR_BOUND. Sets WHAT.
+interrupt_start() {
+    running start || die "start ended by itself before stop was written"
+    local before; before=$(secs $(( $(now_ms) - BG_T0[start] )))
+    timed $STOP_BOUND "channel $1: stop written while start runs" ctl_write stop "$ISCSI_ROOT/$1/control" /tmp/wedge-stop.err
+    [ $RC = 0 ] || die "channel $1: stop failed (rc $RC: $(cat /tmp/wedge-stop.err))"
+    STOP_T=$T
+    bg_wait start $(( ( $(now_ms) - BG_T0[start] ) / 1000 + 10 )) \
+        || die "KERNEL BUG: the start writer still runs 10 s after stop returned"
+    [ $RC != 0 ] || die "start succeeded although stop interrupted it"
+    local start_rc=$RC start_t; start_t=$(secs $MS)
+    read_state "$1"
+    [ "$ST" = stopped ] || die "channel $1: state '$ST' after stop"
+    timed $RMDIR_BOUND "channel $1: rmdir" rmdir "$ISCSI_ROOT/$1"
+    [ $RC = 0 ] || die "channel $1: rmdir failed"
+    WHAT="start still running after $before s; stop returned in $STOP_T s; start then exited rc $start_rc ($(sed 's/.*: //' /tmp/wedge-start.err)), $start_t s after it was written; state 'stopped'; rmdir in $T s"
+}
+pattern() { head -c $((1 << 20)) /dev/urandom > /tmp/wedge-pattern; }
+# dd_trigger_write DISK: the 1 MiB direct write into the target's trigger window (4 MiB).
+dd_trigger_write() {
+    dd if=/tmp/wedge-pattern of="/dev/$1" bs=1M seek=4 count=1 oflag=direct status=none 2>/tmp/wedge-dd.err
+}
+# read_back DISK: the trigger window reads back as the pattern (within 60 s).
+read_back() {
+    timed 60 "read back of /dev/$1" dd if="/dev/$1" of=/tmp/wedge-back bs=1M skip=4 count=1 iflag=direct status=none
+    [ $RC = 0 ] || die "read back of /dev/$1 failed (rc $RC)"
+    cmp -s /tmp/wedge-pattern /tmp/wedge-back || die "/dev/$1: the data read back differs"
+}
+
+# scan-silent, scan-close, window-login: the target stops cooperating while `start` logs in or
+# scans; `start` cannot finish, so `stop` interrupts it. window-login: the connection fails with
+# "target kept the command window closed" within STALL_BOUND (+ 5 s slack) of the login.
+mode_scan() {
+    local tmode=$1 extra=""
+    begin "$tmode" "$tmode"
+    bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
+    tlog_wait "TRIGGER $tmode" 60 || die "the target never misbehaved (no TRIGGER line)"
+    local t_trig; t_trig=$(now_ms)
+    if [ "$tmode" = window-login ]; then
+        klog_wait 0 "connection lost: target kept the command window closed" $((STALL_BOUND + 5)) \
+            || die "no 'connection lost: target kept the command window closed' within $((STALL_BOUND + 5)) s of the login"
+        extra="; 'connection lost: target kept the command window closed' $(secs $(( $(now_ms) - t_trig ))) s after the login (bound $STALL_BOUND s)"
+    else
+        sleep 3
+    fi
+    sample_states 0 3
+    local during=$STATES
+    if running start; then
+        interrupt_start 0
+    else
+        # It may end by itself (e.g. the scan's commands failing): then within START_BOUND.
+        bg_wait start $START_BOUND || die "start did not return within $START_BOUND s"
+        local start_rc=$RC start_t; start_t=$(secs $MS)
+        read_state 0
+        WHAT="start ended by itself in $start_t s (bound $START_BOUND s; rc $start_rc, state '$ST')"
+        stop_rmdir 0
+        WHAT="$WHAT; stop in $STOP_T s; rmdir in $RMDIR_T s"
+    fi
+    end_mode
+    ok "$tmode: $WHAT; state during start '$during'; $(states_ok)$extra"
+}
+
+# scan-async: start works; a read of the trigger window is answered, then the target sends an
+# Async Message (event 0, 3Fh/0Eh) and answers nothing more: the module's rescan is stuck in
+# commands nobody answers. stop must still return within STOP_BOUND.
+mode_scan_async() {
+    begin scan-async scan-async
+    start_ok 0
+    timed 60 "the read of the trigger window" dd if="/dev/$DISK" of=/dev/null bs=4k skip=1024 count=1 iflag=direct status=none
+    [ $RC = 0 ] || die "the read of the trigger window failed (rc $RC): the target answers it"
+    local t_dd=$T
+    tlog_wait "scan-async: conn [0-9]+: Async Message event 0" 10 || die "the target sent no async event"
+    local t0; t0=$(now_ms)
+    tlog_wait "ignored \(silent\)" 60 || die "no command reached the target after the async event (no rescan)"
+    local t_rescan; t_rescan=$(secs $(( $(now_ms) - t0 )))
+    sleep 2
+    sample_states 0 3
+    local during=$STATES seen
+    seen=$(sed -n 's/.*: \(opcode 0x[0-9a-f]*\) itt .* ignored (silent)/\1/p' "$LOG" | sort | uniq -c | paste -sd, | tr -s ' ')
+    stop_rmdir 0
+    end_mode
+    ok "scan-async: start in $START_T s; read of the trigger window in $t_dd s; a rescan's command reached the target $t_rescan s after the event (unanswered:$seen); state '$during'; stop during the stuck rescan in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
+# window-io: the trigger write is answered, then the window stays closed (also after a new
+# login): a second direct write waits; the connection fails with "target kept the command
+# window closed" within STALL_BOUND (+ 5 s slack) of it; stop ends it within STOP_BOUND.
+mode_window_io() {
+    begin window-io window-io
+    start_ok 0
+    pattern
+    timed 60 "the trigger write" dd_trigger_write "$DISK"
+    [ $RC = 0 ] || die "the trigger write failed (rc $RC: $(cat /tmp/wedge-dd.err)): the target answers it"
+    local t_w=$T
+    tlog_wait "window-io: the command is answered" 5 || die "the target never closed the window"
+    bg io dd_trigger_write "$DISK"
+    klog_wait 0 "connection lost: target kept the command window closed" $((STALL_BOUND + 5)) \
+        || die "no 'connection lost: target kept the command window closed' within $((STALL_BOUND + 5)) s of the waiting write"
+    local t_lost; t_lost=$(secs $(( $(now_ms) - BG_T0[io] )))
+    sample_states 0 3
+    local during=$STATES io_state
+    if running io; then
+        stop_rmdir 0
+        bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) \
+            || die "KERNEL BUG: the waiting write did not end within 10 s of stop"
+        io_state="was still waiting at stop, then ended (rc $RC, $(secs $MS) s in all)"
+    else
+        bg_wait io 1
+        io_state="ended before stop (rc $RC, $(secs $MS) s)"
+        stop_rmdir 0
+    fi
+    local grace="no"
+    klog 0 | grep -q "stop: the disks' last commands did not end" && grace="yes"
+    end_mode
+    ok "window-io: start in $START_T s; trigger write answered in $t_w s; the next write waited and the connection was lost (window closed) $t_lost s after it (bound $STALL_BOUND s); the write $io_state; stop in $STOP_T s (stop-grace log line: $grace); rmdir in $RMDIR_T s; state '$during'; $(states_ok)"
+}
+
+# slow-drain: the target reads one MSS every 3 s once the write's R2T is out: the connection is
+# lost ("connection lost: timeout") within nopout_interval + nopout_timeout + 10 s of the
+# trigger; the retried write stalls again, and stop during that stall returns within STOP_BOUND.
+mode_slow_drain() {
+    begin slow-drain slow-drain
+    start_ok 0
+    pattern
+    bg io dd_trigger_write "$DISK"
+    tlog_wait "TRIGGER slow-drain on conn" 60 || die "the write never reached the target"
+    local t_trig bound=$((NOPOUT_INTERVAL + NOPOUT_TIMEOUT + 10)) line
+    t_trig=$(now_ms)
+    klog_wait 0 "connection lost" $bound || die "no 'connection lost' within $bound s of the trigger"
+    local t_lost; t_lost=$(secs $(( $(now_ms) - t_trig )))
+    line=$(klog 0 | grep -m1 "connection lost" | sed 's/^\[[^]]*\] //')
+    grep -q "connection lost: timeout" <<< "$line" || die "the connection was lost for another reason: $line"
+    # The write is retried on the next connection and stalls again (or, if it failed, a new one).
+    wait_for "[ \$(grep -c 'TRIGGER slow-drain' '$LOG') -ge 2 ] || ! running io" 60 \
+        || die "the write neither ended nor stalled again within 60 s of the connection loss"
+    if [ "$(grep -c 'TRIGGER slow-drain' "$LOG")" -lt 2 ]; then
+        bg_wait io 1 || true
+        bg io dd_trigger_write "$DISK"
+        wait_for "[ \$(grep -c 'TRIGGER slow-drain' '$LOG') -ge 2 ]" 60 || die "a new write did not reach the target"
+    fi
+    sleep 1
+    running io || die "the write ended although the target stalls it"
+    sample_states 0 3
+    local during=$STATES
+    stop_rmdir 0
+    bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) \
+        || die "KERNEL BUG: the stalled write did not end within 10 s of stop"
+    local io_rc=$RC
+    end_mode
+    ok "slow-drain: start in $START_T s; '$line' $t_lost s after the trigger (bound $bound s); the retry stalled again; stop during the stall in $STOP_T s; the write ended (rc $io_rc); rmdir in $RMDIR_T s; state '$during'; $(states_ok)"
+}
+
+# login-drip: the Login Response comes one byte per 0.5 s: start fails within login_timeout + 3 s
+# with state "failed: timeout".
+mode_login_drip() {
+    begin login-drip login-drip
+    local bound=$((LOGIN_TIMEOUT + 3))
+    bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
+    bg_wait start $bound || die "KERNEL BUG: start still runs $bound s after it was written (login_timeout $LOGIN_TIMEOUT)"
+    local t_start; t_start=$(secs $MS)
+    [ $RC != 0 ] || die "start succeeded against a drip-fed login"
+    grep -q "TRIGGER login-drip" "$LOG" || die "the target never dripped"
+    read_state 0
+    [ "$ST" = "failed: timeout" ] || die "state '$ST', expected 'failed: timeout'"
+    local err; err=$(sed 's/.*: //' /tmp/wedge-start.err)
+    stop_rmdir 0
+    end_mode
+    ok "login-drip: start failed in $t_start s (bound $bound s; $err), state 'failed: timeout'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
+# r2t-reset: the write is answered by nothing until the LUN reset; then an R2T for it arrives
+# and its Data-Out burst is stalled 2 s while the reset is answered. The write ends (90 s) and,
+# if it succeeded, reads back intact; KASAN sees no use after free.
+mode_r2t_reset() {
+    begin r2t-reset r2t-reset
+    start_ok 0
+    echo 3 > "/sys/block/$DISK/device/timeout"
+    pattern
+    bg io dd_trigger_write "$DISK"
+    tlog_wait "TRIGGER r2t-reset" 60 || die "the write never reached the target"
+    tlog_wait "r2t-reset: LUN reset itt 0x[0-9a-f]+ answered" 60 || die "no LUN reset reached the target within 60 s"
+    bg_wait io 90 || die "KERNEL BUG: the write did not end within 90 s"
+    local io_rc=$RC io_t; io_t=$(secs $MS)
+    [ $io_rc = 0 ] && read_back "$DISK"
+    local noted="no"
+    klog 0 | grep -q "reset: a command is still being sent; not done" && noted="yes"
+    sample_states 0 2
+    local after=$STATES
+    stop_rmdir 0
+    end_mode
+    ok "r2t-reset: the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); 'reset: a command is still being sent' logged: $noted; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
+# late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must
+# not be taken for the LUN reset's, so the target reset (function 6) follows it. The write ends.
+mode_late_tmf() {
+    begin late-tmf late-tmf
+    start_ok 0
+    echo 3 > "/sys/block/$DISK/device/timeout"
+    pattern
+    bg io dd_trigger_write "$DISK"
+    tlog_wait "TRIGGER late-tmf" 60 || die "the write never reached the target"
+    bg_wait io 90 || die "KERNEL BUG: the write did not end within 90 s"
+    local io_rc=$RC io_t; io_t=$(secs $MS)
+    [ $io_rc = 0 ] && read_back "$DISK"
+    local l1 l5 late l6 abort_itt lun_itt
+    l1=$(grep -n -m1 "task management function 1 itt .*: answered in" "$LOG" | cut -d: -f1)
+    l5=$(grep -n -m1 "task management function 5 itt .* ignored" "$LOG" | cut -d: -f1)
+    late=$(grep -n -m1 "late-tmf: late answer to ABORT TASK itt .* sent" "$LOG" | cut -d: -f1)
+    l6=$(grep -n -m1 "task management function 6 itt" "$LOG" | cut -d: -f1)
+    [ -n "$l1" ] || die "no ABORT TASK reached the target"
+    [ -n "$l5" ] || die "no LOGICAL UNIT RESET reached the target"
+    [ -n "$late" ] || die "the late ABORT TASK answer was not sent (connection gone?)"
+    [ -n "$l6" ] || die "no TARGET WARM RESET (function 6) reached the target: the late abort answer was taken for the LUN reset's"
+    [ "$l1" -lt "$l5" ] && [ "$l5" -lt "$late" ] && [ "$late" -lt "$l6" ] \
+        || die "order in the target log: ABORT line $l1, LUN RESET line $l5, late answer line $late, TARGET RESET line $l6 (want ascending)"
+    abort_itt=$(sed -n "${l1}s/.*function 1 itt \(0x[0-9a-f]*\).*/\1/p" "$LOG")
+    lun_itt=$(sed -n "${l5}s/.*function 5 itt \(0x[0-9a-f]*\).*/\1/p" "$LOG")
+    [ "$abort_itt" != "$lun_itt" ] || die "the ABORT TASK and the LUN RESET have the same ITT ($abort_itt)"
+    local ts1 ts5 tsl ts6
+    ts1=$(sed -n "${l1}s/ .*//p" "$LOG"); ts5=$(sed -n "${l5}s/ .*//p" "$LOG")
+    tsl=$(sed -n "${late}s/ .*//p" "$LOG"); ts6=$(sed -n "${l6}s/ .*//p" "$LOG")
+    sample_states 0 2
+    local after=$STATES
+    stop_rmdir 0
+    end_mode
+    ok "late-tmf: ABORT TASK (itt $abort_itt) at 0 s, LUN RESET (itt $lun_itt) at $(awk "BEGIN{printf \"%.1f\", $ts5-$ts1}") s, the late abort answer at $(awk "BEGIN{printf \"%.1f\", $tsl-$ts1}") s, then TARGET WARM RESET at $(awk "BEGIN{printf \"%.1f\", $ts6-$ts1}") s (the late answer was not taken for the LUN reset's); the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
+# two-BAD: channel 0 wedged by BAD (slow-drain: a stalled write; scan-silent: a start stuck in
+# its scan), channel 1 on a good target: its 1 MiB write reads back intact and its stop returns
+# within STOP_OTHER_BOUND while channel 0 is still wedged; then channel 0 stops within STOP_BOUND.
+mode_two() {
+    local bad=$1
+    begin "two-$bad" "$bad"
+    good_target
+    channel_create 1 $IQN 127.0.0.1:$GPORT "${SETTINGS[@]}"
+    start_ok 1
+    local d1=$DISK t1=$START_T
+    if [ "$bad" = slow-drain ]; then
+        start_ok 0
+        pattern
+        bg io dd_trigger_write "$DISK"
+        tlog_wait "TRIGGER slow-drain on conn" 60 || die "the write never reached the target"
+        wedged() { running io; }
+    else
+        bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
+        tlog_wait "TRIGGER $bad" 60 || die "the target never misbehaved"
+        wedged() { running start; }
+    fi
+    sleep 1
+    wedged || die "channel 0 is not wedged"
+    head -c $((1 << 20)) /dev/urandom > /tmp/wedge-pattern1
+    timed 60 "channel 1: 1 MiB write" dd if=/tmp/wedge-pattern1 of="/dev/$d1" bs=1M seek=1 count=1 oflag=direct status=none
+    [ $RC = 0 ] || die "channel 1: the write failed while channel 0 is wedged"
+    local tw=$T
+    timed 60 "channel 1: read back" dd if="/dev/$d1" of=/tmp/wedge-back1 bs=1M skip=1 count=1 iflag=direct status=none
+    [ $RC = 0 ] || die "channel 1: the read failed while channel 0 is wedged"
+    local tr=$T
+    cmp -s /tmp/wedge-pattern1 /tmp/wedge-back1 || die "channel 1: data read back differs"
+    wedged || die "channel 0 came unwedged during channel 1's I/O"
+    timed $STOP_OTHER_BOUND "channel 1: stop while channel 0 is wedged" ctl_write stop "$ISCSI_ROOT/1/control" /tmp/wedge-stop.err
+    [ $RC = 0 ] || die "channel 1: stop failed"
+    local ts1=$T
+    read_state 1
+    [ "$ST" = stopped ] || die "channel 1: state '$ST' after stop"
+    wedged || die "channel 0 came unwedged before channel 1's stop returned"
+    timed $RMDIR_BOUND "channel 1: rmdir" rmdir "$ISCSI_ROOT/1"
+    [ $RC = 0 ] || die "channel 1: rmdir failed"
+    local tail
+    if [ "$bad" = slow-drain ]; then
+        stop_rmdir 0
+        bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) || die "KERNEL BUG: channel 0's write did not end within 10 s of stop"
+        tail="channel 0's stop in $STOP_T s, its write ended (rc $RC); rmdir in $RMDIR_T s"
+    else
+        interrupt_start 0
+        tail="channel 0: $WHAT"
+    fi
+    end_mode
+    ok "two-$bad: channel 1 (good target) started in $t1 s, wrote 1 MiB in $tw s and read it back intact in $tr s, and stopped in $ts1 s (bound $STOP_OTHER_BOUND s) while channel 0 ($bad) was wedged; $tail; $(states_ok)"
+}
+
+# kill-start: the writer of `start`, stuck in a scan-silent scan, is killed with SIGKILL: it
+# exits within KILL_BOUND; stop and rmdir work.
+mode_kill_start() {
+    begin kill-start scan-silent
+    bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
+    tlog_wait "TRIGGER scan-silent" 60 || die "the target never misbehaved"
+    sleep 2
+    running start || die "start ended by itself (rc $(bg_wait start 1; echo $RC))"
+    kill -KILL "${BG_PID[start]}"
+    local t0; t0=$(now_ms)
+    BG_T0[start]=$t0
+    bg_wait start $KILL_BOUND || die "KERNEL BUG: the writer of start, killed with SIGKILL, still runs after $KILL_BOUND s"
+    local tk; tk=$(secs $MS)
+    [ $RC = 137 ] || die "the killed writer exited with rc $RC, expected 137 (SIGKILL)"
+    read_state 0
+    local after=$ST
+    stop_rmdir 0
+    end_mode
+    ok "kill-start: the writer of start killed with SIGKILL during the scan exited in $tk s (bound $KILL_BOUND s); state then '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
+trap 'rc=$?; [ $rc = 0 ] || save_artifacts' EXIT
+load_module
+modes=${*:-"scan-silent scan-close scan-async window-login window-io slow-drain login-drip
+    r2t-reset late-tmf two-slow-drain two-scan-silent kill-start"}
+for m in $modes; do
+    case $m in
+        scan-silent|scan-close|window-login) mode_scan "$m" ;;
+        scan-async)      mode_scan_async ;;
+        window-io)       mode_window_io ;;
+        slow-drain)      mode_slow_drain ;;
+        login-drip)      mode_login_drip ;;
+        r2t-reset)       mode_r2t_reset ;;
+        late-tmf)        mode_late_tmf ;;
+        two-slow-drain)  mode_two slow-drain ;;
+        two-scan-silent) mode_two scan-silent ;;
+        kill-start)      mode_kill_start ;;
+        *) fail "unknown mode $m" ;;
+    esac
+done
+MODE=rmmod
+timed $RMMOD_BOUND "rmmod core_iscsi" rmmod core_iscsi
+[ $RC = 0 ] || die "rmmod core_iscsi failed (rc $RC)"
+ok "rmmod core_iscsi in $T s (bound $RMMOD_BOUND s), after every mode ($((SECONDS - t_all)) s in all)"
