@@ -275,7 +275,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         let ev = loop {
             let rest = bytes.get(used..).unwrap_or(&[]);
             let before = self.rx.next();
-            match self.step(sess, crc, rest, now) {
+            match self.step(sess, crc, rest) {
                 Ok((n, ev)) => {
                     used += n;
                     if n > 0 {
@@ -304,7 +304,6 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         sess: &mut Session<S>,
         crc: &C,
         bytes: &[u8],
-        now: Millis,
     ) -> Result<(usize, Option<Ev>), Lost>
     where
         S: core::ops::DerefMut<Target = [TaskSlot]>,
@@ -313,7 +312,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         match self.rx.next() {
             Next::Header { .. } => Ok((self.rx.header(crc, bytes).map_err(Lost::Framing)?, None)),
             Next::Route => {
-                self.on_header(sess, now)?;
+                self.on_header(sess)?;
                 Ok((0, None))
             }
             Next::Segment {

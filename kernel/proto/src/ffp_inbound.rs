@@ -7,7 +7,7 @@
 use super::ffp_conn::{Conn, MAX_PING_DATA, SEG_MAX};
 use super::ffp_event::{Event, Finished, Lost, Outcome};
 use super::ffp_rx::{Route, RxError};
-use super::ffp_session::{Millis, Own, OwnKind, Session};
+use super::ffp_session::{Own, OwnKind, Session};
 use super::ffp_tasks::{Itt, TaskSlot};
 use super::ffp_tx::{TxItem, TxSlot};
 use super::pdu::{self, Bhs, DataIn, Pdu, RESERVED_TAG};
@@ -102,11 +102,10 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// The header is whole: take what it says about sequence numbers and decide where its
     /// data goes.
-    pub(super) fn on_header<S>(&mut self, sess: &mut Session<S>, now: Millis) -> Result<(), Lost>
+    pub(super) fn on_header<S>(&mut self, sess: &mut Session<S>) -> Result<(), Lost>
     where
         S: core::ops::DerefMut<Target = [TaskSlot]>,
     {
-        let _ = now;
         let bhs = Bhs::decode(self.rx.bhs()).map_err(|e| Lost::Framing(RxError::Pdu(e)))?;
         let data_len = self.rx.layout().data_len;
         let len32 = u32::try_from(data_len).map_err(|_| Lost::Framing(RxError::OutOfTurn))?;

@@ -130,26 +130,24 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
                 RESERVED_TAG,
             ),
         };
-        if let Some(dst) = self.text.get_mut(..data.len()) {
-            dst.copy_from_slice(data);
-        }
-        self.text_len = data.len();
-        self.text_queued = true;
         let (immediate, cmd_sn) = if sess.window.can_send() {
             (false, sess.window.assign(now).unwrap_or(0))
         } else {
             (true, sess.window.immediate())
         };
-        self.queue_own(
-            sess,
+        let item = TxItem::Text {
             itt,
-            TxItem::Text {
-                itt,
-                ttt,
-                immediate,
-                cmd_sn,
-            },
-        )
+            ttt,
+            immediate,
+            cmd_sn,
+        };
+        let itt = self.queue_own(sess, itt, item)?;
+        if let Some(dst) = self.text.get_mut(..data.len()) {
+            dst.copy_from_slice(data);
+        }
+        self.text_len = data.len();
+        self.text_queued = true;
+        Ok(itt)
     }
 
     fn own<S>(&mut self, sess: &mut Session<S>, kind: u32, what: OwnKind) -> Result<u32, StartError>
