@@ -3,8 +3,10 @@
 # The core-iscsi howto replayed with the real module and tools: the three sysconfig files
 # written like the howto's examples (loopback portals), two channels (0: LIO with mutual CHAP,
 # 1: tgtd found by SendTargets discovery, with a DVD image), then the init script's start,
-# status, pause with a writer held and released, a stop refused by a busy mount, the forced
-# unmap, and a stop that leaves nothing behind.
+# status (also as an unprivileged user), pause with a writer held and released, a stop refused
+# by a busy mount, the forced unmap, and a stop that leaves nothing behind; a configuration
+# error in several files reported at once, and a DEVICE line that collides with another
+# channel's only once discovery names the target.
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 export PATH=$REPO/init.d:$PATH
@@ -54,12 +56,15 @@ echo "# no DEVICE lines yet" > "$CONF/sysconfig/iscsi_device_maps"
 BAD=$(mktemp -d); mkdir "$BAD/sysconfig"
 cp "$CONF"/sysconfig/* "$BAD/sysconfig/"
 echo 'DEVICE="0 0 x disk0a"' > "$BAD/sysconfig/iscsi_device_maps"
+echo 'CHANNEL="2 1 127.0.0.1 3262x 0"' >> "$BAD/sysconfig/initiator"
 set +e; err=$(initiator-ctl --config-dir "$BAD" start 2>&1 >/dev/null); rc=$?; set -e
 [ $rc = 1 ] || fail "bad config: exit $rc, want 1"
-echo "$err" | grep -q "iscsi_device_maps:1: field 3 (partition)" || fail "bad config error: $err"
+[ "$(echo "$err" | wc -l)" = 2 ] || fail "bad config: not one line per error: $err"
+echo "$err" | sed -n 1p | grep -q "initiator:5: field 5 (port)" || fail "bad config error: $err"
+echo "$err" | sed -n 2p | grep -q "iscsi_device_maps:1: field 3 (partition)" || fail "bad config error: $err"
 ! module_loaded || fail "bad config: the module was loaded"
 [ ! -e "$BAD/initiatorname.iscsi" ] || fail "bad config: initiatorname.iscsi created"
-ok "bad config: exit 1, '$err', nothing loaded or created"
+ok "bad config: exit 1, both errors named at once, nothing loaded or created"
 
 # ---- first start: login, discovery, name file; partition and format through the disks -------
 initiator-ctl start | tee /tmp/start1.out
@@ -106,6 +111,19 @@ grep -q "core-iscsi DVD image" /$IQN1/dvd0/README || fail "DVD content"
 [ "$(cat "$CONF/initiatorname.iscsi")" = "$NAME" ] || fail "initiatorname.iscsi changed"
 ok "init script start: 5 mounts (dvd0 read-only iso9660), initiator name kept"
 
+# ---- a DEVICE line that would mount where another channel's does, found after discovery -------
+CLASH=$(mktemp -d); mkdir "$CLASH/sysconfig"
+cp "$CONF"/sysconfig/* "$CONF/initiatorname.iscsi" "$CLASH/sysconfig/" && mv "$CLASH/sysconfig/initiatorname.iscsi" "$CLASH/"
+echo 'CHANNEL="2 1 127.0.0.1 3261 0 AuthMethod=None"' >> "$CLASH/sysconfig/initiator"
+echo 'DEVICE="2 2 1 disk0a" # same target as channel 1 (discovered): same mount point' >> "$CLASH/sysconfig/iscsi_device_maps"
+initiator-ctl --config-dir "$CLASH" check-config >/dev/null || fail "the clash is visible before discovery"
+set +e; err=$(initiator-ctl --config-dir "$CLASH" start 2 2>&1 >/dev/null); rc=$?; set -e
+[ $rc = 3 ] || fail "start of a clashing channel: exit $rc, want 3 ($err)"
+echo "$err" | grep -q "channel 2: discovered target $IQN1, but .*iscsi_device_maps:6: field 4 (name): \"disk0a\" would mount at /$IQN1/disk0a like line 5 (channel 1)" ||
+    fail "clash error: $err"
+[ ! -e $ISCSI_ROOT/2 ] || fail "the clashing channel was created"
+ok "start refuses a DEVICE line that would mount on another channel's mount point once discovered"
+
 # ---- status: text and JSON ----------------------------------------------------------------------
 "$INIT" status > /tmp/status.txt || fail "init script status: exit $? with channels running"
 cat /tmp/status.txt
@@ -126,6 +144,13 @@ jq -e '.status[1].target == "'$IQN1'" and .status[1].state == "running"' /tmp/st
 ! grep -Eq "$SECRETS" /tmp/status.txt /tmp/status.json /tmp/start1.out /tmp/start2.out || fail "a secret was printed"
 ! dmesg | grep -Eq "$SECRETS" || fail "a secret is in the kernel log"
 ok "status: text and --json show states, targets, portals, negotiated keys, LUNs, mounts, counters; no secret"
+chmod 755 "$CONF" "$CONF/sysconfig"
+setpriv --reuid=65534 --regid=65534 --clear-groups "$INIT" status 0 > /tmp/status-nobody.txt ||
+    fail "status as nobody: exit $?"
+grep -q "^channel 0: running" /tmp/status-nobody.txt || fail "status as nobody: $(cat /tmp/status-nobody.txt)"
+set +e; setpriv --reuid=65534 --regid=65534 --clear-groups "$INIT" stop 0 2>/dev/null; rc=$?; set -e
+[ $rc = 4 ] || fail "stop as nobody: exit $rc, want 4"
+ok "status works for nobody (no secrets read); stop as nobody exits 4"
 
 # ---- pause: a writer is held, start releases it, data verified ----------------------------------
 dd if=/dev/urandom of=/tmp/payload bs=1M count=8 status=none
@@ -182,7 +207,10 @@ for d in $d00 $d01 $d11 $d12; do [ ! -e /sys/class/block/$d ] || fail "/dev/$d s
 set +e; "$INIT" status >/dev/null; rc=$?; set -e
 [ $rc = 3 ] || fail "init script status after stop: exit $rc, want 3"
 unload_module
-ok "stop: no channel directory, no mounts, no disks; rmmod succeeds"
+set +e; out=$("$INIT" status); rc=$?; set -e
+[ $rc = 3 ] || fail "init script status without the module: exit $rc, want 3"
+echo "$out" | head -n1 | grep -q "^the core_iscsi module is not loaded" || fail "status without the module: $out"
+ok "stop: no channel directory, no mounts, no disks; rmmod succeeds; status says the module is not loaded"
 
 # tgtd ignores SIGTERM while it has targets.
 kill -9 $TGTD; wait $TGTD 2>/dev/null || true
