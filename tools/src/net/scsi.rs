@@ -112,12 +112,12 @@ pub fn read_capacity(s: &mut Session, lun: u16) -> Result<Capacity> {
 
 fn block_count(len: usize, block_size: u32) -> Result<u32> {
     if block_size == 0 || !len.is_multiple_of(block_size as usize) {
-        return Err(NetError::Protocol(format!(
+        return Err(NetError::Input(format!(
             "{len} bytes is not a whole number of {block_size}-byte blocks"
         )));
     }
     u32::try_from(len / block_size as usize)
-        .map_err(|_| NetError::Protocol("transfer too long".into()))
+        .map_err(|_| NetError::Input("transfer too long".into()))
 }
 
 /// READ(16) `buf.len()` bytes from `lba`.
