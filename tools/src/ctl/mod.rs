@@ -63,11 +63,12 @@ impl From<ConfigError> for CtlError {
 
 impl CtlError {
     /// Prints the error on stderr: each configuration error on a line of its own (they name
-    /// their file), anything else after `initiator-ctl: `.
+    /// their file), anything else after `initiator-ctl: ` with control characters escaped (a
+    /// failure reason may quote what a target sent).
     pub fn report(&self) {
         match self {
             CtlError::Config(e) => eprintln!("{e}"),
-            e => eprintln!("initiator-ctl: {e}"),
+            e => eprintln!("initiator-ctl: {}", crate::text::printable(&e.to_string())),
         }
     }
 
