@@ -348,6 +348,18 @@ fn not_root_is_said_first_and_status_still_works() {
         "{out}"
     );
     assert!(out.contains("channel 0: stopped\n"), "{out}");
+    // check-config reads the secrets: as a user it says what to do.
+    if nix::unistd::geteuid().is_root() {
+        let (code, _, err) = ctl_unprivileged(dir.path(), &["check-config"]);
+        assert_eq!(code, 1, "{err}");
+        assert_eq!(
+            err,
+            format!(
+                "{}: cannot read: permission denied (run this as root)\n",
+                dir.path().join("sysconfig/initiator_auth").display()
+            )
+        );
+    }
     let (_, out, _) = ctl_unprivileged(dir.path(), &["--json", "status"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["module_loaded"], false);

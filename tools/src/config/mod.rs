@@ -148,6 +148,12 @@ pub(crate) fn read_protected(
                 "is a symbolic link: a file of CHAP secrets must be the file itself (replace the link with the file it points to, mode 600)",
             ))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(ConfigError::file(
+                file,
+                "cannot read: permission denied (run this as root)",
+            ))
+        }
         Err(e) => return Err(ConfigError::file(file, format!("cannot read: {e}"))),
     };
     let meta = f
