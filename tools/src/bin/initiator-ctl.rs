@@ -47,7 +47,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the configuration files without touching the kernel
+    /// Validate the configuration files (every error at once) without touching the kernel
     CheckConfig,
     /// Load the module if needed, log in one channel (or all) and mount its DEVICE entries;
     /// resumes a paused channel
@@ -57,19 +57,21 @@ enum Command {
     /// Log out, keeping disks and mounts; their I/O waits until start
     Pause { channel: Option<u32> },
     /// Show state, target, portals, connections, negotiated parameters, LUNs, mounts, counters
+    /// (any user: no secret is read)
     Status { channel: Option<u32> },
     /// Mount the channel's DEVICE entries
     Map { channel: Option<u32> },
     /// Unmount the channel's devices
     Unmap {
         channel: Option<u32>,
-        /// Kill the users of busy mounts first (SIGKILL), then unmount
+        /// Kill the users of busy mounts first (SIGKILL; only that mount's users), then unmount
         #[arg(long, short)]
         force: bool,
     },
     /// Unmap, then map again
     Remap { channel: Option<u32> },
-    /// SendTargets discovery: list every target and portal a portal knows
+    /// SendTargets discovery: every target and portal a portal knows, as CHANNEL lines to paste
+    /// into the initiator file
     Discover(core_iscsi_tools::net::cli::DiscoverArgs),
     /// Log in to a target from userspace and report parameters, LUNs, INQUIRY and capacity
     Probe(core_iscsi_tools::net::cli::ProbeArgs),
