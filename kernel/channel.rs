@@ -423,10 +423,7 @@ impl Channel {
     pub(crate) fn control(self: &Arc<Self>, value: &[u8]) -> Result {
         match value {
             b"start" => self.start(),
-            b"stop" => {
-                self.stop();
-                Ok(())
-            }
+            b"stop" => self.stop(),
             b"pause" => self.pause(),
             _ => Err(refuse(
                 self,
@@ -438,7 +435,9 @@ impl Channel {
     }
 
     /// Logs in (or, when paused, logs in again and releases the held I/O). Blocks the writer
-    /// until the session runs or has failed; the reason of a failure stays in `state`.
+    /// until the session runs or has failed; the reason of a failure stays in `state`. The
+    /// session is the channel's from the start, so that `stop` can interrupt it (the writer
+    /// then gets EINTR, as when it is killed).
     fn start(self: &Arc<Self>) -> Result {
         let mut inner = self.inner.lock();
         let settings = match inner.state {
@@ -449,7 +448,7 @@ impl Channel {
                 inner.state = State::Starting;
                 drop(inner);
                 let result = session.resume();
-                return self.finish_start(result.map(|()| session));
+                return self.finish_start(&session, result);
             }
             State::Stopped | State::Failed(_) => inner.settings.clone(),
         };
@@ -477,18 +476,36 @@ impl Channel {
                 EINVAL,
             ));
         }
+        let session = match Session::new(&self.shared, self.name.as_str(), &settings) {
+            Ok(session) => session,
+            Err(failure) => {
+                inner.state = State::Failed(failure);
+                return Err(failure.errno());
+            }
+        };
         inner.state = State::Starting;
+        inner.session = Some(session.clone());
         drop(inner);
-        let result = Session::start(&self.shared, self.name.as_str(), &settings);
-        self.finish_start(result)
+        let result = session.start();
+        self.finish_start(&session, result)
     }
 
-    fn finish_start(&self, result: core::result::Result<Arc<Session>, Failure>) -> Result {
+    /// Records how a start (or a resume) of `session` ended, unless a `stop` took the session
+    /// over meanwhile (it stops it; the writer gets EINTR).
+    fn finish_start(
+        &self,
+        session: &Arc<Session>,
+        result: core::result::Result<(), Failure>,
+    ) -> Result {
         let mut inner = self.inner.lock();
+        let ours = inner.state == State::Starting
+            && inner.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, session));
+        if !ours {
+            return Err(EINTR);
+        }
         match result {
-            Ok(session) => {
+            Ok(()) => {
                 inner.state = State::Running;
-                inner.session = Some(session);
                 Ok(())
             }
             Err(failure) => {
@@ -509,13 +526,16 @@ impl Channel {
     }
 
     /// Logs out, removes the SCSI host and its disks, closes the connections. Also what
-    /// rmdir and module unload do.
-    pub(crate) fn stop(&self) {
+    /// rmdir and module unload do. Interrupts a start in progress. A second `stop` while one
+    /// runs waits for it (whose bound is that of `Session::stop`), or returns EINTR if its
+    /// writer is killed.
+    pub(crate) fn stop(&self) -> Result {
         let mut inner = self.inner.lock();
-        // A start in progress (another writer, blocked in login) finishes first; its session is
-        // then stopped here like any other.
-        while matches!(inner.state, State::Starting | State::Stopping) {
+        while inner.state == State::Stopping {
             drop(inner);
+            if crate::sys::mem::fatal_signal_pending() {
+                return Err(EINTR);
+            }
             crate::sys::mem::sleep_ms(50);
             inner = self.inner.lock();
         }
@@ -526,6 +546,7 @@ impl Channel {
             session.stop();
         }
         self.inner.lock().state = State::Stopped;
+        Ok(())
     }
 
     /// Logs out but keeps the SCSI host and its disks, holding their I/O until `start`.

@@ -17,8 +17,11 @@
 //! Sending goes through the send ring (`pending`): commands, the Data-Out bursts R2Ts ask for
 //! and answers to the target's NOP-In pings wait there in order, and whoever holds the `tx`
 //! lock next sends them all (`drain`): queuecommand for a command alone in flight, otherwise
-//! the transmit work (`tx_work`, on the unbound `core_iscsi_xmit` queue), and anything else
-//! that sends under `tx` (`Session::send_own`) before its own PDU.
+//! the transmit work (`tx_work`, on the unbound `core_iscsi_xmit` queue). The session's own
+//! PDUs (pings, task management, logout) are queued there too (`Session::send_own`): nothing
+//! but a sender ever waits for `tx`, so a target that drains its socket slowly holds up no
+//! ping, abort or stop. Every PDU's send ends by its own deadline (`send_timeout_ms` after it
+//! started), however slowly the target takes it.
 
 use crate::login::Failure;
 use crate::proto::crc;
@@ -29,7 +32,7 @@ use crate::proto::pdu::{
 use crate::session::Session;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
-use crate::sys::mem::now_ms;
+use crate::sys::mem::{now_ms, Deadline};
 use crate::sys::scsi::Command;
 use crate::sys::socket::{Incoming, ReadyQueue, SocketEvents, TcpStream};
 use crate::tasks::Finished;
@@ -37,6 +40,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
+use kernel::alloc::KVVec;
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
 /// SCSI Data-In (RFC 7143 section 11.7).
@@ -86,11 +90,14 @@ pub(crate) enum Pending {
         len: usize,
         data: [u8; MAX_PING_DATA],
     },
+    /// A PDU of the session's own, without data (ping, task management, logout); its
+    /// ExpStatSN is filled in when it is sent.
+    Own(Pdu),
 }
 
 /// A bounded FIFO, allocated once: what the receive side queues for the transmit side.
 struct Ring {
-    items: KVec<Option<Pending>>,
+    items: KVVec<Option<Pending>>,
     head: usize,
     len: usize,
 }
@@ -98,7 +105,7 @@ struct Ring {
 impl Ring {
     fn new(capacity: usize) -> Result<Self> {
         Ok(Self {
-            items: KVec::from_elem(None, capacity.max(1), GFP_KERNEL)?,
+            items: KVVec::from_elem(None, capacity.max(1), GFP_KERNEL)?,
             head: 0,
             len: 0,
         })
@@ -137,12 +144,24 @@ impl Ring {
     fn clear(&mut self) {
         while self.pop().is_some() {}
     }
+
+    /// Keeps only the entries for which `keep` holds, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&Pending) -> bool) {
+        for _ in 0..self.len {
+            if let Some(item) = self.pop() {
+                if keep(&item) {
+                    // Room: one was just taken.
+                    let _ = self.push(item);
+                }
+            }
+        }
+    }
 }
 
 /// The transmit side: only one sender at a time.
 pub(crate) struct Tx {
     /// Bounce buffer for one data segment (our MaxXmitDataSegmentLength).
-    buf: KVec<u8>,
+    buf: KVVec<u8>,
 }
 
 /// The receive side's partial PDU.
@@ -158,7 +177,7 @@ struct Rx {
     placing: Option<Placement>,
     /// AHS, header digest, data, padding and data digest of the current PDU (the data part
     /// stays unused while placing).
-    buf: KVec<u8>,
+    buf: KVVec<u8>,
     /// A failure found here, where the connection cannot be failed (softirq context: failing
     /// sleeps); the rx work acts on it.
     broken: Option<Failure>,
@@ -211,6 +230,12 @@ pub(crate) struct Connection {
     #[pin]
     tx_work: Work<Connection, 1>,
     dead: AtomicBool,
+    /// Work may be queued (under this lock): `close` shuts it, so that once its work is
+    /// cancelled nothing queues more.
+    #[pin]
+    gate: SpinLockBh<bool>,
+    /// How long one PDU's send may take before the connection is given up.
+    send_timeout_ms: u32,
     /// Commands in flight when the last one was queued: how busy the connection is, for the
     /// data-ready callback to choose where to receive (a hint, read without the session's lock).
     depth: AtomicUsize,
@@ -241,8 +266,10 @@ const RX_WORK_DEPTH: usize = 4;
 /// once a page of them has piled up.
 const RX_WORK_BYTES: usize = 4096;
 
-fn zeroed(n: usize) -> Result<KVec<u8>> {
-    Ok(KVec::from_elem(0, n, GFP_KERNEL)?)
+/// A zeroed buffer that need not be physically contiguous (kvmalloc): a connection is made
+/// during recovery, when a large contiguous allocation may fail.
+fn zeroed(n: usize) -> Result<KVVec<u8>> {
+    Ok(KVVec::from_elem(0, n, GFP_KERNEL)?)
 }
 
 /// The socket's callbacks (softirq context, or a socket owner's `release_sock`): data is
@@ -297,19 +324,28 @@ impl Connection {
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
                 dead: AtomicBool::new(false),
+                gate <- new_spinlock_bh!(true),
+                send_timeout_ms,
                 depth: AtomicUsize::new(0),
                 last_rx_ms: AtomicU64::new(now_ms()),
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
         )?;
-        // Receives never block (the rx work reads what is there); sends are bounded.
+        // Receives never block (the rx work reads what is there); every send is bounded by
+        // its PDU's deadline.
         conn.stream.set_timeouts(0, send_timeout_ms);
         conn.stream
             .set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
         // Data may have arrived before the callbacks were in place.
         conn.queue_rx();
         Ok(conn)
+    }
+
+    /// When a PDU whose send starts now must be out: a target that takes a segment every few
+    /// seconds cannot keep the tx lock for longer.
+    fn pdu_deadline(&self) -> Deadline {
+        Deadline::after_ms(self.send_timeout_ms.into())
     }
 
     /// Sends what was held back by sends with `more` (the tx lock is held).
@@ -328,7 +364,8 @@ impl Connection {
     }
 
     fn queue_rx(self: &Arc<Self>) {
-        if !self.dead.load(Ordering::Relaxed) {
+        let open = self.gate.lock();
+        if *open && !self.dead.load(Ordering::Relaxed) {
             // Already queued is fine: it will read everything there is.
             let _ = self
                 .session
@@ -339,7 +376,8 @@ impl Connection {
     }
 
     fn queue_tx(self: &Arc<Self>) {
-        if !self.dead.load(Ordering::Relaxed) {
+        let open = self.gate.lock();
+        if *open && !self.dead.load(Ordering::Relaxed) {
             let _ = self
                 .session
                 .shared()
@@ -362,12 +400,20 @@ impl Connection {
     }
 
     /// Stops everything: no callback, no new work; blocked senders and receivers return. The
-    /// caller flushes the I/O and transmit workqueues afterwards to wait for work already
-    /// running.
+    /// caller then waits for work already queued or running with [`Connection::cancel_work`].
     pub(crate) fn close(&self) {
         self.dead.store(true, Ordering::Release);
+        *self.gate.lock() = false;
         self.stream.clear_callbacks();
         self.stream.shutdown();
+    }
+
+    /// Cancels this connection's receive and transmit work, waiting for a run in progress
+    /// (after [`Connection::close`], which keeps more from being queued). Only its own: a
+    /// stalled work of another connection on the same queue holds nothing up here.
+    pub(crate) fn cancel_work(self: &Arc<Self>) {
+        crate::sys::workqueue::cancel_sync::<Self, 0>(self);
+        crate::sys::workqueue::cancel_sync::<Self, 1>(self);
     }
 
     /// Locks the transmit side.
@@ -415,7 +461,7 @@ impl Connection {
         let ddigest: &[u8] = if with_ddigest { &ddigest } else { &[] };
         let parts = [&head[..], ahs, hdigest, data, pad, ddigest];
         self.stream
-            .send_all(&parts, more)
+            .send_all(&parts, more, Some(self.pdu_deadline()))
             .map_err(Failure::from_socket)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         ConnStats::add(&self.stats.pdus_tx, 1);
@@ -447,9 +493,10 @@ impl Connection {
         };
         let pad = [0u8; 3];
         let pad = pad.get(..pdu::pad_len(len as usize)).unwrap_or(&[]);
+        let deadline = Some(self.pdu_deadline());
         // MSG_MORE until the last piece: header and data leave in full segments.
         self.stream
-            .send_all(&[&head[..], hdigest], true)
+            .send_all(&[&head[..], hdigest], true, deadline)
             .map_err(Failure::from_socket)?;
         let end = offset.checked_add(len).ok_or(Failure::Protocol)?;
         let mut at = offset;
@@ -464,12 +511,12 @@ impl Connection {
             at = at.checked_add(bytes).ok_or(Failure::Protocol)?;
             let more = more || at < end || !pad.is_empty();
             self.stream
-                .send_pages(ranges.get(..n).unwrap_or(&[]), more)
+                .send_pages(ranges.get(..n).unwrap_or(&[]), more, deadline)
                 .map_err(Failure::from_socket)?;
         }
         if !pad.is_empty() {
             self.stream
-                .send_all(&[pad], more)
+                .send_all(&[pad], more, deadline)
                 .map_err(Failure::from_socket)?;
         }
         let total = BHS_LEN + hdigest.len() + len as usize + pad.len();
@@ -510,11 +557,6 @@ impl Connection {
         }
     }
 
-    /// Whether the send ring is empty.
-    pub(crate) fn nothing_queued(&self) -> bool {
-        self.pending.lock().is_empty()
-    }
-
     /// Drains the send ring under the tx lock; a send error fails the connection.
     pub(crate) fn send_queued(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
@@ -525,17 +567,48 @@ impl Connection {
         }
     }
 
-    /// Puts the receive side's work (an R2T's burst, a ping's answer) on the send ring for the
-    /// transmit work.
+    /// Puts a PDU of the session's own on the send ring (the session's `io` lock is held: it
+    /// takes its place, and its CmdSN, among the commands); `Err` when the ring is full.
+    pub(crate) fn queue_own(&self, pdu: Pdu) -> core::result::Result<(), Failure> {
+        match self.pending.lock().push(Pending::Own(pdu)) {
+            true => Ok(()),
+            false => Err(Failure::Protocol),
+        }
+    }
+
+    /// Wakes the transmit work to drain the send ring.
+    pub(crate) fn wake_sender(self: &Arc<Self>) {
+        self.queue_tx();
+    }
+
+    /// Drops the queued R2T bursts of commands for which `live` no longer holds (a LUN or
+    /// target reset ended them): their pages are the midlayer's again.
+    pub(crate) fn drop_bursts(&self, mut live: impl FnMut(u32) -> bool) {
+        self.pending.lock().retain(|p| match p {
+            Pending::Burst { itt, .. } => live(*itt),
+            _ => true,
+        });
+    }
+
+    /// Puts the receive side's work (an R2T's burst, a ping's answer) or a PDU of the
+    /// session's own on the send ring for the transmit work.
     pub(crate) fn push_pending(
         self: &Arc<Self>,
         item: Pending,
     ) -> core::result::Result<(), Failure> {
         // The ring has room for every command slot's command and MaxOutstandingR2T bursts: a
-        // full ring means the target broke that limit.
-        if !self.pending.lock().push(item) {
+        // full ring means the target broke that limit (or pings faster than it reads).
+        let mut ring = self.pending.lock();
+        if !ring.push(item) {
+            let capacity = ring.items.len();
+            drop(ring);
+            pr_warn!(
+                "core-iscsi: send queue full ({} entries): the target asks faster than it reads\n",
+                capacity
+            );
             return Err(Failure::Protocol);
         }
+        drop(ring);
         self.queue_tx();
         Ok(())
     }
@@ -853,6 +926,14 @@ impl Connection {
                         true
                     })?;
                 }
+                Pending::Own(pdu) => {
+                    let bhs = Bhs {
+                        total_ahs_words: 0,
+                        data_segment_len: 0,
+                        pdu: with_exp_stat_sn(pdu, self.session.exp_stat_sn()),
+                    };
+                    self.send_pdu(tx, &bhs, &[], 0, more, |_| true)?;
+                }
             }
         }
     }
@@ -878,6 +959,17 @@ impl Connection {
         }
         Ok(())
     }
+}
+
+/// `pdu` carrying the newest ExpStatSN (a session PDU may wait on the ring meanwhile).
+fn with_exp_stat_sn(mut pdu: Pdu, sn: u32) -> Pdu {
+    match &mut pdu {
+        Pdu::NopOut(p) => p.exp_stat_sn = sn,
+        Pdu::TaskMgmtRequest(p) => p.exp_stat_sn = sn,
+        Pdu::LogoutRequest(p) => p.exp_stat_sn = sn,
+        _ => {}
+    }
+    pdu
 }
 
 impl WorkItem<0> for Connection {

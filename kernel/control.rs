@@ -73,7 +73,9 @@ fn channel_make(shared: &Arc<Shared>, name: &CStr) -> Result<Arc<Channel>> {
 }
 
 fn channel_drop(channel: &Arc<Channel>) {
-    channel.stop();
+    // Only a second stop in progress (its writer killed meanwhile) makes this return early;
+    // that stop ends the session.
+    let _ = channel.stop();
 }
 
 configfs::group_type!(Arc<Shared> => Arc<Channel>,

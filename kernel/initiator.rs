@@ -11,6 +11,10 @@
 //!   block of the module is there;
 //! - the rest: safe Rust on top of both.
 
+// `pin_init!` recurses once per field: `Session` has more fields than the default limit (128)
+// lets it expand.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 
 mod channel;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Logging in on a kernel socket: proto's login state machine driven over a blocking
-//! [`TcpStream`] whose timeouts bound every step, and the reasons a start can fail.
+//! [`TcpStream`], every step bounded by one absolute deadline per attempt (a target that
+//! drip-feeds its answers cannot stretch it) and cancellable within `RECV_SLICE_MS`; and the
+//! reasons a start can fail.
 
 use crate::proto::chap::ChapDigest;
 use crate::proto::login::{
@@ -9,6 +11,7 @@ use crate::proto::login::{
 };
 use crate::proto::pdu::{self, Digests, BHS_LEN};
 use crate::sys::errno;
+use crate::sys::mem::Deadline;
 use crate::sys::socket::TcpStream;
 use core::fmt;
 use kernel::error::code;
@@ -46,6 +49,11 @@ pub(crate) enum Failure {
     ResetFailed,
     /// Out of memory.
     NoMemory,
+    /// `stop` was written, or the writer of `start` was killed, while logging in.
+    Interrupted,
+    /// The target kept its command window (MaxCmdSN) closed with commands waiting, past the
+    /// bound a stalled send has (see `Session::attach`).
+    WindowClosed,
 }
 
 impl Failure {
@@ -65,6 +73,8 @@ impl Failure {
             Failure::TargetUnavailable => code::EAGAIN,
             Failure::Protocol => errno::proto(),
             Failure::NoMemory => code::ENOMEM,
+            Failure::Interrupted => code::EINTR,
+            Failure::WindowClosed => errno::timedout(),
         }
     }
 
@@ -78,6 +88,7 @@ impl Failure {
             }
             e if e == errno::connreset() || e == code::EPIPE => Failure::ConnectionReset,
             e if e == code::ENOMEM => Failure::NoMemory,
+            e if e == code::EINTR => Failure::Interrupted,
             e => Failure::Network(e.to_errno()),
         }
     }
@@ -119,6 +130,8 @@ impl fmt::Display for Failure {
             Failure::ReplacementTimeout => f.write_str("session lost (replacement timeout)"),
             Failure::ResetFailed => f.write_str("target reset not answered or refused"),
             Failure::NoMemory => f.write_str("out of memory"),
+            Failure::Interrupted => f.write_str("interrupted"),
+            Failure::WindowClosed => f.write_str("target kept the command window closed"),
         }
     }
 }
@@ -148,13 +161,17 @@ impl LoginBuffers {
     }
 }
 
-/// Logs in over `stream` (connected, its timeouts set): sends each Login Request proto
-/// builds and feeds it each Login Response, until the full feature phase or a failure.
+/// Logs in over `stream` (connected): sends each Login Request proto builds and feeds it each
+/// Login Response, until the full feature phase or a failure. The whole exchange ends by
+/// `deadline` (`Failure::Timeout`), and within `RECV_SLICE_MS` of `cancelled` saying so
+/// (`Failure::Interrupted`).
 pub(crate) fn login(
     stream: &TcpStream,
     cfg: &LoginConfig<'_>,
     chap: &dyn ChapDigest,
     bufs: &mut LoginBuffers,
+    deadline: Deadline,
+    cancelled: &dyn Fn() -> bool,
 ) -> core::result::Result<LoginComplete, Failure> {
     let mut machine = Login::new(cfg, chap, &mut bufs.text);
     loop {
@@ -164,11 +181,13 @@ pub(crate) fn login(
         {
             let pdu = bufs.tx.get(..n).ok_or(Failure::Protocol)?;
             stream
-                .send_all(&[pdu], false)
+                .send_all(&[pdu], false, Some(deadline))
                 .map_err(Failure::from_socket)?;
         }
         let mut bhs = [0u8; BHS_LEN];
-        stream.recv_exact(&mut bhs).map_err(Failure::from_socket)?;
+        stream
+            .recv_exact_until(&mut bhs, Some(deadline), cancelled)
+            .map_err(Failure::from_socket)?;
         // No digests during login (RFC 7143 section 6.2: they start after it).
         let layout = pdu::rx_layout(
             &bhs,
@@ -183,7 +202,9 @@ pub(crate) fn login(
             .rx
             .get_mut(..layout.remaining())
             .ok_or(Failure::Protocol)?;
-        stream.recv_exact(rest).map_err(Failure::from_socket)?;
+        stream
+            .recv_exact_until(rest, Some(deadline), cancelled)
+            .map_err(Failure::from_socket)?;
         let data_start = layout.ahs_len;
         let data_end = data_start
             .checked_add(layout.data_len)

@@ -72,7 +72,9 @@ pub(crate) fn start(lun0: bool) -> Result {
         nr_hw_queues: 1,
     };
     let host = Host::register(target.clone(), &params, c_str!("scsi-selftest"))?;
-    host.scan();
+    if let Some(r) = host.get_ref() {
+        r.scan();
+    }
     log_devices(&host);
     let running = KBox::new(Selftest { host, target }, GFP_KERNEL)?;
     // One at a time: a second start removes what it just made.
@@ -128,7 +130,9 @@ pub(crate) fn rescan() -> Result {
                 luns.push(LunData { lun: 301, data }, GFP_KERNEL)?;
             }
         }
-        t.host.rescan();
+        if let Some(r) = t.host.get_ref() {
+            r.rescan();
+        }
         log_devices(&t.host);
         Ok(())
     })

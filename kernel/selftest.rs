@@ -419,7 +419,7 @@ fn socket(arg: &[u8]) -> Result {
         )?;
         let seen = events.data_ready.load(Ordering::SeqCst);
 
-        stream.send_all(&[&head, &body], true)?;
+        stream.send_all(&[&head, &body], true, None)?;
         {
             let [t0, t1] = &mut tx;
             stream.send_pages(
@@ -428,6 +428,7 @@ fn socket(arg: &[u8]) -> Result {
                     Some(PageRange::from_page(t1, p1.0, p1.1)?),
                 ],
                 false,
+                None,
             )?;
         }
         check(
@@ -538,7 +539,7 @@ fn socket(arg: &[u8]) -> Result {
     stream.clear_callbacks();
     let frozen = events.data_ready.load(Ordering::SeqCst);
     let ping = pattern_vec(99, 0, 10)?;
-    stream.send_all(&[&ping], false)?;
+    stream.send_all(&[&ping], false, None)?;
     let mut pong = [0u8; 10];
     stream.recv_exact(&mut pong)?;
     check(pong[..] == ping[..], "echo after clear_callbacks")?;

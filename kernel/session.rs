@@ -7,22 +7,27 @@
 //! connection's transmit work does); the connection's receive path (its socket's data-ready
 //! callback, usually in softirq context; under load its receive work) hands every PDU the
 //! target sends to [`Session::handle_pdu`], which checks it against the command it names
-//! (proto's `task`) and completes it. A session
-//! worker on the control workqueue pings an idle connection and, when the connection is lost
-//! (ErrorRecoveryLevel 0), blocks the host, requeues the commands in flight, logs in again
-//! (session reinstatement: same ISID) and unblocks the host; if that does not succeed within
-//! the replacement timeout, held and new I/O fails.
+//! (proto's `task`) and completes it. The session's ticker (a periodic work item on the
+//! control workqueue) pings an idle connection, watches the command window and, when the
+//! connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues the commands in flight,
+//! logs in again (session reinstatement: same ISID) and unblocks the host; if that does not
+//! succeed within the replacement timeout, held and new I/O fails.
 //!
-//! Locks, always taken in this order: `op` (one control operation at a time: stop, pause,
-//! resume, recovery), a connection's `tx` (one sender), `io` (tasks, sequence numbers, link; a
-//! softirq-safe spinlock, as the receive path takes it), `ctl` (phase, host, waiters; never
-//! under `io`, never in the receive path, which reports through atomics instead). A
-//! connection's send ring (`pending`) nests inside `io`.
+//! Locks, always taken in this order: `op` (one control operation at a time: start, stop,
+//! pause, resume, recovery; it holds the SCSI host, and is the only lock of ours held when the
+//! midlayer is called: block, unblock, register, remove; a scan holds none), a connection's
+//! `tx` (one sender; only senders wait for it), `io` (tasks, sequence numbers, link; a
+//! softirq-safe spinlock, as the receive path takes it), `ctl` (phase, waiters; held only for
+//! a few instructions, never across a call into the midlayer, a socket or a sleep other than
+//! its condition variable's; never under `io`, never in the receive path, which reports
+//! through atomics instead). A connection's send ring (`pending`) nests inside `io`. Every
+//! wait has a bound: see Documentation/design.md, "Waits and their bounds".
 
 use crate::channel::{Settings, Text};
 use crate::connection::{Connection, Framing, Pending, Placement, Tx, MAX_PING_DATA};
 use crate::control::Shared;
 use crate::login::{self, Failure, LoginBuffers};
+use crate::sys::ticker::{impl_has_ticker, Tick, Ticker};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
 use crate::proto::dataout::{DataOutSeq, WriteParams, WritePlan};
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
@@ -35,7 +40,7 @@ use crate::proto::task::Task;
 use crate::proto::text::Params;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh, SpinLockBhBackend};
 use crate::sys::crypto::KernelChapDigest;
-use crate::sys::mem::{now_ms, random_bytes, sleep_ms};
+use crate::sys::mem::{fatal_signal_pending, now_ms, random_bytes, Deadline, NoIoScope};
 use crate::sys::scsi::{
     Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps, HostParams,
     QueueBusy,
@@ -51,10 +56,19 @@ use kernel::time::msecs_to_jiffies;
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 use kernel::{new_condvar, new_mutex};
 
-/// ITTs of the session's own PDUs (see tasks.rs).
+/// ITTs of the session's own PDUs (see tasks.rs). Each task management request gets an ITT of
+/// its own at or above `TMF_ITT_BASE`, so that a late answer to an earlier one (an abort that
+/// timed out) is never taken for the answer to the next (the LUN reset that followed).
 const PING_ITT: u32 = SESSION_ITT;
-const TMF_ITT: u32 = SESSION_ITT + 1;
 const LOGOUT_ITT: u32 = SESSION_ITT + 2;
+const TMF_ITT_BASE: u32 = SESSION_ITT | 0x4000_0000;
+
+/// How often the ticker runs: keepalive, the window watch.
+const TICK_MS: u32 = 1000;
+
+/// On `stop`, how long the disks' last commands (queued I/O, sd's SYNCHRONIZE CACHE) may take
+/// on a live connection before they are failed at once.
+pub(crate) const STOP_GRACE_MS: u32 = 10_000;
 
 /// The largest data segment we send, whatever the target accepts (see `connect_and_login`).
 const MAX_XMIT_SEGMENT: u32 = 256 * 1024;
@@ -81,6 +95,8 @@ enum Link {
 /// Where the session is, as the channel reports it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Logging in for the first time, registering the host, scanning.
+    Starting,
     Running,
     Recovering,
     Paused,
@@ -96,8 +112,11 @@ struct Io {
     window: CmdWindow,
     exp_stat_sn: u32,
     params: Params,
-    /// Our outstanding NOP-Out ping: when it left (ms).
+    /// Our outstanding NOP-Out ping: when it was queued (ms).
     ping_sent_ms: Option<u64>,
+    /// Since when (ms) commands have been waiting for a command window the target keeps
+    /// closed; `None` while it is open.
+    window_shut_since_ms: Option<u64>,
 }
 
 impl Io {
@@ -105,6 +124,9 @@ impl Io {
     /// StatSN when the PDU carries status.
     fn ack(&mut self, stat_sn: Option<u32>, exp_cmd_sn: u32, max_cmd_sn: u32) {
         self.window.update(exp_cmd_sn, max_cmd_sn);
+        if self.window.can_send() {
+            self.window_shut_since_ms = None;
+        }
         if let Some(sn) = stat_sn {
             if serial::ge(sn, self.exp_stat_sn) {
                 self.exp_stat_sn = sn.wrapping_add(1);
@@ -113,14 +135,21 @@ impl Io {
     }
 }
 
-/// Control state: the phase, the SCSI host, and what waiters wait for.
+/// Control state: the phase and what waiters wait for (held briefly, see the lock order).
 struct Ctl {
     phase: Phase,
-    host: Option<Host>,
-    /// Set by a failing connection, taken by the worker.
+    /// Set by a failing connection, taken by the ticker.
     lost: Option<Failure>,
-    worker_running: bool,
     recoveries: u64,
+}
+
+/// What only the holder of `op` touches.
+struct Op {
+    /// The SCSI host, from registration until `stop` removes it.
+    host: Option<Host>,
+    /// The login's buffers, allocated once per session: recovery allocates no large buffer
+    /// while the disks it serves are blocked.
+    login: LoginBuffers,
 }
 
 /// Counters of the session, shown in the channel's `stats`.
@@ -143,7 +172,7 @@ pub(crate) struct Session {
     settings: Settings,
     isid: [u8; 6],
     #[pin]
-    op: Mutex<()>,
+    op: Mutex<Op>,
     /// Taken in the receive path (softirq) too.
     #[pin]
     io: SpinLockBh<Io>,
@@ -151,18 +180,37 @@ pub(crate) struct Session {
     ctl: Mutex<Ctl>,
     #[pin]
     changed: CondVar,
+    /// Keepalive, window watch, recovery, rescans.
     #[pin]
-    worker: Work<Session>,
+    ticker: Ticker<Session>,
+    /// `stop`'s grace period: fails what the disks' removal still waits for once it is over.
+    #[pin]
+    grace: Work<Session>,
     stopping: AtomicBool,
-    /// What the receive path reports to waiters (it runs in softirq context, where `ctl`, a
-    /// mutex, cannot be taken): a rescan request (REPORTED LUNS DATA HAS CHANGED), the
-    /// logout response, the task management response (`NO_TMF_RESPONSE` until one comes).
-    rescan: AtomicBool,
-    logout_done: AtomicBool,
-    tmf_response: AtomicU32,
+    /// The host's removal in `stop` has finished (the grace work's condition).
+    removed: AtomicBool,
+    /// The SCSI host number (`NO_HOST` before registration), readable without `op`.
+    host_no: AtomicU32,
+    answers: Answers,
     tsih: AtomicU32,
     stats: SessionStats,
 }
+
+/// What the receive path reports to waiters (it runs in softirq context, where `ctl`, a mutex,
+/// cannot be taken): a rescan request (REPORTED LUNS DATA HAS CHANGED), the logout response,
+/// the task management response (`NO_TMF_RESPONSE` until one comes) to the request whose ITT is
+/// `tmf_itt`.
+struct Answers {
+    rescan: AtomicBool,
+    logout_done: AtomicBool,
+    tmf_itt: AtomicU32,
+    tmf_response: AtomicU32,
+    /// Numbers the task management requests (their ITTs).
+    tmf_seq: AtomicU32,
+}
+
+/// `Session::host_no` while there is no host.
+const NO_HOST: u32 = u32::MAX;
 
 /// `Session::tmf_response` while no response has come.
 const NO_TMF_RESPONSE: u32 = u32::MAX;
@@ -173,8 +221,9 @@ const NO_TMF_RESPONSE: u32 = u32::MAX;
 const WAIT_SLICE_MS: u32 = 50;
 
 impl_has_work! {
-    impl HasWork<Self> for Session { self.worker }
+    impl HasWork<Self> for Session { self.grace }
 }
+impl_has_ticker!(Session, ticker);
 
 fn framing(params: &Params) -> Framing {
     Framing {
@@ -188,9 +237,9 @@ fn framing(params: &Params) -> Framing {
 }
 
 impl Session {
-    /// Logs in to the channel's target (trying its portals in order), registers the SCSI host
-    /// and scans its LUNs; returns when the disks are there or the start has failed.
-    pub(crate) fn start(
+    /// A session for a channel, not logged in yet: the channel holds it while [`Session::start`]
+    /// runs, so that `stop` can interrupt the start.
+    pub(crate) fn new(
         shared: &Arc<Shared>,
         name: &str,
         settings: &Settings,
@@ -199,79 +248,108 @@ impl Session {
         let mut isid = [0u8; 6];
         random_bytes(&mut isid);
         isid[0] = 0x80 | (isid[0] & 0x3f);
-        let (stream, done) = connect_and_login(settings, isid)?;
         let mut text = Text::new();
         text.set(name.as_bytes()).map_err(|_| Failure::NoMemory)?;
-        let depth = settings.queue_depth;
-        let tasks = TaskTable::new(depth).map_err(|_| Failure::NoMemory)?;
-        let session = Arc::pin_init(
+        let tasks = TaskTable::new(settings.queue_depth).map_err(|_| Failure::NoMemory)?;
+        let login = LoginBuffers::new().map_err(|_| Failure::NoMemory)?;
+        Arc::pin_init(
             pin_init!(Self {
                 name: text,
                 shared: shared.clone(),
                 settings: settings.clone(),
                 isid,
-                op <- new_mutex!(()),
+                op <- new_mutex!(Op { host: None, login }),
                 io <- new_spinlock_bh!(Io {
-                    link: Link::Up,
+                    link: Link::Down,
                     conn: None,
                     tasks,
-                    window: CmdWindow::new(done.exp_cmd_sn, done.exp_cmd_sn, done.max_cmd_sn),
-                    exp_stat_sn: done.stat_sn.wrapping_add(1),
-                    params: done.params,
+                    window: CmdWindow::new(1, 1, 0),
+                    exp_stat_sn: 0,
+                    params: Params::default(),
                     ping_sent_ms: None,
+                    window_shut_since_ms: None,
                 }),
                 ctl <- new_mutex!(Ctl {
-                    phase: Phase::Running,
-                    host: None,
+                    phase: Phase::Starting,
                     lost: None,
-                    worker_running: false,
                     recoveries: 0,
                 }),
                 changed <- new_condvar!(),
-                worker <- new_work!("core_iscsi::session"),
+                ticker <- Ticker::new(),
+                grace <- new_work!("core_iscsi::grace"),
                 stopping: AtomicBool::new(false),
-                rescan: AtomicBool::new(false),
-                logout_done: AtomicBool::new(false),
-                tmf_response: AtomicU32::new(NO_TMF_RESPONSE),
-                tsih: AtomicU32::new(done.tsih.into()),
+                removed: AtomicBool::new(false),
+                host_no: AtomicU32::new(NO_HOST),
+                answers: Answers {
+                    rescan: AtomicBool::new(false),
+                    logout_done: AtomicBool::new(false),
+                    tmf_itt: AtomicU32::new(0),
+                    tmf_response: AtomicU32::new(NO_TMF_RESPONSE),
+                    tmf_seq: AtomicU32::new(0),
+                },
+                tsih: AtomicU32::new(0),
                 stats: SessionStats::default(),
             }),
             GFP_KERNEL,
         )
-        .map_err(|_| Failure::NoMemory)?;
-        if let Err(why) = session.attach(stream, &done.params) {
-            session.stop();
-            return Err(why);
-        }
-        let params = HostParams {
-            can_queue: depth,
-            cmd_per_lun: depth,
-            max_sectors: 2048,
-            sg_tablesize: 256,
-            max_lun: 16384,
-            nr_hw_queues: 1,
-        };
-        let ops: Arc<dyn HostOps> = session.clone();
-        let host = match Host::register(ops, &params, kernel::c_str!("core_iscsi")) {
-            Ok(host) => host,
-            Err(_) => {
-                session.stop();
-                return Err(Failure::NoMemory);
+        .map_err(|_| Failure::NoMemory)
+    }
+
+    /// Logs in to the channel's target (trying its portals in order), registers the SCSI host
+    /// and scans its LUNs; returns when the disks are there or the start has failed. `stop`
+    /// interrupts it: a login within `RECV_SLICE_MS` (a connect within login_timeout), a scan
+    /// once the disks' commands fail (`STOP_GRACE_MS` at most). On failure the caller stops the
+    /// session.
+    pub(crate) fn start(self: &Arc<Self>) -> core::result::Result<(), Failure> {
+        let scan = {
+            let mut op = self.op.lock();
+            let (stream, done) = self.connect_and_login(&mut op.login, None)?;
+            if self.stopping.load(Ordering::Acquire) {
+                return Err(Failure::Interrupted);
             }
+            self.take_login(&done);
+            self.attach(stream, &done.params)?;
+            let depth = self.settings.queue_depth;
+            let params = HostParams {
+                can_queue: depth,
+                cmd_per_lun: depth,
+                max_sectors: 2048,
+                sg_tablesize: 256,
+                max_lun: 16384,
+                nr_hw_queues: 1,
+            };
+            let ops: Arc<dyn HostOps> = self.clone();
+            let host = Host::register(ops, &params, kernel::c_str!("core_iscsi"))
+                .map_err(|_| Failure::NoMemory)?;
+            self.host_no.store(host.host_no(), Ordering::Relaxed);
+            let scan = host.get_ref();
+            op.host = Some(host);
+            self.set_phase(Phase::Running);
+            Ticker::arm(self, &self.shared.ctl, TICK_MS);
+            scan
         };
+        // Scan now, so the disks exist when `start` returns; with no lock of ours held, since
+        // the paths that end the scan's commands (a failing connection, the error handler)
+        // take them.
+        if let Some(scan) = scan {
+            scan.scan();
+        }
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Failure::Interrupted);
+        }
+        Ok(())
+    }
+
+    /// Takes the sequence numbers and parameters a login ended with.
+    fn take_login(&self, done: &LoginComplete) {
         {
-            let mut ctl = session.ctl.lock();
-            ctl.worker_running = true;
-            ctl.host = Some(host);
+            let mut io = self.io.lock();
+            io.window = CmdWindow::new(done.exp_cmd_sn, done.exp_cmd_sn, done.max_cmd_sn);
+            io.exp_stat_sn = done.stat_sn.wrapping_add(1);
+            io.params = done.params;
+            io.window_shut_since_ms = None;
         }
-        if shared.ctl.enqueue(session.clone()).is_err() {
-            session.ctl.lock().worker_running = false;
-        }
-        // Scan now, so the disks exist when `start` returns.
-        if let Some(host) = &session.ctl.lock().host {
-            host.scan();
-        }
-        Ok(session)
+        self.tsih.store(done.tsih.into(), Ordering::Relaxed);
     }
 
     /// The module's workqueues.
@@ -286,21 +364,17 @@ impl Session {
         params: &Params,
     ) -> core::result::Result<(), Failure> {
         let sp = &params.session;
-        // Room for every command slot's command and bursts, plus pings.
+        // Room for every command slot's command and bursts, plus the session's own PDUs (one
+        // ping, one task management request, one logout) and answers to the target's pings.
         let capacity = usize::from(self.settings.queue_depth)
             .saturating_mul(usize::from(sp.max_outstanding_r2t.max(1)).saturating_add(1))
-            .saturating_add(4);
-        // A send that makes no progress this long means a dead peer: the connection fails and
-        // recovery starts, instead of the tx lock being held forever.
-        let send_timeout_ms = (self.settings.nopout_interval_s + self.settings.nopout_timeout_s)
-            .max(10)
-            .saturating_mul(1000);
+            .saturating_add(8);
         let conn = Connection::start(
             self.clone(),
             stream,
             framing(params),
             capacity,
-            send_timeout_ms,
+            self.stall_bound_ms(),
         )
         .map_err(|_| Failure::NoMemory)?;
         let mut io = self.io.lock();
@@ -313,9 +387,19 @@ impl Session {
         Ok(())
     }
 
+    /// How long the target may stall us before the connection is given up: one PDU's send
+    /// (the tx lock is never held longer), and a command window kept closed while commands
+    /// wait. nopout_interval + nopout_timeout, at least 10 s: a live target answers a ping in
+    /// that time.
+    fn stall_bound_ms(&self) -> u32 {
+        (self.settings.nopout_interval_s.saturating_add(self.settings.nopout_timeout_s))
+            .max(10)
+            .saturating_mul(1000)
+    }
+
     /// The SCSI host number.
     pub(crate) fn host_no(&self) -> Option<u32> {
-        self.ctl.lock().host.as_ref().map(|h| h.host_no())
+        Some(self.host_no.load(Ordering::Relaxed)).filter(|&n| n != NO_HOST)
     }
 
     /// Whether the session is recovering a lost connection.
@@ -484,8 +568,8 @@ impl Session {
         }
     }
 
-    /// A connection failed: the worker recovers (if it is still the session's connection).
-    pub(crate) fn connection_failed(&self, conn: &Arc<Connection>, why: Failure) {
+    /// A connection failed: the ticker recovers (if it is still the session's connection).
+    pub(crate) fn connection_failed(self: &Arc<Self>, conn: &Arc<Connection>, why: Failure) {
         let current = self
             .io
             .lock()
@@ -519,12 +603,13 @@ impl Session {
         }
         drop(ctl);
         self.changed.notify_all();
+        Ticker::kick(self, &self.shared.ctl);
     }
 
     /// Handles one PDU from the target (receive path: softirq context with the socket locked,
     /// so nothing here sleeps or sends; work for the sender goes through `push_pending`).
     pub(crate) fn handle_pdu(
-        &self,
+        self: &Arc<Self>,
         conn: &Arc<Connection>,
         pdu: &Bhs,
         _ahs: &[u8],
@@ -632,8 +717,8 @@ impl Session {
                             crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok()
                         {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
-                                self.rescan.store(true, Ordering::Release);
-                                self.changed.notify_all();
+                                self.answers.rescan.store(true, Ordering::Release);
+                                Ticker::kick(self, &self.shared.ctl);
                             }
                         }
                     }
@@ -676,15 +761,17 @@ impl Session {
                 self.io
                     .lock()
                     .ack(Some(l.stat_sn), l.exp_cmd_sn, l.max_cmd_sn);
-                self.logout_done.store(true, Ordering::Release);
+                self.answers.logout_done.store(true, Ordering::Release);
                 self.changed.notify_all();
             }
             Pdu::TaskMgmtResponse(t) => {
                 self.io
                     .lock()
                     .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
-                if t.itt == TMF_ITT {
-                    self.tmf_response
+                // Only the answer to the request in progress: a late one to an earlier request
+                // (whose wait timed out) has another ITT.
+                if t.itt == self.answers.tmf_itt.load(Ordering::Acquire) {
+                    self.answers.tmf_response
                         .store(u32::from(t.response), Ordering::Release);
                     self.changed.notify_all();
                 }
@@ -700,84 +787,79 @@ impl Session {
         Ok(())
     }
 
-    /// Sends one session PDU (ping, task management, logout) on the current connection.
+    /// Queues one session PDU (ping, task management, logout) on the current connection's send
+    /// ring, behind what is queued there (so it never overtakes a command queued before it, and
+    /// its CmdSN, the next one, is right), and wakes the transmit work. Nothing here waits for
+    /// the tx lock: a sender that a slowly draining target holds up delays the PDU, not the
+    /// caller, whose wait for the answer has its own bound.
     fn send_own(&self, build: impl FnOnce(&mut Io) -> Pdu) -> core::result::Result<(), Failure> {
-        let conn = self
-            .io
-            .lock()
-            .conn
-            .clone()
-            .ok_or(Failure::ConnectionReset)?;
-        let mut tx = conn.lock_tx();
-        // What is queued goes first: a TMF or a logout never overtakes the commands before it,
-        // nor carries the CmdSN of one still waiting (a command queued after the drain but
-        // before `build` would be: look again under `io`, which every queuer holds).
-        let pdu = loop {
-            if let Err(why) = conn.drain(&mut tx) {
-                drop(tx);
-                conn.fail(why);
-                return Err(why);
-            }
+        let conn = {
             let mut io = self.io.lock();
-            if conn.nothing_queued() {
-                break build(&mut io);
-            }
+            let conn = match (&io.conn, io.link) {
+                (Some(c), Link::Up) if !c.is_dead() => c.clone(),
+                _ => return Err(Failure::ConnectionReset),
+            };
+            let pdu = build(&mut io);
+            conn.queue_own(pdu)?;
+            conn
         };
-        let bhs = Bhs {
-            total_ahs_words: 0,
-            data_segment_len: 0,
-            pdu,
-        };
-        let result = conn.send_pdu(&mut tx, &bhs, &[], 0, false, |_| true);
-        drop(tx);
-        if let Err(why) = result {
-            conn.fail(why);
-            return Err(why);
-        }
+        conn.wake_sender();
         Ok(())
     }
 
-    /// Waits (up to RESPONSE_TIMEOUT_MS) for `done` (a flag the receive path sets) to hold.
+    /// Waits up to RESPONSE_TIMEOUT_MS for `done` (a flag the receive path sets) to hold;
+    /// false when the time is up, the connection is gone, or a stop's grace period is over.
     fn wait_for(&self, mut done: impl FnMut() -> bool) -> bool {
-        self.wait_until(RESPONSE_TIMEOUT_MS.into(), |_| done().then_some(()))
-            .is_some()
+        let deadline = Deadline::after_ms(RESPONSE_TIMEOUT_MS.into());
+        self.wait_until(deadline, |_| {
+            if done() {
+                return Some(true);
+            }
+            let io = self.io.lock();
+            let live = io.link == Link::Up && io.conn.as_ref().is_some_and(|c| !c.is_dead());
+            (!live).then_some(false)
+        })
+        .unwrap_or(false)
     }
 
-    /// Waits up to `timeout_ms` for `outcome` (looked at under `ctl`, at every wake-up and at
+    /// Waits until `deadline` for `outcome` (looked at under `ctl`, at every wake-up and at
     /// least every WAIT_SLICE_MS) to give an answer; `None` when the time is up.
     fn wait_until<T>(
         &self,
-        timeout_ms: u64,
+        deadline: Deadline,
         mut outcome: impl FnMut(&Ctl) -> Option<T>,
     ) -> Option<T> {
-        let deadline = now_ms().saturating_add(timeout_ms);
         let mut ctl = self.ctl.lock();
         loop {
             if let Some(answer) = outcome(&ctl) {
                 return Some(answer);
             }
-            let now = now_ms();
-            if now >= deadline {
-                return None;
-            }
-            let left = u32::try_from(deadline - now)
-                .unwrap_or(u32::MAX)
-                .min(WAIT_SLICE_MS);
+            let left = deadline.left_ms()?.min(WAIT_SLICE_MS);
             let _ = self
                 .changed
                 .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
         }
     }
 
-    /// Sends a task management request and waits for its response code.
+    /// Sleeps until `deadline`, or until the session is being stopped.
+    fn sleep_until(&self, deadline: Deadline) {
+        let _ = self.wait_until(deadline, |_| {
+            self.stopping.load(Ordering::Acquire).then_some(())
+        });
+    }
+
+    /// Sends a task management request (an ITT of its own) and waits for its response code.
     fn task_mgmt(&self, function: u8, lun: u64, ref_itt: u32, ref_cmd_sn: u32) -> Option<u8> {
-        self.tmf_response.store(NO_TMF_RESPONSE, Ordering::Release);
+        let seq = self.answers.tmf_seq.fetch_add(1, Ordering::Relaxed);
+        let itt = TMF_ITT_BASE | (seq & !TMF_ITT_BASE);
+        self.answers.tmf_response.store(NO_TMF_RESPONSE, Ordering::Release);
+        self.answers.tmf_itt.store(itt, Ordering::Release);
         self.send_own(|io| {
             Pdu::TaskMgmtRequest(TaskMgmtRequest {
                 immediate: true,
                 function,
                 lun: Lun::from_linux(lun).0,
-                itt: TMF_ITT,
+                itt,
                 ref_task_tag: ref_itt,
                 cmd_sn: io.window.immediate(),
                 exp_stat_sn: io.exp_stat_sn,
@@ -788,13 +870,44 @@ impl Session {
         .ok()?;
         let mut response = None;
         self.wait_for(|| {
-            response = u8::try_from(self.tmf_response.load(Ordering::Acquire)).ok();
+            response = u8::try_from(self.answers.tmf_response.load(Ordering::Acquire)).ok();
             response.is_some()
         });
         response
     }
 
-    /// Drops the connection and waits for the session worker to log in again: reinstating the
+    /// After a LUN or target reset the target answered: forgets the commands it covered
+    /// (`which`), drops their queued R2T bursts, and waits (bounded) for those lent to a sender
+    /// to come back, since until then the sender reads their pages. `Success` only then: the
+    /// midlayer frees or reuses what it gets back.
+    fn forget_covered(&self, which: impl Fn(&Slot) -> bool) -> EhOutcome {
+        let conn = {
+            let mut io = self.io.lock();
+            io.tasks.finish_where(&which, Ending::Forget);
+            let conn = io.conn.clone();
+            if let Some(c) = &conn {
+                c.drop_bursts(|itt| io.tasks.is_live(itt));
+            }
+            conn
+        };
+        drop(conn);
+        let deadline = Deadline::after_ms(self.stall_bound_ms().into());
+        let back = self.wait_until(deadline, |_| {
+            (!self.io.lock().tasks.any(&which)).then_some(())
+        });
+        match back {
+            Some(()) => EhOutcome::Success,
+            None => {
+                pr_warn!(
+                    "core-iscsi: channel {}: reset: a command is still being sent; not done\n",
+                    self.name.as_str()
+                );
+                EhOutcome::Failed
+            }
+        }
+    }
+
+    /// Drops the connection and waits for the ticker's ordinary recovery: reinstating the
     /// session (same ISID) makes the target end every task of the old connection (RFC 7143
     /// section 6.3.5), which a reset it did not do could not promise. `Success` once the
     /// session runs on a new, live connection; `Failed` if it failed instead, is being
@@ -822,23 +935,23 @@ impl Session {
         let logins = s
             .login_timeout_s
             .saturating_mul(u32::try_from(s.portals().count()).unwrap_or(u32::MAX));
-        // recover() ends in Running or Failed, or returns when the session stops; this limit
-        // is a generous bound on that (its last round of logins may overrun its deadline), not
-        // a timeout of its own: past it the midlayer offlines the disks, which a later
-        // recovery does not bring back.
+        // recover() ends in Running or Failed within replacement_timeout (plus one connect),
+        // or returns when the session stops; this limit is a generous bound on that, not a
+        // timeout of its own: past it the midlayer offlines the disks, which a later recovery
+        // does not bring back.
         let limit_s = s
             .replacement_timeout_s
             .saturating_add(logins)
             .saturating_mul(2)
-            .saturating_add(u32::from(self.io.lock().params.session.default_time2wait))
             .saturating_add(RESPONSE_TIMEOUT_MS / 1000);
-        let outcome = self.wait_until(u64::from(limit_s) * 1000, |ctl| {
+        let deadline = Deadline::after_ms(u64::from(limit_s) * 1000);
+        let outcome = self.wait_until(deadline, |ctl| {
             if self.stopping.load(Ordering::Acquire) {
                 return Some(EhOutcome::Failed);
             }
             match ctl.phase {
                 // Logged in again only once a live connection other than the one failed here
-                // is in place (the worker may not have seen the failure yet, or the failure
+                // is in place (the ticker may not have seen the failure yet, or the failure
                 // may have hit a connection a recovery had just attached).
                 Phase::Running => {
                     let io = self.io.lock();
@@ -847,7 +960,7 @@ impl Session {
                     });
                     fresh.then_some(EhOutcome::Success)
                 }
-                Phase::Recovering => None,
+                Phase::Recovering | Phase::Starting => None,
                 Phase::Failed(_) | Phase::Paused | Phase::Stopping => Some(EhOutcome::Failed),
             }
         });
@@ -863,7 +976,7 @@ impl Session {
 
     /// Logs out the session (best effort: a target that does not answer is closed on).
     fn logout(&self) {
-        self.logout_done.store(false, Ordering::Release);
+        self.answers.logout_done.store(false, Ordering::Release);
         let sent = self.send_own(|io| {
             Pdu::LogoutRequest(LogoutRequest {
                 immediate: true,
@@ -874,7 +987,7 @@ impl Session {
                 exp_stat_sn: io.exp_stat_sn,
             })
         });
-        if sent.is_ok() && !self.wait_for(|| self.logout_done.load(Ordering::Acquire)) {
+        if sent.is_ok() && !self.wait_for(|| self.answers.logout_done.load(Ordering::Acquire)) {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",
                 self.name.as_str()
@@ -883,7 +996,8 @@ impl Session {
     }
 
     /// Takes the connection away from the data path and waits until nothing uses it; the
-    /// commands in flight are completed with `result` (requeued, or failed).
+    /// commands in flight are completed with `result` (requeued, or failed). Bounded: the
+    /// socket is shut down before anything waits on it.
     fn detach(&self, link: Link, result: CommandResult) {
         let conn = {
             let mut io = self.io.lock();
@@ -892,27 +1006,27 @@ impl Session {
         };
         if let Some(conn) = &conn {
             conn.close();
-            // Senders in queuecommand hold the tx lock; once closed they fail fast.
+            // A sender holding the tx lock fails fast on the shut socket and lets go.
             drop(conn.lock_tx());
-        }
-        self.shared.io.flush();
-        self.shared.xmit.flush();
-        if let Some(conn) = &conn {
+            // This connection's own work only: another channel's stalled work is no concern
+            // of ours.
+            conn.cancel_work();
             conn.release_placement();
         }
         self.io.lock().tasks.finish_all(Ending::result(result));
     }
 
-    /// Logs in again on a new connection, reinstating the session (same ISID).
-    fn relogin(self: &Arc<Self>) -> core::result::Result<(), Failure> {
-        let (stream, done) = connect_and_login(&self.settings, self.isid)?;
-        {
-            let mut io = self.io.lock();
-            io.window = CmdWindow::new(done.exp_cmd_sn, done.exp_cmd_sn, done.max_cmd_sn);
-            io.exp_stat_sn = done.stat_sn.wrapping_add(1);
-            io.params = done.params;
-        }
-        self.tsih.store(done.tsih.into(), Ordering::Relaxed);
+    /// Logs in again on a new connection, reinstating the session (same ISID), by `deadline`
+    /// at the latest (`op` held: its guard gives the login buffers). Nothing it allocates
+    /// waits for I/O: the disks it serves may be blocked meanwhile.
+    fn relogin(
+        self: &Arc<Self>,
+        login: &mut LoginBuffers,
+        deadline: Deadline,
+    ) -> core::result::Result<(), Failure> {
+        let _noio = NoIoScope::new();
+        let (stream, done) = self.connect_and_login(login, Some(deadline))?;
+        self.take_login(&done);
         self.attach(stream, &done.params)
     }
 
@@ -921,63 +1035,50 @@ impl Session {
         self.changed.notify_all();
     }
 
-    fn with_host(&self, f: impl FnOnce(&Host)) {
-        if let Some(host) = &self.ctl.lock().host {
-            f(host);
-        }
-    }
-
-    /// ErrorRecoveryLevel 0 recovery (worker context, `op` held): hold the I/O, log in again
-    /// within the replacement timeout, release the I/O; or give up and fail it.
-    fn recover(self: &Arc<Self>, why: Failure) {
-        let _ = why; // already logged by connection_failed
+    /// ErrorRecoveryLevel 0 recovery (ticker context, `op` held): hold the I/O, log in again
+    /// within the replacement timeout, release the I/O; or give up and fail it. The
+    /// replacement timeout holds whatever the target negotiated: DefaultTime2Wait and every
+    /// login attempt end by its deadline.
+    fn recover(self: &Arc<Self>, op: &mut Op) {
         self.set_phase(Phase::Recovering);
         self.ctl.lock().recoveries += 1;
-        self.with_host(|h| h.block());
+        if let Some(h) = &op.host {
+            h.block();
+        }
         self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
         let deadline =
-            now_ms().saturating_add(u64::from(self.settings.replacement_timeout_s) * 1000);
-        let mut last;
+            Deadline::after_ms(u64::from(self.settings.replacement_timeout_s) * 1000);
+        let mut last = Failure::Timeout;
         let mut backoff_ms = 1000u32;
         // RFC 7143 section 6.1: wait DefaultTime2Wait before logging in again.
-        let time2wait = u32::from(self.io.lock().params.session.default_time2wait);
-        if time2wait > 0 {
-            let mut ctl = self.ctl.lock();
-            if !self.stopping.load(Ordering::Acquire) {
-                let _ = self
-                    .changed
-                    .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(time2wait * 1000));
-            }
-        }
+        let time2wait = u64::from(self.io.lock().params.session.default_time2wait);
+        self.sleep_until(Deadline::after_ms(time2wait * 1000).min(deadline));
         loop {
             if self.stopping.load(Ordering::Acquire) {
                 return;
             }
-            match self.relogin() {
+            if deadline.passed() {
+                break;
+            }
+            match self.relogin(&mut op.login, deadline) {
                 Ok(()) => {
                     pr_info!(
                         "core-iscsi: channel {}: session recovered\n",
                         self.name.as_str()
                     );
                     self.set_phase(Phase::Running);
-                    self.with_host(|h| h.unblock());
+                    if let Some(h) = &op.host {
+                        h.unblock();
+                    }
                     return;
                 }
                 Err(f) => last = f,
             }
-            let now = now_ms();
-            if now >= deadline {
-                break;
-            }
-            let wait = backoff_ms.min(u32::try_from(deadline - now).unwrap_or(u32::MAX));
-            let mut ctl = self.ctl.lock();
-            if !self.stopping.load(Ordering::Acquire) {
-                let _ = self
-                    .changed
-                    .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(wait));
-            }
-            drop(ctl);
+            self.sleep_until(Deadline::after_ms(backoff_ms.into()).min(deadline));
             backoff_ms = (backoff_ms * 2).min(5000);
+        }
+        if self.stopping.load(Ordering::Acquire) {
+            return;
         }
         pr_err!(
             "core-iscsi: channel {}: session lost, giving up after {} s ({})\n",
@@ -988,10 +1089,14 @@ impl Session {
         self.io.lock().link = Link::Failed;
         self.set_phase(Phase::Failed(Failure::ReplacementTimeout));
         // Held I/O now fails instead of waiting forever.
-        self.with_host(|h| h.unblock());
+        if let Some(h) = &op.host {
+            h.unblock();
+        }
     }
 
-    /// Pings an idle connection; a ping unanswered in time means the connection is dead.
+    /// Pings an idle connection; a ping unanswered in time means the connection is dead. The
+    /// ping waits on the send ring like everything else: one stuck behind a slowly draining
+    /// target times out as if it had been lost.
     fn keepalive(&self) {
         let interval = u64::from(self.settings.nopout_interval_s) * 1000;
         if interval == 0 {
@@ -1030,78 +1135,106 @@ impl Session {
         }
     }
 
-    /// The session worker: keepalive, recovery, rescans; runs until the session stops.
-    fn run_worker(self: Arc<Self>) {
-        loop {
-            let (lost, rescan) = {
-                let mut ctl = self.ctl.lock();
-                if ctl.lost.is_none()
-                    && !self.rescan.load(Ordering::Acquire)
-                    && !self.stopping.load(Ordering::Acquire)
-                {
-                    let _ = self
-                        .changed
-                        .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(1000));
+    /// A command window the target keeps closed while commands wait, for longer than a stalled
+    /// send may last, fails the connection: the midlayer would otherwise retry them forever.
+    fn watch_window(&self) {
+        let stalled = {
+            let io = self.io.lock();
+            let shut_ms = io
+                .window_shut_since_ms
+                .map_or(0, |t| now_ms().saturating_sub(t));
+            match &io.conn {
+                Some(c) if io.link == Link::Up && shut_ms > u64::from(self.stall_bound_ms()) => {
+                    Some(c.clone())
                 }
-                (ctl.lost.take(), self.rescan.swap(false, Ordering::AcqRel))
-            };
-            if self.stopping.load(Ordering::Acquire) {
-                break;
+                _ => None,
             }
-            if let Some(why) = lost {
-                let _op = self.op.lock();
-                if !self.stopping.load(Ordering::Acquire) && self.ctl.lock().phase == Phase::Running
-                {
-                    self.recover(why);
-                }
-                continue;
-            }
-            if rescan {
-                self.with_host(|h| h.rescan());
-            }
-            self.keepalive();
+        };
+        if let Some(conn) = stalled {
+            self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+            conn.fail(Failure::WindowClosed);
         }
-        self.ctl.lock().worker_running = false;
-        self.changed.notify_all();
+    }
+
+    /// One run of the ticker: recovery after a lost connection, a rescan the target asked
+    /// for, keepalive, the window watch.
+    fn run_tick(self: &Arc<Self>) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let lost = self.ctl.lock().lost.take();
+        if lost.is_some() {
+            let mut op = self.op.lock();
+            let running = self.ctl.lock().phase == Phase::Running;
+            if running && !self.stopping.load(Ordering::Acquire) {
+                self.recover(&mut op);
+            }
+            return;
+        }
+        if self.answers.rescan.swap(false, Ordering::AcqRel) {
+            // No lock of ours across the scan (it waits for commands).
+            let scan = self.op.lock().host.as_ref().and_then(|h| h.get_ref());
+            if let Some(scan) = scan {
+                scan.rescan();
+            }
+        }
+        self.keepalive();
+        self.watch_window();
     }
 
     /// Logs out while holding the host's I/O (queued in the block layer) until [`resume`].
     ///
     /// [`resume`]: Session::resume
     pub(crate) fn pause(&self) {
-        let _op = self.op.lock();
+        let op = self.op.lock();
         self.set_phase(Phase::Paused);
-        self.with_host(|h| h.block());
-        // Let what is in flight finish, so the logout is clean.
-        let deadline = now_ms().saturating_add(RESPONSE_TIMEOUT_MS.into());
-        while self.io.lock().tasks.in_flight() > 0 && now_ms() < deadline {
-            sleep_ms(20);
+        if let Some(h) = &op.host {
+            h.block();
         }
+        // Let what is in flight finish, so the logout is clean.
+        let deadline = Deadline::after_ms(RESPONSE_TIMEOUT_MS.into());
+        let _ = self.wait_until(deadline, |_| {
+            (self.stopping.load(Ordering::Acquire) || self.io.lock().tasks.in_flight() == 0)
+                .then_some(())
+        });
         self.logout();
         self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
     }
 
     /// Logs in again after a pause and releases the held I/O.
     pub(crate) fn resume(self: &Arc<Self>) -> core::result::Result<(), Failure> {
-        let _op = self.op.lock();
-        self.relogin()?;
+        let mut op = self.op.lock();
+        let Op { host, login } = &mut *op;
+        self.relogin(login, Deadline::after_ms(self.login_bound_ms()))?;
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Failure::Interrupted);
+        }
         self.set_phase(Phase::Running);
-        self.with_host(|h| h.unblock());
+        if let Some(h) = host {
+            h.unblock();
+        }
         Ok(())
     }
 
+    /// The longest one round of logins takes: login_timeout per portal.
+    fn login_bound_ms(&self) -> u64 {
+        let portals = u64::try_from(self.settings.portals().count()).unwrap_or(u64::MAX);
+        u64::from(self.settings.login_timeout_s)
+            .saturating_mul(1000)
+            .saturating_mul(portals.max(1))
+    }
+
     /// Removes the SCSI host and its disks, logs out and closes the connection; when it
-    /// returns, no work of the session runs and the host is gone.
+    /// returns, nothing of the session runs and the host is gone. Interrupts a start, resume
+    /// or recovery in progress (within `RECV_SLICE_MS`, or a connect's login_timeout). The
+    /// disks' last commands (queued I/O, sd's SYNCHRONIZE CACHE) get `STOP_GRACE_MS` on a live
+    /// connection, then fail at once; the logout waits at most RESPONSE_TIMEOUT_MS.
     pub(crate) fn stop(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
         self.changed.notify_all();
-        let _op = self.op.lock();
-        let host = {
-            let mut ctl = self.ctl.lock();
-            ctl.phase = Phase::Stopping;
-            ctl.host.take()
-        };
-        if let Some(host) = host {
+        let mut op = self.op.lock();
+        self.set_phase(Phase::Stopping);
+        if let Some(host) = op.host.take() {
             // While the link is up the disks can flush their caches on the way out; otherwise
             // their I/O fails at once instead of waiting.
             {
@@ -1110,24 +1243,47 @@ impl Session {
                     io.link = Link::Failed;
                 }
             }
+            self.removed.store(false, Ordering::Release);
+            let _ = self.shared.ctl.enqueue(self.clone());
             host.unblock();
             host.remove();
+            self.removed.store(true, Ordering::Release);
+            self.changed.notify_all();
+            crate::sys::workqueue::cancel_sync::<Self, 0>(self);
         }
-        if self.io.lock().link == Link::Up {
+        let up = self.io.lock().link == Link::Up;
+        if up {
             self.logout();
         }
         self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
-        // The worker leaves its loop at its next wake-up (at most a second).
-        let mut ctl = self.ctl.lock();
-        while ctl.worker_running {
-            let _ = self
-                .changed
-                .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(100));
+        drop(op);
+        // After `op`: a run of the ticker waiting for it gets it, sees `stopping` and returns.
+        self.ticker.close();
+    }
+
+    /// The grace work of `stop` (see [`Session::stop`]): once `STOP_GRACE_MS` is over with the
+    /// host's removal still waiting for commands, they fail at once.
+    fn enforce_grace(&self) {
+        let deadline = Deadline::after_ms(STOP_GRACE_MS.into());
+        let removed = self.wait_until(deadline, |_| {
+            self.removed.load(Ordering::Acquire).then_some(())
+        });
+        if removed.is_none() {
+            pr_warn!(
+                "core-iscsi: channel {}: stop: the disks' last commands did not end in {} s; failing them\n",
+                self.name.as_str(),
+                STOP_GRACE_MS / 1000
+            );
+            self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
         }
     }
 
     /// `negotiated`: the parameters in force.
     pub(crate) fn show_negotiated(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
+        if self.ctl.lock().phase == Phase::Starting {
+            // Not logged in yet: nothing is negotiated.
+            return Ok(());
+        }
         let (params, tsih) = (self.io.lock().params, self.tsih.load(Ordering::Relaxed));
         let s = &params.session;
         let c = &params.conn;
@@ -1216,8 +1372,10 @@ impl Session {
             _ => return Err(QueueBusy),
         };
         if !io.window.can_send() {
-            // Flow control: the target's MaxCmdSN says wait.
+            // Flow control: the target's MaxCmdSN says wait (the ticker's window watch bounds
+            // how long).
             self.stats.window_full.fetch_add(1, Ordering::Relaxed);
+            io.window_shut_since_ms.get_or_insert_with(now_ms);
             return Err(QueueBusy);
         }
         let Some(itt) = io.tasks.reserve(cmd.tag()) else {
@@ -1440,24 +1598,15 @@ impl HostOps for Session {
 
     fn device_reset(&self, lun: u64) -> EhOutcome {
         match self.task_mgmt(TMF_LUN_RESET, lun, RESERVED_TAG, 0) {
-            Some(0) => {
-                // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
-                self.io
-                    .lock()
-                    .tasks
-                    .finish_where(|slot| slot.lun == lun, Ending::Forget);
-                EhOutcome::Success
-            }
+            // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
+            Some(0) => self.forget_covered(|slot| slot.lun == lun),
             _ => EhOutcome::Failed,
         }
     }
 
     fn target_reset(&self) -> EhOutcome {
         match self.task_mgmt(TMF_TARGET_WARM_RESET, 0, RESERVED_TAG, 0) {
-            Some(0) => {
-                self.io.lock().tasks.finish_all(Ending::Forget);
-                EhOutcome::Success
-            }
+            Some(0) => self.forget_covered(|_| true),
             // The last resort, as open-iscsi's: a new connection.
             _ => self.reset_session(),
         }
@@ -1468,86 +1617,110 @@ impl WorkItem for Session {
     type Pointer = Arc<Session>;
 
     fn run(this: Arc<Session>) {
-        this.run_worker();
+        this.enforce_grace();
     }
 }
 
-/// Connects to the first portal that answers and logs in (a new session, or reinstating the
-/// one with the same ISID); the stream's timeouts bound the whole attempt.
-fn connect_and_login(
-    settings: &Settings,
-    isid: [u8; 6],
-) -> core::result::Result<(TcpStream, LoginComplete), Failure> {
-    let timeout_ms = settings.login_timeout_s.saturating_mul(1000);
-    let mut bufs = LoginBuffers::new().map_err(|_| Failure::NoMemory)?;
-    let mut challenge = [0u8; 16];
-    random_bytes(&mut challenge);
-    let mut ident = [0u8; 1];
-    random_bytes(&mut ident);
-    let chap = &settings.chap;
-    let mut algorithms = [ChapAlgorithm::Md5; 4];
-    let mut n_alg = 0;
-    for alg in chap.algorithms.iter().flatten() {
-        if let Some(slot) = algorithms.get_mut(n_alg) {
-            *slot = *alg;
-            n_alg += 1;
-        }
+impl Tick for Session {
+    fn tick(this: Arc<Session>) {
+        this.run_tick();
+        // Closed once the session stops: then this does nothing.
+        Ticker::arm(&this, &this.shared.ctl, TICK_MS);
     }
-    let chap_config =
-        (!chap.user.as_bytes().is_empty() && !chap.secret.is_empty()).then(|| ChapConfig {
-            user: chap.user.as_str(),
-            secret: chap.secret.expose(),
-            algorithms: algorithms.get(..n_alg).unwrap_or(&[]),
-            mutual: (!chap.mutual_secret.is_empty()).then(|| MutualChap {
-                target_user: chap.mutual_user.as_str(),
-                secret: chap.mutual_secret.expose(),
-                challenge: &challenge,
-                identifier: ident[0],
-            }),
-        });
-    let cfg = LoginConfig {
-        initiator_name: settings.initiator_name.as_str(),
-        initiator_alias: None,
-        target_name: settings.target_name.as_str(),
-        session_type: SessionType::Normal,
-        isid,
-        tsih: 0,
-        cid: 0,
-        itt: 0,
-        cmd_sn: 1,
-        exp_stat_sn: 0,
-        chap: chap_config,
-        limits: settings.limits,
-    };
-    let mut last = Failure::ConnectionRefused;
-    for portal in settings.portals() {
-        let stream = match TcpStream::connect(portal, timeout_ms) {
-            Ok(s) => s,
-            Err(e) => {
-                last = Failure::from_socket(e);
-                continue;
+}
+
+impl Session {
+    /// Connects to the first portal that answers and logs in (a new session, or reinstating
+    /// the one with the same ISID). Each portal's attempt, connect included, ends within
+    /// login_timeout and by `deadline`; `stop` (or a fatal signal to the writer of `start`)
+    /// interrupts it within `RECV_SLICE_MS` once connected.
+    fn connect_and_login(
+        &self,
+        bufs: &mut LoginBuffers,
+        deadline: Option<Deadline>,
+    ) -> core::result::Result<(TcpStream, LoginComplete), Failure> {
+        let settings = &self.settings;
+        let isid = self.isid;
+        let cancelled = || self.stopping.load(Ordering::Acquire) || fatal_signal_pending();
+        let timeout_ms = u64::from(settings.login_timeout_s).saturating_mul(1000);
+        let mut challenge = [0u8; 16];
+        random_bytes(&mut challenge);
+        let mut ident = [0u8; 1];
+        random_bytes(&mut ident);
+        let chap = &settings.chap;
+        let mut algorithms = [ChapAlgorithm::Md5; 4];
+        let mut n_alg = 0;
+        for alg in chap.algorithms.iter().flatten() {
+            if let Some(slot) = algorithms.get_mut(n_alg) {
+                *slot = *alg;
+                n_alg += 1;
             }
+        }
+        let chap_config =
+            (!chap.user.as_bytes().is_empty() && !chap.secret.is_empty()).then(|| ChapConfig {
+                user: chap.user.as_str(),
+                secret: chap.secret.expose(),
+                algorithms: algorithms.get(..n_alg).unwrap_or(&[]),
+                mutual: (!chap.mutual_secret.is_empty()).then(|| MutualChap {
+                    target_user: chap.mutual_user.as_str(),
+                    secret: chap.mutual_secret.expose(),
+                    challenge: &challenge,
+                    identifier: ident[0],
+                }),
+            });
+        let cfg = LoginConfig {
+            initiator_name: settings.initiator_name.as_str(),
+            initiator_alias: None,
+            target_name: settings.target_name.as_str(),
+            session_type: SessionType::Normal,
+            isid,
+            tsih: 0,
+            cid: 0,
+            itt: 0,
+            cmd_sn: 1,
+            exp_stat_sn: 0,
+            chap: chap_config,
+            limits: settings.limits,
         };
-        stream.set_nodelay();
-        stream.set_timeouts(timeout_ms, timeout_ms);
-        match login::login(&stream, &cfg, &KernelChapDigest, &mut bufs) {
-            Ok(mut done) => {
-                // The target's MaxRecvDataSegmentLength (up to 16 MiB) bounds what we send;
-                // we send at most MAX_XMIT_SEGMENT per PDU, so no buffer's size is the peer's
-                // to choose.
-                let xmit = &mut done.params.conn.max_xmit_data_segment_length;
-                *xmit = (*xmit).min(MAX_XMIT_SEGMENT);
-                return Ok((stream, done));
+        let mut last = Failure::ConnectionRefused;
+        for portal in settings.portals() {
+            if cancelled() {
+                return Err(Failure::Interrupted);
             }
-            // Another portal may answer; a refusal by the target will not change.
-            Err(
-                f @ (Failure::ConnectionRefused
-                | Failure::Unreachable
-                | Failure::Timeout
-                | Failure::ConnectionReset),
-            ) => last = f,
-            Err(f) => return Err(f),
+            let attempt = match deadline {
+                Some(d) => Deadline::after_ms(timeout_ms).min(d),
+                None => Deadline::after_ms(timeout_ms),
+            };
+            let Some(left) = attempt.left_ms() else {
+                return Err(Failure::Timeout);
+            };
+            let stream = match TcpStream::connect(portal, left) {
+                Ok(s) => s,
+                Err(e) => {
+                    last = Failure::from_socket(e);
+                    continue;
+                }
+            };
+            stream.set_nodelay();
+            match login::login(&stream, &cfg, &KernelChapDigest, bufs, attempt, &cancelled) {
+                Ok(mut done) => {
+                    // The target's MaxRecvDataSegmentLength (up to 16 MiB) bounds what we send;
+                    // we send at most MAX_XMIT_SEGMENT per PDU, so no buffer's size is the peer's
+                    // to choose.
+                    let xmit = &mut done.params.conn.max_xmit_data_segment_length;
+                    *xmit = (*xmit).min(MAX_XMIT_SEGMENT);
+                    return Ok((stream, done));
+                }
+                // Another portal may answer; a refusal by the target will not change.
+                Err(
+                    f @ (Failure::ConnectionRefused
+                    | Failure::Unreachable
+                    | Failure::Timeout
+                    | Failure::ConnectionReset),
+                ) => last = f,
+                Err(f) => return Err(f),
+            }
         }
+        Err(last)
     }
-    Err(last)
 }

@@ -6,6 +6,8 @@
 #include <linux/module.h>
 #include <linux/highmem.h>
 #include <linux/slab.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/tcp.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
@@ -131,6 +133,89 @@ struct workqueue_struct *core_iscsi_c_alloc_workqueue(const char *name, unsigned
 	return alloc_workqueue("%s", flags, 0, name);
 }
 
+bool core_iscsi_c_cancel_work_sync(struct work_struct *work)
+{
+	return cancel_work_sync(work);
+}
+
+static void core_iscsi_ticker_fn(struct work_struct *work)
+{
+	struct core_iscsi_ticker *t =
+		container_of(to_delayed_work(work), struct core_iscsi_ticker, dw);
+	unsigned long flags;
+	void *data;
+
+	spin_lock_irqsave(&t->lock, flags);
+	data = t->data;
+	t->data = NULL;
+	spin_unlock_irqrestore(&t->lock, flags);
+	/* The run owns the reference now; it may be the owner's last (and `t` its memory). */
+	if (data)
+		t->run(data);
+}
+
+void core_iscsi_c_ticker_init(struct core_iscsi_ticker *t, void (*run)(void *data))
+{
+	INIT_DELAYED_WORK(&t->dw, core_iscsi_ticker_fn);
+	spin_lock_init(&t->lock);
+	t->closed = false;
+	t->data = NULL;
+	t->run = run;
+}
+
+bool core_iscsi_c_ticker_arm(struct core_iscsi_ticker *t, struct workqueue_struct *wq,
+			     void *data, unsigned int delay_ms, bool now)
+{
+	unsigned long flags;
+	bool taken = false;
+
+	spin_lock_irqsave(&t->lock, flags);
+	if (t->closed) {
+		/* nothing */
+	} else if (t->data) {
+		if (now)
+			mod_delayed_work(wq, &t->dw, 0);
+	} else {
+		t->data = data;
+		taken = true;
+		mod_delayed_work(wq, &t->dw, now ? 0 : msecs_to_jiffies(delay_ms));
+	}
+	spin_unlock_irqrestore(&t->lock, flags);
+	return taken;
+}
+
+void *core_iscsi_c_ticker_close(struct core_iscsi_ticker *t)
+{
+	unsigned long flags;
+	void *data;
+
+	spin_lock_irqsave(&t->lock, flags);
+	t->closed = true;
+	spin_unlock_irqrestore(&t->lock, flags);
+	cancel_delayed_work_sync(&t->dw);
+	/* A run that was queued and cancelled left its reference behind. */
+	spin_lock_irqsave(&t->lock, flags);
+	data = t->data;
+	t->data = NULL;
+	spin_unlock_irqrestore(&t->lock, flags);
+	return data;
+}
+
+unsigned int core_iscsi_c_memalloc_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void core_iscsi_c_memalloc_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}
+
+bool core_iscsi_c_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
 void core_iscsi_c_spin_lock_bh(spinlock_t *lock)
 {
 	spin_lock_bh(lock);
@@ -170,6 +255,16 @@ void core_iscsi_c_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, un
 	WRITE_ONCE(sk->sk_rcvtimeo, core_iscsi_ms_to_timeo(rcv_ms));
 	WRITE_ONCE(sk->sk_sndtimeo, core_iscsi_ms_to_timeo(snd_ms));
 	release_sock(sk);
+}
+
+void core_iscsi_c_sock_set_sndtimeo(struct socket *sock, unsigned int ms)
+{
+	WRITE_ONCE(sock->sk->sk_sndtimeo, core_iscsi_ms_to_timeo(ms));
+}
+
+void core_iscsi_c_sock_set_rcvtimeo(struct socket *sock, unsigned int ms)
+{
+	WRITE_ONCE(sock->sk->sk_rcvtimeo, core_iscsi_ms_to_timeo(ms));
 }
 
 void core_iscsi_c_sock_set_nodelay(struct socket *sock)
@@ -499,6 +594,11 @@ int core_iscsi_c_host_add(struct Scsi_Host *shost)
 void *core_iscsi_c_host_priv(struct Scsi_Host *shost)
 {
 	return shost_priv(shost);
+}
+
+struct Scsi_Host *core_iscsi_c_host_get(struct Scsi_Host *shost)
+{
+	return scsi_host_get(shost);
 }
 
 unsigned int core_iscsi_c_host_no(struct Scsi_Host *shost)

@@ -30,6 +30,38 @@ void core_iscsi_c_subsys_init(struct configfs_subsystem *subsys);
 /* alloc_workqueue() is variadic: this passes `name` as its only format argument. */
 struct workqueue_struct *core_iscsi_c_alloc_workqueue(const char *name, unsigned int flags);
 
+/* cancel_work_sync(): true if a pending run was removed (kernel/sys/workqueue.rs). */
+bool core_iscsi_c_cancel_work_sync(struct work_struct *work);
+
+/*
+ * A self-rearming delayed work item (kernel/sys/ticker.rs). While queued, `data` is a reference
+ * to the owner that the run takes over; `closed` (under `lock`) refuses every later arming, so
+ * that after core_iscsi_c_ticker_close() nothing is queued or running.
+ */
+struct core_iscsi_ticker {
+	struct delayed_work dw;
+	spinlock_t lock;
+	bool closed;
+	void *data;
+	void (*run)(void *data);
+};
+void core_iscsi_c_ticker_init(struct core_iscsi_ticker *t, void (*run)(void *data));
+/*
+ * Queues a run after delay_ms (now: at once, also pulling in a run already queued for later)
+ * unless closed. Returns true if it took `data` (a new run), false if a run was already queued
+ * or the ticker is closed: the caller keeps `data`.
+ */
+bool core_iscsi_c_ticker_arm(struct core_iscsi_ticker *t, struct workqueue_struct *wq,
+			     void *data, unsigned int delay_ms, bool now);
+/* Closes the ticker, waits for a running run; returns the data of a cancelled run, or NULL. */
+void *core_iscsi_c_ticker_close(struct core_iscsi_ticker *t);
+
+/* memalloc_noio_save() / memalloc_noio_restore() (include/linux/sched/mm.h). */
+unsigned int core_iscsi_c_memalloc_noio_save(void);
+void core_iscsi_c_memalloc_noio_restore(unsigned int flags);
+/* fatal_signal_pending(current). */
+bool core_iscsi_c_fatal_signal_pending(void);
+
 /* spin_lock_bh / spin_unlock_bh (kernel/sys/bh_lock.rs). */
 void core_iscsi_c_spin_lock_bh(spinlock_t *lock);
 void core_iscsi_c_spin_unlock_bh(spinlock_t *lock);
@@ -48,6 +80,12 @@ void core_iscsi_c_sock_prepare(struct socket *sock);
 
 /* sk_rcvtimeo / sk_sndtimeo in milliseconds; 0 means block forever. */
 void core_iscsi_c_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, unsigned int snd_ms);
+/*
+ * sk_sndtimeo / sk_rcvtimeo alone, without the socket lock (the socket calls read them with
+ * READ_ONCE when they start to wait): the bound of one call toward an absolute deadline.
+ */
+void core_iscsi_c_sock_set_sndtimeo(struct socket *sock, unsigned int ms);
+void core_iscsi_c_sock_set_rcvtimeo(struct socket *sock, unsigned int ms);
 
 /* Sends what MSG_MORE held back (tcp_sock_set_cork(sk, false)). */
 void core_iscsi_c_sock_push(struct socket *sock);
@@ -188,6 +226,9 @@ const char *core_iscsi_c_sdev_rev(struct scsi_device *sdev);
  * and returns its length, or 0 when it has none (no disk driver bound).
  */
 unsigned int core_iscsi_c_sdev_disk_name(struct scsi_device *sdev, char *buf, unsigned int len);
+
+/* scsi_host_get(): a reference that keeps the host's memory (not its registration) alive. */
+struct Scsi_Host *core_iscsi_c_host_get(struct Scsi_Host *shost);
 
 /* Accessors of a struct scsi_cmnd the midlayer handed to queuecommand or an eh handler. */
 struct Scsi_Host *core_iscsi_c_cmd_host(struct scsi_cmnd *cmd);

@@ -243,6 +243,17 @@ impl TaskTable {
         }
     }
 
+    /// Whether `itt` is in flight and has not ended (a lent command whose ending waits for its
+    /// return has).
+    pub(crate) fn is_live(&mut self, itt: u32) -> bool {
+        self.get_mut(itt).is_some_and(|slot| slot.ending.is_none())
+    }
+
+    /// Whether any command in the table (lent ones included) satisfies `which`.
+    pub(crate) fn any(&self, which: impl Fn(&Slot) -> bool) -> bool {
+        self.slots.iter().flatten().any(which)
+    }
+
     /// Takes `itt`'s command out to use its buffer without the table's lock; `None` if it is
     /// gone, already lent, or has ended.
     pub(crate) fn lend(&mut self, itt: u32) -> Option<Command> {

@@ -81,3 +81,67 @@ pub(crate) fn sleep_ms(ms: u32) {
     // SAFETY: msleep may be called from any sleepable context, which every caller is.
     unsafe { kernel::bindings::msleep(ms) };
 }
+
+/// A point in time (monotonic ms) by which something must be done: every step toward it is
+/// bounded by what is left, so a peer that makes slow progress cannot extend it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Deadline(u64);
+
+impl Deadline {
+    /// `ms` milliseconds from now.
+    pub(crate) fn after_ms(ms: u64) -> Self {
+        Self(now_ms().saturating_add(ms))
+    }
+
+    /// The earlier of two deadlines.
+    pub(crate) fn min(self, other: Self) -> Self {
+        Self(self.0.min(other.0))
+    }
+
+    /// Milliseconds left (at least 1), or `None` once it has passed.
+    pub(crate) fn left_ms(self) -> Option<u32> {
+        let left = self.0.saturating_sub(now_ms());
+        (left > 0).then(|| u32::try_from(left).unwrap_or(u32::MAX))
+    }
+
+    /// Whether it has passed.
+    pub(crate) fn passed(self) -> bool {
+        self.left_ms().is_none()
+    }
+}
+
+/// While alive, allocations of this task do not start I/O to reclaim memory
+/// (`memalloc_noio_save`, include/linux/sched/mm.h): recovery allocates (a socket, buffers)
+/// while the disks it serves are blocked, and reclaim must not wait on their writeback.
+#[must_use = "the scope ends when this is dropped"]
+pub(crate) struct NoIoScope {
+    flags: kernel::ffi::c_uint,
+    /// Tied to the task that opened it.
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl NoIoScope {
+    /// Opens the scope for the current task.
+    pub(crate) fn new() -> Self {
+        // SAFETY: always callable from process context; the flags go back in `drop`, in the
+        // same task (the type is not `Send`).
+        let flags = unsafe { super::bindings::core_iscsi_c_memalloc_noio_save() };
+        Self {
+            flags,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for NoIoScope {
+    fn drop(&mut self) {
+        // SAFETY: restores what `new` saved, in the same task.
+        unsafe { super::bindings::core_iscsi_c_memalloc_noio_restore(self.flags) };
+    }
+}
+
+/// Whether the current task has been sent a fatal signal (a writer killed while it waits).
+pub(crate) fn fatal_signal_pending() -> bool {
+    // SAFETY: reads the current task's signal state; callable from any process context.
+    unsafe { super::bindings::core_iscsi_c_fatal_signal_pending() }
+}

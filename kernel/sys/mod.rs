@@ -15,4 +15,5 @@ pub(crate) mod page;
 pub(crate) mod scsi;
 pub(crate) mod slot;
 pub(crate) mod socket;
+pub(crate) mod ticker;
 pub(crate) mod workqueue;

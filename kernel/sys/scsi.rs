@@ -266,22 +266,13 @@ impl Host {
         unsafe { bindings::core_iscsi_c_host_no(self.shost.as_ptr()) }
     }
 
-    /// Scans the target (channel 0, id 0, every LUN): INQUIRY of LUN 0, then REPORT LUNS (the
-    /// midlayer uses it when LUN 0 answers as SPC-2 or later, also when LUN 0 itself is absent,
-    /// peripheral qualifier 3), adding every LUN up to `max_lun`. Synchronous: it sends
-    /// commands through [`HostOps::queue_command`] and waits for them, so call it from a work
-    /// item or process context that the command path does not wait for, and not while the host
-    /// is blocked.
-    pub(crate) fn scan(&self) {
-        // SAFETY: `self.shost` is a live, added host.
-        unsafe { bindings::core_iscsi_c_host_scan(self.shost.as_ptr(), false) };
-    }
-
-    /// Scans again after the target reported that its LUN inventory changed (REPORTED LUNS
-    /// DATA HAS CHANGED): LUNs that appeared are added. Same context rules as [`Host::scan`].
-    pub(crate) fn rescan(&self) {
-        // SAFETY: `self.shost` is a live, added host.
-        unsafe { bindings::core_iscsi_c_host_scan(self.shost.as_ptr(), true) };
+    /// A reference for scanning without whatever guards this `Host` (see [`HostRef`]); `None`
+    /// once the host is being removed.
+    pub(crate) fn get_ref(&self) -> Option<HostRef> {
+        // SAFETY: `self.shost` is a live, added host; scsi_host_get takes a reference on its
+        // device unless it is being deleted.
+        let shost = unsafe { bindings::core_iscsi_c_host_get(self.shost.as_ptr()) };
+        NonNull::new(shost).map(|shost| HostRef { shost })
     }
 
     /// Holds I/O (connection loss, re-login, pause): every device goes to `SDEV_BLOCK`, new
@@ -383,6 +374,53 @@ impl Host {
             };
             f(&info);
         }
+    }
+}
+
+/// A counted reference to a host's memory (`scsi_host_get` / `scsi_host_put`), for a scan that
+/// must not hold the lock guarding the [`Host`] (the scan waits for commands, and the paths
+/// that end them need that lock). The host may be removed meanwhile: the midlayer serialises
+/// scans with removal (`scan_mutex`) and scans nothing once the host is being deleted, and the
+/// reference keeps the memory valid. Dropped before the module goes (the host's release calls
+/// into its template).
+///
+/// # Invariants
+///
+/// `shost` holds a reference taken with `scsi_host_get`, put on drop.
+pub(crate) struct HostRef {
+    shost: NonNull<bindings::Scsi_Host>,
+}
+
+// SAFETY: the reference may be used and put from any process context.
+unsafe impl Send for HostRef {}
+// SAFETY: the scan functions take the midlayer's own locks.
+unsafe impl Sync for HostRef {}
+
+impl HostRef {
+    /// Scans the target (channel 0, id 0, every LUN): INQUIRY of LUN 0, then REPORT LUNS (the
+    /// midlayer uses it when LUN 0 answers as SPC-2 or later, also when LUN 0 itself is absent,
+    /// peripheral qualifier 3), adding every LUN up to `max_lun`. Synchronous: it sends
+    /// commands through [`HostOps::queue_command`] and waits for them, so call it from a work
+    /// item or process context that the command path does not wait for, holding no lock that
+    /// path needs, and not while the host is blocked. Does nothing once the host is removed.
+    pub(crate) fn scan(&self) {
+        // SAFETY: `self.shost` is referenced (type invariant); scsi_scan_target checks under
+        // scan_mutex that the host still allows scanning.
+        unsafe { bindings::core_iscsi_c_host_scan(self.shost.as_ptr(), false) };
+    }
+
+    /// Scans again after the target reported that its LUN inventory changed (REPORTED LUNS
+    /// DATA HAS CHANGED): LUNs that appeared are added. Same rules as [`HostRef::scan`].
+    pub(crate) fn rescan(&self) {
+        // SAFETY: as in `scan`.
+        unsafe { bindings::core_iscsi_c_host_scan(self.shost.as_ptr(), true) };
+    }
+}
+
+impl Drop for HostRef {
+    fn drop(&mut self) {
+        // SAFETY: puts the reference taken in `Host::get_ref` (type invariant).
+        unsafe { bindings::scsi_host_put(self.shost.as_ptr()) };
     }
 }
 

@@ -36,7 +36,12 @@ const IPPROTO_TCP: c_int = 6;
 const MAX_VECS: usize = 16;
 
 pub(crate) use super::errno;
+use super::mem::Deadline;
 use errno::{connreset, timedout};
+
+/// The longest a receive toward a deadline waits before it looks again at whether it was
+/// cancelled: the bound on how long `stop` waits for a login in progress to notice it.
+pub(crate) const RECV_SLICE_MS: u32 = 200;
 
 /// A target portal: an IPv4 or IPv6 address and a TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -449,9 +454,21 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_set_timeouts(self.raw(), recv_ms, send_ms) };
     }
 
-    /// Sends what `msg`'s iterator holds (`len` bytes), calling sock_sendmsg until all is out.
-    fn sendmsg_all(&self, msg: &mut bindings::msghdr, mut len: usize) -> Result {
+    /// Sends what `msg`'s iterator holds (`len` bytes), calling sock_sendmsg until all is out;
+    /// with a `deadline`, each call may wait only for what is left of it (a peer that takes one
+    /// segment every few seconds would otherwise restart the send timeout at every call).
+    fn sendmsg_all(
+        &self,
+        msg: &mut bindings::msghdr,
+        mut len: usize,
+        deadline: Option<Deadline>,
+    ) -> Result {
         while len > 0 {
+            if let Some(d) = deadline {
+                let left = d.left_ms().ok_or_else(timedout)?;
+                // SAFETY: `self.sock` is a live socket.
+                unsafe { bindings::core_iscsi_c_sock_set_sndtimeo(self.raw(), left) };
+            }
             // SAFETY: `self.sock` is live; `msg` is a valid msghdr whose iterator describes
             // memory the caller keeps valid for the call. sock_sendmsg advances the iterator
             // by what it sent, so the next call continues where this one stopped.
@@ -466,10 +483,11 @@ impl TcpStream {
     }
 
     /// Sends every byte of every buffer in order (gathered: one sock_sendmsg per 16 buffers
-    /// where TCP takes it all at once), with MSG_MORE when `more`, blocking up to the send
-    /// timeout; `EPIPE`, `ECONNRESET`, `EAGAIN` (timeout) ... otherwise, after which an unknown
-    /// prefix has been sent.
-    pub(crate) fn send_all(&self, bufs: &[&[u8]], more: bool) -> Result {
+    /// where TCP takes it all at once), with MSG_MORE when `more`, blocking up to `deadline`
+    /// (`ETIMEDOUT` once it has passed) or, without one, up to the send timeout of each call;
+    /// `EPIPE`, `ECONNRESET`, `EAGAIN` (timeout) ... otherwise, after which an unknown prefix
+    /// has been sent.
+    pub(crate) fn send_all(&self, bufs: &[&[u8]], more: bool, deadline: Option<Deadline>) -> Result {
         let mut chunks = bufs.chunks(MAX_VECS).peekable();
         while let Some(chunk) = chunks.next() {
             let mut vecs = [bindings::kvec {
@@ -505,15 +523,21 @@ impl TcpStream {
                     total,
                 )
             };
-            self.sendmsg_all(&mut msg, total)?;
+            self.sendmsg_all(&mut msg, total, deadline)?;
         }
         Ok(())
     }
 
     /// Sends page ranges in order without copying where the pages allow it (a bvec iterator
     /// with MSG_SPLICE_PAGES, as nvme-tcp and iscsi_tcp do in 6.12; slab or unreferenced pages
-    /// are copied instead), with MSG_MORE when `more`. Errors as [`TcpStream::send_all`].
-    pub(crate) fn send_pages(&self, ranges: &[Option<PageRange<'_>>], more: bool) -> Result {
+    /// are copied instead), with MSG_MORE when `more`. Deadline and errors as
+    /// [`TcpStream::send_all`].
+    pub(crate) fn send_pages(
+        &self,
+        ranges: &[Option<PageRange<'_>>],
+        more: bool,
+        deadline: Option<Deadline>,
+    ) -> Result {
         let mut chunks = ranges.chunks(MAX_VECS).peekable();
         while let Some(chunk) = chunks.next() {
             let mut vecs = [bindings::bio_vec {
@@ -558,7 +582,7 @@ impl TcpStream {
                     total,
                 )
             };
-            self.sendmsg_all(&mut msg, total)?;
+            self.sendmsg_all(&mut msg, total, deadline)?;
         }
         Ok(())
     }
@@ -599,8 +623,30 @@ impl TcpStream {
     /// `Err(connreset())` if the peer closes first, `Err(EAGAIN)` on timeout; what was read
     /// before an error is lost (the connection is then unusable for framing anyway).
     pub(crate) fn recv_exact(&self, buf: &mut [u8]) -> Result {
+        self.recv_exact_until(buf, None, &|| false)
+    }
+
+    /// As [`TcpStream::recv_exact`], but by an absolute `deadline` however the bytes trickle
+    /// in (`ETIMEDOUT` once it has passed), waiting in slices of at most [`RECV_SLICE_MS`] and
+    /// giving up with `EINTR` as soon as `cancelled` says so (or a signal interrupts a wait).
+    pub(crate) fn recv_exact_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<Deadline>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result {
         let mut done = 0usize;
         while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+            if cancelled() {
+                return Err(EINTR);
+            }
+            if let Some(d) = deadline {
+                let left = d.left_ms().ok_or_else(timedout)?;
+                // SAFETY: `self.sock` is a live socket.
+                unsafe {
+                    bindings::core_iscsi_c_sock_set_rcvtimeo(self.raw(), left.min(RECV_SLICE_MS))
+                };
+            }
             let vec = bindings::kvec {
                 iov_base: rest.as_mut_ptr().cast(),
                 iov_len: rest.len(),
@@ -610,7 +656,16 @@ impl TcpStream {
             unsafe {
                 bindings::iov_iter_kvec(&mut msg.msg_iter, bindings::ITER_DEST, &vec, 1, rest.len())
             };
-            let n = self.recvmsg(&mut msg, bindings::MSG_WAITALL | bindings::MSG_NOSIGNAL)?;
+            let n = match self.recvmsg(&mut msg, bindings::MSG_WAITALL | bindings::MSG_NOSIGNAL) {
+                // One slice of a deadline passed with nothing: look at the clock and
+                // `cancelled` again.
+                Err(e) if e == EAGAIN && deadline.is_some() => continue,
+                // A signal: the waiting writer is being interrupted.
+                Err(e) if e == EINTR || e == ERESTARTSYS => {
+                    return Err(EINTR)
+                }
+                other => other?,
+            };
             if n == 0 {
                 return Err(connreset());
             }

@@ -9,7 +9,8 @@ use super::bindings;
 use core::ptr::NonNull;
 use kernel::error::{code::ENOMEM, Result};
 use kernel::str::CStr;
-use kernel::workqueue::Queue;
+use kernel::sync::Arc;
+use kernel::workqueue::{HasWork, Queue, Work, WorkItem};
 
 /// Flags of alloc_workqueue (include/linux/workqueue.h).
 pub(crate) mod flags {
@@ -36,10 +37,29 @@ impl OwnedQueue {
         NonNull::new(wq).map(Self).ok_or(ENOMEM)
     }
 
-    /// Waits until every work item queued so far has run.
-    pub(crate) fn flush(&self) {
-        // SAFETY: the queue is alive while `self` is.
-        unsafe { kernel::bindings::__flush_workqueue(self.0.as_ptr()) };
+    /// The `workqueue_struct`, for the C side of [`super::ticker`].
+    pub(crate) fn as_raw(&self) -> *mut kernel::bindings::workqueue_struct {
+        self.0.as_ptr()
+    }
+}
+
+/// Cancels `this`'s work item `ID` (`cancel_work_sync`): a queued run is taken off its queue
+/// and the reference it held dropped, a running one is waited for. Unlike flushing the queue,
+/// it waits for nothing of anyone else's (a stalled work of another channel on the same queue
+/// cannot hold it up). Not from that work item itself.
+pub(crate) fn cancel_sync<T, const ID: u64>(this: &Arc<T>)
+where
+    T: HasWork<T, ID> + WorkItem<ID, Pointer = Arc<T>>,
+{
+    let ptr: *mut T = core::ptr::from_ref::<T>(this).cast_mut();
+    // SAFETY: `ptr` points to a live `T` (we hold a reference), so its work field is valid.
+    let work = unsafe { Work::raw_get(T::raw_get_work(ptr)) };
+    // SAFETY: `work` is the initialised work_struct of a live item.
+    if unsafe { bindings::core_iscsi_c_cancel_work_sync(work) } {
+        // SAFETY: the kernel crate queues an `Arc<T>` work item with the reference of
+        // `Arc::into_raw` (its `WorkItemPointer for Arc<T>`), which the run would have taken
+        // back with `Arc::from_raw`; the run was cancelled, so that reference is released here.
+        drop(unsafe { Arc::from_raw(ptr) });
     }
 }
 

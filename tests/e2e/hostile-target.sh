@@ -73,13 +73,20 @@ run_mode() {
     wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
     dmesg -C
     channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=3 login_timeout=3
+    local t_start=$SECONDS
     if ! timeout 120 bash -c "echo start > $ch/control"; then
         start_ok=0
     fi
+    t_start=$((SECONDS - t_start))
     if [ "$harmless" = login ]; then
         st=$(cat $ch/state)
         [ $start_ok = 0 ] || fail "$mode: start succeeded against a hostile login"
-        case $st in "failed: "*) ;; *) fail "$mode: state '$st' after a hostile login" ;; esac
+        # Refused on our own bound, at once: a protocol error, not the login timeout nor the
+        # target giving up (login-continue: the 32-round limit; login-oversize: the header's
+        # length is refused before a byte of its 16 MiB is read).
+        [ "$st" = "failed: protocol error" ] || fail "$mode: state '$st', expected 'failed: protocol error'"
+        [ $t_start -lt 3 ] || fail "$mode: start took $t_start s to fail (login_timeout is 3 s)"
+        ! grep -q "login misbehaviour done" "$log" || fail "$mode: the target gave up before we did"
         [ -z "$(cat $ch/host)" ] || fail "$mode: a SCSI host was left"
         grep -q "^[0-9.]* TRIGGER $mode" "$log" || fail "$mode: the target never misbehaved"
         timeout 60 bash -c "echo stop > $ch/control" 2>/dev/null || true
@@ -87,7 +94,7 @@ run_mode() {
         kill $tpid; wait $tpid 2>/dev/null || true
         mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
         dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after.txt"
-        ok "$mode: login refused, state '$st', no host left; rmdir works"
+        ok "$mode: login refused in $t_start s, state '$st', no host left; rmdir works"
         return
     fi
     [ $start_ok = 1 ] || fail "$mode/$after: start failed: $(cat $ch/state) (the scan never reaches the trigger window)"
@@ -133,6 +140,12 @@ run_mode() {
         fi
         ;;
     maybe|no)
+        if [ "$mode" = nop-flood ] && grep -q "connection lost" <<< "$klog"; then
+            # Dropped: only because the answers queued reached the send ring's fixed size
+            # (queue_depth x (MaxOutstandingR2T + 1) + 8 = 128 x 2 + 8), never by growing.
+            dmesg | grep -q "send queue full (264 entries)" \
+                || { dmesg | tail -20 >&2; fail "nop-flood: dropped, but not at the send ring's bound of 264"; }
+        fi
         if [ "$harmless" = maybe ] && [ "$rec" = 0 ]; then
             [ "$st" = running ] && [ $wrc = 0 ] && [ $rrc = 0 ] && cmp -s /tmp/pattern /tmp/back \
                 || fail "$mode/$after: no recovery, yet state '$st', dd write $wrc read $rrc"
@@ -148,7 +161,16 @@ run_mode() {
         else
             case $st in "failed: "*) ;; *) fail "$mode/$after: state '$st', expected 'failed: ...'" ;; esac
             [ $wrc != 0 ] || [ $rrc != 0 ] || fail "$mode/$after: all I/O succeeded with the target gone"
-            what="connection dropped, session '$st', I/O failed (write $wrc read $rrc)"
+            # The session gives up replacement_timeout (3 s) after the connection was lost,
+            # whatever the target does meanwhile (it refuses every login here).
+            local lost gone took
+            lost=$(dmesg | grep -m1 "core-iscsi: channel 0: \(connection lost\|target requests logout\)" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+            gone=$(dmesg | grep -m1 "core-iscsi: channel 0: session lost, giving up" | sed 's/^\[ *\([0-9.]*\)\].*/\1/')
+            [ -n "$lost" ] && [ -n "$gone" ] || fail "$mode/$after: no loss or give-up line in the kernel log"
+            took=$(awk -v a="$lost" -v b="$gone" 'BEGIN { printf "%.1f", b - a }')
+            awk -v t="$took" 'BEGIN { exit !(t >= 2.5 && t <= 5) }' \
+                || fail "$mode/$after: gave up $took s after the loss (replacement_timeout 3 s)"
+            what="connection dropped, session '$st' $took s after the loss (replacement_timeout 3 s), I/O failed (write $wrc read $rrc)"
         fi
         ;;
     esac
