@@ -172,6 +172,14 @@ pub(crate) struct Broken {
 }
 
 impl Broken {
+    /// Every channel: the file could not be read at all.
+    pub(crate) fn all() -> Self {
+        Broken {
+            unknown: true,
+            ..Broken::default()
+        }
+    }
+
     /// Records a broken line whose first word is `id_text`.
     pub(crate) fn add(&mut self, id_text: Option<&str>) {
         match id_text.and_then(|t| super::lexer::number(t, 0, u64::from(super::MAX_CHANNEL_ID))) {

@@ -241,13 +241,7 @@ pub fn load_with(
             errors.extend(e);
             (c, b)
         }
-        None if paths.initiator.exists() => (
-            BTreeMap::new(),
-            Broken {
-                unknown: true,
-                ..Broken::default()
-            },
-        ),
+        None if paths.initiator.exists() => (BTreeMap::new(), Broken::all()),
         None => (BTreeMap::new(), Broken::default()),
     };
     let (auth, auth_broken) = if read_auth {
@@ -258,31 +252,19 @@ pub fn load_with(
                 warnings.extend(w);
                 (a, b)
             }
-            None if fs::symlink_metadata(&paths.auth).is_ok() => (
-                BTreeMap::new(),
-                Broken {
-                    unknown: true,
-                    ..Broken::default()
-                },
-            ),
+            None if fs::symlink_metadata(&paths.auth).is_ok() => (BTreeMap::new(), Broken::all()),
             None => (BTreeMap::new(), Broken::default()),
         }
     } else {
-        (
-            BTreeMap::new(),
-            Broken {
-                unknown: true,
-                ..Broken::default()
-            },
-        )
+        (BTreeMap::new(), Broken::all())
     };
-    let (maps, _) = match read(&paths.device_maps, Protection::Decides, &mut errors) {
+    let maps = match read(&paths.device_maps, Protection::Decides, &mut errors) {
         Some(text) => {
-            let (m, b, e) = device_maps::parse_device_maps_all(&paths.device_maps, &text);
+            let (m, _, e) = device_maps::parse_device_maps_all(&paths.device_maps, &text);
             errors.extend(e);
-            (m, b)
+            m
         }
-        None => (Vec::new(), Broken::default()),
+        None => Vec::new(),
     };
 
     // Cross-file checks, leaving out what an error above already concerns.
