@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::error::{Broken, ConfigError, ConfigErrors, Field};
+use super::error::{ConfigError, ConfigErrors, Field};
 use super::lexer::{lex, number};
 use super::MAX_CHANNEL_ID;
 
@@ -44,34 +44,30 @@ pub fn parse_device_maps(
     file: &Path,
     text: impl AsRef<[u8]>,
 ) -> Result<Vec<DeviceMap>, ConfigErrors> {
-    let (maps, _, errors) = parse_device_maps_all(file, text.as_ref());
+    let (maps, errors) = parse_device_maps_all(file, text.as_ref());
     ConfigErrors::check(errors)?;
     Ok(maps)
 }
 
-/// [`parse_device_maps`]'s work: the good lines, the channels of bad lines, one error per bad
-/// line.
+/// [`parse_device_maps`]'s work: the good lines and one error per bad line (nothing depends
+/// on a DEVICE line, so which channels the bad ones name is not kept).
 pub(crate) fn parse_device_maps_all(
     file: &Path,
     text: &[u8],
-) -> (Vec<DeviceMap>, Broken, Vec<ConfigError>) {
+) -> (Vec<DeviceMap>, Vec<ConfigError>) {
     let mut maps: Vec<DeviceMap> = Vec::new();
     let mut by_key: BTreeMap<(u32, u64, u32), usize> = BTreeMap::new();
     let mut by_name: BTreeMap<(u32, String), usize> = BTreeMap::new();
     let lexed = lex(file, text, "DEVICE", false);
     let mut errors = lexed.errors;
-    let mut broken = lexed.broken;
     for a in lexed.assignments {
         match device_line(file, &a.words, a.line, &maps, &mut by_key, &mut by_name) {
             Ok(m) => maps.push(m),
-            Err(e) => {
-                errors.push(e);
-                broken.add(a.words.first().map(String::as_str));
-            }
+            Err(e) => errors.push(e),
         }
     }
     errors.sort_by_key(|e| e.line_number());
-    (maps, broken, errors)
+    (maps, errors)
 }
 
 fn device_line(

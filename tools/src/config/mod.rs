@@ -260,7 +260,7 @@ pub fn load_with(
     };
     let maps = match read(&paths.device_maps, Protection::Decides, &mut errors) {
         Some(text) => {
-            let (m, _, e) = device_maps::parse_device_maps_all(&paths.device_maps, &text);
+            let (m, e) = device_maps::parse_device_maps_all(&paths.device_maps, &text);
             errors.extend(e);
             m
         }
