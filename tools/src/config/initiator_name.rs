@@ -19,8 +19,8 @@ const FIELD: Field = Field(1, "InitiatorName");
 
 /// Parses the text of initiatorname.iscsi: comment lines, blank lines, and exactly one
 /// `InitiatorName=NAME` line (shell quoting allowed).
-pub fn parse_initiator_name(file: &Path, text: &str) -> Result<String, ConfigError> {
-    let lexed = lex(file, text.as_bytes(), "InitiatorName", false);
+pub fn parse_initiator_name(file: &Path, text: impl AsRef<[u8]>) -> Result<String, ConfigError> {
+    let lexed = lex(file, text.as_ref(), "InitiatorName", false);
     if let Some(e) = lexed.errors.into_iter().next() {
         return Err(e);
     }
@@ -54,7 +54,7 @@ pub fn parse_initiator_name(file: &Path, text: &str) -> Result<String, ConfigErr
 
 /// Reads and validates initiatorname.iscsi.
 pub fn read_initiator_name(file: &Path) -> Result<String, ConfigError> {
-    let text = fs::read_to_string(file).map_err(|e| match e.kind() {
+    let text = fs::read(file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ConfigError::file(
             file,
             "does not exist (create it with: initiator-iname --write)",
