@@ -15,7 +15,7 @@ use super::pdu::{
 
 impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     /// The next PDU to send: its header (and header digest) written at the start of `out`
-    /// (at least [`TX_HEADER_MAX`] bytes), its data named. `None` when nothing waits.
+    /// (at least [`TX_HEADER_MAX`](super::ffp_conn::TX_HEADER_MAX) bytes), its data named. `None` when nothing waits.
     pub fn poll_transmit<S, C>(
         &mut self,
         sess: &mut Session<S>,

@@ -49,7 +49,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// Sends a task management request on this connection (for a task: its own connection,
     /// see `Session::allegiance`); returns the request's ITT, which its answer
-    /// ([`Event::TaskMgmt`]) names.
+    /// ([`Event::TaskMgmt`](super::ffp_event::Event::TaskMgmt)) names.
     pub fn task_mgmt<S>(
         &mut self,
         sess: &mut Session<S>,
@@ -80,7 +80,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     }
 
     /// Sends a logout request (`pdu::logout_reason`; the connection to close is this one);
-    /// returns its ITT, which its answer ([`Event::Logout`]) names.
+    /// returns its ITT, which its answer ([`Event::Logout`](super::ffp_event::Event::Logout)) names.
     pub fn logout<S>(&mut self, sess: &mut Session<S>, reason: u8) -> Result<u32, StartError>
     where
         S: core::ops::DerefMut<Target = [TaskSlot]>,
@@ -92,8 +92,8 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// Sends a text request with `data` (at most [`MAX_TEXT_OUT`] bytes): a new exchange
     /// (`cont` `None`), or the next request of one (`Some((itt, ttt))` from its last
-    /// [`Event::Text`], with empty data, to fetch the rest). The answer's data comes as
-    /// [`Want::Place`] for the request's ITT at increasing offsets. The request goes immediate
+    /// [`Event::Text`](super::ffp_event::Event::Text), with empty data, to fetch the rest). The answer's data comes as
+    /// [`Want::Place`](super::ffp_conn::Want::Place) for the request's ITT at increasing offsets. The request goes immediate
     /// when the window is shut (a discovery session's target may keep it so).
     pub fn text<S>(
         &mut self,

@@ -173,6 +173,12 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> Session<S> {
             .find(|o| o.itt == itt && o.cid == cid)
     }
 
+    /// Forgets one of the session's own requests (its answer did not come in time): its ITT
+    /// then names nothing, and a late answer is dropped.
+    pub fn forget_request(&mut self, itt: u32) -> Option<Own> {
+        self.take_own(itt)
+    }
+
     /// Ends the own request named by `itt`.
     pub(super) fn take_own(&mut self, itt: u32) -> Option<Own> {
         self.own

@@ -361,6 +361,14 @@ fn task_management_requests_have_their_own_itts() {
             format!("TaskMgmt {{ itt: {ta}, function: 1, ref_itt: {a}, response: 0 }}"),
         ]
     );
+    // A request whose answer never comes is forgotten; a late answer names nothing.
+    let tc = h
+        .conn
+        .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
+        .unwrap();
+    assert!(h.sess.forget_request(tc).is_some());
+    h.feed(&wire(rsp(tc), &[], NONE)).unwrap();
+    assert_eq!(h.events.len(), 2);
     // The driver forgets the aborted tasks; a late Data-In for one is dropped.
     assert!(h.sess.tasks.remove(a).is_some());
     h.feed(&wire(data_in(a, 0, 0, None), &[9; 100], NONE))
