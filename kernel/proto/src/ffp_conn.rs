@@ -57,8 +57,15 @@ pub struct ConnConfig {
 /// What the next received bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
-    /// For the engine: pass them to [`Conn::receive`].
-    Bytes,
+    /// For the engine: pass them to [`Conn::receive`]. `need` more finish the part of the PDU
+    /// being read (its header, a segment the engine keeps or drops, the padding and data
+    /// digest); a driver taking bytes out of socket buffers that cannot be put back copies at
+    /// most that many (from a flat buffer, more is fine: `receive` takes what it can). 0: the
+    /// PDU ends without another byte (after a placed segment): call `receive` with none.
+    Bytes {
+        /// Bytes to the end of the current part.
+        need: usize,
+    },
     /// The next `len` bytes belong to task `itt` (a command, or one of the session's own text
     /// requests) at `offset` of its buffer: move them there and report with [`Conn::placed`]
     /// (with data digests on, over a CRC the driver keeps: see `ffp_rx`).
@@ -236,7 +243,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
                 len: left,
                 digest: self.rx.digests().data,
             },
-            _ => Want::Bytes,
+            Next::Header { need } | Next::Trailer { need } => Want::Bytes { need },
+            Next::Segment { left, .. } => Want::Bytes { need: left },
+            Next::Route | Next::Done => Want::Bytes { need: 0 },
         }
     }
 

@@ -736,7 +736,7 @@ impl Session {
                 // the socket when the engine has nothing to do without bytes.
                 let stuck = match want {
                     Want::Place { .. } => true,
-                    Want::Bytes => {
+                    Want::Bytes { .. } => {
                         let r = self
                             .engine
                             .receive(&mut self.ffp, &Platform, &[], now)
@@ -802,7 +802,7 @@ impl Session {
                     self.conn.consume(n);
                     self.engine.placed(n, running, now).map_err(lost)?;
                 }
-                Want::Bytes => {
+                Want::Bytes { .. } => {
                     let bytes = self.conn.buffered();
                     let r = self
                         .engine

@@ -111,6 +111,8 @@ pub struct Harness {
     pub text: Vec<u8>,
     crc: DigestState,
     pub now: u64,
+    /// Offer `receive` exactly what `Want::Bytes` needs (else everything at hand).
+    pub exact: bool,
 }
 
 pub const DEPTH: usize = 8;
@@ -143,6 +145,7 @@ impl Harness {
             text: Vec::new(),
             crc: DigestState::new(),
             now: 0,
+            exact: false,
         }
     }
 
@@ -207,17 +210,27 @@ impl Harness {
                 bytes = &bytes[n..];
                 continue;
             }
+            // As the module will, taking bytes out of socket buffers it cannot put back: never
+            // more than the engine says it needs.
+            let before = self.conn.want();
+            let offer = match (self.exact, before) {
+                (true, Want::Bytes { need }) => &bytes[..need.min(bytes.len())],
+                _ => bytes,
+            };
             let r = self
                 .conn
-                .receive(&mut self.sess, &BitCrc, bytes, self.now)?;
+                .receive(&mut self.sess, &BitCrc, offer, self.now)?;
             let used = r.used;
+            assert!(
+                !self.exact || used == offer.len(),
+                "took less than it needed"
+            );
             let ev = r.event.map(own_event);
             bytes = &bytes[used..];
             match ev {
                 Some(e) => self.on_event(e),
-                None if used == 0 && !matches!(self.conn.want(), Want::Place { .. }) => {
-                    return Ok(())
-                }
+                // No progress: more bytes are needed.
+                None if used == 0 && self.conn.want() == before => return Ok(()),
                 None => {}
             }
         }

@@ -276,7 +276,8 @@ pub fn task_machine(data: &[u8]) {
 /// tag 3 moves nothing; their ITTs are 0x0001_0000, 0x0401_0001, 0x0801_0002, 0x0001_0003),
 /// then the input as the target's byte stream, cut into pieces of pseudo-random length, with
 /// transmits and timers in between. Byte 0: bit 0 header digest, bit 1 data digest, bit 2
-/// InitialR2T, bit 3 no ImmediateData; byte 1 seeds the cuts. The harness asserts the engine's
+/// InitialR2T, bit 3 no ImmediateData, bit 4 offer `receive` only what `Want::Bytes` needs
+/// (as the module will from socket buffers); byte 1 seeds the cuts. The harness asserts the engine's
 /// promises (a command ends once, only started commands end, placements stay in their
 /// buffers, headers it writes decode); any `Lost` is a fine answer to hostile input.
 pub fn ffp_stream(data: &[u8]) {
@@ -302,6 +303,7 @@ pub fn ffp_stream_run(data: &[u8]) -> (usize, Option<iscsi_proto::ffp_event::Los
         max_outstanding_r2t: 2,
     };
     let mut h = ffp_sim::Harness::new(digests, params, 1000);
+    h.exact = flags & 16 != 0;
     for (tag, read, write) in [(0, 4096, 0), (1, 0, 10_000), (2, 600, 0), (3, 0, 0)] {
         h.start(tag, read, write).expect("start");
     }
