@@ -1,11 +1,11 @@
-//! A userspace iSCSI driver over std TCP, driving the `iscsi-proto` core: connection framing
-//! with digests, login (with one-way or mutual CHAP), SendTargets discovery, SCSI commands with
-//! immediate / unsolicited / R2T-solicited Data-Out, and logout.
+//! A userspace iSCSI driver over std TCP, driving the `iscsi-proto` core: login (with one-way
+//! or mutual CHAP), SendTargets discovery, SCSI commands with immediate / unsolicited /
+//! R2T-solicited Data-Out, and logout, with digests.
 //!
-//! The protocol logic (PDUs, login state machine, text negotiation, CHAP, SendTargets parsing,
-//! CDBs, serial arithmetic, Data-Out planning) is proto's alone, shared with the kernel module;
-//! this module does the I/O around it: sockets, bounded reads of whole PDUs, timeouts, random
-//! bytes, the platform hash implementations and the command line.
+//! The protocol logic (PDUs and their framing, login state machine, text negotiation, CHAP,
+//! SendTargets parsing, CDBs, the full-feature-phase engine) is proto's alone, shared with the
+//! kernel module; this module does the I/O around it: sockets, a receive buffer, timeouts,
+//! random bytes, the platform hash implementations and the command line.
 //!
 //! `initiator-ctl discover` and `initiator-ctl probe` are thin shells over this module, and the
 //! interop tests (tools/tests/interop.rs) drive it against real tgtd and istgt.

@@ -1,12 +1,15 @@
 //! An iSCSI session over one TCP connection: login (security and operational stages, one-way
 //! or mutual CHAP), SendTargets, SCSI commands, logout.
 //!
-//! Every protocol decision is the `iscsi-proto` core's, the same code the kernel module runs:
-//! the login is proto's [`Login`] state machine (text negotiation, CHAP, stage transitions),
-//! SendTargets answers are parsed by `sendtargets`, writes are planned by `dataout`, CmdSN /
-//! StatSN follow `serial`. This file only moves PDUs between that core and the [`Connection`],
-//! supplies what proto cannot (random ISID and CHAP challenge, the platform hashes, timeouts)
-//! and turns proto's errors into messages.
+//! Every protocol decision is the `iscsi-proto` core's: the login is proto's [`Login`] state
+//! machine (text negotiation, CHAP, stage transitions); after it, every PDU goes through
+//! proto's full-feature-phase engine (`ffp_conn::Conn` and `ffp_session::Session`, which the
+//! kernel module is to run too: Documentation/engine.md), which checks each target PDU against
+//! its task, keeps the window and StatSN, plans Data-Out, answers the target's pings and says
+//! where received data goes. This file moves bytes between the engine and the [`Connection`]
+//! (placing Data-In and text into the caller's buffers, sending Data-Out from them, keeping
+//! the CRC of placed data), supplies what proto cannot (random ISID and CHAP challenge, the
+//! platform hashes, timeouts) and turns proto's errors into messages.
 //!
 //! One command is outstanding at a time: this driver is for discovery, probing and tests, not
 //! for throughput (that is the kernel module's job).
