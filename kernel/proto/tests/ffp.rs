@@ -865,3 +865,108 @@ fn fuzz_seeds() {
         .collect();
     assert_eq!(ended, vec![(2, None), (1, None), (2, None), (0, None)]);
 }
+
+// ---- the receive decoder alone ---------------------------------------------------------------
+
+/// Decodes `stream` fed in pieces of the given lengths (cycled), keeping every segment: each
+/// PDU as (BHS, AHS, data), and the error that stopped it, if one did.
+fn decode_all(
+    stream: &[u8],
+    cuts: &[usize],
+    d: Digests,
+) -> (Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>, Option<RxError>) {
+    use iscsi_proto::ffp_rx::{Next, Route, RxDecoder};
+    let mut dec = RxDecoder::new(d, 600);
+    let mut out = Vec::new();
+    let mut data = Vec::new();
+    let (mut at, mut k) = (0, 0);
+    loop {
+        let end = (at + cuts[k % cuts.len()]).min(stream.len());
+        k += 1;
+        let mut piece = &stream[at..end];
+        at = end;
+        loop {
+            let r = match dec.next() {
+                Next::Header { .. } => dec.header(&BitCrc, piece),
+                Next::Route => {
+                    data.clear();
+                    dec.route(Route::Keep).map(|_| 0)
+                }
+                Next::Segment { .. } => dec.segment(&BitCrc, piece).map(|(_, p)| {
+                    data.extend_from_slice(p);
+                    p.len()
+                }),
+                Next::Trailer { .. } => dec.trailer(&BitCrc, piece),
+                Next::Done => {
+                    out.push((dec.bhs().to_vec(), dec.ahs().to_vec(), data.clone()));
+                    dec.next_pdu().map(|_| 0)
+                }
+            };
+            match r {
+                Err(e) => return (out, Some(e)),
+                Ok(n) => piece = &piece[n..],
+            }
+            let waits = matches!(
+                dec.next(),
+                Next::Header { .. } | Next::Segment { .. } | Next::Trailer { need: 1.. }
+            );
+            if piece.is_empty() && waits {
+                break;
+            }
+        }
+        if at == stream.len() {
+            return (out, None);
+        }
+    }
+}
+
+proptest::proptest! {
+    /// The decoder's answer does not depend on how the stream is cut: the same PDUs, the same
+    /// segments, the same error at the same place.
+    #[test]
+    fn decoder_answers_the_same_however_the_stream_is_cut(
+        pdus in proptest::collection::vec(
+            (proptest::collection::vec(proptest::prelude::any::<u8>(), 48), 0u8..3, 0usize..700, 0u8..8),
+            1..6,
+        ),
+        cuts in proptest::collection::vec(1usize..300, 1..20),
+        hd in proptest::prelude::any::<bool>(),
+        dd in proptest::prelude::any::<bool>(),
+    ) {
+        let d = Digests { header: hd, data: dd };
+        let mut stream = Vec::new();
+        for (bhs, ahs_words, len, flaw) in &pdus {
+            let mut b: [u8; 48] = bhs.as_slice().try_into().unwrap();
+            b[4] = *ahs_words;
+            b[5..8].copy_from_slice(&(*len as u32).to_be_bytes()[1..]);
+            let ahs = vec![0xa5; usize::from(*ahs_words) * 4];
+            let mut w = b.to_vec();
+            w.extend_from_slice(&ahs);
+            if hd {
+                w.extend_from_slice(&iscsi_proto::crc::header_digest(&BitCrc, &b, &ahs));
+            }
+            let data = pattern(*len, *flaw);
+            if !data.is_empty() {
+                w.extend_from_slice(&data);
+                w.extend(std::iter::repeat_n(0, pdu::pad_len(data.len())));
+                if dd {
+                    w.extend_from_slice(&iscsi_proto::crc::data_digest(&BitCrc, &data));
+                }
+            }
+            // Now and then a flipped bit somewhere in the PDU.
+            if *flaw == 7 {
+                let i = usize::from(b[0]) % w.len();
+                w[i] ^= 0x10;
+            }
+            stream.extend_from_slice(&w);
+        }
+        let whole = decode_all(&stream, &[stream.len().max(1)], d);
+        let cut = decode_all(&stream, &cuts, d);
+        proptest::prop_assert_eq!(&whole, &cut);
+        // Without flaws and within the limit, every PDU comes out as it went in.
+        if pdus.iter().all(|p| p.3 != 7 && p.2 <= 600) {
+            proptest::prop_assert_eq!(whole.1, None);
+            proptest::prop_assert_eq!(whole.0.len(), pdus.len());
+        }
+    }
+}
