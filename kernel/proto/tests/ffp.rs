@@ -868,13 +868,16 @@ fn fuzz_seeds() {
 
 // ---- the receive decoder alone ---------------------------------------------------------------
 
+/// PDUs as (BHS, AHS, data), and the error that stopped the stream.
+type Decoded = (Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>, Option<RxError>);
+
 /// Decodes `stream` fed in pieces of the given lengths (cycled), keeping every segment: each
 /// PDU as (BHS, AHS, data), and the error that stopped it, if one did.
 fn decode_all(
     stream: &[u8],
     cuts: &[usize],
     d: Digests,
-) -> (Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>, Option<RxError>) {
+) -> Decoded {
     use iscsi_proto::ffp_rx::{Next, Route, RxDecoder};
     let mut dec = RxDecoder::new(d, 600);
     let mut out = Vec::new();
