@@ -408,6 +408,59 @@ fn a_lost_connection_hands_back_its_tasks_once() {
 }
 
 #[test]
+fn two_connections_share_the_window_and_keep_their_tasks() {
+    use iscsi_proto::ffp_conn::{Conn, ConnConfig};
+    use iscsi_proto::ffp_tx::{tx_capacity, TxSlot};
+    // Connection 0 is the harness's; connection 1 joins the same session.
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let mut c1 = Conn::new(
+        ConnConfig {
+            cid: 1,
+            digests: NONE,
+            max_recv: 8192,
+            max_xmit: 2048,
+            exp_stat_sn: 7,
+            nop_interval_ms: 0,
+            nop_timeout_ms: 0,
+        },
+        vec![TxSlot::default(); tx_capacity(8, 4)],
+        0,
+    );
+    let a = h.start(0, 512, 0).unwrap();
+    let spec = iscsi_proto::ffp_tasks::CommandSpec {
+        tag: 1,
+        queue: 1,
+        lun: [0; 8],
+        cdb: [0; 16],
+        attr: 1,
+        read_len: 0,
+        write_len: 0,
+    };
+    let b = c1.start_command(&mut h.sess, &spec, 0).unwrap();
+    // One CmdSN sequence for the session, whichever connection a command goes on.
+    assert_eq!(h.sess.tasks.get(a).map(|r| (r.cmd_sn, r.cid)), Some((1, 0)));
+    assert_eq!(h.sess.tasks.get(b).map(|r| (r.cmd_sn, r.cid)), Some((2, 1)));
+    assert_eq!(h.sess.allegiance(b), Some(1));
+    h.transmit().unwrap();
+    let mut head = [0u8; 52];
+    assert!(c1
+        .poll_transmit(&mut h.sess, &BitCrc, &mut head)
+        .unwrap()
+        .is_some());
+    // b's status on connection 0 breaks allegiance; on connection 1 it completes b, and its
+    // StatSN is connection 1's alone.
+    let status = wire(response(b, 7, 0), &[], NONE);
+    assert_eq!(h.feed(&status), Err(Lost::WrongConnection(b)));
+    let r = c1.receive(&mut h.sess, &BitCrc, &status, 0).unwrap();
+    assert!(matches!(r.event, Some(iscsi_proto::ffp_event::Event::Finished(f)) if f.itt == b));
+    assert_eq!(c1.exp_stat_sn(), 8);
+    // Connection 0 is lost: only its task comes back.
+    let mut back = Vec::new();
+    h.sess.end_connection(0, |r| back.push(r.itt));
+    assert_eq!(back, vec![a]);
+}
+
+#[test]
 fn async_messages_and_rejects() {
     let msg = |event: u8| {
         Pdu::AsyncMessage(AsyncMessage {
@@ -873,11 +926,7 @@ type Decoded = (Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>, Option<RxError>);
 
 /// Decodes `stream` fed in pieces of the given lengths (cycled), keeping every segment: each
 /// PDU as (BHS, AHS, data), and the error that stopped it, if one did.
-fn decode_all(
-    stream: &[u8],
-    cuts: &[usize],
-    d: Digests,
-) -> Decoded {
+fn decode_all(stream: &[u8], cuts: &[usize], d: Digests) -> Decoded {
     use iscsi_proto::ffp_rx::{Next, Route, RxDecoder};
     let mut dec = RxDecoder::new(d, 600);
     let mut out = Vec::new();
