@@ -328,14 +328,8 @@ fn task_management_requests_have_their_own_itts() {
     let b = h.start(1, 512, 0).unwrap();
     h.transmit().unwrap();
     assert_eq!(h.sess.allegiance(a), Some(0));
-    let ta = h
-        .conn
-        .task_mgmt(&mut h.sess, pdu::tmf::ABORT_TASK, [0; 8], a)
-        .unwrap();
-    let tb = h
-        .conn
-        .task_mgmt(&mut h.sess, pdu::tmf::ABORT_TASK, [0; 8], b)
-        .unwrap();
+    let ta = h.tmf(pdu::tmf::ABORT_TASK, a);
+    let tb = h.tmf(pdu::tmf::ABORT_TASK, b);
     assert_ne!(ta, tb);
     h.transmit().unwrap();
     match h.sent[2].bhs.pdu {
@@ -362,15 +356,7 @@ fn task_management_requests_have_their_own_itts() {
         ]
     );
     // A request whose answer never comes is forgotten; a late answer names nothing.
-    let tc = h
-        .conn
-        .task_mgmt(
-            &mut h.sess,
-            pdu::tmf::LOGICAL_UNIT_RESET,
-            [0; 8],
-            RESERVED_TAG,
-        )
-        .unwrap();
+    let tc = h.tmf(pdu::tmf::LOGICAL_UNIT_RESET, RESERVED_TAG);
     assert!(h.sess.forget_request(tc).is_some());
     h.feed(&wire(rsp(tc), &[], NONE)).unwrap();
     assert_eq!(h.events.len(), 2);
@@ -387,14 +373,7 @@ fn a_lost_connection_hands_back_its_tasks_once() {
     let a = h.start(0, 512, 0).unwrap();
     let b = h.start(1, 0, 100).unwrap();
     h.transmit().unwrap();
-    h.conn
-        .task_mgmt(
-            &mut h.sess,
-            pdu::tmf::LOGICAL_UNIT_RESET,
-            [0; 8],
-            RESERVED_TAG,
-        )
-        .unwrap();
+    h.tmf(pdu::tmf::LOGICAL_UNIT_RESET, RESERVED_TAG);
     assert_eq!(h.conn.close(Lost::Closed), Lost::Closed);
     assert_eq!(h.start(2, 1, 0), Err(StartError::Lost));
     let mut back = Vec::new();

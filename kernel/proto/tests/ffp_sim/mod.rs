@@ -172,6 +172,13 @@ impl Harness {
         Ok(itt)
     }
 
+    /// Sends a task management request (on LUN 0); its ITT.
+    pub fn tmf(&mut self, function: u8, ref_itt: u32) -> u32 {
+        self.conn
+            .task_mgmt(&mut self.sess, function, [0; 8], ref_itt)
+            .expect("task management request")
+    }
+
     /// Feeds received bytes, placing segments and checking every event.
     pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), Lost> {
         loop {
