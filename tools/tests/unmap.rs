@@ -1,5 +1,6 @@
 //! Forced unmap kills the users of that mount and no other process: not the users of the same
-//! file system bind-mounted elsewhere, not a process that stopped using it after the scan.
+//! file system bind-mounted elsewhere (by cwd, open file or mapping), not a process that
+//! stopped using it after the scan.
 //! Needs root (mounts a tmpfs on a temporary directory); `make check` runs as root.
 
 use std::fs;
@@ -93,6 +94,27 @@ fn forced_unmap_kills_only_the_users_of_this_mount() {
         .current_dir("/")
         .spawn()
         .unwrap();
+    // Processes with a mapping of a file, through a and through b.
+    let mapper = |file: &Path| {
+        Command::new("python3")
+            .arg("-c")
+            .arg("import mmap,sys,time\nf=open(sys.argv[1],'rb')\nm=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ)\nf.close()\nprint(flush=True)\ntime.sleep(300)")
+            .arg(file)
+            .current_dir("/")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut map_a = mapper(&a.join("f"));
+    let mut map_b = mapper(&b.join("f"));
+    for m in [&mut map_a, &mut map_b] {
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(m.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+    }
     let ea = entry(&a);
     let eb = entry(&b);
     assert_ne!(ea.id, eb.id);
@@ -104,8 +126,14 @@ fn forced_unmap_kills_only_the_users_of_this_mount() {
     until("the users to settle", || {
         users(&eb).iter().any(|u| u.pid == open_b.id() as i32)
     });
-    let ua: Vec<i32> = users(&ea).iter().map(|u| u.pid).collect();
-    assert_eq!(ua, [in_a.id() as i32], "users of a");
+    let ua = users(&ea);
+    let pids: Vec<i32> = ua.iter().map(|u| u.pid).collect();
+    let mut want = vec![in_a.id() as i32, map_a.id() as i32];
+    want.sort_unstable();
+    assert_eq!(pids, want, "users of a: {ua:?}");
+    // (Python's mmap keeps a duplicate of the descriptor: an fd and the mapping.)
+    let mapper_uses = &ua.iter().find(|u| u.pid == map_a.id() as i32).unwrap().uses;
+    assert!(mapper_uses.iter().any(|u| u == "mmap"), "{ua:?}");
     let ub = users(&eb);
     assert!(
         ub.iter()
@@ -120,11 +148,14 @@ fn forced_unmap_kills_only_the_users_of_this_mount() {
 
     unmount(&ea, true).expect("forced unmount of a");
     assert!(!mounts().iter().any(|m| m.id == ea.id), "a unmounted");
-    until("the user of a to die", || !alive(&mut in_a));
+    until("the users of a to die", || {
+        !alive(&mut in_a) && !alive(&mut map_a)
+    });
     std::thread::sleep(Duration::from_millis(100));
     assert!(alive(&mut in_b), "the user of the bind mount b was killed");
     assert!(alive(&mut open_b), "the file user through b was killed");
-    for c in [&mut in_b, &mut open_b] {
+    assert!(alive(&mut map_b), "the mapper through b was killed");
+    for c in [&mut in_b, &mut open_b, &mut map_b] {
         c.kill().unwrap();
         c.wait().unwrap();
     }
