@@ -54,7 +54,10 @@ administrator's control whatever the target does):
   window-io         normal until the trigger command (any, in the trigger window), which is
                     answered; from then on every PDU carries MaxCmdSN = ExpCmdSN - 1, on that
                     connection and every later one (Login Responses included): no later
-                    command can be sent.
+                    command can be sent. Until the trigger the window is one command wide
+                    (MaxCmdSN = ExpCmdSN): an initiator ignores a MaxCmdSN that goes back
+                    (RFC 7143 4.2.2.1), so a wider window would stay open for its remaining
+                    slots after the trigger.
   slow-drain        the listening socket has a small SO_RCVBUF (4 KiB) and MSS (1448 bytes),
                     inherited by every accepted one, ImmediateData=No and MaxBurstLength=16776192
                     (min'ed with the offer). At the trigger (a WRITE; on every connection, so the
@@ -303,7 +306,10 @@ class Conn:
         """StatSN, ExpCmdSN, MaxCmdSN."""
         if stat_sn is None:
             stat_sn = self.stat_sn
-        window = -1 if self.t.window_closed else 31
+        # window-io keeps a window of one command until its trigger: an initiator ignores a
+        # MaxCmdSN that goes back (RFC 7143 4.2.2.1), so MaxCmdSN must never decrease for
+        # the window to be closed right after the trigger.
+        window = -1 if self.t.window_closed else 0 if self.t.mode == "window-io" else 31
         return struct.pack(">III", stat_sn & RESERVED, self.exp_cmd_sn & RESERVED,
                            (self.exp_cmd_sn + window) & RESERVED)
 
