@@ -199,6 +199,20 @@ iscsi-remap-channel 1
 [ "$(mnt /$IQN1/dvd0)" = "iso9660 ro" ] || fail "iscsi-remap-channel 1"
 ok "iscsi-map-channel and iscsi-remap-channel"
 
+# ---- a link-local IPv6 portal: written fe80::...%lo, given to the module as the index ----------
+ip -6 addr add fe80::1234/64 dev lo
+mkdir -p "/sys/kernel/config/target/iscsi/$IQN0/tpgt_1/np/[::]:3262"
+LL=$(mktemp -d); mkdir "$LL/sysconfig"; cp "$CONF/initiatorname.iscsi" "$LL/"
+echo "CHANNEL=\"4 1 fe80::1234%lo 3262 0 AuthMethod=CHAP $IQN0\"" > "$LL/sysconfig/initiator"
+echo 'AUTH="4 1 someuser somepass034xyz someuser_ma somepass014_ma"' > "$LL/sysconfig/initiator_auth"
+chmod 600 "$LL/sysconfig/initiator_auth"
+initiator-ctl --config-dir "$LL" start 4 || fail "start over a link-local portal"
+lo_index=$(cat /sys/class/net/lo/ifindex)
+grep -q "fe80::1234%$lo_index\]:3262" $ISCSI_ROOT/4/portals || fail "module portals: $(cat $ISCSI_ROOT/4/portals)"
+[ "$(cat $ISCSI_ROOT/4/state)" = running ] || fail "link-local channel: $(cat $ISCSI_ROOT/4/state)"
+initiator-ctl --config-dir "$LL" stop 4
+ok "link-local portal fe80::1234%lo: the module got [fe80::1234%$lo_index]:3262 and logged in"
+
 "$INIT" stop
 [ -z "$(ls $ISCSI_ROOT | grep -E '^[0-9]+$' || true)" ] || fail "channel dirs left: $(ls $ISCSI_ROOT)"
 ! grep -q " /iqn\." /proc/mounts || fail "mounts left: $(grep ' /iqn\.' /proc/mounts)"
