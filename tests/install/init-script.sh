@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The init script's LSB exit codes and messages, on the host, without the module: not root
 # (exit 4, said before any file is read), status as any user (no secrets read, "not loaded",
-# exit 3), usage (2 and 3), nothing configured (start succeeds), a configuration error (6).
+# exit 3), usage (2 and 3), nothing configured (start succeeds), a configuration error (6),
+# pause or reload with nothing running (7).
 # Usage: tests/install/init-script.sh INITIATOR-CTL INIT-SCRIPT  (tests/install/run calls it)
 set -euo pipefail
 ctl=$1 script=$2
@@ -68,6 +69,12 @@ grep -q 'nothing to start' <<<"$out" || fail "start with no channel said: $out"
 run stop
 [ "$rc" = 0 ] || fail "stop with nothing running: exit $rc, want 0 (err: $err)"
 ok "start and stop succeed with no channel configured"
+for a in pause reload; do
+    run $a
+    [ "$rc" = 7 ] || fail "$a without the module: exit $rc, want 7 (err: $err)"
+    grep -q "module is not loaded" <<<"$err" || fail "$a without the module said: $err"
+done
+ok "pause and reload without the module exit 7 (not running)"
 
 PATH=/usr/bin:/bin INITIATOR_CTL=/nonexistent/initiator-ctl "$script" start 2>/dev/null && fail "start without initiator-ctl succeeded" || rc=$?
 [ "$rc" = 5 ] || fail "start without initiator-ctl: exit $rc, want 5"
