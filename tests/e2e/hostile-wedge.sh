@@ -66,11 +66,22 @@ bg_wait() {
     RC=0; wait "${BG_PID[$name]}" || RC=$?
     return 0
 }
+# late NAME: after a missed bound, how long NAME really takes (waiting up to 60 s more), for
+# the failure message.
+late() {
+    local end=$(( $(now_ms) + 60000 ))
+    while running "$1" && [ "$(now_ms)" -lt $end ]; do sleep 0.2; done
+    if running "$1"; then
+        echo "still blocked $(secs $(( $(now_ms) - BG_T0[$1] ))) s after it began"
+    else
+        echo "it ended $(secs $(( $(now_ms) - BG_T0[$1] ))) s after it began"
+    fi
+}
 # timed LIMIT WHAT CMD...: CMD must end within LIMIT s; sets RC and T (seconds, one decimal).
 timed() {
     local lim=$1 what=$2; shift 2
     bg timed "$@"
-    bg_wait timed "$lim" || die "KERNEL BUG: $what did not return within $lim s (still blocked)"
+    bg_wait timed "$lim" || die "bound missed: $what did not return within $lim s ($(late timed))"
     T=$(secs $MS)
 }
 
@@ -182,7 +193,7 @@ interrupt_start() {
     [ $RC = 0 ] || die "channel $1: stop failed (rc $RC: $(cat /tmp/wedge-stop.err))"
     STOP_T=$T
     bg_wait start $(( ( $(now_ms) - BG_T0[start] ) / 1000 + 10 )) \
-        || die "KERNEL BUG: the start writer still runs 10 s after stop returned"
+        || die "bound missed: the start writer still runs 10 s after stop returned ($(late start))"
     [ $RC != 0 ] || die "start succeeded although stop interrupted it"
     local start_rc=$RC start_t; start_t=$(secs $MS)
     read_state "$1"
@@ -278,7 +289,7 @@ mode_window_io() {
     if running io; then
         stop_rmdir 0
         bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) \
-            || die "KERNEL BUG: the waiting write did not end within 10 s of stop"
+            || die "bound missed: the waiting write did not end within 10 s of stop ($(late io))"
         io_state="was still waiting at stop, then ended (rc $RC, $(secs $MS) s in all)"
     else
         bg_wait io 1
@@ -320,7 +331,7 @@ mode_slow_drain() {
     local during=$STATES
     stop_rmdir 0
     bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) \
-        || die "KERNEL BUG: the stalled write did not end within 10 s of stop"
+        || die "bound missed: the stalled write did not end within 10 s of stop ($(late io))"
     local io_rc=$RC
     end_mode
     ok "slow-drain: start in $START_T s; '$line' $t_lost s after the trigger (bound $bound s); the retry stalled again; stop during the stall in $STOP_T s; the write ended (rc $io_rc); rmdir in $RMDIR_T s; state '$during'; $(states_ok)"
@@ -332,7 +343,7 @@ mode_login_drip() {
     begin login-drip login-drip
     local bound=$((LOGIN_TIMEOUT + 3))
     bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
-    bg_wait start $bound || die "KERNEL BUG: start still runs $bound s after it was written (login_timeout $LOGIN_TIMEOUT)"
+    bg_wait start $bound || die "bound missed: start still runs $bound s after it was written (login_timeout $LOGIN_TIMEOUT; $(late start))"
     local t_start; t_start=$(secs $MS)
     [ $RC != 0 ] || die "start succeeded against a drip-fed login"
     grep -q "TRIGGER login-drip" "$LOG" || die "the target never dripped"
@@ -355,7 +366,7 @@ mode_r2t_reset() {
     bg io dd_trigger_write "$DISK"
     tlog_wait "TRIGGER r2t-reset" 60 || die "the write never reached the target"
     tlog_wait "r2t-reset: LUN reset itt 0x[0-9a-f]+ answered" 60 || die "no LUN reset reached the target within 60 s"
-    bg_wait io 90 || die "KERNEL BUG: the write did not end within 90 s"
+    bg_wait io 90 || die "bound missed: the write did not end within 90 s ($(late io))"
     local io_rc=$RC io_t; io_t=$(secs $MS)
     [ $io_rc = 0 ] && read_back "$DISK"
     local noted="no"
@@ -376,7 +387,7 @@ mode_late_tmf() {
     pattern
     bg io dd_trigger_write "$DISK"
     tlog_wait "TRIGGER late-tmf" 60 || die "the write never reached the target"
-    bg_wait io 90 || die "KERNEL BUG: the write did not end within 90 s"
+    bg_wait io 90 || die "bound missed: the write did not end within 90 s ($(late io))"
     local io_rc=$RC io_t; io_t=$(secs $MS)
     [ $io_rc = 0 ] && read_back "$DISK"
     local l1 l5 late l6 abort_itt lun_itt
@@ -446,7 +457,7 @@ mode_two() {
     local tail
     if [ "$bad" = slow-drain ]; then
         stop_rmdir 0
-        bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) || die "KERNEL BUG: channel 0's write did not end within 10 s of stop"
+        bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) || die "bound missed: channel 0's write did not end within 10 s of stop ($(late io))"
         tail="channel 0's stop in $STOP_T s, its write ended (rc $RC); rmdir in $RMDIR_T s"
     else
         interrupt_start 0
@@ -467,7 +478,7 @@ mode_kill_start() {
     kill -KILL "${BG_PID[start]}"
     local t0; t0=$(now_ms)
     BG_T0[start]=$t0
-    bg_wait start $KILL_BOUND || die "KERNEL BUG: the writer of start, killed with SIGKILL, still runs after $KILL_BOUND s"
+    bg_wait start $KILL_BOUND || die "bound missed: the writer of start, killed with SIGKILL, still runs after $KILL_BOUND s ($(late start))"
     local tk; tk=$(secs $MS)
     [ $RC = 137 ] || die "the killed writer exited with rc $RC, expected 137 (SIGKILL)"
     read_state 0
