@@ -381,13 +381,18 @@ fn start_with_no_channel_does_nothing() {
     fs::write(dir.path().join("sysconfig/initiator"), "# none\n").unwrap();
     fs::write(dir.path().join("sysconfig/iscsi_device_maps"), "").unwrap();
     fs::write(dir.path().join("sysconfig/initiator_auth"), "").unwrap();
+    let loaded_before = Path::new("/sys/kernel/config/core_iscsi").exists();
     let (code, out, err) = ctl(dir.path(), &["start"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.ends_with("initiator: nothing to start\n") && out.contains("no channel in "),
         "{out}"
     );
-    assert!(!Path::new("/sys/kernel/config/core_iscsi").exists());
+    assert_eq!(
+        Path::new("/sys/kernel/config/core_iscsi").exists(),
+        loaded_before,
+        "start with nothing to do loaded the module"
+    );
 }
 
 /// probe checks the target name before it connects: nothing reaches the portal.
