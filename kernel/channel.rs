@@ -130,6 +130,8 @@ enum State {
     Stopped,
     Starting,
     Running,
+    /// Logging out (a `start` meanwhile is refused: it would log in under the pause's feet).
+    Pausing,
     Paused,
     Stopping,
     Failed(Failure),
@@ -442,7 +444,7 @@ impl Channel {
         let mut inner = self.inner.lock();
         let settings = match inner.state {
             State::Running => return Ok(()),
-            State::Starting | State::Stopping => return Err(EBUSY),
+            State::Starting | State::Stopping | State::Pausing => return Err(EBUSY),
             State::Paused => {
                 let session = inner.session.clone().ok_or(EINVAL)?;
                 inner.state = State::Starting;
@@ -561,9 +563,24 @@ impl Channel {
             ));
         }
         let session = inner.session.clone().ok_or(EINVAL)?;
-        inner.state = State::Paused;
+        if session.is_recovering() {
+            // The recovery holds the session for up to replacement_timeout; a pause would
+            // wait for it, unkillable. The I/O is held meanwhile anyway.
+            return Err(refuse(
+                self,
+                "control",
+                format_args!("pause: the session is recovering"),
+                EBUSY,
+            ));
+        }
+        inner.state = State::Pausing;
         drop(inner);
         session.pause();
+        let mut inner = self.inner.lock();
+        // Unless a stop took the session meanwhile.
+        if inner.state == State::Pausing {
+            inner.state = State::Paused;
+        }
         Ok(())
     }
 
@@ -574,6 +591,7 @@ impl Channel {
             State::Stopped => writeln!(page, "stopped"),
             State::Starting => writeln!(page, "starting"),
             State::Stopping => writeln!(page, "stopping"),
+            State::Pausing => writeln!(page, "pausing"),
             State::Paused => writeln!(page, "paused"),
             State::Failed(f) => writeln!(page, "failed: {}", f),
             State::Running => match &inner.session {

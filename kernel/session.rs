@@ -40,7 +40,9 @@ use crate::proto::task::Task;
 use crate::proto::text::Params;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh, SpinLockBhBackend};
 use crate::sys::crypto::KernelChapDigest;
-use crate::sys::mem::{fatal_signal_pending, now_ms, random_bytes, Deadline, NoIoScope};
+use crate::sys::mem::{
+    fatal_signal_pending, now_ms, random_bytes, signal_pending, sleep_ms, Deadline, NoIoScope,
+};
 use crate::sys::scsi::{
     Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps, HostParams,
     QueueBusy,
@@ -192,21 +194,34 @@ pub(crate) struct Session {
     /// The SCSI host number (`NO_HOST` before registration), readable without `op`.
     host_no: AtomicU32,
     answers: Answers,
+    /// One task management request at a time (the error handler, and a reset ioctl).
+    #[pin]
+    tmf: Mutex<()>,
+    /// A rescan the target asked for (REPORTED LUNS DATA HAS CHANGED): its own work item, so
+    /// that a scan waiting for commands never holds up keepalive or recovery.
+    #[pin]
+    rescan_work: Work<Session, 1>,
+    /// Whether a rescan may be queued: `stop` shuts it before cancelling the work.
+    #[pin]
+    rescan_gate: SpinLockBh<bool>,
     tsih: AtomicU32,
     stats: SessionStats,
 }
 
 /// What the receive path reports to waiters (it runs in softirq context, where `ctl`, a mutex,
-/// cannot be taken): a rescan request (REPORTED LUNS DATA HAS CHANGED), the logout response,
-/// the task management response (`NO_TMF_RESPONSE` until one comes) to the request whose ITT is
-/// `tmf_itt`.
+/// cannot be taken): the logout response, and the task management response to the request in
+/// progress, as one value (`tmf_answer`: its ITT in the high half, the response or
+/// `NO_TMF_RESPONSE` in the low half), so that an answer is only ever taken for its own request.
 struct Answers {
-    rescan: AtomicBool,
     logout_done: AtomicBool,
-    tmf_itt: AtomicU32,
-    tmf_response: AtomicU32,
+    tmf_answer: AtomicU64,
     /// Numbers the task management requests (their ITTs).
     tmf_seq: AtomicU32,
+}
+
+/// `Answers::tmf_answer` for request `itt` with `response`.
+fn tmf_answer(itt: u32, response: u32) -> u64 {
+    u64::from(itt) << 32 | u64::from(response)
 }
 
 /// `Session::host_no` while there is no host.
@@ -222,6 +237,7 @@ const WAIT_SLICE_MS: u32 = 50;
 
 impl_has_work! {
     impl HasWork<Self> for Session { self.grace }
+    impl HasWork<Self, 1> for Session { self.rescan_work }
 }
 impl_has_ticker!(Session, ticker);
 
@@ -281,12 +297,13 @@ impl Session {
                 removed: AtomicBool::new(false),
                 host_no: AtomicU32::new(NO_HOST),
                 answers: Answers {
-                    rescan: AtomicBool::new(false),
                     logout_done: AtomicBool::new(false),
-                    tmf_itt: AtomicU32::new(0),
-                    tmf_response: AtomicU32::new(NO_TMF_RESPONSE),
+                    tmf_answer: AtomicU64::new(tmf_answer(0, NO_TMF_RESPONSE)),
                     tmf_seq: AtomicU32::new(0),
                 },
+                tmf <- new_mutex!(()),
+                rescan_work <- new_work!("core_iscsi::rescan"),
+                rescan_gate <- new_spinlock_bh!(true),
                 tsih: AtomicU32::new(0),
                 stats: SessionStats::default(),
             }),
@@ -382,8 +399,14 @@ impl Session {
         io.link = Link::Up;
         io.ping_sent_ms = None;
         drop(io);
-        // A connection is dropped outside `io`, a spinlock: releasing its socket sleeps.
-        drop(old);
+        // Outside `io`, a spinlock: closing sleeps. Recovery and resume detach the old
+        // connection first; were one still here, it must not outlive us with its callbacks
+        // and work.
+        if let Some(old) = old {
+            old.close();
+            old.cancel_work();
+            old.release_placement();
+        }
         Ok(())
     }
 
@@ -717,8 +740,10 @@ impl Session {
                             crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok()
                         {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
-                                self.answers.rescan.store(true, Ordering::Release);
-                                Ticker::kick(self, &self.shared.ctl);
+                                let open = self.rescan_gate.lock();
+                                if *open {
+                                    let _ = self.shared.ctl.enqueue::<Arc<Self>, 1>(self.clone());
+                                }
                             }
                         }
                     }
@@ -769,10 +794,15 @@ impl Session {
                     .lock()
                     .ack(Some(t.stat_sn), t.exp_cmd_sn, t.max_cmd_sn);
                 // Only the answer to the request in progress: a late one to an earlier request
-                // (whose wait timed out) has another ITT.
-                if t.itt == self.answers.tmf_itt.load(Ordering::Acquire) {
-                    self.answers.tmf_response
-                        .store(u32::from(t.response), Ordering::Release);
+                // (whose wait timed out) has another ITT, and finds nothing to replace.
+                let waiting = tmf_answer(t.itt, NO_TMF_RESPONSE);
+                let answer = tmf_answer(t.itt, u32::from(t.response));
+                if self
+                    .answers
+                    .tmf_answer
+                    .compare_exchange(waiting, answer, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
                     self.changed.notify_all();
                 }
             }
@@ -835,6 +865,18 @@ impl Session {
                 return Some(answer);
             }
             let left = deadline.left_ms()?.min(WAIT_SLICE_MS);
+            if signal_pending() {
+                // A killed writer (stop, rmdir) gives up its waits: what follows them is
+                // bounded anyway. Another signal would make every wait return at once: sleep
+                // the slice instead of spinning.
+                if fatal_signal_pending() {
+                    return None;
+                }
+                drop(ctl);
+                sleep_ms(left);
+                ctl = self.ctl.lock();
+                continue;
+            }
             let _ = self
                 .changed
                 .wait_interruptible_timeout(&mut ctl, msecs_to_jiffies(left));
@@ -850,10 +892,13 @@ impl Session {
 
     /// Sends a task management request (an ITT of its own) and waits for its response code.
     fn task_mgmt(&self, function: u8, lun: u64, ref_itt: u32, ref_cmd_sn: u32) -> Option<u8> {
+        let _one = self.tmf.lock();
         let seq = self.answers.tmf_seq.fetch_add(1, Ordering::Relaxed);
-        let itt = TMF_ITT_BASE | (seq & !TMF_ITT_BASE);
-        self.answers.tmf_response.store(NO_TMF_RESPONSE, Ordering::Release);
-        self.answers.tmf_itt.store(itt, Ordering::Release);
+        // Never RESERVED_TAG (0xffffffff), whatever the sequence number.
+        let itt = TMF_ITT_BASE | (seq & 0x3fff_fffe);
+        self.answers
+            .tmf_answer
+            .store(tmf_answer(itt, NO_TMF_RESPONSE), Ordering::Release);
         self.send_own(|io| {
             Pdu::TaskMgmtRequest(TaskMgmtRequest {
                 immediate: true,
@@ -870,7 +915,11 @@ impl Session {
         .ok()?;
         let mut response = None;
         self.wait_for(|| {
-            response = u8::try_from(self.answers.tmf_response.load(Ordering::Acquire)).ok();
+            let answer = self.answers.tmf_answer.load(Ordering::Acquire);
+            // The low half, of our own request (the high half is its ITT).
+            response = (answer >> 32 == u64::from(itt))
+                .then(|| u8::try_from(answer & 0xffff_ffff).ok())
+                .flatten();
             response.is_some()
         });
         response
@@ -1156,8 +1205,7 @@ impl Session {
         }
     }
 
-    /// One run of the ticker: recovery after a lost connection, a rescan the target asked
-    /// for, keepalive, the window watch.
+    /// One run of the ticker: recovery after a lost connection, keepalive, the window watch.
     fn run_tick(self: &Arc<Self>) {
         if self.stopping.load(Ordering::Acquire) {
             return;
@@ -1170,13 +1218,6 @@ impl Session {
                 self.recover(&mut op);
             }
             return;
-        }
-        if self.answers.rescan.swap(false, Ordering::AcqRel) {
-            // No lock of ours across the scan (it waits for commands).
-            let scan = self.op.lock().host.as_ref().and_then(|h| h.get_ref());
-            if let Some(scan) = scan {
-                scan.rescan();
-            }
         }
         self.keepalive();
         self.watch_window();
@@ -1239,12 +1280,14 @@ impl Session {
             // their I/O fails at once instead of waiting.
             {
                 let mut io = self.io.lock();
-                if io.link != Link::Up {
+                // A connection that failed before the ticker saw it is no live link.
+                let live = io.conn.as_ref().is_some_and(|c| !c.is_dead());
+                if io.link != Link::Up || !live {
                     io.link = Link::Failed;
                 }
             }
             self.removed.store(false, Ordering::Release);
-            let _ = self.shared.ctl.enqueue(self.clone());
+            let _ = self.shared.ctl.enqueue::<Arc<Self>, 0>(self.clone());
             host.unblock();
             host.remove();
             self.removed.store(true, Ordering::Release);
@@ -1257,8 +1300,23 @@ impl Session {
         }
         self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
         drop(op);
-        // After `op`: a run of the ticker waiting for it gets it, sees `stopping` and returns.
+        // After `op`: a run of the ticker or a rescan waiting for it gets it, sees `stopping`
+        // (or no host) and returns.
         self.ticker.close();
+        *self.rescan_gate.lock() = false;
+        crate::sys::workqueue::cancel_sync::<Self, 1>(self);
+    }
+
+    /// A rescan the target asked for (the rescan work): no lock of ours across the scan, which
+    /// waits for commands.
+    fn rescan(&self) {
+        if self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let scan = self.op.lock().host.as_ref().and_then(|h| h.get_ref());
+        if let Some(scan) = scan {
+            scan.rescan();
+        }
     }
 
     /// The grace work of `stop` (see [`Session::stop`]): once `STOP_GRACE_MS` is over with the
@@ -1621,6 +1679,14 @@ impl WorkItem for Session {
     }
 }
 
+impl WorkItem<1> for Session {
+    type Pointer = Arc<Session>;
+
+    fn run(this: Arc<Session>) {
+        this.rescan();
+    }
+}
+
 impl Tick for Session {
     fn tick(this: Arc<Session>) {
         this.run_tick();
@@ -1694,7 +1760,8 @@ impl Session {
             let Some(left) = attempt.left_ms() else {
                 return Err(Failure::Timeout);
             };
-            let stream = match TcpStream::connect(portal, left) {
+            let _ = left;
+        let stream = match TcpStream::connect(portal, attempt, &cancelled) {
                 Ok(s) => s,
                 Err(e) => {
                     last = Failure::from_socket(e);

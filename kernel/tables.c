@@ -173,7 +173,11 @@ bool core_iscsi_c_ticker_arm(struct core_iscsi_ticker *t, struct workqueue_struc
 	if (t->closed) {
 		/* nothing */
 	} else if (t->data) {
-		if (now)
+		/*
+		 * A run is queued (for later: pull it in), or has just been dequeued and is about
+		 * to take `data` (nothing to do: queueing again would make a run with no reference).
+		 */
+		if (now && delayed_work_pending(&t->dw))
 			mod_delayed_work(wq, &t->dw, 0);
 	} else {
 		t->data = data;
@@ -214,6 +218,11 @@ void core_iscsi_c_memalloc_noio_restore(unsigned int flags)
 bool core_iscsi_c_fatal_signal_pending(void)
 {
 	return fatal_signal_pending(current);
+}
+
+bool core_iscsi_c_signal_pending(void)
+{
+	return signal_pending(current);
 }
 
 void core_iscsi_c_spin_lock_bh(spinlock_t *lock)

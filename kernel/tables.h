@@ -59,8 +59,9 @@ void *core_iscsi_c_ticker_close(struct core_iscsi_ticker *t);
 /* memalloc_noio_save() / memalloc_noio_restore() (include/linux/sched/mm.h). */
 unsigned int core_iscsi_c_memalloc_noio_save(void);
 void core_iscsi_c_memalloc_noio_restore(unsigned int flags);
-/* fatal_signal_pending(current). */
+/* fatal_signal_pending(current), signal_pending(current). */
 bool core_iscsi_c_fatal_signal_pending(void);
+bool core_iscsi_c_signal_pending(void);
 
 /* spin_lock_bh / spin_unlock_bh (kernel/sys/bh_lock.rs). */
 void core_iscsi_c_spin_lock_bh(spinlock_t *lock);
@@ -81,8 +82,9 @@ void core_iscsi_c_sock_prepare(struct socket *sock);
 /* sk_rcvtimeo / sk_sndtimeo in milliseconds; 0 means block forever. */
 void core_iscsi_c_sock_set_timeouts(struct socket *sock, unsigned int rcv_ms, unsigned int snd_ms);
 /*
- * sk_sndtimeo / sk_rcvtimeo alone, without the socket lock (the socket calls read them with
- * READ_ONCE when they start to wait): the bound of one call toward an absolute deadline.
+ * sk_sndtimeo / sk_rcvtimeo alone, without the socket lock: the bound of one call toward an
+ * absolute deadline. Only the thread about to send (the tx lock's holder, or the one login or
+ * connect thread) or receive on the socket sets them, so no call reads them concurrently.
  */
 void core_iscsi_c_sock_set_sndtimeo(struct socket *sock, unsigned int ms);
 void core_iscsi_c_sock_set_rcvtimeo(struct socket *sock, unsigned int ms);

@@ -145,3 +145,9 @@ pub(crate) fn fatal_signal_pending() -> bool {
     // SAFETY: reads the current task's signal state; callable from any process context.
     unsafe { super::bindings::core_iscsi_c_fatal_signal_pending() }
 }
+
+/// Whether the current task has any signal pending (an interruptible wait would return at once).
+pub(crate) fn signal_pending() -> bool {
+    // SAFETY: reads the current task's signal state; callable from any process context.
+    unsafe { super::bindings::core_iscsi_c_signal_pending() }
+}

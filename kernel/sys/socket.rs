@@ -353,11 +353,16 @@ fn msg_flags(flags: u32) -> c_int {
 }
 
 impl TcpStream {
-    /// Connects (sock_create_kern in init_net, kernel_connect) within `timeout_ms` (0 = no
-    /// limit beyond TCP's own SYN retries); `ECONNREFUSED`, `ETIMEDOUT`, `EHOSTUNREACH`,
+    /// Connects (sock_create_kern in init_net, kernel_connect) by `deadline` (`ETIMEDOUT`),
+    /// looking at `cancelled` at least every [`RECV_SLICE_MS`] while the handshake is under
+    /// way (`EINTR`, as when a signal interrupts it); `ECONNREFUSED`, `EHOSTUNREACH`,
     /// `ENETUNREACH` ... surface as the kernel `Error`. The socket is prepared for a
     /// block-device data path (atomic allocations, as iscsi_tcp and nvme-tcp do).
-    pub(crate) fn connect(addr: &SocketAddr, timeout_ms: u32) -> Result<Self> {
+    pub(crate) fn connect(
+        addr: &SocketAddr,
+        deadline: Deadline,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Self> {
         let family = match addr {
             SocketAddr::V4 { .. } => bindings::AF_INET,
             SocketAddr::V6 { .. } => bindings::AF_INET6,
@@ -382,9 +387,31 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_prepare(stream.raw()) };
 
         // inet_stream_connect waits for the handshake for sk_sndtimeo, then gives up with
-        // EINPROGRESS; the send timeout goes back to "forever" afterwards.
-        stream.set_timeouts(0, timeout_ms);
-        let ret = match *addr {
+        // EINPROGRESS; called again while the handshake is under way it waits again (EALREADY
+        // until it is done), so the wait goes in slices.
+        loop {
+            if cancelled() {
+                return Err(EINTR);
+            }
+            let left = deadline.left_ms().ok_or_else(timedout)?;
+            // SAFETY: `stream.sock` is a live socket that only this thread uses.
+            unsafe {
+                bindings::core_iscsi_c_sock_set_sndtimeo(stream.raw(), left.min(RECV_SLICE_MS))
+            };
+            match stream.connect_once(addr) {
+                0 => break,
+                e if e == -(bindings::EINPROGRESS as c_int) || e == -(bindings::EALREADY as c_int) => {}
+                e if e == EINTR.to_errno() || e == ERESTARTSYS.to_errno() => return Err(EINTR),
+                e => return Err(Error::from_errno(e)),
+            }
+        }
+        stream.set_timeouts(0, 0);
+        Ok(stream)
+    }
+
+    /// One `kernel_connect` to `addr`: 0 or a negative errno.
+    fn connect_once(&self, addr: &SocketAddr) -> c_int {
+        match *addr {
             SocketAddr::V4 { addr, port } => {
                 let mut sa = bindings::sockaddr_in::default();
                 sa.sin_family = bindings::AF_INET as _;
@@ -393,7 +420,7 @@ impl TcpStream {
                 // SAFETY: `sa` is a valid sockaddr_in of the length given, read during the call.
                 unsafe {
                     bindings::kernel_connect(
-                        stream.raw(),
+                        self.raw(),
                         core::ptr::addr_of_mut!(sa).cast(),
                         core::mem::size_of::<bindings::sockaddr_in>() as c_int,
                         0,
@@ -414,19 +441,13 @@ impl TcpStream {
                 // call.
                 unsafe {
                     bindings::kernel_connect(
-                        stream.raw(),
+                        self.raw(),
                         core::ptr::addr_of_mut!(sa).cast(),
                         core::mem::size_of::<bindings::sockaddr_in6>() as c_int,
                         0,
                     )
                 }
             }
-        };
-        stream.set_timeouts(0, 0);
-        match ret {
-            0 => Ok(stream),
-            e if e == -(bindings::EINPROGRESS as c_int) => Err(timedout()),
-            e => Err(Error::from_errno(e)),
         }
     }
 
