@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A minimal scripted iSCSI target (RFC 7143, stdlib only) for tests/e2e/hostile-target.sh.
+"""A minimal scripted iSCSI target (RFC 7143, stdlib only) for tests/e2e/hostile-target.sh
+and tests/e2e/hostile-wedge.sh.
 
     hostile-target.py PORT MODE [--after good|refuse] [--log FILE]
 

@@ -369,13 +369,19 @@ mode_r2t_reset() {
     bg_wait io 90 || die "bound missed: the write did not end within 90 s ($(late io))"
     local io_rc=$RC io_t; io_t=$(secs $MS)
     [ $io_rc = 0 ] && read_back "$DISK"
-    local noted="no"
+    local noted="no" burst="no Data-Out for it reached the target"
     klog 0 | grep -q "reset: a command is still being sent; not done" && noted="yes"
+    # Whether the burst was in progress across the answer: its Data-Out, after the answer.
+    local witt ta td
+    witt=$(sed -n 's/.*TRIGGER r2t-reset .* itt \(0x[0-9a-f]*\)$/\1/p' "$LOG")
+    ta=$(sed -n 's/^\([0-9.]*\) r2t-reset: LUN reset itt .* answered.*/\1/p' "$LOG" | head -1)
+    td=$(sed -n "s/^\([0-9.]*\) conn [0-9]*: Data-Out for unknown itt $witt\$/\1/p" "$LOG" | tail -1)
+    [ -z "$td" ] || burst="its Data-Out burst ended $(awk "BEGIN{printf \"%.1f\", $td-$ta}") s after the reset's answer"
     sample_states 0 2
     local after=$STATES
     stop_rmdir 0
     end_mode
-    ok "r2t-reset: the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); 'reset: a command is still being sent' logged: $noted; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "r2t-reset: the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); R2T sent during the LUN reset, $burst; 'reset: a command is still being sent' logged: $noted; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must
