@@ -197,13 +197,16 @@ pub(crate) struct Session {
     /// One task management request at a time (the error handler, and a reset ioctl).
     #[pin]
     tmf: Mutex<()>,
-    /// A rescan the target asked for (REPORTED LUNS DATA HAS CHANGED): its own work item, so
-    /// that a scan waiting for commands never holds up keepalive or recovery.
+    /// The scan work: the first scan (`start` waits for it, killable), and a rescan the target
+    /// asks for (REPORTED LUNS DATA HAS CHANGED): a work item of its own, so that a scan
+    /// waiting for commands never holds up keepalive, recovery or a killed writer.
     #[pin]
-    rescan_work: Work<Session, 1>,
+    scan_work: Work<Session, 1>,
+    /// The first scan is queued or running.
+    initial_scan: AtomicBool,
     /// Whether a rescan may be queued: `stop` shuts it before cancelling the work.
     #[pin]
-    rescan_gate: SpinLockBh<bool>,
+    scan_gate: SpinLockBh<bool>,
     tsih: AtomicU32,
     stats: SessionStats,
 }
@@ -237,7 +240,7 @@ const WAIT_SLICE_MS: u32 = 50;
 
 impl_has_work! {
     impl HasWork<Self> for Session { self.grace }
-    impl HasWork<Self, 1> for Session { self.rescan_work }
+    impl HasWork<Self, 1> for Session { self.scan_work }
 }
 impl_has_ticker!(Session, ticker);
 
@@ -302,8 +305,9 @@ impl Session {
                     tmf_seq: AtomicU32::new(0),
                 },
                 tmf <- new_mutex!(()),
-                rescan_work <- new_work!("core_iscsi::rescan"),
-                rescan_gate <- new_spinlock_bh!(true),
+                scan_work <- new_work!("core_iscsi::scan"),
+                initial_scan: AtomicBool::new(false),
+                scan_gate <- new_spinlock_bh!(true),
                 tsih: AtomicU32::new(0),
                 stats: SessionStats::default(),
             }),
@@ -318,7 +322,7 @@ impl Session {
     /// once the disks' commands fail (`STOP_GRACE_MS` at most). On failure the caller stops the
     /// session.
     pub(crate) fn start(self: &Arc<Self>) -> core::result::Result<(), Failure> {
-        let scan = {
+        {
             let mut op = self.op.lock();
             let (stream, done) = self.connect_and_login(&mut op.login, None)?;
             if self.stopping.load(Ordering::Acquire) {
@@ -339,22 +343,32 @@ impl Session {
             let host = Host::register(ops, &params, kernel::c_str!("core_iscsi"))
                 .map_err(|_| Failure::NoMemory)?;
             self.host_no.store(host.host_no(), Ordering::Relaxed);
-            let scan = host.get_ref();
             op.host = Some(host);
             self.set_phase(Phase::Running);
             Ticker::arm(self, &self.shared.ctl, TICK_MS);
-            scan
-        };
-        // Scan now, so the disks exist when `start` returns; with no lock of ours held, since
-        // the paths that end the scan's commands (a failing connection, the error handler)
-        // take them.
-        if let Some(scan) = scan {
-            scan.scan();
         }
+        // Scan now, so the disks exist when `start` returns: in the scan work, with no lock
+        // of ours held (the paths that end the scan's commands, a failing connection or the
+        // error handler, take them), while this writer waits, killable: a killed writer leaves
+        // the session running and the scan going on without it.
+        self.initial_scan.store(true, Ordering::Release);
+        self.queue_scan();
+        let _ = self.wait_until(Deadline::never(), |_| {
+            let done = !self.initial_scan.load(Ordering::Acquire);
+            (done || self.stopping.load(Ordering::Acquire)).then_some(())
+        });
         if self.stopping.load(Ordering::Acquire) {
             return Err(Failure::Interrupted);
         }
         Ok(())
+    }
+
+    /// Queues the scan work, unless `stop` has shut its gate.
+    fn queue_scan(self: &Arc<Self>) {
+        let open = self.scan_gate.lock();
+        if *open {
+            let _ = self.shared.ctl.enqueue::<Arc<Self>, 1>(self.clone());
+        }
     }
 
     /// Takes the sequence numbers and parameters a login ended with.
@@ -740,10 +754,7 @@ impl Session {
                             crate::proto::scsi::parse_sense(data.get(2..).unwrap_or(&[])).ok()
                         {
                             if sense.asc == 0x3f && sense.ascq == 0x0e {
-                                let open = self.rescan_gate.lock();
-                                if *open {
-                                    let _ = self.shared.ctl.enqueue::<Arc<Self>, 1>(self.clone());
-                                }
+                                self.queue_scan();
                             }
                         }
                     }
@@ -1303,19 +1314,25 @@ impl Session {
         // After `op`: a run of the ticker or a rescan waiting for it gets it, sees `stopping`
         // (or no host) and returns.
         self.ticker.close();
-        *self.rescan_gate.lock() = false;
+        *self.scan_gate.lock() = false;
         crate::sys::workqueue::cancel_sync::<Self, 1>(self);
     }
 
-    /// A rescan the target asked for (the rescan work): no lock of ours across the scan, which
-    /// waits for commands.
-    fn rescan(&self) {
-        if self.stopping.load(Ordering::Acquire) {
-            return;
+    /// The scan work: the first scan (`initial_scan`, which `start` waits for), or a rescan
+    /// the target asked for. No lock of ours across the scan, which waits for commands.
+    fn scan(&self) {
+        let initial = self.initial_scan.load(Ordering::Acquire);
+        if !self.stopping.load(Ordering::Acquire) {
+            let scan = self.op.lock().host.as_ref().and_then(|h| h.get_ref());
+            match scan {
+                Some(scan) if initial => scan.scan(),
+                Some(scan) => scan.rescan(),
+                None => {}
+            }
         }
-        let scan = self.op.lock().host.as_ref().and_then(|h| h.get_ref());
-        if let Some(scan) = scan {
-            scan.rescan();
+        if initial {
+            self.initial_scan.store(false, Ordering::Release);
+            self.changed.notify_all();
         }
     }
 
@@ -1683,7 +1700,7 @@ impl WorkItem<1> for Session {
     type Pointer = Arc<Session>;
 
     fn run(this: Arc<Session>) {
-        this.rescan();
+        this.scan();
     }
 }
 

@@ -93,6 +93,11 @@ impl Deadline {
         Self(now_ms().saturating_add(ms))
     }
 
+    /// A deadline that never passes.
+    pub(crate) fn never() -> Self {
+        Self(u64::MAX)
+    }
+
     /// The earlier of two deadlines.
     pub(crate) fn min(self, other: Self) -> Self {
         Self(self.0.min(other.0))
