@@ -10,7 +10,7 @@
 #   tests/vm/run tests/e2e/hostile-target.sh [MODE...] runs only those modes. The target's log and
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
 # vm-kernel: debug
-# vm-args: --timeout 900
+# vm-args: --timeout 2400
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"
