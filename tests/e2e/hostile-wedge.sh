@@ -123,6 +123,7 @@ die() {
     echo "---- kernel log (last lines) ----" >&2
     dmesg | grep -a -v '^\s*$' | tail -40 >&2 || true
     save_artifacts
+    DIED=1
     fail "$MODE: $*"
 }
 # tlog_wait PATTERN SECONDS: until the target's log has a line matching PATTERN (grep -E).
@@ -315,7 +316,7 @@ mode_slow_drain() {
     t_trig=$(now_ms)
     klog_wait 0 "connection lost" $bound || die "no 'connection lost' within $bound s of the trigger"
     local t_lost; t_lost=$(secs $(( $(now_ms) - t_trig )))
-    line=$(klog 0 | grep -m1 "connection lost" | sed 's/^\[[^]]*\] //')
+    line=$(klog 0 | grep -m1 "connection lost" | sed 's/^\[[^]]*\] //' || true)
     grep -q "connection lost: timeout" <<< "$line" || die "the connection was lost for another reason: $line"
     # The write is retried on the next connection and stalls again (or, if it failed, a new one).
     wait_for "[ \$(grep -c 'TRIGGER slow-drain' '$LOG') -ge 2 ] || ! running io" 60 \
@@ -397,19 +398,21 @@ mode_late_tmf() {
     local io_rc=$RC io_t; io_t=$(secs $MS)
     [ $io_rc = 0 ] && read_back "$DISK"
     local l1 l5 late l6 abort_itt lun_itt
-    l1=$(grep -n -m1 "task management function 1 itt .*: answered in" "$LOG" | cut -d: -f1)
-    l5=$(grep -n -m1 "task management function 5 itt .* ignored" "$LOG" | cut -d: -f1)
-    late=$(grep -n -m1 "late-tmf: late answer to ABORT TASK itt .* sent" "$LOG" | cut -d: -f1)
-    l6=$(grep -n -m1 "task management function 6 itt" "$LOG" | cut -d: -f1)
-    [ -n "$l1" ] || die "no ABORT TASK reached the target"
-    [ -n "$l5" ] || die "no LOGICAL UNIT RESET reached the target"
+    l1=$(grep -n -m1 "task management function 1 itt .*: answered in" "$LOG" | cut -d: -f1 || true)
+    l5=$(grep -n -m1 "task management function 5 itt .* ignored" "$LOG" | cut -d: -f1 || true)
+    late=$(grep -n -m1 "late-tmf: late answer to ABORT TASK itt .* sent" "$LOG" | cut -d: -f1 || true)
+    l6=$(grep -n -m1 "task management function 6 itt" "$LOG" | cut -d: -f1 || true)
+    [ -n "$l1" ] || die "no ABORT TASK reached the target (the write ended rc $io_rc in $io_t s)"
+    [ -n "$l5" ] || die "no LOGICAL UNIT RESET reached the target (the write ended rc $io_rc in $io_t s)"
     [ -n "$late" ] || die "the late ABORT TASK answer was not sent (connection gone?)"
-    [ -n "$l6" ] || die "no TARGET WARM RESET (function 6) reached the target: the late abort answer was taken for the LUN reset's"
-    [ "$l1" -lt "$l5" ] && [ "$l5" -lt "$late" ] && [ "$late" -lt "$l6" ] \
-        || die "order in the target log: ABORT line $l1, LUN RESET line $l5, late answer line $late, TARGET RESET line $l6 (want ascending)"
     abort_itt=$(sed -n "${l1}s/.*function 1 itt \(0x[0-9a-f]*\).*/\1/p" "$LOG")
     lun_itt=$(sed -n "${l5}s/.*function 5 itt \(0x[0-9a-f]*\).*/\1/p" "$LOG")
-    [ "$abort_itt" != "$lun_itt" ] || die "the ABORT TASK and the LUN RESET have the same ITT ($abort_itt)"
+    local why=""
+    [ "$abort_itt" != "$lun_itt" ] || why=" (the ABORT TASK and the LUN RESET had the same ITT, $abort_itt)"
+    [ -n "$l6" ] || die "no TARGET WARM RESET (function 6) reached the target: the late abort answer was taken for the LUN reset's$why; the write ended rc $io_rc in $io_t s"
+    [ -z "$why" ] || die "the ABORT TASK and the LUN RESET have the same ITT ($abort_itt)"
+    [ "$l1" -lt "$l5" ] && [ "$l5" -lt "$late" ] && [ "$late" -lt "$l6" ] \
+        || die "order in the target log: ABORT line $l1, LUN RESET line $l5, late answer line $late, TARGET RESET line $l6 (want ascending)"
     local ts1 ts5 tsl ts6
     ts1=$(sed -n "${l1}s/ .*//p" "$LOG"); ts5=$(sed -n "${l5}s/ .*//p" "$LOG")
     tsl=$(sed -n "${late}s/ .*//p" "$LOG"); ts6=$(sed -n "${l6}s/ .*//p" "$LOG")
@@ -516,7 +519,10 @@ mode_kill_start() {
     echo "FAIL (deferred to the end): ${DEFERRED[-1]}" >&2
 }
 
-trap 'rc=$?; [ $rc = 0 ] || save_artifacts' EXIT
+# A command failing outside an assertion (set -e) still says where the run stopped.
+trap 'rc=$?; if [ $rc != 0 ]; then
+    [ -n "${DIED:-}" ] || echo "FAIL: $MODE: stopped by a failing command (rc $rc): $BASH_COMMAND" >&2
+    save_artifacts; fi' EXIT
 load_module
 modes=${*:-"scan-silent scan-close scan-async window-login window-io slow-drain login-drip
     r2t-reset late-tmf two-slow-drain two-scan-silent kill-start"}
