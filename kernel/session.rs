@@ -905,8 +905,9 @@ impl Session {
     fn task_mgmt(&self, function: u8, lun: u64, ref_itt: u32, ref_cmd_sn: u32) -> Option<u8> {
         let _one = self.tmf.lock();
         let seq = self.answers.tmf_seq.fetch_add(1, Ordering::Relaxed);
-        // Never RESERVED_TAG (0xffffffff), whatever the sequence number.
-        let itt = TMF_ITT_BASE | (seq & 0x3fff_fffe);
+        // A new ITT each time, never RESERVED_TAG (0xffffffff): the low 30 bits run through
+        // 0..=0x3fff_fffe.
+        let itt = TMF_ITT_BASE | (seq % 0x3fff_ffff);
         self.answers
             .tmf_answer
             .store(tmf_answer(itt, NO_TMF_RESPONSE), Ordering::Release);
