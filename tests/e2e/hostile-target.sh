@@ -113,7 +113,7 @@ run_mode() {
     # as 64 KiB READs. Both must end (the timeouts are far above replacement_timeout).
     timeout 90 dd if=/tmp/pattern of=/dev/$d bs=1M seek=4 count=1 oflag=direct status=none 2>/tmp/dd.err || wrc=$?
     timeout 90 dd if=/dev/$d of=/tmp/back bs=64k skip=64 count=16 iflag=direct status=none 2>>/tmp/dd.err || rrc=$?
-    [ $wrc != 124 ] && [ $rrc != 124 ] || fail "$mode/$after: KERNEL BUG: I/O hung (dd timed out: write $wrc read $rrc)"
+    [ $wrc != 124 ] && [ $rrc != 124 ] || fail "$mode/$after: I/O hung (dd timed out: write $wrc read $rrc)"
     # Let a recovery in progress end, one way or the other.
     wait_for "! grep -qx recovering $ch/state" 20 || true
     st=$(cat $ch/state)
@@ -185,7 +185,7 @@ run_mode() {
         ;;
     esac
     if ! timeout 60 bash -c "echo stop > $ch/control"; then
-        fail "$mode/$after: KERNEL BUG: stop failed or hung (state '$(cat $ch/state)')"
+        fail "$mode/$after: stop failed or hung (state '$(cat $ch/state)')"
     fi
     [ "$(cat $ch/state)" = stopped ] || fail "$mode/$after: state after stop: $(cat $ch/state)"
     rmdir $ch || fail "$mode/$after: rmdir failed"
@@ -238,11 +238,11 @@ stop_during() {
                     ;;
     esac
     t=$SECONDS
-    timeout 60 bash -c "echo stop > $ch/control"         || fail "$mode/$after: KERNEL BUG: stop during $what failed or hung (state '$(cat $ch/state)')"
+    timeout 60 bash -c "echo stop > $ch/control"         || fail "$mode/$after: stop during $what failed or hung (state '$(cat $ch/state)')"
     [ "$(cat $ch/state)" = stopped ] || fail "$mode: state after stop: $(cat $ch/state)"
     t=$((SECONDS - t))
     local rc=0; wait $ddpid || rc=$?
-    [ $rc != 124 ] || fail "$mode/$after: KERNEL BUG: I/O hung after stop"
+    [ $rc != 124 ] || fail "$mode/$after: I/O hung after stop"
     rmdir $ch || fail "$mode: rmdir failed"
     kill $tpid; wait $tpid 2>/dev/null || true
     mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
