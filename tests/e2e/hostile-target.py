@@ -23,6 +23,8 @@ kernel's partition scan never reads there, so the scan completes first); what it
   nop-flood         10000 NOP-In pings (TTT set) as fast as possible, then answers normally
   async-logout      an Async Message, event 1 (the target requests a logout)
   close-midway      the connection closed in the middle of a Data-In data segment
+  time2wait         as close-midway, having negotiated DefaultTime2Wait=3600 (the most RFC 7143
+                    allows): the initiator's replacement_timeout must still bound the recovery
   ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
   reject            a Reject PDU naming the command (the command fails, the midlayer retries)
   silent            the command is never answered (SCSI timeout, then ABORT TASK, answered)
@@ -107,7 +109,8 @@ TRIGGER_LBA = 8192  # 4 MiB
 TRIGGER_END = TRIGGER_LBA + 2048
 RESERVED = 0xFFFFFFFF
 
-READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway", "late-data", "after-abort"}
+READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway", "late-data", "after-abort",
+              "time2wait"}
 WRITE_MODES = {"data-for-write", "r2t-past-end", "r2t-burst"}
 ANY_MODES = {"bad-itt", "dup-response", "initiator-opcode", "garbage", "huge-sense",
              "nop-flood", "async-logout", "ping-data", "reject", "silent", "silent-tmf"}
@@ -142,6 +145,7 @@ OURS = {
 # small until the R2T) and, for slow-drain, one R2T for the whole write (a burst far larger
 # than any send buffer).
 MODE_OURS = {
+    "time2wait": {"DefaultTime2Wait": 3600},
     "slow-drain": {"ImmediateData": "No", "MaxBurstLength": 16776192},
     "r2t-reset": {"ImmediateData": "No"},
 }
@@ -892,7 +896,7 @@ class Conn:
         if m == "late-tmf":
             self.late_itt = itt
             return False
-        if m == "close-midway":
+        if m in ("close-midway", "time2wait"):
             with self.t.disk.lock:
                 payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
             n = min(len(payload), self.mrdsl)
