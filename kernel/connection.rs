@@ -950,13 +950,10 @@ impl Connection {
     ) -> core::result::Result<(), Failure> {
         ConnStats::add(&self.stats.r2ts, 1);
         let exp_stat_sn = self.session.exp_stat_sn();
-        // False: the command completed or was aborted meanwhile, and there is no burst left.
-        if self
-            .session
-            .send_data_outs(self, tx, itt, lun, seq, exp_stat_sn, more)?
-        {
-            self.session.burst_done(itt);
-        }
+        // The burst is counted done before its last PDU (see `Session::send_data_outs`); false
+        // (the command completed or was aborted meanwhile) needs nothing more.
+        self.session
+            .send_data_outs(self, tx, itt, lun, seq, exp_stat_sn, more, true)?;
         Ok(())
     }
 }

@@ -507,8 +507,8 @@ impl Session {
     }
 
     /// Sends a sequence of Data-Out PDUs of `itt` (its unsolicited data, or the burst one R2T
-    /// asked for), each from the command's pages, MSG_MORE on all but the last unless `more`
-    /// (the tx lock is held); false when the command went away part-way.
+    /// asked for: `r2t`), each from the command's pages, MSG_MORE on all but the last unless
+    /// `more` (the tx lock is held); false when the command went away part-way.
     pub(crate) fn send_data_outs(
         &self,
         conn: &Connection,
@@ -518,8 +518,14 @@ impl Session {
         seq: DataOutSeq,
         exp_stat_sn: u32,
         more: bool,
+        r2t: bool,
     ) -> core::result::Result<bool, Failure> {
         for out in seq {
+            if r2t && out.final_ {
+                // The R2T stops being outstanding before its last Data-Out leaves, not after:
+                // the target may answer that PDU with its next R2T before this send returns.
+                self.burst_done(itt);
+            }
             let bhs = Bhs {
                 total_ahs_words: 0,
                 data_segment_len: out.len,
@@ -1589,6 +1595,7 @@ impl Session {
             plan.unsolicited(),
             header.exp_stat_sn,
             more,
+            false,
         )?;
         Ok(())
     }
