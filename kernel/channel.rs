@@ -8,7 +8,7 @@
 //! failed), so a running session never sees them move; every write is validated whole and
 //! either applied or refused with an errno and one kernel log line naming the attribute.
 
-use crate::control::Shared;
+use crate::queues::Queues;
 use crate::login::Failure;
 use crate::proto::{chap::ChapAlgorithm, settings, text::Limits};
 use crate::session::Session;
@@ -147,7 +147,7 @@ struct Inner {
 #[pin_data]
 pub(crate) struct Channel {
     name: Text<32>,
-    shared: Arc<Shared>,
+    shared: Arc<Queues>,
     #[pin]
     inner: Mutex<Inner>,
 }
@@ -206,7 +206,7 @@ fn chap_algorithm_name(alg: ChapAlgorithm) -> &'static str {
 
 impl Channel {
     /// A new, stopped channel named after its directory.
-    pub(crate) fn new(shared: Arc<Shared>, name: &CStr) -> Result<Arc<Self>> {
+    pub(crate) fn new(shared: Arc<Queues>, name: &CStr) -> Result<Arc<Self>> {
         let mut text = Text::new();
         text.set(name.as_bytes())?;
         if !printable(name.as_bytes()) {

@@ -11,50 +11,21 @@
 
 use crate::channel::Channel;
 use crate::sys::configfs::{self, Page};
-use crate::sys::workqueue::{flags, OwnedQueue};
+use crate::queues::Queues;
 use core::fmt::{self, Write};
 use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::sync::Arc;
 
-/// What every channel shares: the module's workqueues.
-pub(crate) struct Shared {
-    /// A connection's receive work: what the socket callback cannot do in softirq context, and
-    /// the receive under load (unbound: it runs where the scheduler finds room).
-    pub(crate) io: OwnedQueue,
-    /// Long-running session work: login, keepalive, recovery.
-    pub(crate) ctl: OwnedQueue,
-    /// Transmit work of every connection. Unbound, so a worker on another CPU sends while the
-    /// submitter goes on submitting; not high priority, because a nice -20 worker woken on the
-    /// submitter's CPU preempts it there (measured: Documentation/benchmarks.md).
-    pub(crate) xmit: OwnedQueue,
-}
-
 /// The registered configfs subsystem; dropping it removes the tree.
 pub(crate) struct Control {
-    _subsystem: Pin<KBox<configfs::Subsystem<Arc<Shared>>>>,
+    _subsystem: Pin<KBox<configfs::Subsystem<Arc<Queues>>>>,
 }
 
 impl Control {
     /// Creates `/sys/kernel/config/core_iscsi`.
     pub(crate) fn register() -> Result<Self> {
-        let shared = Arc::new(
-            Shared {
-                io: OwnedQueue::new(
-                    kernel::c_str!("core_iscsi_io"),
-                    flags::MEM_RECLAIM | flags::UNBOUND,
-                )?,
-                ctl: OwnedQueue::new(
-                    kernel::c_str!("core_iscsi_ctl"),
-                    flags::MEM_RECLAIM | flags::UNBOUND,
-                )?,
-                xmit: OwnedQueue::new(
-                    kernel::c_str!("core_iscsi_xmit"),
-                    flags::MEM_RECLAIM | flags::UNBOUND,
-                )?,
-            },
-            GFP_KERNEL,
-        )?;
+        let shared = Arc::new(Queues::new()?, GFP_KERNEL)?;
         Ok(Self {
             _subsystem: configfs::Subsystem::register(shared)?,
         })
@@ -68,7 +39,7 @@ fn root_version_show(page: &mut Page<'_>) -> fmt::Result {
 
 configfs::root_show!(core_iscsi_root_version_show, root_version_show);
 
-fn channel_make(shared: &Arc<Shared>, name: &CStr) -> Result<Arc<Channel>> {
+fn channel_make(shared: &Arc<Queues>, name: &CStr) -> Result<Arc<Channel>> {
     Channel::new(shared.clone(), name)
 }
 
@@ -78,7 +49,7 @@ fn channel_drop(channel: &Arc<Channel>) {
     let _ = channel.stop();
 }
 
-configfs::group_type!(Arc<Shared> => Arc<Channel>,
+configfs::group_type!(Arc<Queues> => Arc<Channel>,
     core_iscsi_channel_make => channel_make,
     core_iscsi_channel_drop => channel_drop,
     core_iscsi_channel_release, core_iscsi_channel_type);

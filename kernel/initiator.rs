@@ -20,7 +20,9 @@ use kernel::prelude::*;
 mod channel;
 mod connection;
 mod control;
+mod datapath;
 mod login;
+mod queues;
 mod scsi_selftest;
 mod selftest;
 mod session;
@@ -38,6 +40,24 @@ pub mod proto {
     pub mod crc;
     #[path = "src/dataout.rs"]
     pub mod dataout;
+    #[path = "src/ffp_conn.rs"]
+    pub mod ffp_conn;
+    #[path = "src/ffp_event.rs"]
+    pub mod ffp_event;
+    #[path = "src/ffp_inbound.rs"]
+    pub mod ffp_inbound;
+    #[path = "src/ffp_outbound.rs"]
+    pub mod ffp_outbound;
+    #[path = "src/ffp_requests.rs"]
+    pub mod ffp_requests;
+    #[path = "src/ffp_rx.rs"]
+    pub mod ffp_rx;
+    #[path = "src/ffp_session.rs"]
+    pub mod ffp_session;
+    #[path = "src/ffp_tasks.rs"]
+    pub mod ffp_tasks;
+    #[path = "src/ffp_tx.rs"]
+    pub mod ffp_tx;
     #[path = "src/login.rs"]
     pub mod login;
     #[path = "src/pdu.rs"]

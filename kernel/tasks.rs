@@ -1,25 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The session's table of commands in flight, indexed by Initiator Task Tag.
+//! The midlayer's commands in flight, by block-layer tag.
 //!
-//! An ITT is `generation << 16 | slot`: the slot is the command's block-layer tag, and the
-//! generation changes every time the slot is reused, so a late or forged PDU naming an old ITT
-//! finds nothing instead of another command. Generations are 15 bits: ITTs with the top bit
-//! set are the session's own (pings, task management, logout; see [`SESSION_ITT`]). Every
-//! lookup checks both halves: a target's ITT is never trusted to index memory by itself.
+//! The protocol state of a command (its ITT, CmdSN, connection, Data-In and R2T checks) is the
+//! full-feature-phase engine's (`proto::ffp_tasks`); this table holds what the engine cannot:
+//! the `Command` itself, which the midlayer lent us. Both are kept under the session's `io`
+//! lock and change together: a command enters both in queuecommand and leaves the engine's set
+//! first (a response, an abort, a lost connection), then this table. Every lookup checks the
+//! whole ITT (the engine's, with its generation), not just the tag it carries: a target's ITT
+//! is never trusted to index memory by itself.
 //!
-//! A command can be lent out of its slot ([`TaskTable::lend`]) so that its pages are sent
-//! without a copy and without holding the table's lock. While it is out, nothing can complete
-//! it: an ending that arrives meanwhile (the target's response, recovery, a reset) is kept in
-//! the slot and applied when the command comes back ([`TaskTable::give_back`]). Ownership does
-//! the rest: a lent command's pages stay valid because no one else can reach the command.
+//! A command can be lent out of its slot ([`TaskTable::lend`]) so that its pages are sent or
+//! received without holding the lock. While it is out, nothing can complete it: an ending
+//! that arrives meanwhile (the target's response, recovery, a reset) is kept in the slot and
+//! applied when the command comes back ([`TaskTable::give_back`]). Ownership does the rest: a
+//! lent command's pages stay valid because no one else can reach the command.
 
-use crate::proto::task::Task;
 use crate::sys::scsi::{Command, CommandResult, SENSE_BUFFER_SIZE};
+use kernel::alloc::KVVec;
 use kernel::prelude::*;
-
-/// ITTs at or above this are the session's own PDUs, never a command's.
-pub(crate) const SESSION_ITT: u32 = 0x8000_0000;
 
 /// How a command leaves the table.
 #[derive(Clone, Copy)]
@@ -105,10 +104,9 @@ impl Finished {
 
 /// One command in flight.
 pub(crate) struct Slot {
+    /// The engine's ITT for it.
     pub(crate) itt: u32,
-    pub(crate) cmd_sn: u32,
     pub(crate) lun: u64,
-    pub(crate) task: Task,
     /// `None` while lent out.
     cmd: Option<Command>,
     /// An ending that arrived while the command was lent out.
@@ -116,13 +114,16 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// A slot for `cmd`, named by `itt` (from [`TaskTable::reserve`]).
-    pub(crate) fn new(itt: u32, cmd_sn: u32, lun: u64, task: Task, cmd: Command) -> Self {
+    /// The command, unless it is lent out.
+    pub(crate) fn into_command(self) -> Option<Command> {
+        self.cmd
+    }
+
+    /// A slot for `cmd`, named by the ITT the engine gave it.
+    pub(crate) fn new(itt: u32, lun: u64, cmd: Command) -> Self {
         Self {
             itt,
-            cmd_sn,
             lun,
-            task,
             cmd: Some(cmd),
             ending: None,
         }
@@ -131,22 +132,20 @@ impl Slot {
 
 /// Commands in flight, by slot.
 pub(crate) struct TaskTable {
-    slots: KVec<Option<Slot>>,
-    generation: u16,
+    slots: KVVec<Option<Slot>>,
     in_flight: usize,
 }
 
 impl TaskTable {
     /// A table for `depth` commands (the SCSI host's can_queue; slots are block-layer tags).
     pub(crate) fn new(depth: u16) -> Result<Self> {
-        let mut slots = KVec::with_capacity(depth.into(), GFP_KERNEL)?;
+        let mut slots = KVVec::with_capacity(depth.into(), GFP_KERNEL)?;
         for _ in 0..depth {
             // `Slot` is not Clone (it owns a command), so no from_elem.
             slots.push(None, GFP_KERNEL)?;
         }
         Ok(Self {
             slots,
-            generation: 0,
             in_flight: 0,
         })
     }
@@ -154,16 +153,6 @@ impl TaskTable {
     /// Commands in flight.
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
-    }
-
-    /// The ITT a command with block-layer tag `tag` gets, if its slot exists and is free.
-    pub(crate) fn reserve(&mut self, tag: u32) -> Option<u32> {
-        let index = usize::try_from(tag & 0xffff).ok()?;
-        if tag > 0xffff || !matches!(self.slots.get(index), Some(None)) {
-            return None;
-        }
-        self.generation = self.generation.wrapping_add(1) & 0x7fff;
-        Some(u32::from(self.generation) << 16 | (tag & 0xffff))
     }
 
     /// Puts a command in the slot its ITT names; gives it back if the slot is taken.
@@ -185,11 +174,17 @@ impl TaskTable {
         (slot.itt == itt).then_some(slot)
     }
 
-    /// The ITT of the in-flight command with block-layer tag `tag`.
+    /// The command named by `itt`, if it is in the table.
+    pub(crate) fn get(&self, itt: u32) -> Option<&Slot> {
+        let slot = self.slots.get((itt & 0xffff) as usize)?.as_ref()?;
+        (slot.itt == itt).then_some(slot)
+    }
+
+    /// The ITT of the command in the table with block-layer tag `tag`.
     pub(crate) fn itt_of_tag(&self, tag: u32) -> Option<u32> {
         Some(
             self.slots
-                .get(usize::try_from(tag & 0xffff).ok()?)?
+                .get(usize::try_from(tag).ok()?)?
                 .as_ref()?
                 .itt,
         )
@@ -243,12 +238,6 @@ impl TaskTable {
         }
     }
 
-    /// Whether `itt` is in flight and has not ended (a lent command whose ending waits for its
-    /// return has).
-    pub(crate) fn is_live(&mut self, itt: u32) -> bool {
-        self.get_mut(itt).is_some_and(|slot| slot.ending.is_none())
-    }
-
     /// Whether any command in the table (lent ones included) satisfies `which`.
     pub(crate) fn any(&self, which: impl Fn(&Slot) -> bool) -> bool {
         self.slots.iter().flatten().any(which)
@@ -281,23 +270,6 @@ impl TaskTable {
             }
             None => slot.cmd = Some(cmd),
         }
-    }
-
-    /// Copies bytes at `offset` of `itt`'s buffer into `out`; false if the command is gone
-    /// or lent out.
-    pub(crate) fn copy_out(&mut self, itt: u32, offset: u32, out: &mut [u8]) -> bool {
-        match self.get_mut(itt).and_then(|s| s.cmd.as_ref()) {
-            Some(cmd) => cmd.copy_out(offset, out).is_ok(),
-            None => false,
-        }
-    }
-
-    /// Copies `data` into `itt`'s buffer at `offset`.
-    pub(crate) fn copy_in(&mut self, itt: u32, offset: u32, data: &[u8]) -> Result {
-        self.get_mut(itt)
-            .and_then(|s| s.cmd.as_ref())
-            .ok_or(EINVAL)?
-            .copy_in(offset, data)
     }
 
     /// Takes `itt` out of the table for good and hands the command back to the midlayer

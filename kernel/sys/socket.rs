@@ -455,14 +455,14 @@ impl TcpStream {
         self.sock.as_ptr()
     }
 
-    /// Disables Nagle (TCP_NODELAY): a PDU goes out as soon as its last piece is sent without
-    /// MSG_MORE.
     /// Sends what earlier sends with `more` held back.
     pub(crate) fn push(&self) {
         // SAFETY: `self.sock` is a live TCP socket; the helper takes the socket lock.
         unsafe { bindings::core_iscsi_c_sock_push(self.raw()) };
     }
 
+    /// Disables Nagle (TCP_NODELAY): a PDU goes out as soon as its last piece is sent without
+    /// MSG_MORE.
     pub(crate) fn set_nodelay(&self) {
         // SAFETY: `self.sock` is a live TCP socket.
         unsafe { bindings::core_iscsi_c_sock_set_nodelay(self.raw()) };

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The SCSI error handler's side of a session: ABORT TASK, LUN and target resets (task
+//! management requests, each under an ITT of its own, on the task's connection), and the last
+//! resort, dropping the connection so the session is reinstated.
+
+use super::{Phase, Session, RESPONSE_TIMEOUT_MS};
+use crate::connection::Connection;
+use crate::login::Failure;
+use crate::proto::pdu::{tmf, RESERVED_TAG};
+use crate::sys::mem::Deadline;
+use crate::sys::scsi::{CommandRef, EhOutcome};
+use crate::tasks::{Ending, Slot};
+use core::sync::atomic::Ordering;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// `Answers::tmf_answer` for request `itt` with `response`.
+pub(super) fn tmf_answer(itt: u32, response: u32) -> u64 {
+    u64::from(itt) << 32 | u64::from(response)
+}
+
+/// `Answers::tmf_answer`'s low half while no response has come.
+pub(super) const NO_TMF_RESPONSE: u32 = u32::MAX;
+
+/// ... and when the target rejected the request.
+pub(super) const TMF_REJECTED: u32 = 0x100;
+
+impl Session {
+    /// Sends a task management request on `conn` and waits (RESPONSE_TIMEOUT_MS at most) for
+    /// its response code; `None` if none came (the request is then forgotten: a late answer
+    /// names nothing).
+    fn task_mgmt(&self, conn: &Arc<Connection>, function: u8, lun: u64, ref_itt: u32) -> Option<u8> {
+        let _one = self.tmf.lock();
+        let answer = &self.answers.tmf_answer;
+        // Armed before the request can leave (under the engine's lock, which sending takes),
+        // so its answer always finds it.
+        let itt = conn
+            .task_mgmt(function, lun, ref_itt, |itt| {
+                answer.store(tmf_answer(itt, NO_TMF_RESPONSE), Ordering::Release)
+            })
+            .ok()?;
+        let mut response = None;
+        let answered = self.wait_for(|| {
+            let a = answer.load(Ordering::Acquire);
+            // The low half, of our own request (the high half is its ITT).
+            response = (a >> 32 == u64::from(itt))
+                .then(|| u32::try_from(a & 0xffff_ffff).ok())
+                .flatten()
+                .filter(|&r| r != NO_TMF_RESPONSE);
+            response.is_some()
+        });
+        if !answered {
+            self.io.lock().ffp.forget_request(itt);
+        }
+        response.and_then(|r| u8::try_from(r).ok())
+    }
+
+    /// ABORT TASK for the command `cmd` names.
+    pub(super) fn eh_abort(&self, cmd: &CommandRef<'_>) -> EhOutcome {
+        self.stats.aborts.fetch_add(1, Ordering::Relaxed);
+        let conn = self.conn.lock().clone();
+        let found = self.io.lock().cmds.itt_of_tag(cmd.tag());
+        let Some(itt) = found else {
+            // Completed meanwhile, or being completed: the receive path completes outside
+            // `io`. Wait for it to let go of the command before the midlayer retries or
+            // reuses it.
+            if let Some(conn) = conn {
+                conn.wait_receive();
+            }
+            return EhOutcome::Success;
+        };
+        let Some(conn) = conn else {
+            return EhOutcome::Failed;
+        };
+        match self.task_mgmt(&conn, tmf::ABORT_TASK, cmd.lun(), itt) {
+            // Function complete, or the task did not exist (it completed before the abort).
+            Some(0) | Some(1) => {
+                let mut io = self.io.lock();
+                if io.cmds.get(itt).is_none() {
+                    // Completed meanwhile: the midlayer owns it.
+                    EhOutcome::Success
+                } else if io.cmds.forget(itt) {
+                    io.ffp.tasks.remove(itt);
+                    EhOutcome::Success
+                } else {
+                    // Lent out to a sender or the receive path: it cannot be forgotten now;
+                    // let the midlayer escalate.
+                    EhOutcome::Failed
+                }
+            }
+            _ => EhOutcome::Failed,
+        }
+    }
+
+    /// LOGICAL UNIT RESET.
+    pub(super) fn eh_device_reset(&self, lun: u64) -> EhOutcome {
+        let Some(conn) = self.conn.lock().clone() else {
+            return EhOutcome::Failed;
+        };
+        match self.task_mgmt(&conn, tmf::LOGICAL_UNIT_RESET, lun, RESERVED_TAG) {
+            // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
+            Some(0) => self.forget_covered(|slot| slot.lun == lun),
+            _ => EhOutcome::Failed,
+        }
+    }
+
+    /// TARGET WARM RESET; if that fails, the session is reinstated.
+    pub(super) fn eh_target_reset(&self) -> EhOutcome {
+        let conn = self.conn.lock().clone();
+        let answer = conn
+            .as_ref()
+            .and_then(|c| self.task_mgmt(c, tmf::TARGET_WARM_RESET, 0, RESERVED_TAG));
+        match answer {
+            Some(0) => self.forget_covered(|_| true),
+            // The last resort, as open-iscsi's: a new connection.
+            _ => self.reset_session(),
+        }
+    }
+
+    /// After a LUN or target reset the target answered: forgets the commands it covered
+    /// (`which`; their queued R2T bursts are then dropped unsent), and waits (bounded) for
+    /// those lent to a sender to come back, since until then the sender reads their pages.
+    /// `Success` only then: the midlayer frees or reuses what it gets back.
+    fn forget_covered(&self, which: impl Fn(&Slot) -> bool) -> EhOutcome {
+        self.io.lock().end_where(&which, Ending::Forget);
+        let deadline = Deadline::after_ms(self.stall_bound_ms().into());
+        let back = self.wait_until(deadline, |_| {
+            (!self.io.lock().cmds.any(&which)).then_some(())
+        });
+        match back {
+            Some(()) => EhOutcome::Success,
+            None => {
+                pr_warn!(
+                    "core-iscsi: channel {}: reset: a command is still being sent; not done\n",
+                    self.name.as_str()
+                );
+                EhOutcome::Failed
+            }
+        }
+    }
+
+    /// Drops the connection and waits for the ticker's ordinary recovery: reinstating the
+    /// session (same ISID) makes the target end every task of the old connection (RFC 7143
+    /// section 6.3.5), which a reset it did not do could not promise. `Success` once the
+    /// session runs on a new, live connection; `Failed` if it failed instead, is being
+    /// stopped, or did not come back in time. Either way no command is touched again: the
+    /// midlayer takes them back even on `Failed`.
+    fn reset_session(&self) -> EhOutcome {
+        // From the error handler thread, which runs once every command in flight has failed,
+        // they are all its own. (A reset asked for through SG_SCSI_RESET may find others:
+        // forgotten too, they time out and are retried.) Forget them now, or the recovery
+        // would requeue them under its feet.
+        self.io.lock().end_where(|_| true, Ending::Forget);
+        let old = self.conn.lock().clone();
+        if let Some(conn) = &old {
+            conn.fail(Failure::ResetFailed);
+            // A command lent out is forgotten when it comes back; bring it back before we
+            // answer. Senders hold `tx` and stop at the shut connection; the receive path
+            // gives its placement back here and stops at the dead connection.
+            conn.wait_sender();
+            conn.release_placement();
+        }
+        let s = &self.settings;
+        let logins = s
+            .login_timeout_s
+            .saturating_mul(u32::try_from(s.portals().count()).unwrap_or(u32::MAX));
+        // recover() ends in Running or Failed within replacement_timeout (plus one connect),
+        // or returns when the session stops; this limit is a generous bound on that, not a
+        // timeout of its own: past it the midlayer offlines the disks, which a later recovery
+        // does not bring back.
+        let limit_s = s
+            .replacement_timeout_s
+            .saturating_add(logins)
+            .saturating_mul(2)
+            .saturating_add(RESPONSE_TIMEOUT_MS / 1000);
+        let deadline = Deadline::after_ms(u64::from(limit_s) * 1000);
+        let outcome = self.wait_until(deadline, |ctl| {
+            if self.stopping.load(Ordering::Acquire) {
+                return Some(EhOutcome::Failed);
+            }
+            match ctl.phase {
+                // Logged in again only once a live connection other than the one failed here
+                // is in place (the ticker may not have seen the failure yet, or the failure
+                // may have hit a connection a recovery had just attached).
+                Phase::Running => {
+                    let conn = self.conn.lock();
+                    let fresh = conn.as_ref().is_some_and(|c| {
+                        !c.is_dead() && old.as_ref().map_or(true, |o| !Arc::ptr_eq(c, o))
+                    });
+                    fresh.then_some(EhOutcome::Success)
+                }
+                Phase::Recovering | Phase::Starting => None,
+                Phase::Failed(_) | Phase::Paused | Phase::Stopping => Some(EhOutcome::Failed),
+            }
+        });
+        outcome.unwrap_or_else(|| {
+            pr_warn!(
+                "core-iscsi: channel {}: reset: the session did not come back in {} s\n",
+                self.name.as_str(),
+                limit_s
+            );
+            EhOutcome::Failed
+        })
+    }
+}
