@@ -26,7 +26,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (INI, "CHANNEL=\"x 1 192.168.0.1 3260 0\"",
      "/etc/sysconfig/initiator:1: field 1 (channel): \"x\" is not a channel id (0-65535)"),
     (INI, "CHANNEL=\"0 0 192.168.0.1 3260 0\"",
-     "/etc/sysconfig/initiator:1: field 2 (connections): \"0\" is not a connection count (1-64)"),
+     "/etc/sysconfig/initiator:1: field 2 (connections): \"0\" is not a connection count (1-16)"),
     (INI, "CHANNEL=\"0\"",
      "/etc/sysconfig/initiator:1: field 2 (connections): missing"),
     (INI, "CHANNEL=\"0 1\"",
@@ -119,11 +119,16 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator:2: field 4 (address): portal 10.0.0.2:3260 is already defined for channel 1 on line 1"),
     (INI, "CHANNEL=\"1 2 10.0.0.2 3260 0 MaxConnections=3\"\nCHANNEL=\"1 2 10.0.0.3 3260 0\"",
      "/etc/sysconfig/initiator:2: field 2 (connections): channel 1 has 4 connections but MaxConnections=3"),
+    // The module opens at most 16 connections per session.
+    (INI, "CHANNEL=\"0 17 ::1 3260 0\"",
+     "/etc/sysconfig/initiator:1: field 2 (connections): \"17\" is not a connection count (1-16)"),
+    (INI, "CHANNEL=\"1 8 eth0 10.0.0.2 3260 0\"\nCHANNEL=\"1 8 eth1 10.0.0.3 3260 0\"\nCHANNEL=\"1 1 10.0.0.4 3260 0\"",
+     "/etc/sysconfig/initiator:3: field 2 (connections): channel 1 would have 17 connections (at most 16 per session)"),
+    (INI, "CHANNEL=\"1 1 10.0.0.1 3260 0\"\nCHANNEL=\"1 1 10.0.0.2 3260 0\"\nCHANNEL=\"1 1 10.0.0.3 3260 0\"\nCHANNEL=\"1 1 10.0.0.4 3260 0\"\nCHANNEL=\"1 1 10.0.0.5 3260 0\"\nCHANNEL=\"1 1 10.0.0.6 3260 0\"\nCHANNEL=\"1 1 10.0.0.7 3260 0\"\nCHANNEL=\"1 1 10.0.0.8 3260 0\"\nCHANNEL=\"1 1 10.0.0.9 3260 0\"",
+     "/etc/sysconfig/initiator:9: field 4 (address): channel 1 would have 9 portals (at most 8 per session)"),
     // --- initiator: what RFC 7143 allows but this initiator (and so the module) refuses ---
     (INI, "CHANNEL=\"0 1 ::1 3260 0 ErrorRecoveryLevel=1\"",
      "/etc/sysconfig/initiator:1: field 7 (keys): ErrorRecoveryLevel=1 is not supported: this initiator does only ErrorRecoveryLevel=0 (the module would refuse it at start)"),
-    (INI, "CHANNEL=\"0 1 ::1 3260 0\"\nCHANNEL=\"0 1 ::2 3260 0 MaxConnections=0x2\"",
-     "/etc/sysconfig/initiator:2: field 7 (keys): MaxConnections=2 is not supported: this initiator uses one connection per session, MaxConnections=1 (the module would refuse it at start)"),
     (INI, "CHANNEL=\"0 1 ::1 3260 0 MaxBurstLength=65536\"",
      "/etc/sysconfig/initiator:1: field 7 (keys): FirstBurstLength (262144, the default) must not exceed MaxBurstLength (65536)"),
     // --- initiator: line syntax ---

@@ -120,6 +120,17 @@ fn howto_example_2_verbatim() {
     assert_eq!(c1.portals[1].line, 14);
 }
 
+/// MaxConnections in the file only bounds the channel's connection count: the module offers
+/// that count itself, so the key is not passed on in `params`.
+#[test]
+fn max_connections_bounds_the_count_and_is_not_passed_on() {
+    let text = "CHANNEL=\"1 2 10.0.0.2 3260 0 MaxConnections=0x4;ImmediateData=No\"\nCHANNEL=\"1 2 10.0.0.3 3260 0\"\n";
+    let chans = parse_initiator(Path::new("initiator"), text).unwrap();
+    assert_eq!(chans[&1].connections, 4);
+    assert_eq!(chans[&1].keys.get("MaxConnections"), Some("4"));
+    assert_eq!(chans[&1].keys.module_params(), "ImmediateData=No");
+}
+
 #[test]
 fn optional_fields_and_address_forms() {
     let text = r#"
@@ -251,9 +262,9 @@ fn the_whole_howto_loads_with_its_warnings() {
         .display()
         .to_string();
     let w: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
-    assert_eq!(w.len(), 5, "{w:#?}");
-    let ini = dir.path().join("sysconfig/initiator").display().to_string();
-    assert!(w.contains(&format!("{ini}:13: field 2 (connections): warning: channel 1 asks for 4 connections, but this initiator uses only one per session (its portals are tried in order)")), "{w:#?}");
+    assert_eq!(w.len(), 4, "{w:#?}");
+    // Channel 1's four connections are what the module opens: no warning about them.
+    assert!(!w.iter().any(|w| w.contains("connections")), "{w:#?}");
     assert!(w.contains(&format!("{auth}:8: field 2 (mutual): warning: channel 0 also offers AuthMethod None, so a target can skip authentication and the mutual check")), "{w:#?}");
     assert!(w.contains(&format!("{auth}:9: field 1 (channel): warning: channel 1 does not offer CHAP (AuthMethod=None); these credentials are not used")), "{w:#?}");
     // JSON and Debug output of the whole config never show a secret.

@@ -42,8 +42,11 @@ pub(crate) const F_TARGET: Field = Field(9, "target name");
 
 /// Largest channel id.
 pub const MAX_CHANNEL_ID: u32 = 65535;
-/// Most TCP connections in one channel (the sum over its lines).
-pub const MAX_CONNECTIONS_PER_CHANNEL: u32 = 64;
+/// Most TCP connections in one channel (the sum over its lines): the module opens at most
+/// this many per session (the total of its `portals` attribute).
+pub const MAX_CONNECTIONS_PER_CHANNEL: u32 = 16;
+/// Most portals (CHANNEL lines) in one channel: the entries the module's `portals` takes.
+pub const MAX_PORTALS_PER_CHANNEL: usize = 8;
 
 /// A target address: an IP address or a host name (resolved when the channel starts).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -76,8 +79,8 @@ pub struct Portal {
     pub address: Address,
     /// TCP port.
     pub port: u16,
-    /// Network device named in field 3, if given (not used yet: the route decides the
-    /// interface).
+    /// Network device named in field 3, if given: the portal's connections are bound to it
+    /// (without one, the route to the address decides the interface).
     pub netdev: Option<String>,
     /// The `%interface` of a link-local IPv6 address (a name or an index); `start` writes
     /// the interface's index, which is what the module takes.
@@ -487,12 +490,21 @@ fn merge(
             ),
         ));
     }
+    if ch.portals.len() == MAX_PORTALS_PER_CHANNEL {
+        return Err(Fault::new(
+            F_ADDRESS,
+            format!(
+                "channel {id} would have {} portals (at most {MAX_PORTALS_PER_CHANNEL} per session)",
+                ch.portals.len() + 1
+            ),
+        ));
+    }
     ch.connections += portal.connections;
     if ch.connections > MAX_CONNECTIONS_PER_CHANNEL {
         return Err(Fault::new(
             F_CONNECTIONS,
             format!(
-                "channel {id} would have {} connections (at most {MAX_CONNECTIONS_PER_CHANNEL})",
+                "channel {id} would have {} connections (at most {MAX_CONNECTIONS_PER_CHANNEL} per session)",
                 ch.connections
             ),
         ));

@@ -48,6 +48,7 @@ pub const KEYS: &[KeySpec] = &[
     module("HeaderDigest", "None,CRC32C"),
     module("DataDigest", "None,CRC32C"),
     module("MaxRecvDataSegmentLength", "262144"),
+    // What Limits::default() says; at start the module offers the channel's connection count.
     module("MaxConnections", "1"),
     module("InitialR2T", "No"),
     module("ImmediateData", "Yes"),
@@ -227,10 +228,12 @@ impl IscsiKeys {
 
     /// The keys the module takes, as `initiator-ctl start` writes them to the channel's
     /// `params` attribute (`Key=Value;...`): every key given except AuthMethod and
-    /// InitiatorAlias, which the module does not take.
+    /// InitiatorAlias, which the module does not take, and MaxConnections, which the module
+    /// offers itself: the channel's connection count, from its `portals` (the file's value is
+    /// only a bound on that count, checked when the file is loaded).
     pub fn module_params(&self) -> String {
         self.iter()
-            .filter(|(k, _)| settings::setting(k.as_bytes()).is_some())
+            .filter(|(k, _)| *k != "MaxConnections" && settings::setting(k.as_bytes()).is_some())
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(";")
@@ -323,7 +326,8 @@ mod tests {
         assert_eq!(offer, defaults.join(";"));
     }
 
-    /// What `start` writes to `params` is what the module accepts, without AuthMethod.
+    /// What `start` writes to `params` is what the module accepts, without AuthMethod (and
+    /// without MaxConnections, which the module derives from `portals`).
     #[test]
     fn module_params_are_accepted_by_the_module() {
         let mut keys = IscsiKeys::default();
@@ -332,6 +336,7 @@ mod tests {
             ("MaxRecvDataSegmentLength", "0x2000"),
             ("InitiatorAlias", "host1"),
             ("HeaderDigest", "CRC32C,None"),
+            ("MaxConnections", "4"),
             ("ImmediateData", "No"),
         ] {
             let (spec, v) = validate_key(k, v).unwrap();

@@ -312,17 +312,6 @@ pub fn load_with(
         if ini_broken.covers(ch.id) {
             continue;
         }
-        if ch.connections > 1 {
-            warnings.push(Warning::new(
-                &paths.initiator,
-                ch.line,
-                Some(initiator::F_CONNECTIONS),
-                format!(
-                    "channel {} asks for {} connections, but this initiator uses only one per session (its portals are tried in order)",
-                    ch.id, ch.connections
-                ),
-            ));
-        }
         if ch.keys.offers_chap() && ch.auth.is_none() && !auth_broken.covers(ch.id) {
             errors.push(ConfigError::field(
                 &paths.initiator,
