@@ -146,7 +146,7 @@ fn main() -> ExitCode {
 }
 
 fn check_config(paths: &ConfigPaths, json: bool) -> ExitCode {
-    match ctl::check_config(paths) {
+    match ctl::check_config(paths, &ctl::NetDevs::default()) {
         Ok(report) => {
             for w in &report.warnings {
                 eprintln!("{w}");

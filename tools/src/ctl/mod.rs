@@ -2,20 +2,23 @@
 //! parses arguments and calls these.
 //!
 //! One module per concern: [`kernel`] (the module's configfs tree), [`devices`] (the disks in
-//! sysfs), [`mount`] (mounting, unmounting, who uses a mount), [`status`] (rendering); this file
-//! strings them together as the howto's start / stop / pause / status / map / unmap / remap.
+//! sysfs), [`netdev`] (network interfaces in sysfs), [`mount`] (mounting, unmounting, who uses
+//! a mount), [`status`] (rendering); this file strings them together as the howto's start /
+//! stop / pause / status / map / unmap / remap.
 
 pub mod devices;
 pub mod kernel;
 pub mod mount;
+pub mod netdev;
 pub mod ops;
 pub mod status;
 
 use serde::Serialize;
 
-use crate::config::{self, Config, ConfigError, ConfigErrors, ConfigPaths, Warning};
+use crate::config::{self, Channel, Config, ConfigError, ConfigErrors, ConfigPaths, Warning};
 use crate::exit_code::Exit;
 
+pub use netdev::NetDevs;
 pub use ops::{Ctl, Outcome};
 
 /// Why a subcommand failed, one line each; [`CtlError::exit`] gives the exit code.
@@ -113,9 +116,10 @@ pub struct CheckReport {
     pub warnings: Vec<Warning>,
 }
 
-/// `check-config`: loads and validates the four files; touches nothing.
+/// `check-config`: loads and validates the four files, and finds the network devices they
+/// name among `net`'s; touches nothing.
 /// A missing initiatorname.iscsi is a warning only: `start` creates it.
-pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigErrors> {
+pub fn check_config(paths: &ConfigPaths, net: &NetDevs) -> Result<CheckReport, ConfigErrors> {
     let missing = std::fs::symlink_metadata(&paths.initiator_name).is_err();
     let mut loaded = if missing {
         config::load_with_name(paths, Some(ops::PLACEHOLDER_NAME))?
@@ -133,6 +137,7 @@ pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigErrors> {
                     .into(),
         });
     }
+    net.check(&paths.initiator, loaded.config.channels.values())?;
     Ok(CheckReport {
         paths: paths.clone(),
         config: loaded.config,
@@ -142,8 +147,8 @@ pub fn check_config(paths: &ConfigPaths) -> Result<CheckReport, ConfigErrors> {
 
 impl CheckReport {
     /// A short human summary: one line per channel, saying what the module will do with it
-    /// (one connection, portals tried in order, no interface binding), not only what the
-    /// file asks for.
+    /// (how many connections through which portal and device), not only what the file asks
+    /// for.
     pub fn summary(&self) -> String {
         let c = &self.config;
         let mut out = format!(
@@ -158,30 +163,6 @@ impl CheckReport {
             ));
         }
         for ch in c.channels.values() {
-            let portals: Vec<String> = ch.portals.iter().map(|p| p.endpoint()).collect();
-            let portals = if portals.len() == 1 {
-                format!("portal {}", portals[0])
-            } else {
-                format!("portals {} (tried in this order)", portals.join(", "))
-            };
-            let asked = if ch.connections > 1 {
-                format!(" ({} asked for; one per session today)", ch.connections)
-            } else {
-                String::new()
-            };
-            let devs: Vec<&str> = ch
-                .portals
-                .iter()
-                .filter_map(|p| p.netdev.as_deref())
-                .collect();
-            let devs = if devs.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; not bound to {} (the route decides the interface)",
-                    devs.join(", ")
-                )
-            };
             let auth = match &ch.auth {
                 Some(a) if a.mutual.is_some() => "mutual CHAP",
                 Some(_) => "CHAP",
@@ -189,12 +170,123 @@ impl CheckReport {
             };
             let nmaps = c.maps_for(ch.id).count();
             out.push_str(&format!(
-                "channel {}: target {}, 1 connection{asked}, {portals}{devs}; auth {auth}; {nmaps} map{}\n",
+                "channel {}: target {}, {}; auth {auth}; {nmaps} map{}\n",
                 ch.id,
                 ch.target_name.as_deref().unwrap_or("(discovered at start)"),
+                connections_summary(ch),
                 if nmaps == 1 { "" } else { "s" },
             ));
         }
         out
+    }
+}
+
+/// What the session of `ch` will open: `1 connection, portal X`, or `N connections (n via X
+/// on DEV, ...), up to what the target grants` (the module offers N as MaxConnections and
+/// runs with what the target answers).
+fn connections_summary(ch: &Channel) -> String {
+    let via = |p: &config::Portal| match &p.netdev {
+        Some(dev) => format!("{} on {dev}", p.endpoint()),
+        None => p.endpoint(),
+    };
+    match ch.portals.as_slice() {
+        [p] if ch.connections == 1 => format!("1 connection, portal {}", via(p)),
+        portals => {
+            let each: Vec<String> = portals
+                .iter()
+                .map(|p| format!("{} via {}", p.connections, via(p)))
+                .collect();
+            format!(
+                "{} connections ({}), up to what the target grants",
+                ch.connections,
+                each.join(", ")
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::ctl::netdev::tests::fake_sysfs;
+
+    /// `check-config` on a directory holding `initiator` (and a name), with the network
+    /// interfaces of `sys`: the summary, or the errors, one per line.
+    fn check(initiator: &str, sys: &Path) -> Result<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let ini = dir.path().join("sysconfig/initiator");
+        fs::create_dir(dir.path().join("sysconfig")).unwrap();
+        fs::write(&ini, initiator).unwrap();
+        fs::set_permissions(&ini, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(
+            dir.path().join("initiatorname.iscsi"),
+            "InitiatorName=iqn.2005-03.org.core-iscsi:01:0123456789ab\n",
+        )
+        .unwrap();
+        let paths = ConfigPaths::new(dir.path());
+        let dir_text = format!("{}/", dir.path().display());
+        let short = |t: String| t.replace(&dir_text, "DIR/");
+        check_config(&paths, &NetDevs::new(sys))
+            .map(|r| short(r.summary()))
+            .map_err(|e| short(e.to_string()))
+    }
+
+    #[test]
+    fn one_connection_is_said_briefly() {
+        let sys = fake_sysfs(&[("eth0", 3)]);
+        let out = check(
+            "CHANNEL=\"0 1 192.168.1.10 3260 0 iqn.2003-01.org.example:t\"\n\
+             CHANNEL=\"2 1 eth0 192.168.1.11 3260 0\"\n",
+            sys.path(),
+        )
+        .unwrap();
+        assert!(
+            out.contains("channel 0: target iqn.2003-01.org.example:t, 1 connection, portal 192.168.1.10:3260; auth none; 0 maps\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("channel 2: target (discovered at start), 1 connection, portal 192.168.1.11:3260 on eth0; auth none; 0 maps\n"),
+            "{out}"
+        );
+    }
+
+    /// The howto's Example 2: four connections, two through each portal and device.
+    #[test]
+    fn several_connections_are_counted_per_portal() {
+        let sys = fake_sysfs(&[("eth0", 3), ("eth1", 4)]);
+        let out = check(
+            "CHANNEL=\"1 2 eth0 192.168.1.10 3260 0 AuthMethod=None\"\n\
+             CHANNEL=\"1 2 eth1 192.168.2.10 3260 0\"\n\
+             CHANNEL=\"3 2 [2001:db8::5] 3260 0\"\n",
+            sys.path(),
+        )
+        .unwrap();
+        assert!(
+            out.contains("channel 1: target (discovered at start), 4 connections (2 via 192.168.1.10:3260 on eth0, 2 via 192.168.2.10:3260 on eth1), up to what the target grants; auth none; 0 maps\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("channel 3: target (discovered at start), 2 connections (2 via [2001:db8::5]:3260), up to what the target grants; auth none; 0 maps\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_missing_device_fails_the_check() {
+        let sys = fake_sysfs(&[("eth0", 3)]);
+        let e = check(
+            "CHANNEL=\"1 2 eth0 192.168.1.10 3260 0\"\n\
+             CHANNEL=\"1 2 eth7 192.168.2.10 3260 0\"\n",
+            sys.path(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "DIR/sysconfig/initiator:2: field 3 (network device): no such network device 'eth7'"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! (one line on stderr) and the others still run; the exit code is the first failure's.
 
 use std::collections::BTreeSet;
+use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,9 +16,10 @@ use serde::Serialize;
 use super::devices::{self, Lun};
 use super::kernel::{self, ChannelDir, Kernel, State};
 use super::mount::{self, MountEntry, UnmountError};
+use super::netdev::NetDevs;
 use super::status::{ChannelStatus, LunStatus, MapStatus};
 use super::CtlError;
-use crate::config::{self, Address, Channel, Config, ConfigPaths, DeviceMap};
+use crate::config::{self, Address, Channel, Config, ConfigPaths, DeviceMap, Portal};
 use crate::exit_code::Exit;
 use crate::text::printable;
 
@@ -35,6 +37,8 @@ pub struct Ctl {
     pub mount_root: PathBuf,
     /// How long to wait for disks and partitions to appear.
     pub device_timeout: Duration,
+    /// The network interfaces, to turn the names of the configuration into indexes.
+    pub net: NetDevs,
     /// Print progress on standard output (off with `--json`).
     pub verbose: bool,
 }
@@ -95,19 +99,29 @@ enum Scope {
     ConfiguredOrRunning,
 }
 
-/// The index of network interface `scope` (a name, or already an index), from sysfs.
-pub(crate) fn interface_index(scope: &str) -> Option<u32> {
-    if !scope.is_empty() && scope.bytes().all(|b| b.is_ascii_digit()) {
-        return scope.parse().ok();
+/// One entry of the module's `portals` attribute: `ADDR:PORT[*N][@IFINDEX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortalEntry {
+    /// `ADDR:PORT` or `[V6%SCOPE]:PORT`, numeric.
+    endpoint: String,
+    /// Connections the session opens through it.
+    connections: u32,
+    /// The interface those connections are bound to.
+    ifindex: Option<u32>,
+}
+
+impl fmt::Display for PortalEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.endpoint)?;
+        // Left out, the module's defaults: one connection, no binding.
+        if self.connections > 1 {
+            write!(f, "*{}", self.connections)?;
+        }
+        if let Some(i) = self.ifindex {
+            write!(f, "@{i}")?;
+        }
+        Ok(())
     }
-    if scope.is_empty() || scope.contains('/') || scope == "." || scope == ".." {
-        return None;
-    }
-    std::fs::read_to_string(Path::new("/sys/class/net").join(scope).join("ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 fn require_root() -> Result<(), CtlError> {
@@ -130,6 +144,7 @@ impl Ctl {
             kernel: Kernel::default(),
             mount_root: PathBuf::from("/"),
             device_timeout: Duration::from_secs(30),
+            net: NetDevs::default(),
             verbose: true,
         }
     }
@@ -252,6 +267,11 @@ impl Ctl {
             }
             return Ok(self.each(&[], |_, _| Ok(())));
         }
+        // A network device that is not there fails the start before anything is created.
+        self.net.check(
+            &self.paths.initiator,
+            ids.iter().filter_map(|id| cfg.channels.get(id)),
+        )?;
         let cfg = self.load(true)?;
         self.kernel.ensure_loaded()?;
         Ok(self.each(&ids, |log, id| self.start_one(log, &cfg, id)))
@@ -321,61 +341,62 @@ impl Ctl {
         self.map_one(log, cfg, id)
     }
 
-    /// The portals of a channel as the module takes them (`ADDR:PORT`, `[V6]:PORT`): host
-    /// names are resolved here.
-    fn portal_list(&self, ch: &Channel) -> Result<Vec<String>, CtlError> {
-        let mut out: Vec<String> = Vec::new();
+    /// The portals of a channel as the module takes them ([`PortalEntry`]): host names
+    /// resolved, interface names turned into indexes.
+    fn portal_list(&self, ch: &Channel) -> Result<Vec<PortalEntry>, CtlError> {
+        let mut out: Vec<PortalEntry> = Vec::new();
         for p in &ch.portals {
-            if let Some(dev) = &p.netdev {
-                log::info!(
-                    "channel {}: network device {dev} (line {}): the route to {} decides the interface",
-                    ch.id,
-                    p.line,
-                    p.address
-                );
-            }
-            let ep = match &p.address {
-                Address::Ip(_) => match &p.scope {
-                    // The module takes the interface's index, not its name.
-                    Some(scope) => {
-                        let index = interface_index(scope).ok_or_else(|| {
-                            CtlError::channel(
-                                ch.id,
-                                format!(
-                                    "{} line {}: no network interface {scope} (for {})",
-                                    self.paths.initiator.display(),
-                                    p.line,
-                                    p.endpoint()
-                                ),
-                            )
-                        })?;
-                        p.endpoint_with_scope(Some(&index.to_string()))
-                    }
-                    None => p.endpoint(),
-                },
-                Address::Hostname(h) => {
-                    let addr = (h.as_str(), p.port)
-                        .to_socket_addrs()
-                        .ok()
-                        .and_then(|mut a| a.next())
-                        .ok_or_else(|| {
-                            CtlError::channel(
-                                ch.id,
-                                format!(
-                                    "{} line {}: cannot resolve host name {h}",
-                                    self.paths.initiator.display(),
-                                    p.line
-                                ),
-                            )
-                        })?;
-                    addr.to_string()
+            let indexes = self.net.resolve(&self.paths.initiator, p)?;
+            let endpoint = match &p.address {
+                Address::Ip(_) => {
+                    p.endpoint_with_scope(indexes.scope.map(|i| i.to_string()).as_deref())
                 }
+                Address::Hostname(h) => self.resolve_host(ch, p, h)?,
             };
-            if !out.contains(&ep) {
-                out.push(ep);
+            let entry = PortalEntry {
+                endpoint,
+                connections: p.connections,
+                ifindex: indexes.device,
+            };
+            // Two host names may name one address: one entry, with the connections of both.
+            match out
+                .iter_mut()
+                .find(|e| e.endpoint == entry.endpoint && e.ifindex == entry.ifindex)
+            {
+                Some(e) => e.connections += entry.connections,
+                None => out.push(entry),
             }
         }
         Ok(out)
+    }
+
+    /// The address of host name `h` of portal `p`, with its port: `ADDR:PORT`, `[V6]:PORT`.
+    fn resolve_host(&self, ch: &Channel, p: &Portal, h: &str) -> Result<String, CtlError> {
+        (h, p.port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .map(|a| a.to_string())
+            .ok_or_else(|| {
+                CtlError::channel(
+                    ch.id,
+                    format!(
+                        "{} line {}: cannot resolve host name {h}",
+                        self.paths.initiator.display(),
+                        p.line
+                    ),
+                )
+            })
+    }
+
+    /// The text written to the module's `portals` attribute.
+    fn portals_text(&self, ch: &Channel) -> Result<String, CtlError> {
+        let entries: Vec<String> = self
+            .portal_list(ch)?
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        Ok(entries.join(" "))
     }
 
     /// Writes every setting of `ch` to its channel directory.
@@ -389,7 +410,7 @@ impl Ctl {
     ) -> Result<(), CtlError> {
         dir.write("target_name", target)?;
         dir.write("initiator_name", &cfg.initiator_name)?;
-        dir.write("portals", &self.portal_list(ch)?.join(" "))?;
+        dir.write("portals", &self.portals_text(ch)?)?;
         // Exactly the keys iscsi_proto::settings accepts (no AuthMethod: CHAP is the
         // credentials below); loading the configuration checked the module takes them.
         dir.write("params", &ch.keys.module_params())?;
@@ -433,11 +454,13 @@ impl Ctl {
         ch: &Channel,
     ) -> Result<String, CtlError> {
         use crate::net;
+        // Discovery is one connection from userspace, through the route (no binding).
         let portal_text = self
             .portal_list(ch)?
             .into_iter()
             .next()
-            .ok_or_else(|| CtlError::channel(ch.id, "has no portal"))?;
+            .ok_or_else(|| CtlError::channel(ch.id, "has no portal"))?
+            .endpoint;
         let portal = net::Portal::parse(&portal_text)
             .map_err(|e| CtlError::channel(ch.id, format!("portal {portal_text}: {e}")))?;
         let mut o = net::LoginOptions::new(cfg.initiator_name.clone());
@@ -1063,29 +1086,86 @@ impl Ctl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ctl::netdev::tests::fake_sysfs;
 
+    /// A context whose interfaces are those of `sys`.
+    fn ctl_with(sys: &Path) -> Ctl {
+        let mut ctl = Ctl::new(ConfigPaths::new("/nonexistent"));
+        ctl.net = NetDevs::new(sys);
+        ctl
+    }
+
+    fn channels(text: &str) -> std::collections::BTreeMap<u32, Channel> {
+        config::initiator::parse_initiator(Path::new("initiator"), text).unwrap()
+    }
+
+    /// The howto's Example 2: two lines of two connections, each through its own device.
     #[test]
-    fn interface_names_become_indexes() {
-        assert_eq!(interface_index("lo"), Some(1));
-        assert_eq!(interface_index("7"), Some(7));
-        assert_eq!(interface_index("no-such-if0"), None);
-        assert_eq!(interface_index("../lo"), None);
+    fn each_portal_carries_its_connections_and_device() {
+        let sys = fake_sysfs(&[("lo", 1), ("eth0", 3), ("eth1", 4)]);
+        let chans = channels(
+            "CHANNEL=\"1 2 eth0 192.168.1.10 3260 0 AuthMethod=None\"\n\
+             CHANNEL=\"1 2 eth1 192.168.2.10 3260 0\"\n",
+        );
+        assert_eq!(
+            ctl_with(sys.path()).portals_text(&chans[&1]).unwrap(),
+            "192.168.1.10:3260*2@3 192.168.2.10:3260*2@4"
+        );
+    }
+
+    /// One connection and no device: the entry is the address alone, as before.
+    #[test]
+    fn defaults_are_left_out() {
+        let sys = fake_sysfs(&[("eth0", 3)]);
+        let chans = channels(
+            "CHANNEL=\"0 1 192.168.1.10 3260 0\"\n\
+             CHANNEL=\"1 3 [2001:db8::5] 3261 0\"\n\
+             CHANNEL=\"2 1 eth0 10.0.0.1 3260 0\"\n",
+        );
+        let ctl = ctl_with(sys.path());
+        assert_eq!(ctl.portals_text(&chans[&0]).unwrap(), "192.168.1.10:3260");
+        assert_eq!(
+            ctl.portals_text(&chans[&1]).unwrap(),
+            "[2001:db8::5]:3261*3"
+        );
+        assert_eq!(ctl.portals_text(&chans[&2]).unwrap(), "10.0.0.1:3260@3");
     }
 
     #[test]
     fn the_module_gets_a_numeric_scope() {
-        let paths = ConfigPaths::new("/nonexistent");
-        let ctl = Ctl::new(paths);
-        let chans = config::initiator::parse_initiator(
-            Path::new("initiator"),
-            "CHANNEL=\"0 1 fe80::1%lo 3260 0\"\nCHANNEL=\"1 1 fe80::2%nosuchif9 3260 0\"\n",
-        )
-        .unwrap();
-        assert_eq!(ctl.portal_list(&chans[&0]).unwrap(), ["[fe80::1%1]:3260"]);
-        let e = ctl.portal_list(&chans[&1]).unwrap_err().to_string();
-        assert_eq!(
-            e,
-            "channel 1: /nonexistent/sysconfig/initiator line 2: no network interface nosuchif9 (for [fe80::2%nosuchif9]:3260)"
+        let sys = fake_sysfs(&[("eth0", 3)]);
+        let chans = channels(
+            "CHANNEL=\"0 1 fe80::1%eth0 3260 0\"\n\
+             CHANNEL=\"1 2 eth0 fe80::2%7 3260 0\"\n\
+             CHANNEL=\"2 1 fe80::2%nosuchif9 3260 0\"\n",
         );
+        let ctl = ctl_with(sys.path());
+        assert_eq!(ctl.portals_text(&chans[&0]).unwrap(), "[fe80::1%3]:3260");
+        assert_eq!(
+            ctl.portals_text(&chans[&1]).unwrap(),
+            "[fe80::2%7]:3260*2@3"
+        );
+        let e = ctl.portals_text(&chans[&2]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/sysconfig/initiator:3: field 4 (address): no such network device 'nosuchif9' (after % in the address)"
+        );
+        assert_eq!(e.exit(), Exit::Config);
+    }
+
+    /// A device that is not there is the configuration's error, at its line and field.
+    #[test]
+    fn a_missing_device_is_refused() {
+        let sys = fake_sysfs(&[("eth0", 3)]);
+        let chans = channels(
+            "CHANNEL=\"1 2 eth0 192.168.1.10 3260 0\"\n\
+             CHANNEL=\"1 2 eth7 192.168.2.10 3260 0\"\n",
+        );
+        let e = ctl_with(sys.path()).portals_text(&chans[&1]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/nonexistent/sysconfig/initiator:2: field 3 (network device): no such network device 'eth7'"
+        );
+        assert_eq!(e.exit(), Exit::Config);
     }
 }
