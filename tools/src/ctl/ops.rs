@@ -993,8 +993,12 @@ impl Ctl {
                     .filter(|c| c.starts_with("conn"))
             })
             .collect();
-        let connections = match state {
-            State::Running => conns.len().max(1) as u32,
+        // A module from before multi-connection sessions has no `connections` line: count the
+        // connections' own counters then.
+        let counts = super::status::connection_counts(&counters);
+        let connections = match (&state, counts) {
+            (State::Running, Some((open, _))) => open,
+            (State::Running, None) => conns.len().max(1) as u32,
             _ => 0,
         };
         let host = if session { dir.host() } else { None };
@@ -1070,6 +1074,7 @@ impl Ctl {
             target,
             portals,
             connections,
+            connections_configured: counts.map(|(_, configured)| configured),
             host,
             negotiated: if session {
                 dir.negotiated()
@@ -1167,5 +1172,56 @@ mod tests {
             "/nonexistent/sysconfig/initiator:2: field 3 (network device): no such network device 'eth7'"
         );
         assert_eq!(e.exit(), Exit::Config);
+    }
+
+    /// `status` of channel 0 of a fake configfs tree, running with these `stats` and
+    /// `negotiated`: the status, and its text.
+    fn status_of(stats: &str, negotiated: &str) -> (ChannelStatus, String) {
+        let root = tempfile::tempdir().unwrap();
+        let ch = root.path().join("0");
+        std::fs::create_dir(&ch).unwrap();
+        for (attr, text) in [
+            ("state", "running\n"),
+            ("target_name", "iqn.2003-01.org.example:t\n"),
+            ("portals", "127.0.0.1:3260*2 127.0.0.2:3260*2@1\n"),
+            ("stats", stats),
+            ("negotiated", negotiated),
+        ] {
+            std::fs::write(ch.join(attr), text).unwrap();
+        }
+        let mut ctl = Ctl::new(ConfigPaths::new("/nonexistent"));
+        ctl.kernel = Kernel::new(root.path());
+        ctl.verbose = false;
+        let st = ctl.status(Some(0)).unwrap().status.remove(0);
+        let text = st.render();
+        (st, text)
+    }
+
+    #[test]
+    fn status_reads_the_connection_counts() {
+        let (st, text) = status_of(
+            "commands 7\nconnections 1\nconnections_configured 4\nconn0.pdus_rx 9\n",
+            "TSIH=1\nMaxConnections=1\n",
+        );
+        assert_eq!((st.connections, st.connections_configured), (1, Some(4)));
+        assert!(
+            text.contains("    connections: 1 of 4 (the target grants MaxConnections=1)\n"),
+            "{text}"
+        );
+        let (st, text) = status_of(
+            "connections 4\nconnections_configured 4\nconn0.pdus_rx 9\nconn1.pdus_rx 9\n",
+            "MaxConnections=4\n",
+        );
+        assert_eq!((st.connections, st.connections_configured), (4, Some(4)));
+        assert!(text.contains("    connections: 4 of 4\n"), "{text}");
+    }
+
+    /// A module that does not print the connection counts yet: the count of its connections'
+    /// counters, and no `of`.
+    #[test]
+    fn status_without_the_connection_counts() {
+        let (st, text) = status_of("commands 7\nconn0.pdus_rx 9\n", "MaxConnections=1\n");
+        assert_eq!((st.connections, st.connections_configured), (1, None));
+        assert!(text.contains("    connections: 1\n"), "{text}");
     }
 }

@@ -63,8 +63,10 @@ pub struct ChannelStatus {
     pub target: Option<String>,
     /// Portals (the module's, else the configuration's).
     pub portals: Vec<String>,
-    /// TCP connections of the session (0 when not logged in).
+    /// TCP connections of the session open now (0 when not logged in).
     pub connections: u32,
+    /// The connections its `portals` ask for, when the module says (`stats`).
+    pub connections_configured: Option<u32>,
     /// SCSI host number.
     pub host: Option<u32>,
     /// Negotiated parameters, `(key, value)` in the module's order.
@@ -75,6 +77,16 @@ pub struct ChannelStatus {
     pub maps: Vec<MapStatus>,
     /// Counters, `(name, value)` in the module's order.
     pub counters: Vec<(String, u64)>,
+}
+
+/// The session's connections as the module counts them in `stats`: `(open now, configured)`;
+/// `None` from a module that does not print those lines.
+pub fn connection_counts(counters: &[(String, u64)]) -> Option<(u32, u32)> {
+    let get = |name: &str| {
+        let v = counters.iter().find(|(k, _)| k == name)?.1;
+        Some(u32::try_from(v).unwrap_or(u32::MAX))
+    };
+    Some((get("connections")?, get("connections_configured")?))
 }
 
 fn size(bytes: u64) -> String {
@@ -113,6 +125,37 @@ fn wrap(items: &[String], indent: &str) -> String {
 }
 
 impl ChannelStatus {
+    /// The MaxConnections the target granted, from `negotiated`.
+    fn granted(&self) -> Option<u32> {
+        self.negotiated
+            .iter()
+            .find(|(k, _)| k == "MaxConnections")
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// What follows `connections:`: the count open, `N of M` when the channel runs and asks
+    /// for more than one, with why fewer are open when the target granted fewer.
+    fn connections_text(&self) -> String {
+        let mut notes: Vec<String> = Vec::new();
+        let count = match self.connections_configured {
+            Some(total) if self.state == "running" && total > 1 => {
+                if let Some(g) = self.granted().filter(|&g| g < total) {
+                    notes.push(format!("the target grants MaxConnections={g}"));
+                }
+                format!("{} of {total}", self.connections)
+            }
+            _ => self.connections.to_string(),
+        };
+        if let Some(h) = self.host {
+            notes.push(format!("SCSI host{h}"));
+        }
+        if notes.is_empty() {
+            count
+        } else {
+            format!("{count} ({})", notes.join("; "))
+        }
+    }
+
     /// The text `initiator-ctl status` prints.
     pub fn render(&self) -> String {
         let mut s = format!("channel {}: {}", self.channel, self.state);
@@ -128,11 +171,7 @@ impl ChannelStatus {
             printable(self.target.as_deref().unwrap_or("(discovered at start)"))
         );
         s += &format!("    portals:     {}\n", self.portals.join(" "));
-        if let Some(h) = self.host {
-            s += &format!("    connections: {} (SCSI host{h})\n", self.connections);
-        } else {
-            s += &format!("    connections: {}\n", self.connections);
-        }
+        s += &format!("    connections: {}\n", self.connections_text());
         if !self.negotiated.is_empty() {
             s += "    negotiated:\n";
             let kv: Vec<String> = self
@@ -207,6 +246,7 @@ mod tests {
             target: Some("iqn.2003-01.org.example:t".into()),
             portals: vec!["127.0.0.1:3260".into()],
             connections: 1,
+            connections_configured: None,
             host: Some(3),
             negotiated: vec![("HeaderDigest".into(), "None".into())],
             luns: vec![LunStatus {
@@ -240,6 +280,7 @@ mod tests {
         assert!(t.contains("LUN 0: /dev/sdb 64.0 MiB LIO-ORG FILEIO"), "{t}");
         assert!(t.contains("map disk0a: LUN 0 partition 1 /dev/sdb1 mounted at /iqn.2003-01.org.example:t/disk0a (ext4)"), "{t}");
         assert!(t.contains("commands=12"), "{t}");
+        assert!(t.contains("    connections: 1 (SCSI host3)\n"), "{t}");
         assert!(!t.contains("not mapped"), "{t}");
     }
 
@@ -254,6 +295,7 @@ mod tests {
             target: Some("iqn.2003-01.org.example:t".into()),
             portals: vec![],
             connections: 0,
+            connections_configured: None,
             host: None,
             negotiated: vec![],
             luns: vec![LunStatus {
@@ -275,5 +317,67 @@ mod tests {
         );
         assert!(t.contains("EVIL\\x1b]0;title\\x07 DISK\\x0d"), "{t}");
         assert!(t.contains("(login refused: \\x1b[31mred)"), "{t}");
+    }
+
+    #[test]
+    fn connection_counts_need_both_lines() {
+        let stats = |lines: &[(&str, u64)]| -> Vec<(String, u64)> {
+            lines.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        assert_eq!(
+            connection_counts(&stats(&[
+                ("commands", 3),
+                ("connections", 1),
+                ("connections_configured", 4),
+                ("conn0.pdus_tx", 9),
+            ])),
+            Some((1, 4))
+        );
+        // A module from before multi-connection sessions.
+        assert_eq!(
+            connection_counts(&stats(&[("commands", 3), ("conn0.pdus_tx", 9)])),
+            None
+        );
+        assert_eq!(connection_counts(&stats(&[("connections", 1)])), None);
+    }
+
+    /// `N of M` only for a running channel asking for more than one; the grant explains a
+    /// shortfall.
+    #[test]
+    fn connections_line() {
+        let mut st = ChannelStatus {
+            channel: 1,
+            state: "running".into(),
+            reason: None,
+            configured: true,
+            target: None,
+            portals: vec![],
+            connections: 1,
+            connections_configured: Some(4),
+            host: Some(2),
+            negotiated: vec![("MaxConnections".into(), "1".into())],
+            luns: vec![],
+            maps: vec![],
+            counters: vec![],
+        };
+        assert_eq!(
+            st.connections_text(),
+            "1 of 4 (the target grants MaxConnections=1; SCSI host2)"
+        );
+        st.host = None;
+        assert_eq!(
+            st.connections_text(),
+            "1 of 4 (the target grants MaxConnections=1)"
+        );
+        st.connections = 3;
+        st.negotiated = vec![("MaxConnections".into(), "4".into())];
+        assert_eq!(st.connections_text(), "3 of 4");
+        st.connections_configured = Some(1);
+        st.connections = 1;
+        assert_eq!(st.connections_text(), "1");
+        st.connections_configured = Some(4);
+        st.state = "recovering".into();
+        st.connections = 0;
+        assert_eq!(st.connections_text(), "0");
     }
 }
