@@ -410,7 +410,13 @@ impl<'a> Login<'a> {
                     match cfg.session_type {
                         SessionType::Discovery => w.push("SessionType", "Discovery")?,
                         SessionType::Normal => {
-                            w.push("SessionType", "Normal")?;
+                            // SessionType is leading-only (RFC 7143 section 13.21: "LO"): an
+                            // added connection (TSIH set) must not send it, and LIO refuses
+                            // one that does. TargetName goes on every connection's first
+                            // request.
+                            if cfg.tsih == 0 {
+                                w.push("SessionType", "Normal")?;
+                            }
                             w.push("TargetName", cfg.target_name)?;
                         }
                     }

@@ -867,6 +867,10 @@ fn discovery_and_added_connection() {
     let mut l = Login::new(&cfg, &SwHash, &mut buf);
     let r = send(&mut l);
     assert_eq!((r.h.tsih, r.h.cid), (9, 1));
+    // SessionType is leading-only; the names go on every connection's first request.
+    assert_eq!(r.get("SessionType"), None);
+    assert_eq!(r.get("InitiatorName"), Some(cfg.initiator_name));
+    assert_eq!(r.get("TargetName"), Some(cfg.target_name));
     deliver(
         &mut l,
         &rsp(true, Stage::Security, Stage::Operational, &[]),
