@@ -26,6 +26,66 @@ const MAX_NAME: usize = 223;
 const MAX_CHAP: usize = 255;
 /// Portals per channel: several for a multi-connection session.
 pub(crate) const MAX_PORTALS: usize = 8;
+/// Connections per session, over all its portals. Each hardware queue of the SCSI host is
+/// served by its share of them, and an ITT has room for 32 queue numbers.
+pub(crate) const MAX_CONNECTIONS: usize = 16;
+
+/// One entry of `portals`: where to connect, how many of the session's connections go there,
+/// and the network interface they are bound to (0: none, the route decides).
+#[derive(Clone, Copy)]
+pub(crate) struct Portal {
+    pub(crate) addr: SocketAddr,
+    pub(crate) connections: u8,
+    pub(crate) ifindex: u32,
+}
+
+impl Portal {
+    /// `ADDR[:PORT][*N][@IFINDEX]` (see Documentation/control-interface.md).
+    fn parse(word: &[u8]) -> core::result::Result<Self, &'static str> {
+        let number = |digits: &[u8]| -> Option<u32> {
+            if digits.is_empty() || digits.len() > 9 || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            Some(digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+        };
+        // Neither '@' nor '*' occurs in an address (an IPv6 scope is '%').
+        let (rest, ifindex) = match word.iter().rposition(|&b| b == b'@') {
+            Some(at) => {
+                let index = word.get(at + 1..).and_then(number);
+                let index = index.filter(|&i| i > 0 && i <= i32::MAX as u32);
+                (word.get(..at).unwrap_or(&[]), index.ok_or("interface index after @ not a number")?)
+            }
+            None => (word, 0),
+        };
+        let (addr, connections) = match rest.iter().rposition(|&b| b == b'*') {
+            Some(at) => {
+                let n = rest.get(at + 1..).and_then(number);
+                let n = n.filter(|&n| n >= 1 && n as usize <= MAX_CONNECTIONS);
+                (rest.get(..at).unwrap_or(&[]), n.ok_or("connection count after * not 1-16")?)
+            }
+            None => (rest, 1),
+        };
+        Ok(Self {
+            addr: SocketAddr::parse(addr).map_err(|_| "not ADDR:PORT, [IPv6]:PORT or an address")?,
+            // At most MAX_CONNECTIONS (16), checked above.
+            connections: connections as u8,
+            ifindex,
+        })
+    }
+}
+
+impl fmt::Display for Portal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.addr)?;
+        if self.connections > 1 {
+            write!(f, "*{}", self.connections)?;
+        }
+        if self.ifindex != 0 {
+            write!(f, "@{}", self.ifindex)?;
+        }
+        Ok(())
+    }
+}
 
 /// A bounded byte string stored inline, so settings copy without allocating.
 #[derive(Clone, Copy)]
@@ -81,7 +141,7 @@ pub(crate) struct ChapSettings {
 pub(crate) struct Settings {
     pub(crate) target_name: Text<MAX_NAME>,
     pub(crate) initiator_name: Text<MAX_NAME>,
-    pub(crate) portals: [Option<SocketAddr>; MAX_PORTALS],
+    pub(crate) portals: [Option<Portal>; MAX_PORTALS],
     pub(crate) limits: Limits,
     pub(crate) chap: ChapSettings,
     /// Commands in flight per session (the SCSI host's can_queue).
@@ -119,8 +179,13 @@ impl Settings {
     }
 
     /// The configured portals, in order.
-    pub(crate) fn portals(&self) -> impl Iterator<Item = &SocketAddr> {
+    pub(crate) fn portals(&self) -> impl Iterator<Item = &Portal> {
         self.portals.iter().flatten()
+    }
+
+    /// The session's connections, over all portals.
+    pub(crate) fn connections(&self) -> usize {
+        self.portals().map(|p| usize::from(p.connections)).sum()
     }
 }
 
@@ -270,7 +335,9 @@ impl Channel {
         self.store_name("initiator_name", value, |s| &mut s.initiator_name)
     }
 
-    /// `portals`: whitespace-separated `ADDR:PORT`, `[IPv6]:PORT` or bare addresses.
+    /// `portals`: whitespace-separated `ADDR:PORT`, `[IPv6]:PORT` or bare addresses, each
+    /// optionally followed by `*N` (connections through it) and `@IFINDEX` (the interface they
+    /// are bound to).
     pub(crate) fn store_portals(&self, value: &[u8]) -> Result {
         self.configure("portals", |s| {
             let mut portals = [None; MAX_PORTALS];
@@ -280,11 +347,12 @@ impl Channel {
                 .filter(|w| !w.is_empty())
             {
                 let slot = portals.get_mut(n).ok_or("more than 8 portals")?;
-                *slot = Some(
-                    SocketAddr::parse(word)
-                        .map_err(|_| "not ADDR:PORT, [IPv6]:PORT or an address")?,
-                );
+                *slot = Some(Portal::parse(word)?);
                 n += 1;
+            }
+            let total: usize = portals.iter().flatten().map(|p| usize::from(p.connections)).sum();
+            if total > MAX_CONNECTIONS {
+                return Err("more than 16 connections");
             }
             s.portals = portals;
             Ok(())

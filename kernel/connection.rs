@@ -426,7 +426,7 @@ impl Connection {
     /// place in the engine's transmit queue, and the command in the table, under one hold of
     /// the engine and `io`. Gives the commands in flight (this one included); `None` when the
     /// command was completed instead (refused, or the session has failed).
-    pub(crate) fn submit(&self, cmd: Command) -> core::result::Result<Option<usize>, QueueBusy> {
+    pub(crate) fn submit(self: &Arc<Self>, cmd: Command) -> core::result::Result<Option<usize>, QueueBusy> {
         let refuse = |cmd: Command, host: HostByte| {
             cmd.complete(CommandResult::HostError(host));
             Ok(None)
@@ -447,7 +447,8 @@ impl Connection {
             Some(dst) => dst.copy_from_slice(cmd.cdb()),
             None => return refuse(cmd, HostByte::Error),
         }
-        let (Ok(tag), Ok(queue)) = (u16::try_from(cmd.tag()), u8::try_from(cmd.hw_queue())) else {
+        let tag = cmd.slot();
+        let Ok(queue) = u8::try_from(cmd.hw_queue()) else {
             return refuse(cmd, HostByte::Error);
         };
         let lun = cmd.lun();
@@ -499,6 +500,7 @@ impl Connection {
             if let Some(cmd) = slot.into_command() {
                 cmd.complete(CommandResult::HostError(HostByte::Requeue));
             }
+            self.fail(Failure::Protocol);
             return Ok(None);
         }
         add(&self.stats_path.write_bytes, write_len as usize);
@@ -557,8 +559,8 @@ impl Connection {
                 self.fail(Failure::Timeout);
                 return true;
             }
-            // Already lost: its failure is on its way.
-            Err(_) => {}
+            // Lost before (the failure has been reported then: this does nothing more).
+            Err(why) => self.fail(self.lost(why)),
         }
         false
     }
@@ -611,6 +613,10 @@ impl Connection {
                 let p = match engine.poll_transmit(&mut io.ffp, &self.crc, head) {
                     Ok(Some(p)) => p,
                     Ok(None) => {
+                        // Pushing takes the socket lock, which the receive path holds while
+                        // it waits for `engine`: never under these locks.
+                        drop(io);
+                        drop(engine);
                         if held {
                             self.stream.push();
                         }

@@ -70,6 +70,7 @@ pub(crate) fn start(lun0: bool) -> Result {
         sg_tablesize: 128,
         max_lun: 16384,
         nr_hw_queues: 1,
+        host_tagset: false,
     };
     let host = Host::register(target.clone(), &params, c_str!("scsi-selftest"))?;
     if let Some(r) = host.get_ref() {

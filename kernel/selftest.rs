@@ -262,7 +262,7 @@ fn parse() -> Result {
 /// Connects to `arg` within 2 s and closes; the errno of a failed connect is the result.
 fn connect(arg: &[u8]) -> Result {
     let addr = SocketAddr::parse(arg)?;
-    match TcpStream::connect(&addr, Deadline::after_ms(2000), &|| false) {
+    match TcpStream::connect(&addr, 0, Deadline::after_ms(2000), &|| false) {
         Ok(s) => {
             s.shutdown();
             pr_info!(
@@ -375,7 +375,7 @@ fn pattern_vec(round: usize, start: usize, len: usize) -> Result<KVec<u8>> {
 /// Exercises every `TcpStream` operation against an echo server at `arg`.
 fn socket(arg: &[u8]) -> Result {
     let addr = SocketAddr::parse(arg)?;
-    let stream = TcpStream::connect(&addr, Deadline::after_ms(5000), &|| false)?;
+    let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| false)?;
     stream.set_nodelay();
     stream.set_timeouts(5000, 5000);
 

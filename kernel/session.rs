@@ -29,7 +29,7 @@
 mod eh;
 mod report;
 
-use crate::channel::{Settings, Text};
+use crate::channel::{Settings, Text, MAX_CONNECTIONS};
 use crate::connection::{Answer, Connection, IoLock, Owner, Path, PathStats};
 use crate::datapath::{Io, Link};
 use crate::login::{self, Failure, LoginBuffers};
@@ -38,11 +38,13 @@ use crate::proto::ffp_conn::ConnConfig;
 use crate::proto::ffp_tx::tx_capacity;
 use crate::proto::login::{LoginComplete, LoginConfig, SessionType};
 use crate::proto::pdu::Digests;
+use crate::proto::text::Limits;
 use crate::queues::Queues;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{
-    fatal_signal_pending, random_bytes, signal_pending, sleep_ms, Deadline, NoIoScope,
+    fatal_signal_pending, online_cpus, random_bytes, signal_pending, sleep_ms, Deadline,
+    NoIoScope,
 };
 use crate::sys::scsi::{
     Command, CommandRef, CommandResult, EhOutcome, Host, HostByte, HostOps, HostParams, QueueBusy,
@@ -71,8 +73,12 @@ const MAX_XMIT_SEGMENT: u32 = 256 * 1024;
 /// How long a logout or a task management function may take before we give up on it.
 const RESPONSE_TIMEOUT_MS: u32 = 10_000;
 
-/// The connection ID of the session's (one) connection.
+/// The connection ID of the leading connection; the others follow it in order, 1, 2, ...
 const LEADING_CID: u16 = 0;
+
+/// The session's connections by CID: the first `n` slots, with no gap (a connection that
+/// cannot log in gets no CID).
+type Conns = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
 /// Where the session is, as the channel reports it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -124,9 +130,12 @@ pub(crate) struct Session {
     /// The data path's shared state (with the connection).
     io: Arc<IoLock>,
     path_stats: Arc<PathStats>,
-    /// The session's connection, while it has one.
+    /// The session's connections, while it has them.
     #[pin]
-    conn: SpinLockBh<Option<Arc<Connection>>>,
+    conns: SpinLockBh<Conns>,
+    /// The SCSI host's hardware queues (fixed at registration): each is served by its share
+    /// of the connections ([`Session::pick`]).
+    hw_queues: AtomicU32,
     #[pin]
     ctl: Mutex<Ctl>,
     #[pin]
@@ -211,7 +220,8 @@ impl Session {
                 op <- new_mutex!(Op { host: None, login }),
                 io,
                 path_stats,
-                conn <- new_spinlock_bh!(None),
+                conns <- new_spinlock_bh!(core::array::from_fn(|_| None)),
+                hw_queues: AtomicU32::new(1),
                 ctl <- new_mutex!(Ctl {
                     phase: Phase::Starting,
                     lost: None,
@@ -247,19 +257,29 @@ impl Session {
     pub(crate) fn start(self: &Arc<Self>) -> core::result::Result<(), Failure> {
         {
             let mut op = self.op.lock();
-            let (stream, done) = self.connect_and_login(&mut op.login, None)?;
+            self.login_all(&mut op.login, None)?;
             if self.stopping.load(Ordering::Acquire) {
                 return Err(Failure::Interrupted);
             }
-            self.attach(stream, &done)?;
             let depth = self.settings.queue_depth;
+            // One hardware queue per connection configured, but no more than there are CPUs:
+            // blk-mq maps every CPU to one queue, and a queue no CPU maps to would never carry
+            // I/O. Each queue is served by its share of the connections (`pick`), so every
+            // connection carries I/O; the queues share one tag space, as the command window
+            // and the task set are the session's.
+            let queues = u32::try_from(self.settings.connections())
+                .unwrap_or(1)
+                .min(online_cpus())
+                .max(1);
+            self.hw_queues.store(queues, Ordering::Relaxed);
             let params = HostParams {
                 can_queue: depth,
                 cmd_per_lun: depth,
                 max_sectors: 2048,
                 sg_tablesize: 256,
                 max_lun: 16384,
-                nr_hw_queues: 1,
+                nr_hw_queues: u16::try_from(queues).unwrap_or(1),
+                host_tagset: true,
             };
             let ops: Arc<dyn HostOps> = self.clone();
             let host = Host::register(ops, &params, kernel::c_str!("core_iscsi"))
@@ -293,25 +313,39 @@ impl Session {
         }
     }
 
-    /// Makes a logged-in stream the session's connection, with what its login negotiated.
+    /// Makes a logged-in stream the session's connection `cid`, with what its login
+    /// negotiated: the session's parameters and window when it is the leading one, its own
+    /// connection keys either way.
     fn attach(
         self: &Arc<Self>,
         stream: TcpStream,
         done: &LoginComplete,
+        cid: u16,
     ) -> core::result::Result<(), Failure> {
-        let params = &done.params;
+        let leading = cid == LEADING_CID;
         let ms = |s: u32| u64::from(s) * 1000;
+        let conn_params = &done.params.conn;
         let cfg = ConnConfig {
-            cid: LEADING_CID,
+            cid,
             digests: Digests {
-                header: params.conn.header_digest,
-                data: params.conn.data_digest,
+                header: conn_params.header_digest,
+                data: conn_params.data_digest,
             },
-            max_recv: params.conn.max_recv_data_segment_length,
-            max_xmit: params.conn.max_xmit_data_segment_length,
+            max_recv: conn_params.max_recv_data_segment_length,
+            max_xmit: conn_params.max_xmit_data_segment_length,
             exp_stat_sn: done.stat_sn.wrapping_add(1),
             nop_interval_ms: ms(self.settings.nopout_interval_s),
             nop_timeout_ms: ms(self.settings.nopout_timeout_s),
+        };
+        // The window and parameters first: the connection receives as soon as it starts.
+        let r2t = {
+            let mut io = self.io.lock();
+            if leading {
+                io.logged_in(done);
+            } else {
+                io.ffp.window.update(done.exp_cmd_sn, done.max_cmd_sn);
+            }
+            io.params.session.max_outstanding_r2t
         };
         let path = Path {
             queues: self.queues.clone(),
@@ -319,23 +353,87 @@ impl Session {
             io: self.io.clone(),
             stats: self.path_stats.clone(),
         };
-        let capacity = tx_capacity(
-            self.settings.queue_depth.into(),
-            params.session.max_outstanding_r2t.max(1),
-        );
+        let capacity = tx_capacity(self.settings.queue_depth.into(), r2t.max(1));
         let conn = Connection::start(path, stream, cfg, capacity, self.stall_bound_ms())
             .map_err(|_| Failure::NoMemory)?;
-        self.tsih.store(done.tsih.into(), Ordering::Relaxed);
-        {
-            let mut io = self.io.lock();
-            io.logged_in(done);
-            io.link = Link::Up;
-        }
-        let old = self.conn.lock().replace(conn);
-        // Recovery and resume detach the old connection first; were one still here, it must
-        // not outlive us with its callbacks and work.
+        // Recovery and resume detach the old connections first; were one still at this CID,
+        // it must not outlive us with its callbacks and work, and it goes before the new one
+        // takes the CID (its commands are ended by CID).
+        let old = self
+            .conns
+            .lock()
+            .get_mut(usize::from(cid))
+            .and_then(|slot| slot.take());
         if let Some(old) = old {
             self.retire(&old, Ending::result(CommandResult::HostError(HostByte::Requeue)));
+        }
+        if let Some(slot) = self.conns.lock().get_mut(usize::from(cid)) {
+            *slot = Some(conn);
+        }
+        if leading {
+            self.tsih.store(done.tsih.into(), Ordering::Relaxed);
+            self.io.lock().link = Link::Up;
+        }
+        Ok(())
+    }
+
+    /// Logs in the leading connection (the first portal that answers) and then the others
+    /// the portals ask for, as many as the target grants (MaxConnections), each through its
+    /// portal with the session's ISID and TSIH (RFC 7143 section 6.3.6) and a CID of its
+    /// own. A connection after the leading one that cannot log in is logged and left out:
+    /// the session runs on those it has. By `deadline` when given (recovery).
+    fn login_all(
+        self: &Arc<Self>,
+        login: &mut LoginBuffers,
+        deadline: Option<Deadline>,
+    ) -> core::result::Result<(), Failure> {
+        let (stream, done, at) = self.connect_and_login(login, deadline, None)?;
+        self.attach(stream, &done, LEADING_CID)?;
+        let granted = usize::from(done.params.session.max_connections.max(1));
+        let wanted = self.settings.connections();
+        if granted < wanted {
+            pr_info!(
+                "core-iscsi: channel {}: the target grants {} of {} connections (MaxConnections)\n",
+                self.name.as_str(),
+                granted,
+                wanted
+            );
+        }
+        // The connections each portal contributes, in order, less the leading one's.
+        let mut slots = [0usize; MAX_CONNECTIONS];
+        let mut n = 0;
+        let mut skipped = false;
+        for (i, portal) in self.settings.portals().enumerate() {
+            for _ in 0..portal.connections {
+                if i == at && !skipped {
+                    skipped = true;
+                    continue;
+                }
+                if let Some(slot) = slots.get_mut(n) {
+                    *slot = i;
+                    n += 1;
+                }
+            }
+        }
+        let mut cid = LEADING_CID;
+        for &portal in slots.iter().take(n.min(granted.saturating_sub(1))) {
+            if self.stopping.load(Ordering::Acquire) {
+                return Err(Failure::Interrupted);
+            }
+            let next = cid.saturating_add(1);
+            match self.connect_and_login(login, deadline, Some((portal, next, done.tsih))) {
+                Ok((stream, added, _)) => {
+                    self.attach(stream, &added, next)?;
+                    cid = next;
+                }
+                Err(why) => pr_warn!(
+                    "core-iscsi: channel {}: connection {} (TSIH {}) not added: {}\n",
+                    self.name.as_str(),
+                    next,
+                    done.tsih,
+                    why
+                ),
+            }
         }
         Ok(())
     }
@@ -382,9 +480,41 @@ impl Session {
         }
     }
 
-    /// The session's connection, if it has a live one.
+    /// The session's connections now (a copy: what it calls may sleep).
+    fn conns(&self) -> Conns {
+        self.conns.lock().clone()
+    }
+
+    /// A live connection of the session, the leading one first.
     fn live_conn(&self) -> Option<Arc<Connection>> {
-        self.conn.lock().clone().filter(|c| !c.is_dead())
+        self.conns.lock().iter().flatten().find(|c| !c.is_dead()).cloned()
+    }
+
+    /// Connection `cid`.
+    fn conn(&self, cid: u16) -> Option<Arc<Connection>> {
+        self.conns.lock().get(usize::from(cid)).cloned().flatten()
+    }
+
+    /// The connection a command from hardware queue `queue` with tag `tag` goes out on: with
+    /// `n` connections and `q` queues, queue `i` is served by connections `i`, `i + q`, `i +
+    /// 2q`, ... (chosen by tag, so they share its load); with fewer connections than queues
+    /// (the target granted fewer), queue `i` by connection `i mod n`.
+    fn pick(&self, queue: u16, tag: u16) -> Option<Arc<Connection>> {
+        let conns = self.conns.lock();
+        let n = conns.iter().take_while(|c| c.is_some()).count();
+        if n == 0 {
+            return None;
+        }
+        let queues = (self.hw_queues.load(Ordering::Relaxed) as usize).max(1);
+        let q = usize::from(queue) % queues;
+        let index = if n >= queues {
+            // Connections q, q + queues, ... below n: at least one, as q < queues <= n.
+            let share = (n - q).div_ceil(queues);
+            q + queues * (usize::from(tag) % share)
+        } else {
+            q % n
+        };
+        conns.get(index).cloned().flatten()
     }
 
     /// Waits up to RESPONSE_TIMEOUT_MS for `done` (a flag the receive path sets) to hold;
@@ -459,9 +589,9 @@ impl Session {
     /// socket is shut down before anything waits on it.
     fn detach(&self, link: Link, result: CommandResult) {
         self.io.lock().link = link;
-        let conn = self.conn.lock().take();
+        let conns: Conns = core::mem::replace(&mut *self.conns.lock(), core::array::from_fn(|_| None));
         let ending = Ending::result(result);
-        if let Some(conn) = &conn {
+        for conn in conns.iter().flatten() {
             self.retire(conn, ending);
         }
         self.io.lock().cmds.finish_all(ending);
@@ -476,8 +606,7 @@ impl Session {
         deadline: Deadline,
     ) -> core::result::Result<(), Failure> {
         let _noio = NoIoScope::new();
-        let (stream, done) = self.connect_and_login(login, Some(deadline))?;
-        self.attach(stream, &done)
+        self.login_all(login, Some(deadline))
     }
 
     fn set_phase(&self, phase: Phase) {
@@ -496,6 +625,9 @@ impl Session {
             h.block();
         }
         self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
+        // Losses of the connections just retired (reported while this recovery began) are
+        // this recovery's: none may start another.
+        self.ctl.lock().lost = None;
         let deadline =
             Deadline::after_ms(u64::from(self.settings.replacement_timeout_s) * 1000);
         let mut last = Failure::Timeout;
@@ -550,7 +682,7 @@ impl Session {
         if self.io.lock().link != Link::Up {
             return;
         }
-        if let Some(conn) = self.live_conn() {
+        for conn in self.conns().iter().flatten().filter(|c| !c.is_dead()) {
             if conn.tick() {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -580,7 +712,19 @@ impl Session {
         if self.stopping.load(Ordering::Acquire) {
             return;
         }
-        let lost = self.ctl.lock().lost.take();
+        let mut lost = self.ctl.lock().lost.take();
+        if lost.is_none() && self.io.lock().link == Link::Up {
+            // A connection that failed before it was the session's (between its login and
+            // `attach`) was not reported: its loss is found here.
+            if self.conns().iter().flatten().any(|c| c.is_dead()) {
+                pr_warn!(
+                    "core-iscsi: channel {}: connection lost: {}\n",
+                    self.name.as_str(),
+                    Failure::ConnectionReset
+                );
+                lost = Some(Failure::ConnectionReset);
+            }
+        }
         if lost.is_some() {
             let mut op = self.op.lock();
             let running = self.ctl.lock().phase == Phase::Running;
@@ -627,12 +771,19 @@ impl Session {
         Ok(())
     }
 
-    /// The longest one round of logins takes: login_timeout per portal.
+    /// The longest one round of logins takes: login_timeout per attempt.
     fn login_bound_ms(&self) -> u64 {
-        let portals = u64::try_from(self.settings.portals().count()).unwrap_or(u64::MAX);
         u64::from(self.settings.login_timeout_s)
             .saturating_mul(1000)
-            .saturating_mul(portals.max(1))
+            .saturating_mul(self.login_rounds().into())
+    }
+
+    /// Login attempts in one round, each bounded by login_timeout: one per portal for the
+    /// leading connection, then one per added connection.
+    fn login_rounds(&self) -> u32 {
+        let portals = self.settings.portals().count();
+        let added = self.settings.connections().saturating_sub(1);
+        u32::try_from(portals.saturating_add(added)).unwrap_or(u32::MAX).max(1)
     }
 
     /// Removes the SCSI host and its disks, logs out and closes the connection; when it
@@ -717,7 +868,7 @@ impl Session {
 impl HostOps for Session {
     fn queue_command(&self, cmd: Command) -> core::result::Result<(), QueueBusy> {
         let last = cmd.is_last();
-        let Some(conn) = self.conn.lock().clone() else {
+        let Some(conn) = self.pick(cmd.hw_queue(), cmd.slot()) else {
             if self.io.lock().link == Link::Failed {
                 cmd.complete(CommandResult::HostError(HostByte::NoConnect));
                 return Ok(());
@@ -739,7 +890,7 @@ impl HostOps for Session {
     fn commit(&self) {
         // Sends what is queued without touching the connection's depth hint: blk-mq calls
         // this when a dispatch stops short (a busy device), which is load, not idleness.
-        if let Some(conn) = self.live_conn() {
+        for conn in self.conns().iter().flatten().filter(|c| !c.is_dead()) {
             conn.send_queued();
         }
     }
@@ -761,10 +912,11 @@ impl Owner for Session {
     /// A connection failed: the ticker recovers (if it is still the session's connection).
     fn failed(self: Arc<Self>, conn: &Arc<Connection>, why: Failure) {
         let current = self
-            .conn
+            .conns
             .lock()
-            .as_ref()
-            .is_some_and(|c| Arc::ptr_eq(c, conn));
+            .iter()
+            .flatten()
+            .any(|c| Arc::ptr_eq(c, conn));
         if !current {
             return;
         }
@@ -780,16 +932,21 @@ impl Owner for Session {
             Phase::Paused => return,
             _ => {}
         }
-        pr_warn!(
-            "core-iscsi: channel {}: connection lost: {}\n",
-            self.name.as_str(),
-            why
-        );
-        let mut ctl = self.ctl.lock();
-        if ctl.lost.is_none() {
-            ctl.lost = Some(why);
+        // With several connections, the first loss is the session's (the others usually
+        // follow it, as the target drops them all): one line, one recovery.
+        let first = {
+            let mut ctl = self.ctl.lock();
+            let first = ctl.lost.is_none();
+            ctl.lost.get_or_insert(why);
+            first
+        };
+        if first {
+            pr_warn!(
+                "core-iscsi: channel {}: connection lost: {}\n",
+                self.name.as_str(),
+                why
+            );
         }
-        drop(ctl);
         self.changed.notify_all();
         Ticker::kick(&self, &self.queues.ctl);
     }
@@ -849,15 +1006,18 @@ impl Tick for Session {
 }
 
 impl Session {
-    /// Connects to the first portal that answers and logs in (a new session, or reinstating
-    /// the one with the same ISID). Each portal's attempt, connect included, ends within
-    /// login_timeout and by `deadline`; `stop` (or a fatal signal to the writer of `start`)
-    /// interrupts it within `RECV_SLICE_MS` once connected.
+    /// Connects to the first portal that answers and logs in the leading connection (a new
+    /// session, or reinstating the one with the same ISID); with `added` = (portal, CID,
+    /// TSIH), logs in a connection added to the running session through that portal only.
+    /// Gives the index of the portal used. Each portal's attempt, connect included, ends
+    /// within login_timeout and by `deadline`; `stop` (or a fatal signal to the writer of
+    /// `start`) interrupts it within `RECV_SLICE_MS` once connected.
     fn connect_and_login(
         &self,
         bufs: &mut LoginBuffers,
         deadline: Option<Deadline>,
-    ) -> core::result::Result<(TcpStream, LoginComplete), Failure> {
+        added: Option<(usize, u16, u16)>,
+    ) -> core::result::Result<(TcpStream, LoginComplete, usize), Failure> {
         let settings = &self.settings;
         let isid = self.isid;
         let cancelled = || self.stopping.load(Ordering::Acquire) || fatal_signal_pending();
@@ -893,16 +1053,28 @@ impl Session {
             target_name: settings.target_name.as_str(),
             session_type: SessionType::Normal,
             isid,
-            tsih: 0,
-            cid: 0,
+            tsih: added.map_or(0, |(_, _, tsih)| tsih),
+            cid: added.map_or(LEADING_CID, |(_, cid, _)| cid),
             itt: 0,
-            cmd_sn: 1,
+            // An added connection's login carries the session's current CmdSN.
+            cmd_sn: match added {
+                Some(_) => self.io.lock().ffp.window.immediate(),
+                None => 1,
+            },
             exp_stat_sn: 0,
             chap: chap_config,
-            limits: settings.limits,
+            limits: Limits {
+                // The connections the portals ask for: the target answers with what it grants.
+                max_connections: u16::try_from(settings.connections()).unwrap_or(1).max(1),
+                ..settings.limits
+            },
         };
         let mut last = Failure::ConnectionRefused;
-        for portal in settings.portals() {
+        let only = added.map(|(portal, _, _)| portal);
+        for (index, portal) in settings.portals().enumerate() {
+            if only.is_some_and(|i| i != index) {
+                continue;
+            }
             if cancelled() {
                 return Err(Failure::Interrupted);
             }
@@ -913,7 +1085,7 @@ impl Session {
             if attempt.passed() {
                 return Err(Failure::Timeout);
             }
-            let stream = match TcpStream::connect(portal, attempt, &cancelled) {
+            let stream = match TcpStream::connect(&portal.addr, portal.ifindex, attempt, &cancelled) {
                 Ok(s) => s,
                 Err(e) => {
                     last = Failure::from_socket(e);
@@ -928,7 +1100,7 @@ impl Session {
                     // to choose.
                     let xmit = &mut done.params.conn.max_xmit_data_segment_length;
                     *xmit = (*xmit).min(MAX_XMIT_SEGMENT);
-                    return Ok((stream, done));
+                    return Ok((stream, done, index));
                 }
                 // Another portal may answer; a refusal by the target will not change.
                 Err(

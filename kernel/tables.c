@@ -281,6 +281,16 @@ void core_iscsi_c_sock_set_nodelay(struct socket *sock)
 	tcp_sock_set_nodelay(sock->sk);
 }
 
+int core_iscsi_c_sock_bind_to_index(struct socket *sock, int ifindex)
+{
+	return sock_bindtoindex(sock->sk, ifindex, true);
+}
+
+unsigned int core_iscsi_c_online_cpus(void)
+{
+	return num_online_cpus();
+}
+
 void core_iscsi_c_sock_push(struct socket *sock)
 {
 	/* Leaving the corked state pushes what MSG_MORE held back. */
@@ -587,6 +597,7 @@ struct Scsi_Host *core_iscsi_c_host_alloc(const struct core_iscsi_host_params *p
 	shost->sg_tablesize = p->sg_tablesize;
 	shost->max_lun = p->max_lun;
 	shost->nr_hw_queues = p->nr_hw_queues;
+	shost->host_tagset = p->host_tagset;
 	/* One iSCSI session is one target, on channel 0, id 0. */
 	shost->max_id = 1;
 	shost->max_channel = 0;

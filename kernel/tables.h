@@ -97,6 +97,10 @@ bool core_iscsi_c_cmd_is_last(struct scsi_cmnd *cmd);
 
 /* tcp_sock_set_nodelay(sock->sk). */
 void core_iscsi_c_sock_set_nodelay(struct socket *sock);
+/* sock_bindtoindex(sock->sk, ifindex, true): SO_BINDTOIFINDEX for a kernel socket. */
+int core_iscsi_c_sock_bind_to_index(struct socket *sock, int ifindex);
+/* num_online_cpus() (a macro). */
+unsigned int core_iscsi_c_online_cpus(void);
 
 /* sendpages_ok(): may these pages be spliced into an skb (MSG_SPLICE_PAGES)? */
 bool core_iscsi_c_sendpages_ok(struct page *page, size_t len, size_t offset);
@@ -197,6 +201,8 @@ struct core_iscsi_host_params {
 	unsigned int sg_tablesize;
 	unsigned long long max_lun;
 	unsigned int nr_hw_queues;
+	/* One tag space shared by every hardware queue (shost->host_tagset). */
+	bool host_tagset;
 };
 
 /* Data direction of a command, as kernel/sys/scsi.rs's Direction (mapped from dma_data_direction). */

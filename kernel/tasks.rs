@@ -180,14 +180,9 @@ impl TaskTable {
         (slot.itt == itt).then_some(slot)
     }
 
-    /// The ITT of the command in the table with block-layer tag `tag`.
-    pub(crate) fn itt_of_tag(&self, tag: u32) -> Option<u32> {
-        Some(
-            self.slots
-                .get(usize::try_from(tag).ok()?)?
-                .as_ref()?
-                .itt,
-        )
+    /// The ITT of the command in the table with block-layer tag `tag` (its slot).
+    pub(crate) fn itt_of_tag(&self, tag: u16) -> Option<u32> {
+        Some(self.slots.get(usize::from(tag))?.as_ref()?.itt)
     }
 
     fn take(&mut self, itt: u32) -> Option<Slot> {

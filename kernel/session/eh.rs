@@ -56,19 +56,36 @@ impl Session {
         response.and_then(|r| u8::try_from(r).ok())
     }
 
+    /// Waits for every connection's receive pass in progress: it holds `rx` from taking a
+    /// finished command out of the table until it has completed it, and the midlayer must not
+    /// get back a command that is still being completed.
+    fn wait_receivers(&self) {
+        for conn in self.conns().iter().flatten() {
+            conn.wait_receive();
+        }
+    }
+
     /// ABORT TASK for the command `cmd` names.
     pub(super) fn eh_abort(&self, cmd: &CommandRef<'_>) -> EhOutcome {
         self.stats.aborts.fetch_add(1, Ordering::Relaxed);
-        let conn = self.conn.lock().clone();
-        let found = self.io.lock().cmds.itt_of_tag(cmd.tag());
-        let Some(itt) = found else {
+        let found = {
+            let io = self.io.lock();
+            io.cmds
+                .itt_of_tag(cmd.slot())
+                .map(|itt| (itt, io.ffp.allegiance(itt)))
+        };
+        let Some((itt, cid)) = found else {
             // Completed meanwhile, or being completed: the receive path completes outside
             // `io`. Wait for it to let go of the command before the midlayer retries or
             // reuses it.
-            if let Some(conn) = conn {
-                conn.wait_receive();
-            }
+            self.wait_receivers();
             return EhOutcome::Success;
+        };
+        // On the task's own connection (a target looks the task up there); a command that
+        // has left the engine's set (its answer in, its command still lent) on any.
+        let conn = match cid {
+            Some(cid) => self.conn(cid),
+            None => self.live_conn(),
         };
         let Some(conn) = conn else {
             return EhOutcome::Failed;
@@ -77,8 +94,9 @@ impl Session {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
                 let mut io = self.io.lock();
-                if io.cmds.get(itt).is_none() {
-                    // Completed meanwhile: the midlayer owns it.
+                let outcome = if io.cmds.get(itt).is_none() {
+                    // Completed meanwhile: the midlayer owns it once the receive path has
+                    // let go of it (below).
                     EhOutcome::Success
                 } else if io.cmds.forget(itt) {
                     io.ffp.tasks.remove(itt);
@@ -87,7 +105,12 @@ impl Session {
                     // Lent out to a sender or the receive path: it cannot be forgotten now;
                     // let the midlayer escalate.
                     EhOutcome::Failed
+                };
+                drop(io);
+                if outcome == EhOutcome::Success {
+                    self.wait_receivers();
                 }
+                outcome
             }
             _ => EhOutcome::Failed,
         }
@@ -95,7 +118,7 @@ impl Session {
 
     /// LOGICAL UNIT RESET.
     pub(super) fn eh_device_reset(&self, lun: u64) -> EhOutcome {
-        let Some(conn) = self.conn.lock().clone() else {
+        let Some(conn) = self.live_conn() else {
             return EhOutcome::Failed;
         };
         match self.task_mgmt(&conn, tmf::LOGICAL_UNIT_RESET, lun, RESERVED_TAG) {
@@ -107,7 +130,7 @@ impl Session {
 
     /// TARGET WARM RESET; if that fails, the session is reinstated.
     pub(super) fn eh_target_reset(&self) -> EhOutcome {
-        let conn = self.conn.lock().clone();
+        let conn = self.live_conn();
         let answer = conn
             .as_ref()
             .and_then(|c| self.task_mgmt(c, tmf::TARGET_WARM_RESET, 0, RESERVED_TAG));
@@ -129,7 +152,11 @@ impl Session {
             (!self.io.lock().cmds.any(&which)).then_some(())
         });
         match back {
-            Some(()) => EhOutcome::Success,
+            Some(()) => {
+                // A command the target ended just before may still be completing.
+                self.wait_receivers();
+                EhOutcome::Success
+            }
             None => {
                 pr_warn!(
                     "core-iscsi: channel {}: reset: a command is still being sent; not done\n",
@@ -152,8 +179,8 @@ impl Session {
         // forgotten too, they time out and are retried.) Forget them now, or the recovery
         // would requeue them under its feet.
         self.io.lock().end_where(|_| true, Ending::Forget);
-        let old = self.conn.lock().clone();
-        if let Some(conn) = &old {
+        let old = self.conns();
+        for conn in old.iter().flatten() {
             conn.fail(Failure::ResetFailed);
             // A command lent out is forgotten when it comes back; bring it back before we
             // answer. Senders hold `tx` and stop at the shut connection; the receive path
@@ -162,9 +189,7 @@ impl Session {
             conn.release_placement();
         }
         let s = &self.settings;
-        let logins = s
-            .login_timeout_s
-            .saturating_mul(u32::try_from(s.portals().count()).unwrap_or(u32::MAX));
+        let logins = s.login_timeout_s.saturating_mul(self.login_rounds());
         // recover() ends in Running or Failed within replacement_timeout (plus one connect),
         // or returns when the session stops; this limit is a generous bound on that, not a
         // timeout of its own: past it the midlayer offlines the disks, which a later recovery
@@ -184,9 +209,8 @@ impl Session {
                 // is in place (the ticker may not have seen the failure yet, or the failure
                 // may have hit a connection a recovery had just attached).
                 Phase::Running => {
-                    let conn = self.conn.lock();
-                    let fresh = conn.as_ref().is_some_and(|c| {
-                        !c.is_dead() && old.as_ref().map_or(true, |o| !Arc::ptr_eq(c, o))
+                    let fresh = self.live_conn().is_some_and(|c| {
+                        !old.iter().flatten().any(|o| Arc::ptr_eq(&c, o))
                     });
                     fresh.then_some(EhOutcome::Success)
                 }

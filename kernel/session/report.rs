@@ -54,7 +54,7 @@ impl Session {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let s = &self.stats;
         let d = &*self.path_stats;
-        let conn = self.conn.lock().clone();
+        let conns = self.conns();
         let in_flight = self.io.lock().cmds.in_flight();
         writeln!(p, "commands {}", get(&s.commands))?;
         writeln!(p, "in_flight {}", in_flight)?;
@@ -65,7 +65,10 @@ impl Session {
         writeln!(p, "aborts {}", get(&s.aborts))?;
         writeln!(p, "window_full {}", get(&d.window_full))?;
         writeln!(p, "recoveries {}", self.ctl.lock().recoveries)?;
-        if let Some(conn) = conn {
+        let open = conns.iter().flatten().filter(|c| !c.is_dead()).count();
+        writeln!(p, "connections {}", open)?;
+        writeln!(p, "connections_configured {}", self.settings.connections())?;
+        for conn in conns.iter().flatten() {
             let c = &conn.stats;
             let e = conn.counters();
             let id = conn.cid();

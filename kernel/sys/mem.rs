@@ -70,6 +70,12 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
     unsafe { kernel::bindings::get_random_bytes(buf.as_mut_ptr().cast(), buf.len()) };
 }
 
+/// CPUs online now (`num_online_cpus`).
+pub(crate) fn online_cpus() -> u32 {
+    // SAFETY: reads a counter; no precondition.
+    unsafe { super::bindings::core_iscsi_c_online_cpus() }
+}
+
 /// Milliseconds of the monotonic clock (the session's timers, a connection's idle time).
 pub(crate) fn now_ms() -> u64 {
     // Monotonic and non-negative.

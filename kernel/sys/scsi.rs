@@ -104,8 +104,11 @@ pub(crate) struct HostParams {
     pub(crate) sg_tablesize: u16,
     /// Highest Linux LUN the scan may add (REPORT LUNS entries above it are skipped).
     pub(crate) max_lun: u64,
-    /// blk-mq hardware queues (one per connection, with MC/S).
+    /// blk-mq hardware queues.
     pub(crate) nr_hw_queues: u16,
+    /// The hardware queues share one tag space of `can_queue` tags (`host_tagset`): the
+    /// session's command window and task set are session-wide.
+    pub(crate) host_tagset: bool,
 }
 
 /// Data direction of a command (`enum dma_data_direction`).
@@ -223,6 +226,7 @@ impl Host {
             sg_tablesize: params.sg_tablesize.into(),
             max_lun: params.max_lun,
             nr_hw_queues: params.nr_hw_queues.into(),
+            host_tagset: params.host_tagset,
         };
         // `HostData` is two pointers: the cast cannot truncate.
         let privsize = size_of::<HostData>() as c_uint;
@@ -528,6 +532,12 @@ impl Command {
         hwq_of_tag(self.tag())
     }
 
+    /// The tag within its queue (`blk_mq_unique_tag_to_tag`): with the host's queues sharing
+    /// one tag space (`host_tagset`), unique among the host's commands, below `can_queue`.
+    pub(crate) fn slot(&self) -> u16 {
+        slot_of_tag(self.tag())
+    }
+
     /// Checks that `[offset, offset + len)` lies in the data buffer.
     fn check_range(&self, offset: u32, len: usize) -> Result {
         let len = u32::try_from(len).map_err(|_| EINVAL)?;
@@ -739,6 +749,11 @@ impl CommandRef<'_> {
         tag_of(self.cmd)
     }
 
+    /// As [`Command::slot`].
+    pub(crate) fn slot(&self) -> u16 {
+        slot_of_tag(self.tag())
+    }
+
     /// As [`Command::lun`].
     pub(crate) fn lun(&self) -> u64 {
         lun_of(self.cmd)
@@ -748,6 +763,11 @@ impl CommandRef<'_> {
 /// `blk_mq_unique_tag_to_hwq`.
 fn hwq_of_tag(tag: u32) -> u16 {
     (tag >> 16) as u16
+}
+
+/// The low half of a unique tag: the tag within its queue.
+fn slot_of_tag(tag: u32) -> u16 {
+    (tag & 0xffff) as u16
 }
 
 fn tag_of(cmd: NonNull<bindings::scsi_cmnd>) -> u32 {

@@ -358,8 +358,11 @@ impl TcpStream {
     /// way (`EINTR`, as when a signal interrupts it); `ECONNREFUSED`, `EHOSTUNREACH`,
     /// `ENETUNREACH` ... surface as the kernel `Error`. The socket is prepared for a
     /// block-device data path (atomic allocations, as iscsi_tcp and nvme-tcp do).
+    /// With `ifindex` non-zero the socket is bound to that network interface first
+    /// (SO_BINDTOIFINDEX): its packets leave through it whatever the routes say.
     pub(crate) fn connect(
         addr: &SocketAddr,
+        ifindex: u32,
         deadline: Deadline,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Self> {
@@ -385,6 +388,13 @@ impl TcpStream {
         };
         // SAFETY: `stream.sock` is a live socket that nothing else uses yet.
         unsafe { bindings::core_iscsi_c_sock_prepare(stream.raw()) };
+        if ifindex != 0 {
+            let index = c_int::try_from(ifindex).map_err(|_| EINVAL)?;
+            // SAFETY: `stream.sock` is a live socket that nothing else uses yet; the helper
+            // takes its lock.
+            let ret = unsafe { bindings::core_iscsi_c_sock_bind_to_index(stream.raw(), index) };
+            kernel::error::to_result(ret)?;
+        }
 
         // inet_stream_connect waits for the handshake for sk_sndtimeo, then gives up with
         // EINPROGRESS; called again while the handshake is under way it waits again (EALREADY

@@ -310,7 +310,8 @@ pub fn write(limits: &Limits, out: &mut dyn fmt::Write) -> fmt::Result {
 pub enum Unsupported {
     /// ErrorRecoveryLevel above 0: no SNACK, connection recovery or task reassignment.
     ErrorRecoveryLevel,
-    /// MaxConnections above 1: one connection per session (portals are alternatives).
+    /// MaxConnections above 1: the session offers the total of its portals' connection
+    /// counts itself (`portals`, `ADDR*N`).
     MaxConnections,
 }
 
@@ -329,7 +330,7 @@ impl fmt::Display for Unsupported {
         f.write_str(match self {
             Unsupported::ErrorRecoveryLevel => "this initiator does only ErrorRecoveryLevel=0",
             Unsupported::MaxConnections => {
-                "this initiator uses one connection per session, MaxConnections=1"
+                "MaxConnections comes from the portals' connection counts (ADDR*N in portals)"
             }
         })
     }
