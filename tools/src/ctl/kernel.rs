@@ -1,6 +1,7 @@
 //! Kernel control through configfs: `/sys/kernel/config/core_iscsi/<channel>/<attribute>`
 //! (kernel/control.rs, kernel/channel.rs). Loading the module, creating and removing channel
-//! directories, writing settings and `control`, reading `state`, `negotiated`, `stats`, `host`.
+//! directories, writing settings and `control`, reading `state`, `negotiated`, `stats`, `host`,
+//! `connections` (parsed in status.rs).
 //!
 //! Secrets are written here and nowhere else; no error built here quotes a written value.
 

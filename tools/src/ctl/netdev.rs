@@ -1,7 +1,9 @@
 //! Network interfaces by name, from sysfs (`/sys/class/net/<name>/ifindex`). The module takes
 //! interface indexes (a portal's `@IFINDEX`, a link-local address's `%SCOPE`); the
-//! administrator writes names (field 3 of a CHANNEL line, `fe80::1%eth0`).
+//! administrator writes names (field 3 of a CHANNEL line, `fe80::1%eth0`); the module's
+//! `connections` attribute gives indexes back, which `status` shows as names.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::initiator::{F_ADDRESS, F_NETDEV};
@@ -49,6 +51,34 @@ impl NetDevs {
             .trim()
             .parse()
             .ok()
+    }
+
+    /// Every interface under the root by index: `index -> name` (names that are not UTF-8
+    /// are taken lossily; they are printed escaped). Empty when the root cannot be read.
+    pub fn names(&self) -> BTreeMap<u32, String> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return BTreeMap::new();
+        };
+        let mut names = BTreeMap::new();
+        for e in entries.flatten() {
+            let Ok(text) = std::fs::read_to_string(e.path().join("ifindex")) else {
+                continue;
+            };
+            if let Ok(index) = text.trim().parse::<u32>() {
+                names
+                    .entry(index)
+                    .or_insert_with(|| e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names
+    }
+
+    /// The name of the interface with index `index`, if one has it (none has 0).
+    pub fn name(&self, index: u32) -> Option<String> {
+        if index == 0 {
+            return None;
+        }
+        self.names().remove(&index)
     }
 
     /// The index of `scope` (what follows `%` in a link-local address): a name, or already
@@ -132,6 +162,32 @@ pub(crate) mod tests {
         assert_eq!(net.scope_index("7"), Some(7));
         // The real sysfs: the loopback interface is always index 1.
         assert_eq!(NetDevs::default().index("lo"), Some(1));
+    }
+
+    /// What `status` does with the indexes the module shows: back to names.
+    #[test]
+    fn indexes_become_names() {
+        let sys = fake_sysfs(&[("lo", 1), ("eth0", 3), ("eth1", 4)]);
+        // Not an interface: a file, a directory without `ifindex`, one with garbage in it.
+        std::fs::write(sys.path().join("bonding_masters"), "\n").unwrap();
+        std::fs::create_dir(sys.path().join("empty")).unwrap();
+        std::fs::create_dir(sys.path().join("bad")).unwrap();
+        std::fs::write(sys.path().join("bad").join("ifindex"), "x\n").unwrap();
+        let net = NetDevs::new(sys.path());
+        let names = net.names();
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            vec![
+                (1, "lo".to_string()),
+                (3, "eth0".into()),
+                (4, "eth1".into())
+            ]
+        );
+        assert_eq!(net.name(4).as_deref(), Some("eth1"));
+        assert_eq!(net.name(0), None);
+        assert_eq!(net.name(9), None);
+        assert!(NetDevs::new(sys.path().join("nowhere")).names().is_empty());
+        assert_eq!(NetDevs::default().name(1).as_deref(), Some("lo"));
     }
 
     #[test]

@@ -1001,6 +1001,19 @@ impl Ctl {
             (State::Running, None) => conns.len().max(1) as u32,
             _ => 0,
         };
+        // Each connection, and each one `portals` asks for that is not open: running only
+        // (a module without the attribute reads as empty). Indexes shown as device names.
+        let mut connection_list = if state == State::Running {
+            super::status::parse_connections(&dir.read("connections"))
+        } else {
+            Vec::new()
+        };
+        if connection_list.iter().any(|c| c.ifindex != 0) {
+            let names = self.net.names();
+            for c in &mut connection_list {
+                c.device = names.get(&c.ifindex).cloned();
+            }
+        }
         let host = if session { dir.host() } else { None };
         let all_mounts = mount::mounts();
         let luns: Vec<Lun> = host.map(devices::luns).unwrap_or_default();
@@ -1075,6 +1088,7 @@ impl Ctl {
             portals,
             connections,
             connections_configured: counts.map(|(_, configured)| configured),
+            connection_list,
             host,
             negotiated: if session {
                 dir.negotiated()
@@ -1177,19 +1191,31 @@ mod tests {
     /// `status` of channel 0 of a fake configfs tree, running with these `stats` and
     /// `negotiated`: the status, and its text.
     fn status_of(stats: &str, negotiated: &str) -> (ChannelStatus, String) {
+        let sys = fake_sysfs(&[("lo", 1)]);
+        status_in(
+            "running\n",
+            &[("stats", stats), ("negotiated", negotiated)],
+            sys.path(),
+        )
+    }
+
+    /// `status` of channel 0 of a fake configfs tree in `state` with these other attributes,
+    /// the interfaces being those of the fake sysfs `sys`: the status, and its text.
+    fn status_in(state: &str, attrs: &[(&str, &str)], sys: &Path) -> (ChannelStatus, String) {
         let root = tempfile::tempdir().unwrap();
         let ch = root.path().join("0");
         std::fs::create_dir(&ch).unwrap();
         for (attr, text) in [
-            ("state", "running\n"),
+            ("state", state),
             ("target_name", "iqn.2003-01.org.example:t\n"),
             ("portals", "127.0.0.1:3260*2 127.0.0.2:3260*2@1\n"),
-            ("stats", stats),
-            ("negotiated", negotiated),
-        ] {
+        ]
+        .iter()
+        .chain(attrs)
+        {
             std::fs::write(ch.join(attr), text).unwrap();
         }
-        let mut ctl = Ctl::new(ConfigPaths::new("/nonexistent"));
+        let mut ctl = ctl_with(sys);
         ctl.kernel = Kernel::new(root.path());
         ctl.verbose = false;
         let st = ctl.status(Some(0)).unwrap().status.remove(0);
@@ -1223,5 +1249,98 @@ mod tests {
         let (st, text) = status_of("commands 7\nconn0.pdus_rx 9\n", "MaxConnections=1\n");
         assert_eq!((st.connections, st.connections_configured), (1, None));
         assert!(text.contains("    connections: 1\n"), "{text}");
+    }
+
+    const CONNECTIONS: &str = "\
+cid 0 portal 127.0.0.1:3260 ifindex 0 local 127.0.0.1:51688 state up pdus_tx 25 pdus_rx 25 bytes_tx 1200 bytes_rx 5896
+cid 1 portal [::1]:3260 ifindex 1 local [::1]:40112 state up pdus_tx 7 pdus_rx 7 bytes_tx 336 bytes_rx 400
+cid 2 portal 127.0.0.2:3260 ifindex 3 local 127.0.0.2:51690 state lost pdus_tx 3 pdus_rx 2 bytes_tx 144 bytes_rx 96
+cid - portal 127.0.0.2:3260 ifindex 4 local - state missing
+";
+
+    /// The module's `connections`: each connection under the summary line, devices by name
+    /// from sysfs, the one not open said as such.
+    #[test]
+    fn status_shows_each_connection() {
+        let sys = fake_sysfs(&[("lo", 1), ("eth0", 3), ("eth1", 4)]);
+        let (st, text) = status_in(
+            "running\n",
+            &[
+                ("stats", "connections 3\nconnections_configured 4\n"),
+                ("negotiated", "MaxConnections=4\n"),
+                ("connections", CONNECTIONS),
+            ],
+            sys.path(),
+        );
+        let devices: Vec<(Option<u32>, u32, Option<&str>)> = st
+            .connection_list
+            .iter()
+            .map(|c| (c.cid, c.ifindex, c.device.as_deref()))
+            .collect();
+        assert_eq!(
+            devices,
+            vec![
+                (Some(0), 0, None),
+                (Some(1), 1, Some("lo")),
+                (Some(2), 3, Some("eth0")),
+                (None, 4, Some("eth1")),
+            ]
+        );
+        let expected = "    connections: 3 of 4\n\
+            \x20       cid  portal          device  local            state  tx PDUs  rx PDUs  tx bytes  rx bytes\n\
+            \x20       0    127.0.0.1:3260  -       127.0.0.1:51688  up          25       25      1200      5896\n\
+            \x20       1    [::1]:3260      lo      [::1]:40112      up           7        7       336       400\n\
+            \x20       2    127.0.0.2:3260  eth0    127.0.0.2:51690  lost         3        2       144        96\n\
+            \x20       not open: a connection through 127.0.0.2:3260 on eth1\n";
+        assert!(text.contains(expected), "{text}");
+        // An interface gone since: its index.
+        let sys = fake_sysfs(&[("lo", 1)]);
+        let (_, text) = status_in(
+            "running\n",
+            &[
+                ("stats", "connections 3\nconnections_configured 4\n"),
+                ("connections", CONNECTIONS),
+            ],
+            sys.path(),
+        );
+        assert!(
+            text.contains("  127.0.0.2:3260  #3      127.0.0.2:51690  lost"),
+            "{text}"
+        );
+        assert!(
+            text.contains("not open: a connection through 127.0.0.2:3260 on interface index 4 (no such device now)\n"),
+            "{text}"
+        );
+    }
+
+    /// A module without `connections` (or with it empty): the summary line alone, as before.
+    /// A channel that is not running shows no connection even if the file lists some.
+    #[test]
+    fn status_without_the_connections_file() {
+        let sys = fake_sysfs(&[("lo", 1)]);
+        let stats = (
+            "stats",
+            "commands 7\nconnections 1\nconnections_configured 4\n",
+        );
+        for attrs in [vec![stats], vec![stats, ("connections", "")]] {
+            let (st, text) = status_in("running\n", &attrs, sys.path());
+            assert!(st.connection_list.is_empty());
+            assert!(
+                text.contains("    connections: 1 of 4\n    counters:\n"),
+                "{text}"
+            );
+            assert!(!text.contains("not open"), "{text}");
+        }
+        let (st, text) = status_in(
+            "recovering\n",
+            &[stats, ("connections", CONNECTIONS)],
+            sys.path(),
+        );
+        assert!(st.connection_list.is_empty());
+        assert!(text.contains("    connections: 0\n"), "{text}");
+        assert!(
+            !text.contains("cid") && !text.contains("not open"),
+            "{text}"
+        );
     }
 }

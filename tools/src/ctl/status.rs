@@ -48,6 +48,102 @@ pub struct LunStatus {
     pub mounts: Vec<(String, String)>,
 }
 
+/// One line of the module's `connections` attribute: a connection of the session (`up`, or
+/// `lost` and not yet replaced), or one that `portals` asks for and that is not open
+/// (`missing`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConnectionStatus {
+    /// Its CID (none for a missing connection).
+    pub cid: Option<u32>,
+    /// The target portal: `ADDR:PORT` or `[ADDR]:PORT`.
+    pub portal: String,
+    /// The index of the interface it is (or would be) bound to; 0: not bound.
+    pub ifindex: u32,
+    /// That interface's name, when one has the index now.
+    pub device: Option<String>,
+    /// The local address and port, when known.
+    pub local: Option<String>,
+    /// `up`, `lost` or `missing`.
+    pub state: String,
+    /// PDUs sent (none for a missing connection).
+    pub pdus_tx: Option<u64>,
+    /// PDUs received.
+    pub pdus_rx: Option<u64>,
+    /// Bytes sent, headers and digests included.
+    pub bytes_tx: Option<u64>,
+    /// Bytes received.
+    pub bytes_rx: Option<u64>,
+}
+
+impl ConnectionStatus {
+    /// A connection of the session (up or lost), not one that is missing.
+    pub fn is_open(&self) -> bool {
+        self.cid.is_some() && self.state != "missing"
+    }
+
+    /// The device column: `-` when not bound, the interface's name, or `#N` when no
+    /// interface has index N now.
+    fn device_text(&self) -> String {
+        match (self.ifindex, &self.device) {
+            (0, _) => "-".into(),
+            (_, Some(name)) => printable(name).into_owned(),
+            (i, None) => format!("#{i}"),
+        }
+    }
+}
+
+/// One line of `connections`, `KEY VALUE` pairs: `None` for a line without `cid`, `portal` and
+/// `state` or with a value that does not parse. Keys it does not know are skipped (a newer
+/// module may add some).
+fn parse_connection(line: &str) -> Option<ConnectionStatus> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.is_empty() || !words.len().is_multiple_of(2) {
+        return None;
+    }
+    let dash = |v: &str| (v != "-").then(|| v.to_string());
+    let mut cid: Option<Option<u32>> = None;
+    let mut c = ConnectionStatus {
+        cid: None,
+        portal: String::new(),
+        ifindex: 0,
+        device: None,
+        local: None,
+        state: String::new(),
+        pdus_tx: None,
+        pdus_rx: None,
+        bytes_tx: None,
+        bytes_rx: None,
+    };
+    for kv in words.chunks(2) {
+        let (k, v) = (kv[0], kv[1]);
+        match k {
+            "cid" if v == "-" => cid = Some(None),
+            "cid" => cid = Some(Some(v.parse().ok()?)),
+            "portal" => c.portal = v.to_string(),
+            "ifindex" => c.ifindex = v.parse().ok()?,
+            "local" => c.local = dash(v),
+            "state" => c.state = v.to_string(),
+            "pdus_tx" => c.pdus_tx = Some(v.parse().ok()?),
+            "pdus_rx" => c.pdus_rx = Some(v.parse().ok()?),
+            "bytes_tx" => c.bytes_tx = Some(v.parse().ok()?),
+            "bytes_rx" => c.bytes_rx = Some(v.parse().ok()?),
+            _ => {}
+        }
+    }
+    c.cid = cid?;
+    if c.portal.is_empty() || c.state.is_empty() {
+        return None;
+    }
+    Some(c)
+}
+
+/// The module's `connections` attribute: one [`ConnectionStatus`] per line it can read (lines
+/// it cannot are skipped). Empty text (no session, or a module without the attribute) gives
+/// none.
+pub fn parse_connections(text: &str) -> Vec<ConnectionStatus> {
+    text.lines().filter_map(parse_connection).collect()
+}
+
 /// One channel.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ChannelStatus {
@@ -67,6 +163,10 @@ pub struct ChannelStatus {
     pub connections: u32,
     /// The connections its `portals` ask for, when the module says (`stats`).
     pub connections_configured: Option<u32>,
+    /// Each connection of a running channel's session, then each one its `portals` asks for
+    /// that is not open, from the module's `connections` attribute (none from a module
+    /// without it).
+    pub connection_list: Vec<ConnectionStatus>,
     /// SCSI host number.
     pub host: Option<u32>,
     /// Negotiated parameters, `(key, value)` in the module's order.
@@ -156,6 +256,75 @@ impl ChannelStatus {
         }
     }
 
+    /// The block under `connections:` of a running channel: the open connections as an
+    /// aligned table, then one line per missing connection.
+    fn connections_block(&self) -> String {
+        const INDENT: &str = "        ";
+        if self.state != "running" {
+            return String::new();
+        }
+        let mut s = String::new();
+        let num = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
+        let mut rows: Vec<[String; 9]> = vec![[
+            "cid", "portal", "device", "local", "state", "tx PDUs", "rx PDUs", "tx bytes",
+            "rx bytes",
+        ]
+        .map(String::from)];
+        rows.extend(
+            self.connection_list
+                .iter()
+                .filter(|c| c.is_open())
+                .map(|c| {
+                    [
+                        c.cid.map_or_else(|| "-".to_string(), |n| n.to_string()),
+                        printable(&c.portal).into_owned(),
+                        c.device_text(),
+                        printable(c.local.as_deref().unwrap_or("-")).into_owned(),
+                        printable(&c.state).into_owned(),
+                        num(c.pdus_tx),
+                        num(c.pdus_rx),
+                        num(c.bytes_tx),
+                        num(c.bytes_rx),
+                    ]
+                }),
+        );
+        if rows.len() > 1 {
+            let mut width = [0usize; 9];
+            for r in &rows {
+                for (w, cell) in width.iter_mut().zip(r) {
+                    *w = (*w).max(cell.chars().count());
+                }
+            }
+            for r in &rows {
+                let cells: Vec<String> = r
+                    .iter()
+                    .zip(width)
+                    .enumerate()
+                    .map(|(i, (cell, w))| {
+                        if i < 5 {
+                            format!("{cell:<w$}")
+                        } else {
+                            format!("{cell:>w$}")
+                        }
+                    })
+                    .collect();
+                s += &format!("{INDENT}{}\n", cells.join("  ").trim_end());
+            }
+        }
+        for c in self.connection_list.iter().filter(|c| !c.is_open()) {
+            let via = match (c.ifindex, &c.device) {
+                (0, _) => String::new(),
+                (_, Some(name)) => format!(" on {}", printable(name)),
+                (i, None) => format!(" on interface index {i} (no such device now)"),
+            };
+            s += &format!(
+                "{INDENT}not open: a connection through {}{via}\n",
+                printable(&c.portal)
+            );
+        }
+        s
+    }
+
     /// The text `initiator-ctl status` prints.
     pub fn render(&self) -> String {
         let mut s = format!("channel {}: {}", self.channel, self.state);
@@ -172,6 +341,7 @@ impl ChannelStatus {
         );
         s += &format!("    portals:     {}\n", self.portals.join(" "));
         s += &format!("    connections: {}\n", self.connections_text());
+        s += &self.connections_block();
         if !self.negotiated.is_empty() {
             s += "    negotiated:\n";
             let kv: Vec<String> = self
@@ -247,6 +417,7 @@ mod tests {
             portals: vec!["127.0.0.1:3260".into()],
             connections: 1,
             connections_configured: None,
+            connection_list: vec![],
             host: Some(3),
             negotiated: vec![("HeaderDigest".into(), "None".into())],
             luns: vec![LunStatus {
@@ -296,6 +467,7 @@ mod tests {
             portals: vec![],
             connections: 0,
             connections_configured: None,
+            connection_list: vec![],
             host: None,
             negotiated: vec![],
             luns: vec![LunStatus {
@@ -354,6 +526,7 @@ mod tests {
             portals: vec![],
             connections: 1,
             connections_configured: Some(4),
+            connection_list: vec![],
             host: Some(2),
             negotiated: vec![("MaxConnections".into(), "1".into())],
             luns: vec![],
@@ -379,5 +552,159 @@ mod tests {
         st.state = "recovering".into();
         st.connections = 0;
         assert_eq!(st.connections_text(), "0");
+    }
+
+    /// The two kinds of line: a connection of the session (IPv4, IPv6, up, lost), and one
+    /// `portals` asks for that is not open.
+    #[test]
+    fn connections_lines_parse() {
+        let list = parse_connections(
+            "cid 0 portal 127.0.0.1:3260 ifindex 0 local 127.0.0.1:51688 state up pdus_tx 25 pdus_rx 25 bytes_tx 1200 bytes_rx 5896\n\
+             cid 1 portal [::1]:3260 ifindex 1 local [::1]:40112 state lost pdus_tx 3 pdus_rx 2 bytes_tx 144 bytes_rx 96\n\
+             cid 2 portal [fe80::1%2]:3260 ifindex 2 local - state up pdus_tx 0 pdus_rx 0 bytes_tx 0 bytes_rx 0\n\
+             cid - portal 127.0.0.2:3260 ifindex 3 local - state missing\n",
+        );
+        assert_eq!(list.len(), 4, "{list:?}");
+        assert_eq!(
+            list[0],
+            ConnectionStatus {
+                cid: Some(0),
+                portal: "127.0.0.1:3260".into(),
+                ifindex: 0,
+                device: None,
+                local: Some("127.0.0.1:51688".into()),
+                state: "up".into(),
+                pdus_tx: Some(25),
+                pdus_rx: Some(25),
+                bytes_tx: Some(1200),
+                bytes_rx: Some(5896),
+            }
+        );
+        assert!(list[0].is_open());
+        assert_eq!(list[1].cid, Some(1));
+        assert_eq!(list[1].portal, "[::1]:3260");
+        assert_eq!(list[1].local.as_deref(), Some("[::1]:40112"));
+        assert_eq!((list[1].ifindex, list[1].state.as_str()), (1, "lost"));
+        assert_eq!(list[1].bytes_rx, Some(96));
+        assert!(
+            list[1].is_open(),
+            "a lost connection is still the session's"
+        );
+        assert_eq!(list[2].portal, "[fe80::1%2]:3260");
+        assert_eq!(list[2].local, None);
+        assert_eq!(
+            list[3],
+            ConnectionStatus {
+                cid: None,
+                portal: "127.0.0.2:3260".into(),
+                ifindex: 3,
+                device: None,
+                local: None,
+                state: "missing".into(),
+                pdus_tx: None,
+                pdus_rx: None,
+                bytes_tx: None,
+                bytes_rx: None,
+            }
+        );
+        assert!(!list[3].is_open());
+    }
+
+    /// No session, or a module without the attribute: nothing. Lines that do not parse are
+    /// skipped, keys a newer module adds are ignored.
+    #[test]
+    fn connections_lines_tolerated() {
+        assert!(parse_connections("").is_empty());
+        assert!(parse_connections("\n").is_empty());
+        let list = parse_connections(
+            "cid x portal 127.0.0.1:3260 state up\n\
+             cid 0 portal 127.0.0.1:3260 ifindex 0 state\n\
+             portal 127.0.0.1:3260 state up\n\
+             cid 0 state up\n\
+             cid 0 portal 127.0.0.1:3260 ifindex -1 state up\n\
+             cid 0 portal 127.0.0.1:3260 state up pdus_tx many\n\
+             cid 4 portal 127.0.0.1:3260 ifindex 0 local - state up rtt_us 80 pdus_tx 1\n",
+        );
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(
+            (list[0].cid, list[0].pdus_tx, list[0].pdus_rx),
+            (Some(4), Some(1), None)
+        );
+    }
+
+    fn running_with(list: Vec<ConnectionStatus>) -> ChannelStatus {
+        ChannelStatus {
+            channel: 0,
+            state: "running".into(),
+            reason: None,
+            configured: true,
+            target: None,
+            portals: vec![],
+            connections: list.iter().filter(|c| c.is_open()).count() as u32,
+            connections_configured: Some(list.len() as u32),
+            connection_list: list,
+            host: None,
+            negotiated: vec![],
+            luns: vec![],
+            maps: vec![],
+            counters: vec![],
+        }
+    }
+
+    /// The block: a table of the open connections (device names, `-` for not bound, `#N` for
+    /// an index no interface has), then a line per missing one, under `connections:`.
+    #[test]
+    fn connections_block_renders() {
+        let mut list = parse_connections(
+            "cid 0 portal 127.0.0.1:3260 ifindex 0 local 127.0.0.1:51688 state up pdus_tx 25 pdus_rx 25 bytes_tx 1200 bytes_rx 5896\n\
+             cid 1 portal [::1]:3260 ifindex 1 local [::1]:40112 state lost pdus_tx 3 pdus_rx 2 bytes_tx 144 bytes_rx 96\n\
+             cid 2 portal 10.0.0.1:3260 ifindex 7 local - state up pdus_tx 1 pdus_rx 1 bytes_tx 48 bytes_rx 48\n\
+             cid - portal 127.0.0.2:3260 ifindex 3 local - state missing\n\
+             cid - portal 127.0.0.3:3260 ifindex 0 local - state missing\n\
+             cid - portal 127.0.0.4:3260 ifindex 9 local - state missing\n",
+        );
+        list[1].device = Some("lo".into());
+        list[3].device = Some("eth1".into());
+        let st = running_with(list);
+        let t = st.render();
+        let expected = "    connections: 3 of 6\n\
+            \x20       cid  portal          device  local            state  tx PDUs  rx PDUs  tx bytes  rx bytes\n\
+            \x20       0    127.0.0.1:3260  -       127.0.0.1:51688  up          25       25      1200      5896\n\
+            \x20       1    [::1]:3260      lo      [::1]:40112      lost         3        2       144        96\n\
+            \x20       2    10.0.0.1:3260   #7      -                up           1        1        48        48\n\
+            \x20       not open: a connection through 127.0.0.2:3260 on eth1\n\
+            \x20       not open: a connection through 127.0.0.3:3260\n\
+            \x20       not open: a connection through 127.0.0.4:3260 on interface index 9 (no such device now)\n";
+        assert!(t.contains(expected), "{t}");
+        // Only for a running channel; nothing without the attribute.
+        let mut st = st;
+        st.state = "recovering".into();
+        assert!(!st.render().contains("cid"), "{}", st.render());
+        let t = running_with(vec![]).render();
+        assert!(!t.contains("cid") && !t.contains("not open"), "{t}");
+    }
+
+    /// What the module and sysfs print is escaped like the target's text.
+    #[test]
+    fn connections_block_is_escaped() {
+        let mut list = parse_connections(
+            "cid 0 portal 127.0.0.1:3260\x1b[2J ifindex 4 local 127.0.0.1:1\x07 state up\x1b]0;x pdus_tx 1 pdus_rx 1 bytes_tx 48 bytes_rx 48\n\
+             cid - portal 127.0.0.2:3260\x1b[1m ifindex 5 local - state missing\n",
+        );
+        list[0].device = Some("eth\x1b[31m0".into());
+        list[1].device = Some("ev\u{202e}il".into());
+        let t = running_with(list).render();
+        assert!(
+            !t.contains('\x1b') && !t.contains('\x07') && !t.contains('\u{202e}'),
+            "{t:?}"
+        );
+        assert!(
+            t.contains("127.0.0.1:3260\\x1b[2J  eth\\x1b[31m0  127.0.0.1:1\\x07  up\\x1b]0;x"),
+            "{t}"
+        );
+        assert!(
+            t.contains("through 127.0.0.2:3260\\x1b[1m on ev\\u{202e}il\n"),
+            "{t}"
+        );
     }
 }
