@@ -7,8 +7,9 @@
 #   core-iscsi  the LUN through this module
 #   open-iscsi  the LUN through open-iscsi's iscsi_tcp (iscsid + iscsiadm in the guest)
 # in BENCH_ROUNDS rounds, each job on the three devices back to back, the two initiators'
-# order alternating so that neither warm-up nor the host's load favours one. fio's JSON results, the negotiated parameters and the module's
-# counters go to $VM_ARTIFACTS; tests/bench/report.py turns them into the table.
+# order alternating so that neither warm-up nor the host's load favours one. fio's JSON results,
+# the busy CPU time over each fio run, the negotiated parameters and the module's counters go
+# to $VM_ARTIFACTS; tests/bench/report.py turns them into the table.
 #
 # Environment: BENCH_ROUNDS (default 3), BENCH_RUNTIME seconds per job (default 10),
 # BENCH_SIDES (default "ramdisk core-iscsi open-iscsi"), BENCH_JOBS (default: every job).
@@ -82,17 +83,37 @@ tune() {
         "nr_requests=$(cat $q/nr_requests 2>/dev/null) queue_depth=$(cat /sys/block/$1/device/queue_depth 2>/dev/null || echo -)"
 }
 
-# run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV.
+# cpu_sample: the clock (ns) and the busy jiffies (USER_HZ) of all CPUs together: user, nice,
+# system, irq, softirq and steal (/proc/stat's first line; guest time is within user and nice),
+# then idle + iowait.
+cpu_sample() {
+    echo "$(date +%s%N) $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat)"
+}
+
+# run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV. Next to fio's JSON: the network
+# stack's counters (.nstat) and the whole guest's busy CPU time over the fio run (.cpu), which
+# report.py turns into CPU µs per I/O.
 run_fio() {
-    local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json
+    local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json t0 b0 i0 t1 b1 i1 tck
     nstat -n
+    read -r t0 b0 i0 < <(cpu_sample)
     DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
+    read -r t1 b1 i1 < <(cpu_sample)
     # The network stack's counters over the run (both ends: target and initiator share lo).
     nstat > "${f%.json}.nstat"
-    jq -r '.jobs[] | "  r'"$round"' \(.jobname) '"$side"': " +
+    tck=$(getconf CLK_TCK)
+    printf 'clk_tck %s\nwall_ns %s\nbusy_ticks %s\nidle_ticks %s\ncpus %s\n' \
+        "$tck" $((t1 - t0)) $((b1 - b0)) $((i1 - i0)) "$(nproc)" > "${f%.json}.cpu"
+    # CPU µs per I/O as report.py computes it: the busy time scaled to fio's measured window
+    # (job_runtime: without the ramp and fio's start and exit) over the I/Os of that window.
+    jq -r --argjson busy_us $(((b1 - b0) * 1000000 / tck)) --argjson wall_ns $((t1 - t0)) \
+        '.jobs[] | "  r'"$round"' \(.jobname) '"$side"': " +
         (if .read.io_bytes > 0 then .read else .write end |
-         "\(.bw_bytes / 1e6 | floor) MB/s \(.iops | floor) IOPS lat \(.lat_ns.mean / 1e3 | floor) us")' "$f"
+         "\(.bw_bytes / 1e6 | floor) MB/s \(.iops | floor) IOPS lat \(.lat_ns.mean / 1e3 | floor) us") +
+        ((.read.total_ios + .write.total_ios) as $n |
+         if $n > 0 and .job_runtime > 0 then
+             " cpu \($busy_us * .job_runtime * 1e6 / $wall_ns / $n | floor) us/IO" else "" end)' "$f"
 }
 
 # core_iscsi_login: our channel 0, logged in; prints its disk.
