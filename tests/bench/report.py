@@ -3,17 +3,29 @@
                           tests/bench/report.py --pool RESULTS-DIR...
 
 Reads the fio JSON files tests/bench/guest.sh wrote (RESULTS-DIR/r<round>-<side>-<job>.json) and
-prints one Markdown table: per job and side the median over rounds of MB/s, IOPS and mean
-total latency (fio's lat_ns: submission to completion), the ratio of the device's median IOPS
-to open-iscsi's, and for core-iscsi the median of the per-round ratios (each round runs the two
-initiators back to back, so a round's ratio is the least disturbed by the host's drifting load).
-With --rounds, also every round's IOPS and ratio, to show the spread, and fio's CPU use and the
-TCP segments per I/O (from the nstat files guest.sh writes next to fio's JSON).
+prints one Markdown table: per job and side the median over rounds of MB/s, IOPS, mean total
+latency (fio's lat_ns: submission to completion) and CPU µs per I/O, the ratios of the side's
+median IOPS and CPU µs/IO to open-iscsi's, and the median of the per-round IOPS ratios of each
+side to its counterpart: core-iscsi to open-iscsi, core-iscsi-2c (one session of 2 connections)
+to open-iscsi-mp (2 sessions under dm-multipath). Each round runs every side back to back, so a
+round's ratio is the least disturbed by the host's drifting load.
 
-With --pool, one line per job over several boots (one RESULTS-DIR each): the rounds' ratios
-pooled, their geometric mean, and a 95 % interval for it from resampling the boots and, within
-each, its rounds (the spread between boots is larger than within one, so rounds alone would
-claim too much). The resampling is seeded: the same directories print the same interval.
+CPU µs per I/O: the busy time of all the guest's CPUs (user, nice, system, irq, softirq, steal
+from /proc/stat, read by guest.sh before and after each fio run: fio, the initiator, the LIO
+target and the network stack together), scaled to fio's measured window (job_runtime: without
+the ramp, fio's start and its exit) by the share of the run's wall time that window is, over
+the I/Os fio completed in it (read + write total_ios). Results without the .cpu files (older
+runs) leave the column empty.
+
+With --rounds, also every round's IOPS and ratios, to show the spread, and fio's own CPU use,
+the CPU µs per I/O and the TCP segments per I/O (from the nstat files guest.sh writes next to
+fio's JSON).
+
+With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
+per-round ratios of IOPS and of CPU µs per I/O pooled, their geometric mean, and a 95 % interval
+for it from resampling the boots and, within each, its rounds (the spread between boots is
+larger than within one, so rounds alone would claim too much). The resampling is seeded: the
+same directories print the same interval.
 """
 import json
 import math
@@ -23,7 +35,10 @@ import statistics
 import sys
 from pathlib import Path
 
-SIDES = ["ramdisk", "core-iscsi", "open-iscsi"]
+SIDES = ["ramdisk", "core-iscsi", "open-iscsi", "core-iscsi-2c", "open-iscsi-mp"]
+BASE = "open-iscsi"
+# Each side of ours and the open-iscsi setup it is measured against round by round.
+PAIRS = [("core-iscsi", "open-iscsi"), ("core-iscsi-2c", "open-iscsi-mp")]
 JOB_TITLES = {
     "seq-read-1m-qd8": "1 MiB seq read, QD8",
     "seq-write-1m-qd8": "1 MiB seq write, QD8",
@@ -32,30 +47,59 @@ JOB_TITLES = {
     "rand-write-4k-qd1": "4 KiB rand write, QD1",
     "rand-write-4k-qd32": "4 KiB rand write, QD32",
 }
+# A row: (MB/s, IOPS, mean latency µs, fio's CPU %, TCP segments per I/O, CPU µs per I/O).
+MBS, IOPS, LAT, FIO_CPU, SEGS, CPU_IO = range(6)
+# Longest names first: "core-iscsi-2c" is not "core-iscsi" with a job called "2c-...".
+FILE_RE = re.compile(r"r(\d+)-(%s)(-.+)?\.json" % "|".join(
+    re.escape(s) for s in sorted(SIDES, key=len, reverse=True)))
 
 
 def load(results):
-    """{job: {side: [(MB/s, IOPS, lat_us), ...per round]}} plus the job order."""
+    """{job: {side: [(round, row), ...]}} plus the job order."""
     data, order = {}, []
     files = sorted(results.glob("r*.json"), key=lambda p: p.name)
     for f in files:
         # r<round>-<side>.json (all jobs) or r<round>-<side>-<job>.json (one job).
-        m = re.fullmatch(r"r(\d+)-(ramdisk|core-iscsi|open-iscsi)(-.+)?\.json", f.name)
+        m = FILE_RE.fullmatch(f.name)
         if not m:
             continue
         text = f.read_text()
         # fio may print notes before the JSON document.
         doc = json.loads(text[text.index("{"):])
+        cpu = read_cpu(f.with_suffix(".cpu"))
         for job in doc["jobs"]:
             name = job["jobname"]
             io = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
             ios = job["read"]["total_ios"] + job["write"]["total_ios"]
             row = (io["bw_bytes"] / 1e6, io["iops"], io["lat_ns"]["mean"] / 1e3,
-                   job["usr_cpu"] + job["sys_cpu"], segments(f.with_suffix(".nstat"), ios))
+                   job["usr_cpu"] + job["sys_cpu"], segments(f.with_suffix(".nstat"), ios),
+                   cpu_per_io(cpu, job.get("job_runtime", 0), ios) if len(doc["jobs"]) == 1 else None)
             if name not in order:
                 order.append(name)
             data.setdefault(name, {}).setdefault(m.group(2), []).append((int(m.group(1)), row))
     return data, order
+
+
+def read_cpu(path):
+    """guest.sh's .cpu file ({clk_tck, wall_ns, busy_ticks, idle_ticks, cpus}), or None."""
+    if not path.exists():
+        return None
+    out = {}
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if len(f) == 2:
+            out[f[0]] = int(f[1])
+    return out if {"clk_tck", "wall_ns", "busy_ticks"} <= out.keys() else None
+
+
+def cpu_per_io(cpu, runtime_ms, ios):
+    """The guest's busy CPU µs per I/O in fio's measured window, or None."""
+    if not cpu or ios <= 0 or cpu["wall_ns"] <= 0 or cpu["clk_tck"] <= 0:
+        return None
+    busy_us = cpu["busy_ticks"] * 1e6 / cpu["clk_tck"]
+    # The share of the run's wall time fio measured in (the rest: ramp, start, exit).
+    share = min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
+    return busy_us * share / ios
 
 
 def segments(nstat, ios):
@@ -70,13 +114,16 @@ def segments(nstat, ios):
 
 
 def median(rows, i):
-    return statistics.median(r[i] for _, r in rows)
+    """The median of column i over the rounds that have it, or None."""
+    xs = [r[i] for _, r in rows if r[i] is not None]
+    return statistics.median(xs) if xs else None
 
 
-def paired(rows, base):
-    """core-iscsi/open-iscsi IOPS of each round both ran, by round."""
+def paired(rows, base, i=IOPS):
+    """Column i of each round over the base's in the same round, by round."""
     theirs = dict(base)
-    return {n: r[1] / theirs[n][1] for n, r in rows if n in theirs and theirs[n][1] > 0}
+    return {n: r[i] / theirs[n][i] for n, r in rows
+            if n in theirs and r[i] is not None and theirs[n][i]}
 
 
 def by_job(data, order):
@@ -87,37 +134,55 @@ def by_job(data, order):
 
 
 def fmt(x, digits=1):
+    if x is None:
+        return "-"
     return f"{x:,.{digits}f}" if x < 100 else f"{x:,.0f}"
 
 
+def ratio(x, y):
+    return f"{x / y:.2f}" if x is not None and y else ""
+
+
 def pool(dirs):
-    """The --pool report: per job, the core-iscsi/open-iscsi ratios of every round of every boot."""
+    """The --pool report: per job and pair, the per-round ratios of every boot (IOPS, CPU/IO)."""
     boots = {}
     for d in dirs:
         data, _ = load(Path(d))
         for job, sides in data.items():
-            if sides.get("core-iscsi") and sides.get("open-iscsi"):
-                r = list(paired(sides["core-iscsi"], sides["open-iscsi"]).values())
-                if r:
-                    boots.setdefault(job, []).append(r)
+            for ours, theirs in PAIRS:
+                if not (sides.get(ours) and sides.get(theirs)):
+                    continue
+                for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO)):
+                    r = list(paired(sides[ours], sides[theirs], i).values())
+                    if r:
+                        boots.setdefault((job, f"{ours} / {theirs} {what}"), []).append(r)
     if not boots:
-        sys.exit("report.py: no round with both initiators in " + " ".join(dirs))
+        sys.exit("report.py: no round with both sides of a pair in " + " ".join(dirs))
     rng = random.Random(7143)
 
     def geomean(xs):
         return math.exp(statistics.fmean(math.log(x) for x in xs))
 
-    print("| job | boots | rounds | median of the boots' medians | geometric mean | 95 % interval |")
-    print("|---|---:|---:|---:|---:|---:|")
-    order = [j for j in JOB_TITLES if j in boots] + [j for j in boots if j not in JOB_TITLES]
-    for job in order:
-        groups = boots[job]
+    jobs = {j for j, _ in boots}
+    order = [j for j in JOB_TITLES if j in jobs] + sorted(j for j in jobs if j not in JOB_TITLES)
+    keys = [k for j in order for k in boots if k[0] == j]
+    # The resampling draws for the first pair's IOPS ratios first, job after job, then the
+    # others: the directories of runs before the other ratios existed print what they did.
+    first = f"{PAIRS[0][0]} / {PAIRS[0][1]} IOPS"
+    interval = {}
+    for key in sorted(keys, key=lambda k: k[1] != first):
+        groups = boots[key]
         means = sorted(
             geomean([rng.choice(g) for g in (rng.choice(groups) for _ in groups) for _ in g])
             for _ in range(10000))
-        print(f"| {JOB_TITLES.get(job, job)} | {len(groups)} | {sum(map(len, groups))} | "
+        interval[key] = (means[250], means[9749])
+    print("| job | ratio | boots | rounds | median of the boots' medians | geometric mean | 95 % interval |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for key in keys:
+        groups, (lo, hi) = boots[key], interval[key]
+        print(f"| {JOB_TITLES.get(key[0], key[0])} | {key[1]} | {len(groups)} | {sum(map(len, groups))} | "
               f"{statistics.median(statistics.median(g) for g in groups):.2f} | "
-              f"{geomean([x for g in groups for x in g]):.3f} | {means[250]:.3f}-{means[9749]:.3f} |")
+              f"{geomean([x for g in groups for x in g]):.3f} | {lo:.3f}-{hi:.3f} |")
 
 
 def main():
@@ -130,57 +195,68 @@ def main():
     order = [j for j in JOB_TITLES if j in data] + [j for j in found if j not in JOB_TITLES]
     if not data:
         sys.exit(f"report.py: no fio results in {args[0]}")
-    print("| job | device | MB/s | IOPS | mean lat (µs) | vs open-iscsi (IOPS) | per-round ratio (median) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    worst = None
+    counterpart = dict(PAIRS)
+    print("| job | device | MB/s | IOPS | mean lat (µs) | CPU µs/IO | vs open-iscsi (IOPS) "
+          "| vs open-iscsi (CPU µs/IO) | per-round ratio to counterpart (median) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    worst = {}
     for title, sides, ran in by_job(data, order):
-        base = sides.get("open-iscsi")
+        base = sides.get(BASE)
         for side, rows in ran:
-            mbs, iops, lat = median(rows, 0), median(rows, 1), median(rows, 2)
-            ratio, per_round = "", ""
-            if base and side != "open-iscsi":
-                r = iops / median(base, 1)
-                ratio = f"{r:.2f}"
-                if side == "core-iscsi":
-                    pr = paired(rows, base)
-                    p = statistics.median(pr.values()) if pr else r
+            mbs, iops, lat, cpu = (median(rows, i) for i in (MBS, IOPS, LAT, CPU_IO))
+            vs_iops = ratio(iops, median(base, IOPS)) if base else ""
+            vs_cpu = ratio(cpu, median(base, CPU_IO)) if base else ""
+            per_round = ""
+            theirs = sides.get(counterpart.get(side, ""))
+            if theirs:
+                pr = paired(rows, theirs)
+                if pr:
+                    p = statistics.median(pr.values())
                     per_round = f"{p:.2f}"
-                    if worst is None or min(r, p) < min(worst[0], worst[1]):
-                        worst = (r, p, title)
-            elif base:
-                ratio = "1.00"
-            print(f"| {title} | {side} | {fmt(mbs)} | {fmt(iops, 0)} | {fmt(lat)} | {ratio} | {per_round} |")
+                    r = iops / median(theirs, IOPS)
+                    if side not in worst or min(r, p) < min(worst[side][0], worst[side][1]):
+                        worst[side] = (r, p, title)
+            print(f"| {title} | {side} | {fmt(mbs)} | {fmt(iops, 0)} | {fmt(lat)} | {fmt(cpu)} "
+                  f"| {vs_iops} | {vs_cpu} | {per_round} |")
     nrounds = max(len(r) for s in data.values() for r in s.values())
     print()
-    print(f"Medians over {nrounds} round(s). Ratio: IOPS (= MB/s) of the device over open-iscsi's in the same boot.")
-    if worst:
-        print(f"Lowest core-iscsi/open-iscsi ratio: {worst[0]:.2f} of the medians, {worst[1]:.2f} per round "
-              f"({worst[2]}).")
+    print(f"Medians over {nrounds} round(s). Ratios: the device's IOPS (= MB/s) and CPU µs per I/O over "
+          f"open-iscsi's in the same boot; per round, IOPS over the counterpart's: "
+          + ", ".join(f"{a} over {b}" for a, b in PAIRS) + ".")
+    print("CPU µs/IO: the whole guest's busy CPU time (fio, initiator, LIO target, network) per I/O "
+          "in fio's measured window.")
+    for side, (r, p, title) in worst.items():
+        print(f"Lowest {side}/{counterpart[side]} ratio: {r:.2f} of the medians, {p:.2f} per round "
+              f"({title}).")
     if "--rounds" in sys.argv:
         print()
         print("| job | device | IOPS per round |")
         print("|---|---|---|")
         for title, sides, ran in by_job(data, order):
             for side, rows in ran:
-                per = ", ".join(f"r{n}: {fmt(r[1], 0)}" for n, r in sorted(rows))
+                per = ", ".join(f"r{n}: {fmt(r[IOPS], 0)}" for n, r in sorted(rows))
                 print(f"| {title} | {side} | {per} |")
-            base, ours = sides.get("open-iscsi"), sides.get("core-iscsi")
-            if base and ours:
-                per = ", ".join(f"r{n}: {x:.2f}" for n, x in sorted(paired(ours, base).items()))
-                print(f"| {title} | core-iscsi / open-iscsi | {per} |")
+            for ours, theirs in PAIRS:
+                if sides.get(ours) and sides.get(theirs):
+                    for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO)):
+                        pr = paired(sides[ours], sides[theirs], i)
+                        if pr:
+                            per = ", ".join(f"r{n}: {x:.2f}" for n, x in sorted(pr.items()))
+                            print(f"| {title} | {ours} / {theirs} {what} | {per} |")
         print()
-        print("Where the time goes (medians): fio's CPU use (usr + sys, % of one CPU) and TCP")
-        print("segments on lo per I/O (both directions: pure ACKs included).")
+        print("Where the time goes (medians): fio's CPU use (usr + sys, % of one CPU), the whole")
+        print("guest's busy CPU µs per I/O, and TCP segments on lo per I/O (both directions: pure")
+        print("ACKs included).")
         print()
-        print("| job | device | fio CPU % | TCP segments per I/O |")
-        print("|---|---|---:|---:|")
+        print("| job | device | fio CPU % | CPU µs/IO | TCP segments per I/O |")
+        print("|---|---|---:|---:|---:|")
         for title, _, ran in by_job(data, order):
             for side, rows in ran:
                 if side == "ramdisk":
                     continue
-                segs = [r[4] for _, r in rows if r[4] is not None]
-                seg = f"{statistics.median(segs):.2f}" if segs else "-"
-                print(f"| {title} | {side} | {median(rows, 3):.0f} | {seg} |")
+                seg = median(rows, SEGS)
+                print(f"| {title} | {side} | {median(rows, FIO_CPU):.0f} | {fmt(median(rows, CPU_IO))} "
+                      f"| {'-' if seg is None else f'{seg:.2f}'} |")
 
 
 if __name__ == "__main__":
