@@ -3,16 +3,23 @@
 #
 # One LIO iSCSI target with an iblock LUN on the ramdisk /dev/ram0; the same fio jobs
 # (tests/bench/jobs.fio) on:
-#   ramdisk     /dev/ram1, a ramdisk of the same size, directly: the ceiling
-#   core-iscsi  the LUN through this module
-#   open-iscsi  the LUN through open-iscsi's iscsi_tcp (iscsid + iscsiadm in the guest)
-# in BENCH_ROUNDS rounds, each job on the three devices back to back, the two initiators'
-# order alternating so that neither warm-up nor the host's load favours one. fio's JSON results,
-# the busy CPU time over each fio run, the negotiated parameters and the module's counters go
-# to $VM_ARTIFACTS; tests/bench/report.py turns them into the table.
+#   ramdisk        /dev/ram1, a ramdisk of the same size, directly: the ceiling
+#   core-iscsi     the LUN through this module (channel 0, one connection)
+#   open-iscsi     the LUN through open-iscsi's iscsi_tcp (iscsid + iscsiadm in the guest)
+#   core-iscsi-2c  the LUN through this module, one session of 2 connections (channel 1, MC/S;
+#                  LIO's MaxConnections raised to 2)
+#   open-iscsi-mp  the LUN through two open-iscsi sessions (ifaces mp1 and mp2) under
+#                  dm-multipath, multibus, round-robin (multipathd in the guest; fio on
+#                  /dev/mapper/WWID)
+# in BENCH_ROUNDS rounds, each job on every device back to back, the initiators' order
+# reversed from job to job and round to round so that neither warm-up nor the host's load
+# favours one. fio's JSON results, the busy CPU time over each fio run, the negotiated
+# parameters and the module's counters go to $VM_ARTIFACTS; tests/bench/report.py turns them
+# into the table.
 #
 # Environment: BENCH_ROUNDS (default 3), BENCH_RUNTIME seconds per job (default 10),
-# BENCH_SIDES (default "ramdisk core-iscsi open-iscsi"), BENCH_JOBS (default: every job).
+# BENCH_SIDES (default "ramdisk core-iscsi open-iscsi"; all five:
+# "ramdisk core-iscsi core-iscsi-2c open-iscsi open-iscsi-mp"), BENCH_JOBS (default: every job).
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 
@@ -30,9 +37,16 @@ MRDSL=262144 FBL=262144 MBL=1048576
 QD=32        # our queue_depth (host can_queue = LUN queue depth); open-iscsi's node.session.queue_depth
 CMDS_MAX=128 # open-iscsi's node.session.cmds_max (its host can_queue; the LUN's 32 binds first)
 PARAMS="MaxRecvDataSegmentLength=$MRDSL;FirstBurstLength=$FBL;MaxBurstLength=$MBL;ImmediateData=Yes;InitialR2T=No"
+ALL_SIDES="ramdisk core-iscsi open-iscsi core-iscsi-2c open-iscsi-mp"
+MP_IFACES="mp1 mp2"            # open-iscsi-mp: one session through each of these ifaces
+MP_SELECTOR="round-robin 0"    # its dm-multipath path selector (the test kernel's only one)
 
 mkdir -p "$OUT"
 log() { echo "bench: $*"; }
+has_side() { case " $SIDES " in *" $1 "*) return 0 ;; esac; return 1; }
+for side in $SIDES; do
+    case " $ALL_SIDES " in *" $side "*) ;; *) fail "BENCH_SIDES: unknown side '$side' (sides: $ALL_SIDES)" ;; esac
+done
 
 ramsize=$(( $(cat /sys/block/ram0/size) * 512 ))
 [ "$(cat /sys/block/ram1/size)" = "$(cat /sys/block/ram0/size)" ] || fail "ram0 and ram1 differ in size"
@@ -63,6 +77,11 @@ echo $FBL > "$tpg/param/FirstBurstLength"
 echo $MBL > "$tpg/param/MaxBurstLength"
 echo Yes > "$tpg/param/ImmediateData"
 echo No > "$tpg/param/InitialR2T"
+# core-iscsi-2c's session has 2 connections; LIO grants 1 by default. The other sessions ask
+# for 1 and get 1 either way.
+if has_side core-iscsi-2c; then
+    echo 2 > "$tpg/param/MaxConnections" || fail "LIO: cannot set MaxConnections to 2"
+fi
 echo 1 > "$tpg/enable"
 # LIO pins each connection's receive and transmit threads to one CPU, chosen by a connection
 # number (modulo the CPUs allowed) that depends on the logins before it; the placement is
@@ -75,12 +94,29 @@ fi
 log "LIO target $IQN on 127.0.0.1:$PORT, iblock /dev/ram0, threads on CPUs $(cat $CFS/target/iscsi/cpus_allowed_list)"
 
 # ---- helpers -------------------------------------------------------------------------------
-# tune DEV: the same block-layer settings on every device under test.
+# (The *_login helpers run in command substitutions, where bash turns errexit off: every step
+# that can fail says so itself.)
+
+# sysname DEV: the kernel's name of the block device /dev/DEV (dm-3 for mapper/NAME).
+sysname() {
+    local mm
+    mm=$(stat -L -c '%t:%T' "/dev/$1") || return 1
+    basename "$(readlink -f "/sys/dev/block/$((16#${mm%:*})):$((16#${mm#*:}))")"
+}
+
+# tune DEV: the same block-layer settings on every device under test (and on the paths under
+# a dm-multipath device).
 tune() {
-    local q=/sys/block/$1/queue
+    local s q p
+    s=$(sysname "$1") || fail "no block device /dev/$1"
+    q=/sys/block/$s/queue
     if [ -w $q/scheduler ]; then echo none > $q/scheduler; fi
     echo "$1: scheduler=$(cat $q/scheduler 2>/dev/null) max_sectors_kb=$(cat $q/max_sectors_kb)" \
-        "nr_requests=$(cat $q/nr_requests 2>/dev/null) queue_depth=$(cat /sys/block/$1/device/queue_depth 2>/dev/null || echo -)"
+        "nr_requests=$(cat $q/nr_requests 2>/dev/null) queue_depth=$(cat /sys/block/$s/device/queue_depth 2>/dev/null || echo -)"
+    for p in /sys/block/$s/slaves/*; do
+        if [ -e "$p" ]; then tune "$(basename "$p")" | sed "s/^/  path /"; fi
+    done
+    return 0
 }
 
 # cpu_sample: the clock (ns) and the busy jiffies (USER_HZ) of all CPUs together: user, nice,
@@ -116,22 +152,45 @@ run_fio() {
              " cpu \($busy_us * .job_runtime * 1e6 / $wall_ns / $n | floor) us/IO" else "" end)' "$f"
 }
 
-# core_iscsi_login: our channel 0, logged in; prints its disk.
+# core_iscsi_login [CH [SIDE [PORTALS [ATTR=VALUE...]]]]: our channel CH (default 0, side
+# core-iscsi, one connection to the target), logged in; prints its disk.
 core_iscsi_login() {
-    local d
+    local ch=${1:-0} side=${2:-core-iscsi} portals=${3:-127.0.0.1:$PORT} d
+    shift $(($# < 3 ? $# : 3))
     module_loaded || load_module
-    channel_create 0 $IQN 127.0.0.1:$PORT "params=$PARAMS" queue_depth=${BENCH_OUR_QD:-$QD}
-    echo start > $ISCSI_ROOT/0/control || { cat $ISCSI_ROOT/0/state; dmesg | tail -20; fail "core-iscsi: start failed"; } >&2
-    d=$(channel_disks 0 | head -1)
-    [ -n "$d" ] || fail "core-iscsi: no disk after start"
-    wait_for "[ -b /dev/$d ]" 10 || fail "core-iscsi: no /dev/$d"
-    cat $ISCSI_ROOT/0/negotiated > "$OUT/core-iscsi.negotiated"
+    channel_create "$ch" $IQN "$portals" "params=$PARAMS" queue_depth=${BENCH_OUR_QD:-$QD} "$@"
+    echo start > $ISCSI_ROOT/$ch/control || { cat $ISCSI_ROOT/$ch/state; dmesg | tail -20; fail "$side: start failed"; } >&2
+    d=$(channel_disks "$ch" | head -1)
+    [ -n "$d" ] || fail "$side: no disk after start"
+    wait_for "[ -b /dev/$d ]" 10 || fail "$side: no /dev/$d"
+    cat $ISCSI_ROOT/$ch/negotiated > "$OUT/$side.negotiated"
     echo "$d"
 }
 
+# core_iscsi_logout [CH]
 core_iscsi_logout() {
-    echo stop > $ISCSI_ROOT/0/control
-    rmdir $ISCSI_ROOT/0
+    echo stop > $ISCSI_ROOT/${1:-0}/control
+    rmdir $ISCSI_ROOT/${1:-0}
+}
+
+# check_2c: channel 1 (core-iscsi-2c) runs 2 connections; anything else fails the benchmark.
+check_2c() {
+    local n
+    n=$(channel_stat 1 connections) || exit 1
+    [ "$n" = 2 ] || { cat $ISCSI_ROOT/1/stats; dmesg | grep core-iscsi | tail -10
+        fail "core-iscsi-2c: $n connection(s) open, expected 2 (LIO MaxConnections=$(cat "$tpg/param/MaxConnections"))"; } >&2
+}
+
+# core_iscsi_2c_login: our channel 1, one session of 2 connections through the same portal (its
+# own channel, so its own disk); prints its disk.
+core_iscsi_2c_login() {
+    local d
+    d=$(core_iscsi_login 1 core-iscsi-2c "127.0.0.1:$PORT*2" \
+        initiator_name=iqn.2026-11.org.core-iscsi:bench-2c) || exit 1
+    check_2c
+    grep -qx MaxConnections=2 $ISCSI_ROOT/1/negotiated \
+        || fail "core-iscsi-2c: negotiated $(grep MaxConnections $ISCSI_ROOT/1/negotiated), expected MaxConnections=2"
+    echo "$d"
 }
 
 open_iscsi_setup() {
@@ -169,33 +228,211 @@ EOF
         || { cat "$OUT/iscsid.log"; fail "open-iscsi: discovery failed"; } >&2
 }
 
-# open_iscsi_login: logged in through iscsi_tcp; prints its disk.
+# iface_disk IFACE: the disk of open-iscsi's session to $IQN through IFACE, if any.
+iface_disk() {
+    local s d
+    for s in /sys/class/iscsi_session/session*; do
+        [ "$(cat "$s/ifacename" 2>/dev/null)" = "$1" ] && [ "$(cat "$s/targetname")" = $IQN ] || continue
+        for d in "$s"/device/target*/*:*:*:*/block/*; do
+            if [ -e "$d" ]; then basename "$d"; fi
+        done
+    done | head -1
+}
+
+# open_iscsi_login: logged in through iscsi_tcp (the default iface); prints its disk.
 open_iscsi_login() {
     local d
     [ -e /etc/iscsi/nodes ] || open_iscsi_setup
-    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT --login >&2 || fail "open-iscsi: login failed"
-    wait_for "iscsiadm -m session -P 3 2>/dev/null | grep -q 'Attached scsi disk'" 20 || fail "open-iscsi: no disk"
-    d=$(iscsiadm -m session -P 3 | sed -n 's/.*Attached scsi disk \([a-z]*\).*/\1/p' | head -1)
+    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT -I default --login >&2 || fail "open-iscsi: login failed"
+    wait_for "[ -n \"\$(iface_disk default)\" ]" 20 || fail "open-iscsi: no disk"
+    d=$(iface_disk default)
     wait_for "[ -b /dev/$d ]" 10 || fail "open-iscsi: no /dev/$d"
     iscsiadm -m session -P 2 > "$OUT/open-iscsi.negotiated"
     echo "$d"
 }
 
 open_iscsi_logout() {
-    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT --logout >&2 || fail "open-iscsi: logout failed"
+    iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT -I default --logout >&2 || fail "open-iscsi: logout failed"
+}
+
+# mp_check_kernel: device-mapper and its multipath target, or a clear failure. The test kernel
+# builds them in (CONFIG_BLK_DEV_DM, CONFIG_DM_MULTIPATH); as modules they are insmod'ed from
+# its build tree.
+mp_check_kernel() {
+    local m
+    for m in dm-mod dm-multipath dm-round-robin; do
+        [ -d /sys/module/${m//-/_} ] || [ ! -f "$KDIR/drivers/md/$m.ko" ] \
+            || insmod "$KDIR/drivers/md/$m.ko" || fail "insmod $m.ko failed"
+    done
+    [ -d /sys/module/dm_mod ] \
+        || fail "open-iscsi-mp: no device-mapper in the test kernel (/sys/module/dm_mod missing: CONFIG_BLK_DEV_DM)"
+    [ -d /sys/module/dm_multipath ] \
+        || fail "open-iscsi-mp: no dm-multipath in the test kernel (/sys/module/dm_multipath missing: CONFIG_DM_MULTIPATH)"
+    command -v multipathd >/dev/null && command -v dmsetup >/dev/null \
+        || fail "open-iscsi-mp: multipathd or dmsetup missing on the host root (tests/vm/install-deps: multipath-tools)"
+    dmsetup targets 2>&1 | grep -q '^multipath ' \
+        || fail "open-iscsi-mp: the kernel has no dm 'multipath' target (dmsetup targets: $(dmsetup targets 2>&1 | tr '\n' ' '))"
+}
+
+# mp_map DISK DISK: the name of the dm device over both disks, if any.
+mp_map() {
+    local m
+    for m in /sys/block/dm-*; do
+        if [ -e "$m/slaves/$1" ] && [ -e "$m/slaves/$2" ]; then cat "$m/dm/name"; fi
+    done 2>/dev/null | head -1
+}
+
+# mp_diagnose: what multipath saw, on stderr, before a failure.
+mp_diagnose() {
+    {
+        echo "---- multipathd log"; tail -40 "$OUT/multipathd.log"
+        echo "---- multipath -v3 -d (dry run)"; multipath -v3 -d 2>&1 | tail -40
+        echo "---- dmsetup"; dmsetup ls; dmsetup table; dmsetup status
+        echo "---- dmesg"; dmesg | tail -20
+    } >&2
+}
+
+# mp_conf DISK DISK: /etc/multipath.conf taking these two disks and nothing else, in the
+# guest's tmpfs overlay (the host's /etc is untouched). No udev runs in the guest:
+# uid_attribute "" makes multipath read the WWID from sysfs (VPD page 0x83, or by SG_IO).
+mp_conf() {
+    mkdir -p /etc/multipath
+    cat > /etc/multipath.conf <<MPCONF
+defaults {
+    user_friendly_names no
+    find_multipaths greedy
+    uid_attribute ""
+    path_grouping_policy multibus
+    path_selector "$MP_SELECTOR"
+    rr_min_io_rq 1
+    no_path_retry fail
+}
+# Only the two paths of open-iscsi-mp: every side reaches the same LUN (one WWID).
+blacklist {
+    devnode ".*"
+}
+blacklist_exceptions {
+    devnode "^($1|$2)\$"
+}
+# LIO's entry in the built-in hardware table (group_by_prio, ALUA) would override the defaults.
+devices {
+    device {
+        vendor "LIO-ORG"
+        product ".*"
+        path_grouping_policy multibus
+        path_selector "$MP_SELECTOR"
+        hardware_handler "0"
+        prio const
+        detect_prio no
+        no_path_retry fail
+    }
+}
+overrides {
+    path_grouping_policy multibus
+    path_selector "$MP_SELECTOR"
+    uid_attribute ""
+}
+MPCONF
+    cp /etc/multipath.conf "$OUT/multipath.conf"
+}
+
+# mp_start DISK DISK: multipathd (in the guest only) over these two disks; prints the map's
+# name once it runs one path group of both paths. dmsetup creates the /dev/mapper node udev
+# would have.
+mp_start() {
+    local name table
+    mp_conf "$1" "$2"
+    multipathd -d -s > "$OUT/multipathd.log" 2>&1 &
+    wait_for "[ -n \"\$(mp_map $1 $2)\" ]" 30 || { mp_diagnose; fail "open-iscsi-mp: multipathd made no map over $1 and $2"; }
+    name=$(mp_map "$1" "$2")
+    [ -b "/dev/mapper/$name" ] || dmsetup mknodes "$name" >&2
+    [ -b "/dev/mapper/$name" ] || { mp_diagnose; fail "open-iscsi-mp: no /dev/mapper/$name"; }
+    # One path group ("1 1") of 2 paths under the selector.
+    table=$(dmsetup table "$name")
+    case "$table" in
+        *" 1 1 $MP_SELECTOR 2 "*) ;;
+        *) mp_diagnose; fail "open-iscsi-mp: map $name is not one group of 2 paths with $MP_SELECTOR: $table" ;;
+    esac
+    wait_for "[ \"\$(dmsetup status $name | grep -oE '[0-9]+:[0-9]+ A' | wc -l)\" = 2 ]" 20 \
+        || { mp_diagnose; fail "open-iscsi-mp: not 2 active paths in $name: $(dmsetup status "$name")"; }
+    { echo "table: $table"; echo "status: $(dmsetup status "$name")"; multipath -ll "$name"; } \
+        > "$OUT/open-iscsi-mp.multipath" 2>&1
+    echo "$name"
+}
+
+# open_iscsi_mp_sessions: one open-iscsi session to the LUN through each of $MP_IFACES;
+# prints their disks.
+open_iscsi_mp_sessions() {
+    local i d disks=()
+    [ -e /etc/iscsi/nodes ] || open_iscsi_setup
+    for i in $MP_IFACES; do
+        # (Created once: profile.sh may log in again.)
+        if [ ! -e /etc/iscsi/ifaces/$i ]; then
+            iscsiadm -m iface -I $i -o new >&2 || fail "open-iscsi-mp: cannot create iface $i"
+            iscsiadm -m iface -I $i -o update -n iface.transport_name -v tcp >&2 \
+                || fail "open-iscsi-mp: cannot set iface $i's transport"
+        fi
+        if ! iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT -I $i >/dev/null 2>&1; then
+            iscsiadm -m node -o new -T $IQN -p 127.0.0.1:$PORT -I $i >&2 \
+                || fail "open-iscsi-mp: cannot create the node record for iface $i"
+        fi
+        iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT -I $i --login >&2 || fail "open-iscsi-mp: login through $i failed"
+    done
+    for i in $MP_IFACES; do
+        wait_for "[ -n \"\$(iface_disk $i)\" ]" 20 || fail "open-iscsi-mp: no disk for the session through $i"
+        d=$(iface_disk $i)
+        wait_for "[ -b /dev/$d ]" 10 || fail "open-iscsi-mp: no /dev/$d"
+        disks+=("$d")
+    done
+    [ "${disks[0]}" != "${disks[1]}" ] || fail "open-iscsi-mp: both sessions show the same disk ${disks[0]}"
+    iscsiadm -m session -P 2 > "$OUT/open-iscsi-mp.negotiated"
+    echo "${disks[@]}"
+}
+
+# open_iscsi_mp_login: two sessions to the LUN (ifaces mp1 and mp2), combined by dm-multipath;
+# prints the dm device (mapper/NAME).
+open_iscsi_mp_login() {
+    local disks name
+    mp_check_kernel
+    disks=$(open_iscsi_mp_sessions) || exit 1
+    # shellcheck disable=SC2086 # two disk names
+    name=$(mp_start $disks) || exit 1
+    echo "mapper/$name"
+}
+
+# open_iscsi_mp_logout DEV: multipathd stopped, the map removed, both sessions logged out.
+open_iscsi_mp_logout() {
+    local name=${1#mapper/} i
+    multipathd shutdown >&2 || true
+    wait_for "! pgrep -x multipathd >/dev/null" 20 || fail "open-iscsi-mp: multipathd does not stop"
+    dmsetup remove "$name" || fail "open-iscsi-mp: cannot remove the map $name"
+    for i in $MP_IFACES; do
+        iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT -I $i --logout >&2 || fail "open-iscsi-mp: logout through $i failed"
+    done
+}
+
+# mp_paths_stat DEV: each path's I/O counters (/sys/block/sdX/stat: reads ... writes ...).
+mp_paths_stat() {
+    local p
+    for p in /sys/block/$(sysname "$1")/slaves/*; do
+        echo "$(basename "$p") $(tr -s ' ' < "$p/stat")"
+    done
 }
 
 # ---- the rounds ------------------------------------------------------------------------------
 # (tests/bench/profile.sh sources this file for the setup and helpers only.)
 [ "${BENCH_SETUP_ONLY:-0}" = 1 ] && return 0
 
-# Both initiators stay logged in to the same LUN for the whole run (only one does I/O at a
-# time), so that every job runs on the three devices back to back: a host whose load drifts
-# (TCG shares the host's CPUs) then shifts all three alike. The order of the two initiators
-# alternates from job to job and from round to round.
+# Every initiator side stays logged in to the same LUN for the whole run (only one does I/O
+# at a time), so that every job runs on all the devices back to back: a host whose load drifts
+# (TCG shares the host's CPUs) then shifts them alike. The initiators' order (core-iscsi,
+# open-iscsi, core-iscsi-2c, open-iscsi-mp) is reversed from job to job and from round to
+# round: each pair of neighbours swaps.
 declare -A DEVS=([ramdisk]=ram1)
-case " $SIDES " in *" core-iscsi "*) DEVS[core-iscsi]=$(core_iscsi_login) ;; esac
-case " $SIDES " in *" open-iscsi "*) DEVS[open-iscsi]=$(open_iscsi_login) ;; esac
+if has_side core-iscsi; then DEVS[core-iscsi]=$(core_iscsi_login); fi
+if has_side open-iscsi; then DEVS[open-iscsi]=$(open_iscsi_login); fi
+if has_side core-iscsi-2c; then DEVS[core-iscsi-2c]=$(core_iscsi_2c_login); fi
+if has_side open-iscsi-mp; then DEVS[open-iscsi-mp]=$(open_iscsi_mp_login); fi
 for side in "${!DEVS[@]}"; do
     tune "${DEVS[$side]}" | sed "s/^/$side: /" | tee -a "$OUT/devices"
 done
@@ -211,19 +448,37 @@ for round in $(seq 1 "$ROUNDS"); do
     for job in $jobs; do
         j=$((j + 1))
         # Job index plus round: each job swaps its order every round, whatever the job count.
-        if [ $(((j + round) % 2)) = 0 ]; then order="ramdisk core-iscsi open-iscsi"
-        else order="ramdisk open-iscsi core-iscsi"; fi
+        if [ $(((j + round) % 2)) = 0 ]; then order="ramdisk core-iscsi open-iscsi core-iscsi-2c open-iscsi-mp"
+        else order="ramdisk open-iscsi-mp core-iscsi-2c open-iscsi core-iscsi"; fi
+        # A session that recovered with one connection would measure something else.
+        if [ -n "${DEVS[core-iscsi-2c]:-}" ]; then check_2c; fi
         for side in $order; do
             [ -n "${DEVS[$side]:-}" ] || continue
-            case " $SIDES " in *" $side "*) ;; *) continue ;; esac
+            has_side "$side" || continue
             run_fio "$side" "$round" "${DEVS[$side]}" "$job"
         done
     done
     if [ -n "${DEVS[core-iscsi]:-}" ]; then cat $ISCSI_ROOT/0/stats > "$OUT/r$round-core-iscsi.stats"; fi
+    if [ -n "${DEVS[core-iscsi-2c]:-}" ]; then cat $ISCSI_ROOT/1/stats > "$OUT/r$round-core-iscsi-2c.stats"; fi
+    if [ -n "${DEVS[open-iscsi-mp]:-}" ]; then
+        { mp_paths_stat "${DEVS[open-iscsi-mp]}"; dmsetup status "${DEVS[open-iscsi-mp]#mapper/}"; } \
+            > "$OUT/r$round-open-iscsi-mp.paths"
+    fi
     log "round $round done at $((SECONDS - start)) s"
 done
 log "all rounds done in $((SECONDS - start)) s"
 if [ -n "${DEVS[core-iscsi]:-}" ]; then cat $ISCSI_ROOT/0/stats; core_iscsi_logout; fi
+if [ -n "${DEVS[core-iscsi-2c]:-}" ]; then
+    check_2c
+    # How the I/O spread over the two connections.
+    grep -E '^(connections|conn[0-9]+\.pdus_(rx|tx)) ' $ISCSI_ROOT/1/stats | sed 's/^/core-iscsi-2c: /'
+    core_iscsi_logout 1
+fi
+if [ -n "${DEVS[open-iscsi-mp]:-}" ]; then
+    # How the I/O spread over the two paths (reads ... writes ... of /sys/block/sdX/stat).
+    mp_paths_stat "${DEVS[open-iscsi-mp]}" | sed 's/^/open-iscsi-mp: path /'
+    open_iscsi_mp_logout "${DEVS[open-iscsi-mp]}"
+fi
 if [ -n "${DEVS[open-iscsi]:-}" ]; then open_iscsi_logout; fi
 uname -r > "$OUT/kernel"
 dmesg > "$OUT/dmesg.txt"

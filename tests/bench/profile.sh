@@ -5,8 +5,8 @@
 # $VM_ARTIFACTS/bench/profile-<side>-<job>.*.txt (by symbol, by thread, by both, callers), next
 # to the perf.data and the guest's kallsyms.
 #
-# Environment: BENCH_PROFILE="side:job side:job ..." (default: both initiators on
-# rand-read-4k-qd32 and seq-read-1m-qd8), BENCH_RUNTIME (default 10).
+# Environment: BENCH_PROFILE="side:job side:job ..." (sides as in guest.sh; default: core-iscsi
+# and open-iscsi on rand-read-4k-qd32 and seq-read-1m-qd8), BENCH_RUNTIME (default 10).
 set -euo pipefail
 export BENCH_SETUP_ONLY=1
 # Reuse the target and initiator setup of guest.sh without running its rounds.
@@ -38,6 +38,7 @@ profile_job() {
     head -60 "$f.txt"
     cat "$f.comm.txt" | grep -v '^#' | head -20
     [ "$side" != core-iscsi ] || cat $ISCSI_ROOT/0/stats
+    [ "$side" != core-iscsi-2c ] || cat $ISCSI_ROOT/1/stats
 }
 
 for item in ${BENCH_PROFILE:-core-iscsi:rand-read-4k-qd32 open-iscsi:rand-read-4k-qd32 core-iscsi:seq-read-1m-qd8 open-iscsi:seq-read-1m-qd8}; do
@@ -53,7 +54,19 @@ for item in ${BENCH_PROFILE:-core-iscsi:rand-read-4k-qd32 open-iscsi:rand-read-4
             profile_job open-iscsi "$d" "$job"
             open_iscsi_logout
             ;;
+        core-iscsi-2c)
+            echo 2 > "$tpg/param/MaxConnections"
+            d=$(core_iscsi_2c_login)
+            profile_job core-iscsi-2c "$d" "$job"
+            core_iscsi_logout 1
+            ;;
+        open-iscsi-mp)
+            d=$(open_iscsi_mp_login)
+            profile_job open-iscsi-mp "$d" "$job"
+            open_iscsi_mp_logout "$d"
+            ;;
         ramdisk) profile_job ramdisk ram1 "$job" ;;
+        *) fail "BENCH_PROFILE: unknown side '$side' in '$item'" ;;
     esac
 done
 ok "profiles in $OUT"
