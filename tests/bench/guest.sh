@@ -40,6 +40,7 @@ PARAMS="MaxRecvDataSegmentLength=$MRDSL;FirstBurstLength=$FBL;MaxBurstLength=$MB
 ALL_SIDES="ramdisk core-iscsi open-iscsi core-iscsi-2c open-iscsi-mp"
 MP_IFACES="mp1 mp2"            # open-iscsi-mp: one session through each of these ifaces
 MP_SELECTOR="round-robin 0"    # its dm-multipath path selector (the test kernel's only one)
+UDEVD=/lib/systemd/systemd-udevd
 
 mkdir -p "$OUT"
 log() { echo "bench: $*"; }
@@ -268,8 +269,8 @@ mp_check_kernel() {
         || fail "open-iscsi-mp: no device-mapper in the test kernel (/sys/module/dm_mod missing: CONFIG_BLK_DEV_DM)"
     [ -d /sys/module/dm_multipath ] \
         || fail "open-iscsi-mp: no dm-multipath in the test kernel (/sys/module/dm_multipath missing: CONFIG_DM_MULTIPATH)"
-    command -v multipathd >/dev/null && command -v dmsetup >/dev/null \
-        || fail "open-iscsi-mp: multipathd or dmsetup missing on the host root (tests/vm/install-deps: multipath-tools)"
+    command -v multipathd >/dev/null && command -v dmsetup >/dev/null && [ -x $UDEVD ] \
+        || fail "open-iscsi-mp: multipathd, dmsetup or $UDEVD missing on the host root (tests/vm/install-deps: multipath-tools)"
     dmsetup targets 2>&1 | grep -q '^multipath ' \
         || fail "open-iscsi-mp: the kernel has no dm 'multipath' target (dmsetup targets: $(dmsetup targets 2>&1 | tr '\n' ' '))"
 }
@@ -288,13 +289,16 @@ mp_diagnose() {
         echo "---- multipathd log"; tail -40 "$OUT/multipathd.log"
         echo "---- multipath -v3 -d (dry run)"; multipath -v3 -d 2>&1 | tail -40
         echo "---- dmsetup"; dmsetup ls; dmsetup table; dmsetup status
+        echo "---- udev database"; ls /run/udev/data 2>&1 | tr '\n' ' '; echo
         echo "---- dmesg"; dmesg | tail -20
     } >&2
 }
 
 # mp_conf DISK DISK: /etc/multipath.conf taking these two disks and nothing else, in the
-# guest's tmpfs overlay (the host's /etc is untouched). No udev runs in the guest:
-# uid_attribute "" makes multipath read the WWID from sysfs (VPD page 0x83, or by SG_IO).
+# guest's tmpfs overlay (the host's /etc is untouched). uid_attribute "": multipath reads the
+# WWID itself (sysfs VPD page 0x83, else SG_IO): udev's rules give these disks no ID_SERIAL in
+# the test VM, and multipathd would retrigger uevents for seconds before doing the same. (From
+# LIO's page it makes "1LIO-ORG_", the same for both paths: the map's name.)
 mp_conf() {
     mkdir -p /etc/multipath
     cat > /etc/multipath.conf <<MPCONF
@@ -336,15 +340,33 @@ MPCONF
     cp /etc/multipath.conf "$OUT/multipath.conf"
 }
 
+# mp_udev DISK DISK: udevd in the guest, and these two disks in its database: multipath-tools
+# enumerates only devices udev has initialized. (The other sides' disks, older, stay unknown
+# to it.)
+mp_udev() {
+    local d
+    if ! pgrep -x systemd-udevd >/dev/null; then
+        $UDEVD --daemon >&2 || fail "open-iscsi-mp: $UDEVD --daemon failed"
+    fi
+    udevadm trigger --wait-daemon=20 --settle --action=change --subsystem-match=block \
+        --sysname-match="$1" --sysname-match="$2" >&2 || fail "open-iscsi-mp: udevadm trigger failed"
+    for d in "$1" "$2"; do
+        wait_for "[ -e /run/udev/data/b$(cat /sys/block/$d/dev) ]" 20 \
+            || fail "open-iscsi-mp: udev did not record $d (/run/udev/data/b$(cat /sys/block/$d/dev))"
+    done
+}
+
 # mp_start DISK DISK: multipathd (in the guest only) over these two disks; prints the map's
-# name once it runs one path group of both paths. dmsetup creates the /dev/mapper node udev
-# would have.
+# name once it runs one path group of both paths.
 mp_start() {
     local name table
     mp_conf "$1" "$2"
+    mp_udev "$1" "$2"
     multipathd -d -s > "$OUT/multipathd.log" 2>&1 &
     wait_for "[ -n \"\$(mp_map $1 $2)\" ]" 30 || { mp_diagnose; fail "open-iscsi-mp: multipathd made no map over $1 and $2"; }
     name=$(mp_map "$1" "$2")
+    # udev makes /dev/mapper/NAME; dmsetup if it did not.
+    udevadm settle -t 20 >&2 || true
     [ -b "/dev/mapper/$name" ] || dmsetup mknodes "$name" >&2
     [ -b "/dev/mapper/$name" ] || { mp_diagnose; fail "open-iscsi-mp: no /dev/mapper/$name"; }
     # One path group ("1 1") of 2 paths under the selector.
@@ -400,15 +422,18 @@ open_iscsi_mp_login() {
     echo "mapper/$name"
 }
 
-# open_iscsi_mp_logout DEV: multipathd stopped, the map removed, both sessions logged out.
+# open_iscsi_mp_logout DEV: multipathd stopped, the map removed, both sessions logged out,
+# udevd stopped.
 open_iscsi_mp_logout() {
     local name=${1#mapper/} i
     multipathd shutdown >&2 || true
     wait_for "! pgrep -x multipathd >/dev/null" 20 || fail "open-iscsi-mp: multipathd does not stop"
-    dmsetup remove "$name" || fail "open-iscsi-mp: cannot remove the map $name"
+    udevadm settle -t 20 >&2 || true
+    dmsetup remove --noudevsync "$name" || fail "open-iscsi-mp: cannot remove the map $name"
     for i in $MP_IFACES; do
         iscsiadm -m node -T $IQN -p 127.0.0.1:$PORT -I $i --logout >&2 || fail "open-iscsi-mp: logout through $i failed"
     done
+    udevadm control --exit >&2 || true
 }
 
 # mp_paths_stat DEV: each path's I/O counters (/sys/block/sdX/stat: reads ... writes ...).
