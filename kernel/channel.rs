@@ -746,6 +746,15 @@ impl Channel {
         self.with_session(|s| s.show_stats(p)).unwrap_or(Ok(()))
     }
 
+    /// `connections`: each connection of the session, and those the portals ask for that are
+    /// not open.
+    pub(crate) fn show_connections(
+        &self,
+        p: &mut crate::sys::configfs::Page<'_>,
+    ) -> fmt::Result {
+        self.with_session(|s| s.show_connections(p)).unwrap_or(Ok(()))
+    }
+
     /// `host`: the SCSI host number (`hostN` in sysfs), empty when there is none.
     pub(crate) fn show_host(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
         match self.with_session(|s| s.host_no()).flatten() {

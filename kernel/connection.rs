@@ -46,7 +46,7 @@ use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::mem::{now_ms, Deadline};
 use crate::sys::scsi::{Command, CommandResult, Direction, HostByte, QueueBusy};
-use crate::sys::socket::{Incoming, ReadyQueue, SocketEvents, TcpStream};
+use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
 use crate::tasks::{Ending, Finished, Slot};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::alloc::KVVec;
@@ -174,6 +174,11 @@ pub(crate) struct Connection {
     io: Arc<IoLock>,
     stats_path: Arc<PathStats>,
     cid: u16,
+    /// Where it goes, the interface it is bound to (0: none) and where it comes from, for
+    /// the channel's `connections`.
+    portal: SocketAddr,
+    ifindex: u32,
+    local: Option<SocketAddr>,
     data_digest: bool,
     crc: KernelCrc32c,
     /// The engine: decoder, ExpStatSN, transmit queue, NOP timers. Taken per step of the
@@ -251,6 +256,13 @@ fn completion_result(c: &Completion) -> CommandResult {
     }
 }
 
+/// Where a connection goes: its portal and the interface it is bound to (0: none).
+#[derive(Clone, Copy)]
+pub(crate) struct Origin {
+    pub(crate) portal: SocketAddr,
+    pub(crate) ifindex: u32,
+}
+
 /// How the parts of the data path a connection shares with its session are handed to it.
 pub(crate) struct Path {
     pub(crate) queues: Arc<Queues>,
@@ -264,6 +276,7 @@ impl Connection {
     /// `tx_capacity` PDUs waiting to be sent (`ffp_tx::tx_capacity`), and starts receiving.
     pub(crate) fn start(
         path: Path,
+        origin: Origin,
         stream: TcpStream,
         cfg: ConnConfig,
         tx_capacity: usize,
@@ -276,6 +289,7 @@ impl Connection {
         let tx_buf = KVVec::from_elem(0u8, tx_len, GFP_KERNEL)?;
         let rx_buf = KVVec::from_elem(0u8, RX_BUF, GFP_KERNEL)?;
         let engine = Conn::new(cfg, slots, now_ms());
+        let local = stream.local_addr().ok();
         let conn = Arc::pin_init(
             pin_init!(Self {
                 stream,
@@ -284,6 +298,9 @@ impl Connection {
                 io: path.io,
                 stats_path: path.stats,
                 cid: cfg.cid,
+                portal: origin.portal,
+                ifindex: origin.ifindex,
+                local,
                 data_digest: cfg.digests.data,
                 crc: KernelCrc32c,
                 engine <- new_spinlock_bh!(engine),
@@ -319,6 +336,19 @@ impl Connection {
     /// Its connection ID.
     pub(crate) fn cid(&self) -> u16 {
         self.cid
+    }
+
+    /// Where it goes.
+    pub(crate) fn origin(&self) -> Origin {
+        Origin {
+            portal: self.portal,
+            ifindex: self.ifindex,
+        }
+    }
+
+    /// The local address it goes out from, if the socket could say.
+    pub(crate) fn local(&self) -> Option<SocketAddr> {
+        self.local
     }
 
     /// The engine's counters: R2Ts received, pings sent.
@@ -531,13 +561,17 @@ impl Connection {
         Ok(itt)
     }
 
-    /// Sends a logout request closing the session.
-    pub(crate) fn logout(self: &Arc<Self>) -> core::result::Result<u32, Failure> {
+    /// Sends a logout request closing the session (`whole`), or only this connection.
+    pub(crate) fn logout(self: &Arc<Self>, whole: bool) -> core::result::Result<u32, Failure> {
+        let reason = match whole {
+            true => pdu::logout_reason::CLOSE_SESSION,
+            false => pdu::logout_reason::CLOSE_CONNECTION,
+        };
         let itt = {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
             engine
-                .logout(&mut io.ffp, pdu::logout_reason::CLOSE_SESSION)
+                .logout(&mut io.ffp, reason)
                 .map_err(|_| Failure::ConnectionReset)?
         };
         self.queue_tx();

@@ -92,6 +92,7 @@ configfs::attr_store!(Arc<Channel>, core_iscsi_channel_control_store => Channel:
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_state_show => Channel::show_state);
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_negotiated_show => Channel::show_negotiated);
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_stats_show => Channel::show_stats);
+configfs::attr_show!(Arc<Channel>, core_iscsi_channel_connections_show => Channel::show_connections);
 configfs::attr_show!(Arc<Channel>, core_iscsi_channel_host_show => Channel::show_host);
 
 /// `core_iscsi/selftest` (write-only): runs a built-in self-test (see kernel/selftest.rs); the

@@ -30,7 +30,7 @@ mod eh;
 mod report;
 
 use crate::channel::{Settings, Text, MAX_CONNECTIONS};
-use crate::connection::{Answer, Connection, IoLock, Owner, Path, PathStats};
+use crate::connection::{Answer, Connection, IoLock, Origin, Owner, Path, PathStats};
 use crate::datapath::{Io, Link};
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -321,7 +321,17 @@ impl Session {
         stream: TcpStream,
         done: &LoginComplete,
         cid: u16,
+        portal: usize,
     ) -> core::result::Result<(), Failure> {
+        let origin = self
+            .settings
+            .portals()
+            .nth(portal)
+            .map(|p| Origin {
+                portal: p.addr,
+                ifindex: p.ifindex,
+            })
+            .ok_or(Failure::Protocol)?;
         let leading = cid == LEADING_CID;
         let ms = |s: u32| u64::from(s) * 1000;
         let conn_params = &done.params.conn;
@@ -354,7 +364,7 @@ impl Session {
             stats: self.path_stats.clone(),
         };
         let capacity = tx_capacity(self.settings.queue_depth.into(), r2t.max(1));
-        let conn = Connection::start(path, stream, cfg, capacity, self.stall_bound_ms())
+        let conn = Connection::start(path, origin, stream, cfg, capacity, self.stall_bound_ms())
             .map_err(|_| Failure::NoMemory)?;
         // Recovery and resume detach the old connections first; were one still at this CID,
         // it must not outlive us with its callbacks and work, and it goes before the new one
@@ -388,7 +398,7 @@ impl Session {
         deadline: Option<Deadline>,
     ) -> core::result::Result<(), Failure> {
         let (stream, done, at) = self.connect_and_login(login, deadline, None)?;
-        self.attach(stream, &done, LEADING_CID)?;
+        self.attach(stream, &done, LEADING_CID, at)?;
         let granted = usize::from(done.params.session.max_connections.max(1));
         let wanted = self.settings.connections();
         if granted < wanted {
@@ -423,7 +433,7 @@ impl Session {
             let next = cid.saturating_add(1);
             match self.connect_and_login(login, deadline, Some((portal, next, done.tsih))) {
                 Ok((stream, added, _)) => {
-                    self.attach(stream, &added, next)?;
+                    self.attach(stream, &added, next, portal)?;
                     cid = next;
                 }
                 Err(why) => pr_warn!(
@@ -506,13 +516,15 @@ impl Session {
             return None;
         }
         let queues = (self.hw_queues.load(Ordering::Relaxed) as usize).max(1);
-        let q = usize::from(queue) % queues;
+        // Checked arithmetic throughout: no division can panic, whatever the counts.
+        let q = usize::from(queue).checked_rem(queues)?;
         let index = if n >= queues {
             // Connections q, q + queues, ... below n: at least one, as q < queues <= n.
-            let share = (n - q).div_ceil(queues);
-            q + queues * (usize::from(tag) % share)
+            let share = n.saturating_sub(q).div_ceil(queues);
+            let k = usize::from(tag).checked_rem(share)?;
+            q.checked_add(queues.checked_mul(k)?)?
         } else {
-            q % n
+            q.checked_rem(n)?
         };
         conns.get(index).cloned().flatten()
     }
@@ -570,16 +582,42 @@ impl Session {
     }
 
     /// Logs out the session (best effort: a target that does not answer is closed on).
-    fn logout(&self) {
+    /// The added connections first, each closed alone (reason "close the connection") and
+    /// taken from the session before, so that its end is no loss; what is left on one ends
+    /// with `ending`. Then the session, on the leading connection.
+    fn logout(&self, ending: Ending) {
+        loop {
+            let added = {
+                let mut conns = self.conns.lock();
+                conns
+                    .iter_mut()
+                    .skip(usize::from(LEADING_CID) + 1)
+                    .rev()
+                    .find(|c| c.is_some())
+                    .and_then(|c| c.take())
+            };
+            let Some(conn) = added else { break };
+            if !conn.is_dead() {
+                self.logout_on(&conn, false);
+            }
+            self.retire(&conn, ending);
+        }
+        if let Some(conn) = self.live_conn() {
+            self.logout_on(&conn, true);
+        }
+    }
+
+    /// Logs out on `conn`: the session (`whole`) or only this connection; waits for the answer
+    /// (RESPONSE_TIMEOUT_MS at most).
+    fn logout_on(&self, conn: &Arc<Connection>, whole: bool) {
         self.answers.logout_done.store(false, Ordering::Release);
-        let sent = match self.live_conn() {
-            Some(conn) => conn.logout().is_ok(),
-            None => false,
-        };
-        if sent && !self.wait_for(|| self.answers.logout_done.load(Ordering::Acquire)) {
+        if conn.logout(whole).is_ok()
+            && !self.wait_for(|| self.answers.logout_done.load(Ordering::Acquire))
+        {
             pr_warn!(
-                "core-iscsi: channel {}: no logout response\n",
-                self.name.as_str()
+                "core-iscsi: channel {}: no logout response (connection {})\n",
+                self.name.as_str(),
+                conn.cid()
             );
         }
     }
@@ -752,8 +790,9 @@ impl Session {
             (self.stopping.load(Ordering::Acquire) || self.io.lock().cmds.in_flight() == 0)
                 .then_some(())
         });
-        self.logout();
-        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
+        let requeue = CommandResult::HostError(HostByte::Requeue);
+        self.logout(Ending::result(requeue));
+        self.detach(Link::Down, requeue);
     }
 
     /// Logs in again after a pause and releases the held I/O.
@@ -816,10 +855,11 @@ impl Session {
             crate::sys::workqueue::cancel_sync::<Self, 0>(self);
         }
         let up = self.io.lock().link == Link::Up;
+        let failed = CommandResult::HostError(HostByte::NoConnect);
         if up {
-            self.logout();
+            self.logout(Ending::result(failed));
         }
-        self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
+        self.detach(Link::Failed, failed);
         drop(op);
         // After `op`: a run of the ticker or a rescan waiting for it gets it, sees `stopping`
         // (or no host) and returns.

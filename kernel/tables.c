@@ -48,6 +48,7 @@ CHANNEL_ATTR_WO(control);
 CHANNEL_ATTR_RO(state);
 CHANNEL_ATTR_RO(negotiated);
 CHANNEL_ATTR_RO(stats);
+CHANNEL_ATTR_RO(connections);
 CHANNEL_ATTR_RO(host);
 
 static struct configfs_attribute *core_iscsi_channel_attrs[] = {
@@ -69,6 +70,7 @@ static struct configfs_attribute *core_iscsi_channel_attrs[] = {
 	&core_iscsi_channel_attr_state,
 	&core_iscsi_channel_attr_negotiated,
 	&core_iscsi_channel_attr_stats,
+	&core_iscsi_channel_attr_connections,
 	&core_iscsi_channel_attr_host,
 	NULL,
 };
@@ -284,6 +286,33 @@ void core_iscsi_c_sock_set_nodelay(struct socket *sock)
 int core_iscsi_c_sock_bind_to_index(struct socket *sock, int ifindex)
 {
 	return sock_bindtoindex(sock->sk, ifindex, true);
+}
+
+int core_iscsi_c_sock_local(struct socket *sock, unsigned char addr[16], unsigned short *port,
+			    unsigned int *scope)
+{
+	struct sockaddr_storage ss = {};
+	int ret = kernel_getsockname(sock, (struct sockaddr *)&ss);
+
+	if (ret < 0)
+		return ret;
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		memcpy(addr, &sin->sin_addr, 4);
+		*port = ntohs(sin->sin_port);
+		*scope = 0;
+		return AF_INET;
+	}
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		memcpy(addr, &sin6->sin6_addr, 16);
+		*port = ntohs(sin6->sin6_port);
+		*scope = sin6->sin6_scope_id;
+		return AF_INET6;
+	}
+	return -EAFNOSUPPORT;
 }
 
 unsigned int core_iscsi_c_online_cpus(void)

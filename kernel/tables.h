@@ -99,6 +99,13 @@ bool core_iscsi_c_cmd_is_last(struct scsi_cmnd *cmd);
 void core_iscsi_c_sock_set_nodelay(struct socket *sock);
 /* sock_bindtoindex(sock->sk, ifindex, true): SO_BINDTOIFINDEX for a kernel socket. */
 int core_iscsi_c_sock_bind_to_index(struct socket *sock, int ifindex);
+/*
+ * The socket's local address (kernel_getsockname): returns AF_INET or AF_INET6 with the
+ * address's 4 or 16 bytes in addr, the port in host order and the IPv6 scope, or a negative
+ * errno.
+ */
+int core_iscsi_c_sock_local(struct socket *sock, unsigned char addr[16], unsigned short *port,
+			    unsigned int *scope);
 /* num_online_cpus() (a macro). */
 unsigned int core_iscsi_c_online_cpus(void);
 

@@ -49,6 +49,57 @@ impl Session {
         writeln!(p, "ErrorRecoveryLevel={}", s.error_recovery_level)
     }
 
+    /// `connections`: one line per connection of the session, and one per connection the
+    /// portals ask for that is not open (`state missing`): CID, portal, interface index,
+    /// local address, state and counters.
+    pub(crate) fn show_connections(
+        &self,
+        p: &mut crate::sys::configfs::Page<'_>,
+    ) -> fmt::Result {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let conns = self.conns();
+        for conn in conns.iter().flatten() {
+            let o = conn.origin();
+            let c = &conn.stats;
+            write!(p, "cid {} portal {} ifindex {} local ", conn.cid(), o.portal, o.ifindex)?;
+            match conn.local() {
+                Some(local) => write!(p, "{}", local)?,
+                None => write!(p, "-")?,
+            }
+            writeln!(
+                p,
+                " state {} pdus_tx {} pdus_rx {} bytes_tx {} bytes_rx {}",
+                if conn.is_dead() { "lost" } else { "up" },
+                get(&c.pdus_tx),
+                get(&c.pdus_rx),
+                get(&c.bytes_tx),
+                get(&c.bytes_rx)
+            )?;
+        }
+        if conns.iter().all(|c| c.is_none()) {
+            // Not logged in (starting, recovering, paused): nothing is missing yet.
+            return Ok(());
+        }
+        for portal in self.settings.portals() {
+            let open = conns
+                .iter()
+                .flatten()
+                .filter(|c| {
+                    let o = c.origin();
+                    o.portal == portal.addr && o.ifindex == portal.ifindex
+                })
+                .count();
+            for _ in open..usize::from(portal.connections) {
+                writeln!(
+                    p,
+                    "cid - portal {} ifindex {} local - state missing",
+                    portal.addr, portal.ifindex
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// `stats`: counters, `name value` per line; connection counters prefixed `conn<CID>.`.
     pub(crate) fn show_stats(&self, p: &mut crate::sys::configfs::Page<'_>) -> fmt::Result {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);

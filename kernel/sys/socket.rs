@@ -465,6 +465,30 @@ impl TcpStream {
         self.sock.as_ptr()
     }
 
+    /// The local address and port the connection goes out from.
+    pub(crate) fn local_addr(&self) -> Result<SocketAddr> {
+        let mut addr = [0u8; 16];
+        let mut port: u16 = 0;
+        let mut scope: u32 = 0;
+        // SAFETY: `self.sock` is a live socket; the outputs are writable (16 address bytes).
+        let family = unsafe {
+            bindings::core_iscsi_c_sock_local(self.raw(), addr.as_mut_ptr(), &mut port, &mut scope)
+        };
+        match family {
+            f if f == bindings::AF_INET as c_int => Ok(SocketAddr::V4 {
+                addr: [addr[0], addr[1], addr[2], addr[3]],
+                port,
+            }),
+            f if f == bindings::AF_INET6 as c_int => Ok(SocketAddr::V6 {
+                addr,
+                port,
+                scope_id: scope,
+            }),
+            f if f < 0 => Err(Error::from_errno(f)),
+            _ => Err(EINVAL),
+        }
+    }
+
     /// Sends what earlier sends with `more` held back.
     pub(crate) fn push(&self) {
         // SAFETY: `self.sock` is a live TCP socket; the helper takes the socket lock.

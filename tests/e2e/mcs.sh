@@ -1,9 +1,12 @@
 #!/bin/bash
-# Several connections per session (MC/S, the howto's "trunking"): the howto's Example 2 shape
-# (two portal lines of two connections each, the second bound to a network device) against LIO,
-# four connections with mutual CHAP and digests against istgt, the fallback to what the target
-# grants (LIO's default MaxConnections=1, tgt), I/O carried by every connection, a recovery that
-# brings every connection back, and stop leaving no connection behind.
+# Several connections per session (MC/S, the howto's "trunking"): two portals of two connections
+# each against LIO (one bound to a device), a portal that does not answer (the session runs on
+# the others, `connections` names the missing one), the howto's Example 2 layout through
+# `initiator-ctl start` with the target's own view of the session and two connections killed
+# under load (`ss -K`), four connections with mutual CHAP and digests against istgt, connections
+# bound to two veth devices into a network namespace, the fallback to what the target grants
+# (LIO's default MaxConnections=1, tgt), I/O carried by every connection, recoveries that bring
+# every connection back, and stop leaving no connection behind.
 # vm-kernel: debug
 # vm-args: --timeout 1200
 set -euo pipefail
@@ -59,6 +62,11 @@ conns=$(established 3260)
 [ "$(grep -c '^[0-9.]*:[0-9]* 127.0.0.1:3260$' <<< "$conns")" = 2 ] || fail "not two unbound connections to 127.0.0.1: $conns"
 [ "$(grep -c '^[0-9.]*%lo:[0-9]* 127.0.0.2:3260$' <<< "$conns")" = 2 ] || fail "not two connections to 127.0.0.2 bound to lo: $conns"
 ok "LIO: 4 connections (2 via 127.0.0.1, 2 via 127.0.0.2 bound to lo), MaxConnections=4"
+# The channel's own account: four connections up, by CID, with their portals and binding.
+c=$ch/connections
+[ "$(grep -c ' state up ' $c)" = 4 ] || fail "connections: $(cat $c)"
+for cid in 0 1 2 3; do grep -q "^cid $cid portal 127.0.0.[12]:3260 " $c || fail "no CID $cid in: $(cat $c)"; done
+[ "$(grep -c "portal 127.0.0.2:3260 ifindex $lo local 127.0.0.1:" $c)" = 2 ] || fail "binding not shown: $(cat $c)"
 disk=$(channel_disks 0)
 check_disks 0 LIO-ORG 128
 # min(4 connections, 2 CPUs) hardware queues, each served by two of the connections.
@@ -71,6 +79,19 @@ stop_channel 0
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
 ok "LIO: stop closed every connection"
 
+# ---- a portal that does not answer: the session runs on the others and says what is missing --
+echo "127.0.0.1:3260*2 127.0.0.3:3999" > $ch/portals
+start_channel 0
+[ "$(channel_stat 0 connections)" = 2 ] || fail "$(channel_stat 0 connections) connections with one portal dead"
+[ "$(channel_stat 0 connections_configured)" = 3 ] || fail "connections_configured $(channel_stat 0 connections_configured)"
+grep -qx "cid - portal 127.0.0.3:3999 ifindex 0 local - state missing" $ch/connections \
+    || fail "the missing connection is not named: $(cat $ch/connections)"
+dmesg | grep -q "core-iscsi: channel 0: connection 2 (TSIH [0-9]*) not added: connection refused" \
+    || fail "no kernel log line for the connection not added"
+fio_verify "$(channel_disks 0)" 4m
+stop_channel 0
+ok "LIO: a dead portal leaves the session on 2 of 3 connections, the missing one named, data verified"
+
 # ---- LIO's default MaxConnections=1: the session runs on what it grants ---------------------
 echo 1 > "$tpg/param/MaxConnections"
 echo "127.0.0.1:3260*2" > $ch/portals
@@ -79,10 +100,63 @@ start_channel 0
 [ "$(channel_stat 0 connections_configured)" = 2 ] || fail "connections_configured $(channel_stat 0 connections_configured)"
 dmesg | grep -q "core-iscsi: channel 0: the target grants 1 of 2 connections" \
     || fail "no kernel log line for the connections the target did not grant"
-fio_verify $disk 4m
+fio_verify "$(channel_disks 0)" 4m
 stop_channel 0
 ok "LIO with MaxConnections=1: one connection of two configured, said so, data verified"
 rmdir $ch
+
+# ---- the howto's Example 2 layout through initiator-ctl; LIO's view; connections killed -------
+echo 4 > "$tpg/param/MaxConnections"
+# An explicit ACL for our initiator, so that LIO shows its session and connections (info).
+acl=$tpg/acls/$INITIATOR_NAME
+mkdir -p "$acl/lun_0"
+ln -s "$tpg/lun/lun_0" "$acl/lun_0/lun_0"
+CONF=$(mktemp -d); mkdir "$CONF/sysconfig"
+echo "InitiatorName=$INITIATOR_NAME" > "$CONF/initiatorname.iscsi"
+{
+    echo "# The howto's Example 2: one channel, two portal lines of two connections each."
+    echo "CHANNEL=\"1 2 lo 127.0.0.1 3260 0 AuthMethod=None $IQN\""
+    echo "CHANNEL=\"1 2 lo 127.0.0.2 3260 0 AuthMethod=None $IQN\""
+} > "$CONF/sysconfig/initiator"
+: > "$CONF/sysconfig/initiator_auth"; chmod 600 "$CONF/sysconfig/initiator_auth"
+: > "$CONF/sysconfig/iscsi_device_maps"
+initiator-ctl --config-dir "$CONF" check-config | tee /tmp/mcs-check.txt
+grep -q "4 connections" /tmp/mcs-check.txt || fail "check-config summary: $(cat /tmp/mcs-check.txt)"
+initiator-ctl --config-dir "$CONF" start || fail "initiator-ctl start failed: $(dmesg | grep core-iscsi | tail -3)"
+ch1=$ISCSI_ROOT/1
+[ "$(cat $ch1/portals)" = "127.0.0.1:3260*2@$lo 127.0.0.2:3260*2@$lo" ] || fail "portals written: $(cat $ch1/portals)"
+[ "$(channel_stat 1 connections)" = 4 ] || fail "Example 2: $(channel_stat 1 connections) connections"
+[ "$(established 3260 | grep -c '%lo:')" = 4 ] || fail "not 4 connections bound to lo: $(established 3260)"
+# The target's own view: one session of ours, four connections in it.
+cat "$acl/info" > /tmp/lio-info.txt
+[ "$(grep -c 'InitiatorName: ' /tmp/lio-info.txt)" = 1 ] || fail "LIO sees not one session: $(cat /tmp/lio-info.txt)"
+[ "$(grep -c 'CID: ' /tmp/lio-info.txt)" = 4 ] || fail "LIO sees not 4 connections: $(cat /tmp/lio-info.txt)"
+initiator-ctl --config-dir "$CONF" status > /tmp/mcs-status.txt
+cat /tmp/mcs-status.txt
+grep -q "connections: 4" /tmp/mcs-status.txt || fail "status: $(cat /tmp/mcs-status.txt)"
+ok "Example 2 through initiator-ctl: 4 connections bound to lo; LIO's view: one session, CIDs $(grep -o 'CID: [0-9]*' /tmp/lio-info.txt | cut -d' ' -f2 | tr '\n' ' ')"
+disk1=$(channel_disks 1)
+fio_both $disk1 16m
+# Two connections killed under load (socket destroy): the session is lost as a whole (ERL 0),
+# reinstated with all four, and fio's verify passes.
+fio --name=kill --filename=/dev/$disk1 --rw=randwrite --bs=64k --iodepth=16 --numjobs=2 \
+    --cpus_allowed=0-1 --cpus_allowed_policy=split --offset_increment=32m --size=32m \
+    --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --output=/tmp/fio-kill.txt > /dev/null 2>&1 &
+fio_pid=$!
+sleep 1
+rec=$(channel_stat 1 recoveries)
+ss -K dst 127.0.0.2 dport = :3260 > /dev/null || fail "ss -K failed"
+kill -0 $fio_pid 2>/dev/null || fail "fio ended before the connections were killed: the test proves nothing"
+wait $fio_pid || { cat /tmp/fio-kill.txt >&2; fail "fio verify failed across the killed connections"; }
+grep -q "err= 0" /tmp/fio-kill.txt || fail "fio reported errors"
+[ "$(channel_stat 1 recoveries)" -gt "$rec" ] || fail "no recovery counted after the kill"
+wait_for "[ \"\$(sed -n 's/^connections //p' $ch1/stats)\" = 4 ]" 30 || fail "not 4 connections again: $(cat $ch1/connections)"
+ok "two connections killed under load (ss -K): the session recovered with 4, data verified"
+initiator-ctl --config-dir "$CONF" stop || fail "initiator-ctl stop failed"
+[ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
+ok "Example 2: stop left no connection"
+[ ! -e $ch1 ] || rmdir $ch1
 
 # ---- istgt: four connections, mutual CHAP, digests; a recovery brings all four back --------
 istgt_target mcs 3262 "Mutual alice alice-secret-0123 target1 target-secret-456" 32
@@ -115,6 +189,42 @@ stop_channel 0
 [ -z "$(established 3262)" ] || fail "connections left after stop: $(established 3262)"
 rmdir $ch
 pkill -x istgt || true
+
+# ---- two devices: veth pairs into a network namespace, the target behind both ---------------
+ip netns add mcs-tgt
+for i in 1 2; do
+    ip link add mcsh$i type veth peer name mcst$i
+    ip link set mcst$i netns mcs-tgt
+    ip addr add 10.99.$i.1/24 dev mcsh$i
+    ip link set mcsh$i up
+    ip netns exec mcs-tgt ip addr add 10.99.$i.2/24 dev mcst$i
+    ip netns exec mcs-tgt ip link set mcst$i up
+done
+ip netns exec mcs-tgt ip link set lo up
+# istgt_target's configuration, moved into the namespace with a portal on each device.
+istgt_target veth 3265 None 32
+pkill -x istgt; wait_for "! pgrep -x istgt > /dev/null" 10 || fail "istgt did not stop"
+sed -i -e 's|^  Portal DA1 .*|  Portal DA1 10.99.1.2:3265\n  Portal DA2 10.99.2.2:3265|' \
+    -e 's|^  Netmask .*|  Netmask 10.99.0.0/16|' /tmp/istgt-3265/istgt.conf
+ip netns exec mcs-tgt istgt -D -c /tmp/istgt-3265/istgt.conf > /tmp/istgt-3265/log.ns 2>&1 &
+wait_for "(exec 3<>/dev/tcp/10.99.2.2/3265) 2>/dev/null" 10 || fail "istgt in the namespace did not start: $(cat /tmp/istgt-3265/log.ns)"
+h1=$(cat /sys/class/net/mcsh1/ifindex); h2=$(cat /sys/class/net/mcsh2/ifindex)
+channel_create 0 iqn.2007-09.jp.ne.peach.istgt:veth "10.99.1.2:3265*2@$h1 10.99.2.2:3265*2@$h2"
+start_channel 0
+[ "$(channel_stat 0 connections)" = 4 ] || fail "veth: $(channel_stat 0 connections) connections"
+conns=$(established 3265)
+[ "$(grep -c '%mcsh1:[0-9]* 10.99.1.2:3265$' <<< "$conns")" = 2 ] || fail "not two connections on mcsh1: $conns"
+[ "$(grep -c '%mcsh2:[0-9]* 10.99.2.2:3265$' <<< "$conns")" = 2 ] || fail "not two connections on mcsh2: $conns"
+tx1=$(cat /sys/class/net/mcsh1/statistics/tx_bytes); tx2=$(cat /sys/class/net/mcsh2/statistics/tx_bytes)
+fio_both "$(channel_disks 0)" 8m
+conn_busy 4
+d1=$(( $(cat /sys/class/net/mcsh1/statistics/tx_bytes) - tx1 )); d2=$(( $(cat /sys/class/net/mcsh2/statistics/tx_bytes) - tx2 ))
+[ $d1 -gt $((4 << 20)) ] && [ $d2 -gt $((4 << 20)) ] || fail "the writes did not leave through both devices: mcsh1 $d1, mcsh2 $d2 bytes"
+ok "two devices: 2 connections bound to each veth, $((d1 >> 20)) and $((d2 >> 20)) MiB sent through them, data verified"
+stop_channel 0
+rmdir $ch
+pkill -x istgt || true
+ip netns del mcs-tgt
 
 # ---- tgt grants one connection --------------------------------------------------------------
 tgt_target iqn.2026-11.org.core-iscsi:mcs-tgt 3263 16
