@@ -561,17 +561,13 @@ impl Connection {
         Ok(itt)
     }
 
-    /// Sends a logout request closing the session (`whole`), or only this connection.
-    pub(crate) fn logout(self: &Arc<Self>, whole: bool) -> core::result::Result<u32, Failure> {
-        let reason = match whole {
-            true => pdu::logout_reason::CLOSE_SESSION,
-            false => pdu::logout_reason::CLOSE_CONNECTION,
-        };
+    /// Sends a logout request closing the session.
+    pub(crate) fn logout(self: &Arc<Self>) -> core::result::Result<u32, Failure> {
         let itt = {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
             engine
-                .logout(&mut io.ffp, reason)
+                .logout(&mut io.ffp, pdu::logout_reason::CLOSE_SESSION)
                 .map_err(|_| Failure::ConnectionReset)?
         };
         self.queue_tx();

@@ -582,42 +582,20 @@ impl Session {
     }
 
     /// Logs out the session (best effort: a target that does not answer is closed on).
-    /// The added connections first, each closed alone (reason "close the connection") and
-    /// taken from the session before, so that its end is no loss; what is left on one ends
-    /// with `ending`. Then the session, on the leading connection.
-    fn logout(&self, ending: Ending) {
-        loop {
-            let added = {
-                let mut conns = self.conns.lock();
-                conns
-                    .iter_mut()
-                    .skip(usize::from(LEADING_CID) + 1)
-                    .rev()
-                    .find(|c| c.is_some())
-                    .and_then(|c| c.take())
-            };
-            let Some(conn) = added else { break };
-            if !conn.is_dead() {
-                self.logout_on(&conn, false);
-            }
-            self.retire(&conn, ending);
-        }
-        if let Some(conn) = self.live_conn() {
-            self.logout_on(&conn, true);
-        }
-    }
-
-    /// Logs out on `conn`: the session (`whole`) or only this connection; waits for the answer
-    /// (RESPONSE_TIMEOUT_MS at most).
-    fn logout_on(&self, conn: &Arc<Connection>, whole: bool) {
+    /// Logs out the session (reason "close the session", on a live connection: the target
+    /// closes every connection of it); best effort: a target that does not answer is closed
+    /// on. The added connections are not logged out one by one first: LIO (6.12) then frees a
+    /// connection that its session logout still walks (a use after free in
+    /// `iscsit_stop_session`, seen in tests/e2e/mcs.sh).
+    fn logout(&self) {
+        let Some(conn) = self.live_conn() else { return };
         self.answers.logout_done.store(false, Ordering::Release);
-        if conn.logout(whole).is_ok()
+        if conn.logout().is_ok()
             && !self.wait_for(|| self.answers.logout_done.load(Ordering::Acquire))
         {
             pr_warn!(
-                "core-iscsi: channel {}: no logout response (connection {})\n",
-                self.name.as_str(),
-                conn.cid()
+                "core-iscsi: channel {}: no logout response\n",
+                self.name.as_str()
             );
         }
     }
@@ -790,9 +768,8 @@ impl Session {
             (self.stopping.load(Ordering::Acquire) || self.io.lock().cmds.in_flight() == 0)
                 .then_some(())
         });
-        let requeue = CommandResult::HostError(HostByte::Requeue);
-        self.logout(Ending::result(requeue));
-        self.detach(Link::Down, requeue);
+        self.logout();
+        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
     }
 
     /// Logs in again after a pause and releases the held I/O.
@@ -855,11 +832,10 @@ impl Session {
             crate::sys::workqueue::cancel_sync::<Self, 0>(self);
         }
         let up = self.io.lock().link == Link::Up;
-        let failed = CommandResult::HostError(HostByte::NoConnect);
         if up {
-            self.logout(Ending::result(failed));
+            self.logout();
         }
-        self.detach(Link::Failed, failed);
+        self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
         drop(op);
         // After `op`: a run of the ticker or a rescan waiting for it gets it, sees `stopping`
         // (or no host) and returns.
