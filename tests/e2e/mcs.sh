@@ -165,6 +165,20 @@ for i in 0 1 2 3; do
 done
 ok "istgt: 4 connections with mutual CHAP and header and data digests, data verified on each"
 
+# Keepalive per connection: idle for a few NOP intervals (1 s), each connection pings its own.
+sleep 4
+for i in 0 1 2 3; do
+    [ "$(channel_stat 0 conn$i.nop_pings)" -ge 1 ] || fail "conn$i sent no ping while idle"
+done
+# Pause and resume with four connections: the I/O is held, all four come back.
+echo pause > $ch/control || fail "pause failed"
+[ "$(cat $ch/state)" = paused ] || fail "state after pause: $(cat $ch/state)"
+[ -z "$(established 3262)" ] || fail "connections left while paused: $(established 3262)"
+echo start > $ch/control || fail "resume failed: $(cat $ch/state)"
+[ "$(channel_stat 0 connections)" = 4 ] || fail "after resume: $(channel_stat 0 connections) connections"
+fio_verify "$disk" 4m
+ok "istgt: every connection pings on its own; pause closed all four, resume brought four back, data verified"
+
 pkill -9 -x istgt
 wait_for "grep -qx recovering $ch/state" 20 || fail "istgt killed: state $(cat $ch/state)"
 istgt -D -c /tmp/istgt-3262/istgt.conf > /tmp/istgt-3262/log2 2>&1 &
