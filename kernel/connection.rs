@@ -9,8 +9,8 @@
 //! (or in whoever releases the socket lock), it walks the receive queue in place
 //! (tcp_read_sock) and feeds the engine (`Conn::want` / `receive` / `placed`): header bytes
 //! and the segments the engine keeps go through a small buffer; a Data-In's data goes straight
-//! from the skbs into its command's pages (the command lent out of the table meanwhile, see
-//! `tasks`), or, with data digests, through the buffer so its CRC can be computed. What a PDU
+//! from the skbs into its command's pages (the command lent out of the connection's table
+//! meanwhile, see `tasks`), or, with data digests, through the buffer so its CRC can be computed. What a PDU
 //! means comes back as an engine event, acted on once the locks are dropped: a command is
 //! completed with no thread hop. Under load (several commands in flight, a data segment
 //! waiting) the callback leaves the receive to a work item (`rx_work`) on an unbound queue,
@@ -28,6 +28,13 @@
 //! PDU's send ends by its own deadline (`send_timeout_ms` after it started), however slowly
 //! the target takes it.
 //!
+//! **Its commands**: a command sent on this connection stays with it until it ends (its
+//! allegiance): in the engine's task set and in the connection's own [`TaskTable`], both
+//! under the `engine` lock. Matching, placing and completing a command needs no session-wide
+//! state but the CmdSN window (`io`, see `datapath`). The session reaches a connection's
+//! commands only through it: to abort one, to end those of a LUN at a reset, or all of them
+//! when the connection is retired.
+//!
 //! The connection never calls into the session's logic: what the session must hear (a failure,
 //! an answer to one of its requests, a rescan) goes through the [`Owner`] trait, as FreeBSD's
 //! icl transport reports to the iSCSI layer above it.
@@ -38,7 +45,7 @@ use crate::proto::crc::DigestState;
 use crate::queues::Queues;
 use crate::proto::ffp_conn::{Conn, ConnConfig, Want, MAX_PING_DATA, MAX_TEXT_OUT, TX_HEADER_MAX};
 use crate::proto::ffp_event::{Event, Lost, Outcome};
-use crate::proto::ffp_tasks::{CommandSpec, StartError};
+use crate::proto::ffp_tasks::{CommandSpec, StartError, TaskSlot};
 use crate::proto::ffp_tx::{TxData, TxSlot};
 use crate::proto::pdu::{self, Lun};
 use crate::proto::task::Completion;
@@ -47,7 +54,7 @@ use crate::sys::crypto::KernelCrc32c;
 use crate::sys::mem::{now_ms, Deadline};
 use crate::sys::scsi::{Command, CommandResult, Direction, HostByte, QueueBusy};
 use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
-use crate::tasks::{Ending, Finished, Slot};
+use crate::tasks::{Ending, Finished, Slot, TaskTable};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::alloc::KVVec;
 use kernel::new_mutex;
@@ -55,8 +62,14 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
-/// The engine's connection half, over a transmit queue allocated once per connection.
-type Engine = Conn<KVVec<TxSlot>>;
+/// What a connection's `engine` lock holds: the engine's connection half (decoder,
+/// ExpStatSN, transmit queue, NOP timers and the task set of the commands sent on it, over
+/// slots allocated once per connection) and the midlayer's commands for those tasks. They
+/// change together: a task enters and leaves both under one hold.
+struct Engine {
+    ffp: Conn<KVVec<TxSlot>, KVVec<TaskSlot>>,
+    cmds: TaskTable,
+}
 
 /// The data path's shared state, as the session and its connections hold it.
 pub(crate) type IoLock = SpinLockBh<Io>;
@@ -181,8 +194,8 @@ pub(crate) struct Connection {
     local: Option<SocketAddr>,
     data_digest: bool,
     crc: KernelCrc32c,
-    /// The engine: decoder, ExpStatSN, transmit queue, NOP timers. Taken per step of the
-    /// receive, per PDU sent and per request; never across a socket operation or a copy.
+    /// The engine and this connection's commands. Taken per step of the receive, per PDU
+    /// sent and per request; never across a socket operation or a copy.
     #[pin]
     engine: SpinLockBh<Engine>,
     #[pin]
@@ -273,22 +286,28 @@ pub(crate) struct Path {
 
 impl Connection {
     /// Takes over a logged-in `stream` as connection `cfg.cid` of a session, with room for
+    /// `depth` commands (the host's can_queue: any tag may come to any connection) and
     /// `tx_capacity` PDUs waiting to be sent (`ffp_tx::tx_capacity`), and starts receiving.
     pub(crate) fn start(
         path: Path,
         origin: Origin,
         stream: TcpStream,
         cfg: ConnConfig,
+        depth: u16,
         tx_capacity: usize,
         send_timeout_ms: u32,
     ) -> Result<Arc<Self>> {
         let slots = KVVec::from_elem(TxSlot::default(), tx_capacity.max(1), GFP_KERNEL)?;
+        let task_slots = KVVec::from_elem(TaskSlot::default(), depth.into(), GFP_KERNEL)?;
         // Buffers that need not be physically contiguous (kvmalloc): a connection is made
         // during recovery, when a large contiguous allocation may fail.
         let tx_len = (cfg.max_xmit as usize).max(MAX_PING_DATA).max(MAX_TEXT_OUT);
         let tx_buf = KVVec::from_elem(0u8, tx_len, GFP_KERNEL)?;
         let rx_buf = KVVec::from_elem(0u8, RX_BUF, GFP_KERNEL)?;
-        let engine = Conn::new(cfg, slots, now_ms());
+        let engine = Engine {
+            ffp: Conn::new(cfg, slots, task_slots, now_ms()),
+            cmds: TaskTable::new(depth)?,
+        };
         let local = stream.local_addr().ok();
         let conn = Arc::pin_init(
             pin_init!(Self {
@@ -353,7 +372,7 @@ impl Connection {
 
     /// The engine's counters: R2Ts received, pings sent.
     pub(crate) fn counters(&self) -> crate::proto::ffp_conn::ConnCounters {
-        self.engine.lock().counters()
+        self.engine.lock().ffp.counters()
     }
 
     fn queue_rx(self: &Arc<Self>) {
@@ -391,7 +410,7 @@ impl Connection {
     pub(crate) fn close(&self) {
         self.dead.store(true, Ordering::Release);
         *self.gate.lock() = false;
-        self.engine.lock().close(Lost::Closed);
+        self.engine.lock().ffp.close(Lost::Closed);
         self.stream.clear_callbacks();
         self.stream.shutdown();
     }
@@ -454,8 +473,9 @@ impl Connection {
 
     /// Starts a SCSI command on this connection: checks, a CmdSN, an ITT and the command's
     /// place in the engine's transmit queue, and the command in the table, under one hold of
-    /// the engine and `io`. Gives the commands in flight (this one included); `None` when the
-    /// command was completed instead (refused, or the session has failed).
+    /// the engine and `io`. Gives the commands in flight on this connection (this one
+    /// included); `None` when the command was completed instead (refused, or the session has
+    /// failed).
     pub(crate) fn submit(self: &Arc<Self>, cmd: Command) -> core::result::Result<Option<usize>, QueueBusy> {
         let refuse = |cmd: Command, host: HostByte| {
             cmd.complete(CommandResult::HostError(host));
@@ -491,19 +511,20 @@ impl Connection {
             read_len,
             write_len,
         };
-        let mut engine = self.engine.lock();
+        let mut guard = self.engine.lock();
+        let engine = &mut *guard;
         let mut io = self.io.lock();
         match io.link {
             Link::Up if !self.is_dead() => {}
             Link::Failed => {
                 drop(io);
-                drop(engine);
+                drop(guard);
                 return refuse(cmd, HostByte::NoConnect);
             }
             // Recovering or paused: the midlayer holds it until the host is unblocked.
             _ => return Err(QueueBusy),
         }
-        let itt = match engine.start_command(&mut io.ffp, &spec, now_ms()) {
+        let itt = match engine.ffp.start_command(&mut io.ffp, &spec, now_ms()) {
             Ok(itt) => itt,
             Err(StartError::WindowShut) => {
                 // Flow control: the target's MaxCmdSN says wait (the session's window watch
@@ -513,20 +534,20 @@ impl Connection {
             }
             Err(StartError::BadTag) => {
                 drop(io);
-                drop(engine);
+                drop(guard);
                 return refuse(cmd, HostByte::Error);
             }
             // A slot or the queue still busy, or the connection being lost: retried later
             // (a lost connection's recovery blocks the host).
             Err(_) => return Err(QueueBusy),
         };
-        if let Err(slot) = io.cmds.insert(Slot::new(itt, lun, cmd)) {
+        drop(io);
+        if let Err(slot) = engine.cmds.insert(Slot::new(itt, lun, cmd)) {
             // The engine's slot for this tag was free, so the table's is: cannot happen.
             // The command's CmdSN is spent: the connection cannot go on.
-            io.ffp.tasks.remove(itt);
-            engine.close(Lost::Closed);
-            drop(io);
-            drop(engine);
+            engine.ffp.forget_task(itt);
+            engine.ffp.close(Lost::Closed);
+            drop(guard);
             if let Some(cmd) = slot.into_command() {
                 cmd.complete(CommandResult::HostError(HostByte::Requeue));
             }
@@ -534,7 +555,7 @@ impl Connection {
             return Ok(None);
         }
         add(&self.stats_path.write_bytes, write_len as usize);
-        Ok(Some(io.cmds.in_flight()))
+        Ok(Some(engine.cmds.in_flight()))
     }
 
     /// Sends a task management request (on this connection: for a task, its own); returns
@@ -552,6 +573,7 @@ impl Connection {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
             let itt = engine
+                .ffp
                 .task_mgmt(&mut io.ffp, function, Lun::from_linux(lun).0, ref_itt)
                 .map_err(|_| Failure::ConnectionReset)?;
             arm(itt);
@@ -567,6 +589,7 @@ impl Connection {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
             engine
+                .ffp
                 .logout(&mut io.ffp, pdu::logout_reason::CLOSE_SESSION)
                 .map_err(|_| Failure::ConnectionReset)?
         };
@@ -580,7 +603,7 @@ impl Connection {
         let timed = {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
-            engine.handle_timeout(&mut io.ffp, now_ms())
+            engine.ffp.handle_timeout(&mut io.ffp, now_ms())
         };
         match timed {
             Ok(true) => self.queue_tx(),
@@ -593,6 +616,57 @@ impl Connection {
             Err(why) => self.fail(self.lost(why)),
         }
         false
+    }
+
+    // ---- its commands, for the session -----------------------------------------------------
+
+    /// Commands in flight on this connection (lent ones included).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.engine.lock().cmds.in_flight()
+    }
+
+    /// The ITT of this connection's command with block-layer tag `tag`, if it has it.
+    pub(crate) fn itt_of_tag(&self, tag: u16) -> Option<u32> {
+        self.engine.lock().cmds.itt_of_tag(tag)
+    }
+
+    /// Hands command `itt` back to the midlayer without completing it (the target aborted
+    /// it): `None` if this connection no longer has it, `Some(false)` if it is lent out to a
+    /// sender or the receive path and cannot be forgotten now.
+    pub(crate) fn forget_command(&self, itt: u32) -> Option<bool> {
+        let mut guard = self.engine.lock();
+        let Engine { ffp, cmds } = &mut *guard;
+        cmds.get(itt)?;
+        let forgotten = cmds.forget(itt);
+        if forgotten {
+            ffp.forget_task(itt);
+        }
+        Some(forgotten)
+    }
+
+    /// Ends every command of this connection's for which `which` holds, in the engine and in
+    /// the table (a lent command when it comes back): queued bursts of theirs are then
+    /// dropped unsent.
+    pub(crate) fn end_where(&self, which: impl Fn(&Slot) -> bool, ending: Ending) {
+        let mut guard = self.engine.lock();
+        let Engine { ffp, cmds } = &mut *guard;
+        ffp.forget_tasks_where(|r| cmds.get(r.itt).is_some_and(&which), |_| {});
+        cmds.finish_where(which, ending);
+    }
+
+    /// Whether a command of this connection's (lent ones included) satisfies `which`.
+    pub(crate) fn has_command(&self, which: impl Fn(&Slot) -> bool) -> bool {
+        self.engine.lock().cmds.any(which)
+    }
+
+    /// The connection is retired (closed, its sender and receiver gone): every command on it
+    /// leaves the engine and is ended with `ending` (requeued, or failed), and its requests
+    /// of the session's own are forgotten.
+    pub(crate) fn end_tasks(&self, ending: Ending) {
+        let mut guard = self.engine.lock();
+        let Engine { ffp, cmds } = &mut *guard;
+        ffp.end(&mut self.io.lock().ffp, |r| cmds.finish(r.itt, ending));
+        cmds.finish_all(ending);
     }
 
     // ---- sending -------------------------------------------------------------------------
@@ -638,15 +712,16 @@ impl Connection {
             }
             let Tx { head, buf } = tx;
             let (header_len, data, pad, digest, more) = {
-                let mut engine = self.engine.lock();
+                let mut guard = self.engine.lock();
+                let Engine { ffp, cmds } = &mut *guard;
                 let mut io = self.io.lock();
-                let p = match engine.poll_transmit(&mut io.ffp, &self.crc, head) {
+                let p = match ffp.poll_transmit(&mut io.ffp, &self.crc, head) {
                     Ok(Some(p)) => p,
                     Ok(None) => {
                         // Pushing takes the socket lock, which the receive path holds while
                         // it waits for `engine`: never under these locks.
                         drop(io);
-                        drop(engine);
+                        drop(guard);
                         if held {
                             self.stream.push();
                         }
@@ -654,10 +729,11 @@ impl Connection {
                     }
                     Err(why) => {
                         drop(io);
-                        drop(engine);
+                        drop(guard);
                         return Err(self.lost(why));
                     }
                 };
+                drop(io);
                 let data = match p.data {
                     TxData::None => OutData::None,
                     TxData::Bytes(b) => {
@@ -665,7 +741,7 @@ impl Connection {
                         dst.copy_from_slice(b);
                         OutData::Buf(b.len())
                     }
-                    TxData::Task { itt, offset, len } => match io.cmds.lend(itt) {
+                    TxData::Task { itt, offset, len } => match cmds.lend(itt) {
                         Some(cmd) => OutData::Task {
                             itt,
                             cmd,
@@ -678,7 +754,7 @@ impl Connection {
                     },
                 };
                 let (header_len, pad, digest) = (p.header_len, p.pad, p.data_digest);
-                (header_len, data, pad, digest, engine.has_transmit())
+                (header_len, data, pad, digest, ffp.has_transmit())
             };
             let header = head.get(..header_len).ok_or(Failure::Protocol)?;
             let (sent, lent) = match data {
@@ -709,7 +785,7 @@ impl Connection {
                 }
             };
             if let Some((itt, cmd)) = lent {
-                self.io.lock().cmds.give_back(itt, cmd);
+                self.engine.lock().cmds.give_back(itt, cmd);
             }
             sent?;
             held = more;
@@ -870,7 +946,7 @@ impl Connection {
             itt, cmd: Some(cmd), ..
         }) = rx.placing.take()
         {
-            self.io.lock().cmds.give_back(itt, cmd);
+            self.engine.lock().cmds.give_back(itt, cmd);
         }
     }
 
@@ -887,7 +963,7 @@ impl Connection {
         rx: &mut Rx,
         incoming: &mut Incoming<'_>,
     ) -> core::result::Result<bool, Failure> {
-        let want = self.engine.lock().want();
+        let want = self.engine.lock().ffp.want();
         match want {
             Want::Place {
                 itt,
@@ -926,16 +1002,18 @@ impl Connection {
     /// Hands `bytes` (at most what the engine asked for) to the engine; the action its event,
     /// if a PDU ended with one, asks for.
     fn feed(&self, bytes: &[u8]) -> core::result::Result<Option<Action>, Failure> {
-        let mut engine = self.engine.lock();
+        let mut guard = self.engine.lock();
+        let Engine { ffp, cmds } = &mut *guard;
         let mut io = self.io.lock();
-        let io = &mut *io;
-        let received = match engine.receive(&mut io.ffp, &self.crc, bytes, now_ms()) {
+        let received = match ffp.receive(&mut io.ffp, &self.crc, bytes, now_ms()) {
             Ok(r) => r,
             Err(why) => {
-                drop(engine);
+                drop(io);
+                drop(guard);
                 return Err(self.lost(why));
             }
         };
+        drop(io);
         if received.used != bytes.len() {
             // We hand in no more than it asked for: cannot happen.
             return Err(Failure::Protocol);
@@ -952,13 +1030,13 @@ impl Connection {
                         completion.residual,
                         sense,
                     );
-                    io.cmds.take_finished(f.itt, ending).map(Action::Complete)
+                    cmds.take_finished(f.itt, ending).map(Action::Complete)
                 }
                 Outcome::Rejected { reason } => {
                     let ending = Ending::result(CommandResult::HostError(HostByte::Error));
                     Some(Action::Rejected {
                         reason,
-                        done: io.cmds.take_finished(f.itt, ending),
+                        done: cmds.take_finished(f.itt, ending),
                     })
                 }
             },
@@ -1042,7 +1120,7 @@ impl Connection {
             None => placing.insert(Placement {
                 itt,
                 // None: the command ended meanwhile (an abort): its bytes are dropped.
-                cmd: self.io.lock().cmds.lend(itt),
+                cmd: self.engine.lock().cmds.lend(itt),
                 crc: DigestState::new(),
             }),
         };
@@ -1082,7 +1160,7 @@ impl Connection {
         }
         add(&self.stats.bytes_rx, n);
         add(&self.stats_path.read_bytes, n);
-        let placed = self.engine.lock().placed(n, running, now_ms());
+        let placed = self.engine.lock().ffp.placed(n, running, now_ms());
         placed.map_err(|why| self.lost(why))
     }
 }

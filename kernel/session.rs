@@ -80,6 +80,10 @@ const LEADING_CID: u16 = 0;
 /// cannot log in gets no CID).
 type Conns = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
+/// The connections that serve one hardware queue (the first few slots), taken by tag
+/// ([`Session::pick`]).
+type Route = [Option<Arc<Connection>>; MAX_CONNECTIONS];
+
 /// Where the session is, as the channel reports it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -136,6 +140,11 @@ pub(crate) struct Session {
     /// The SCSI host's hardware queues (fixed at registration): each is served by its share
     /// of the connections ([`Session::pick`]).
     hw_queues: AtomicU32,
+    /// Per hardware queue, the connections that serve it, made from `conns` whenever those
+    /// change ([`Session::reroute`]): queuecommand takes its own queue's lock, not a
+    /// session-wide one.
+    #[pin]
+    routes: [SpinLockBh<Route>; MAX_CONNECTIONS],
     #[pin]
     ctl: Mutex<Ctl>,
     #[pin]
@@ -222,6 +231,9 @@ impl Session {
                 path_stats,
                 conns <- new_spinlock_bh!(core::array::from_fn(|_| None)),
                 hw_queues: AtomicU32::new(1),
+                routes <- kernel::init::pin_init_array_from_fn(|_| {
+                    new_spinlock_bh!(core::array::from_fn(|_| None))
+                }),
                 ctl <- new_mutex!(Ctl {
                     phase: Phase::Starting,
                     lost: None,
@@ -272,6 +284,7 @@ impl Session {
                 .min(online_cpus())
                 .max(1);
             self.hw_queues.store(queues, Ordering::Relaxed);
+            self.reroute();
             let params = HostParams {
                 can_queue: depth,
                 cmd_per_lun: depth,
@@ -364,22 +377,24 @@ impl Session {
             stats: self.path_stats.clone(),
         };
         let capacity = tx_capacity(self.settings.queue_depth.into(), r2t.max(1));
-        let conn = Connection::start(path, origin, stream, cfg, capacity, self.stall_bound_ms())
+        let depth = self.settings.queue_depth;
+        let conn = Connection::start(path, origin, stream, cfg, depth, capacity, self.stall_bound_ms())
             .map_err(|_| Failure::NoMemory)?;
         // Recovery and resume detach the old connections first; were one still at this CID,
-        // it must not outlive us with its callbacks and work, and it goes before the new one
-        // takes the CID (its commands are ended by CID).
+        // it must not outlive us with its callbacks and work.
+        // Retired while still listed, as in `detach`.
+        if let Some(old) = self.conns().get(usize::from(cid)).cloned().flatten() {
+            self.retire(&old, Ending::result(CommandResult::HostError(HostByte::Requeue)));
+        }
         let old = self
             .conns
             .lock()
             .get_mut(usize::from(cid))
-            .and_then(|slot| slot.take());
-        if let Some(old) = old {
-            self.retire(&old, Ending::result(CommandResult::HostError(HostByte::Requeue)));
-        }
-        if let Some(slot) = self.conns.lock().get_mut(usize::from(cid)) {
-            *slot = Some(conn);
-        }
+            .and_then(|slot| slot.replace(conn));
+        self.reroute();
+        // The last reference to a connection is never dropped under a spinlock: its socket's
+        // release sleeps.
+        drop(old);
         if leading {
             self.tsih.store(done.tsih.into(), Ordering::Relaxed);
             self.io.lock().link = Link::Up;
@@ -459,7 +474,7 @@ impl Session {
         // ours.
         conn.cancel_work();
         conn.release_placement();
-        self.io.lock().end_connection(conn.cid(), ending);
+        conn.end_tasks(ending);
     }
 
     /// How long the target may stall us before the connection is given up: one PDU's send
@@ -495,38 +510,58 @@ impl Session {
         self.conns.lock().clone()
     }
 
+    /// Commands in flight on every connection.
+    fn in_flight(&self) -> usize {
+        self.conns().iter().flatten().map(|c| c.in_flight()).sum()
+    }
+
     /// A live connection of the session, the leading one first.
     fn live_conn(&self) -> Option<Arc<Connection>> {
         self.conns.lock().iter().flatten().find(|c| !c.is_dead()).cloned()
     }
 
-    /// Connection `cid`.
-    fn conn(&self, cid: u16) -> Option<Arc<Connection>> {
-        self.conns.lock().get(usize::from(cid)).cloned().flatten()
+    /// Makes every hardware queue's route from the connections now. With `n` connections
+    /// and `q` queues, queue `i` is served by connections `i`, `i + q`, `i + 2q`, ... (each
+    /// connection by one queue); with fewer connections than queues (the target granted
+    /// fewer), queue `i` by connection `i mod n`. Each route is written while `conns` is
+    /// held, so a route is never older than the last change of `conns` (whoever changes it
+    /// reroutes after); the routes it replaces are dropped with no lock held.
+    fn reroute(&self) {
+        let queues = (self.hw_queues.load(Ordering::Relaxed) as usize).clamp(1, MAX_CONNECTIONS);
+        for (q, route) in self.routes.iter().enumerate() {
+            let old = {
+                let conns = self.conns.lock();
+                let n = conns.iter().take_while(|c| c.is_some()).count();
+                let mut new: Route = core::array::from_fn(|_| None);
+                if q < queues && n > 0 {
+                    // Connections `first`, `first + step`, ... below `end`. `step` is at least
+                    // 1 (step_by(0) would panic): `queues` is clamped above.
+                    let (first, step, end) = if n >= queues {
+                        (q, queues, n)
+                    } else {
+                        // Checked: no division can panic, whatever the counts.
+                        let i = q.checked_rem(n).unwrap_or(0);
+                        (i, 1, i.saturating_add(1))
+                    };
+                    let serving = conns.iter().take(end).skip(first).step_by(step);
+                    for (slot, conn) in new.iter_mut().zip(serving) {
+                        *slot = conn.clone();
+                    }
+                }
+                core::mem::replace(&mut *route.lock(), new)
+            };
+            drop(old);
+        }
     }
 
-    /// The connection a command from hardware queue `queue` with tag `tag` goes out on: with
-    /// `n` connections and `q` queues, queue `i` is served by connections `i`, `i + q`, `i +
-    /// 2q`, ... (chosen by tag, so they share its load); with fewer connections than queues
-    /// (the target granted fewer), queue `i` by connection `i mod n`.
+    /// The connection a command from hardware queue `queue` with tag `tag` goes out on: one
+    /// of the queue's route ([`Session::reroute`]), chosen by tag so they share its load.
     fn pick(&self, queue: u16, tag: u16) -> Option<Arc<Connection>> {
-        let conns = self.conns.lock();
-        let n = conns.iter().take_while(|c| c.is_some()).count();
-        if n == 0 {
-            return None;
-        }
-        let queues = (self.hw_queues.load(Ordering::Relaxed) as usize).max(1);
-        // Checked arithmetic throughout: no division can panic, whatever the counts.
-        let q = usize::from(queue).checked_rem(queues)?;
-        let index = if n >= queues {
-            // Connections q, q + queues, ... below n: at least one, as q < queues <= n.
-            let share = n.saturating_sub(q).div_ceil(queues);
-            let k = usize::from(tag).checked_rem(share)?;
-            q.checked_add(queues.checked_mul(k)?)?
-        } else {
-            q.checked_rem(n)?
-        };
-        conns.get(index).cloned().flatten()
+        let route = self.routes.get(usize::from(queue))?.lock();
+        let n = route.iter().take_while(|c| c.is_some()).count();
+        // Checked: no division can panic (no connection: none).
+        let k = usize::from(tag).checked_rem(n)?;
+        route.get(k).cloned().flatten()
     }
 
     /// Waits up to RESPONSE_TIMEOUT_MS for `done` (a flag the receive path sets) to hold;
@@ -605,12 +640,16 @@ impl Session {
     /// socket is shut down before anything waits on it.
     fn detach(&self, link: Link, result: CommandResult) {
         self.io.lock().link = link;
-        let conns: Conns = core::mem::replace(&mut *self.conns.lock(), core::array::from_fn(|_| None));
+        // Retired while still listed, so that the error handler finds their commands until
+        // they have ended (a command it cannot find, it takes as completed).
+        let conns = self.conns();
         let ending = Ending::result(result);
         for conn in conns.iter().flatten() {
             self.retire(conn, ending);
         }
-        self.io.lock().cmds.finish_all(ending);
+        *self.conns.lock() = core::array::from_fn(|_| None);
+        self.reroute();
+        // `conns` (the copy) drops the last references here, with no lock held.
     }
 
     /// Logs in again on a new connection, reinstating the session (same ISID), by `deadline`
@@ -765,7 +804,7 @@ impl Session {
         // Let what is in flight finish, so the logout is clean.
         let deadline = Deadline::after_ms(RESPONSE_TIMEOUT_MS.into());
         let _ = self.wait_until(deadline, |_| {
-            (self.stopping.load(Ordering::Acquire) || self.io.lock().cmds.in_flight() == 0)
+            (self.stopping.load(Ordering::Acquire) || self.in_flight() == 0)
                 .then_some(())
         });
         self.logout();
@@ -903,10 +942,14 @@ impl HostOps for Session {
         self.eh_abort(cmd)
     }
 
-    fn commit(&self) {
+    fn commit(&self, queue: u16) {
         // Sends what is queued without touching the connection's depth hint: blk-mq calls
         // this when a dispatch stops short (a busy device), which is load, not idleness.
-        for conn in self.conns().iter().flatten().filter(|c| !c.is_dead()) {
+        let route = match self.routes.get(usize::from(queue)) {
+            Some(route) => route.lock().clone(),
+            None => return,
+        };
+        for conn in route.iter().flatten().filter(|c| !c.is_dead()) {
             conn.send_queued();
         }
     }

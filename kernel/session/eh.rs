@@ -68,45 +68,31 @@ impl Session {
     /// ABORT TASK for the command `cmd` names.
     pub(super) fn eh_abort(&self, cmd: &CommandRef<'_>) -> EhOutcome {
         self.stats.aborts.fetch_add(1, Ordering::Relaxed);
-        let found = {
-            let io = self.io.lock();
-            io.cmds
-                .itt_of_tag(cmd.slot())
-                .map(|itt| (itt, io.ffp.allegiance(itt)))
-        };
-        let Some((itt, cid)) = found else {
+        // The connection the command went out on (its allegiance: a target looks the task up
+        // there), which keeps it until it ends; a connection being retired is still listed.
+        let found = self
+            .conns()
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.itt_of_tag(cmd.slot()).map(|itt| (itt, c)));
+        let Some((itt, conn)) = found else {
             // Completed meanwhile, or being completed: the receive path completes outside
-            // `io`. Wait for it to let go of the command before the midlayer retries or
-            // reuses it.
+            // the connection's lock. Wait for it to let go of the command before the midlayer
+            // retries or reuses it.
             self.wait_receivers();
             return EhOutcome::Success;
-        };
-        // On the task's own connection (a target looks the task up there); a command that
-        // has left the engine's set (its answer in, its command still lent) on any.
-        let conn = match cid {
-            Some(cid) => self.conn(cid),
-            None => self.live_conn(),
-        };
-        let Some(conn) = conn else {
-            return EhOutcome::Failed;
         };
         match self.task_mgmt(&conn, tmf::ABORT_TASK, cmd.lun(), itt) {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
-                let mut io = self.io.lock();
-                let outcome = if io.cmds.get(itt).is_none() {
+                let outcome = match conn.forget_command(itt) {
                     // Completed meanwhile: the midlayer owns it once the receive path has
                     // let go of it (below).
-                    EhOutcome::Success
-                } else if io.cmds.forget(itt) {
-                    io.ffp.tasks.remove(itt);
-                    EhOutcome::Success
-                } else {
+                    None | Some(true) => EhOutcome::Success,
                     // Lent out to a sender or the receive path: it cannot be forgotten now;
                     // let the midlayer escalate.
-                    EhOutcome::Failed
+                    Some(false) => EhOutcome::Failed,
                 };
-                drop(io);
                 if outcome == EhOutcome::Success {
                     self.wait_receivers();
                 }
@@ -146,10 +132,13 @@ impl Session {
     /// those lent to a sender to come back, since until then the sender reads their pages.
     /// `Success` only then: the midlayer frees or reuses what it gets back.
     fn forget_covered(&self, which: impl Fn(&Slot) -> bool) -> EhOutcome {
-        self.io.lock().end_where(&which, Ending::Forget);
+        for conn in self.conns().iter().flatten() {
+            conn.end_where(&which, Ending::Forget);
+        }
         let deadline = Deadline::after_ms(self.stall_bound_ms().into());
         let back = self.wait_until(deadline, |_| {
-            (!self.io.lock().cmds.any(&which)).then_some(())
+            let lent = self.conns().iter().flatten().any(|c| c.has_command(&which));
+            (!lent).then_some(())
         });
         match back {
             Some(()) => {
@@ -178,8 +167,10 @@ impl Session {
         // they are all its own. (A reset asked for through SG_SCSI_RESET may find others:
         // forgotten too, they time out and are retried.) Forget them now, or the recovery
         // would requeue them under its feet.
-        self.io.lock().end_where(|_| true, Ending::Forget);
         let old = self.conns();
+        for conn in old.iter().flatten() {
+            conn.end_where(|_| true, Ending::Forget);
+        }
         for conn in old.iter().flatten() {
             conn.fail(Failure::ResetFailed);
             // A command lent out is forgotten when it comes back; bring it back before we

@@ -106,7 +106,7 @@ impl Session {
         let s = &self.stats;
         let d = &*self.path_stats;
         let conns = self.conns();
-        let in_flight = self.io.lock().cmds.in_flight();
+        let in_flight = self.in_flight();
         writeln!(p, "commands {}", get(&s.commands))?;
         writeln!(p, "in_flight {}", in_flight)?;
         writeln!(p, "read_bytes {}", get(&d.read_bytes))?;

@@ -60,9 +60,9 @@ pub(crate) trait HostOps: Send + Sync + 'static {
     fn timed_out(&self, _cmd: &CommandRef<'_>) -> TimeoutAction {
         TimeoutAction::NotHandled
     }
-    /// `commit_rqs`: blk-mq dispatched commands not flagged last and will send no more for
-    /// now: whatever was held back for batching must go out.
-    fn commit(&self) {}
+    /// `commit_rqs` for hardware queue `queue`: blk-mq dispatched commands not flagged last
+    /// and will send no more for now: whatever was held back for batching must go out.
+    fn commit(&self, _queue: u16) {}
 }
 
 /// Result of an error-handling callback.
@@ -849,10 +849,10 @@ unsafe extern "C" fn core_iscsi_queuecommand(
 ///
 /// Called by blk-mq (through the midlayer) for one of our added hosts.
 #[no_mangle]
-unsafe extern "C" fn core_iscsi_commit_rqs(shost: *mut bindings::Scsi_Host, _hwq: u16) {
+unsafe extern "C" fn core_iscsi_commit_rqs(shost: *mut bindings::Scsi_Host, hwq: u16) {
     // SAFETY: `shost` is one of our added hosts (this is its template's callback).
     let ops = unsafe { host_ops(shost) };
-    ops.commit();
+    ops.commit(hwq);
 }
 
 /// `eh_abort_handler` of `core_iscsi_sht`.

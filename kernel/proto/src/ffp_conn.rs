@@ -9,16 +9,19 @@
 //! - PDUs out: `poll_transmit` writes the next header and names its data (`ffp_outbound`);
 //! - time: [`Conn::poll_timeout`] says when to call [`Conn::handle_timeout`] (pings).
 //!
-//! The session-wide state (window, task set, own requests) is a [`Session`] every call that
-//! needs it borrows. Any error loses the connection for good ([`Lost`]); the driver then ends
-//! or requeues the connection's tasks (`Session::end_connection`, ErrorRecoveryLevel 0).
+//! The connection owns the task set of the commands sent on it (their allegiance): a command's
+//! Data-In, R2Ts and response are matched, placed and ended with no session-wide state but
+//! the window. The session-wide state (window, tags' generations, own requests) is a
+//! [`Session`] every call that needs it borrows. Any error loses the connection for good
+//! ([`Lost`]); the driver then ends or requeues its tasks ([`Conn::end`], ErrorRecoveryLevel
+//! 0).
 
 use super::crc::{Crc32c, DigestState};
 use super::ffp_event::{Event, Lost};
 use super::ffp_inbound::{Current, Ev};
 use super::ffp_rx::{Next, Route, RxDecoder};
 use super::ffp_session::{Millis, Session, OWN_PING};
-use super::ffp_tasks::TaskSlot;
+use super::ffp_tasks::{Running, TaskSet, TaskSlot};
 use super::ffp_tx::{TxItem, TxQueue, TxSlot};
 use super::pdu::{Digests, BHS_LEN, DIGEST_LEN, RESERVED_TAG};
 use super::serial;
@@ -126,8 +129,10 @@ pub(super) struct PingBuf {
 
 /// One connection of a session in the full feature phase (see the module documentation).
 #[derive(Debug)]
-pub struct Conn<Q> {
+pub struct Conn<Q, S> {
     pub(super) cfg: ConnConfig,
+    /// The commands sent on this connection.
+    pub(super) tasks: TaskSet<S>,
     pub(super) rx: RxDecoder,
     pub(super) current: Current,
     /// Where a placed segment starts in its task's buffer.
@@ -149,12 +154,18 @@ pub struct Conn<Q> {
     pub(super) counters: ConnCounters,
 }
 
-impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
+impl<Q, S> Conn<Q, S>
+where
+    Q: core::ops::DerefMut<Target = [TxSlot]>,
+    S: core::ops::DerefMut<Target = [TaskSlot]>,
+{
     /// A connection after its login, with a transmit queue over `tx_slots` (see
-    /// `ffp_tx::tx_capacity`), at time `now`.
-    pub fn new(cfg: ConnConfig, tx_slots: Q, now: Millis) -> Self {
+    /// `ffp_tx::tx_capacity`) and a task set over `task_slots` (all free, one per tag: the
+    /// session's depth), at time `now`.
+    pub fn new(cfg: ConnConfig, tx_slots: Q, task_slots: S, now: Millis) -> Self {
         Conn {
             cfg,
+            tasks: TaskSet::new(task_slots),
             rx: RxDecoder::new(cfg.digests, cfg.max_recv),
             current: Current::Ignore,
             place_base: 0,
@@ -191,6 +202,39 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     /// Its counters.
     pub fn counters(&self) -> ConnCounters {
         self.counters
+    }
+
+    /// The commands sent (or queued to be sent) on it.
+    pub fn tasks(&self) -> &TaskSet<S> {
+        &self.tasks
+    }
+
+    /// Takes `itt` out of its task set (the driver handed the command back to the midlayer
+    /// after an abort or a reset): a late PDU for it then finds nothing, and a burst of its
+    /// still queued is dropped unsent.
+    pub fn forget_task(&mut self, itt: u32) -> Option<Running> {
+        self.tasks.remove(itt)
+    }
+
+    /// Takes every task for which `which` holds out of its set, handing each to `ended`.
+    pub fn forget_tasks_where(
+        &mut self,
+        which: impl FnMut(&Running) -> bool,
+        ended: impl FnMut(Running),
+    ) {
+        self.tasks.remove_where(which, ended);
+    }
+
+    /// The connection is gone (ErrorRecoveryLevel 0): every command sent or queued on it
+    /// leaves its task set through `ended` (the driver requeues or fails it; at
+    /// ErrorRecoveryLevel 2 they would move to another connection instead), and its own
+    /// requests are forgotten in `sess` (no answer comes).
+    pub fn end<G>(&mut self, sess: &mut Session<G>, ended: impl FnMut(Running))
+    where
+        G: core::ops::DerefMut<Target = [u16]>,
+    {
+        self.tasks.remove_where(|_| true, ended);
+        sess.forget_own(self.cfg.cid);
     }
 
     /// Why it was lost, if it was.
@@ -268,15 +312,15 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     /// event, the bytes run out, or a segment is to be placed. It returns without an event only
     /// when it can go no further: then more bytes are needed, or [`Want::Place`]. After
     /// placing a segment's last byte call it again, even with no bytes: a PDU can end there.
-    pub fn receive<S, C>(
+    pub fn receive<G, C>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         crc: &C,
         bytes: &[u8],
         now: Millis,
     ) -> Result<Received<'_>, Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
         C: Crc32c + ?Sized,
     {
         self.alive()?;
@@ -308,14 +352,14 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     }
 
     /// One step of the decoder: bytes used, and an event if a PDU ended with one.
-    fn step<S, C>(
+    fn step<G, C>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         crc: &C,
         bytes: &[u8],
     ) -> Result<(usize, Option<Ev>), Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
         C: Crc32c + ?Sized,
     {
         match self.rx.next() {
@@ -380,9 +424,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     /// The timers at `now`: a ping unanswered too long loses the connection; a connection
     /// from which nothing arrived for the NOP interval gets a ping (`Ok(true)`: call
     /// `poll_transmit`).
-    pub fn handle_timeout<S>(&mut self, sess: &mut Session<S>, now: Millis) -> Result<bool, Lost>
+    pub fn handle_timeout<G>(&mut self, sess: &mut Session<G>, now: Millis) -> Result<bool, Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         self.alive()?;
         match self.ping {

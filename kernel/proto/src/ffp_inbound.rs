@@ -58,7 +58,11 @@ pub(super) enum Ev {
     Other(Event<'static>),
 }
 
-impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
+impl<Q, S> Conn<Q, S>
+where
+    Q: core::ops::DerefMut<Target = [TxSlot]>,
+    S: core::ops::DerefMut<Target = [TaskSlot]>,
+{
     pub(super) fn current_keeps(&self) -> bool {
         matches!(
             self.current,
@@ -102,9 +106,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// The header is whole: take what it says about sequence numbers and decide where its
     /// data goes.
-    pub(super) fn on_header<S>(&mut self, sess: &mut Session<S>) -> Result<(), Lost>
+    pub(super) fn on_header<G>(&mut self, sess: &mut Session<G>) -> Result<(), Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         let bhs = Bhs::decode(self.rx.bhs()).map_err(|e| Lost::Framing(RxError::Pdu(e)))?;
         let data_len = self.rx.layout().data_len;
@@ -118,7 +122,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
                     self.ack(d.stat_sn);
                 }
                 self.counters.data_in = self.counters.data_in.saturating_add(1);
-                match self.data_in(sess, &d, len32)? {
+                match self.data_in(&d, len32)? {
                     Some((offset, completion)) => {
                         route = Route::Place;
                         self.place_itt = d.itt;
@@ -214,16 +218,8 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// Checks a Data-In header against its task: where its data goes, and the completion it
     /// carries; `None` when no task in the set has its ITT.
-    fn data_in<S>(
-        &mut self,
-        sess: &mut Session<S>,
-        d: &DataIn,
-        len: u32,
-    ) -> Result<Option<(u32, Option<Completion>)>, Lost>
-    where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
-    {
-        let Some(r) = sess.tasks.get_mut(d.itt) else {
+    fn data_in(&mut self, d: &DataIn, len: u32) -> Result<Option<(u32, Option<Completion>)>, Lost> {
+        let Some(r) = self.tasks.get_mut(d.itt) else {
             return Ok(None);
         };
         if r.cid != self.cfg.cid {
@@ -240,29 +236,29 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     }
 
     /// The PDU is whole (digests checked): what it means.
-    pub(super) fn on_end<S>(
+    pub(super) fn on_end<G>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         current: Current,
     ) -> Result<Option<Ev>, Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         let kept = self.seg_kept.min(SEG_MAX);
         match current {
             Current::Ignore => Ok(None),
             Current::DataIn { itt, completion } => Ok(completion.and_then(|completion| {
                 // Gone if the driver ended it meanwhile (an abort): then no event.
-                sess.tasks.remove(itt).map(|_| Ev::Finished {
+                self.tasks.remove(itt).map(|_| Ev::Finished {
                     itt,
                     completion,
                     sense_at: 0,
                     sense_len: 0,
                 })
             })),
-            Current::Response(rsp) => self.response(sess, &rsp, kept),
+            Current::Response(rsp) => self.response(&rsp, kept),
             Current::R2t(r2t) => {
-                let Some(r) = sess.tasks.get_mut(r2t.itt) else {
+                let Some(r) = self.tasks.get_mut(r2t.itt) else {
                     return Ok(None);
                 };
                 if r.cid != self.cfg.cid {
@@ -338,8 +334,8 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
                     self.ping = None;
                     return Ok(None);
                 }
-                if sess.tasks.get(itt).is_some_and(|t| t.cid == self.cfg.cid) {
-                    sess.tasks.remove(itt);
+                if self.tasks.get(itt).is_some_and(|t| t.cid == self.cfg.cid) {
+                    self.tasks.remove(itt);
                     return Ok(Some(Ev::Rejected {
                         itt,
                         reason: r.reason,
@@ -405,17 +401,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// A SCSI Response: its task ends, with the sense the first `kept` bytes of its segment
     /// hold.
-    fn response<S>(
-        &mut self,
-        sess: &mut Session<S>,
-        rsp: &pdu::ScsiResponse,
-        kept: usize,
-    ) -> Result<Option<Ev>, Lost>
-    where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
-    {
+    fn response(&mut self, rsp: &pdu::ScsiResponse, kept: usize) -> Result<Option<Ev>, Lost> {
         let itt = rsp.itt;
-        let Some(r) = sess.tasks.get_mut(itt) else {
+        let Some(r) = self.tasks.get_mut(itt) else {
             // A response to a task the driver ended (aborted, reset): nothing to do.
             return Ok(None);
         };
@@ -451,7 +439,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         let completion = step.completion;
         let sense_len = step.sense.len();
         let sense_at = if sense_len > 0 { 2 } else { 0 };
-        sess.tasks.remove(itt);
+        self.tasks.remove(itt);
         Ok(Some(Ev::Finished {
             itt,
             completion,

@@ -13,17 +13,21 @@ use super::pdu::{
     BHS_LEN, DIGEST_LEN, RESERVED_TAG,
 };
 
-impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
+impl<Q, S> Conn<Q, S>
+where
+    Q: core::ops::DerefMut<Target = [TxSlot]>,
+    S: core::ops::DerefMut<Target = [TaskSlot]>,
+{
     /// The next PDU to send: its header (and header digest) written at the start of `out`
     /// (at least [`TX_HEADER_MAX`](super::ffp_conn::TX_HEADER_MAX) bytes), its data named. `None` when nothing waits.
-    pub fn poll_transmit<S, C>(
+    pub fn poll_transmit<G, C>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         crc: &C,
         out: &mut [u8],
     ) -> Result<Option<TxPdu<'_>>, Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
         C: Crc32c + ?Sized,
     {
         self.alive()?;
@@ -76,13 +80,13 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// Turns the head of the queue into one PDU (advancing or popping it); `None` when the
     /// head was dropped (a burst for a task that ended) and the next one is due.
-    fn build<S>(
+    fn build<G>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         item: TxItem,
     ) -> Result<Option<(Bhs, Tx, TxKind)>, Lost>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         let exp_stat_sn = self.exp_stat_sn;
         let immediate_sn = sess.window.immediate();
@@ -93,7 +97,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         };
         match item {
             TxItem::Command { itt } => {
-                let Some(r) = sess.tasks.get_mut(itt) else {
+                let Some(r) = self.tasks.get_mut(itt) else {
                     self.tx.pop();
                     return Err(self.fail(Lost::QueuedCommandGone(itt)));
                 };
@@ -148,7 +152,7 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
                 mut seq,
                 solicited,
             } => {
-                let Some(r) = sess.tasks.get_mut(itt) else {
+                let Some(r) = self.tasks.get_mut(itt) else {
                     // The task ended (the target's status, an abort): nothing left to send.
                     self.tx.pop();
                     return Ok(None);

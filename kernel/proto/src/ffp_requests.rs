@@ -9,18 +9,22 @@ use super::ffp_tasks::{CommandSpec, StartError, TaskSlot};
 use super::ffp_tx::{TxItem, TxSlot};
 use super::pdu::RESERVED_TAG;
 
-impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
+impl<Q, S> Conn<Q, S>
+where
+    Q: core::ops::DerefMut<Target = [TxSlot]>,
+    S: core::ops::DerefMut<Target = [TaskSlot]>,
+{
     /// Starts a SCSI command on this connection: a CmdSN from the window, its slot in the
     /// task set (its allegiance: this connection), its place in the transmit queue. Returns
     /// its ITT.
-    pub fn start_command<S>(
+    pub fn start_command<G>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         spec: &CommandSpec,
         now: Millis,
     ) -> Result<u32, StartError>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         if self.lost.is_some() {
             return Err(StartError::Lost);
@@ -28,39 +32,44 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         if self.tx.is_full() {
             return Err(StartError::QueueFull);
         }
-        if spec.queue >= super::ffp_tasks::MAX_QUEUES || usize::from(spec.tag) >= sess.tasks.depth()
+        if spec.queue >= super::ffp_tasks::MAX_QUEUES
+            || usize::from(spec.tag) >= self.tasks.depth()
+            || usize::from(spec.tag) >= sess.depth()
         {
             return Err(StartError::BadTag);
         }
-        if !sess.tasks.is_free(spec.tag) {
+        if !self.tasks.is_free(spec.tag) {
             return Err(StartError::Busy);
         }
         let cmd_sn = sess.window.assign(now).ok_or(StartError::WindowShut)?;
+        let generation = sess.next_generation(spec.tag).ok_or(StartError::BadTag)?;
         let params = sess.write_params;
-        let itt = sess.tasks.insert(spec, cmd_sn, self.cfg.cid, &params)?;
+        let itt = self
+            .tasks
+            .insert(spec, generation, cmd_sn, self.cfg.cid, &params)?;
         if self.tx.push(TxItem::Command { itt }).is_err() {
             // Checked above: cannot happen. The CmdSN is spent: the connection cannot go on.
-            sess.tasks.remove(itt);
+            self.tasks.remove(itt);
             self.fail(Lost::QueueFull);
             return Err(StartError::Lost);
         }
         Ok(itt)
     }
 
-    /// Sends a task management request on this connection (for a task: its own connection,
-    /// see `Session::allegiance`); returns the request's ITT, which its answer
+    /// Sends a task management request on this connection (for a task: the connection whose
+    /// set holds it, [`Conn::tasks`]); returns the request's ITT, which its answer
     /// ([`Event::TaskMgmt`](super::ffp_event::Event::TaskMgmt)) names.
-    pub fn task_mgmt<S>(
+    pub fn task_mgmt<G>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         function: u8,
         lun: [u8; 8],
         ref_itt: u32,
     ) -> Result<u32, StartError>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
-        let ref_cmd_sn = sess
+        let ref_cmd_sn = self
             .tasks
             .get(ref_itt)
             .map(|r| r.cmd_sn)
@@ -81,9 +90,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
 
     /// Sends a logout request (`pdu::logout_reason`; the connection to close is this one);
     /// returns its ITT, which its answer ([`Event::Logout`](super::ffp_event::Event::Logout)) names.
-    pub fn logout<S>(&mut self, sess: &mut Session<S>, reason: u8) -> Result<u32, StartError>
+    pub fn logout<G>(&mut self, sess: &mut Session<G>, reason: u8) -> Result<u32, StartError>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         let itt = self.own(sess, OWN_LOGOUT, OwnKind::Logout { reason })?;
         let cid = self.cfg.cid;
@@ -95,15 +104,15 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
     /// [`Event::Text`](super::ffp_event::Event::Text), with empty data, to fetch the rest). The answer's data comes as
     /// [`Want::Place`](super::ffp_conn::Want::Place) for the request's ITT at increasing offsets. The request goes immediate
     /// when the window is shut (a discovery session's target may keep it so).
-    pub fn text<S>(
+    pub fn text<G>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         cont: Option<(u32, u32)>,
         data: &[u8],
         now: Millis,
     ) -> Result<u32, StartError>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         self.alive().map_err(|_| StartError::Lost)?;
         if self.text_queued {
@@ -150,9 +159,9 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         Ok(itt)
     }
 
-    fn own<S>(&mut self, sess: &mut Session<S>, kind: u32, what: OwnKind) -> Result<u32, StartError>
+    fn own<G>(&mut self, sess: &mut Session<G>, kind: u32, what: OwnKind) -> Result<u32, StartError>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         self.alive().map_err(|_| StartError::Lost)?;
         if self.tx.is_full() {
@@ -168,14 +177,14 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> Conn<Q> {
         Ok(itt)
     }
 
-    fn queue_own<S>(
+    fn queue_own<G>(
         &mut self,
-        sess: &mut Session<S>,
+        sess: &mut Session<G>,
         itt: u32,
         item: TxItem,
     ) -> Result<u32, StartError>
     where
-        S: core::ops::DerefMut<Target = [TaskSlot]>,
+        G: core::ops::DerefMut<Target = [u16]>,
     {
         if self.tx.push(item).is_err() {
             sess.take_own(itt);

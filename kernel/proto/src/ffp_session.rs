@@ -1,10 +1,11 @@
-//! The session-wide part of the full feature phase: the CmdSN window, the task set and the
-//! session's own requests (task management, logout, text), shared by every connection of the
-//! session. The per-connection part (`ffp_conn`) takes a `&mut Session` in each call that needs
-//! it; the kernel holds it under the session's lock for exactly those calls.
+//! The session-wide part of the full feature phase: the CmdSN window, the tags' generations
+//! and the session's own requests (task management, logout, text), shared by every connection
+//! of the session. The per-connection part (`ffp_conn`, which holds its own task set) takes a
+//! `&mut Session` in each call that needs it; the kernel holds it under the session's lock for
+//! exactly those calls.
 
 use super::dataout::WriteParams;
-use super::ffp_tasks::{TaskSet, TaskSlot, OWN_ITT};
+use super::ffp_tasks::{GEN_MASK, OWN_ITT};
 use super::pdu::RESERVED_TAG;
 use super::serial::CmdWindow;
 
@@ -112,25 +113,31 @@ pub(super) const OWN_TEXT: u32 = 4;
 
 /// The session-wide state of the full feature phase.
 #[derive(Debug)]
-pub struct Session<S> {
+pub struct Session<G> {
     /// The CmdSN window.
     pub window: Window,
-    /// The commands in flight.
-    pub tasks: TaskSet<S>,
+    /// Per block-layer tag, the generation its last command's ITT carried: advanced on every
+    /// use of the tag on any connection, so an ITT names one use of a tag session-wide.
+    generations: G,
     /// The negotiated values writes are planned with.
     pub write_params: WriteParams,
     own: [Option<Own>; MAX_OWN],
     serial: u32,
 }
 
-impl<S: core::ops::DerefMut<Target = [TaskSlot]>> Session<S> {
-    /// A session after login: `slots` (all free) bound the commands in flight; the window is
-    /// what the final Login Response said (its ExpCmdSN is our next CmdSN: login requests are
-    /// immediate).
-    pub fn new(slots: S, write_params: WriteParams, exp_cmd_sn: u32, max_cmd_sn: u32) -> Self {
+impl<G: core::ops::DerefMut<Target = [u16]>> Session<G> {
+    /// A session after login: `generations` (one per tag, any values) bound the tags
+    /// commands can use; the window is what the final Login Response said (its ExpCmdSN is
+    /// our next CmdSN: login requests are immediate).
+    pub fn new(
+        generations: G,
+        write_params: WriteParams,
+        exp_cmd_sn: u32,
+        max_cmd_sn: u32,
+    ) -> Self {
         Session {
             window: Window::new(exp_cmd_sn, exp_cmd_sn, max_cmd_sn),
-            tasks: TaskSet::new(slots),
+            generations,
             write_params,
             own: [None; MAX_OWN],
             serial: 0,
@@ -142,9 +149,16 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> Session<S> {
         self.window.shut_since()
     }
 
-    /// The connection a command was sent on (task management for it goes there).
-    pub fn allegiance(&self, itt: u32) -> Option<u16> {
-        self.tasks.get(itt).map(|r| r.cid)
+    /// Tags a command can use (the depth of every connection's task set).
+    pub fn depth(&self) -> usize {
+        self.generations.len()
+    }
+
+    /// The next generation of `tag`, for a command about to use it; `None` past the depth.
+    pub(super) fn next_generation(&mut self, tag: u16) -> Option<u16> {
+        let g = self.generations.get_mut(usize::from(tag))?;
+        *g = g.wrapping_add(1) & GEN_MASK;
+        Some(*g)
     }
 
     /// A fresh own ITT of `kind` (never the reserved tag: the kinds are 1 to 4).
@@ -190,15 +204,6 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> Session<S> {
     /// The requests of the session's own still waiting for an answer.
     pub fn own_requests(&self) -> impl Iterator<Item = &Own> + '_ {
         self.own.iter().flatten()
-    }
-
-    /// Connection `cid` is gone (ErrorRecoveryLevel 0): every command sent or queued on it
-    /// leaves the task set through `ended` (the driver requeues or fails it; at
-    /// ErrorRecoveryLevel 2 it would reassign them instead), and its own requests are
-    /// forgotten (no answer comes).
-    pub fn end_connection(&mut self, cid: u16, ended: impl FnMut(super::ffp_tasks::Running)) {
-        self.tasks.remove_where(|r| r.cid == cid, ended);
-        self.forget_own(cid);
     }
 
     /// Forgets every own request that went on connection `cid` (it is gone: no answer comes).

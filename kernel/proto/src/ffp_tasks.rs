@@ -1,15 +1,18 @@
-//! The session's task set: one slot per tag (the block layer's tag, shared by every hardware
-//! queue), in storage the caller allocates once, and the Initiator Task Tags that name them.
+//! A connection's task set: one slot per tag (the block layer's tag, shared by every hardware
+//! queue and every connection of the session), in storage the caller allocates once per
+//! connection, and the Initiator Task Tags that name them.
 //!
 //! An ITT carries, from the top: a bit that is set only on the session's own PDUs (pings, task
 //! management, logout, text: see [`OWN_ITT`]), the hardware queue (5 bits), the slot's
-//! generation (10 bits, advanced every time the slot is reused) and the tag (16 bits). A
+//! generation (10 bits, advanced every time the tag is reused on any connection: the session
+//! keeps the generations, see `ffp_session::Session`) and the tag (16 bits). A
 //! target's ITT is never trusted to index memory by itself: a lookup checks the whole ITT
 //! against the slot, so a late or forged PDU naming an older use of a slot finds nothing.
 //!
-//! Each task records the connection it was sent on (its allegiance, RFC 7143 section 7.1.1):
-//! the target answers on that connection, task management for it goes there, and connection
-//! recovery at ErrorRecoveryLevel 2 will reassign exactly those tasks.
+//! A task lives in the set of the connection it was sent on (its allegiance, RFC 7143 section
+//! 7.1.1): the target answers on that connection, task management for it goes there, and
+//! connection recovery at ErrorRecoveryLevel 2 will move exactly that set to another
+//! connection. No session-wide lock is needed to find, place into or end a task.
 
 use super::dataout::WriteParams;
 use super::task::Task;
@@ -20,7 +23,7 @@ pub const OWN_ITT: u32 = 0x8000_0000;
 pub const MAX_QUEUES: u8 = 32;
 const QUEUE_SHIFT: u32 = 26;
 const GEN_SHIFT: u32 = 16;
-const GEN_MASK: u16 = 0x3ff;
+pub(super) const GEN_MASK: u16 = 0x3ff;
 
 /// The parts of a command's ITT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +97,6 @@ pub struct Running {
 /// One slot of the task set; the caller allocates `depth` of them (`TaskSlot::default()`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TaskSlot {
-    generation: u16,
     running: Option<Running>,
 }
 
@@ -141,11 +143,12 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
         self.slots.len()
     }
 
-    /// Puts a command in its slot and returns its ITT, with the protocol state for the
-    /// negotiated write parameters.
+    /// Puts a command in its slot under the ITT its tag's `generation` makes, with the
+    /// protocol state for the negotiated write parameters; returns the ITT.
     pub(super) fn insert(
         &mut self,
         spec: &CommandSpec,
+        generation: u16,
         cmd_sn: u32,
         cid: u16,
         params: &WriteParams,
@@ -160,10 +163,9 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
         if slot.running.is_some() {
             return Err(StartError::Busy);
         }
-        slot.generation = slot.generation.wrapping_add(1) & GEN_MASK;
         let itt = Itt {
             queue: spec.queue,
-            generation: slot.generation,
+            generation: generation & GEN_MASK,
             tag: spec.tag,
         }
         .value();

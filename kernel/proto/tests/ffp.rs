@@ -135,7 +135,7 @@ fn read_in_two_data_ins_with_status_and_digests() {
             }
         );
         assert_eq!(h.conn.exp_stat_sn(), 6);
-        assert_eq!(h.sess.tasks.in_flight(), 0);
+        assert_eq!(h.conn.tasks().in_flight(), 0);
     }
 }
 
@@ -327,7 +327,7 @@ fn task_management_requests_have_their_own_itts() {
     let a = h.start(0, 512, 0).unwrap();
     let b = h.start(1, 512, 0).unwrap();
     h.transmit().unwrap();
-    assert_eq!(h.sess.allegiance(a), Some(0));
+    assert_eq!(h.conn.tasks().get(a).map(|r| r.cid), Some(0));
     let ta = h.tmf(pdu::tmf::ABORT_TASK, a);
     let tb = h.tmf(pdu::tmf::ABORT_TASK, b);
     assert_ne!(ta, tb);
@@ -361,7 +361,7 @@ fn task_management_requests_have_their_own_itts() {
     h.feed(&wire(rsp(tc), &[], NONE)).unwrap();
     assert_eq!(h.events.len(), 2);
     // The driver forgets the aborted tasks; a late Data-In for one is dropped.
-    assert!(h.sess.tasks.remove(a).is_some());
+    assert!(h.conn.forget_task(a).is_some());
     h.feed(&wire(data_in(a, 0, 0, None), &[9; 100], NONE))
         .unwrap();
     assert!(h.ended.is_empty());
@@ -377,13 +377,13 @@ fn a_lost_connection_hands_back_its_tasks_once() {
     assert_eq!(h.conn.close(Lost::Closed), Lost::Closed);
     assert_eq!(h.start(2, 1, 0), Err(StartError::Lost));
     let mut back = Vec::new();
-    h.sess.end_connection(0, |r| back.push(r.itt));
+    h.conn.end(&mut h.sess, |r| back.push(r.itt));
     back.sort();
     assert_eq!(back, vec![a, b]);
-    assert_eq!(h.sess.tasks.in_flight(), 0);
+    assert_eq!(h.conn.tasks().in_flight(), 0);
     assert_eq!(h.sess.own_requests().count(), 0);
-    h.sess
-        .end_connection(0, |r| panic!("{:#x} handed back twice", r.itt));
+    h.conn
+        .end(&mut h.sess, |r| panic!("{:#x} handed back twice", r.itt));
 }
 
 #[test]
@@ -403,6 +403,7 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
             nop_timeout_ms: 0,
         },
         vec![TxSlot::default(); tx_capacity(8, 4)],
+        vec![iscsi_proto::ffp_tasks::TaskSlot::default(); 8],
         0,
     );
     let a = h.start(0, 512, 0).unwrap();
@@ -416,27 +417,41 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
         write_len: 0,
     };
     let b = c1.start_command(&mut h.sess, &spec, 0).unwrap();
-    // One CmdSN sequence for the session, whichever connection a command goes on.
-    assert_eq!(h.sess.tasks.get(a).map(|r| (r.cmd_sn, r.cid)), Some((1, 0)));
-    assert_eq!(h.sess.tasks.get(b).map(|r| (r.cmd_sn, r.cid)), Some((2, 1)));
-    assert_eq!(h.sess.allegiance(b), Some(1));
+    // One CmdSN sequence for the session, whichever connection a command goes on; each
+    // task in the set of its own connection.
+    assert_eq!(
+        h.conn.tasks().get(a).map(|r| (r.cmd_sn, r.cid)),
+        Some((1, 0))
+    );
+    assert_eq!(c1.tasks().get(b).map(|r| (r.cmd_sn, r.cid)), Some((2, 1)));
+    assert!(h.conn.tasks().get(b).is_none());
+    assert!(c1.tasks().get(a).is_none());
     h.transmit().unwrap();
     let mut head = [0u8; 52];
     assert!(c1
         .poll_transmit(&mut h.sess, &BitCrc, &mut head)
         .unwrap()
         .is_some());
-    // b's status on connection 0 breaks allegiance; on connection 1 it completes b, and its
-    // StatSN is connection 1's alone.
+    // b's status on connection 0 names no task of connection 0's: dropped, b still in flight
+    // on connection 1; there it completes b, and its StatSN is connection 1's alone.
     let status = wire(response(b, 7, 0), &[], NONE);
-    assert_eq!(h.feed(&status), Err(Lost::WrongConnection(b)));
+    h.feed(&status).unwrap();
+    assert!(h.ended.is_empty());
+    assert_eq!(c1.tasks().in_flight(), 1);
     let r = c1.receive(&mut h.sess, &BitCrc, &status, 0).unwrap();
     assert!(matches!(r.event, Some(iscsi_proto::ffp_event::Event::Finished(f)) if f.itt == b));
     assert_eq!(c1.exp_stat_sn(), 8);
+    // Tag 1 again, now on connection 0: the generation is the session's, so the ITT names
+    // this use of the tag and not b's.
+    let b2 = h.start(1, 512, 0).unwrap();
+    assert_ne!(b2, b);
+    assert_eq!(b2 & 0xffff, b & 0xffff);
+    h.conn.forget_task(b2).unwrap();
     // Connection 0 is lost: only its task comes back.
     let mut back = Vec::new();
-    h.sess.end_connection(0, |r| back.push(r.itt));
+    h.conn.end(&mut h.sess, |r| back.push(r.itt));
     assert_eq!(back, vec![a]);
+    assert_eq!(c1.tasks().in_flight(), 0);
 }
 
 #[test]
@@ -702,7 +717,7 @@ fn random_interleavings_split_anywhere_complete_every_command_once() {
             }
             assert!(got.iter().all(|g| *g), "iteration {i}: write not covered");
         }
-        assert_eq!(h.sess.tasks.in_flight(), 0);
+        assert_eq!(h.conn.tasks().in_flight(), 0);
     }
 }
 

@@ -276,8 +276,8 @@ pub struct Session {
     stats: Stats,
     conn: Connection,
     negotiated: Negotiated,
-    ffp: FfpSession<Vec<TaskSlot>>,
-    engine: Conn<Vec<TxSlot>>,
+    ffp: FfpSession<Vec<u16>>,
+    engine: Conn<Vec<TxSlot>, Vec<TaskSlot>>,
     /// The engine's clock starts at the login.
     epoch: Instant,
     discovery: bool,
@@ -636,6 +636,7 @@ impl Session {
                 nop_timeout_ms: 0,
             },
             tx,
+            vec![TaskSlot::default(); DEPTH],
             0,
         );
         Ok(Session {
@@ -644,7 +645,7 @@ impl Session {
             negotiated: Negotiated::new(&done, transcript.keys),
             // Login Requests are immediate: the first command carries the ExpCmdSN they left.
             ffp: FfpSession::new(
-                vec![TaskSlot::default(); DEPTH],
+                vec![0; DEPTH],
                 write_params,
                 done.exp_cmd_sn,
                 done.max_cmd_sn,

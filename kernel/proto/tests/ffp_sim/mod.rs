@@ -98,8 +98,8 @@ pub struct Sent {
 
 /// The engine and everything a driver keeps around it.
 pub struct Harness {
-    pub sess: Session<Vec<TaskSlot>>,
-    pub conn: Conn<Vec<TxSlot>>,
+    pub sess: Session<Vec<u16>>,
+    pub conn: Conn<Vec<TxSlot>, Vec<TaskSlot>>,
     pub digests: Digests,
     /// Command buffers by ITT (reads fill them; writes are sent from them).
     pub bufs: HashMap<u32, Vec<u8>>,
@@ -122,7 +122,7 @@ impl Harness {
         let slots = vec![TaskSlot::default(); DEPTH];
         let tx = vec![TxSlot::default(); tx_capacity(DEPTH, params.max_outstanding_r2t)];
         Harness {
-            sess: Session::new(slots, params, 1, DEPTH as u32),
+            sess: Session::new(vec![0; DEPTH], params, 1, DEPTH as u32),
             conn: Conn::new(
                 ConnConfig {
                     cid: 0,
@@ -134,6 +134,7 @@ impl Harness {
                     nop_timeout_ms: 1000,
                 },
                 tx,
+                slots,
                 0,
             ),
             digests,
@@ -255,7 +256,7 @@ impl Harness {
                     "{itt:#x} ended twice"
                 );
                 assert!(
-                    self.sess.tasks.get(itt).is_none(),
+                    self.conn.tasks().get(itt).is_none(),
                     "ended but still in the set"
                 );
             }
