@@ -241,6 +241,11 @@ const RX_WORK_DEPTH: usize = 4;
 /// once a page of them has piled up.
 const RX_WORK_BYTES: usize = 4096;
 
+/// PDUs queuecommand (or commit_rqs) sends itself before it leaves the rest to the transmit
+/// work: a command alone in flight with its immediate data and first unsolicited Data-Out
+/// PDUs, or a ping answer with it.
+const INLINE_PDUS: usize = 8;
+
 /// The socket's callbacks (softirq context, or a socket owner's `release_sock`): data is
 /// received in `data_ready`, or under load handed to the rx work.
 struct Wake(Arc<Connection>);
@@ -686,29 +691,46 @@ impl Connection {
         if in_flight > 1 || !last {
             self.queue_tx();
         } else {
-            self.send_queued();
+            self.send_inline();
         }
     }
 
-    /// Sends everything queued under the tx lock; a send error fails the connection.
-    pub(crate) fn send_queued(self: &Arc<Self>) {
+    /// Sends what is queued, from queuecommand or commit_rqs: at most [`INLINE_PDUS`] PDUs,
+    /// the rest left to the transmit work. `scsi_host_block` (recovery, pause) waits for
+    /// every queuecommand in progress, so one must not stay in here for as long as a target
+    /// keeps the queue fed (R2Ts, pings); each PDU is bounded by its own deadline.
+    pub(crate) fn send_inline(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
-        let result = self.drain(&mut tx);
+        let result = self.drain(&mut tx, INLINE_PDUS);
+        drop(tx);
+        match result {
+            Ok(true) => self.queue_tx(),
+            Ok(false) => {}
+            Err(why) => self.fail(why),
+        }
+    }
+
+    /// Sends everything queued under the tx lock (the transmit work); a send error fails the
+    /// connection.
+    fn send_queued(self: &Arc<Self>) {
+        let mut tx = self.tx.lock();
+        let result = self.drain(&mut tx, usize::MAX);
         drop(tx);
         if let Err(why) = result {
             self.fail(why);
         }
     }
 
-    /// Sends the engine's queue, one PDU at a time, with MSG_MORE while more follows (the tx
-    /// lock is held; the engine's only while a PDU is taken from it).
-    fn drain(&self, tx: &mut Tx) -> core::result::Result<(), Failure> {
+    /// Sends the engine's queue, one PDU at a time and at most `budget`, with MSG_MORE while
+    /// more follows (the tx lock is held; the engine's only while a PDU is taken from it).
+    /// `Ok(true)` when the budget ran out with more to send.
+    fn drain(&self, tx: &mut Tx, budget: usize) -> core::result::Result<bool, Failure> {
         // The last PDU went with MSG_MORE: what it held back must be pushed if nothing follows
         // after all (the engine dropped a burst whose task ended meanwhile).
         let mut held = false;
-        loop {
+        for _ in 0..budget {
             if self.is_dead() {
-                return Ok(());
+                return Ok(false);
             }
             let Tx { head, buf } = tx;
             let (header_len, data, pad, digest, more) = {
@@ -725,7 +747,7 @@ impl Connection {
                         if held {
                             self.stream.push();
                         }
-                        return Ok(());
+                        return Ok(false);
                     }
                     Err(why) => {
                         drop(io);
@@ -790,6 +812,12 @@ impl Connection {
             sent?;
             held = more;
         }
+        // Out of budget: the transmit work goes on where this stopped. What MSG_MORE held
+        // back goes now: the work may find nothing more to send.
+        if held {
+            self.stream.push();
+        }
+        Ok(true)
     }
 
     /// When a PDU whose send starts now must be out: a target that takes a segment every few
@@ -954,6 +982,27 @@ impl Connection {
     /// (the connection is dead: a receive in progress ends first, later ones stop at once).
     pub(crate) fn release_placement(&self) {
         self.give_back_placement(&mut self.rx.lock());
+    }
+
+    /// Gives back the command a Data-In is being placed into if `which` holds for it (a reset
+    /// covered it): the rest of the segment is read and dropped. A target can trickle a
+    /// segment for as long as it likes while answering the reset on another connection; the
+    /// midlayer must not get the command back while its pages are still written.
+    pub(crate) fn release_placement_where(&self, which: impl Fn(&Slot) -> bool) {
+        let mut rx = self.rx.lock();
+        let covered = match &rx.placing {
+            Some(Placement {
+                itt, cmd: Some(_), ..
+            }) => self.engine.lock().cmds.get(*itt).is_some_and(&which),
+            _ => false,
+        };
+        if covered {
+            if let Some(p) = rx.placing.as_mut() {
+                if let Some(cmd) = p.cmd.take() {
+                    self.engine.lock().cmds.give_back(p.itt, cmd);
+                }
+            }
+        }
     }
 
     /// One step of the receive: the bytes the engine wants next, from `incoming`. `Ok(false)`

@@ -661,6 +661,9 @@ impl Session {
         deadline: Deadline,
     ) -> core::result::Result<(), Failure> {
         let _noio = NoIoScope::new();
+        // What a failed attempt before this one attached (its leading connection, say)
+        // belongs to a session this attempt reinstates away: none of it may carry I/O.
+        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
         self.login_all(login, Some(deadline))
     }
 
@@ -676,6 +679,12 @@ impl Session {
     fn recover(self: &Arc<Self>, op: &mut Op) {
         self.set_phase(Phase::Recovering);
         self.ctl.lock().recoveries += 1;
+        // Every connection is lost at ErrorRecoveryLevel 0: close them all before blocking
+        // the host. scsi_host_block waits for every queuecommand in progress, and one
+        // sending on a connection still open could be kept at it by the target.
+        for conn in self.conns().iter().flatten() {
+            conn.close();
+        }
         if let Some(h) = &op.host {
             h.block();
         }
@@ -723,7 +732,8 @@ impl Session {
             self.settings.replacement_timeout_s,
             last
         );
-        self.io.lock().link = Link::Failed;
+        // Nothing of a failed attempt stays open.
+        self.detach(Link::Failed, CommandResult::HostError(HostByte::NoConnect));
         self.set_phase(Phase::Failed(Failure::ReplacementTimeout));
         // Held I/O now fails instead of waiting forever.
         if let Some(h) = &op.host {
@@ -923,7 +933,12 @@ impl Session {
 impl HostOps for Session {
     fn queue_command(&self, cmd: Command) -> core::result::Result<(), QueueBusy> {
         let last = cmd.is_last();
-        let Some(conn) = self.pick(cmd.hw_queue(), cmd.slot()) else {
+        // A connection lost is passed by for a live one: a recovery about to start requeues
+        // what went there, and while stopping the others carry the disks' last commands.
+        let conn = self
+            .pick(cmd.hw_queue(), cmd.slot())
+            .and_then(|c| if c.is_dead() { self.live_conn() } else { Some(c) });
+        let Some(conn) = conn else {
             if self.io.lock().link == Link::Failed {
                 cmd.complete(CommandResult::HostError(HostByte::NoConnect));
                 return Ok(());
@@ -950,7 +965,7 @@ impl HostOps for Session {
             None => return,
         };
         for conn in route.iter().flatten().filter(|c| !c.is_dead()) {
-            conn.send_queued();
+            conn.send_inline();
         }
     }
 
@@ -980,12 +995,15 @@ impl Owner for Session {
             return;
         }
         // The end of a connection we are logging out of is no loss: nothing to recover. While
-        // stopping, what the disks' removal still sends must then fail at once, not be told
-        // "busy" by a link that is up on a dead connection, forever.
+        // stopping, what the disks' removal still sends goes on the connections left
+        // (queuecommand passes a dead one by); with none left it must fail at once, not be
+        // told "busy" by a link that is up on dead connections, forever.
         let phase = self.ctl.lock().phase;
         match phase {
             Phase::Stopping => {
-                self.io.lock().link = Link::Failed;
+                if self.live_conn().is_none() {
+                    self.io.lock().link = Link::Failed;
+                }
                 return;
             }
             Phase::Paused => return,

@@ -85,6 +85,8 @@ impl Session {
         match self.task_mgmt(&conn, tmf::ABORT_TASK, cmd.lun(), itt) {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
+                // A Data-In still being placed into it ends here: the rest is dropped.
+                conn.release_placement_where(|slot| slot.itt == itt);
                 let outcome = match conn.forget_command(itt) {
                     // Completed meanwhile: the midlayer owns it once the receive path has
                     // let go of it (below).
@@ -128,32 +130,38 @@ impl Session {
     }
 
     /// After a LUN or target reset the target answered: forgets the commands it covered
-    /// (`which`; their queued R2T bursts are then dropped unsent), and waits (bounded) for
-    /// those lent to a sender to come back, since until then the sender reads their pages.
-    /// `Success` only then: the midlayer frees or reuses what it gets back.
+    /// (`which`; their queued R2T bursts are then dropped unsent), takes back those a Data-In
+    /// is being placed into on any connection (the reset may have been answered on another
+    /// one than their data arrives on), and waits (bounded) for those lent to a sender to
+    /// come back, since until then the sender reads their pages. A sender the target keeps
+    /// past the bound loses its connection, which gives them back. `Success` once none is
+    /// out: the midlayer frees or reuses what it gets back.
     fn forget_covered(&self, which: impl Fn(&Slot) -> bool) -> EhOutcome {
-        for conn in self.conns().iter().flatten() {
+        let conns = self.conns();
+        for conn in conns.iter().flatten() {
             conn.end_where(&which, Ending::Forget);
+            conn.release_placement_where(&which);
         }
         let deadline = Deadline::after_ms(self.stall_bound_ms().into());
         let back = self.wait_until(deadline, |_| {
-            let lent = self.conns().iter().flatten().any(|c| c.has_command(&which));
+            let lent = conns.iter().flatten().any(|c| c.has_command(&which));
             (!lent).then_some(())
         });
-        match back {
-            Some(()) => {
-                // A command the target ended just before may still be completing.
-                self.wait_receivers();
-                EhOutcome::Success
-            }
-            None => {
-                pr_warn!(
-                    "core-iscsi: channel {}: reset: a command is still being sent; not done\n",
-                    self.name.as_str()
-                );
-                EhOutcome::Failed
+        if back.is_none() {
+            pr_warn!(
+                "core-iscsi: channel {}: reset: a command still being sent after {} s; dropping its connection\n",
+                self.name.as_str(),
+                self.stall_bound_ms() / 1000
+            );
+            for conn in conns.iter().flatten().filter(|c| c.has_command(&which)) {
+                conn.fail(Failure::ResetFailed);
+                conn.wait_sender();
+                conn.release_placement();
             }
         }
+        // A command the target ended just before may still be completing.
+        self.wait_receivers();
+        EhOutcome::Success
     }
 
     /// Drops the connection and waits for the ticker's ordinary recovery: reinstating the

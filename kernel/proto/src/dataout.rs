@@ -4,7 +4,6 @@
 //! caller sends the bytes from its own buffers.
 
 use super::pdu::{R2t, RESERVED_TAG};
-use super::serial;
 use super::text::Params;
 
 /// The negotiated values a write plan depends on.
@@ -191,16 +190,16 @@ impl WritePlan {
         if r2t.desired_len > self.params.max_burst_length {
             return Err(DataOutError::BurstTooLong);
         }
-        // R2TSNs of a command count up from 0; a recovery R2T may repeat an older one.
-        if serial::gt(r2t.r2t_sn, self.next_r2t_sn) {
+        // R2TSNs of a command count up from 0, each once: at ErrorRecoveryLevel 0 (all this
+        // initiator negotiates) there is no recovery R2T repeating an older one, and accepting
+        // repeats would let a target ask for the same data for ever.
+        if r2t.r2t_sn != self.next_r2t_sn {
             return Err(DataOutError::BadR2tSn);
         }
         if self.outstanding >= self.params.max_outstanding_r2t.max(1) {
             return Err(DataOutError::TooManyR2ts);
         }
-        if r2t.r2t_sn == self.next_r2t_sn {
-            self.next_r2t_sn = self.next_r2t_sn.wrapping_add(1);
-        }
+        self.next_r2t_sn = self.next_r2t_sn.wrapping_add(1);
         self.outstanding += 1;
         Ok(DataOutSeq::new(
             r2t.offset,

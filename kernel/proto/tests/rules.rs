@@ -396,6 +396,9 @@ fn r2t_validation() {
     assert_eq!(plan.on_r2t(&r(3, 8192, 100)), Err(DataOutError::BadR2tSn));
     let s = plan.on_r2t(&r(0, 8192, 65536)).unwrap();
     assert_eq!(s.count(), 8);
+    // At ErrorRecoveryLevel 0 an R2TSN comes once: a repeat would ask for the same data again
+    // and again.
+    assert_eq!(plan.on_r2t(&r(0, 8192, 100)), Err(DataOutError::BadR2tSn));
     plan.on_r2t(&r(1, 73728, 26272)).unwrap();
     assert_eq!(plan.on_r2t(&r(2, 0, 1)), Err(DataOutError::TooManyR2ts));
     plan.burst_done();
