@@ -404,6 +404,11 @@ impl Connection {
         }
     }
 
+    /// Whether the target has closed its side of the connection.
+    pub(crate) fn peer_closed(&self) -> bool {
+        self.stream.peer_closed()
+    }
+
     /// Whether the connection has failed or been closed.
     pub(crate) fn is_dead(&self) -> bool {
         self.dead.load(Ordering::Acquire)
@@ -448,6 +453,15 @@ impl Connection {
         match why {
             Lost::Closed => Failure::ConnectionReset,
             Lost::PingTimeout => Failure::Timeout,
+            Lost::PduTimeout => {
+                pr_warn!(
+                    "core-iscsi: channel {}: connection {}: {}\n",
+                    self.owner.name(),
+                    self.cid,
+                    why
+                );
+                Failure::Timeout
+            }
             Lost::TargetDropsConnection | Lost::TargetDropsSession => {
                 let event = if why == Lost::TargetDropsConnection { 2 } else { 3 };
                 pr_info!(
@@ -602,8 +616,8 @@ impl Connection {
         Ok(itt)
     }
 
-    /// The timers at `now`: a ping is queued, or an unanswered one fails the connection
-    /// (true: it did).
+    /// The timers at `now`: a ping is queued, or an unanswered one (or a PDU received too
+    /// slowly) fails the connection (true: it did).
     pub(crate) fn tick(self: &Arc<Self>) -> bool {
         let timed = {
             let mut engine = self.engine.lock();
@@ -615,6 +629,10 @@ impl Connection {
             Ok(false) => {}
             Err(Lost::PingTimeout) => {
                 self.fail(Failure::Timeout);
+                return true;
+            }
+            Err(Lost::PduTimeout) => {
+                self.fail(self.lost(Lost::PduTimeout));
                 return true;
             }
             // Lost before (the failure has been reported then: this does nothing more).
@@ -987,8 +1005,9 @@ impl Connection {
     /// Gives back the command a Data-In is being placed into if `which` holds for it (a reset
     /// covered it): the rest of the segment is read and dropped. A target can trickle a
     /// segment for as long as it likes while answering the reset on another connection; the
-    /// midlayer must not get the command back while its pages are still written.
-    pub(crate) fn release_placement_where(&self, which: impl Fn(&Slot) -> bool) {
+    /// midlayer must not get the command back while its pages are still written. True if one
+    /// was taken back.
+    pub(crate) fn release_placement_where(&self, which: impl Fn(&Slot) -> bool) -> bool {
         let mut rx = self.rx.lock();
         let covered = match &rx.placing {
             Some(Placement {
@@ -1003,6 +1022,7 @@ impl Connection {
                 }
             }
         }
+        covered
     }
 
     /// One step of the receive: the bytes the engine wants next, from `incoming`. `Ok(false)`

@@ -190,6 +190,10 @@ struct Answers {
 /// `Session::host_no` while there is no host.
 const NO_HOST: u32 = u32::MAX;
 
+/// How long a recovery waits for the target to close the connections it retired before it
+/// logs in again ([`Session::wait_peers_closed`]).
+const PEER_CLOSE_MS: u32 = 5000;
+
 /// Waits on `changed` last at most this long before looking again: the receive path sets its
 /// flags without `ctl` (softirq context), so a wake-up can fall between a waiter's look and its
 /// sleep.
@@ -359,6 +363,9 @@ impl Session {
             exp_stat_sn: done.stat_sn.wrapping_add(1),
             nop_interval_ms: ms(self.settings.nopout_interval_s),
             nop_timeout_ms: ms(self.settings.nopout_timeout_s),
+            // A PDU trickled in keeps the ping timer quiet: its own bound is the stall bound,
+            // as for one we send.
+            pdu_timeout_ms: self.stall_bound_ms().into(),
         };
         // The window and parameters first: the connection receives as soon as it starts.
         let r2t = {
@@ -635,10 +642,11 @@ impl Session {
         }
     }
 
-    /// Takes the connection away from the data path and waits until nothing uses it; the
-    /// commands in flight are completed with `result` (requeued, or failed). Bounded: the
-    /// socket is shut down before anything waits on it.
-    fn detach(&self, link: Link, result: CommandResult) {
+    /// Takes the connections away from the data path and waits until nothing uses them; the
+    /// commands in flight are completed with `result` (requeued, or failed). Bounded: each
+    /// socket is shut down before anything waits on it. Gives the retired connections (their
+    /// sockets are released when the last reference goes: never under a spinlock).
+    fn detach(&self, link: Link, result: CommandResult) -> Conns {
         self.io.lock().link = link;
         // Retired while still listed, so that the error handler finds their commands until
         // they have ended (a command it cannot find, it takes as completed).
@@ -649,7 +657,23 @@ impl Session {
         }
         *self.conns.lock() = core::array::from_fn(|_| None);
         self.reroute();
-        // `conns` (the copy) drops the last references here, with no lock held.
+        conns
+    }
+
+    /// Waits (at most `PEER_CLOSE_MS`, never past `deadline`) for the target to close every
+    /// connection in `old` (retired: we shut them down). Logging in again reinstates the
+    /// session, and a target still tearing the old connections down meets the reinstatement
+    /// halfway: LIO 6.12's `iscsit_stop_session` then walks a connection it is freeing. A
+    /// target that never closes costs the bound.
+    fn wait_peers_closed(&self, old: &Conns, deadline: Deadline) {
+        let closed = || old.iter().flatten().all(|c| c.peer_closed());
+        if closed() {
+            return;
+        }
+        let bound = Deadline::after_ms(PEER_CLOSE_MS.into()).min(deadline);
+        let _ = self.wait_until(bound, |_| {
+            (self.stopping.load(Ordering::Acquire) || closed()).then_some(())
+        });
     }
 
     /// Logs in again on a new connection, reinstating the session (same ISID), by `deadline`
@@ -663,7 +687,9 @@ impl Session {
         let _noio = NoIoScope::new();
         // What a failed attempt before this one attached (its leading connection, say)
         // belongs to a session this attempt reinstates away: none of it may carry I/O.
-        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
+        let old = self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
+        self.wait_peers_closed(&old, deadline);
+        drop(old);
         self.login_all(login, Some(deadline))
     }
 
@@ -688,12 +714,14 @@ impl Session {
         if let Some(h) = &op.host {
             h.block();
         }
-        self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
+        let old = self.detach(Link::Down, CommandResult::HostError(HostByte::Requeue));
         // Losses of the connections just retired (reported while this recovery began) are
         // this recovery's: none may start another.
         self.ctl.lock().lost = None;
         let deadline =
             Deadline::after_ms(u64::from(self.settings.replacement_timeout_s) * 1000);
+        self.wait_peers_closed(&old, deadline);
+        drop(old);
         let mut last = Failure::Timeout;
         let mut backoff_ms = 1000u32;
         // RFC 7143 section 6.1: wait DefaultTime2Wait before logging in again.

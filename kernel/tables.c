@@ -510,6 +510,20 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
 	return 0;
 }
 
+bool core_iscsi_c_sock_peer_closed(struct socket *sock)
+{
+	switch (READ_ONCE(sock->sk->sk_state)) {
+	case TCP_CLOSE_WAIT:
+	case TCP_LAST_ACK:
+	case TCP_CLOSING:
+	case TCP_TIME_WAIT:
+	case TCP_CLOSE:
+		return true;
+	default:
+		return false;
+	}
+}
+
 bool core_iscsi_c_sock_clear_callbacks(struct socket *sock)
 {
 	struct sock *sk = sock->sk;

@@ -143,6 +143,11 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
  * called again for this socket.
  */
 bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
+/*
+ * Whether the peer has closed its side of the connection (its FIN or a reset came): the TCP
+ * state is CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT or CLOSE.
+ */
+bool core_iscsi_c_sock_peer_closed(struct socket *sock);
 
 /*
  * Receives by walking the socket's receive queue under lock_sock (tcp_read_sock), as nvme-tcp

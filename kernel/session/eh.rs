@@ -140,7 +140,13 @@ impl Session {
         let conns = self.conns();
         for conn in conns.iter().flatten() {
             conn.end_where(&which, Ending::Forget);
-            conn.release_placement_where(&which);
+            if conn.release_placement_where(&which) {
+                pr_info!(
+                    "core-iscsi: channel {}: reset: connection {} was receiving data for a command it covered; the rest of that data is dropped\n",
+                    self.name.as_str(),
+                    conn.cid()
+                );
+            }
         }
         let deadline = Deadline::after_ms(self.stall_bound_ms().into());
         let back = self.wait_until(deadline, |_| {

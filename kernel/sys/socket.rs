@@ -465,6 +465,12 @@ impl TcpStream {
         self.sock.as_ptr()
     }
 
+    /// Whether the peer has closed its side (its FIN or a reset came).
+    pub(crate) fn peer_closed(&self) -> bool {
+        // SAFETY: `self.sock` is a live socket; the helper only reads its state.
+        unsafe { bindings::core_iscsi_c_sock_peer_closed(self.raw()) }
+    }
+
     /// The local address and port the connection goes out from.
     pub(crate) fn local_addr(&self) -> Result<SocketAddr> {
         let mut addr = [0u8; 16];

@@ -120,6 +120,10 @@ SCAN_MODES = {"scan-silent", "scan-close"}
 READ_MODES |= {"scan-async"}
 WRITE_MODES |= {"slow-drain", "r2t-reset"}
 ANY_MODES |= {"window-io", "late-tmf"}
+# Grants two connections per session and misbehaves only on a read that came on the added one.
+READ_MODES |= {"trickle-reset"}
+ADDED_CONN_MODES = {"trickle-reset"}
+TRICKLE_HEAD = 100
 # Triggered once per connection instead of once per target.
 PER_CONN_MODES = {"slow-drain"}
 MODES = {"good", "window-login"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
@@ -148,6 +152,7 @@ MODE_OURS = {
     "time2wait": {"DefaultTime2Wait": 3600},
     "slow-drain": {"ImmediateData": "No", "MaxBurstLength": 16776192},
     "r2t-reset": {"ImmediateData": "No"},
+    "trickle-reset": {"MaxConnections": 2},
 }
 MIN_KEYS = {"MaxBurstLength", "FirstBurstLength", "MaxOutstandingR2T", "ErrorRecoveryLevel",
             "MaxConnections", "DefaultTime2Retain"}
@@ -212,6 +217,8 @@ class Target:
         if self.mode in READ_MODES and not is_read:
             return False
         if self.mode in WRITE_MODES and not is_write:
+            return False
+        if self.mode in ADDED_CONN_MODES and not (conn is not None and conn.added):
             return False
         with self.lock:
             if self.mode in PER_CONN_MODES and conn is not None:
@@ -283,6 +290,8 @@ class Conn:
         self.async_pending = False  # scan-async: send the event after this answer
         self.r2t_held = None  # r2t-reset: (itt, write state) of the unanswered write
         self.late_itt = None  # late-tmf: the unanswered command
+        self.added = False  # logged in with the TSIH of a session: not its leading connection
+        self.trickling = False  # trickle-reset: nothing but the trickle is sent any more
 
     # ---- I/O ----
     def recv_exact(self, n):
@@ -342,6 +351,7 @@ class Conn:
             nsg = flags & 3
             transit = bool(flags & 0x80)
             isid = bhs[8:14]
+            self.added = self.added or struct.unpack_from(">H", bhs, 14)[0] != 0
             itt = be32(bhs, 16)
             cmd_sn = be32(bhs, 24)
             self.exp_cmd_sn = cmd_sn
@@ -470,6 +480,11 @@ class Conn:
         op = bhs[0] & 0x3F
         immediate = bool(bhs[0] & 0x40)
         itt = be32(bhs, 16)
+        if self.trickling:
+            # Mid-segment for good: any PDU sent now would be taken as segment bytes.
+            log("conn %d: opcode %#x itt %#x ignored (trickling a Data-In segment)" %
+                (self.n, op, itt))
+            return
         if op in (0x00, 0x01, 0x02, 0x06) and not immediate:
             cmd_sn = be32(bhs, 24)
             if ((cmd_sn - self.exp_cmd_sn) & RESERVED) < 0x80000000:
@@ -599,6 +614,31 @@ class Conn:
                            tail=struct.pack(">BBHHHI", 0, 0, 0, 0, 0, 0)), pad4(body))
         log("scan-async: conn %d: Async Message event 0 (REPORTED LUNS DATA HAS CHANGED) sent; "
             "no command or task management request is answered from now on" % self.n)
+
+    def trickle(self, itt, edtl, lun):
+        """trickle-reset: a Data-In header, TRICKLE_HEAD bytes of its segment, then one byte
+        every DRIP_INTERVAL seconds, never the last: this connection answers nothing more (its
+        stream is mid-segment), while the session's other connection answers task management
+        at once."""
+        n = min(self.mrdsl, edtl)
+        self.trickling = True
+        self.send(self.pdu(0x25, 0x00, dsl=n, lun=lun, itt=itt, sn=self.sn_fields(),
+                           tail=struct.pack(">III", 0, 0, 0)), b"\xaa" * TRICKLE_HEAD)
+        log("trickle-reset: conn %d: Data-In header for itt %#x (%d bytes) and %d of them sent; "
+            "one more every %.1f s" % (self.n, itt, n, TRICKLE_HEAD, DRIP_INTERVAL))
+
+        def drip():
+            sent = TRICKLE_HEAD
+            while sent < n - 1:
+                time.sleep(DRIP_INTERVAL)
+                try:
+                    self.send(b"\xab")
+                except OSError as e:
+                    log("trickle-reset: conn %d: %d bytes of the segment sent, then %s" %
+                        (self.n, sent, e))
+                    return
+                sent += 1
+        threading.Thread(target=drip, daemon=True).start()
 
     def stall(self):
         """slow-drain: read one MSS every DRAIN_INTERVAL seconds, never answer again."""
@@ -774,6 +814,9 @@ class Conn:
         """Misbehave on this command; True to then handle it normally."""
         m = self.t.mode
         lun = bhs[8:16]
+        if m == "trickle-reset":
+            self.trickle(itt, edtl, lun)
+            return False
         if m == "oversize":
             h = bytearray(self.pdu(0x25, 0x00, itt=itt, sn=self.sn_fields(),
                                    tail=struct.pack(">III", 0, 0, 0)))

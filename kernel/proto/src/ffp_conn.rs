@@ -55,6 +55,10 @@ pub struct ConnConfig {
     pub nop_interval_ms: Millis,
     /// A ping unanswered this long loses the connection.
     pub nop_timeout_ms: Millis,
+    /// A PDU from the target not received whole this long after its first byte loses the
+    /// connection (0: no bound). Bytes trickling in keep a ping's timer from firing; they do
+    /// not stretch this.
+    pub pdu_timeout_ms: Millis,
 }
 
 /// What the next received bytes are.
@@ -145,6 +149,8 @@ pub struct Conn<Q, S> {
     pub(super) tx: TxQueue<Q>,
     pub(super) ping: Option<Ping>,
     pub(super) last_rx: Millis,
+    /// When the first byte of the PDU being received came (`None` between PDUs).
+    pub(super) pdu_since: Option<Millis>,
     pub(super) pings: [PingBuf; PING_BUFS],
     pub(super) text: [u8; MAX_TEXT_OUT],
     pub(super) text_len: usize,
@@ -176,6 +182,7 @@ where
             tx: TxQueue::new(tx_slots),
             ping: None,
             last_rx: now,
+            pdu_since: None,
             pings: [PingBuf {
                 used: false,
                 len: 0,
@@ -300,6 +307,7 @@ where
         self.alive()?;
         if n > 0 {
             self.last_rx = now;
+            self.pdu_since.get_or_insert(now);
         }
         if let Err(e) = self.rx.placed(n, running) {
             return Err(self.fail(Lost::Framing(e)));
@@ -333,6 +341,7 @@ where
                     used += n;
                     if n > 0 {
                         self.last_rx = now;
+                        self.pdu_since.get_or_insert(now);
                     }
                     if ev.is_some() {
                         break ev;
@@ -388,6 +397,7 @@ where
             }
             Next::Trailer { .. } => Ok((self.rx.trailer(crc, bytes).map_err(Lost::Framing)?, None)),
             Next::Done => {
+                self.pdu_since = None;
                 self.counters.pdus_rx = self.counters.pdus_rx.saturating_add(1);
                 let current = core::mem::replace(&mut self.current, Current::Ignore);
                 let ev = self.on_end(sess, current)?;
@@ -407,28 +417,41 @@ where
             .saturating_add(self.cfg.nop_timeout_ms)
     }
 
+    /// When the PDU being received must be whole (`None`: none is, or no bound).
+    fn pdu_deadline(&self) -> Option<Millis> {
+        let since = self.pdu_since?;
+        (self.cfg.pdu_timeout_ms > 0).then(|| since.saturating_add(self.cfg.pdu_timeout_ms))
+    }
+
     /// When [`Conn::handle_timeout`] should run next (`None`: no timer).
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.lost.is_some() {
             return None;
         }
-        match self.ping {
+        let ping = match self.ping {
             Some(p) => Some(self.ping_deadline(p)),
             None if self.cfg.nop_interval_ms > 0 => {
                 Some(self.last_rx.saturating_add(self.cfg.nop_interval_ms))
             }
             None => None,
+        };
+        match (ping, self.pdu_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// The timers at `now`: a ping unanswered too long loses the connection; a connection
-    /// from which nothing arrived for the NOP interval gets a ping (`Ok(true)`: call
-    /// `poll_transmit`).
+    /// The timers at `now`: a PDU not received whole in time, or a ping unanswered too long,
+    /// loses the connection; a connection from which nothing arrived for the NOP interval gets
+    /// a ping (`Ok(true)`: call `poll_transmit`).
     pub fn handle_timeout<G>(&mut self, sess: &mut Session<G>, now: Millis) -> Result<bool, Lost>
     where
         G: core::ops::DerefMut<Target = [u16]>,
     {
         self.alive()?;
+        if self.pdu_deadline().is_some_and(|d| now >= d) {
+            return Err(self.fail(Lost::PduTimeout));
+        }
         match self.ping {
             Some(p) if now >= self.ping_deadline(p) => Err(self.fail(Lost::PingTimeout)),
             Some(_) => Ok(false),

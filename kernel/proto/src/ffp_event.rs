@@ -122,6 +122,8 @@ pub enum Lost {
     QueueFull,
     /// Our ping went unanswered.
     PingTimeout,
+    /// A PDU from the target was not received whole in time (`ConnConfig::pdu_timeout_ms`).
+    PduTimeout,
     /// The target will drop this connection (Async Message event 2).
     TargetDropsConnection,
     /// The target will drop the session (Async Message event 3).
@@ -158,6 +160,7 @@ impl core::fmt::Display for Lost {
             Lost::PingFlood => f.write_str("too many NOP-In pings waiting for an answer"),
             Lost::QueueFull => f.write_str("transmit queue full (too many R2Ts)"),
             Lost::PingTimeout => f.write_str("ping not answered in time"),
+            Lost::PduTimeout => f.write_str("a PDU from the target not received whole in time"),
             Lost::TargetDropsConnection => f.write_str("target drops the connection"),
             Lost::TargetDropsSession => f.write_str("target drops the session"),
             Lost::QueuedCommandGone(itt) => {

@@ -301,6 +301,37 @@ fn idle_connection_pings_and_an_unanswered_ping_loses_it() {
     assert_eq!(h.conn.poll_timeout(), None);
 }
 
+/// A target that trickles a PDU keeps a ping's timer from firing (bytes arrive), but not the
+/// PDU's own bound: counted from its first byte, it loses the connection; a PDU received whole
+/// clears it.
+#[test]
+fn a_pdu_trickled_in_loses_the_connection_at_its_bound() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let a = h.start(0, 4096, 0).unwrap();
+    h.transmit().unwrap();
+    assert_eq!(h.conn.poll_timeout(), None);
+    // A whole PDU (the first half of the read) leaves no bound running.
+    h.now = 100;
+    h.feed(&wire(data_in(a, 0, 0, None), &[1; 2048], NONE)).unwrap();
+    assert_eq!(h.conn.poll_timeout(), None);
+    // The second half: its header and 10 bytes at 1000, then a byte every second.
+    let pdu = wire(data_in(a, 1, 2048, Some(1)), &[2; 2048], NONE);
+    h.now = 1000;
+    h.feed(&pdu[..58]).unwrap();
+    assert_eq!(h.conn.poll_timeout(), Some(21_000));
+    for (i, byte) in pdu[58..70].chunks(1).enumerate() {
+        h.now = 2000 + 1000 * i as u64;
+        h.feed(byte).unwrap();
+        assert_eq!(h.conn.handle_timeout(&mut h.sess, h.now), Ok(false));
+    }
+    assert_eq!(h.conn.handle_timeout(&mut h.sess, 20_999), Ok(false));
+    assert_eq!(
+        h.conn.handle_timeout(&mut h.sess, 21_000),
+        Err(Lost::PduTimeout)
+    );
+    assert!(h.ended.is_empty());
+}
+
 #[test]
 fn shut_window_is_reported_with_its_start_and_reopens() {
     let mut h = Harness::new(NONE, PARAMS, 0);
@@ -401,6 +432,7 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
             exp_stat_sn: 7,
             nop_interval_ms: 0,
             nop_timeout_ms: 0,
+            pdu_timeout_ms: 0,
         },
         vec![TxSlot::default(); tx_capacity(8, 4)],
         vec![iscsi_proto::ffp_tasks::TaskSlot::default(); 8],

@@ -634,6 +634,8 @@ impl Session {
                 // No pings: the driver waits on the socket with its I/O timeout.
                 nop_interval_ms: 0,
                 nop_timeout_ms: 0,
+                // Every read is bounded by the socket's I/O timeout instead.
+                pdu_timeout_ms: 0,
             },
             tx,
             vec![TaskSlot::default(); DEPTH],

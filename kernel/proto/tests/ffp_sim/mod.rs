@@ -132,6 +132,7 @@ impl Harness {
                     exp_stat_sn: 1,
                     nop_interval_ms,
                     nop_timeout_ms: 1000,
+                    pdu_timeout_ms: 20_000,
                 },
                 tx,
                 slots,
