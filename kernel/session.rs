@@ -660,17 +660,19 @@ impl Session {
         conns
     }
 
-    /// Waits (at most `PEER_CLOSE_MS`, never past `deadline`) for the target to close every
-    /// connection in `old` (retired: we shut them down). Logging in again reinstates the
-    /// session, and a target still tearing the old connections down meets the reinstatement
-    /// halfway: LIO 6.12's `iscsit_stop_session` then walks a connection it is freeing. A
-    /// target that never closes costs the bound.
+    /// Waits (at most `PEER_CLOSE_MS`, and half the time left before `deadline`: the logins
+    /// need the rest) for the target to close every connection in `old` (retired: we shut
+    /// them down). Logging in again reinstates the session, and a target still tearing the
+    /// old connections down meets the reinstatement halfway: LIO 6.12's `iscsit_stop_session`
+    /// then walks a connection it is freeing. A target that never closes (one that stopped
+    /// reading: our FIN waits behind unsent data) costs the bound.
     fn wait_peers_closed(&self, old: &Conns, deadline: Deadline) {
         let closed = || old.iter().flatten().all(|c| c.peer_closed());
         if closed() {
             return;
         }
-        let bound = Deadline::after_ms(PEER_CLOSE_MS.into()).min(deadline);
+        let half = deadline.left_ms().unwrap_or(0) / 2;
+        let bound = Deadline::after_ms(PEER_CLOSE_MS.min(half).into());
         let _ = self.wait_until(bound, |_| {
             (self.stopping.load(Ordering::Acquire) || closed()).then_some(())
         });
