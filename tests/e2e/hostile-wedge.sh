@@ -408,9 +408,9 @@ mode_trickle_reset() {
     tlog_wait "TRIGGER trickle-reset" 60 || die "the read never reached the target on the added connection"
     local t_trig; t_trig=$(now_ms)
     tlog_wait "task management function 5 itt" 60 || die "no LUN reset reached the target"
-    klog_wait 0 "was receiving data for a command it covered" 30 \
+    klog_wait 0 "reset: connection 1 was receiving data for a command it covered" 30 \
         || die "the LUN reset did not take the command back from the placement in progress: $(klog 0 | tail -5)"
-    klog_wait 0 "a PDU from the target not received whole in time" $((stall + 15)) \
+    klog_wait 0 "connection 1: a PDU from the target not received whole in time" $((stall + 15)) \
         || die "the trickled PDU did not lose its connection within the stall bound ($stall s): $(klog 0 | tail -5)"
     local t_lost=$(( ($(now_ms) - t_trig) / 1000 ))
     [ $t_lost -le $((stall + 10)) ] || die "the trickled PDU lost its connection $t_lost s after the trigger (bound $stall s)"
