@@ -391,12 +391,13 @@ mode_r2t_reset() {
 # handler's ABORT TASK goes there and is not answered; its LUN reset goes on the leading
 # connection and is answered at once. Before answering the midlayer, the module must take the
 # command back from the placement in progress on the other connection (its log says so; KASAN:
-# no write into pages the midlayer freed). The trickled PDU's own bound (the stall bound, 60 s
-# here: above the abort's 10 s wait, so the reset comes first) then drops the connection, the
-# session recovers, and the read ends with the disk's bytes, not the trickled ones.
+# no write into pages the midlayer freed). The trickled PDU's own bound (the stall bound, 20 s
+# here: above the 3 s device timeout and the abort's 10 s wait, so the reset comes first) then
+# drops the connection and the session recovers. The read ends (with an error if the midlayer's
+# retries ran out first), and a read after the recovery returns the disk's bytes.
 mode_trickle_reset() {
     begin trickle-reset trickle-reset
-    local settings=(nopout_interval=30 nopout_timeout=30) kv stall=60
+    local settings=(nopout_interval=10 nopout_timeout=10) kv stall=20
     for kv in "${settings[@]}"; do echo "${kv#*=}" > "$ISCSI_ROOT/0/${kv%%=*}"; done
     echo "127.0.0.1:$port*2" > "$ISCSI_ROOT/0/portals"
     start_ok 0
@@ -416,14 +417,21 @@ mode_trickle_reset() {
     [ $t_lost -le $((stall + 10)) ] || die "the trickled PDU lost its connection $t_lost s after the trigger (bound $stall s)"
     bg_wait io 120 || die "bound missed: the read did not end within 120 s ($(late io))"
     local io_rc=$RC io_t; io_t=$(secs $MS)
-    [ $io_rc = 0 ] || die "the read failed (rc $io_rc) after the session recovered"
+    if [ $io_rc = 0 ]; then
+        cmp -s /tmp/wedge-back <(head -c 65536 /dev/zero) \
+            || die "the read returned other bytes than the disk's zeros (the trickled segment's?)"
+    fi
+    wait_for "grep -qx running $ISCSI_ROOT/0/state" 30 || die "state '$(cat $ISCSI_ROOT/0/state)' 30 s after the read ended"
+    rm -f /tmp/wedge-back
+    timed 60 "a read after the recovery" taskset -c 1 dd if="/dev/$DISK" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none
+    [ $RC = 0 ] || die "a read after the recovery failed (rc $RC)"
     cmp -s /tmp/wedge-back <(head -c 65536 /dev/zero) \
-        || die "the read returned other bytes than the disk's zeros (the trickled segment's?)"
+        || die "a read after the recovery returned other bytes than the disk's zeros"
     sample_states 0 2
     local after=$STATES
     stop_rmdir 0
     end_mode
-    ok "trickle-reset: the LUN reset answered on the leading connection took the command back from the trickled Data-In on the added one; that PDU lost its connection $t_lost s after it began (bound $stall s); the read ended in $io_t s with the disk's bytes; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "trickle-reset: the LUN reset answered on the leading connection took the command back from the trickled Data-In on the added one; that PDU lost its connection $t_lost s after it began (bound $stall s); the read ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ", the disk's bytes")); a read after the recovery returned the disk's bytes; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must
