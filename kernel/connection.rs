@@ -741,7 +741,8 @@ impl Connection {
 
     /// Sends the engine's queue, one PDU at a time and at most `budget`, with MSG_MORE while
     /// more follows (the tx lock is held; the engine's only while a PDU is taken from it).
-    /// `Ok(true)` when the budget ran out with more to send.
+    /// `Ok(true)` when the budget ran out with more to send (the engine said so with the last
+    /// PDU).
     fn drain(&self, tx: &mut Tx, budget: usize) -> core::result::Result<bool, Failure> {
         // The last PDU went with MSG_MORE: what it held back must be pushed if nothing follows
         // after all (the engine dropped a burst whose task ended meanwhile).
@@ -830,12 +831,12 @@ impl Connection {
             sent?;
             held = more;
         }
-        // Out of budget: the transmit work goes on where this stopped. What MSG_MORE held
-        // back goes now: the work may find nothing more to send.
+        // Out of budget. If the last PDU said more follows (MSG_MORE), what it held back goes
+        // now and the transmit work sends the rest.
         if held {
             self.stream.push();
         }
-        Ok(true)
+        Ok(held)
     }
 
     /// When a PDU whose send starts now must be out: a target that takes a segment every few
