@@ -385,6 +385,15 @@ mode_r2t_reset() {
     ok "r2t-reset: the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); R2T sent during the LUN reset, $burst; 'reset: a command still being sent' logged: $noted; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
+# trickle_reads DISK: 64 KiB reads of the trigger window until the target misbehaves on one
+# (at most 40); the last read's data is left in /tmp/wedge-back.
+trickle_reads() {
+    local i
+    for i in $(seq 1 40); do
+        dd if="/dev/$1" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none || return
+        grep -q "TRIGGER trickle-reset" "$LOG" && return
+    done
+}
 # trickle-reset: two connections (the target grants MaxConnections=2). A read that comes on the
 # added one gets a Data-In header and then its segment one byte every 0.5 s, never the last:
 # that connection answers nothing more, and the bytes keep its ping timer quiet. The error
@@ -404,8 +413,9 @@ mode_trickle_reset() {
     local conns; conns=$(channel_stat 0 connections)
     [ "$conns" = 2 ] || die "$conns connections, expected 2 (the target grants 2)"
     echo 3 > "/sys/block/$DISK/device/timeout"
-    # blk-mq maps CPU 1 to hardware queue 1, which connection 1 (the added one) serves.
-    bg io taskset -c 1 dd if="/dev/$DISK" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none
+    # Every connection serves every hardware queue, chosen by tag: reads until one goes on
+    # the added connection, which the target misbehaves on (the others are answered).
+    bg io trickle_reads "$DISK"
     tlog_wait "TRIGGER trickle-reset" 60 || die "the read never reached the target on the added connection"
     local t_trig; t_trig=$(now_ms)
     tlog_wait "task management function 5 itt" 60 || die "no LUN reset reached the target"
@@ -423,7 +433,7 @@ mode_trickle_reset() {
     fi
     wait_for "grep -qx running $ISCSI_ROOT/0/state" 30 || die "state '$(cat $ISCSI_ROOT/0/state)' 30 s after the read ended"
     rm -f /tmp/wedge-back
-    timed 60 "a read after the recovery" taskset -c 1 dd if="/dev/$DISK" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none
+    timed 60 "a read after the recovery" dd if="/dev/$DISK" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none
     [ $RC = 0 ] || die "a read after the recovery failed (rc $RC)"
     cmp -s /tmp/wedge-back <(head -c 65536 /dev/zero) \
         || die "a read after the recovery returned other bytes than the disk's zeros"
