@@ -441,7 +441,7 @@ mode_trickle_reset() {
     local after=$STATES
     stop_rmdir 0
     end_mode
-    ok "trickle-reset: the LUN reset answered on the leading connection took the command back from the trickled Data-In on the added one; that PDU lost its connection $t_lost s after it began (bound $stall s); the read ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ", the disk's bytes")); a read after the recovery returned the disk's bytes; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "trickle-reset: the LUN reset answered on the leading connection took the command back from the trickled Data-In on the added one; that PDU lost its connection $t_lost s after it began (bound $stall s, asserted with 10 s slack: the ticker looks once a second); the read ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ", the disk's bytes")); a read after the recovery returned the disk's bytes; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must
