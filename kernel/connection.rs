@@ -20,8 +20,10 @@
 //!
 //! **Sending**: the engine's transmit queue holds commands, the Data-Out bursts R2Ts ask for,
 //! pings, answers to the target's pings and the session's own requests, in order. Whoever
-//! holds the `tx` mutex next sends them all (`drain`): queuecommand for a command alone in
-//! flight, otherwise the transmit work (`tx_work`, on the unbound `core_iscsi_xmit` queue).
+//! holds the `tx` mutex next sends them (`drain`): queuecommand for a command alone in
+//! flight, if no one is sending (it only tries the lock, and sends at most a few PDUs);
+//! otherwise the transmit work (`tx_work`, on the unbound `core_iscsi_xmit` queue), a bounded
+//! number per run, queued again while more is left.
 //! Each PDU is taken from the engine under its lock (`poll_transmit`), the lock dropped, and
 //! sent: the header as the engine wrote it, the data from the command's pages (the command lent
 //! out meanwhile) or from the engine's bytes. Nothing but a sender waits for `tx`, and every
@@ -53,13 +55,13 @@ use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::mem::{now_ms, Deadline};
 use crate::sys::scsi::{Command, CommandResult, Direction, HostByte, QueueBusy};
+use crate::sys::try_mutex::{new_try_mutex, TryMutex};
 use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
 use crate::tasks::{Ending, Finished, Slot, TaskTable};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use kernel::alloc::KVVec;
-use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::Arc;
 use kernel::workqueue::{impl_has_work, new_work, Work, WorkItem};
 
 /// What a connection's `engine` lock holds: the engine's connection half (decoder,
@@ -198,8 +200,10 @@ pub(crate) struct Connection {
     /// sent and per request; never across a socket operation or a copy.
     #[pin]
     engine: SpinLockBh<Engine>,
+    /// Held by whoever sends (`drain`); queuecommand only tries it, so nothing on the I/O
+    /// path waits for a send in progress.
     #[pin]
-    tx: Mutex<Tx>,
+    tx: TryMutex<Tx>,
     #[pin]
     rx: SpinLockBh<Rx>,
     #[pin]
@@ -245,6 +249,13 @@ const RX_WORK_BYTES: usize = 4096;
 /// work: a command alone in flight with its immediate data and first unsolicited Data-Out
 /// PDUs, or a ping answer with it.
 const INLINE_PDUS: usize = 8;
+
+/// PDUs the transmit work sends per run before it queues itself again, as nvme-tcp's
+/// `io_work` does: a target that keeps the queue fed (pings, R2Ts) gets its answers, but no
+/// run holds `tx`, or its worker, for as long as the target likes. Large enough that a 1 MiB
+/// write at the smallest MaxRecvDataSegmentLength (512 bytes: 2048 Data-Outs) costs a few
+/// requeues; small next to the PDUs of one QD32 round.
+const TX_WORK_PDUS: usize = 256;
 
 /// The socket's callbacks (softirq context, or a socket owner's `release_sock`): data is
 /// received in `data_ready`, or under load handed to the rx work.
@@ -328,7 +339,7 @@ impl Connection {
                 data_digest: cfg.digests.data,
                 crc: KernelCrc32c,
                 engine <- new_spinlock_bh!(engine),
-                tx <- new_mutex!(Tx {
+                tx <- new_try_mutex!(Tx {
                     head: [0; TX_HEADER_MAX],
                     buf: tx_buf,
                 }),
@@ -714,11 +725,19 @@ impl Connection {
     }
 
     /// Sends what is queued, from queuecommand or commit_rqs: at most [`INLINE_PDUS`] PDUs,
-    /// the rest left to the transmit work. `scsi_host_block` (recovery, pause) waits for
-    /// every queuecommand in progress, so one must not stay in here for as long as a target
-    /// keeps the queue fed (R2Ts, pings); each PDU is bounded by its own deadline.
+    /// the rest left to the transmit work; and nothing at all if someone else is sending
+    /// (the transmit work, or another queue's inline send): that sender, or the transmit work
+    /// woken here, takes this command too. `scsi_host_block` (recovery, pause) waits for
+    /// every queuecommand in progress, so one must never wait for `tx`, which a target can
+    /// keep busy for as long as it feeds the queue; each PDU sent here is bounded by its own
+    /// deadline.
     pub(crate) fn send_inline(self: &Arc<Self>) {
-        let mut tx = self.tx.lock();
+        let Some(mut tx) = self.tx.try_lock() else {
+            // A send in progress may be just past its last look at the engine: the work,
+            // queued again even while it runs, looks once more.
+            self.queue_tx();
+            return;
+        };
         let result = self.drain(&mut tx, INLINE_PDUS);
         drop(tx);
         match result {
@@ -728,14 +747,16 @@ impl Connection {
         }
     }
 
-    /// Sends everything queued under the tx lock (the transmit work); a send error fails the
-    /// connection.
+    /// The transmit work: sends what is queued, at most [`TX_WORK_PDUS`] PDUs a run, queued
+    /// again while more is left; a send error fails the connection.
     fn send_queued(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
-        let result = self.drain(&mut tx, usize::MAX);
+        let result = self.drain(&mut tx, TX_WORK_PDUS);
         drop(tx);
-        if let Err(why) = result {
-            self.fail(why);
+        match result {
+            Ok(true) => self.queue_tx(),
+            Ok(false) => {}
+            Err(why) => self.fail(why),
         }
     }
 

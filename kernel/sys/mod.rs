@@ -16,4 +16,5 @@ pub(crate) mod scsi;
 pub(crate) mod slot;
 pub(crate) mod socket;
 pub(crate) mod ticker;
+pub(crate) mod try_mutex;
 pub(crate) mod workqueue;
