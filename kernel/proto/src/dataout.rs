@@ -21,6 +21,8 @@ pub struct WriteParams {
     pub max_xmit_data_segment_length: u32,
     /// MaxOutstandingR2T.
     pub max_outstanding_r2t: u16,
+    /// DataSequenceInOrder: each R2T's offset at or after the end of the one before.
+    pub data_sequence_in_order: bool,
 }
 
 impl From<&Params> for WriteParams {
@@ -32,6 +34,7 @@ impl From<&Params> for WriteParams {
             max_burst_length: p.session.max_burst_length,
             max_xmit_data_segment_length: p.conn.max_xmit_data_segment_length,
             max_outstanding_r2t: p.session.max_outstanding_r2t,
+            data_sequence_in_order: p.session.data_sequence_in_order,
         }
     }
 }
@@ -47,6 +50,9 @@ pub enum DataOutError {
     TooManyR2ts,
     /// R2TSN is not the next one expected.
     BadR2tSn,
+    /// The R2T asks for data already sent or already asked for: only a recovery R2T may, and
+    /// there is none at ErrorRecoveryLevel 0.
+    AskedAgain,
 }
 
 /// One Data-Out PDU to send.
@@ -124,6 +130,9 @@ pub struct WritePlan {
     unsolicited_end: u32,
     outstanding: u16,
     next_r2t_sn: u32,
+    /// Bytes asked for by R2Ts so far, and where the last R2T's range ended.
+    solicited: u32,
+    solicited_end: u32,
 }
 
 impl WritePlan {
@@ -149,6 +158,8 @@ impl WritePlan {
             unsolicited_end,
             outstanding: 0,
             next_r2t_sn: 0,
+            solicited: 0,
+            solicited_end: unsolicited_end,
         }
     }
 
@@ -191,14 +202,28 @@ impl WritePlan {
             return Err(DataOutError::BurstTooLong);
         }
         // R2TSNs of a command count up from 0, each once: at ErrorRecoveryLevel 0 (all this
-        // initiator negotiates) there is no recovery R2T repeating an older one, and accepting
-        // repeats would let a target ask for the same data for ever.
+        // initiator negotiates) there is no recovery R2T repeating an older one.
         if r2t.r2t_sn != self.next_r2t_sn {
             return Err(DataOutError::BadR2tSn);
         }
         if self.outstanding >= self.params.max_outstanding_r2t.max(1) {
             return Err(DataOutError::TooManyR2ts);
         }
+        // Each byte past the unsolicited ones is asked for once; in order, each range starts
+        // where the last one ended or later. Out of order, overlaps are not tracked, but the
+        // bytes asked for add up to at most the solicited length: either way a target cannot
+        // ask for the same data for ever.
+        let solicited = self
+            .solicited
+            .checked_add(r2t.desired_len)
+            .filter(|&n| n <= self.solicited_len());
+        let in_order = !self.params.data_sequence_in_order || r2t.offset >= self.solicited_end;
+        let (Some(solicited), true, true) = (solicited, in_order, r2t.offset >= self.unsolicited_end)
+        else {
+            return Err(DataOutError::AskedAgain);
+        };
+        self.solicited = solicited;
+        self.solicited_end = end;
         self.next_r2t_sn = self.next_r2t_sn.wrapping_add(1);
         self.outstanding += 1;
         Ok(DataOutSeq::new(

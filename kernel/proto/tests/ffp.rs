@@ -25,6 +25,7 @@ const PARAMS: WriteParams = WriteParams {
     max_burst_length: 8192,
     max_xmit_data_segment_length: 2048,
     max_outstanding_r2t: 4,
+    data_sequence_in_order: true,
 };
 
 const NONE: Digests = Digests {

@@ -291,7 +291,8 @@ proptest! {
     fn dataout_covers_exactly(total in 0u32..4_000_000, fb in 512u32..300_000, mb in 512u32..300_000,
         mrdsl in 512u32..70_000, imm in any::<bool>(), ir2t in any::<bool>()) {
         let p = WriteParams { immediate_data: imm, initial_r2t: ir2t, first_burst_length: fb.min(mb),
-            max_burst_length: mb, max_xmit_data_segment_length: mrdsl, max_outstanding_r2t: 1 };
+            max_burst_length: mb, max_xmit_data_segment_length: mrdsl, max_outstanding_r2t: 1,
+            data_sequence_in_order: true };
         let mut plan = WritePlan::new(&p, total);
         let mut covered = plan.immediate_len();
         prop_assert!(covered <= mrdsl && covered <= fb.min(mb));
@@ -369,6 +370,7 @@ fn r2t_validation() {
         max_burst_length: 65536,
         max_xmit_data_segment_length: 8192,
         max_outstanding_r2t: 2,
+        data_sequence_in_order: true,
     };
     let mut plan = WritePlan::new(&p, 100_000);
     assert_eq!(plan.immediate_len(), 8192);
@@ -420,6 +422,53 @@ fn r2t_validation() {
         v,
         vec![(0, 8192, false), (8192, 8192, false), (16384, 3616, true)]
     );
+}
+
+/// A target cannot keep a write's sender busy by asking for the same bytes again under new
+/// R2TSNs: in order, a range may not start before the last one ended, nor inside the
+/// immediate or unsolicited data; out of order, the bytes asked for add up to at most the
+/// solicited length.
+#[test]
+fn r2t_asked_again() {
+    let p = WriteParams {
+        immediate_data: true,
+        initial_r2t: true,
+        first_burst_length: 65536,
+        max_burst_length: 65536,
+        max_xmit_data_segment_length: 8192,
+        max_outstanding_r2t: 4,
+        data_sequence_in_order: true,
+    };
+    let r = |sn, off, len| R2t {
+        ttt: 5,
+        r2t_sn: sn,
+        offset: off,
+        desired_len: len,
+        ..Default::default()
+    };
+    // 8192 bytes go as immediate data; the rest, 8192..100_000, is asked for.
+    let mut plan = WritePlan::new(&p, 100_000);
+    assert_eq!(plan.on_r2t(&r(0, 0, 4096)), Err(DataOutError::AskedAgain));
+    plan.on_r2t(&r(0, 8192, 4096)).unwrap();
+    plan.burst_done();
+    let mut accepted = 1;
+    for sn in 1..1000 {
+        if plan.on_r2t(&r(sn, 8192, 4096)).is_ok() {
+            accepted += 1;
+            plan.burst_done();
+        }
+    }
+    assert_eq!(accepted, 1, "the same range was asked for again");
+    // A refused R2T does not use up its R2TSN: the next range in order is taken.
+    plan.on_r2t(&r(1, 12288, 4096)).unwrap();
+    assert_eq!(plan.on_r2t(&r(2, 12000, 4096)), Err(DataOutError::AskedAgain));
+
+    // Out of order: ranges may come in any order, but no more than the solicited length.
+    let mut plan = WritePlan::new(&WriteParams { data_sequence_in_order: false, ..p }, 100_000);
+    plan.on_r2t(&r(0, 50_000, 50_000)).unwrap();
+    plan.on_r2t(&r(1, 8192, 41_808)).unwrap();
+    assert_eq!(plan.on_r2t(&r(2, 8192, 1)), Err(DataOutError::AskedAgain));
+    assert_eq!(plan.on_r2t(&r(2, 0, 1)), Err(DataOutError::AskedAgain));
 }
 
 #[test]

@@ -12,6 +12,7 @@ fn params() -> WriteParams {
         max_burst_length: 262144,
         max_xmit_data_segment_length: 8192,
         max_outstanding_r2t: 1,
+        data_sequence_in_order: true,
     }
 }
 

@@ -230,6 +230,7 @@ pub fn task_machine(data: &[u8]) {
         max_burst_length: 512 << (h[7] % 12),
         max_xmit_data_segment_length: 512 << (h[6] % 8),
         max_outstanding_r2t: 1 + u16::from(h[7] % 4),
+        data_sequence_in_order: h[6] & 0x80 == 0,
     };
     let mut task = Task::new(read_len, write_len, &params);
     for chunk in rest.chunks(52) {
@@ -301,6 +302,7 @@ pub fn ffp_stream_run(data: &[u8]) -> (usize, Option<iscsi_proto::ffp_event::Los
         max_burst_length: 8192,
         max_xmit_data_segment_length: 2048,
         max_outstanding_r2t: 2,
+        data_sequence_in_order: flags & 32 == 0,
     };
     let mut h = ffp_sim::Harness::new(digests, params, 1000);
     h.exact = flags & 16 != 0;
