@@ -109,6 +109,9 @@ pub(crate) struct ConnStats {
     pub(crate) digest_errors: AtomicU64,
     /// Data-ready callbacks that left the receive to the rx work (under load).
     pub(crate) rx_deferred: AtomicU64,
+    /// Inline sends (queuecommand, commit_rqs) that found another sender busy and left the
+    /// send to the transmit work.
+    pub(crate) tx_busy: AtomicU64,
 }
 
 /// Counters of the session's data path, kept by its connections.
@@ -735,6 +738,7 @@ impl Connection {
         let Some(mut tx) = self.tx.try_lock() else {
             // A send in progress may be just past its last look at the engine: the work,
             // queued again even while it runs, looks once more.
+            add(&self.stats.tx_busy, 1);
             self.queue_tx();
             return;
         };

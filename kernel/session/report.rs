@@ -131,6 +131,7 @@ impl Session {
             writeln!(p, "conn{}.r2ts {}", id, e.r2ts)?;
             writeln!(p, "conn{}.nop_pings {}", id, e.pings)?;
             writeln!(p, "conn{}.rx_deferred {}", id, get(&c.rx_deferred))?;
+            writeln!(p, "conn{}.tx_busy {}", id, get(&c.tx_busy))?;
         }
         Ok(())
     }

@@ -79,6 +79,18 @@ administrator's control whatever the target does):
                     SO_RCVBUF and MSS, as slow-drain, so the initiator's Data-Out burst is in progress, its command
                     lent to the sender), then answers the LUN reset "function complete" and
                     discards that write's Data-Out. Later it behaves.
+  slow-burst        the listening socket has a small SO_RCVBUF and MSS (as slow-drain); ImmediateData=No,
+                    MaxBurstLength=16776192 and MaxRecvDataSegmentLength=4096 (the initiator's
+                    Data-Out PDUs are small). From the trigger (a WRITE) on, that connection is
+                    read SLOW_READ bytes every SLOW_INTERVAL s (every PDU is still handled, in
+                    order: the write's R2Ts go out as its bursts arrive), and a NOP-In that wants
+                    no answer (ITT and TTT 0xffffffff) goes out every second, each opening the
+                    command window by one more command (MaxCmdSN + 1: commands waiting for the
+                    window are let through one at a time). Each Data-Out PDU's send ends well
+                    within its deadline, the connection is never idle and the window never stays
+                    shut for long, so nothing times out, while the initiator's transmit path
+                    stays busy for minutes (a 1 MiB write takes over two). Later connections
+                    behave.
   late-tmf          the trigger command is never answered. ABORT TASK (function 1) is answered
                     "function complete" (with the ABORT's ITT) only 12 s later, after the
                     initiator's 10 s wait gave up and sent LOGICAL UNIT RESET; the LUN reset
@@ -118,7 +130,7 @@ LOGIN_MODES = {"login-oversize", "login-continue", "login-drip"}
 # Misbehaving from the first SCSI command of every connection (no trigger window).
 SCAN_MODES = {"scan-silent", "scan-close"}
 READ_MODES |= {"scan-async"}
-WRITE_MODES |= {"slow-drain", "r2t-reset"}
+WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
 READ_MODES |= {"trickle-reset"}
@@ -129,13 +141,16 @@ PER_CONN_MODES = {"slow-drain"}
 MODES = {"good", "window-login"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
 # A small receive buffer (inherited from the listening socket by each accepted socket, set
 # before the handshake so the window is small from the start), so the initiator's send blocks.
-SMALL_RCVBUF_MODES = {"slow-drain", "r2t-reset"}
+SMALL_RCVBUF_MODES = {"slow-drain", "r2t-reset", "slow-burst"}
 SMALL_RCVBUF = 4096
 DRIP_INTERVAL = 0.5
 DRAIN_READ = 1448
 DRAIN_INTERVAL = 3.0
 LATE_TMF_DELAY = 12.0
 R2T_RESET_STALL = 2.0
+SLOW_READ = 4096
+SLOW_INTERVAL = 0.5
+SLOW_NOP_INTERVAL = 1.0
 
 # The target's side of the operational negotiation (answered only for keys the initiator offers).
 OURS = {
@@ -153,6 +168,8 @@ MODE_OURS = {
     "slow-drain": {"ImmediateData": "No", "MaxBurstLength": 16776192},
     "r2t-reset": {"ImmediateData": "No"},
     "trickle-reset": {"MaxConnections": 2},
+    "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
+                   "MaxRecvDataSegmentLength": 4096},
 }
 MIN_KEYS = {"MaxBurstLength", "FirstBurstLength", "MaxOutstandingR2T", "ErrorRecoveryLevel",
             "MaxConnections", "DefaultTime2Retain"}
@@ -292,12 +309,25 @@ class Conn:
         self.late_itt = None  # late-tmf: the unanswered command
         self.added = False  # logged in with the TSIH of a session: not its leading connection
         self.trickling = False  # trickle-reset: nothing but the trickle is sent any more
+        self.slow = False  # slow-burst: read slowly from the trigger on
+        self.window_extra = 0  # slow-burst: commands let through beyond the 32-wide window
+        self.slow_total = 0
+        self.slow_logged = 0.0
 
     # ---- I/O ----
     def recv_exact(self, n):
         buf = bytearray()
         while len(buf) < n:
-            b = self.s.recv(n - len(buf))
+            if self.slow:
+                time.sleep(SLOW_INTERVAL)
+                b = self.s.recv(min(n - len(buf), SLOW_READ))
+                self.slow_total += len(b)
+                if time.monotonic() - self.slow_logged >= 10:
+                    self.slow_logged = time.monotonic()
+                    log("slow-burst: conn %d: %d bytes read since the trigger" %
+                        (self.n, self.slow_total))
+            else:
+                b = self.s.recv(n - len(buf))
             if not b:
                 raise Closed()
             buf += b
@@ -323,7 +353,8 @@ class Conn:
         # window-io keeps a window of one command until its trigger: an initiator ignores a
         # MaxCmdSN that goes back (RFC 7143 4.2.2.1), so MaxCmdSN must never decrease for
         # the window to be closed right after the trigger.
-        window = -1 if self.t.window_closed else 0 if self.t.mode == "window-io" else 31
+        window = -1 if self.t.window_closed else 0 if self.t.mode == "window-io" else \
+            31 + self.window_extra
         return struct.pack(">III", stat_sn & RESERVED, self.exp_cmd_sn & RESERVED,
                            (self.exp_cmd_sn + window) & RESERVED)
 
@@ -939,6 +970,13 @@ class Conn:
         if m == "late-tmf":
             self.late_itt = itt
             return False
+        if m == "slow-burst":
+            self.slow = True
+            threading.Thread(target=self.quiet_nops, daemon=True).start()
+            log("slow-burst: conn %d: the write is served, its Data-Out read %d bytes per %.1f s "
+                "from now on; a NOP-In every %.0f s, each opening the window by one" %
+                (self.n, SLOW_READ, SLOW_INTERVAL, SLOW_NOP_INTERVAL))
+            return True
         if m in ("close-midway", "time2wait"):
             with self.t.disk.lock:
                 payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
@@ -950,6 +988,17 @@ class Conn:
             self.s.shutdown(socket.SHUT_RDWR)
             raise Closed("closed midway by design")
         raise AssertionError(m)
+
+    def quiet_nops(self):
+        """slow-burst: NOP-Ins wanting no answer, so the initiator never finds the
+        connection idle, each opening the window by one command."""
+        while not self.closed:
+            time.sleep(SLOW_NOP_INTERVAL)
+            self.window_extra += 1
+            try:
+                self.send(self.pdu(0x20, 0x80, itt=RESERVED, w20=RESERVED, sn=self.sn_fields()))
+            except OSError:
+                return
 
     def flood(self):
         sent = 0

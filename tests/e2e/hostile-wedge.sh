@@ -2,7 +2,8 @@
 # No target can wedge the module (issue 13): against tests/e2e/hostile-target.py misbehaving at
 # every phase (silent or closing during the LUN scan, an async event asking for a rescan then
 # silence, a command window that never opens or closes mid-I/O, a slow drain, a drip-fed login,
-# an R2T during a LUN reset, a late task management answer, one bad channel beside a good one, a
+# an R2T during a LUN reset, a pause while a slow burst keeps the sender busy, a late task
+# management answer, one bad channel beside a good one, a
 # killed writer of `start`), with login_timeout, replacement_timeout, nopout_interval and
 # nopout_timeout at 5 s, every bound is asserted and its measured time printed: `start` returns
 # within 60 s, or `stop` written while it still runs interrupts it (within 90 s; start then fails);
@@ -444,6 +445,57 @@ mode_trickle_reset() {
     ok "trickle-reset: the LUN reset answered on the leading connection took the command back from the trickled Data-In on the added one; that PDU lost its connection $t_lost s after it began (bound $stall s, asserted with 10 s slack: the ticker looks once a second); the read ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ", the disk's bytes")); a read after the recovery returned the disk's bytes; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
+# pause-slow-burst: the target takes the trigger write's Data-Out at 8 KiB/s (one 4 KiB read every
+# 0.5 s) and keeps the connection busy with NOP-Ins, so nothing times out while the transmit work
+# sends that burst for minutes. fio then writes at QD 48 (queue_depth 64, so no tag wait) in
+# batches of 16, past the 32-command window: blk-mq issues a batch directly (scheduler none), stops
+# it short at the shut window and calls commit_rqs, whose inline send finds the transmit work
+# holding the connection (asserted: conn0.tx_busy > 0). A send that waited for it there would hold
+# fio's io_submit, and scsi_host_block in `pause`, until the burst ends (the debug kernel's
+# hung-task check fails the run after 30 s). The target opens the window by one command a second,
+# so the window watch does not fail the connection meanwhile. `pause` returns
+# within PAUSE_BOUND (its commands wait 10 s, the logout 10 s); the 1 MiB write and fio stay held;
+# `start` resumes on a new connection (the target behaves there) and both end: the write reads
+# back intact and fio's crc32c verify passes.
+PAUSE_BOUND=40
+mode_pause_slow_burst() {
+    begin pause-slow-burst slow-burst
+    echo 64 > "$ISCSI_ROOT/0/queue_depth"
+    start_ok 0
+    echo 300 > "/sys/block/$DISK/device/timeout"   # no error handling during the slow burst
+    echo none > "/sys/block/$DISK/queue/scheduler"   # batches issued directly: commit_rqs
+    pattern
+    bg io dd_trigger_write "$DISK"
+    tlog_wait "slow-burst: conn [0-9]+: the write is served" 60 || die "the write never reached the target"
+    local busy
+    bg load fio --name=burst --filename="/dev/$DISK" --rw=randwrite --bs=4k --offset=8m --size=4m \
+        --ioengine=libaio --direct=1 --iodepth=48 --iodepth_batch_submit=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
+        --output=/tmp/wedge-fio.txt
+    wait_for "[ \$(channel_stat 0 conn0.tx_busy) -gt 0 ]" 20 \
+        || die "no inline send found the transmit work busy within 20 s (conn0.tx_busy 0, window_full $(channel_stat 0 window_full)): the scenario was not reached"
+    busy=$(channel_stat 0 conn0.tx_busy)
+    running io || die "the trigger write ended although the target takes its data at 8 KiB/s"
+    running load || die "fio ended although the target takes its data at 8 KiB/s ($(cat /tmp/wedge-fio.txt))"
+    local t_pause
+    timed $PAUSE_BOUND "channel 0: pause during the slow burst" ctl_write pause "$ISCSI_ROOT/0/control" /tmp/wedge-pause.err
+    [ $RC = 0 ] || die "channel 0: pause failed (rc $RC: $(cat /tmp/wedge-pause.err))"
+    t_pause=$T
+    read_state 0
+    [ "$ST" = paused ] || die "channel 0: state '$ST' after pause"
+    running io || die "the trigger write ended during the pause (it is held until resume)"
+    timed $START_BOUND "channel 0: resume" ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
+    [ $RC = 0 ] || die "channel 0: resume failed (rc $RC: $(cat /tmp/wedge-start.err))"
+    local t_resume=$T
+    bg_wait io 120 || die "bound missed: the write did not end within 120 s of the resume ($(late io))"
+    [ $RC = 0 ] || die "the write failed after the resume (rc $RC: $(cat /tmp/wedge-dd.err))"
+    bg_wait load 120 || die "bound missed: fio did not end within 120 s of the resume ($(late load))"
+    [ $RC = 0 ] && grep -q "err= 0" /tmp/wedge-fio.txt || { cat /tmp/wedge-fio.txt >&2; die "fio failed or did not verify after the resume"; }
+    read_back "$DISK"
+    stop_rmdir 0
+    end_mode
+    ok "pause-slow-burst: while the transmit work sent a 1 MiB burst at 8 KiB/s, inline sends found it busy $busy times and left their PDUs to it; pause returned in $t_pause s (bound $PAUSE_BOUND s); resume in $t_resume s; the write read back intact and fio's crc32c verify passed; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
 # late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must
 # not be taken for the LUN reset's, so the target reset (function 6) follows it. The write ends.
 mode_late_tmf() {
@@ -584,7 +636,7 @@ trap 'rc=$?; if [ $rc != 0 ]; then
     save_artifacts; fi' EXIT
 load_module
 modes=${*:-"scan-silent scan-close scan-async window-login window-io slow-drain login-drip
-    r2t-reset trickle-reset late-tmf two-slow-drain two-scan-silent kill-start"}
+    r2t-reset trickle-reset pause-slow-burst late-tmf two-slow-drain two-scan-silent kill-start"}
 for m in $modes; do
     case $m in
         scan-silent|scan-close|window-login) mode_scan "$m" ;;
@@ -594,6 +646,7 @@ for m in $modes; do
         login-drip)      mode_login_drip ;;
         r2t-reset)       mode_r2t_reset ;;
         trickle-reset)   mode_trickle_reset ;;
+        pause-slow-burst) mode_pause_slow_burst ;;
         late-tmf)        mode_late_tmf ;;
         two-slow-drain)  mode_two slow-drain ;;
         two-scan-silent) mode_two scan-silent ;;
