@@ -667,20 +667,6 @@ impl Connection {
         self.engine.lock().cmds.itt_of_tag(tag)
     }
 
-    /// Hands command `itt` back to the midlayer without completing it (the target aborted
-    /// it): `None` if this connection no longer has it, `Some(false)` if it is lent out to a
-    /// sender or the receive path and cannot be forgotten now.
-    pub(crate) fn forget_command(&self, itt: u32) -> Option<bool> {
-        let mut guard = self.engine.lock();
-        let Engine { ffp, cmds } = &mut *guard;
-        cmds.get(itt)?;
-        let forgotten = cmds.forget(itt);
-        if forgotten {
-            ffp.forget_task(itt);
-        }
-        Some(forgotten)
-    }
-
     /// Ends every command of this connection's for which `which` holds, in the engine and in
     /// the table (a lent command when it comes back): queued bursts of theirs are then
     /// dropped unsent.
@@ -698,11 +684,13 @@ impl Connection {
 
     /// The connection is retired (closed, its sender and receiver gone): every command on it
     /// leaves the engine and is ended with `ending` (requeued, or failed), and its requests
-    /// of the session's own are forgotten.
+    /// of the session's own are forgotten. The commands are completed after the session's
+    /// `io` is dropped: the other connections' I/O path takes it.
     pub(crate) fn end_tasks(&self, ending: Ending) {
         let mut guard = self.engine.lock();
         let Engine { ffp, cmds } = &mut *guard;
-        ffp.end(&mut self.io.lock().ffp, |r| cmds.finish(r.itt, ending));
+        // Every task of the engine's has its command in the table, which ends them all.
+        ffp.end(&mut self.io.lock().ffp, |_| {});
         cmds.finish_all(ending);
     }
 

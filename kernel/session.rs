@@ -651,8 +651,11 @@ impl Session {
         for conn in conns.iter().flatten() {
             self.retire(conn, ending);
         }
-        *self.conns.lock() = core::array::from_fn(|_| None);
+        // The list's references are dropped after unlocking (a last one releases a socket,
+        // which sleeps), like the routes' in `reroute`.
+        let listed = core::mem::replace(&mut *self.conns.lock(), core::array::from_fn(|_| None));
         self.reroute();
+        drop(listed);
         conns
     }
 

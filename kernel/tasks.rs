@@ -266,19 +266,4 @@ impl TaskTable {
             None => slot.cmd = Some(cmd),
         }
     }
-
-    /// Takes `itt` out of the table for good and hands the command back to the midlayer
-    /// without completing it (a successful abort); false if it is lent out or gone.
-    pub(crate) fn forget(&mut self, itt: u32) -> bool {
-        if self.get_mut(itt).map(|s| s.cmd.is_none()).unwrap_or(true) {
-            return false;
-        }
-        match self.take(itt) {
-            Some(Slot { cmd: Some(cmd), .. }) => {
-                cmd.forget();
-                true
-            }
-            _ => false,
-        }
-    }
 }

@@ -27,9 +27,10 @@ pub(super) const NO_TMF_RESPONSE: u32 = u32::MAX;
 pub(super) const TMF_REJECTED: u32 = 0x100;
 
 impl Session {
-    /// Sends a task management request on `conn` and waits (RESPONSE_TIMEOUT_MS at most) for
-    /// its response code; `None` if none came (the request is then forgotten: a late answer
-    /// names nothing).
+    /// Sends a task management request on `conn` and waits (RESPONSE_TIMEOUT_MS at most, and
+    /// no longer once `conn` is lost: nothing answers on a dead connection, even while the
+    /// session's others are up) for its response code; `None` if none came (the request is
+    /// then forgotten: a late answer names nothing).
     fn task_mgmt(&self, conn: &Arc<Connection>, function: u8, lun: u64, ref_itt: u32) -> Option<u8> {
         let _one = self.tmf.lock();
         let answer = &self.answers.tmf_answer;
@@ -41,16 +42,16 @@ impl Session {
             })
             .ok()?;
         let mut response = None;
-        let answered = self.wait_for(|| {
+        self.wait_for(|| {
             let a = answer.load(Ordering::Acquire);
             // The low half, of our own request (the high half is its ITT).
             response = (a >> 32 == u64::from(itt))
                 .then(|| u32::try_from(a & 0xffff_ffff).ok())
                 .flatten()
                 .filter(|&r| r != NO_TMF_RESPONSE);
-            response.is_some()
+            response.is_some() || conn.is_dead()
         });
-        if !answered {
+        if response.is_none() {
             self.io.lock().ffp.forget_request(itt);
         }
         response.and_then(|r| u8::try_from(r).ok())
@@ -85,20 +86,20 @@ impl Session {
         match self.task_mgmt(&conn, tmf::ABORT_TASK, cmd.lun(), itt) {
             // Function complete, or the task did not exist (it completed before the abort).
             Some(0) | Some(1) => {
-                // A Data-In still being placed into it ends here: the rest is dropped.
-                conn.release_placement_where(|slot| slot.itt == itt);
-                let outcome = match conn.forget_command(itt) {
-                    // Completed meanwhile: the midlayer owns it once the receive path has
-                    // let go of it (below).
-                    None | Some(true) => EhOutcome::Success,
-                    // Lent out to a sender or the receive path: it cannot be forgotten now;
-                    // let the midlayer escalate.
-                    Some(false) => EhOutcome::Failed,
-                };
-                if outcome == EhOutcome::Success {
-                    self.wait_receivers();
+                let this = |slot: &Slot| slot.itt == itt;
+                // Out of the engine first, so no later Data-In or R2T lends the command again;
+                // then back from a Data-In being placed into it (the rest of it is dropped).
+                conn.end_where(this, Ending::Forget);
+                conn.release_placement_where(this);
+                if conn.has_command(this) {
+                    // Still lent to a sender, which reads its pages until it lets go: the
+                    // midlayer escalates, and the reset waits for it (bounded).
+                    return EhOutcome::Failed;
                 }
-                outcome
+                // Completed meanwhile, or forgotten: the midlayer owns it once the receive
+                // path has let go of it.
+                self.wait_receivers();
+                EhOutcome::Success
             }
             _ => EhOutcome::Failed,
         }
