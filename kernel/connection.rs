@@ -641,12 +641,8 @@ impl Connection {
         match timed {
             Ok(true) => self.queue_tx(),
             Ok(false) => {}
-            Err(Lost::PingTimeout) => {
-                self.fail(Failure::Timeout);
-                return true;
-            }
-            Err(Lost::PduTimeout) => {
-                self.fail(self.lost(Lost::PduTimeout));
+            Err(why @ (Lost::PingTimeout | Lost::PduTimeout)) => {
+                self.fail(self.lost(why));
                 return true;
             }
             // Lost before (the failure has been reported then: this does nothing more).
@@ -1023,20 +1019,20 @@ impl Connection {
     /// was taken back.
     pub(crate) fn release_placement_where(&self, which: impl Fn(&Slot) -> bool) -> bool {
         let mut rx = self.rx.lock();
-        let covered = match &rx.placing {
-            Some(Placement {
-                itt, cmd: Some(_), ..
-            }) => self.engine.lock().cmds.get(*itt).is_some_and(&which),
-            _ => false,
+        let Some(p) = rx.placing.as_mut() else {
+            return false;
         };
-        if covered {
-            if let Some(p) = rx.placing.as_mut() {
-                if let Some(cmd) = p.cmd.take() {
-                    self.engine.lock().cmds.give_back(p.itt, cmd);
-                }
-            }
+        let mut engine = self.engine.lock();
+        if !engine.cmds.get(p.itt).is_some_and(&which) {
+            return false;
         }
-        covered
+        match p.cmd.take() {
+            Some(cmd) => {
+                engine.cmds.give_back(p.itt, cmd);
+                true
+            }
+            None => false,
+        }
     }
 
     /// One step of the receive: the bytes the engine wants next, from `incoming`. `Ok(false)`
