@@ -151,6 +151,11 @@ struct Rx {
     /// A failure found here, where the connection cannot be failed (softirq context: failing
     /// sleeps); the rx work acts on it.
     broken: Option<Failure>,
+    /// What the engine wants next, as it said at the end of the last step (`None`: ask it).
+    /// Only the receive path, under this lock, moves the engine's decoder (`receive`,
+    /// `placed`), so the answer stays true until the next step, and each step takes the
+    /// engine's lock once instead of again just to ask.
+    want: Option<Want>,
 }
 
 /// A Data-In segment being received into its command's buffer: the command is lent out of the
@@ -171,6 +176,20 @@ enum OutData {
     /// Bytes of a command's buffer, the command lent out of the table meanwhile.
     Task { itt: u32, cmd: Command, offset: u32, len: u32 },
 }
+
+/// Whether [`Connection::drain`] may wait for room in the socket's send buffer (bounded by
+/// each PDU's deadline), or sends only what fits now and leaves the rest to the transmit work:
+/// queuecommand and commit_rqs must not wait for a target that stopped reading
+/// (`scsi_host_block` waits for them).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Room {
+    Wait,
+    Only,
+}
+
+/// What [`Connection::feed`] gives back: the action of a PDU's event, what the engine wants
+/// next, and for a segment to place its ITT and command (lent out).
+type Fed = (Option<Action>, Want, Option<(u32, Option<Command>)>);
 
 /// What an engine event asks for, taken out under the locks and acted on once they are
 /// dropped.
@@ -350,6 +369,7 @@ impl Connection {
                     buf: rx_buf,
                     placing: None,
                     broken: None,
+                    want: None,
                 }),
                 rx_work <- new_work!("core_iscsi::rx"),
                 tx_work <- new_work!("core_iscsi::tx"),
@@ -712,12 +732,12 @@ impl Connection {
     }
 
     /// Sends what is queued, from queuecommand or commit_rqs: at most [`INLINE_PDUS`] PDUs,
-    /// the rest left to the transmit work; and nothing at all if someone else is sending
-    /// (the transmit work, or another queue's inline send): that sender, or the transmit work
+    /// and only while the socket has room for the next one (`Conn::next_transmit_len`), the
+    /// rest left to the transmit work; and nothing at all if someone else is sending (the
+    /// transmit work, or another queue's inline send): that sender, or the transmit work
     /// woken here, takes this command too. `scsi_host_block` (recovery, pause) waits for
-    /// every queuecommand in progress, so one must never wait for `tx`, which a target can
-    /// keep busy for as long as it feeds the queue; each PDU sent here is bounded by its own
-    /// deadline.
+    /// every queuecommand in progress, so one must wait neither for `tx`, which a target can
+    /// keep busy for as long as it feeds the queue, nor for a target to read.
     pub(crate) fn send_inline(self: &Arc<Self>) {
         let Some(mut tx) = self.tx.try_lock() else {
             // A send in progress may be just past its last look at the engine: the work,
@@ -726,7 +746,7 @@ impl Connection {
             self.queue_tx();
             return;
         };
-        let result = self.drain(&mut tx, INLINE_PDUS);
+        let result = self.drain(&mut tx, INLINE_PDUS, Room::Only);
         drop(tx);
         match result {
             Ok(true) => self.queue_tx(),
@@ -739,7 +759,7 @@ impl Connection {
     /// again while more is left; a send error fails the connection.
     fn send_queued(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
-        let result = self.drain(&mut tx, TX_WORK_PDUS);
+        let result = self.drain(&mut tx, TX_WORK_PDUS, Room::Wait);
         drop(tx);
         match result {
             Ok(true) => self.queue_tx(),
@@ -752,7 +772,7 @@ impl Connection {
     /// more follows (the tx lock is held; the engine's only while a PDU is taken from it).
     /// `Ok(true)` when the budget ran out with more to send (the engine said so with the last
     /// PDU).
-    fn drain(&self, tx: &mut Tx, budget: usize) -> core::result::Result<bool, Failure> {
+    fn drain(&self, tx: &mut Tx, budget: usize, room: Room) -> core::result::Result<bool, Failure> {
         // The last PDU went with MSG_MORE: what it held back must be pushed if nothing follows
         // after all (the engine dropped a burst whose task ended meanwhile).
         let mut held = false;
@@ -764,6 +784,14 @@ impl Connection {
             let (header_len, data, pad, digest, more) = {
                 let mut guard = self.engine.lock();
                 let Engine { ffp, cmds } = &mut *guard;
+                if room == Room::Only && ffp.next_transmit_len() > self.stream.write_space() {
+                    // The socket would make this send wait: the transmit work sends it.
+                    drop(guard);
+                    if held {
+                        self.stream.push();
+                    }
+                    return Ok(true);
+                }
                 let mut io = self.io.lock();
                 let p = match ffp.poll_transmit(&mut io.ffp, &self.crc, head) {
                     Ok(Some(p)) => p,
@@ -838,7 +866,14 @@ impl Connection {
                 self.engine.lock().cmds.give_back(itt, cmd);
             }
             sent?;
-            held = more;
+            if !more {
+                // The queue was empty when this PDU was taken, and it went without MSG_MORE.
+                // Whoever queues more after that wakes the transmit work (or sends it
+                // inline, or finds `tx` taken and wakes the work), so looking again here
+                // would only take the locks once more per send.
+                return Ok(false);
+            }
+            held = true;
         }
         // Out of budget. If the last PDU said more follows (MSG_MORE), what it held back goes
         // now and the transmit work sends the rest.
@@ -1042,7 +1077,10 @@ impl Connection {
         rx: &mut Rx,
         incoming: &mut Incoming<'_>,
     ) -> core::result::Result<bool, Failure> {
-        let want = self.engine.lock().ffp.want();
+        let want = match rx.want.take() {
+            Some(want) => want,
+            None => self.engine.lock().ffp.want(),
+        };
         match want {
             Want::Place {
                 itt,
@@ -1051,6 +1089,7 @@ impl Connection {
                 digest,
             } => {
                 if incoming.is_empty() {
+                    rx.want = Some(want);
                     return Ok(false);
                 }
                 self.place(rx, incoming, itt, offset, len, digest)?;
@@ -1062,13 +1101,29 @@ impl Connection {
                     0
                 } else {
                     if incoming.is_empty() {
+                        rx.want = Some(want);
                         return Ok(false);
                     }
                     let part = buf.get_mut(..need.min(RX_BUF)).ok_or(Failure::Protocol)?;
                     incoming.read(part).map_err(|_| Failure::Protocol)?
                 };
                 let bytes = buf.get(..n).ok_or(Failure::Protocol)?;
-                let action = self.feed(bytes)?;
+                let (action, next, lent) = self.feed(bytes)?;
+                rx.want = Some(next);
+                if let Some((itt, cmd)) = lent {
+                    if rx.placing.is_some() {
+                        // A segment is placed whole before the next begins: cannot happen.
+                        if let Some(cmd) = cmd {
+                            self.engine.lock().cmds.give_back(itt, cmd);
+                        }
+                        return Err(Failure::Protocol);
+                    }
+                    rx.placing = Some(Placement {
+                        itt,
+                        cmd,
+                        crc: DigestState::new(),
+                    });
+                }
                 add(&self.stats.bytes_rx, n);
                 if let Some(action) = action {
                     self.act(action)?;
@@ -1078,9 +1133,11 @@ impl Connection {
         }
     }
 
-    /// Hands `bytes` (at most what the engine asked for) to the engine; the action its event,
-    /// if a PDU ended with one, asks for.
-    fn feed(&self, bytes: &[u8]) -> core::result::Result<Option<Action>, Failure> {
+    /// Hands `bytes` (at most what the engine asked for) to the engine: the action its event,
+    /// if a PDU ended with one, asks for; what the engine wants next; and, when that is a
+    /// Data-In segment to place, its command, lent out of the table under the same lock
+    /// (`None` inside: it ended meanwhile, and the bytes are dropped).
+    fn feed(&self, bytes: &[u8]) -> core::result::Result<Fed, Failure> {
         let mut guard = self.engine.lock();
         let Engine { ffp, cmds } = &mut *guard;
         let mut io = self.io.lock();
@@ -1098,10 +1155,15 @@ impl Connection {
             return Err(Failure::Protocol);
         }
         let Some(event) = received.event else {
-            return Ok(None);
+            let next = ffp.want();
+            let lent = match next {
+                Want::Place { itt, .. } => Some((itt, cmds.lend(itt))),
+                Want::Bytes { .. } => None,
+            };
+            return Ok((None, next, lent));
         };
         add(&self.stats.pdus_rx, 1);
-        Ok(match event {
+        let action = match event {
             Event::Finished(f) => match f.outcome {
                 Outcome::Completed { completion, sense } => {
                     let ending = Ending::with(
@@ -1136,7 +1198,9 @@ impl Connection {
             Event::LogoutRequested { .. } => Some(Action::LogoutRequested),
             // The module sends no text request.
             Event::Text { .. } => None,
-        })
+        };
+        // A PDU ended: the next begins with its header, not a segment to place.
+        Ok((action, ffp.want(), None))
     }
 
     /// Does what an event asked for (no lock of ours held).
@@ -1232,14 +1296,24 @@ impl Connection {
             return Err(Failure::Protocol);
         }
         let running = p.crc;
-        if n >= len {
-            // The segment is in: the command goes back before the PDU's end is reported, so
-            // the completion finds it.
-            self.give_back_placement(rx);
-        }
         add(&self.stats.bytes_rx, n);
         add(&self.stats_path.read_bytes, n);
-        let placed = self.engine.lock().ffp.placed(n, running, now_ms());
+        let placed = {
+            let mut engine = self.engine.lock();
+            if n >= len {
+                // The segment is in: the command goes back before the PDU's end is reported,
+                // so the completion finds it.
+                if let Some(Placement {
+                    itt, cmd: Some(cmd), ..
+                }) = rx.placing.take()
+                {
+                    engine.cmds.give_back(itt, cmd);
+                }
+            }
+            let placed = engine.ffp.placed(n, running, now_ms());
+            rx.want = Some(engine.ffp.want());
+            placed
+        };
         placed.map_err(|why| self.lost(why))
     }
 }

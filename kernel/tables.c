@@ -510,6 +510,11 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
 	return 0;
 }
 
+int core_iscsi_c_sock_write_space(struct socket *sock)
+{
+	return sk_stream_wspace(sock->sk);
+}
+
 bool core_iscsi_c_sock_peer_closed(struct socket *sock)
 {
 	switch (READ_ONCE(sock->sk->sk_state)) {

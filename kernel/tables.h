@@ -148,6 +148,11 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
  * state is CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT or CLOSE.
  */
 bool core_iscsi_c_sock_peer_closed(struct socket *sock);
+/*
+ * Bytes the socket's send buffer can still take (sk_stream_wspace: sk_sndbuf less what is
+ * queued, read without the socket lock); negative when it is over.
+ */
+int core_iscsi_c_sock_write_space(struct socket *sock);
 
 /*
  * Receives by walking the socket's receive queue under lock_sock (tcp_read_sock), as nvme-tcp

@@ -471,6 +471,14 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_peer_closed(self.raw()) }
     }
 
+    /// Bytes the send buffer can take now without a send waiting for room (read without the
+    /// socket lock: a hint, which a concurrent send or ACK changes at once).
+    pub(crate) fn write_space(&self) -> usize {
+        // SAFETY: `self.sock` is a live socket; the helper only reads two of its fields.
+        let n = unsafe { bindings::core_iscsi_c_sock_write_space(self.raw()) };
+        usize::try_from(n).unwrap_or(0)
+    }
+
     /// The local address and port the connection goes out from.
     pub(crate) fn local_addr(&self) -> Result<SocketAddr> {
         let mut addr = [0u8; 16];

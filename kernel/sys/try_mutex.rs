@@ -27,11 +27,20 @@ pub(crate) struct TryMutex<T> {
     data: UnsafeCell<T>,
 }
 
-// SAFETY: the mutex serialises every access to `data`, so sharing the lock shares no `T`
-// between threads at once; `T: Send` lets it move to whichever thread holds the lock.
+// SAFETY: the lock owns its `T`, which may move to another thread (`T: Send`); an unlocked
+// `struct mutex` may be used and freed from any thread.
 unsafe impl<T: Send> Send for TryMutex<T> {}
-// SAFETY: as above.
+// SAFETY: the mutex serialises every access to `data` through a shared `TryMutex`, so no two
+// threads reach the `T` at once; `T: Send` lets it be used from whichever thread holds it.
 unsafe impl<T: Send> Sync for TryMutex<T> {}
+
+// The key's cast in `new` relies on this layout (a private detail of the `kernel` crate): a
+// kernel whose crate changes it fails the build here instead of handing lockdep a bad key.
+const _: () = assert!(
+    core::mem::size_of::<LockClassKey>() == core::mem::size_of::<kernel::bindings::lock_class_key>()
+        && core::mem::align_of::<LockClassKey>()
+            == core::mem::align_of::<kernel::bindings::lock_class_key>()
+);
 
 /// Creates a [`TryMutex`] with a lock class for this call site (as `new_mutex!` does).
 macro_rules! new_try_mutex {

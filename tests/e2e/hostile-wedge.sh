@@ -445,18 +445,19 @@ mode_trickle_reset() {
     ok "trickle-reset: the LUN reset answered on the leading connection took the command back from the trickled Data-In on the added one; that PDU lost its connection $t_lost s after it began (bound $stall s, asserted with 10 s slack: the ticker looks once a second); the read ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ", the disk's bytes")); a read after the recovery returned the disk's bytes; state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
-# pause-slow-burst: the target takes the trigger write's Data-Out at 8 KiB/s (one 4 KiB read every
-# 0.5 s) and keeps the connection busy with NOP-Ins, so nothing times out while the transmit work
-# sends that burst for minutes. fio then writes at QD 48 (queue_depth 64, so no tag wait) in
-# batches of 16, past the 32-command window: blk-mq issues a batch directly (scheduler none), stops
-# it short at the shut window and calls commit_rqs, whose inline send finds the transmit work
+# pause-slow-burst: the target takes the trigger write's Data-Out at about 4 KiB/s (each PDU's
+# 48-byte header and 4 KiB segment read after a 0.5 s pause each) and keeps the connection busy
+# with NOP-Ins, so nothing times out while the transmit work sends that burst for minutes. fio then
+# writes at QD 48 (queue_depth 64, so no tag wait) in batches of 20, past the 32-command window: the
+# second batch is issued directly (scheduler none), 12 of its commands go, the 13th finds the
+# window shut, and blk-mq calls commit_rqs for the 12, whose inline send finds the transmit work
 # holding the connection (asserted: conn0.tx_busy > 0). A send that waited for it there would hold
 # fio's io_submit, and scsi_host_block in `pause`, until the burst ends (the debug kernel's
 # hung-task check fails the run after 30 s). The target opens the window by one command a second,
 # so the window watch does not fail the connection meanwhile. `pause` returns
 # within PAUSE_BOUND (its commands wait 10 s, the logout 10 s); the 1 MiB write and fio stay held;
-# `start` resumes on a new connection (the target behaves there) and both end: the write reads
-# back intact and fio's crc32c verify passes.
+# `start` resumes on a new connection (the target behaves there: asserted from its log) and both
+# end: the write reads back intact and fio's crc32c verify passes.
 PAUSE_BOUND=40
 mode_pause_slow_burst() {
     begin pause-slow-burst slow-burst
@@ -469,13 +470,14 @@ mode_pause_slow_burst() {
     tlog_wait "slow-burst: conn [0-9]+: the write is served" 60 || die "the write never reached the target"
     local busy
     bg load fio --name=burst --filename="/dev/$DISK" --rw=randwrite --bs=4k --offset=8m --size=4m \
-        --ioengine=libaio --direct=1 --iodepth=48 --iodepth_batch_submit=16 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
+        --ioengine=libaio --direct=1 --iodepth=48 --iodepth_batch_submit=20 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
         --output=/tmp/wedge-fio.txt
     wait_for "[ \$(channel_stat 0 conn0.tx_busy) -gt 0 ]" 20 \
         || die "no inline send found the transmit work busy within 20 s (conn0.tx_busy 0, window_full $(channel_stat 0 window_full)): the scenario was not reached"
     busy=$(channel_stat 0 conn0.tx_busy)
-    running io || die "the trigger write ended although the target takes its data at 8 KiB/s"
-    running load || die "fio ended although the target takes its data at 8 KiB/s ($(cat /tmp/wedge-fio.txt))"
+    [ "$(channel_stat 0 window_full)" -gt 0 ] || die "no command found the window shut (window_full 0)"
+    running io || die "the trigger write ended although the target takes its data at 4 KiB/s"
+    running load || die "fio ended although the target takes its data at 4 KiB/s ($(cat /tmp/wedge-fio.txt))"
     local t_pause
     timed $PAUSE_BOUND "channel 0: pause during the slow burst" ctl_write pause "$ISCSI_ROOT/0/control" /tmp/wedge-pause.err
     [ $RC = 0 ] || die "channel 0: pause failed (rc $RC: $(cat /tmp/wedge-pause.err))"
@@ -483,9 +485,12 @@ mode_pause_slow_burst() {
     read_state 0
     [ "$ST" = paused ] || die "channel 0: state '$ST' after pause"
     running io || die "the trigger write ended during the pause (it is held until resume)"
+    running load || die "fio ended during the pause (its writes are held until resume)"
+    local logins; logins=$(grep -c ": logged in, negotiated" "$LOG")
     timed $START_BOUND "channel 0: resume" ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
     [ $RC = 0 ] || die "channel 0: resume failed (rc $RC: $(cat /tmp/wedge-start.err))"
     local t_resume=$T
+    [ "$(grep -c ": logged in, negotiated" "$LOG")" -gt "$logins" ] || die "resume logged in no new connection"
     bg_wait io 120 || die "bound missed: the write did not end within 120 s of the resume ($(late io))"
     [ $RC = 0 ] || die "the write failed after the resume (rc $RC: $(cat /tmp/wedge-dd.err))"
     bg_wait load 120 || die "bound missed: fio did not end within 120 s of the resume ($(late load))"
@@ -493,7 +498,7 @@ mode_pause_slow_burst() {
     read_back "$DISK"
     stop_rmdir 0
     end_mode
-    ok "pause-slow-burst: while the transmit work sent a 1 MiB burst at 8 KiB/s, inline sends found it busy $busy times and left their PDUs to it; pause returned in $t_pause s (bound $PAUSE_BOUND s); resume in $t_resume s; the write read back intact and fio's crc32c verify passed; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "pause-slow-burst: while the transmit work sent a 1 MiB burst at 4 KiB/s, inline sends found it busy $busy times and left their PDUs to it; pause returned in $t_pause s (bound $PAUSE_BOUND s); resume in $t_resume s; the write read back intact and fio's crc32c verify passed; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must

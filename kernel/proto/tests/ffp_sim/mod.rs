@@ -113,6 +113,8 @@ pub struct Harness {
     pub now: u64,
     /// Offer `receive` exactly what `Want::Bytes` needs (else everything at hand).
     pub exact: bool,
+    /// The last PDU sent: its size on the wire and what `next_transmit_len` said before it.
+    pub last_pdu_bound: Option<(usize, usize)>,
 }
 
 pub const DEPTH: usize = 8;
@@ -148,6 +150,7 @@ impl Harness {
             crc: DigestState::new(),
             now: 0,
             exact: false,
+            last_pdu_bound: None,
         }
     }
 
@@ -269,10 +272,14 @@ impl Harness {
     pub fn transmit(&mut self) -> Result<usize, Lost> {
         let mut n = 0;
         let mut head = [0u8; TX_HEADER_MAX];
-        while let Some(p) = self
-            .conn
-            .poll_transmit(&mut self.sess, &BitCrc, &mut head)?
-        {
+        loop {
+            let bound = self.conn.next_transmit_len();
+            let Some(p) = self
+                .conn
+                .poll_transmit(&mut self.sess, &BitCrc, &mut head)?
+            else {
+                break;
+            };
             let bhs_bytes: [u8; BHS_LEN] = head[..BHS_LEN].try_into().unwrap();
             let bhs = Bhs::decode(&bhs_bytes).expect("engine wrote a header it cannot decode");
             if self.digests.header {
@@ -296,6 +303,10 @@ impl Harness {
             };
             assert_eq!(data.len() as u32, bhs.data_segment_len);
             assert_eq!(p.pad, pdu::pad_len(data.len()));
+            let digest = if p.data_digest { 4 } else { 0 };
+            let wire = p.header_len + data.len() + p.pad + digest;
+            assert!(wire <= bound, "a {wire}-byte PDU after next_transmit_len said {bound}");
+            self.last_pdu_bound = Some((wire, bound));
             self.sent.push(Sent { bhs, data });
             n += 1;
         }
