@@ -218,7 +218,8 @@ impl WritePlan {
             .checked_add(r2t.desired_len)
             .filter(|&n| n <= self.solicited_len());
         let in_order = !self.params.data_sequence_in_order || r2t.offset >= self.solicited_end;
-        let (Some(solicited), true, true) = (solicited, in_order, r2t.offset >= self.unsolicited_end)
+        let (Some(solicited), true, true) =
+            (solicited, in_order, r2t.offset >= self.unsolicited_end)
         else {
             return Err(DataOutError::AskedAgain);
         };

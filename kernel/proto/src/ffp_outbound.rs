@@ -101,7 +101,7 @@ where
                     seq.next().map_or(largest, |d| d.len)
                 }
                 None => largest,
-            }
+            },
             Some(TxItem::PingReply { buf, .. }) => self
                 .pings
                 .get(usize::from(buf))
@@ -112,7 +112,12 @@ where
         let data = usize::try_from(data).unwrap_or(usize::MAX);
         let digests = self.cfg.digests;
         let header = BHS_LEN + if digests.header { DIGEST_LEN } else { 0 };
-        let trailer = pdu::pad_len(data) + if digests.data && data > 0 { DIGEST_LEN } else { 0 };
+        let trailer = pdu::pad_len(data)
+            + if digests.data && data > 0 {
+                DIGEST_LEN
+            } else {
+                0
+            };
         header.saturating_add(data).saturating_add(trailer)
     }
 

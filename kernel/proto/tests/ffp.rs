@@ -256,7 +256,11 @@ fn next_transmit_len_is_the_next_pdus_size() {
         let mut head = [0u8; TX_HEADER_MAX];
         loop {
             let said = h.conn.next_transmit_len();
-            let Some(p) = h.conn.poll_transmit(&mut h.sess, &BitCrc, &mut head).unwrap() else {
+            let Some(p) = h
+                .conn
+                .poll_transmit(&mut h.sess, &BitCrc, &mut head)
+                .unwrap()
+            else {
                 assert_eq!(said, 0);
                 return;
             };
@@ -276,7 +280,8 @@ fn next_transmit_len_is_the_next_pdus_size() {
         let mut sizes = Vec::new();
         drain(&mut h, &mut sizes);
         h.feed(&wire(r2t(itt, 0, 4096, 8192), &[], d)).unwrap();
-        h.feed(&wire(r2t(itt, 1, 4096 + 8192, 101), &[], d)).unwrap();
+        h.feed(&wire(r2t(itt, 1, 4096 + 8192, 101), &[], d))
+            .unwrap();
         h.feed(&wire(target_ping(0x77), b"hello", d)).unwrap();
         drain(&mut h, &mut sizes);
         // Command + 2048 immediate, one unsolicited 2048, the 8192-byte burst in four, the

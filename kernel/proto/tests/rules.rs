@@ -461,10 +461,19 @@ fn r2t_asked_again() {
     assert_eq!(accepted, 1, "the same range was asked for again");
     // A refused R2T does not use up its R2TSN: the next range in order is taken.
     plan.on_r2t(&r(1, 12288, 4096)).unwrap();
-    assert_eq!(plan.on_r2t(&r(2, 12000, 4096)), Err(DataOutError::AskedAgain));
+    assert_eq!(
+        plan.on_r2t(&r(2, 12000, 4096)),
+        Err(DataOutError::AskedAgain)
+    );
 
     // Out of order: ranges may come in any order, but no more than the solicited length.
-    let mut plan = WritePlan::new(&WriteParams { data_sequence_in_order: false, ..p }, 100_000);
+    let mut plan = WritePlan::new(
+        &WriteParams {
+            data_sequence_in_order: false,
+            ..p
+        },
+        100_000,
+    );
     plan.on_r2t(&r(0, 50_000, 50_000)).unwrap();
     plan.on_r2t(&r(1, 8192, 41_808)).unwrap();
     assert_eq!(plan.on_r2t(&r(2, 8192, 1)), Err(DataOutError::AskedAgain));

@@ -305,7 +305,10 @@ impl Harness {
             assert_eq!(p.pad, pdu::pad_len(data.len()));
             let digest = if p.data_digest { 4 } else { 0 };
             let wire = p.header_len + data.len() + p.pad + digest;
-            assert!(wire <= bound, "a {wire}-byte PDU after next_transmit_len said {bound}");
+            assert!(
+                wire <= bound,
+                "a {wire}-byte PDU after next_transmit_len said {bound}"
+            );
             self.last_pdu_bound = Some((wire, bound));
             self.sent.push(Sent { bhs, data });
             n += 1;
