@@ -112,6 +112,9 @@ pub(crate) struct ConnStats {
     /// Inline sends (queuecommand, commit_rqs) that found another sender busy and left the
     /// send to the transmit work.
     pub(crate) tx_busy: AtomicU64,
+    /// Inline sends that stopped because the socket had no room for the next PDU, leaving it
+    /// to the transmit work.
+    pub(crate) tx_full: AtomicU64,
 }
 
 /// Counters of the session's data path, kept by its connections.
@@ -770,8 +773,10 @@ impl Connection {
 
     /// Sends the engine's queue, one PDU at a time and at most `budget`, with MSG_MORE while
     /// more follows (the tx lock is held; the engine's only while a PDU is taken from it).
-    /// `Ok(true)` when the budget ran out with more to send (the engine said so with the last
-    /// PDU).
+    /// `Ok(true)` when more is left for the transmit work: the budget ran out with more to
+    /// send (the engine said so with the last PDU), or, with [`Room::Only`], the socket has no
+    /// room for the next one. `Ok(false)` when the queue was empty as the last PDU was taken
+    /// (whoever queues more wakes the transmit work).
     fn drain(&self, tx: &mut Tx, budget: usize, room: Room) -> core::result::Result<bool, Failure> {
         // The last PDU went with MSG_MORE: what it held back must be pushed if nothing follows
         // after all (the engine dropped a burst whose task ended meanwhile).
@@ -787,6 +792,7 @@ impl Connection {
                 if room == Room::Only && ffp.next_transmit_len() > self.stream.write_space() {
                     // The socket would make this send wait: the transmit work sends it.
                     drop(guard);
+                    add(&self.stats.tx_full, 1);
                     if held {
                         self.stream.push();
                     }
@@ -1108,7 +1114,7 @@ impl Connection {
                     incoming.read(part).map_err(|_| Failure::Protocol)?
                 };
                 let bytes = buf.get(..n).ok_or(Failure::Protocol)?;
-                let (action, next, lent) = self.feed(bytes)?;
+                let (action, next, lent) = self.feed(bytes, want)?;
                 rx.want = Some(next);
                 if let Some((itt, cmd)) = lent {
                     if rx.placing.is_some() {
@@ -1137,9 +1143,14 @@ impl Connection {
     /// if a PDU ended with one, asks for; what the engine wants next; and, when that is a
     /// Data-In segment to place, its command, lent out of the table under the same lock
     /// (`None` inside: it ended meanwhile, and the bytes are dropped).
-    fn feed(&self, bytes: &[u8]) -> core::result::Result<Fed, Failure> {
+    fn feed(&self, bytes: &[u8], asked: Want) -> core::result::Result<Fed, Failure> {
         let mut guard = self.engine.lock();
         let Engine { ffp, cmds } = &mut *guard;
+        if ffp.want() != asked {
+            // The want kept in `Rx` went stale: only the receive path moves the decoder, so
+            // this cannot happen; if it did, feeding on would misread the stream.
+            return Err(Failure::Protocol);
+        }
         let mut io = self.io.lock();
         let received = match ffp.receive(&mut io.ffp, &self.crc, bytes, now_ms()) {
             Ok(r) => r,
@@ -1258,14 +1269,10 @@ impl Connection {
             // A segment is placed whole before the next begins: cannot happen.
             return Err(Failure::Protocol);
         }
-        let p = match placing {
-            Some(p) => p,
-            None => placing.insert(Placement {
-                itt,
-                // None: the command ended meanwhile (an abort): its bytes are dropped.
-                cmd: self.engine.lock().cmds.lend(itt),
-                crc: DigestState::new(),
-            }),
+        // `feed` lent the command (`None`: it ended, and its bytes are dropped) under the lock
+        // that took the header: a segment to place always has its placement.
+        let Some(p) = placing.as_mut() else {
+            return Err(Failure::Protocol);
         };
         let n = match &p.cmd {
             Some(cmd) if !digest => {
@@ -1298,8 +1305,18 @@ impl Connection {
         let running = p.crc;
         add(&self.stats.bytes_rx, n);
         add(&self.stats_path.read_bytes, n);
+        let asked = Want::Place {
+            itt,
+            offset,
+            len,
+            digest,
+        };
         let placed = {
             let mut engine = self.engine.lock();
+            if engine.ffp.want() != asked {
+                // As in `feed`: cannot happen (`consume` gives the command back).
+                return Err(Failure::Protocol);
+            }
             if n >= len {
                 // The segment is in: the command goes back before the PDU's end is reported,
                 // so the completion finds it.

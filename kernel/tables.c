@@ -512,7 +512,15 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
 
 int core_iscsi_c_sock_write_space(struct socket *sock)
 {
-	return sk_stream_wspace(sock->sk);
+	struct sock *sk = sock->sk;
+
+	/*
+	 * tcp_sendmsg waits for room at each new skb while !sk_stream_memory_free: send buffer
+	 * full, or (with tcp_notsent_lowat) too much not yet sent.
+	 */
+	if (!sk_stream_memory_free(sk))
+		return 0;
+	return sk_stream_wspace(sk);
 }
 
 bool core_iscsi_c_sock_peer_closed(struct socket *sock)

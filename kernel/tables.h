@@ -150,7 +150,8 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
 bool core_iscsi_c_sock_peer_closed(struct socket *sock);
 /*
  * Bytes the socket's send buffer can still take (sk_stream_wspace: sk_sndbuf less what is
- * queued, read without the socket lock); negative when it is over.
+ * queued, read without the socket lock): 0 when a send would wait for room now
+ * (!sk_stream_memory_free), negative when it is over.
  */
 int core_iscsi_c_sock_write_space(struct socket *sock);
 

@@ -132,6 +132,7 @@ impl Session {
             writeln!(p, "conn{}.nop_pings {}", id, e.pings)?;
             writeln!(p, "conn{}.rx_deferred {}", id, get(&c.rx_deferred))?;
             writeln!(p, "conn{}.tx_busy {}", id, get(&c.tx_busy))?;
+            writeln!(p, "conn{}.tx_full {}", id, get(&c.tx_full))?;
         }
         Ok(())
     }

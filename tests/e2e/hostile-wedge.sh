@@ -490,7 +490,7 @@ mode_pause_slow_burst() {
     timed $START_BOUND "channel 0: resume" ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
     [ $RC = 0 ] || die "channel 0: resume failed (rc $RC: $(cat /tmp/wedge-start.err))"
     local t_resume=$T
-    [ "$(grep -c ": logged in, negotiated" "$LOG")" -gt "$logins" ] || die "resume logged in no new connection"
+    wait_for "[ \$(grep -c ': logged in, negotiated' '$LOG') -gt $logins ]" 5 || die "resume logged in no new connection"
     bg_wait io 120 || die "bound missed: the write did not end within 120 s of the resume ($(late io))"
     [ $RC = 0 ] || die "the write failed after the resume (rc $RC: $(cat /tmp/wedge-dd.err))"
     bg_wait load 120 || die "bound missed: fio did not end within 120 s of the resume ($(late load))"

@@ -113,8 +113,6 @@ pub struct Harness {
     pub now: u64,
     /// Offer `receive` exactly what `Want::Bytes` needs (else everything at hand).
     pub exact: bool,
-    /// The last PDU sent: its size on the wire and what `next_transmit_len` said before it.
-    pub last_pdu_bound: Option<(usize, usize)>,
 }
 
 pub const DEPTH: usize = 8;
@@ -150,7 +148,6 @@ impl Harness {
             crc: DigestState::new(),
             now: 0,
             exact: false,
-            last_pdu_bound: None,
         }
     }
 
@@ -309,7 +306,6 @@ impl Harness {
                 wire <= bound,
                 "a {wire}-byte PDU after next_transmit_len said {bound}"
             );
-            self.last_pdu_bound = Some((wire, bound));
             self.sent.push(Sent { bhs, data });
             n += 1;
         }
