@@ -84,23 +84,9 @@ impl Session {
             return EhOutcome::Success;
         };
         match self.task_mgmt(&conn, tmf::ABORT_TASK, cmd.lun(), itt) {
-            // Function complete, or the task did not exist (it completed before the abort).
-            Some(0) | Some(1) => {
-                let this = |slot: &Slot| slot.itt == itt;
-                // Out of the engine first, so no later Data-In or R2T lends the command again;
-                // then back from a Data-In being placed into it (the rest of it is dropped).
-                conn.end_where(this, Ending::Forget);
-                conn.release_placement_where(this);
-                if conn.has_command(this) {
-                    // Still lent to a sender, which reads its pages until it lets go: the
-                    // midlayer escalates, and the reset waits for it (bounded).
-                    return EhOutcome::Failed;
-                }
-                // Completed meanwhile, or forgotten: the midlayer owns it once the receive
-                // path has let go of it.
-                self.wait_receivers();
-                EhOutcome::Success
-            }
+            // Function complete, or the task did not exist (it completed before the abort):
+            // the midlayer gets it back the way a reset's commands come back.
+            Some(0) | Some(1) => self.forget_covered("abort", |slot| slot.itt == itt),
             _ => EhOutcome::Failed,
         }
     }
@@ -112,7 +98,7 @@ impl Session {
         };
         match self.task_mgmt(&conn, tmf::LOGICAL_UNIT_RESET, lun, RESERVED_TAG) {
             // The target dropped the LUN's tasks: so do we (the midlayer owns them now).
-            Some(0) => self.forget_covered(|slot| slot.lun == lun),
+            Some(0) => self.forget_covered("reset", |slot| slot.lun == lun),
             _ => EhOutcome::Failed,
         }
     }
@@ -124,27 +110,29 @@ impl Session {
             .as_ref()
             .and_then(|c| self.task_mgmt(c, tmf::TARGET_WARM_RESET, 0, RESERVED_TAG));
         match answer {
-            Some(0) => self.forget_covered(|_| true),
+            Some(0) => self.forget_covered("reset", |_| true),
             // The last resort, as open-iscsi's: a new connection.
             _ => self.reset_session(),
         }
     }
 
-    /// After a LUN or target reset the target answered: forgets the commands it covered
+    /// After an abort, a LUN or a target reset the target answered (`what`, for the log):
+    /// forgets the commands it covered
     /// (`which`; their queued R2T bursts are then dropped unsent), takes back those a Data-In
     /// is being placed into on any connection (the reset may have been answered on another
     /// one than their data arrives on), and waits (bounded) for those lent to a sender to
     /// come back, since until then the sender reads their pages. A sender the target keeps
     /// past the bound loses its connection, which gives them back. `Success` once none is
     /// out: the midlayer frees or reuses what it gets back.
-    fn forget_covered(&self, which: impl Fn(&Slot) -> bool) -> EhOutcome {
+    fn forget_covered(&self, what: &str, which: impl Fn(&Slot) -> bool) -> EhOutcome {
         let conns = self.conns();
         for conn in conns.iter().flatten() {
             conn.end_where(&which, Ending::Forget);
             if conn.release_placement_where(&which) {
                 pr_info!(
-                    "core-iscsi: channel {}: reset: connection {} was receiving data for a command it covered; the rest of that data is dropped\n",
+                    "core-iscsi: channel {}: {}: connection {} was receiving data for a command it covered; the rest of that data is dropped\n",
                     self.name.as_str(),
+                    what,
                     conn.cid()
                 );
             }
@@ -156,8 +144,9 @@ impl Session {
         });
         if back.is_none() {
             pr_warn!(
-                "core-iscsi: channel {}: reset: a command still being sent after {} s; dropping its connection\n",
+                "core-iscsi: channel {}: {}: a command still being sent after {} s; dropping its connection\n",
                 self.name.as_str(),
+                what,
                 self.stall_bound_ms() / 1000
             );
             for conn in conns.iter().flatten().filter(|c| c.has_command(&which)) {
