@@ -361,27 +361,34 @@ fn cmd_window_rules() {
     assert_eq!(w.assign(), Some(0));
 }
 
-#[test]
-fn r2t_validation() {
-    let p = WriteParams {
-        immediate_data: true,
-        initial_r2t: true,
-        first_burst_length: 65536,
-        max_burst_length: 65536,
-        max_xmit_data_segment_length: 8192,
-        max_outstanding_r2t: 2,
-        data_sequence_in_order: true,
-    };
-    let mut plan = WritePlan::new(&p, 100_000);
-    assert_eq!(plan.immediate_len(), 8192);
-    assert!(plan.command_final());
-    let r = |sn, off, len| R2t {
+/// The write parameters of the R2T tests: 8192 bytes of immediate data, InitialR2T=Yes.
+const R2T_PARAMS: WriteParams = WriteParams {
+    immediate_data: true,
+    initial_r2t: true,
+    first_burst_length: 65536,
+    max_burst_length: 65536,
+    max_xmit_data_segment_length: 8192,
+    max_outstanding_r2t: 2,
+    data_sequence_in_order: true,
+};
+
+/// An R2T with R2TSN `sn` asking for `len` bytes at `off`.
+fn r(sn: u32, off: u32, len: u32) -> R2t {
+    R2t {
         ttt: 5,
         r2t_sn: sn,
         offset: off,
         desired_len: len,
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn r2t_validation() {
+    let p = R2T_PARAMS;
+    let mut plan = WritePlan::new(&p, 100_000);
+    assert_eq!(plan.immediate_len(), 8192);
+    assert!(plan.command_final());
     assert_eq!(
         plan.on_r2t(&r(0, 90_000, 20_000)),
         Err(DataOutError::OutOfRange)
@@ -431,20 +438,8 @@ fn r2t_validation() {
 #[test]
 fn r2t_asked_again() {
     let p = WriteParams {
-        immediate_data: true,
-        initial_r2t: true,
-        first_burst_length: 65536,
-        max_burst_length: 65536,
-        max_xmit_data_segment_length: 8192,
         max_outstanding_r2t: 4,
-        data_sequence_in_order: true,
-    };
-    let r = |sn, off, len| R2t {
-        ttt: 5,
-        r2t_sn: sn,
-        offset: off,
-        desired_len: len,
-        ..Default::default()
+        ..R2T_PARAMS
     };
     // 8192 bytes go as immediate data; the rest, 8192..100_000, is asked for.
     let mut plan = WritePlan::new(&p, 100_000);
