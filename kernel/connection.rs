@@ -1214,7 +1214,8 @@ impl Connection {
         Ok((action, ffp.want(), None))
     }
 
-    /// Does what an event asked for (no lock of ours held).
+    /// Does what an event asked for, with the engine's and `io` dropped (the receive path's
+    /// `rx` is still held: nothing here sleeps).
     fn act(self: &Arc<Self>, action: Action) -> core::result::Result<(), Failure> {
         match action {
             Action::Complete(done) => self.complete(done),
