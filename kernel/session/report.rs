@@ -130,6 +130,7 @@ impl Session {
             writeln!(p, "conn{}.digest_errors {}", id, get(&c.digest_errors))?;
             writeln!(p, "conn{}.r2ts {}", id, e.r2ts)?;
             writeln!(p, "conn{}.nop_pings {}", id, e.pings)?;
+            writeln!(p, "conn{}.fillers {}", id, e.fillers)?;
             writeln!(p, "conn{}.rx_deferred {}", id, get(&c.rx_deferred))?;
             writeln!(p, "conn{}.tx_busy {}", id, get(&c.tx_busy))?;
             writeln!(p, "conn{}.tx_full {}", id, get(&c.tx_full))?;

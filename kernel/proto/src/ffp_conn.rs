@@ -114,6 +114,8 @@ pub struct ConnCounters {
     pub pings: u64,
     /// Target pings we answered.
     pub ping_replies: u64,
+    /// NOP-Outs sent in place of commands that ended before they were sent.
+    pub fillers: u64,
 }
 
 /// Our outstanding ping.

@@ -128,8 +128,6 @@ pub enum Lost {
     TargetDropsConnection,
     /// The target will drop the session (Async Message event 3).
     TargetDropsSession,
-    /// A queued command left the task set before it was sent (its CmdSN would leave a hole).
-    QueuedCommandGone(u32),
     /// A header could not be encoded (caller's buffer too small).
     Encode(PduError),
     /// The driver closed it (socket error, end of stream, stop).
@@ -163,9 +161,6 @@ impl core::fmt::Display for Lost {
             Lost::PduTimeout => f.write_str("a PDU from the target not received whole in time"),
             Lost::TargetDropsConnection => f.write_str("target drops the connection"),
             Lost::TargetDropsSession => f.write_str("target drops the session"),
-            Lost::QueuedCommandGone(itt) => {
-                write!(f, "queued command {itt:#x} ended before it was sent")
-            }
             Lost::Encode(e) => write!(f, "cannot encode a header: {e:?}"),
             Lost::Closed => f.write_str("closed"),
         }

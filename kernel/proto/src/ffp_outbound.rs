@@ -80,7 +80,7 @@ where
 
     /// The size on the wire of the PDU [`Conn::poll_transmit`] would give next (header and
     /// digests, data, padding), without taking it; 0 when nothing waits. When the head of the
-    /// queue belongs to a task that ended (it will be dropped), the largest PDU this
+    /// queue is a burst of a task that ended (it will be dropped), the largest PDU this
     /// connection sends instead: a bound. A driver that must not wait for room in its socket
     /// (sending from the submitter's context) checks this first and otherwise leaves the send
     /// to its transmit worker.
@@ -91,9 +91,10 @@ where
         let largest = self.cfg.max_xmit.max(MAX_TEXT_OUT as u32);
         let data = match self.tx.front() {
             None => return 0,
-            Some(TxItem::Command { itt }) => match self.tasks.get(itt) {
+            Some(TxItem::Command { itt, .. }) => match self.tasks.get(itt) {
                 Some(r) => r.task.write_plan().map_or(0, |p| p.immediate_len()),
-                None => largest,
+                // Its filler NOP-Out: a header.
+                None => 0,
             },
             Some(TxItem::DataOut { itt, seq, .. }) => match self.tasks.get(itt) {
                 Some(_) => {
@@ -139,10 +140,24 @@ where
             pdu,
         };
         match item {
-            TxItem::Command { itt } => {
+            TxItem::Command { itt, cmd_sn } => {
                 let Some(r) = self.tasks.get_mut(itt) else {
+                    // The task ended before it was sent, but its CmdSN is spent: left out,
+                    // it would be a hole that stops the target's window for good (RFC 7143
+                    // 4.2.2.1), and the session would have to be reinstated. A non-immediate
+                    // NOP-Out takes the CmdSN instead (11.18: a valid ITT, here the task's
+                    // own, which the target answers with a NOP-In that names nothing).
                     self.tx.pop();
-                    return Err(self.fail(Lost::QueuedCommandGone(itt)));
+                    self.counters.fillers = self.counters.fillers.saturating_add(1);
+                    let nop = NopOut {
+                        immediate: false,
+                        lun: [0; 8],
+                        itt,
+                        ttt: RESERVED_TAG,
+                        cmd_sn,
+                        exp_stat_sn,
+                    };
+                    return Ok(Some((bhs(Pdu::NopOut(nop), 0), Tx::None, TxKind::Filler)));
                 };
                 r.sent = true;
                 let spec = r.spec;

@@ -47,7 +47,7 @@ where
         let itt = self
             .tasks
             .insert(spec, generation, cmd_sn, self.cfg.cid, &params)?;
-        if self.tx.push(TxItem::Command { itt }).is_err() {
+        if self.tx.push(TxItem::Command { itt, cmd_sn }).is_err() {
             // Checked above: cannot happen. The CmdSN is spent: the connection cannot go on.
             self.tasks.remove(itt);
             self.fail(Lost::QueueFull);

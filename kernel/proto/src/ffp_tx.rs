@@ -9,10 +9,13 @@ use super::dataout::DataOutSeq;
 /// What waits to be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxItem {
-    /// A SCSI command (then its unsolicited Data-Out, if any).
+    /// A SCSI command (then its unsolicited Data-Out, if any). If the task has ended before
+    /// it is sent (an abort or a reset handed it back), a NOP-Out takes its CmdSN instead.
     Command {
         /// Its ITT.
         itt: u32,
+        /// Its CmdSN, spent when it was queued.
+        cmd_sn: u32,
     },
     /// A sequence of Data-Out PDUs: a write's unsolicited data, or the burst an R2T asked for.
     DataOut {
@@ -203,6 +206,8 @@ pub enum TxKind {
     },
     /// Our ping.
     Ping,
+    /// A NOP-Out in place of a command that ended before it was sent.
+    Filler,
     /// Our answer to the target's ping.
     PingReply,
     /// Task management.

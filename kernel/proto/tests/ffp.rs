@@ -283,11 +283,65 @@ fn next_transmit_len_is_the_next_pdus_size() {
         h.feed(&wire(r2t(itt, 1, 4096 + 8192, 101), &[], d))
             .unwrap();
         h.feed(&wire(target_ping(0x77), b"hello", d)).unwrap();
+        // A write ended while queued: its filler NOP-Out, a header.
+        let gone = h.start(1, 0, 4096).unwrap();
+        h.conn.forget_task(gone).unwrap();
         drain(&mut h, &mut sizes);
         // Command + 2048 immediate, one unsolicited 2048, the 8192-byte burst in four, the
-        // 101-byte one (padded), the ping's answer.
-        assert_eq!(sizes, vec![2048, 2048, 2048, 2048, 2048, 2048, 101, 5]);
+        // 101-byte one (padded), the ping's answer, the filler.
+        assert_eq!(sizes, vec![2048, 2048, 2048, 2048, 2048, 2048, 101, 5, 0]);
     }
+}
+
+/// A command ended while still queued (an abort or a reset handed it back) has spent its
+/// CmdSN: a non-immediate NOP-Out with its ITT and CmdSN goes in its place, so the target's
+/// window moves past it, and the NOP-In that answers it names nothing.
+#[test]
+fn a_command_ended_before_it_was_sent_gives_its_cmd_sn_to_a_nop_out() {
+    let mut h = Harness::new(BOTH, PARAMS, 0);
+    let a = h.start(0, 512, 0).unwrap();
+    let b = h.start(1, 0, 4096).unwrap();
+    let c = h.start(2, 512, 0).unwrap();
+    assert!(h.conn.forget_task(b).is_some());
+    assert_eq!(h.transmit(), Ok(3));
+    let sent: Vec<_> = h.sent.iter().map(|s| s.bhs.pdu).collect();
+    let cmd = |i: usize| match sent[i] {
+        Pdu::ScsiCommand(c) => (c.itt, c.cmd_sn, c.immediate),
+        ref other => panic!("{other:?}"),
+    };
+    assert_eq!(cmd(0), (a, 1, false));
+    match sent[1] {
+        Pdu::NopOut(o) => {
+            assert_eq!(
+                (o.itt, o.cmd_sn, o.immediate, o.ttt),
+                (b, 2, false, RESERVED_TAG)
+            )
+        }
+        ref other => panic!("{other:?}"),
+    }
+    // A header alone (and its digest): b's immediate data and unsolicited Data-Out are gone.
+    assert!(h.sent[1].data.is_empty());
+    assert_eq!(cmd(2), (c, 3, false));
+    assert_eq!(h.conn.counters().fillers, 1);
+    // The target answers it; nothing ends, the connection goes on, a and c complete.
+    let answer = Pdu::NopIn(NopIn {
+        itt: b,
+        ttt: RESERVED_TAG,
+        stat_sn: 1,
+        exp_cmd_sn: 3,
+        max_cmd_sn: 100,
+        ..Default::default()
+    });
+    h.feed(&wire(answer, &[], BOTH)).unwrap();
+    assert!(h.ended.is_empty());
+    assert_eq!(h.conn.exp_stat_sn(), 2);
+    h.feed(&wire(data_in(a, 0, 0, Some(2)), &[1; 512], BOTH))
+        .unwrap();
+    h.feed(&wire(data_in(c, 0, 0, Some(3)), &[2; 512], BOTH))
+        .unwrap();
+    assert_eq!(h.ended.len(), 2);
+    assert!(h.ended.contains_key(&a) && h.ended.contains_key(&c));
+    assert_eq!(h.conn.lost(), None);
 }
 
 #[test]
@@ -359,7 +413,8 @@ fn a_pdu_trickled_in_loses_the_connection_at_its_bound() {
     assert_eq!(h.conn.poll_timeout(), None);
     // A whole PDU (the first half of the read) leaves no bound running.
     h.now = 100;
-    h.feed(&wire(data_in(a, 0, 0, None), &[1; 2048], NONE)).unwrap();
+    h.feed(&wire(data_in(a, 0, 0, None), &[1; 2048], NONE))
+        .unwrap();
     assert_eq!(h.conn.poll_timeout(), None);
     // The second half: its header and 10 bytes at 1000, then a byte every second.
     let pdu = wire(data_in(a, 1, 2048, Some(1)), &[2; 2048], NONE);
