@@ -510,7 +510,7 @@ impl Channel {
     /// then gets EINTR, as when it is killed).
     fn start(self: &Arc<Self>) -> Result {
         let mut inner = self.inner.lock();
-        let settings = match inner.state {
+        match inner.state {
             State::Running => return Ok(()),
             State::Starting | State::Stopping | State::Pausing => return Err(EBUSY),
             State::Paused => {
@@ -520,8 +520,11 @@ impl Channel {
                 let result = session.resume();
                 return self.finish_start(&session, result);
             }
-            State::Stopped | State::Failed(_) => inner.settings.clone(),
-        };
+            State::Stopped | State::Failed(_) => {}
+        }
+        // Read where they are, under `inner`: a copy (3.5 KiB) would sit in this frame under
+        // the whole login below. The session keeps its own copy, on the heap.
+        let settings = &inner.settings;
         if settings.target_name.as_bytes().is_empty() {
             return Err(refuse(
                 self,
@@ -546,7 +549,7 @@ impl Channel {
                 EINVAL,
             ));
         }
-        let session = match Session::new(&self.shared, self.name.as_str(), &settings) {
+        let session = match Session::new(&self.shared, self.name.as_str(), settings) {
             Ok(session) => session,
             Err(failure) => {
                 inner.state = State::Failed(failure);

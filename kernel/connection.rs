@@ -73,6 +73,33 @@ struct Engine {
     cmds: TaskTable,
 }
 
+impl Engine {
+    /// A connection's engine, on the heap. The engine's connection half is about 3 KiB of
+    /// buffers (a header with its largest AHS, kept segment bytes, ping and text data), and
+    /// proto builds it by value: built in the caller's frame, it sat under the whole login
+    /// and connection set-up (a 5 KiB frame in `Session::attach`, with the connection's
+    /// initialiser, another 3 KiB, called beneath it). Here it lives in this function's
+    /// frame only until it is boxed, and the connection holds a pointer.
+    #[inline(never)]
+    fn new(
+        cfg: ConnConfig,
+        slots: KVVec<TxSlot>,
+        task_slots: KVVec<TaskSlot>,
+        depth: u16,
+    ) -> Result<KBox<Self>> {
+        let cmds = TaskTable::new(depth)?;
+        // Allocated first, so that the engine can be built straight into it.
+        let boxed = KBox::<Self>::new_uninit(GFP_KERNEL)?;
+        Ok(KBox::write(
+            boxed,
+            Engine {
+                ffp: Conn::new(cfg, slots, task_slots, now_ms()),
+                cmds,
+            },
+        ))
+    }
+}
+
 /// The data path's shared state, as the session and its connections hold it.
 pub(crate) type IoLock = SpinLockBh<Io>;
 
@@ -224,7 +251,7 @@ pub(crate) struct Connection {
     /// The engine and this connection's commands. Taken per step of the receive, per PDU
     /// sent and per request; never across a socket operation or a copy.
     #[pin]
-    engine: SpinLockBh<Engine>,
+    engine: SpinLockBh<KBox<Engine>>,
     /// Held by whoever sends (`drain`); queuecommand only tries it, so nothing on the I/O
     /// path waits for a send in progress.
     #[pin]
@@ -345,10 +372,7 @@ impl Connection {
         let tx_len = (cfg.max_xmit as usize).max(MAX_PING_DATA).max(MAX_TEXT_OUT);
         let tx_buf = KVVec::from_elem(0u8, tx_len, GFP_KERNEL)?;
         let rx_buf = KVVec::from_elem(0u8, RX_BUF, GFP_KERNEL)?;
-        let engine = Engine {
-            ffp: Conn::new(cfg, slots, task_slots, now_ms()),
-            cmds: TaskTable::new(depth)?,
-        };
+        let engine = Engine::new(cfg, slots, task_slots, depth)?;
         let local = stream.local_addr().ok();
         let conn = Arc::pin_init(
             pin_init!(Self {
@@ -691,7 +715,7 @@ impl Connection {
     /// dropped unsent.
     pub(crate) fn end_where(&self, which: impl Fn(&Slot) -> bool, ending: Ending) {
         let mut guard = self.engine.lock();
-        let Engine { ffp, cmds } = &mut *guard;
+        let Engine { ffp, cmds } = &mut **guard;
         ffp.forget_tasks_where(|r| cmds.get(r.itt).is_some_and(&which), |_| {});
         cmds.finish_where(which, ending);
     }
@@ -707,7 +731,7 @@ impl Connection {
     /// `io` is dropped: the other connections' I/O path takes it.
     pub(crate) fn end_tasks(&self, ending: Ending) {
         let mut guard = self.engine.lock();
-        let Engine { ffp, cmds } = &mut *guard;
+        let Engine { ffp, cmds } = &mut **guard;
         // Every task of the engine's has its command in the table, which ends them all.
         ffp.end(&mut self.io.lock().ffp, |_| {});
         cmds.finish_all(ending);
@@ -788,7 +812,7 @@ impl Connection {
             let Tx { head, buf } = tx;
             let (header_len, data, pad, digest, more) = {
                 let mut guard = self.engine.lock();
-                let Engine { ffp, cmds } = &mut *guard;
+                let Engine { ffp, cmds } = &mut **guard;
                 if room == Room::Only && ffp.next_transmit_len() > self.stream.write_space() {
                     // The socket would make this send wait: the transmit work sends it.
                     drop(guard);
@@ -1145,7 +1169,7 @@ impl Connection {
     /// (`None` inside: it ended meanwhile, and the bytes are dropped).
     fn feed(&self, bytes: &[u8], asked: Want) -> core::result::Result<Fed, Failure> {
         let mut guard = self.engine.lock();
-        let Engine { ffp, cmds } = &mut *guard;
+        let Engine { ffp, cmds } = &mut **guard;
         if ffp.want() != asked {
             // The want kept in `Rx` went stale: only the receive path moves the decoder, so
             // this cannot happen; if it did, feeding on would misread the stream.
