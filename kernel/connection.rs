@@ -88,7 +88,8 @@ impl Engine {
         depth: u16,
     ) -> Result<KBox<Self>> {
         let cmds = TaskTable::new(depth)?;
-        // Allocated first, so that the engine can be built straight into it.
+        // Allocated first, so that the engine can be built straight into it (the compiler's
+        // choice, not a promise: tests/stack-frames holds the frame to its bound).
         let boxed = KBox::<Self>::new_uninit(GFP_KERNEL)?;
         Ok(KBox::write(
             boxed,

@@ -91,11 +91,13 @@ where
         let largest = self.cfg.max_xmit.max(MAX_TEXT_OUT as u32);
         let data = match self.tx.front() {
             None => return 0,
-            Some(TxItem::Command { itt, .. }) => match self.tasks.get(itt) {
-                Some(r) => r.task.write_plan().map_or(0, |p| p.immediate_len()),
-                // Its filler NOP-Out: a header.
-                None => 0,
-            },
+            Some(TxItem::Command { itt, cmd_sn }) => {
+                match self.tasks.get(itt).filter(|r| r.cmd_sn == cmd_sn) {
+                    Some(r) => r.task.write_plan().map_or(0, |p| p.immediate_len()),
+                    // Its filler NOP-Out: a header.
+                    None => 0,
+                }
+            }
             Some(TxItem::DataOut { itt, seq, .. }) => match self.tasks.get(itt) {
                 Some(_) => {
                     let mut seq = seq;
@@ -141,12 +143,15 @@ where
         };
         match item {
             TxItem::Command { itt, cmd_sn } => {
-                let Some(r) = self.tasks.get_mut(itt) else {
-                    // The task ended before it was sent, but its CmdSN is spent: left out,
-                    // it would be a hole that stops the target's window for good (RFC 7143
-                    // 4.2.2.1), and the session would have to be reinstated. A non-immediate
-                    // NOP-Out takes the CmdSN instead (11.18: a valid ITT, here the task's
-                    // own, which the target answers with a NOP-In that names nothing).
+                // The whole ITT and the CmdSN: a later use of the slot is another task.
+                let Some(r) = self.tasks.get_mut(itt).filter(|r| r.cmd_sn == cmd_sn) else {
+                    // The task ended before it was sent (a reset answered on another
+                    // connection, or one that overtook it on this one), but its CmdSN is
+                    // spent: left out, it would be a hole that stops the target's window for
+                    // good (RFC 7143 4.2.2.1), and the session would have to be reinstated. A
+                    // non-immediate NOP-Out takes the CmdSN instead (11.18: a valid ITT, here
+                    // the task's own, which the target answers with a NOP-In that names
+                    // nothing).
                     self.tx.pop();
                     self.counters.fillers = self.counters.fillers.saturating_add(1);
                     let nop = NopOut {

@@ -10,7 +10,8 @@ use super::dataout::DataOutSeq;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxItem {
     /// A SCSI command (then its unsolicited Data-Out, if any). If the task has ended before
-    /// it is sent (an abort or a reset handed it back), a NOP-Out takes its CmdSN instead.
+    /// it is sent (a reset answered on another connection, or one that overtook it, handed
+    /// it back), a NOP-Out takes its CmdSN instead.
     Command {
         /// Its ITT.
         itt: u32,
@@ -79,11 +80,12 @@ pub enum TxItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TxSlot(Option<TxItem>);
 
-/// Transmit queue entries a connection needs: every command slot's command and
-/// MaxOutstandingR2T bursts, plus pings, ping answers and the session's own requests.
+/// Transmit queue entries a connection needs: every command slot's command, MaxOutstandingR2T
+/// bursts and the filler of a command ended while still queued (its slot may carry the next
+/// command meanwhile), plus pings, ping answers and the session's own requests.
 pub fn tx_capacity(depth: usize, max_outstanding_r2t: u16) -> usize {
     depth
-        .saturating_mul(usize::from(max_outstanding_r2t).saturating_add(1))
+        .saturating_mul(usize::from(max_outstanding_r2t).saturating_add(2))
         .saturating_add(super::ffp_session::MAX_OWN)
         .saturating_add(4)
 }

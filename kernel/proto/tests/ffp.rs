@@ -344,6 +344,53 @@ fn a_command_ended_before_it_was_sent_gives_its_cmd_sn_to_a_nop_out() {
     assert_eq!(h.conn.lost(), None);
 }
 
+/// A filler goes out in its command's place even when the command's tag already carries the
+/// next command, queued behind it; the filler's answer does not answer a keepalive ping
+/// outstanding meanwhile.
+#[test]
+fn a_filler_keeps_its_place_before_its_tags_next_command_and_leaves_the_ping_waiting() {
+    let mut h = Harness::new(NONE, PARAMS, 5000);
+    let a = h.start(0, 512, 0).unwrap();
+    h.conn.forget_task(a).unwrap();
+    let a2 = h.start(0, 512, 0).unwrap();
+    assert_ne!(a2, a);
+    assert_eq!(a2 & 0xffff, a & 0xffff);
+    assert_eq!(h.conn.handle_timeout(&mut h.sess, 5000), Ok(true));
+    assert_eq!(h.transmit(), Ok(3));
+    let sent: Vec<_> = h.sent.iter().map(|s| s.bhs.pdu).collect();
+    let ping = match (sent[0], sent[1], sent[2]) {
+        (Pdu::NopOut(f), Pdu::ScsiCommand(c), Pdu::NopOut(p)) => {
+            assert_eq!((f.itt, f.cmd_sn, f.immediate), (a, 1, false));
+            assert_eq!((c.itt, c.cmd_sn), (a2, 2));
+            assert!(p.immediate && p.itt != a && p.itt != a2);
+            p.itt
+        }
+        other => panic!("{other:?}"),
+    };
+    // The filler's answer: the ping is still outstanding, and times out as it would.
+    let answer = |itt, stat_sn| {
+        Pdu::NopIn(NopIn {
+            itt,
+            ttt: RESERVED_TAG,
+            stat_sn,
+            exp_cmd_sn: 2,
+            max_cmd_sn: 100,
+            ..Default::default()
+        })
+    };
+    h.now = 5100;
+    h.feed(&wire(answer(a, 1), &[], NONE)).unwrap();
+    assert_eq!(h.conn.poll_timeout(), Some(5100 + 1000));
+    // The ping's own answer clears it; a2 completes as the tag's only command.
+    h.feed(&wire(answer(ping, 2), &[], NONE)).unwrap();
+    assert_eq!(h.conn.poll_timeout(), Some(5100 + 5000));
+    h.feed(&wire(data_in(a2, 0, 0, Some(3)), &[7; 512], NONE))
+        .unwrap();
+    assert_eq!(h.ended.len(), 1);
+    assert!(h.ended.contains_key(&a2));
+    assert_eq!(h.conn.lost(), None);
+}
+
 #[test]
 fn target_ping_is_answered_with_its_data_and_does_not_take_stat_sn() {
     let mut h = Harness::new(BOTH, PARAMS, 0);
