@@ -273,6 +273,9 @@ pub(crate) struct Connection {
     /// Commands in flight when the last one was queued: how busy the connection is, for the
     /// data-ready callback to choose where to receive (a hint, read without a lock).
     depth: AtomicUsize,
+    /// Commands in flight now (the task table's count, read without the engine lock): how
+    /// the session chooses among connections ([`Connection::load`]).
+    load: Arc<AtomicUsize>,
     pub(crate) stats: ConnStats,
 }
 
@@ -374,6 +377,7 @@ impl Connection {
         let tx_buf = KVVec::from_elem(0u8, tx_len, GFP_KERNEL)?;
         let rx_buf = KVVec::from_elem(0u8, RX_BUF, GFP_KERNEL)?;
         let engine = Engine::new(cfg, slots, task_slots, depth)?;
+        let load = engine.cmds.load();
         let local = stream.local_addr().ok();
         let conn = Arc::pin_init(
             pin_init!(Self {
@@ -405,6 +409,7 @@ impl Connection {
                 gate <- new_spinlock_bh!(true),
                 send_timeout_ms,
                 depth: AtomicUsize::new(0),
+                load,
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
@@ -704,6 +709,12 @@ impl Connection {
     /// Commands in flight on this connection (lent ones included).
     pub(crate) fn in_flight(&self) -> usize {
         self.engine.lock().cmds.in_flight()
+    }
+
+    /// Commands in flight on this connection, read without its lock: a hint, for choosing
+    /// where the next command goes.
+    pub(crate) fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
     }
 
     /// The ITT of this connection's command with block-layer tag `tag`, if it has it.

@@ -80,8 +80,8 @@ const LEADING_CID: u16 = 0;
 /// cannot log in gets no CID).
 type Conns = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
-/// The connections that serve one hardware queue (the first few slots), taken by tag
-/// ([`Session::pick`]).
+/// The connections that serve one hardware queue (the first few slots), of which
+/// [`Session::pick`] takes the least busy.
 type Route = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
 /// Where the session is, as the channel reports it.
@@ -529,14 +529,14 @@ impl Session {
 
     /// Makes every hardware queue's route from the connections now: every queue is served
     /// by every connection, queue `i`'s list starting at connection `i mod n`, and `pick`
-    /// chooses by tag. So the commands of one CPU (one fio job, one queue) spread over all
-    /// the connections as dm-multipath's round-robin spreads them over its paths, and every
-    /// connection carries I/O whatever the number of queues. Giving each queue only its
-    /// share of the connections (`i`, `i + q`, ...) left one job's load on one connection:
-    /// 0.81-0.93 of open-iscsi with multipath at 4 KiB QD32 and 1 MiB writes, against
-    /// 1.05-1.10 spread (two boots, Documentation/benchmarks.md). Each route is written while
-    /// `conns` is held, so a route is never older than the last change of `conns` (whoever
-    /// changes it reroutes after); the routes it replaces are dropped with no lock held.
+    /// chooses the least busy. So the commands of one CPU (one fio job, one queue) spread over
+    /// all the connections as dm-multipath spreads them over its paths, and every connection
+    /// carries I/O whatever the number of queues. Giving each queue only its share of the
+    /// connections (`i`, `i + q`, ...) left one job's load on one connection: 0.81-0.93 of
+    /// open-iscsi with multipath at 4 KiB QD32 and 1 MiB writes, against 1.05-1.10 spread
+    /// (two boots, Documentation/benchmarks.md). Each route is written while `conns` is held,
+    /// so a route is never older than the last change of `conns` (whoever changes it reroutes
+    /// after); the routes it replaces are dropped with no lock held.
     fn reroute(&self) {
         let queues = (self.hw_queues.load(Ordering::Relaxed) as usize).clamp(1, MAX_CONNECTIONS);
         for (q, route) in self.routes.iter().enumerate() {
@@ -557,14 +557,23 @@ impl Session {
         }
     }
 
-    /// The connection a command from hardware queue `queue` with tag `tag` goes out on: one
-    /// of the queue's route ([`Session::reroute`]), chosen by tag so they share its load.
-    fn pick(&self, queue: u16, tag: u16) -> Option<Arc<Connection>> {
+    /// The connection a command from hardware queue `queue` goes out on: of the queue's route
+    /// ([`Session::reroute`]), the one with the fewest commands in flight, the first of them
+    /// on a tie (dm-multipath's queue-length rule). Under load that shares the queue's
+    /// commands out evenly, and more to a connection that answers faster; a lone command (QD1)
+    /// goes out on the queue's own connection every time. Choosing by tag alternated the
+    /// connections at QD1 (tags cycle), waking each connection's receive path and the target's
+    /// threads behind it in turn: two connections read at 0.91 of one connection's IOPS at
+    /// QD1, against 1.03 with this rule (three boots each, Documentation/benchmarks.md). The
+    /// counts are read without locks: a command may land on a connection that has just become
+    /// the busier, which costs nothing but balance.
+    fn pick(&self, queue: u16) -> Option<Arc<Connection>> {
         let route = self.routes.get(usize::from(queue))?.lock();
-        let n = route.iter().take_while(|c| c.is_some()).count();
-        // Checked: no division can panic (no connection: none).
-        let k = usize::from(tag).checked_rem(n)?;
-        route.get(k).cloned().flatten()
+        route
+            .iter()
+            .map_while(Option::as_ref)
+            .min_by_key(|c| c.load())
+            .cloned()
     }
 
     /// Waits up to RESPONSE_TIMEOUT_MS for `done` (a flag the receive path sets) to hold;
@@ -965,7 +974,7 @@ impl HostOps for Session {
         // A connection lost is passed by for a live one: a recovery about to start requeues
         // what went there, and while stopping the others carry the disks' last commands.
         let conn = self
-            .pick(cmd.hw_queue(), cmd.slot())
+            .pick(cmd.hw_queue())
             .and_then(|c| if c.is_dead() { self.live_conn() } else { Some(c) });
         let Some(conn) = conn else {
             if self.io.lock().link == Link::Failed {

@@ -17,8 +17,10 @@
 //! lent command's pages stay valid because no one else can reach the command.
 
 use crate::sys::scsi::{Command, CommandResult, SENSE_BUFFER_SIZE};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
 /// How a command leaves the table.
 #[derive(Clone, Copy)]
@@ -133,7 +135,10 @@ impl Slot {
 /// Commands in flight, by slot.
 pub(crate) struct TaskTable {
     slots: KVVec<Option<Slot>>,
-    in_flight: usize,
+    /// Commands in the table. Written only here, with the table borrowed mutably (under its
+    /// lock); shared ([`TaskTable::load`]) so that choosing a connection for the next command
+    /// can read it without that lock.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl TaskTable {
@@ -146,13 +151,24 @@ impl TaskTable {
         }
         Ok(Self {
             slots,
-            in_flight: 0,
+            in_flight: Arc::new(AtomicUsize::new(0), GFP_KERNEL)?,
         })
     }
 
     /// Commands in flight.
     pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The count [`TaskTable::in_flight`] reads, to read without the table: a hint, as it
+    /// may change as soon as it is read.
+    pub(crate) fn load(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
+    }
+
+    fn count(&mut self, change: impl FnOnce(usize) -> usize) {
+        // The only writer: a load and a store are enough.
+        self.in_flight.store(change(self.in_flight()), Ordering::Relaxed);
     }
 
     /// Puts a command in the slot its ITT names; gives it back if the slot is taken.
@@ -161,7 +177,7 @@ impl TaskTable {
         match self.slots.get_mut(index) {
             Some(s @ None) => {
                 *s = Some(slot);
-                self.in_flight = self.in_flight.saturating_add(1);
+                self.count(|n| n.saturating_add(1));
                 Ok(())
             }
             _ => Err(slot),
@@ -190,8 +206,9 @@ impl TaskTable {
         if entry.as_ref()?.itt != itt {
             return None;
         }
-        self.in_flight = self.in_flight.saturating_sub(1);
-        entry.take()
+        let slot = entry.take();
+        self.count(|n| n.saturating_sub(1));
+        slot
     }
 
     /// Ends `itt`: now, or when it comes back if it is lent out (the first ending wins). The

@@ -69,11 +69,25 @@ for cid in 0 1 2 3; do grep -q "^cid $cid portal 127.0.0.[12]:3260 " $c || fail 
 [ "$(grep -c "portal 127.0.0.2:3260 ifindex $lo local 127.0.0.1:" $c)" = 2 ] || fail "binding not shown: $(cat $c)"
 disk=$(channel_disks 0)
 check_disks 0 LIO-ORG 128
-# min(4 connections, 2 CPUs) hardware queues, each served by two of the connections.
+# min(4 connections, 2 CPUs) hardware queues, each served by every connection.
 [ "$(ls /sys/block/$disk/mq | wc -l)" = 2 ] || fail "$disk: $(ls /sys/block/$disk/mq | wc -l) hardware queues, expected 2"
 fio_both $disk 16m
 conn_busy 4
 ok "LIO: data verified, every connection carried I/O ($(for i in 0 1 2 3; do echo -n "conn$i $(channel_stat 0 conn$i.pdus_rx) "; done)PDUs received)"
+# One command at a time from one CPU goes out on one connection, its queue's own, every time
+# (the least busy, the first on a tie), not on each connection in turn.
+declare -a before
+for i in 0 1 2 3; do before[$i]=$(channel_stat 0 conn$i.pdus_rx); done
+taskset -c 0 dd if=/dev/$disk of=/dev/null bs=4k count=400 iflag=direct 2>/dev/null \
+    || fail "/dev/$disk: 4 KiB reads at QD1 failed"
+most=0; rest=0
+for i in 0 1 2 3; do
+    d=$(( $(channel_stat 0 conn$i.pdus_rx) - before[i] ))
+    [ "$d" -gt "$most" ] && { rest=$((rest + most)); most=$d; } || rest=$((rest + d))
+done
+[ "$most" -ge 400 ] && [ "$rest" -lt 20 ] \
+    || fail "400 reads at QD1 spread over connections: $most PDUs on the busiest, $rest on the others"
+ok "LIO: 400 reads at QD1 on one connection ($most PDUs there, $rest on the other three)"
 stop_channel 0
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
 ok "LIO: stop closed every connection"
