@@ -275,7 +275,7 @@ pub(crate) struct Connection {
     depth: AtomicUsize,
     /// Commands in flight now (the task table's count, read without the engine lock): how
     /// the session chooses among connections ([`Connection::load`]).
-    load: Arc<AtomicUsize>,
+    busy: Arc<AtomicUsize>,
     pub(crate) stats: ConnStats,
 }
 
@@ -377,7 +377,7 @@ impl Connection {
         let tx_buf = KVVec::from_elem(0u8, tx_len, GFP_KERNEL)?;
         let rx_buf = KVVec::from_elem(0u8, RX_BUF, GFP_KERNEL)?;
         let engine = Engine::new(cfg, slots, task_slots, depth)?;
-        let load = engine.cmds.load();
+        let busy = engine.cmds.load();
         let local = stream.local_addr().ok();
         let conn = Arc::pin_init(
             pin_init!(Self {
@@ -409,7 +409,7 @@ impl Connection {
                 gate <- new_spinlock_bh!(true),
                 send_timeout_ms,
                 depth: AtomicUsize::new(0),
-                load,
+                busy,
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
@@ -714,7 +714,7 @@ impl Connection {
     /// Commands in flight on this connection, read without its lock: a hint, for choosing
     /// where the next command goes.
     pub(crate) fn load(&self) -> usize {
-        self.load.load(Ordering::Relaxed)
+        self.busy.load(Ordering::Relaxed)
     }
 
     /// The ITT of this connection's command with block-layer tag `tag`, if it has it.

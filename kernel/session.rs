@@ -137,8 +137,8 @@ pub(crate) struct Session {
     /// The session's connections, while it has them.
     #[pin]
     conns: SpinLockBh<Conns>,
-    /// The SCSI host's hardware queues (fixed at registration): each is served by its share
-    /// of the connections ([`Session::pick`]).
+    /// The SCSI host's hardware queues (fixed at registration): each is served by every
+    /// connection ([`Session::reroute`], [`Session::pick`]).
     hw_queues: AtomicU32,
     /// Per hardware queue, the connections that serve it, made from `conns` whenever those
     /// change ([`Session::reroute`]): queuecommand takes its own queue's lock, not a
@@ -280,7 +280,7 @@ impl Session {
             let depth = self.settings.queue_depth;
             // One hardware queue per connection configured, but no more than there are CPUs:
             // blk-mq maps every CPU to one queue, and a queue no CPU maps to would never carry
-            // I/O. Each queue is served by its share of the connections (`pick`), so every
+            // I/O. Each queue is served by every connection (`reroute`, `pick`), so every
             // connection carries I/O; the queues share one tag space, as the command window
             // and the task set are the session's.
             let queues = u32::try_from(self.settings.connections())
@@ -559,7 +559,8 @@ impl Session {
 
     /// The connection a command from hardware queue `queue` goes out on: of the queue's route
     /// ([`Session::reroute`]), the one with the fewest commands in flight, the first of them
-    /// on a tie (dm-multipath's queue-length rule). Under load that shares the queue's
+    /// on a tie (dm-multipath's queue-length selector counts the same, but rotates its choice
+    /// among equals; this keeps it). Under load that shares the queue's
     /// commands out evenly, and more to a connection that answers faster; a lone command (QD1)
     /// goes out on the queue's own connection every time. Choosing by tag alternated the
     /// connections at QD1 (tags cycle), waking each connection's receive path and the target's
@@ -569,9 +570,12 @@ impl Session {
     /// the busier, which costs nothing but balance.
     fn pick(&self, queue: u16) -> Option<Arc<Connection>> {
         let route = self.routes.get(usize::from(queue))?.lock();
+        // A dead connection keeps its last count until it is detached: passed by, so that
+        // `queue_command`'s fallback does not take every command to one connection.
         route
             .iter()
             .map_while(Option::as_ref)
+            .filter(|c| !c.is_dead())
             .min_by_key(|c| c.load())
             .cloned()
     }

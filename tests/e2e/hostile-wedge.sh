@@ -387,11 +387,14 @@ mode_r2t_reset() {
 }
 
 # trickle_reads DISK: 64 KiB reads of the trigger window until the target misbehaves on one
-# (at most 40); the last read's data is left in /tmp/wedge-back.
+# (at most 40), from each CPU in turn: a lone command goes out on its hardware queue's own
+# connection, and the two CPUs' queues start at different connections. The last read's data
+# is left in /tmp/wedge-back.
 trickle_reads() {
     local i
     for i in $(seq 1 40); do
-        dd if="/dev/$1" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none || return
+        taskset -c $((i % $(nproc))) \
+            dd if="/dev/$1" of=/tmp/wedge-back bs=64k skip=64 count=1 iflag=direct status=none || return
         grep -q "TRIGGER trickle-reset" "$LOG" && return
     done
 }
@@ -414,8 +417,9 @@ mode_trickle_reset() {
     local conns; conns=$(channel_stat 0 connections)
     [ "$conns" = 2 ] || die "$conns connections, expected 2 (the target grants 2)"
     echo 3 > "/sys/block/$DISK/device/timeout"
-    # Every connection serves every hardware queue, chosen by tag: reads until one goes on
-    # the added connection, which the target misbehaves on (the others are answered).
+    # Every connection serves every hardware queue, a lone command its queue's own: reads from
+    # each CPU in turn until one goes on the added connection, which the target misbehaves on
+    # (the others are answered).
     bg io trickle_reads "$DISK"
     tlog_wait "TRIGGER trickle-reset" 60 || die "the read never reached the target on the added connection"
     local t_trig; t_trig=$(now_ms)

@@ -74,8 +74,8 @@ check_disks 0 LIO-ORG 128
 fio_both $disk 16m
 conn_busy 4
 ok "LIO: data verified, every connection carried I/O ($(for i in 0 1 2 3; do echo -n "conn$i $(channel_stat 0 conn$i.pdus_rx) "; done)PDUs received)"
-# One command at a time from one CPU goes out on one connection, its queue's own, every time
-# (the least busy, the first on a tie), not on each connection in turn.
+# One command at a time from one CPU goes out on one connection every time (the least busy,
+# the queue's own on a tie), not on each connection in turn.
 declare -a before
 for i in 0 1 2 3; do before[$i]=$(channel_stat 0 conn$i.pdus_rx); done
 taskset -c 0 dd if=/dev/$disk of=/dev/null bs=4k count=400 iflag=direct 2>/dev/null \
