@@ -274,7 +274,7 @@ pub(crate) struct Connection {
     /// data-ready callback to choose where to receive (a hint, read without a lock).
     depth: AtomicUsize,
     /// Commands in flight now (the task table's count, read without the engine lock): how
-    /// the session chooses among connections ([`Connection::load`]).
+    /// the session chooses among connections ([`Connection::in_flight`]).
     busy: Arc<AtomicUsize>,
     pub(crate) stats: ConnStats,
 }
@@ -706,14 +706,9 @@ impl Connection {
 
     // ---- its commands, for the session -----------------------------------------------------
 
-    /// Commands in flight on this connection (lent ones included).
+    /// Commands in flight on this connection (lent ones included), read without its lock:
+    /// the task table's count, which may change as soon as it is read.
     pub(crate) fn in_flight(&self) -> usize {
-        self.engine.lock().cmds.in_flight()
-    }
-
-    /// Commands in flight on this connection, read without its lock: a hint, for choosing
-    /// where the next command goes.
-    pub(crate) fn load(&self) -> usize {
         self.busy.load(Ordering::Relaxed)
     }
 

@@ -576,7 +576,7 @@ impl Session {
             .iter()
             .map_while(Option::as_ref)
             .filter(|c| !c.is_dead())
-            .min_by_key(|c| c.load())
+            .min_by_key(|c| c.in_flight())
             .cloned()
     }
 

@@ -63,6 +63,18 @@ fn response(itt: u32, stat_sn: u32, status: u8) -> Pdu {
     })
 }
 
+/// The target's answer to our NOP-Out `itt`.
+fn nop_answer(itt: u32, stat_sn: u32, exp_cmd_sn: u32) -> Pdu {
+    Pdu::NopIn(NopIn {
+        itt,
+        ttt: RESERVED_TAG,
+        stat_sn,
+        exp_cmd_sn,
+        max_cmd_sn: 100,
+        ..Default::default()
+    })
+}
+
 fn r2t(itt: u32, sn: u32, offset: u32, len: u32) -> Pdu {
     Pdu::R2t(R2t {
         itt,
@@ -324,15 +336,7 @@ fn a_command_ended_before_it_was_sent_gives_its_cmd_sn_to_a_nop_out() {
     assert_eq!(cmd(2), (c, 3, false));
     assert_eq!(h.conn.counters().fillers, 1);
     // The target answers it; nothing ends, the connection goes on, a and c complete.
-    let answer = Pdu::NopIn(NopIn {
-        itt: b,
-        ttt: RESERVED_TAG,
-        stat_sn: 1,
-        exp_cmd_sn: 3,
-        max_cmd_sn: 100,
-        ..Default::default()
-    });
-    h.feed(&wire(answer, &[], BOTH)).unwrap();
+    h.feed(&wire(nop_answer(b, 1, 3), &[], BOTH)).unwrap();
     assert!(h.ended.is_empty());
     assert_eq!(h.conn.exp_stat_sn(), 2);
     h.feed(&wire(data_in(a, 0, 0, Some(2)), &[1; 512], BOTH))
@@ -368,21 +372,11 @@ fn a_filler_keeps_its_place_before_its_tags_next_command_and_leaves_the_ping_wai
         other => panic!("{other:?}"),
     };
     // The filler's answer: the ping is still outstanding, and times out as it would.
-    let answer = |itt, stat_sn| {
-        Pdu::NopIn(NopIn {
-            itt,
-            ttt: RESERVED_TAG,
-            stat_sn,
-            exp_cmd_sn: 2,
-            max_cmd_sn: 100,
-            ..Default::default()
-        })
-    };
     h.now = 5100;
-    h.feed(&wire(answer(a, 1), &[], NONE)).unwrap();
+    h.feed(&wire(nop_answer(a, 1, 2), &[], NONE)).unwrap();
     assert_eq!(h.conn.poll_timeout(), Some(5100 + 1000));
     // The ping's own answer clears it; a2 completes as the tag's only command.
-    h.feed(&wire(answer(ping, 2), &[], NONE)).unwrap();
+    h.feed(&wire(nop_answer(ping, 2, 2), &[], NONE)).unwrap();
     assert_eq!(h.conn.poll_timeout(), Some(5100 + 5000));
     h.feed(&wire(data_in(a2, 0, 0, Some(3)), &[7; 512], NONE))
         .unwrap();
@@ -430,15 +424,7 @@ fn idle_connection_pings_and_an_unanswered_ping_loses_it() {
     assert_eq!(h.conn.poll_timeout(), Some(6000));
     // Answered: the timer goes back to the idle interval from the answer.
     h.now = 5500;
-    let answer = Pdu::NopIn(NopIn {
-        itt,
-        ttt: RESERVED_TAG,
-        stat_sn: 1,
-        exp_cmd_sn: 1,
-        max_cmd_sn: 100,
-        ..Default::default()
-    });
-    h.feed(&wire(answer, &[], NONE)).unwrap();
+    h.feed(&wire(nop_answer(itt, 1, 1), &[], NONE)).unwrap();
     assert_eq!(h.conn.poll_timeout(), Some(10_500));
     assert_eq!(h.conn.exp_stat_sn(), 2);
     assert_eq!(h.conn.handle_timeout(&mut h.sess, 10_500), Ok(true));
