@@ -523,7 +523,8 @@ impl Channel {
             State::Stopped | State::Failed(_) => {}
         }
         // Read where they are, under `inner`: a copy (3.5 KiB) would sit in this frame under
-        // the whole login below. The session keeps its own copy, on the heap.
+        // the whole login below. The session takes its own copy in `Session::new`, which
+        // returns before the login.
         let settings = &inner.settings;
         if settings.target_name.as_bytes().is_empty() {
             return Err(refuse(
