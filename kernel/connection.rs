@@ -54,7 +54,7 @@ use crate::proto::task::Completion;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::mem::{now_ms, Deadline};
-use crate::sys::scsi::{Command, CommandResult, Direction, HostByte, QueueBusy};
+use crate::sys::scsi::{Command, CommandResult, Direction, HostByte};
 use crate::sys::try_mutex::{new_try_mutex, TryMutex};
 use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
 use crate::tasks::{Ending, Finished, Slot, TaskTable};
@@ -103,6 +103,18 @@ impl Engine {
 
 /// The data path's shared state, as the session and its connections hold it.
 pub(crate) type IoLock = SpinLockBh<Io>;
+
+/// Why [`Connection::submit`] did not take a command; the midlayer keeps it and retries.
+pub(crate) enum Busy {
+    /// This connection takes no command now: the target's window is shut, the transmit queue
+    /// is full, or the connection is recovering, paused or being lost.
+    Connection,
+    /// The command's tag is taken on this connection: its last command there ended before it
+    /// was sent (a reset answered on another connection while this one's socket was full),
+    /// and the filler NOP-Out that spends its CmdSN still waits in the queue. Another
+    /// connection can take the command, given back here.
+    Tag(Command),
+}
 
 /// An answer to one of the session's own requests.
 #[derive(Clone, Copy)]
@@ -562,7 +574,7 @@ impl Connection {
     /// the engine and `io`. Gives the commands in flight on this connection (this one
     /// included); `None` when the command was completed instead (refused, or the session has
     /// failed).
-    pub(crate) fn submit(self: &Arc<Self>, cmd: Command) -> core::result::Result<Option<usize>, QueueBusy> {
+    pub(crate) fn submit(self: &Arc<Self>, cmd: Command) -> core::result::Result<Option<usize>, Busy> {
         let refuse = |cmd: Command, host: HostByte| {
             cmd.complete(CommandResult::HostError(host));
             Ok(None)
@@ -608,7 +620,7 @@ impl Connection {
                 return refuse(cmd, HostByte::NoConnect);
             }
             // Recovering or paused: the midlayer holds it until the host is unblocked.
-            _ => return Err(QueueBusy),
+            _ => return Err(Busy::Connection),
         }
         let itt = match engine.ffp.start_command(&mut io.ffp, &spec, now_ms()) {
             Ok(itt) => itt,
@@ -616,16 +628,23 @@ impl Connection {
                 // Flow control: the target's MaxCmdSN says wait (the session's window watch
                 // bounds how long).
                 add(&self.stats_path.window_full, 1);
-                return Err(QueueBusy);
+                return Err(Busy::Connection);
             }
             Err(StartError::BadTag) => {
                 drop(io);
                 drop(guard);
                 return refuse(cmd, HostByte::Error);
             }
-            // A slot or the queue still busy, or the connection being lost: retried later
-            // (a lost connection's recovery blocks the host).
-            Err(_) => return Err(QueueBusy),
+            // The tag's last command here ended before it was sent, and its filler waits in
+            // the queue: another connection may take this one.
+            Err(StartError::Busy) => {
+                drop(io);
+                drop(guard);
+                return Err(Busy::Tag(cmd));
+            }
+            // The queue full, or the connection being lost: retried later (a lost
+            // connection's recovery blocks the host).
+            Err(_) => return Err(Busy::Connection),
         };
         drop(io);
         if let Err(slot) = engine.cmds.insert(Slot::new(itt, lun, cmd)) {

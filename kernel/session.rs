@@ -30,7 +30,7 @@ mod eh;
 mod report;
 
 use crate::channel::{Settings, Text, MAX_CONNECTIONS};
-use crate::connection::{Answer, Connection, IoLock, Origin, Owner, Path, PathStats};
+use crate::connection::{Answer, Busy, Connection, IoLock, Origin, Owner, Path, PathStats};
 use crate::datapath::{Io, Link};
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -567,15 +567,16 @@ impl Session {
     /// threads behind it in turn: two connections read at 0.91 of one connection's IOPS at
     /// QD1, against 1.03 with this rule (three boots each, Documentation/benchmarks.md). The
     /// counts are read without locks: a command may land on a connection that has just become
-    /// the busier, which costs nothing but balance.
-    fn pick(&self, queue: u16) -> Option<Arc<Connection>> {
+    /// the busier, which costs nothing but balance. `except` is passed by (it refused the
+    /// command's tag).
+    fn pick(&self, queue: u16, except: Option<&Arc<Connection>>) -> Option<Arc<Connection>> {
         let route = self.routes.get(usize::from(queue))?.lock();
         // A dead connection keeps its last count until it is detached: passed by, so that
         // `queue_command`'s fallback does not take every command to one connection.
         route
             .iter()
             .map_while(Option::as_ref)
-            .filter(|c| !c.is_dead())
+            .filter(|c| !c.is_dead() && !except.is_some_and(|e| Arc::ptr_eq(c, e)))
             .min_by_key(|c| c.in_flight())
             .cloned()
     }
@@ -978,7 +979,7 @@ impl HostOps for Session {
         // A connection lost is passed by for a live one: a recovery about to start requeues
         // what went there, and while stopping the others carry the disks' last commands.
         let conn = self
-            .pick(cmd.hw_queue())
+            .pick(cmd.hw_queue(), None)
             .and_then(|c| if c.is_dead() { self.live_conn() } else { Some(c) });
         let Some(conn) = conn else {
             if self.io.lock().link == Link::Failed {
@@ -988,7 +989,21 @@ impl HostOps for Session {
             // Recovering or paused: the midlayer holds it until the host is unblocked.
             return Err(QueueBusy);
         };
-        if let Some(in_flight) = conn.submit(cmd)? {
+        let (conn, started) = match conn.submit(cmd) {
+            Ok(started) => (conn, started),
+            Err(Busy::Connection) => return Err(QueueBusy),
+            Err(Busy::Tag(cmd)) => {
+                // The tag's filler still waits on `conn`: another live connection takes the
+                // command (the error handler's TEST UNIT READY after a LUN reset reuses the
+                // tag of a command the reset covered), or the midlayer retries it.
+                let other = self.pick(cmd.hw_queue(), Some(&conn)).ok_or(QueueBusy)?;
+                match other.submit(cmd) {
+                    Ok(started) => (other, started),
+                    Err(_) => return Err(QueueBusy),
+                }
+            }
+        };
+        if let Some(in_flight) = started {
             self.stats.commands.fetch_add(1, Ordering::Relaxed);
             conn.transmit_queued(in_flight, last);
         }

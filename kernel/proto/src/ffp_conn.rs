@@ -149,6 +149,14 @@ pub struct Conn<Q, S> {
     pub(super) seg_kept: usize,
     pub(super) exp_stat_sn: u32,
     pub(super) tx: TxQueue<Q>,
+    /// The session's own requests (task management, logout, text) queued on this connection
+    /// and not yet sent: at most `MAX_OWN`, counted here rather than by the session's table
+    /// of requests awaiting an answer, which a timed-out request leaves while its entry may
+    /// still be queued (so `tx_capacity` holds).
+    pub(super) own_queued: usize,
+    /// Our ping waits in the queue: no second one is queued meanwhile, even if an answer
+    /// naming it comes before it has left.
+    pub(super) ping_queued: bool,
     pub(super) ping: Option<Ping>,
     pub(super) last_rx: Millis,
     /// When the first byte of the PDU being received came (`None` between PDUs).
@@ -182,6 +190,8 @@ where
             seg_kept: 0,
             exp_stat_sn: cfg.exp_stat_sn,
             tx: TxQueue::new(tx_slots),
+            own_queued: 0,
+            ping_queued: false,
             ping: None,
             last_rx: now,
             pdu_since: None,
@@ -458,12 +468,14 @@ where
             Some(p) if now >= self.ping_deadline(p) => Err(self.fail(Lost::PingTimeout)),
             Some(_) => Ok(false),
             None if self.cfg.nop_interval_ms > 0
+                && !self.ping_queued
                 && now >= self.last_rx.saturating_add(self.cfg.nop_interval_ms) =>
             {
                 let itt = sess.own_itt(OWN_PING);
                 if self.tx.push(TxItem::Ping { itt }).is_err() {
                     return Ok(false);
                 }
+                self.ping_queued = true;
                 self.ping = Some(Ping { itt, sent: now });
                 self.counters.pings = self.counters.pings.saturating_add(1);
                 Ok(true)

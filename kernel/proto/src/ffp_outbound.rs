@@ -143,7 +143,11 @@ where
         };
         match item {
             TxItem::Command { itt, cmd_sn } => {
-                // The whole ITT and the CmdSN: a later use of the slot is another task.
+                // Every way out of this arm takes the entry off the queue (or turns it into
+                // the command's unsolicited data): the slot may be reused after it.
+                self.tasks.command_left(itt);
+                // The whole ITT and the CmdSN: a later use of the slot is another task
+                // (one whose command entry has left before it: `TaskSlot::command_queued`).
                 let Some(r) = self.tasks.get_mut(itt).filter(|r| r.cmd_sn == cmd_sn) else {
                     // The task ended before it was sent (a reset answered on another
                     // connection, or one that overtook it on this one), but its CmdSN is
@@ -257,6 +261,7 @@ where
             }
             TxItem::Ping { itt } => {
                 self.tx.pop();
+                self.ping_queued = false;
                 let nop = NopOut {
                     immediate: true,
                     lun: [0; 8],
@@ -297,6 +302,7 @@ where
                 ref_cmd_sn,
             } => {
                 self.tx.pop();
+                self.own_queued = self.own_queued.saturating_sub(1);
                 let req = TaskMgmtRequest {
                     immediate: true,
                     function,
@@ -316,6 +322,7 @@ where
             }
             TxItem::Logout { itt, reason, cid } => {
                 self.tx.pop();
+                self.own_queued = self.own_queued.saturating_sub(1);
                 let req = LogoutRequest {
                     immediate: true,
                     reason,
@@ -338,6 +345,7 @@ where
             } => {
                 self.tx.pop();
                 self.text_queued = false;
+                self.own_queued = self.own_queued.saturating_sub(1);
                 let req = TextRequest {
                     immediate,
                     final_: true,

@@ -4,7 +4,7 @@
 
 use super::ffp_conn::{Conn, MAX_TEXT_OUT};
 use super::ffp_event::Lost;
-use super::ffp_session::{Millis, Own, OwnKind, Session, OWN_LOGOUT, OWN_TEXT, OWN_TMF};
+use super::ffp_session::{Millis, Own, OwnKind, Session, MAX_OWN, OWN_LOGOUT, OWN_TEXT, OWN_TMF};
 use super::ffp_tasks::{CommandSpec, StartError, TaskSlot};
 use super::ffp_tx::{TxItem, TxSlot};
 use super::pdu::RESERVED_TAG;
@@ -167,6 +167,9 @@ where
         if self.tx.is_full() {
             return Err(StartError::QueueFull);
         }
+        if self.own_queued >= MAX_OWN {
+            return Err(StartError::TooManyRequests);
+        }
         let itt = sess.own_itt(kind);
         sess.add_own(Own {
             itt,
@@ -190,6 +193,7 @@ where
             sess.take_own(itt);
             return Err(StartError::QueueFull);
         }
+        self.own_queued = self.own_queued.saturating_add(1);
         Ok(itt)
     }
 }

@@ -98,6 +98,14 @@ pub struct Running {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TaskSlot {
     running: Option<Running>,
+    /// The transmit queue still holds the command entry of the slot's last task (sent as the
+    /// command, or as its filler NOP-Out if the task ended first). The slot is not reused
+    /// on this connection until it has left: so a slot's task, with everything it queued,
+    /// and what an ended task before it left behind fit in [`tx_capacity`]'s share of a
+    /// slot, however often the tag ends and comes back while the socket is full.
+    ///
+    /// [`tx_capacity`]: super::ffp_tx::tx_capacity
+    command_queued: Option<u32>,
 }
 
 /// Why a command could not be started.
@@ -105,7 +113,7 @@ pub struct TaskSlot {
 pub enum StartError {
     /// The tag names no slot, or the queue is out of range.
     BadTag,
-    /// The slot is in use.
+    /// The slot is in use, or the transmit queue still holds its last command (as a filler).
     Busy,
     /// The command window is shut (see `Session::window_shut_since`).
     WindowShut,
@@ -160,7 +168,7 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
             .slots
             .get_mut(usize::from(spec.tag))
             .ok_or(StartError::BadTag)?;
-        if slot.running.is_some() {
+        if slot.running.is_some() || slot.command_queued.is_some() {
             return Err(StartError::Busy);
         }
         let itt = Itt {
@@ -169,6 +177,7 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
             tag: spec.tag,
         }
         .value();
+        slot.command_queued = Some(itt);
         slot.running = Some(Running {
             itt,
             cmd_sn,
@@ -181,9 +190,19 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
         Ok(itt)
     }
 
-    /// Whether the slot for `tag` is free.
+    /// Whether the slot for `tag` can take a command: no task in it, and its last command
+    /// entry gone from the transmit queue.
     pub fn is_free(&self, tag: u16) -> bool {
-        matches!(self.slots.get(usize::from(tag)), Some(s) if s.running.is_none())
+        matches!(self.slots.get(usize::from(tag)), Some(s) if s.running.is_none() && s.command_queued.is_none())
+    }
+
+    /// The command entry of the slot `itt` names has left the transmit queue (as its command
+    /// or its filler); the slot may take the tag's next command once its task is over.
+    pub(super) fn command_left(&mut self, itt: u32) {
+        let slot = Itt::parse(itt).and_then(|i| self.slots.get_mut(usize::from(i.tag)));
+        if let Some(slot) = slot.filter(|s| s.command_queued == Some(itt)) {
+            slot.command_queued = None;
+        }
     }
 
     /// The command named by `itt`, if it is in flight (the whole ITT must match).

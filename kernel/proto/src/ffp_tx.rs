@@ -80,9 +80,16 @@ pub enum TxItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TxSlot(Option<TxItem>);
 
-/// Transmit queue entries a connection needs: every command slot's command, MaxOutstandingR2T
-/// bursts and the filler of a command ended while still queued (its slot may carry the next
-/// command meanwhile), plus pings, ping answers and the session's own requests.
+/// Transmit queue entries a connection needs: for every command slot, its task's command (or
+/// the unsolicited data that replaces it) and MaxOutstandingR2T bursts, plus the command entry
+/// of the tag's next task; then pings, ping answers and the session's own requests. A task
+/// that ends leaves its entries queued (a command's turns into its filler NOP-Out, bursts are
+/// dropped when reached), and the slot's next task queues its command behind them; but its
+/// bursts come only after its command has gone, past them, and the slot takes no further task
+/// until then (`TaskSlot::command_queued`): one slot never holds more than its share. The rest:
+/// at most `MAX_OWN` requests of the session's own queued on the connection
+/// (`Conn::own_queued`), one ping (`Conn::ping_queued`), the answers to two target pings
+/// (`PING_BUFS`), and one to spare.
 pub fn tx_capacity(depth: usize, max_outstanding_r2t: u16) -> usize {
     depth
         .saturating_mul(usize::from(max_outstanding_r2t).saturating_add(2))
@@ -167,11 +174,6 @@ impl<Q: core::ops::DerefMut<Target = [TxSlot]>> TxQueue<Q> {
         self.head = (self.head + 1) % cap.max(1);
         self.len -= 1;
         item
-    }
-
-    /// Drops every entry.
-    pub fn clear(&mut self) {
-        while self.pop().is_some() {}
     }
 }
 

@@ -348,25 +348,27 @@ fn a_command_ended_before_it_was_sent_gives_its_cmd_sn_to_a_nop_out() {
     assert_eq!(h.conn.lost(), None);
 }
 
-/// A filler goes out in its command's place even when the command's tag already carries the
-/// next command, queued behind it; the filler's answer does not answer a keepalive ping
-/// outstanding meanwhile.
+/// A tag whose command ended while still queued takes no new command on that connection until
+/// the filler has gone out (the midlayer retries it); the filler's answer does not answer a
+/// keepalive ping outstanding meanwhile.
 #[test]
-fn a_filler_keeps_its_place_before_its_tags_next_command_and_leaves_the_ping_waiting() {
+fn a_tag_waits_for_its_filler_and_the_fillers_answer_leaves_the_ping_waiting() {
     let mut h = Harness::new(NONE, PARAMS, 5000);
     let a = h.start(0, 512, 0).unwrap();
     h.conn.forget_task(a).unwrap();
+    assert_eq!(h.start(0, 512, 0), Err(StartError::Busy));
+    assert_eq!(h.conn.handle_timeout(&mut h.sess, 5000), Ok(true));
+    assert_eq!(h.transmit(), Ok(2));
     let a2 = h.start(0, 512, 0).unwrap();
     assert_ne!(a2, a);
     assert_eq!(a2 & 0xffff, a & 0xffff);
-    assert_eq!(h.conn.handle_timeout(&mut h.sess, 5000), Ok(true));
-    assert_eq!(h.transmit(), Ok(3));
+    assert_eq!(h.transmit(), Ok(1));
     let sent: Vec<_> = h.sent.iter().map(|s| s.bhs.pdu).collect();
     let ping = match (sent[0], sent[1], sent[2]) {
-        (Pdu::NopOut(f), Pdu::ScsiCommand(c), Pdu::NopOut(p)) => {
+        (Pdu::NopOut(f), Pdu::NopOut(p), Pdu::ScsiCommand(c)) => {
             assert_eq!((f.itt, f.cmd_sn, f.immediate), (a, 1, false));
-            assert_eq!((c.itt, c.cmd_sn), (a2, 2));
             assert!(p.immediate && p.itt != a && p.itt != a2);
+            assert_eq!((c.itt, c.cmd_sn), (a2, 2));
             p.itt
         }
         other => panic!("{other:?}"),
@@ -383,6 +385,57 @@ fn a_filler_keeps_its_place_before_its_tags_next_command_and_leaves_the_ping_wai
     assert_eq!(h.ended.len(), 1);
     assert!(h.ended.contains_key(&a2));
     assert_eq!(h.conn.lost(), None);
+}
+
+/// Tags that end and come back again and again while nothing can be sent (resets answered on
+/// another connection while this one's socket is full) leave one filler each, not one per
+/// use: the transmit queue keeps room for a live write's R2T burst, and once the socket drains
+/// the fillers go out in CmdSN order and every tag is free again.
+#[test]
+fn tags_ending_again_and_again_while_nothing_is_sent_leave_one_filler_each() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    // A window wide enough that only the queue's room can refuse a command.
+    h.sess.window.update(1, 10_000);
+    let last = (fuzz_bodies::ffp_sim::DEPTH - 1) as u16;
+    // A write on the last tag: its command, 2048 immediate and 2048 unsolicited go out.
+    let w = h.start(last, 0, 4096 + 8192).unwrap();
+    assert_eq!(h.transmit(), Ok(2));
+    let mut spent = Vec::new();
+    for _ in 0..20 {
+        for tag in 0..last {
+            match h.start(tag, 0, 4096) {
+                Ok(itt) => {
+                    spent.push(itt);
+                    h.conn.forget_task(itt).unwrap();
+                }
+                Err(StartError::Busy) => {}
+                other => panic!("tag {tag}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(spent.len(), usize::from(last));
+    // The write's R2T still finds room for its burst.
+    h.feed(&wire(r2t(w, 0, 4096, 8192), &[], NONE)).unwrap();
+    assert_eq!(h.conn.lost(), None);
+    let before = h.sent.len();
+    assert_eq!(h.transmit(), Ok(usize::from(last) + 4));
+    let fillers: Vec<_> = h.sent[before..]
+        .iter()
+        .filter_map(|s| match s.bhs.pdu {
+            Pdu::NopOut(o) => Some((o.itt, o.cmd_sn, o.immediate)),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<_> = spent
+        .iter()
+        .zip(2u32..)
+        .map(|(&itt, sn)| (itt, sn, false))
+        .collect();
+    assert_eq!(fillers, expected);
+    assert_eq!(h.conn.counters().fillers, u64::from(last));
+    for tag in 0..last {
+        assert!(h.start(tag, 512, 0).is_ok(), "tag {tag}");
+    }
 }
 
 #[test]
@@ -531,6 +584,62 @@ fn task_management_requests_have_their_own_itts() {
     h.feed(&wire(data_in(a, 0, 0, None), &[9; 100], NONE))
         .unwrap();
     assert!(h.ended.is_empty());
+}
+
+/// Task management requests that time out while still queued (the socket full) free their
+/// place among the requests awaiting an answer, but not their entry in the transmit queue: at
+/// most `MAX_OWN` wait there, so the queue keeps room for what the target asks (here the
+/// answers to its pings), and once they have left new requests are taken again.
+#[test]
+fn requests_forgotten_while_queued_count_until_they_leave() {
+    use iscsi_proto::ffp_session::MAX_OWN;
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let mut queued = 0;
+    for _ in 0..3 * MAX_OWN {
+        match h
+            .conn
+            .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
+        {
+            Ok(itt) => {
+                queued += 1;
+                assert!(h.sess.forget_request(itt).is_some());
+            }
+            Err(StartError::TooManyRequests) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(queued, MAX_OWN);
+    h.feed(&wire(target_ping(5), b"x", NONE)).unwrap();
+    h.feed(&wire(target_ping(6), b"y", NONE)).unwrap();
+    assert_eq!(h.conn.lost(), None);
+    assert_eq!(h.transmit(), Ok(MAX_OWN + 2));
+    assert!(h
+        .conn
+        .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
+        .is_ok());
+}
+
+/// An answer naming our ping before the ping has left (a target guessing its ITT) clears it,
+/// but no second ping is queued behind the first.
+#[test]
+fn a_ping_answered_before_it_is_sent_is_not_queued_twice() {
+    // ITTs are handed out in order: a twin harness shows which one the ping gets.
+    let mut twin = Harness::new(NONE, PARAMS, 5000);
+    assert_eq!(twin.conn.handle_timeout(&mut twin.sess, 5000), Ok(true));
+    twin.transmit().unwrap();
+    let itt = match twin.sent[0].bhs.pdu {
+        Pdu::NopOut(o) => o.itt,
+        ref other => panic!("{other:?}"),
+    };
+    let mut h = Harness::new(NONE, PARAMS, 5000);
+    assert_eq!(h.conn.handle_timeout(&mut h.sess, 5000), Ok(true));
+    h.now = 5000;
+    h.feed(&wire(nop_answer(itt, 1, 1), &[], NONE)).unwrap();
+    assert_eq!(h.conn.handle_timeout(&mut h.sess, 10_000), Ok(false));
+    assert_eq!(h.transmit(), Ok(1));
+    // Sent: the next idle interval pings again.
+    assert_eq!(h.conn.handle_timeout(&mut h.sess, 10_000), Ok(true));
+    assert_eq!(h.transmit(), Ok(1));
 }
 
 #[test]
