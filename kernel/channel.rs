@@ -291,8 +291,12 @@ impl Channel {
         )
     }
 
-    /// Changes the settings with `change`, which validates the value; refused with EBUSY while
-    /// a session exists.
+    /// Changes the settings with `change`, which validates the value and must not fail once
+    /// it has written anything (the `store_*` below check a value, or parse it into a local,
+    /// before they write it; `Text::set` and `Secret::set` check the length first), so a
+    /// refused value changes nothing; refused with EBUSY while a session exists. No copy of the settings is made to roll back
+    /// to: they are over 3 KiB, on a configfs writer's stack, and a copy would leave the CHAP
+    /// secrets behind in that stack.
     fn configure(
         &self,
         attr: &str,
@@ -307,10 +311,8 @@ impl Channel {
                 EBUSY,
             ));
         }
-        let mut next = inner.settings.clone();
-        change(&mut next).map_err(|why| refuse(self, attr, format_args!("{}", why), EINVAL))?;
-        inner.settings = next;
-        Ok(())
+        change(&mut inner.settings)
+            .map_err(|why| refuse(self, attr, format_args!("{}", why), EINVAL))
     }
 
     fn store_name(
