@@ -82,28 +82,7 @@ type Conns = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
 /// The connections that serve one hardware queue (the first few slots), of which
 /// [`Session::pick`] takes the least busy.
-/// A hardware queue's connections ([`Session::reroute`]) and which of them took the queue's
-/// last command ([`Session::pick`]).
-#[derive(Clone)]
-struct Route {
-    conns: [Option<Arc<Connection>>; MAX_CONNECTIONS],
-    /// The place in `conns` of the connection of the queue's last command.
-    last: usize,
-}
-
-impl Route {
-    fn new() -> Self {
-        Route {
-            conns: core::array::from_fn(|_| None),
-            last: 0,
-        }
-    }
-}
-
-/// How many more commands in flight than the least busy connection of its route the
-/// connection of a queue's last command may have and still take the next one
-/// ([`Session::pick`]).
-const PICK_SLACK: usize = 8;
+type Route = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
 /// Where the session is, as the channel reports it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -256,7 +235,9 @@ impl Session {
                 path_stats,
                 conns <- new_spinlock_bh!(core::array::from_fn(|_| None)),
                 hw_queues: AtomicU32::new(1),
-                routes <- kernel::init::pin_init_array_from_fn(|_| new_spinlock_bh!(Route::new())),
+                routes <- kernel::init::pin_init_array_from_fn(|_| {
+                    new_spinlock_bh!(core::array::from_fn(|_| None))
+                }),
                 ctl <- new_mutex!(Ctl {
                     phase: Phase::Starting,
                     lost: None,
@@ -562,10 +543,10 @@ impl Session {
             let old = {
                 let conns = self.conns.lock();
                 let n = conns.iter().take_while(|c| c.is_some()).count();
-                let mut new = Route::new();
+                let mut new: Route = core::array::from_fn(|_| None);
                 if q < queues && n > 0 {
                     // Every connection, starting at connection q mod n.
-                    for (k, slot) in new.conns.iter_mut().take(n).enumerate() {
+                    for (k, slot) in new.iter_mut().take(n).enumerate() {
                         let i = q.saturating_add(k).checked_rem(n).unwrap_or(0);
                         *slot = conns.get(i).cloned().flatten();
                     }
@@ -576,44 +557,28 @@ impl Session {
         }
     }
 
-    /// The connection a command from hardware queue `queue` goes out on: the one the queue's
-    /// last command took, unless it has more than [`PICK_SLACK`] commands in flight beyond
-    /// the least busy connection of the queue's route ([`Session::reroute`]); then that one,
-    /// the first of them on a tie. dm-multipath's queue-length selector takes the least busy
-    /// every time (rotating among equals). Under load this shares the queue's commands out in
-    /// runs, so each connection's transmit work and the target's threads behind it find
-    /// several commands at a wake-up, and more go to a connection that answers faster; a lone
-    /// command (QD1) goes out on the same connection every time. Choosing by tag alternated
-    /// the connections at QD1 (tags cycle), waking each connection's receive path and the
-    /// target's threads behind it in turn: two connections read at 0.91 of one connection's
-    /// IOPS at QD1, against 1.03 with the least busy (three boots each). Against the least
-    /// busy every time, the slack read at 0.97-0.99 of open-iscsi's QD1 IOPS against
-    /// 0.90-0.91, and the same at QD32 (three boots each, Documentation/benchmarks.md). The
+    /// The connection a command from hardware queue `queue` goes out on: of the queue's route
+    /// ([`Session::reroute`]), the one with the fewest commands in flight, the first of them
+    /// on a tie (dm-multipath's queue-length selector counts the same, but rotates its choice
+    /// among equals; this keeps it). Under load that shares the queue's
+    /// commands out evenly, and more to a connection that answers faster; a lone command (QD1)
+    /// goes out on the queue's own connection every time. Choosing by tag alternated the
+    /// connections at QD1 (tags cycle), waking each connection's receive path and the target's
+    /// threads behind it in turn: two connections read at 0.91 of one connection's IOPS at
+    /// QD1, against 1.03 with this rule (three boots each, Documentation/benchmarks.md). The
     /// counts are read without locks: a command may land on a connection that has just become
     /// the busier, which costs nothing but balance. `except` is passed by (it refused the
     /// command's tag).
     fn pick(&self, queue: u16, except: Option<&Arc<Connection>>) -> Option<Arc<Connection>> {
-        let mut route = self.routes.get(usize::from(queue))?.lock();
+        let route = self.routes.get(usize::from(queue))?.lock();
         // A dead connection keeps its last count until it is detached: passed by, so that
         // `queue_command`'s fallback does not take every command to one connection.
-        let usable =
-            |c: &&Arc<Connection>| !c.is_dead() && !except.is_some_and(|e| Arc::ptr_eq(c, e));
-        let (least, best) = route
-            .conns
+        route
             .iter()
             .map_while(Option::as_ref)
-            .enumerate()
-            .filter(|(_, c)| usable(c))
-            .min_by_key(|(_, c)| c.in_flight())?;
-        let floor = best.in_flight();
-        let best = best.clone();
-        if let Some(c) = route.conns.get(route.last).and_then(Option::as_ref).filter(usable) {
-            if c.in_flight() <= floor.saturating_add(PICK_SLACK) {
-                return Some(c.clone());
-            }
-        }
-        route.last = least;
-        Some(best)
+            .filter(|c| !c.is_dead() && !except.is_some_and(|e| Arc::ptr_eq(c, e)))
+            .min_by_key(|c| c.in_flight())
+            .cloned()
     }
 
     /// Waits up to RESPONSE_TIMEOUT_MS for `done` (a flag the receive path sets) to hold;
@@ -1056,7 +1021,7 @@ impl HostOps for Session {
             Some(route) => route.lock().clone(),
             None => return,
         };
-        for conn in route.conns.iter().flatten().filter(|c| !c.is_dead()) {
+        for conn in route.iter().flatten().filter(|c| !c.is_dead()) {
             conn.send_inline();
         }
     }
