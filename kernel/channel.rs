@@ -294,9 +294,9 @@ impl Channel {
     /// Changes the settings with `change`, which validates the value and must not fail once
     /// it has written anything (the `store_*` below check a value, or parse it into a local,
     /// before they write it; `Text::set` and `Secret::set` check the length first), so a
-    /// refused value changes nothing; refused with EBUSY while a session exists. No copy of the settings is made to roll back
-    /// to: they are over 3 KiB, on a configfs writer's stack, and a copy would leave the CHAP
-    /// secrets behind in that stack.
+    /// refused value changes nothing; refused with EBUSY while a session exists. No copy of
+    /// the settings is made to roll back to: they are over 3 KiB, on a configfs writer's
+    /// stack, and a copy would leave the CHAP secrets behind in that stack.
     fn configure(
         &self,
         attr: &str,

@@ -389,7 +389,7 @@ impl Connection {
         let tx_buf = KVVec::from_elem(0u8, tx_len, GFP_KERNEL)?;
         let rx_buf = KVVec::from_elem(0u8, RX_BUF, GFP_KERNEL)?;
         let engine = Engine::new(cfg, slots, task_slots, depth)?;
-        let busy = engine.cmds.load();
+        let busy = engine.cmds.shared_count();
         let local = stream.local_addr().ok();
         let conn = Arc::pin_init(
             pin_init!(Self {

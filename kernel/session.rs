@@ -571,8 +571,8 @@ impl Session {
     /// command's tag).
     fn pick(&self, queue: u16, except: Option<&Arc<Connection>>) -> Option<Arc<Connection>> {
         let route = self.routes.get(usize::from(queue))?.lock();
-        // A dead connection keeps its last count until it is detached: passed by, so that
-        // `queue_command`'s fallback does not take every command to one connection.
+        // A dead connection keeps its last count until it is detached: passed by (every
+        // connection is in every route, so a live one is found if there is one).
         route
             .iter()
             .map_while(Option::as_ref)
@@ -976,12 +976,9 @@ impl Session {
 impl HostOps for Session {
     fn queue_command(&self, cmd: Command) -> core::result::Result<(), QueueBusy> {
         let last = cmd.is_last();
-        // A connection lost is passed by for a live one: a recovery about to start requeues
+        // `pick` passes a lost connection by for a live one: a recovery about to start requeues
         // what went there, and while stopping the others carry the disks' last commands.
-        let conn = self
-            .pick(cmd.hw_queue(), None)
-            .and_then(|c| if c.is_dead() { self.live_conn() } else { Some(c) });
-        let Some(conn) = conn else {
+        let Some(conn) = self.pick(cmd.hw_queue(), None) else {
             if self.io.lock().link == Link::Failed {
                 cmd.complete(CommandResult::HostError(HostByte::NoConnect));
                 return Ok(());

@@ -136,8 +136,8 @@ impl Slot {
 pub(crate) struct TaskTable {
     slots: KVVec<Option<Slot>>,
     /// Commands in the table. Written only here, with the table borrowed mutably (under its
-    /// lock); shared ([`TaskTable::load`]) so that choosing a connection for the next command
-    /// can read it without that lock.
+    /// lock); shared ([`TaskTable::shared_count`]) so that choosing a connection for the next
+    /// command can read it without that lock.
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -162,7 +162,7 @@ impl TaskTable {
 
     /// The count [`TaskTable::in_flight`] reads, to read without the table: a hint, as it
     /// may change as soon as it is read.
-    pub(crate) fn load(&self) -> Arc<AtomicUsize> {
+    pub(crate) fn shared_count(&self) -> Arc<AtomicUsize> {
         self.in_flight.clone()
     }
 

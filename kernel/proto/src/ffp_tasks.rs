@@ -193,7 +193,10 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
     /// Whether the slot for `tag` can take a command: no task in it, and its last command
     /// entry gone from the transmit queue.
     pub fn is_free(&self, tag: u16) -> bool {
-        matches!(self.slots.get(usize::from(tag)), Some(s) if s.running.is_none() && s.command_queued.is_none())
+        matches!(
+            self.slots.get(usize::from(tag)),
+            Some(s) if s.running.is_none() && s.command_queued.is_none()
+        )
     }
 
     /// The command entry of the slot `itt` names has left the transmit queue (as its command
