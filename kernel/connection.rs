@@ -637,13 +637,15 @@ impl Connection {
             }
             // The tag's last command here ended before it was sent, and its filler waits in
             // the queue: another connection may take this one.
-            Err(StartError::Busy) => {
+            Err(StartError::CommandQueued) => {
                 drop(io);
                 drop(guard);
                 return Err(Busy::Tag(cmd));
             }
-            // The queue full, or the connection being lost: retried later (a lost
-            // connection's recovery blocks the host).
+            // The queue full, the connection being lost, or the tag's slot still holding a
+            // task (cannot happen: the midlayer reuses a tag only after its command ended):
+            // retried later here, never on another connection, where one command would sit
+            // in two tables (a lost connection's recovery blocks the host).
             Err(_) => return Err(Busy::Connection),
         };
         drop(io);

@@ -22,8 +22,9 @@
 //! three are softirq-safe spinlocks, as the receive path takes them), and `ctl` (phase,
 //! waiters; held only for a few instructions, never across a call into the midlayer, a socket
 //! or a sleep other than its condition variable's; never under a spinlock, never in the receive
-//! path, which reports through atomics instead). `conn`, which names the session's connection,
-//! is taken alone. Every wait has a bound: see Documentation/design.md, "Waits and their
+//! path, which reports through atomics instead). `conns` (the session's connections) and a
+//! hardware queue's `routes` entry are held only to read or swap them, a route under `conns`
+//! in `reroute`. Every wait has a bound: see Documentation/design.md, "Waits and their
 //! bounds".
 
 mod eh;

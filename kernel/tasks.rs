@@ -4,8 +4,8 @@
 //!
 //! The protocol state of a command (its ITT, CmdSN, connection, Data-In and R2T checks) is the
 //! full-feature-phase engine's (`proto::ffp_tasks`); this table holds what the engine cannot:
-//! the `Command` itself, which the midlayer lent us. Both are kept under the session's `io`
-//! lock and change together: a command enters both in queuecommand and leaves the engine's set
+//! the `Command` itself, which the midlayer lent us. Both are kept under the connection's
+//! `engine` lock and change together: a command enters both in queuecommand and leaves the engine's set
 //! first (a response, an abort, a lost connection), then this table. Every lookup checks the
 //! whole ITT (the engine's, with its generation), not just the tag it carries: a target's ITT
 //! is never trusted to index memory by itself.

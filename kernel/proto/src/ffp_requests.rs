@@ -38,9 +38,7 @@ where
         {
             return Err(StartError::BadTag);
         }
-        if !self.tasks.is_free(spec.tag) {
-            return Err(StartError::Busy);
-        }
+        self.tasks.check_free(spec.tag)?;
         let cmd_sn = sess.window.assign(now).ok_or(StartError::WindowShut)?;
         let generation = sess.next_generation(spec.tag).ok_or(StartError::BadTag)?;
         let params = sess.write_params;

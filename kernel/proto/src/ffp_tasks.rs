@@ -113,8 +113,11 @@ pub struct TaskSlot {
 pub enum StartError {
     /// The tag names no slot, or the queue is out of range.
     BadTag,
-    /// The slot is in use, or the transmit queue still holds its last command (as a filler).
+    /// The slot holds a task.
     Busy,
+    /// The slot's last task is over, but its command entry still waits in this connection's
+    /// transmit queue (to go out as its filler NOP-Out): another connection can take the tag.
+    CommandQueued,
     /// The command window is shut (see `Session::window_shut_since`).
     WindowShut,
     /// The connection's transmit queue is full.
@@ -164,13 +167,11 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
         if spec.queue >= MAX_QUEUES {
             return Err(StartError::BadTag);
         }
+        self.check_free(spec.tag)?;
         let slot = self
             .slots
             .get_mut(usize::from(spec.tag))
             .ok_or(StartError::BadTag)?;
-        if slot.running.is_some() || slot.command_queued.is_some() {
-            return Err(StartError::Busy);
-        }
         let itt = Itt {
             queue: spec.queue,
             generation: generation & GEN_MASK,
@@ -190,13 +191,18 @@ impl<S: core::ops::DerefMut<Target = [TaskSlot]>> TaskSet<S> {
         Ok(itt)
     }
 
-    /// Whether the slot for `tag` can take a command: no task in it, and its last command
-    /// entry gone from the transmit queue.
-    pub fn is_free(&self, tag: u16) -> bool {
-        matches!(
-            self.slots.get(usize::from(tag)),
-            Some(s) if s.running.is_none() && s.command_queued.is_none()
-        )
+    /// Whether the slot for `tag` can take a command: no task in it
+    /// ([`StartError::Busy`]), and its last command entry gone from the transmit queue
+    /// ([`StartError::CommandQueued`]).
+    pub fn check_free(&self, tag: u16) -> Result<(), StartError> {
+        let slot = self.slots.get(usize::from(tag)).ok_or(StartError::BadTag)?;
+        if slot.running.is_some() {
+            Err(StartError::Busy)
+        } else if slot.command_queued.is_some() {
+            Err(StartError::CommandQueued)
+        } else {
+            Ok(())
+        }
     }
 
     /// The command entry of the slot `itt` names has left the transmit queue (as its command

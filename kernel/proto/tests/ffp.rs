@@ -356,7 +356,7 @@ fn a_tag_waits_for_its_filler_and_the_fillers_answer_leaves_the_ping_waiting() {
     let mut h = Harness::new(NONE, PARAMS, 5000);
     let a = h.start(0, 512, 0).unwrap();
     h.conn.forget_task(a).unwrap();
-    assert_eq!(h.start(0, 512, 0), Err(StartError::Busy));
+    assert_eq!(h.start(0, 512, 0), Err(StartError::CommandQueued));
     assert_eq!(h.conn.handle_timeout(&mut h.sess, 5000), Ok(true));
     assert_eq!(h.transmit(), Ok(2));
     let a2 = h.start(0, 512, 0).unwrap();
@@ -408,7 +408,7 @@ fn tags_ending_again_and_again_while_nothing_is_sent_leave_one_filler_each() {
                     spent.push(itt);
                     h.conn.forget_task(itt).unwrap();
                 }
-                Err(StartError::Busy) => {}
+                Err(StartError::CommandQueued) => {}
                 other => panic!("tag {tag}: {other:?}"),
             }
         }
