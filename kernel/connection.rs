@@ -155,6 +155,9 @@ pub(crate) struct ConnStats {
     /// Inline sends that stopped because the socket had no room for the next PDU, leaving it
     /// to the transmit work.
     pub(crate) tx_full: AtomicU64,
+    /// Commands given back because their tag's filler NOP-Out was still queued here (then
+    /// sent on another connection, or retried by the midlayer).
+    pub(crate) tag_busy: AtomicU64,
 }
 
 /// Counters of the session's data path, kept by its connections.
@@ -640,6 +643,7 @@ impl Connection {
             Err(StartError::CommandQueued) => {
                 drop(io);
                 drop(guard);
+                add(&self.stats.tag_busy, 1);
                 return Err(Busy::Tag(cmd));
             }
             // The queue full, the connection being lost, or the tag's slot still holding a

@@ -134,6 +134,7 @@ impl Session {
             writeln!(p, "conn{}.rx_deferred {}", id, get(&c.rx_deferred))?;
             writeln!(p, "conn{}.tx_busy {}", id, get(&c.tx_busy))?;
             writeln!(p, "conn{}.tx_full {}", id, get(&c.tx_full))?;
+            writeln!(p, "conn{}.tag_busy {}", id, get(&c.tag_busy))?;
         }
         Ok(())
     }

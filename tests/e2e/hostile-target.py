@@ -97,6 +97,20 @@ administrator's control whatever the target does):
                     (function 5) is never answered; TARGET WARM RESET (function 6) is answered
                     "function complete" (the trigger command ends with it). Later it behaves.
                     "late-tmf: late answer to ABORT TASK itt X sent" is logged when it goes out.
+  filler-reset      two LUNs (0 and 1, 16 MiB each), two connections per session, small buffers
+                    and Data-Out PDUs as slow-burst, and ExpCmdSN kept for the session as RFC 7143
+                    requires: the first CmdSN not yet received on any connection (commands are
+                    still served as they arrive), so a CmdSN the initiator never sends shuts
+                    the window for good. The trigger is a WRITE to LUN 1 on the added
+                    connection: it gets one R2T for the whole write, then that connection is
+                    read SLOW_READ bytes every SLOW_INTERVAL s (NOP-Ins wanting no answer keep
+                    it from looking idle), so the commands queued behind the burst wait in the
+                    initiator. From then on a READ of LUN 1 (on any connection) and an ABORT
+                    TASK for it are never answered, and a LOGICAL UNIT RESET of LUN 0 is
+                    answered at once. A LOGICAL UNIT RESET of LUN 1 ends the held reads and the
+                    write, and every connection is read at full speed again. Every NOP-Out
+                    that is not immediate (a filler: it spends a CmdSN) is logged with its
+                    CmdSN and what the session's ExpCmdSN is after it.
 
 Every task management request is logged with its function, ITT and referenced task tag:
 "conn N: task management function F itt X ref R" (plus " ignored" when never answered).
@@ -132,16 +146,22 @@ SCAN_MODES = {"scan-silent", "scan-close"}
 READ_MODES |= {"scan-async"}
 WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
+WRITE_MODES |= {"filler-reset"}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
 READ_MODES |= {"trickle-reset"}
-ADDED_CONN_MODES = {"trickle-reset"}
+ADDED_CONN_MODES = {"trickle-reset", "filler-reset"}
+# Serve LUN 1 too (its trigger is a WRITE to LUN 1).
+TWO_LUN_MODES = {"filler-reset"}
+# ExpCmdSN kept for the session (the first CmdSN not received on any connection), not per
+# connection (the highest seen there).
+SESSION_CMDSN_MODES = {"filler-reset"}
 TRICKLE_HEAD = 100
 # Triggered once per connection instead of once per target.
 PER_CONN_MODES = {"slow-drain"}
 MODES = {"good", "window-login"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
 # A small receive buffer (inherited from the listening socket by each accepted socket, set
 # before the handshake so the window is small from the start), so the initiator's send blocks.
-SMALL_RCVBUF_MODES = {"slow-drain", "r2t-reset", "slow-burst"}
+SMALL_RCVBUF_MODES = {"slow-drain", "r2t-reset", "slow-burst", "filler-reset"}
 SMALL_RCVBUF = 4096
 DRIP_INTERVAL = 0.5
 DRAIN_READ = 1448
@@ -170,6 +190,8 @@ MODE_OURS = {
     "trickle-reset": {"MaxConnections": 2},
     "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
                    "MaxRecvDataSegmentLength": 4096},
+    "filler-reset": {"ImmediateData": "No", "MaxBurstLength": 16776192,
+                     "MaxRecvDataSegmentLength": 4096, "MaxConnections": 2},
 }
 MIN_KEYS = {"MaxBurstLength", "FirstBurstLength", "MaxOutstandingR2T", "ErrorRecoveryLevel",
             "MaxConnections", "DefaultTime2Retain"}
@@ -206,7 +228,8 @@ class Target:
         self.port = port
         self.mode = mode
         self.after = after
-        self.disk = Disk()
+        self.disks = [Disk() for _ in range(2 if mode in TWO_LUN_MODES else 1)]
+        self.disk = self.disks[0]
         self.triggered = False
         self.lock = threading.Lock()
         self.tsih = 1
@@ -215,6 +238,37 @@ class Target:
         self.window_closed = mode == "window-login"  # window-io: closed at the trigger
         self.silent = False  # scan-async: after the event, on every connection
         self.stalled = []  # slow-drain: connections no longer read
+        self.conns = []  # every connection accepted (filler-reset: a LUN reset reaches all)
+        # SESSION_CMDSN_MODES: the session's ExpCmdSN and the CmdSNs received beyond it.
+        self.cmd_sn_exp = 0
+        self.cmd_sn_ahead = set()
+        self.held_reads = set()  # filler-reset: ITTs of LUN 1 READs never answered
+        self.released = False  # filler-reset: LUN 1 was reset, every connection read at speed
+
+    def lun_index(self, lun):
+        """The LUN a command names (0, or 1 in TWO_LUN_MODES), None if it is not served."""
+        if lun == b"\0" * 8:
+            return 0
+        if len(self.disks) > 1 and lun == b"\0\x01" + b"\0" * 6:
+            return 1
+        return None
+
+    def session_login(self, cmd_sn):
+        """A leading connection logged in: the session's commands start at cmd_sn."""
+        with self.lock:
+            self.cmd_sn_exp = cmd_sn
+            self.cmd_sn_ahead = set()
+
+    def cmd_sn_arrived(self, cmd_sn):
+        """A non-immediate PDU with cmd_sn arrived on some connection; returns the session's
+        ExpCmdSN after it and how many CmdSNs were received beyond it (a hole before them)."""
+        with self.lock:
+            if ((cmd_sn - self.cmd_sn_exp) & RESERVED) < 0x80000000:
+                self.cmd_sn_ahead.add(cmd_sn)
+            while self.cmd_sn_exp in self.cmd_sn_ahead:
+                self.cmd_sn_ahead.discard(self.cmd_sn_exp)
+                self.cmd_sn_exp = (self.cmd_sn_exp + 1) & RESERVED
+            return self.cmd_sn_exp, len(self.cmd_sn_ahead)
 
     def claim_login_trigger(self):
         with self.lock:
@@ -223,9 +277,11 @@ class Target:
             self.triggered = True
             return True
 
-    def claim_trigger(self, is_read, is_write, lba, blocks, conn=None):
+    def claim_trigger(self, is_read, is_write, lba, blocks, conn=None, lun=0):
         """Whether this command is the one to misbehave on (once per target, or once per
         connection for PER_CONN_MODES)."""
+        if self.mode in TWO_LUN_MODES and lun != 1:
+            return False
         if self.mode in ("good", "window-login") or self.mode in LOGIN_MODES or \
                 self.mode in SCAN_MODES or blocks == 0:
             return False
@@ -278,7 +334,10 @@ class Target:
                 log("conn %d: refused (after the trigger)" % n)
                 c.close()
                 continue
-            threading.Thread(target=Conn(self, c, n).run, daemon=True).start()
+            conn = Conn(self, c, n)
+            with self.lock:
+                self.conns.append(conn)
+            threading.Thread(target=conn.run, daemon=True).start()
 
 
 class Closed(Exception):
@@ -324,8 +383,8 @@ class Conn:
                 self.slow_total += len(b)
                 if time.monotonic() - self.slow_logged >= 10:
                     self.slow_logged = time.monotonic()
-                    log("slow-burst: conn %d: %d bytes read since the trigger" %
-                        (self.n, self.slow_total))
+                    log("%s: conn %d: %d bytes read since the trigger" %
+                        (self.t.mode, self.n, self.slow_total))
             else:
                 b = self.s.recv(n - len(buf))
             if not b:
@@ -355,8 +414,8 @@ class Conn:
         # the window to be closed right after the trigger.
         window = -1 if self.t.window_closed else 0 if self.t.mode == "window-io" else \
             31 + self.window_extra
-        return struct.pack(">III", stat_sn & RESERVED, self.exp_cmd_sn & RESERVED,
-                           (self.exp_cmd_sn + window) & RESERVED)
+        exp = self.t.cmd_sn_exp if self.t.mode in SESSION_CMDSN_MODES else self.exp_cmd_sn
+        return struct.pack(">III", stat_sn & RESERVED, exp & RESERVED, (exp + window) & RESERVED)
 
     def next_stat_sn(self):
         sn = self.stat_sn
@@ -386,6 +445,8 @@ class Conn:
             itt = be32(bhs, 16)
             cmd_sn = be32(bhs, 24)
             self.exp_cmd_sn = cmd_sn
+            if not self.added and self.t.mode in SESSION_CMDSN_MODES:
+                self.t.session_login(cmd_sn)
             text = data.decode(errors="replace").split("\0")
             log("conn %d: login request csg %d nsg %d T %d: %s" % (self.n, csg, nsg, transit,
                                                                    " ".join(t for t in text if t)))
@@ -520,6 +581,11 @@ class Conn:
             cmd_sn = be32(bhs, 24)
             if ((cmd_sn - self.exp_cmd_sn) & RESERVED) < 0x80000000:
                 self.exp_cmd_sn = (cmd_sn + 1) & RESERVED
+            if self.t.mode in SESSION_CMDSN_MODES:
+                exp, ahead = self.t.cmd_sn_arrived(cmd_sn)
+                if op == 0x00:
+                    log("conn %d: filler NOP-Out itt %#x CmdSN %#x: session ExpCmdSN %#x, "
+                        "%d received beyond it" % (self.n, itt, cmd_sn, exp, ahead))
         if op == 0x00:  # NOP-Out
             if itt == RESERVED:
                 self.nop_replies += 1
@@ -547,7 +613,7 @@ class Conn:
         elif op == 0x02 and (self.silent_tmf or self.silent_all):
             log("conn %d: task management function %d itt %#x ref %#x ignored" %
                 (self.n, bhs[1] & 0x7F, itt, be32(bhs, 20)))
-        elif op == 0x02 and self.special_tmf(bhs[1] & 0x7F, itt, be32(bhs, 20)):
+        elif op == 0x02 and self.special_tmf(bhs[1] & 0x7F, itt, be32(bhs, 20), bhs[8:16]):
             pass
         elif op == 0x02:  # Task Management: "function complete"
             ref = be32(bhs, 20)
@@ -582,10 +648,35 @@ class Conn:
         else:
             log("conn %d: %s ignored (silent)" % (self.n, what))
 
-    def special_tmf(self, fn, itt, ref):
-        """r2t-reset and late-tmf; True if handled."""
+    def special_tmf(self, fn, itt, ref, lun):
+        """r2t-reset, late-tmf and filler-reset; True if handled."""
         desc = "conn %d: task management function %d itt %#x ref %#x" % (self.n, fn, itt, ref)
         m = self.t.mode
+        if m == "filler-reset" and self.t.triggered and not self.t.released:
+            if fn == 1 and ref in self.t.held_reads:
+                log(desc + " ignored (filler-reset: a held READ of LUN 1)")
+                return True
+            if fn == 5 and self.t.lun_index(lun) == 1:
+                with self.t.lock:
+                    held = len(self.t.held_reads)
+                    self.t.held_reads.clear()
+                    self.t.released = True
+                    conns = list(self.t.conns)
+                ended = 0
+                for c in conns:
+                    c.slow = False
+                    for witt, w in list(c.writes.items()):
+                        if w["lun"] == lun and c.writes.pop(witt, None) is not None:
+                            ended += 1
+                log(desc + ": LUN 1 reset: %d held READs and %d writes ended; every connection "
+                    "is read at full speed from now on" % (held, ended))
+                self.tmf_response(itt)
+                return True
+            if fn == 5:
+                log(desc + ": LUN %s reset answered at once (the trigger's connection is still "
+                    "read slowly)" % self.t.lun_index(lun))
+                self.tmf_response(itt)
+                return True
         if m == "r2t-reset" and self.r2t_held is not None:
             if fn != 5:
                 log(desc + " ignored (r2t-reset: silent until the LUN reset)")
@@ -742,10 +833,21 @@ class Conn:
             lba, blocks = be32(cdb, 2), struct.unpack_from(">H", cdb, 7)[0]
         elif op in (0x88, 0x8A):
             lba, blocks = struct.unpack_from(">QI", cdb, 2)
-        if lun != b"\0" * 8:
+        li = self.t.lun_index(lun)
+        if li is None:
             self.check(itt, edtl, 0x05, 0x25, 0x00)  # LOGICAL UNIT NOT SUPPORTED
             return
-        trigger = self.t.claim_trigger(op in (0x28, 0x88), op in (0x2A, 0x8A), lba, blocks, self)
+        if self.t.mode == "filler-reset" and li == 1 and op in (0x28, 0x88) and \
+                self.t.triggered and not self.t.released:
+            with self.t.lock:
+                self.t.held_reads.add(itt)
+            log("filler-reset: conn %d: READ of LUN 1 itt %#x held until LUN 1 is reset" %
+                (self.n, itt))
+            return
+        if self.t.mode == "filler-reset" and op == 0x00 and self.t.triggered:
+            log("filler-reset: conn %d: TEST UNIT READY of LUN %d itt %#x" % (self.n, li, itt))
+        trigger = self.t.claim_trigger(op in (0x28, 0x88), op in (0x2A, 0x8A), lba, blocks, self,
+                                       li)
         if trigger:
             log("TRIGGER %s on conn %d: opcode %#x lba %d blocks %d edtl %d itt %#x" %
                 (self.t.mode, self.n, op, lba, blocks, edtl, itt))
@@ -759,12 +861,14 @@ class Conn:
         self.serve_command(bhs, data, itt, edtl, cdb, op, lba, blocks, lun, is_read)
 
     def serve_command(self, bhs, data, itt, edtl, cdb, op, lba, blocks, lun, is_read):
+        disk = self.t.disks[self.t.lun_index(lun)]
         if op in (0x2A, 0x8A):
             if lba + blocks > BLOCKS or blocks * BLOCK != edtl:
                 self.check(itt, edtl, 0x05, 0x21, 0x00)
                 return
             w = {"lba": lba, "edtl": edtl, "buf": bytearray(edtl), "got": len(data),
-                 "next": len(data), "ttt": 0x100 + (itt & 0xFFFF), "r2tsn": 0, "lun": lun}
+                 "next": len(data), "ttt": 0x100 + (itt & 0xFFFF), "r2tsn": 0, "lun": lun,
+                 "disk": disk}
             w["buf"][:len(data)] = data
             self.writes[itt] = w
             self.advance_write(itt)
@@ -773,8 +877,8 @@ class Conn:
             if lba + blocks > BLOCKS:
                 self.check(itt, edtl, 0x05, 0x21, 0x00)
                 return
-            with self.t.disk.lock:
-                payload = bytes(self.t.disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
+            with disk.lock:
+                payload = bytes(disk.data[lba * BLOCK:(lba + blocks) * BLOCK])
             self.data_in(itt, edtl, payload, lun)
             return
         reply = self.emulate(cdb)
@@ -797,7 +901,9 @@ class Conn:
             return bytes([0, 0, 0x05, 0x02, 31, 0, 0, 0x02]) + b"HOSTILE " + \
                 b"FAKE LUN        " + b"0001"
         if op == 0xA0:  # REPORT LUNS
-            return struct.pack(">II", 8, 0) + b"\0" * 8
+            n = len(self.t.disks)
+            return struct.pack(">II", 8 * n, 0) + \
+                b"".join(struct.pack(">H", i) + b"\0" * 6 for i in range(n))
         if op == 0x25:  # READ CAPACITY(10)
             return struct.pack(">II", BLOCKS - 1, BLOCK)
         if op == 0x9E and cdb[1] & 0x1F == 0x10:  # READ CAPACITY(16)
@@ -812,8 +918,8 @@ class Conn:
         w = self.writes[itt]
         if w["got"] >= w["edtl"]:
             del self.writes[itt]
-            with self.t.disk.lock:
-                self.t.disk.data[w["lba"] * BLOCK:w["lba"] * BLOCK + w["edtl"]] = w["buf"]
+            with w["disk"].lock:
+                w["disk"].data[w["lba"] * BLOCK:w["lba"] * BLOCK + w["edtl"]] = w["buf"]
             self.response(itt)
             return
         if w["next"] > w["got"]:
@@ -970,6 +1076,13 @@ class Conn:
         if m == "late-tmf":
             self.late_itt = itt
             return False
+        if m == "filler-reset":
+            self.slow = True
+            threading.Thread(target=self.quiet_nops, args=(False,), daemon=True).start()
+            log("filler-reset: conn %d: one R2T for the write; this connection is read %d bytes "
+                "per %.1f s from now on, a NOP-In every %.0f s; READs of LUN 1 are held until "
+                "LUN 1 is reset" % (self.n, SLOW_READ, SLOW_INTERVAL, SLOW_NOP_INTERVAL))
+            return True
         if m == "slow-burst":
             self.slow = True
             threading.Thread(target=self.quiet_nops, daemon=True).start()
@@ -989,12 +1102,13 @@ class Conn:
             raise Closed("closed midway by design")
         raise AssertionError(m)
 
-    def quiet_nops(self):
-        """slow-burst: NOP-Ins wanting no answer, so the initiator never finds the
-        connection idle, each opening the window by one command."""
+    def quiet_nops(self, open_window=True):
+        """slow-burst, filler-reset: NOP-Ins wanting no answer, so the initiator never finds
+        the connection idle; for slow-burst each opens the window by one command."""
         while not self.closed:
             time.sleep(SLOW_NOP_INTERVAL)
-            self.window_extra += 1
+            if open_window:
+                self.window_extra += 1
             try:
                 self.send(self.pdu(0x20, 0x80, itt=RESERVED, w20=RESERVED, sn=self.sn_fields()))
             except OSError:

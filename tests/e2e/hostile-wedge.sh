@@ -3,7 +3,8 @@
 # every phase (silent or closing during the LUN scan, an async event asking for a rescan then
 # silence, a command window that never opens or closes mid-I/O, a slow drain, a drip-fed login,
 # an R2T during a LUN reset, a pause while a slow burst keeps the sender busy, a late task
-# management answer, one bad channel beside a good one, a
+# management answer, commands a LUN reset covers while queued behind a slow burst (fillers),
+# one bad channel beside a good one, a
 # killed writer of `start`), with login_timeout, replacement_timeout, nopout_interval and
 # nopout_timeout at 5 s, every bound is asserted and its measured time printed: `start` returns
 # within 60 s, or `stop` written while it still runs interrupts it (within 90 s; start then fails);
@@ -543,6 +544,89 @@ mode_late_tmf() {
     ok "late-tmf: ABORT TASK (itt $abort_itt) at 0 s, LUN RESET (itt $lun_itt) at $(awk "BEGIN{printf \"%.1f\", $ts5-$ts1}") s, the late abort answer at $(awk "BEGIN{printf \"%.1f\", $tsl-$ts1}") s, then TARGET WARM RESET at $(awk "BEGIN{printf \"%.1f\", $ts6-$ts1}") s (the late answer was not taken for the LUN reset's); the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
+# filler-reset: two LUNs, two connections, ExpCmdSN kept for the session as RFC 7143 requires
+# (a CmdSN never sent shuts the target's window). A 1 MiB write to LUN 1 goes on the added
+# connection (CPU 1's queue starts there), whose socket the target then reads at 8 KiB/s. A
+# READ of LUN 1 from CPU 0 goes on the leading connection and is held. Four 4 KiB reads of LUN 0
+# from CPU 1, in one batch: with one command on each connection, the first goes on the added
+# one (its queue's own) and waits behind the burst, unsent, with its CmdSN. After the device
+# timeout (3 s) and the unanswered aborts, the error handler resets LUN 0 on the leading
+# connection: the reads it covers end, and each leaves a NOP-Out in its place in the added
+# connection's queue (a filler), which keeps its tag there until it is sent. The error
+# handler's TEST UNIT READY reuses such a tag: the added connection gives it back
+# (conn1.tag_busy) and the leading one sends it. Resetting LUN 1 then ends the write and the
+# held read, and the target reads at full speed: the fillers reach it, the session's ExpCmdSN
+# passes every CmdSN sent (the target logs how many it holds beyond ExpCmdSN at each filler:
+# none after the last), and 256 more commands pass through the window. No recovery; every
+# read and the retried write return their bytes.
+mode_filler_reset() {
+    begin filler-reset filler-reset
+    echo "127.0.0.1:$port*2" > "$ISCSI_ROOT/0/portals"
+    start_ok 0
+    local conns d0 d1; conns=$(channel_stat 0 connections)
+    [ "$conns" = 2 ] || die "$conns connections, expected 2 (the target grants 2)"
+    read -r d0 d1 <<< "$DISK"
+    [ -n "$d1" ] || die "one disk ($DISK), expected one per LUN (the target serves LUNs 0 and 1)"
+    echo 3 > "/sys/block/$d0/device/timeout"; echo 3 > "/sys/block/$d1/device/timeout"
+    echo none > "/sys/block/$d0/queue/scheduler"   # the batch reaches queuecommand as one
+    # LUN 0's bytes, written while the target behaves (fio's verify headers, read back below).
+    local fio_lun0=(--name=filler --filename=/dev/$d0 --bs=4k --size=16k --offset=1m
+                    --ioengine=libaio --direct=1 --verify=crc32c --eta=never)
+    fio "${fio_lun0[@]}" --rw=write --do_verify=0 --output=/tmp/wedge-fio-w.txt \
+        || die "writing LUN 0's pattern failed: $(cat /tmp/wedge-fio-w.txt)"
+    pattern
+    bg io taskset -c 1 dd if=/tmp/wedge-pattern of=/dev/$d1 bs=1M seek=4 count=1 oflag=direct status=none
+    tlog_wait "TRIGGER filler-reset on conn" 30 || die "the write to LUN 1 never reached the target on the added connection"
+    tlog_wait "filler-reset: conn [0-9]+: one R2T" 10 || die "the target did not start reading slowly"
+    sleep 1   # the burst fills the socket
+    bg held taskset -c 0 dd if=/dev/$d1 of=/tmp/wedge-held bs=4k count=1 iflag=direct status=none
+    tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
+    bg reads taskset -c 1 fio "${fio_lun0[@]}" --rw=read --iodepth=4 --iodepth_batch_submit=4 \
+        --verify_fatal=1 --output=/tmp/wedge-fio.txt
+    tlog_wait "task management function 5 itt .*LUN 0 reset answered" 90 \
+        || die "no LUN 0 reset answered within 90 s (aborts: $(channel_stat 0 aborts))"
+    tlog_wait "task management function 5 itt .*LUN 1 reset" 60 || die "no LUN 1 reset within 60 s of LUN 0's"
+    bg_wait reads 60 || die "bound missed: the LUN 0 reads did not end within 60 s ($(late reads))"
+    [ $RC = 0 ] && grep -q "err= 0" /tmp/wedge-fio.txt \
+        || { cat /tmp/wedge-fio.txt >&2; die "the LUN 0 reads failed or did not verify (fio rc $RC)"; }
+    bg_wait io 60 || die "bound missed: the write did not end within 60 s of the resets ($(late io))"
+    [ $RC = 0 ] || die "the write to LUN 1 failed (rc $RC)"
+    bg_wait held 60 || die "bound missed: the held READ did not end ($(late held))"
+    [ $RC = 0 ] || die "the held READ of LUN 1 failed after LUN 1's reset (rc $RC)"
+    cmp -s /tmp/wedge-held <(head -c 4096 /dev/zero) || die "the held READ returned other bytes than the disk's zeros"
+    local fillers tag_busy rec
+    fillers=$(channel_stat 0 conn1.fillers); tag_busy=$(channel_stat 0 conn1.tag_busy)
+    rec=$(channel_stat 0 recoveries)
+    [ "$rec" = 0 ] || die "$rec recoveries: $(klog 0 | tail -5)"
+    ! klog 0 | grep -q "connection lost" || die "a connection was lost: $(klog 0 | grep 'connection lost')"
+    [ "$fillers" -ge 1 ] || die "conn1.fillers $fillers: no read was covered while queued (the scenario was not reached)"
+    [ "$tag_busy" -ge 1 ] || die "conn1.tag_busy $tag_busy: no command came back to a tag whose filler was queued"
+    # ... and the error handler's TEST UNIT READY went on the leading connection at once, not
+    # after the fillers left (LUN 1's reset, next, is what lets them go).
+    local lead l0 ltur l1
+    lead=$(grep -m1 ": logged in, negotiated" "$LOG" | sed 's/^[0-9.]* conn \([0-9]*\):.*/\1/')
+    l0=$(grep -n -m1 "LUN 0 reset answered" "$LOG" | cut -d: -f1)
+    ltur=$(grep -n -m1 "filler-reset: conn $lead: TEST UNIT READY of LUN 0" "$LOG" | cut -d: -f1 || true)
+    l1=$(grep -n -m1 "LUN 1 reset:" "$LOG" | cut -d: -f1)
+    [ -n "$ltur" ] && [ "$l0" -lt "$ltur" ] && [ "$ltur" -lt "$l1" ] \
+        || die "no TEST UNIT READY of LUN 0 on the leading connection (conn $lead) between LUN 0's reset (line $l0) and LUN 1's (line $l1): $(grep 'TEST UNIT READY' "$LOG" | head -3)"
+    local seen last
+    seen=$(grep -c "filler NOP-Out itt" "$LOG" || true)
+    [ "$seen" = "$fillers" ] || die "the target received $seen filler NOP-Outs, the module counts $fillers"
+    last=$(grep "filler NOP-Out itt" "$LOG" | tail -1)
+    grep -q ", 0 received beyond it$" <<< "$last" || die "a CmdSN hole is left after the last filler: $last"
+    # The window moves: more commands than it is wide (32).
+    timed 60 "256 reads after the fillers" dd if=/dev/$d0 of=/dev/null bs=4k count=256 iflag=direct status=none
+    [ $RC = 0 ] || die "256 reads after the fillers failed (rc $RC)"
+    [ "$(channel_stat 0 recoveries)" = 0 ] || die "a recovery during the 256 reads"
+    read_back "$d1"
+    sample_states 0 2
+    local after=$STATES
+    stop_rmdir 0
+    end_mode
+    ok "filler-reset: a LUN 0 reset on the leading connection covered $fillers read(s) still queued on the added one; each left a filler NOP-Out, all $seen reached the target and its ExpCmdSN passed them ($(sed 's/.*: session //' <<< "$last")); $tag_busy command(s) found their tag's filler queued, and the error handler's TEST UNIT READY went on the leading connection before the fillers left; no recovery; the reads verified, the held read and the retried 1 MiB write returned their bytes, 256 more reads passed the window; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+}
+
 # two-BAD: channel 0 wedged by BAD (slow-drain: a stalled write; scan-silent: a start stuck in
 # its scan), channel 1 on a good target: its 1 MiB write reads back intact and its stop returns
 # within STOP_OTHER_BOUND while channel 0 is still wedged; then channel 0 stops within STOP_BOUND.
@@ -645,7 +729,8 @@ trap 'rc=$?; if [ $rc != 0 ]; then
     save_artifacts; fi' EXIT
 load_module
 modes=${*:-"scan-silent scan-close scan-async window-login window-io slow-drain login-drip
-    r2t-reset trickle-reset pause-slow-burst late-tmf two-slow-drain two-scan-silent kill-start"}
+    r2t-reset trickle-reset pause-slow-burst late-tmf filler-reset two-slow-drain two-scan-silent
+    kill-start"}
 for m in $modes; do
     case $m in
         scan-silent|scan-close|window-login) mode_scan "$m" ;;
@@ -657,6 +742,7 @@ for m in $modes; do
         trickle-reset)   mode_trickle_reset ;;
         pause-slow-burst) mode_pause_slow_burst ;;
         late-tmf)        mode_late_tmf ;;
+        filler-reset)    mode_filler_reset ;;
         two-slow-drain)  mode_two slow-drain ;;
         two-scan-silent) mode_two scan-silent ;;
         kill-start)      mode_kill_start ;;
