@@ -229,7 +229,7 @@ impl Session {
             pin_init!(Self {
                 name: text,
                 queues: queues.clone(),
-                settings: settings.clone(),
+                settings <- settings.clone_init(),
                 isid,
                 op <- new_mutex!(Op { host: None, login }),
                 io,
