@@ -165,6 +165,10 @@ impl LoginBuffers {
 /// Login Response, until the full feature phase or a failure. The whole exchange ends by
 /// `deadline` (`Failure::Timeout`), and within `RECV_SLICE_MS` of `cancelled` saying so
 /// (`Failure::Interrupted`).
+///
+/// Not inlined (the kernel's `noinline_for_stack`): its state machine, about 1 KiB, would sit
+/// in the caller's frame, under `TcpStream::connect` too, which runs before it.
+#[inline(never)]
 pub(crate) fn login(
     stream: &TcpStream,
     cfg: &LoginConfig<'_>,

@@ -127,16 +127,37 @@ cpu_sample() {
     echo "$(date +%s%N) $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat)"
 }
 
+# thread_ticks: every thread's CPU time so far (utime + stime, clock ticks: the kernel's tick
+# accounting, which charges an interrupt or softirq to the thread it interrupted) and its group,
+# its name without a CPU or instance number; a kworker is grouped by the workqueue it ran last.
+thread_ticks() {
+    cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null | awk '{
+        o = index($0, "("); c = 0
+        for (i = length($0); i > o; i--) if (substr($0, i, 1) == ")") { c = i; break }
+        if (!o || !c) next
+        g = substr($0, o + 1, c - o - 1)
+        n = split(substr($0, c + 2), f, " ")
+        if (n < 13) next
+        if (g ~ /^kworker\//) { i = index(g, "-"); g = i ? "kworker:" substr(g, i + 1) : "kworker" }
+        else sub(/\/[0-9]+$/, "", g)
+        gsub(/[[:space:]]/, "_", g)
+        print $1, f[12] + f[13], g }'
+}
+
 # run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV. Next to fio's JSON: the network
-# stack's counters (.nstat) and the whole guest's busy CPU time over the fio run (.cpu), which
-# report.py turns into CPU µs per I/O.
+# stack's counters (.nstat), the whole guest's busy CPU time over the fio run (.cpu), which
+# report.py turns into CPU µs per I/O, and the CPU ticks each group of threads took (.threads).
 run_fio() {
     local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json t0 b0 i0 t1 b1 i1 tck
     nstat -n
+    thread_ticks > "$OUT/ticks-before"
     read -r t0 b0 i0 < <(cpu_sample)
     DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
     read -r t1 b1 i1 < <(cpu_sample)
+    thread_ticks | awk 'NR == FNR { before[$1] = $2; next }
+        { d = $2 - before[$1]; if (d > 0) t[$3] += d }
+        END { for (g in t) print g, t[g] }' "$OUT/ticks-before" - | sort -k2,2nr > "${f%.json}.threads"
     # The network stack's counters over the run (both ends: target and initiator share lo).
     nstat > "${f%.json}.nstat"
     tck=$(getconf CLK_TCK)

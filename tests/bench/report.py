@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark's table: tests/bench/report.py RESULTS-DIR [--rounds]
+"""The benchmark's table: tests/bench/report.py RESULTS-DIR [--rounds] [--threads]
                           tests/bench/report.py --pool RESULTS-DIR...
 
 Reads the fio JSON files tests/bench/guest.sh wrote (RESULTS-DIR/r<round>-<side>-<job>.json) and
@@ -20,6 +20,12 @@ runs) leave the column empty.
 With --rounds, also every round's IOPS and ratios, to show the spread, and fio's own CPU use,
 the CPU µs per I/O and the TCP segments per I/O (from the nstat files guest.sh writes next to
 fio's JSON).
+
+With --threads, also where each side's CPU µs per I/O went, by group of threads (guest.sh's
+.threads files: fio, LIO's iscsi_trx and iscsi_ttx, kworkers by the workqueue they ran last, ...),
+medians over rounds, scaled as CPU µs per I/O is. The kernel's tick accounting charges an
+interrupt or a softirq (the network stack's receive on lo) to the thread it interrupted; the
+rest of the busy time (ticks that found a CPU idle but in an interrupt) is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
 per-round ratios of IOPS and of CPU µs per I/O pooled, their geometric mean, and a 95 % interval
@@ -100,6 +106,38 @@ def cpu_per_io(cpu, runtime_ms, ios):
     # The share of the run's wall time fio measured in (the rest: ramp, start, exit).
     share = min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
     return busy_us * share / ios
+
+
+def thread_us(path, cpu, runtime_ms, ios):
+    """{group: CPU µs per I/O} from guest.sh's .threads file, scaled as cpu_per_io, or None."""
+    if not path.exists() or cpu_per_io(cpu, runtime_ms, 1) is None or ios <= 0:
+        return None
+    out = {}
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if len(f) == 2:
+            out[f[0]] = cpu_per_io(dict(cpu, busy_ticks=int(f[1])), runtime_ms, ios)
+    return out
+
+
+def load_threads(results):
+    """{job: {side: [{group: µs per I/O}, ...]}} over the rounds that have .threads files."""
+    out = {}
+    for f in sorted(results.glob("r*.json"), key=lambda p: p.name):
+        m = FILE_RE.fullmatch(f.name)
+        if not m:
+            continue
+        text = f.read_text()
+        doc = json.loads(text[text.index("{"):])
+        if len(doc["jobs"]) != 1:
+            continue
+        job = doc["jobs"][0]
+        ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+        t = thread_us(f.with_suffix(".threads"), read_cpu(f.with_suffix(".cpu")),
+                      job.get("job_runtime", 0), ios)
+        if t is not None:
+            out.setdefault(job["jobname"], {}).setdefault(m.group(2), []).append(t)
+    return out
 
 
 def segments(nstat, ios):
@@ -257,6 +295,29 @@ def main():
                 seg = median(rows, SEGS)
                 print(f"| {title} | {side} | {median(rows, FIO_CPU):.0f} | {fmt(median(rows, CPU_IO))} "
                       f"| {'-' if seg is None else f'{seg:.2f}'} |")
+    if "--threads" in sys.argv:
+        threads = load_threads(Path(args[0]))
+        print()
+        print("Where the CPU µs per I/O went, by group of threads (medians over rounds; groups under")
+        print("3 % of the side's total left out; unattributed: busy time charged to no thread).")
+        print()
+        print("| job | device | CPU µs/IO | by thread (µs/IO) |")
+        print("|---|---|---:|---|")
+        for job in order:
+            for side in SIDES:
+                rounds = threads.get(job, {}).get(side)
+                rows = data.get(job, {}).get(side)
+                if not rounds or not rows or side == "ramdisk":
+                    continue
+                total = median(rows, CPU_IO)
+                groups = {g for r in rounds for g in r}
+                med = {g: statistics.median(r.get(g, 0.0) for r in rounds) for g in groups}
+                shown = sorted(((v, g) for g, v in med.items() if total and v >= 0.03 * total),
+                               reverse=True)
+                parts = [f"{g} {v:.0f}" for v, g in shown]
+                if total is not None:
+                    parts.append(f"unattributed {max(0.0, total - sum(med.values())):.0f}")
+                print(f"| {JOB_TITLES.get(job, job)} | {side} | {fmt(total)} | {', '.join(parts)} |")
 
 
 if __name__ == "__main__":
