@@ -129,7 +129,8 @@ cpu_sample() {
 
 # thread_ticks: every thread's CPU time so far (utime + stime, clock ticks: the kernel's tick
 # accounting, which charges an interrupt or softirq to the thread it interrupted) and its group,
-# its name without a CPU or instance number; a kworker is grouped by the workqueue it ran last.
+# its name without a CPU or instance number. Kworkers are one group: the workqueue in a
+# kworker's name is only the one it is running at that moment, if any.
 thread_ticks() {
     cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null | awk '{
         o = index($0, "("); c = 0
@@ -138,7 +139,7 @@ thread_ticks() {
         g = substr($0, o + 1, c - o - 1)
         n = split(substr($0, c + 2), f, " ")
         if (n < 13) next
-        if (g ~ /^kworker\//) { i = index(g, "-"); g = i ? "kworker:" substr(g, i + 1) : "kworker" }
+        if (g ~ /^kworker\//) g = "kworkers"
         else sub(/\/[0-9]+$/, "", g)
         gsub(/[[:space:]]/, "_", g)
         print $1, f[12] + f[13], g }'

@@ -22,10 +22,10 @@ the CPU µs per I/O and the TCP segments per I/O (from the nstat files guest.sh 
 fio's JSON).
 
 With --threads, also where each side's CPU µs per I/O went, by group of threads (guest.sh's
-.threads files: fio, LIO's iscsi_trx and iscsi_ttx, kworkers by the workqueue they ran last, ...),
-medians over rounds, scaled as CPU µs per I/O is. The kernel's tick accounting charges an
-interrupt or a softirq (the network stack's receive on lo) to the thread it interrupted; the
-rest of the busy time (ticks that found a CPU idle but in an interrupt) is "unattributed".
+.threads files: LIO's iscsi_trx and iscsi_ttx, the kworkers, ...; fio from its own report, as
+it has exited when guest.sh looks), medians over rounds, scaled as CPU µs per I/O is. The
+kernel's tick accounting charges an interrupt or a softirq (the network stack's receive on lo)
+to the thread it interrupted; the rest of the busy time is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
 per-round ratios of IOPS and of CPU µs per I/O pooled, their geometric mean, and a 95 % interval
@@ -116,7 +116,10 @@ def thread_us(path, cpu, runtime_ms, ios):
     for line in path.read_text().splitlines():
         f = line.split()
         if len(f) == 2:
-            out[f[0]] = cpu_per_io(dict(cpu, busy_ticks=int(f[1])), runtime_ms, ios)
+            # Older files named kworkers by the workqueue they were running: one group.
+            group = "kworkers" if f[0].startswith("kworker") else f[0]
+            us = cpu_per_io(dict(cpu, busy_ticks=int(f[1])), runtime_ms, ios)
+            out[group] = out.get(group, 0.0) + us
     return out
 
 
@@ -135,7 +138,9 @@ def load_threads(results):
         ios = job["read"]["total_ios"] + job["write"]["total_ios"]
         t = thread_us(f.with_suffix(".threads"), read_cpu(f.with_suffix(".cpu")),
                       job.get("job_runtime", 0), ios)
-        if t is not None:
+        if t is not None and ios > 0:
+            # fio's own figure: usr + sys, % of one CPU over its measured window.
+            t["fio"] = (job["usr_cpu"] + job["sys_cpu"]) / 100 * job.get("job_runtime", 0) * 1e3 / ios
             out.setdefault(job["jobname"], {}).setdefault(m.group(2), []).append(t)
     return out
 
