@@ -22,10 +22,22 @@ pub(crate) fn zero_explicit(buf: &mut [u8]) {
 /// initialising function's stack first, which for the 2 KiB settings made 3 KiB frames.
 /// (`Secret::clone_init` does the same for a secret, which is not `Copy`.)
 pub(crate) fn copy_init<T: Copy>(src: &T) -> impl Init<T> + '_ {
+    // SAFETY: a bitwise copy of a `Copy` value is a valid, independent value.
+    unsafe { bitwise_init(src) }
+}
+
+/// An initialiser that copies `src` byte for byte into the memory being initialised.
+///
+/// # Safety
+///
+/// A bitwise copy of `src` must be a valid value independent of `src`: `T` owns nothing (no
+/// pointer, no reference count) and its `Drop`, if any, relies neither on its address nor on
+/// being the only copy.
+unsafe fn bitwise_init<T>(src: &T) -> impl Init<T> + '_ {
     // SAFETY: by `Init::__init`'s contract `slot` is valid and aligned for writes of one `T`,
     // and uninitialised, so it cannot be the initialised `T` that `src`, a reference (valid and
-    // aligned for reads), points to: the two do not overlap. A bitwise copy of a `Copy` value is
-    // a valid, independent value, so the closure initialises all of `slot` and never fails.
+    // aligned for reads), points to: the two do not overlap. The copy is a valid value (the
+    // caller's promise), so the closure initialises all of `slot` and never fails.
     unsafe {
         kernel::init::init_from_closure(move |slot: *mut T| {
             core::ptr::copy_nonoverlapping(src, slot, 1);
@@ -76,17 +88,9 @@ impl<const N: usize> Secret<N> {
 
     /// A second copy of this secret, written straight into its place (see `copy_init`).
     pub(crate) fn clone_init(&self) -> impl Init<Self> + '_ {
-        // SAFETY: as in `copy_init`, `slot` is valid and aligned for writes of one `Secret` and
-        // does not overlap `self`. A `Secret` is a length and inline bytes and owns nothing;
-        // its `Drop` only zeroes its own bytes and relies neither on its address nor on being
-        // the only copy: the bitwise copy is a valid, independent value (what the derived
-        // `Clone` it replaces made, without the copy on the stack).
-        unsafe {
-            kernel::init::init_from_closure(move |slot: *mut Self| {
-                core::ptr::copy_nonoverlapping(self, slot, 1);
-                Ok(())
-            })
-        }
+        // SAFETY: a `Secret` is a length and inline bytes and owns nothing; its `Drop` only
+        // zeroes its own bytes and relies neither on its address nor on being the only copy.
+        unsafe { bitwise_init(self) }
     }
 }
 
