@@ -132,7 +132,8 @@ cpu_sample() {
 # its name without a CPU or instance number. Kworkers are one group: the workqueue in a
 # kworker's name is only the one it is running at that moment, if any.
 thread_ticks() {
-    cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null | awk '{
+    # A thread that exits between the glob and its read makes cat fail (errexit, pipefail).
+    { cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null || true; } | awk '{
         o = index($0, "("); c = 0
         for (i = length($0); i > o; i--) if (substr($0, i, 1) == ")") { c = i; break }
         if (!o || !c) next
