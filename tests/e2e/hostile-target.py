@@ -915,7 +915,9 @@ class Conn:
         return None
 
     def advance_write(self, itt):
-        w = self.writes[itt]
+        w = self.writes.get(itt)
+        if w is None:
+            return  # ended meanwhile (filler-reset: a LUN reset on another connection)
         if w["got"] >= w["edtl"]:
             del self.writes[itt]
             with w["disk"].lock:

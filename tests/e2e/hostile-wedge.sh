@@ -546,7 +546,7 @@ mode_late_tmf() {
 
 # filler-reset: two LUNs, two connections, ExpCmdSN kept for the session as RFC 7143 requires
 # (a CmdSN never sent shuts the target's window). A 1 MiB write to LUN 1 goes on the added
-# connection (CPU 1's queue starts there), whose socket the target then reads at 8 KiB/s. A
+# connection (CPU 1's queue starts there), whose socket the target then reads at about 4 KiB/s. A
 # READ of LUN 1 from CPU 0 goes on the leading connection and is held. Four 4 KiB reads of LUN 0
 # from CPU 1, in one batch: with one command on each connection, the first goes on the added
 # one (its queue's own) and waits behind the burst, unsent, with its CmdSN. After the device
@@ -574,27 +574,35 @@ mode_filler_reset() {
                     --ioengine=libaio --direct=1 --verify=crc32c --eta=never)
     fio "${fio_lun0[@]}" --rw=write --do_verify=0 --output=/tmp/wedge-fio-w.txt \
         || die "writing LUN 0's pattern failed: $(cat /tmp/wedge-fio-w.txt)"
+    # ... and LUN 1's first block, which the held read reads.
+    head -c 4096 /dev/urandom > /tmp/wedge-held-pattern
+    dd if=/tmp/wedge-held-pattern of=/dev/$d1 bs=4k count=1 oflag=direct status=none \
+        || die "writing LUN 1's first block failed"
     pattern
     bg io taskset -c 1 dd if=/tmp/wedge-pattern of=/dev/$d1 bs=1M seek=4 count=1 oflag=direct status=none
     tlog_wait "TRIGGER filler-reset on conn" 30 || die "the write to LUN 1 never reached the target on the added connection"
     tlog_wait "filler-reset: conn [0-9]+: one R2T" 10 || die "the target did not start reading slowly"
-    sleep 1   # the burst fills the socket
+    wait_for "[ \$(channel_stat 0 conn1.r2ts) -ge 1 ]" 10 || die "the write's R2T did not reach the added connection"
+    sleep 0.5   # the burst fills the socket
     bg held taskset -c 0 dd if=/dev/$d1 of=/tmp/wedge-held bs=4k count=1 iflag=direct status=none
     tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
     bg reads taskset -c 1 fio "${fio_lun0[@]}" --rw=read --iodepth=4 --iodepth_batch_submit=4 \
         --verify_fatal=1 --output=/tmp/wedge-fio.txt
+    # Issued before the write's failed abort puts the host in recovery (about 13 s after it).
+    wait_for "[ \$(channel_stat 0 in_flight) -ge 3 ]" 10 \
+        || die "the LUN 0 reads were not in flight within 10 s (in_flight $(channel_stat 0 in_flight))"
     tlog_wait "task management function 5 itt .*LUN 0 reset answered" 90 \
         || die "no LUN 0 reset answered within 90 s (aborts: $(channel_stat 0 aborts))"
     tlog_wait "task management function 5 itt .*LUN 1 reset" 60 || die "no LUN 1 reset within 60 s of LUN 0's"
     bg_wait reads 60 || die "bound missed: the LUN 0 reads did not end within 60 s ($(late reads))"
     [ $RC = 0 ] && grep -q "err= 0" /tmp/wedge-fio.txt \
         || { cat /tmp/wedge-fio.txt >&2; die "the LUN 0 reads failed or did not verify (fio rc $RC)"; }
-    bg_wait io 60 || die "bound missed: the write did not end within 60 s of the resets ($(late io))"
+    bg_wait io 60 || die "bound missed: the write did not end within 60 s of its start ($(late io))"
     [ $RC = 0 ] || die "the write to LUN 1 failed (rc $RC)"
     bg_wait held 60 || die "bound missed: the held READ did not end ($(late held))"
     [ $RC = 0 ] || die "the held READ of LUN 1 failed after LUN 1's reset (rc $RC)"
-    cmp -s /tmp/wedge-held <(head -c 4096 /dev/zero) || die "the held READ returned other bytes than the disk's zeros"
-    local fillers tag_busy rec
+    cmp -s /tmp/wedge-held /tmp/wedge-held-pattern || die "the held READ returned other bytes than the block written"
+    local fillers tag_busy rec seen
     fillers=$(channel_stat 0 conn1.fillers); tag_busy=$(channel_stat 0 conn1.tag_busy)
     rec=$(channel_stat 0 recoveries)
     [ "$rec" = 0 ] || die "$rec recoveries: $(klog 0 | tail -5)"
@@ -610,9 +618,11 @@ mode_filler_reset() {
     l1=$(grep -n -m1 "LUN 1 reset:" "$LOG" | cut -d: -f1)
     [ -n "$ltur" ] && [ "$l0" -lt "$ltur" ] && [ "$ltur" -lt "$l1" ] \
         || die "no TEST UNIT READY of LUN 0 on the leading connection (conn $lead) between LUN 0's reset (line $l0) and LUN 1's (line $l1): $(grep 'TEST UNIT READY' "$LOG" | head -3)"
-    local seen last
-    seen=$(grep -c "filler NOP-Out itt" "$LOG" || true)
-    [ "$seen" = "$fillers" ] || die "the target received $seen filler NOP-Outs, the module counts $fillers"
+    # The module counts a filler as it builds it: wait for the target to have them all.
+    local last count='$(( $(channel_stat 0 conn0.fillers) + $(channel_stat 0 conn1.fillers) ))'
+    wait_for "[ \$(grep -c 'filler NOP-Out itt' '$LOG') = $count ]" 10 \
+        || die "the target received $(grep -c 'filler NOP-Out itt' "$LOG") filler NOP-Outs, the module counts $(eval echo "$count")"
+    seen=$(grep -c "filler NOP-Out itt" "$LOG")
     last=$(grep "filler NOP-Out itt" "$LOG" | tail -1)
     grep -q ", 0 received beyond it$" <<< "$last" || die "a CmdSN hole is left after the last filler: $last"
     # The window moves: more commands than it is wide (32).
