@@ -29,16 +29,18 @@ where
         if self.lost.is_some() {
             return Err(StartError::Lost);
         }
-        if self.tx.is_full() {
-            return Err(StartError::QueueFull);
-        }
         if spec.queue >= super::ffp_tasks::MAX_QUEUES
             || usize::from(spec.tag) >= self.tasks.depth()
             || usize::from(spec.tag) >= sess.depth()
         {
             return Err(StartError::BadTag);
         }
+        // Before the queue's room: a tag whose filler waits here, behind a full queue, must be
+        // handed to another connection (`CommandQueued`), not retried on this one.
         self.tasks.check_free(spec.tag)?;
+        if self.tx.is_full() {
+            return Err(StartError::QueueFull);
+        }
         let cmd_sn = sess.window.assign(now).ok_or(StartError::WindowShut)?;
         let generation = sess.next_generation(spec.tag).ok_or(StartError::BadTag)?;
         let params = sess.write_params;

@@ -387,6 +387,21 @@ fn a_tag_waits_for_its_filler_and_the_fillers_answer_leaves_the_ping_waiting() {
     assert_eq!(h.conn.lost(), None);
 }
 
+/// A tag whose filler waits behind a full transmit queue is refused as handed over
+/// (`CommandQueued`: another connection may send it), not as this connection being busy
+/// (`QueueFull`, retried here until the queue drains); a free tag meets the full queue.
+#[test]
+fn a_tag_whose_filler_waits_in_a_full_queue_is_handed_over() {
+    let mut h = Harness::with_tx_capacity(NONE, PARAMS, 0, 1);
+    let a = h.start(0, 512, 0).unwrap();
+    h.conn.forget_task(a).unwrap();
+    assert_eq!(h.start(0, 512, 0), Err(StartError::CommandQueued));
+    assert_eq!(h.start(1, 512, 0), Err(StartError::QueueFull));
+    assert_eq!(h.transmit(), Ok(1));
+    assert!(h.start(0, 512, 0).is_ok());
+    assert_eq!(h.conn.lost(), None);
+}
+
 /// Tags that end and come back again and again while nothing can be sent (resets answered on
 /// another connection while this one's socket is full) leave one filler each, not one per
 /// use: the transmit queue keeps room for a live write's R2T burst, and once the socket drains

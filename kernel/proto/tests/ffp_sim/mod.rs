@@ -119,8 +119,20 @@ pub const DEPTH: usize = 8;
 
 impl Harness {
     pub fn new(digests: Digests, params: WriteParams, nop_interval_ms: u64) -> Harness {
+        let capacity = tx_capacity(DEPTH, params.max_outstanding_r2t);
+        Harness::with_tx_capacity(digests, params, nop_interval_ms, capacity)
+    }
+
+    /// A harness whose transmit queue holds `capacity` entries (fewer than a connection is
+    /// given, to reach a full queue).
+    pub fn with_tx_capacity(
+        digests: Digests,
+        params: WriteParams,
+        nop_interval_ms: u64,
+        capacity: usize,
+    ) -> Harness {
         let slots = vec![TaskSlot::default(); DEPTH];
-        let tx = vec![TxSlot::default(); tx_capacity(DEPTH, params.max_outstanding_r2t)];
+        let tx = vec![TxSlot::default(); capacity];
         Harness {
             sess: Session::new(vec![0; DEPTH], params, 1, DEPTH as u32),
             conn: Conn::new(
