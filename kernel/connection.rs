@@ -54,7 +54,6 @@ use crate::proto::task::Completion;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelCrc32c;
 use crate::sys::mem::{now_ms, Deadline};
-use crate::sys::workqueue::enqueue_on;
 use crate::sys::scsi::{Command, CommandResult, Direction, HostByte};
 use crate::sys::try_mutex::{new_try_mutex, TryMutex};
 use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
@@ -263,10 +262,6 @@ pub(crate) struct Connection {
     portal: SocketAddr,
     ifindex: u32,
     local: Option<SocketAddr>,
-    /// The CPU its receive and transmit work run on: in a session with several hardware
-    /// queues, connection `cid` has the `cid`-th online CPU, so the connections' work is
-    /// spread over the CPUs as their commands are; with one queue, none (anywhere).
-    cpu: Option<u32>,
     data_digest: bool,
     crc: KernelCrc32c,
     /// The engine and this connection's commands. Taken per step of the receive, per PDU
@@ -374,8 +369,6 @@ pub(crate) struct Path {
     pub(crate) owner: Arc<dyn Owner>,
     pub(crate) io: Arc<IoLock>,
     pub(crate) stats: Arc<PathStats>,
-    /// The CPU the connection's work runs on, if it has one ([`Connection::cpu`]).
-    pub(crate) cpu: Option<u32>,
 }
 
 impl Connection {
@@ -412,7 +405,6 @@ impl Connection {
                 portal: origin.portal,
                 ifindex: origin.ifindex,
                 local,
-                cpu: path.cpu,
                 data_digest: cfg.digests.data,
                 crc: KernelCrc32c,
                 engine <- new_spinlock_bh!(engine),
@@ -474,14 +466,7 @@ impl Connection {
         let open = self.gate.lock();
         if *open && !self.dead.load(Ordering::Relaxed) {
             // Already queued is fine: it will read everything there is.
-            match self.cpu {
-                Some(cpu) => {
-                    let _ = enqueue_on::<Arc<Self>, 0>(&self.queues.io_cpu, cpu, self.clone());
-                }
-                None => {
-                    let _ = self.queues.io.enqueue::<Arc<Self>, 0>(self.clone());
-                }
-            }
+            let _ = self.queues.io.enqueue::<Arc<Self>, 0>(self.clone());
         }
     }
 
@@ -489,14 +474,7 @@ impl Connection {
     pub(crate) fn queue_tx(self: &Arc<Self>) {
         let open = self.gate.lock();
         if *open && !self.dead.load(Ordering::Relaxed) {
-            match self.cpu {
-                Some(cpu) => {
-                    let _ = enqueue_on::<Arc<Self>, 1>(&self.queues.xmit_cpu, cpu, self.clone());
-                }
-                None => {
-                    let _ = self.queues.xmit.enqueue::<Arc<Self>, 1>(self.clone());
-                }
-            }
+            let _ = self.queues.xmit.enqueue::<Arc<Self>, 1>(self.clone());
         }
     }
 

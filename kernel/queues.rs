@@ -21,11 +21,6 @@ pub(crate) struct Queues {
     /// submitter goes on submitting; not high priority, because a nice -20 worker woken on the
     /// submitter's CPU preempts it there (measured: Documentation/benchmarks.md).
     pub(crate) xmit: OwnedQueue,
-    /// The receive and transmit work of a connection that has a CPU of its own (a session
-    /// with several hardware queues, `Connection::cpu`): bound, so it runs on that CPU, as
-    /// nvme-tcp's `io_work` runs on its queue's `io_cpu`.
-    pub(crate) io_cpu: OwnedQueue,
-    pub(crate) xmit_cpu: OwnedQueue,
 }
 
 impl Queues {
@@ -37,8 +32,6 @@ impl Queues {
             ctl: queue(kernel::c_str!("core_iscsi_ctl"))?,
             stop: queue(kernel::c_str!("core_iscsi_stop"))?,
             xmit: queue(kernel::c_str!("core_iscsi_xmit"))?,
-            io_cpu: OwnedQueue::new(kernel::c_str!("core_iscsi_io_cpu"), flags::MEM_RECLAIM)?,
-            xmit_cpu: OwnedQueue::new(kernel::c_str!("core_iscsi_xmit_cpu"), flags::MEM_RECLAIM)?,
         })
     }
 }

@@ -44,7 +44,7 @@ use crate::queues::Queues;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{
-    fatal_signal_pending, nth_online_cpu, online_cpus, random_bytes, signal_pending, sleep_ms, Deadline,
+    fatal_signal_pending, online_cpus, random_bytes, signal_pending, sleep_ms, Deadline,
     NoIoScope,
 };
 use crate::sys::scsi::{
@@ -284,7 +284,10 @@ impl Session {
             // I/O. Each queue is served by every connection (`reroute`, `pick`), so every
             // connection carries I/O; the queues share one tag space, as the command window
             // and the task set are the session's.
-            let queues = hw_queue_count(self.settings.connections());
+            let queues = u32::try_from(self.settings.connections())
+                .unwrap_or(1)
+                .min(online_cpus())
+                .max(1);
             self.hw_queues.store(queues, Ordering::Relaxed);
             self.reroute();
             let params = HostParams {
@@ -326,14 +329,6 @@ impl Session {
         if *open {
             let _ = self.queues.ctl.enqueue::<Arc<Self>, 1>(self.clone());
         }
-    }
-
-    /// The CPU connection `cid`'s work runs on ([`Connection::cpu`]): with several hardware
-    /// queues, the `cid`-th online CPU; with one, none.
-    fn connection_cpu(&self, cid: u16) -> Option<u32> {
-        (hw_queue_count(self.settings.connections()) > 1)
-            .then(|| nth_online_cpu(cid.into()))
-            .flatten()
     }
 
     /// Makes a logged-in stream the session's connection `cid`, with what its login
@@ -388,7 +383,6 @@ impl Session {
             owner: self.clone(),
             io: self.io.clone(),
             stats: self.path_stats.clone(),
-            cpu: self.connection_cpu(cid),
         };
         let capacity = tx_capacity(self.settings.queue_depth.into(), r2t.max(1));
         let depth = self.settings.queue_depth;
@@ -1252,13 +1246,4 @@ impl Session {
         }
         Err(last)
     }
-}
-
-/// Hardware queues for a session of `connections` connections: one per connection, but no
-/// more than there are CPUs (see [`Session::start`]).
-fn hw_queue_count(connections: usize) -> u32 {
-    u32::try_from(connections)
-        .unwrap_or(1)
-        .min(online_cpus())
-        .max(1)
 }

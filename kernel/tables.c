@@ -320,17 +320,6 @@ unsigned int core_iscsi_c_online_cpus(void)
 	return num_online_cpus();
 }
 
-int core_iscsi_c_nth_online_cpu(unsigned int n)
-{
-	unsigned int online = num_online_cpus();
-	unsigned int cpu;
-
-	if (!online)
-		return -1;
-	cpu = cpumask_nth(n % online, cpu_online_mask);
-	return cpu < nr_cpu_ids ? (int)cpu : -1;
-}
-
 void core_iscsi_c_sock_push(struct socket *sock)
 {
 	/* Leaving the corked state pushes what MSG_MORE held back. */

@@ -108,8 +108,6 @@ int core_iscsi_c_sock_local(struct socket *sock, unsigned char addr[16], unsigne
 			    unsigned int *scope);
 /* num_online_cpus() (a macro). */
 unsigned int core_iscsi_c_online_cpus(void);
-/* The (n mod num_online_cpus())-th online CPU (cpumask_nth), or -1 if there is none. */
-int core_iscsi_c_nth_online_cpu(unsigned int n);
 
 /* sendpages_ok(): may these pages be spliced into an skb (MSG_SPLICE_PAGES)? */
 bool core_iscsi_c_sendpages_ok(struct page *page, size_t len, size_t offset);

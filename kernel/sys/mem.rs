@@ -113,12 +113,6 @@ pub(crate) fn online_cpus() -> u32 {
     unsafe { super::bindings::core_iscsi_c_online_cpus() }
 }
 
-/// The `n`-th online CPU now, counting round the online ones (`None` if none is).
-pub(crate) fn nth_online_cpu(n: u32) -> Option<u32> {
-    // SAFETY: reads the online mask; no precondition.
-    u32::try_from(unsafe { super::bindings::core_iscsi_c_nth_online_cpu(n) }).ok()
-}
-
 /// Milliseconds of the monotonic clock (the session's timers, a connection's idle time).
 pub(crate) fn now_ms() -> u64 {
     // Monotonic and non-negative.

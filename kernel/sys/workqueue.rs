@@ -63,25 +63,6 @@ where
     }
 }
 
-/// Queues work item `w` on `queue` to run on `cpu` (`queue_work_on`): for a bound queue, in
-/// that CPU's worker pool (on another CPU if it goes offline meanwhile). False if it was
-/// queued already.
-pub(crate) fn enqueue_on<W, const ID: u64>(queue: &OwnedQueue, cpu: u32, w: W) -> W::EnqueueOutput
-where
-    W: kernel::workqueue::RawWorkItem<ID> + Send + 'static,
-{
-    let queue_ptr = queue.as_raw();
-    let cpu = i32::try_from(cpu).unwrap_or(i32::MAX);
-    // SAFETY: as `Queue::enqueue`: `__enqueue` keeps the pointer it hands the closure valid
-    // for the call, and until the work runs if `queue_work_on` queued it; the queue outlives
-    // every work item queued on it (it is drained before it is destroyed).
-    unsafe {
-        w.__enqueue(move |work_ptr| {
-            kernel::bindings::queue_work_on(cpu, queue_ptr, work_ptr)
-        })
-    }
-}
-
 impl core::ops::Deref for OwnedQueue {
     type Target = Queue;
 
