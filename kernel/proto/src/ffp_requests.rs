@@ -130,6 +130,11 @@ where
                     // The exchange ended (or names no text request): start afresh.
                     self.own(sess, OWN_TEXT, OwnKind::Text { received: 0 })
                         .map(|i| (i, RESERVED_TAG))?
+                } else if self.own_queued >= MAX_OWN {
+                    // A continuation takes no new place among the requests awaiting an
+                    // answer (`own` checks that), but its entry in the transmit queue counts
+                    // as theirs do (`tx_capacity`).
+                    return Err(StartError::TooManyRequests);
                 } else {
                     (itt, ttt)
                 }

@@ -836,6 +836,45 @@ fn text_exchange_places_the_answer_and_continues() {
     assert_eq!(h.sess.own_requests().count(), 0);
 }
 
+/// The next request of a text exchange counts among the session's own requests queued on the
+/// connection (at most `MAX_OWN` wait there, `tx_capacity`): refused while they are all queued,
+/// taken once they have left.
+#[test]
+fn a_text_continuation_counts_among_the_queued_requests() {
+    use iscsi_proto::ffp_session::MAX_OWN;
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let itt = h
+        .conn
+        .text(&mut h.sess, None, b"SendTargets=All\0", 0)
+        .unwrap();
+    assert_eq!(h.transmit(), Ok(1));
+    let part = Pdu::TextResponse(TextResponse {
+        final_: false,
+        continue_: true,
+        itt,
+        ttt: 5,
+        exp_cmd_sn: 2,
+        max_cmd_sn: 100,
+        ..Default::default()
+    });
+    h.feed(&wire(part, b"TargetName=iq", NONE)).unwrap();
+    // Resets that time out while queued keep their entries until they leave.
+    for _ in 0..MAX_OWN {
+        let tmf = h
+            .conn
+            .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
+            .unwrap();
+        assert!(h.sess.forget_request(tmf).is_some());
+    }
+    assert_eq!(
+        h.conn.text(&mut h.sess, Some((itt, 5)), &[], 0),
+        Err(StartError::TooManyRequests)
+    );
+    assert_eq!(h.transmit(), Ok(MAX_OWN));
+    assert_eq!(h.conn.text(&mut h.sess, Some((itt, 5)), &[], 0), Ok(itt));
+    assert_eq!(h.conn.lost(), None);
+}
+
 // ---- property tests ----------------------------------------------------------------------------
 
 /// One valid exchange: the commands and every PDU a correct target sends for them, each
