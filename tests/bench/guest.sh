@@ -127,13 +127,20 @@ cpu_sample() {
     echo "$(date +%s%N) $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat)"
 }
 
-# thread_ticks: every thread's CPU time so far (utime + stime, clock ticks: the kernel's tick
-# accounting, which charges an interrupt or softirq to the thread it interrupted) and its group,
-# its name without a CPU or instance number. Kworkers are one group: the workqueue in a
-# kworker's name is only the one it is running at that moment, if any.
+# thread_ticks: every thread's CPU time so far, as "tid ticks group ns": utime + stime in clock
+# ticks (the kernel's tick accounting, which charges an interrupt or softirq to the thread it
+# interrupted: a sample per tick) and the scheduler's exact runtime in ns
+# (se.sum_exec_runtime, CONFIG_SCHED_DEBUG; the same charging, measured rather than sampled),
+# and its group, its name without a CPU or instance number. Kworkers are one group: the
+# workqueue in a kworker's name is only the one it is running at that moment, if any.
 thread_ticks() {
     # A thread that exits between the glob and its read makes cat fail (errexit, pipefail).
-    { cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null || true; } | awk '{
+    { awk 'FNR == 1 { n = split(FILENAME, p, "/"); tid = p[n - 1] }
+           $1 == "se.sum_exec_runtime" { split($3, v, "."); printf "rt %s %.0f\n", tid, v[1] * 1000000 + substr(v[2] "000000", 1, 6) }' \
+          /proc/[0-9]*/task/[0-9]*/sched 2>/dev/null || true
+      cat /proc/[0-9]*/task/[0-9]*/stat 2>/dev/null || true; } | awk '
+        $1 == "rt" { rt[$2] = $3; next }
+        {
         o = index($0, "("); c = 0
         for (i = length($0); i > o; i--) if (substr($0, i, 1) == ")") { c = i; break }
         if (!o || !c) next
@@ -143,7 +150,7 @@ thread_ticks() {
         if (g ~ /^kworker\//) g = "kworkers"
         else sub(/\/[0-9]+$/, "", g)
         gsub(/[[:space:]]/, "_", g)
-        print $1, f[12] + f[13], g }'
+        printf "%s %d %s %.0f\n", $1, f[12] + f[13], g, ($1 in rt) ? rt[$1] : -1 }'
 }
 
 # run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV. Next to fio's JSON: the network
@@ -157,9 +164,11 @@ run_fio() {
     DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
     read -r t1 b1 i1 < <(cpu_sample)
-    thread_ticks | awk 'NR == FNR { before[$1] = $2; next }
-        { d = $2 - before[$1]; if (d > 0) t[$3] += d }
-        END { for (g in t) print g, t[g] }' "$OUT/ticks-before" - | sort -k2,2nr > "${f%.json}.threads"
+    # Per group: ticks and ns over the run (a thread started during it counts from zero).
+    thread_ticks | awk 'NR == FNR { before[$1] = $2; rt0[$1] = $4; next }
+        { d = $2 - before[$1]; if (d > 0) t[$3] += d
+          if ($4 >= 0) { r = $4 - (($1 in rt0) ? rt0[$1] : 0); if (r > 0) { ns[$3] += r; t[$3] += 0 } } }
+        END { for (g in t) printf "%s %d %.0f\n", g, t[g], ns[g] }' "$OUT/ticks-before" - | sort -k2,2nr > "${f%.json}.threads"
     # The network stack's counters over the run (both ends: target and initiator share lo).
     nstat > "${f%.json}.nstat"
     tck=$(getconf CLK_TCK)

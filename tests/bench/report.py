@@ -23,9 +23,11 @@ fio's JSON).
 
 With --threads, also where each side's CPU µs per I/O went, by group of threads (guest.sh's
 .threads files: LIO's iscsi_trx and iscsi_ttx, the kworkers, ...; fio from its own report, as
-it has exited when guest.sh looks), medians over rounds, scaled as CPU µs per I/O is. The
-kernel's tick accounting charges an interrupt or a softirq (the network stack's receive on lo)
-to the thread it interrupted; the rest of the busy time is "unattributed".
+it has exited when guest.sh looks), medians over rounds, scaled as CPU µs per I/O is: the
+scheduler's runtime of each thread where the files have it (a third column, in ns), else its
+clock ticks (older files). Either way the kernel (without CONFIG_IRQ_TIME_ACCOUNTING) charges
+an interrupt or a softirq (the network stack's receive on lo) to the thread it interrupted;
+the rest of the busy time is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
 per-round ratios of IOPS and of CPU µs per I/O pooled, their geometric mean, and a 95 % interval
@@ -112,13 +114,18 @@ def thread_us(path, cpu, runtime_ms, ios):
     """{group: CPU µs per I/O} from guest.sh's .threads file, scaled as cpu_per_io, or None."""
     if not path.exists() or cpu_per_io(cpu, runtime_ms, 1) is None or ios <= 0:
         return None
+    share = min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
     out = {}
     for line in path.read_text().splitlines():
         f = line.split()
-        if len(f) == 2:
+        if len(f) in (2, 3):
             # Older files named kworkers by the workqueue they were running: one group.
             group = "kworkers" if f[0].startswith("kworker") else f[0]
-            us = cpu_per_io(dict(cpu, busy_ticks=int(f[1])), runtime_ms, ios)
+            if len(f) == 3:
+                # The scheduler's runtime in ns: measured, where ticks are a sample.
+                us = int(f[2]) / 1e3 * share / ios
+            else:
+                us = cpu_per_io(dict(cpu, busy_ticks=int(f[1])), runtime_ms, ios)
             out[group] = out.get(group, 0.0) + us
     return out
 
