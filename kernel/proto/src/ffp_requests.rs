@@ -35,8 +35,9 @@ where
         {
             return Err(StartError::BadTag);
         }
-        // Before the queue's room: a tag whose filler waits here, behind a full queue, must be
-        // handed to another connection (`CommandQueued`), not retried on this one.
+        // Before the queue's room: a tag whose filler waits here must be handed to another
+        // connection (`CommandQueued`), not retried on this one, even if the queue is full
+        // (`tx_capacity` leaves room here; a smaller queue may not).
         self.tasks.check_free(spec.tag)?;
         if self.tx.is_full() {
             return Err(StartError::QueueFull);
@@ -103,7 +104,9 @@ where
     /// (`cont` `None`), or the next request of one (`Some((itt, ttt))` from its last
     /// [`Event::Text`](super::ffp_event::Event::Text), with empty data, to fetch the rest). The answer's data comes as
     /// [`Want::Place`](super::ffp_conn::Want::Place) for the request's ITT at increasing offsets. The request goes immediate
-    /// when the window is shut (a discovery session's target may keep it so).
+    /// when the window is shut (a discovery session's target may keep it so). A continuation
+    /// counts among the session's requests queued here: `TooManyRequests` while `MAX_OWN` of
+    /// them wait to be sent (try again once they have left), as for a new exchange.
     pub fn text<G>(
         &mut self,
         sess: &mut Session<G>,
