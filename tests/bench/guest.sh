@@ -164,10 +164,11 @@ run_fio() {
     DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
     read -r t1 b1 i1 < <(cpu_sample)
-    # Per group: ticks and ns over the run (a thread started during it counts from zero).
-    thread_ticks | awk 'NR == FNR { before[$1] = $2; rt0[$1] = $4; next }
+    # Per group: ticks and ns over the run (a thread started during it counts from zero; -1:
+    # no runtime read).
+    thread_ticks | awk 'NR == FNR { before[$1] = $2; if ($4 >= 0) rt0[$1] = $4; next }
         { d = $2 - before[$1]; if (d > 0) t[$3] += d
-          if ($4 >= 0) { r = $4 - (($1 in rt0) ? rt0[$1] : 0); if (r > 0) { ns[$3] += r; t[$3] += 0 } } }
+          if ($4 >= 0) { r = $4 - rt0[$1]; if (r > 0) { ns[$3] += r; t[$3] += 0 } } }
         END { for (g in t) printf "%s %d %.0f\n", g, t[g], ns[g] }' "$OUT/ticks-before" - | sort -k2,2nr > "${f%.json}.threads"
     # The network stack's counters over the run (both ends: target and initiator share lo).
     nstat > "${f%.json}.nstat"

@@ -105,16 +105,19 @@ def cpu_per_io(cpu, runtime_ms, ios):
     if not cpu or ios <= 0 or cpu["wall_ns"] <= 0 or cpu["clk_tck"] <= 0:
         return None
     busy_us = cpu["busy_ticks"] * 1e6 / cpu["clk_tck"]
-    # The share of the run's wall time fio measured in (the rest: ramp, start, exit).
-    share = min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
-    return busy_us * share / ios
+    return busy_us * window_share(cpu, runtime_ms) / ios
+
+
+def window_share(cpu, runtime_ms):
+    """The share of the run's wall time fio measured in (the rest: ramp, start, exit)."""
+    return min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
 
 
 def thread_us(path, cpu, runtime_ms, ios):
     """{group: CPU µs per I/O} from guest.sh's .threads file, scaled as cpu_per_io, or None."""
     if not path.exists() or cpu_per_io(cpu, runtime_ms, 1) is None or ios <= 0:
         return None
-    share = min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
+    share = window_share(cpu, runtime_ms)
     out = {}
     for line in path.read_text().splitlines():
         f = line.split()

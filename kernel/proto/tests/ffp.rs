@@ -798,6 +798,19 @@ fn pdus_for_unsent_commands_or_initiator_opcodes_are_refused() {
     assert_eq!(h.feed(&wire(nop_out, &[], NONE)), Err(Lost::Unexpected(0)));
 }
 
+/// A Text Response to `itt`, with the window left open.
+fn text_part(itt: u32, final_: bool, continue_: bool, ttt: u32) -> Pdu {
+    Pdu::TextResponse(TextResponse {
+        final_,
+        continue_,
+        itt,
+        ttt,
+        exp_cmd_sn: 2,
+        max_cmd_sn: 100,
+        ..Default::default()
+    })
+}
+
 #[test]
 fn text_exchange_places_the_answer_and_continues() {
     let mut h = Harness::new(NONE, PARAMS, 0);
@@ -814,22 +827,11 @@ fn text_exchange_places_the_answer_and_continues() {
         ref other => panic!("{other:?}"),
     }
     assert_eq!(h.sent[0].data, b"SendTargets=All\0");
-    let part = |final_, continue_, ttt| {
-        Pdu::TextResponse(TextResponse {
-            final_,
-            continue_,
-            itt,
-            ttt,
-            exp_cmd_sn: 2,
-            max_cmd_sn: 100,
-            ..Default::default()
-        })
-    };
-    h.feed(&wire(part(false, true, 5), b"TargetName=iq", NONE))
+    h.feed(&wire(text_part(itt, false, true, 5), b"TargetName=iq", NONE))
         .unwrap();
     let again = h.conn.text(&mut h.sess, Some((itt, 5)), &[], 0).unwrap();
     assert_eq!(again, itt);
-    h.feed(&wire(part(true, false, RESERVED_TAG), b"n.x\0", NONE))
+    h.feed(&wire(text_part(itt, true, false, RESERVED_TAG), b"n.x\0", NONE))
         .unwrap();
     assert_eq!(h.text, b"TargetName=iqn.x\0");
     assert_eq!(h.events.len(), 2);
@@ -848,16 +850,8 @@ fn a_text_continuation_counts_among_the_queued_requests() {
         .text(&mut h.sess, None, b"SendTargets=All\0", 0)
         .unwrap();
     assert_eq!(h.transmit(), Ok(1));
-    let part = Pdu::TextResponse(TextResponse {
-        final_: false,
-        continue_: true,
-        itt,
-        ttt: 5,
-        exp_cmd_sn: 2,
-        max_cmd_sn: 100,
-        ..Default::default()
-    });
-    h.feed(&wire(part, b"TargetName=iq", NONE)).unwrap();
+    h.feed(&wire(text_part(itt, false, true, 5), b"TargetName=iq", NONE))
+        .unwrap();
     // Resets that time out while queued keep their entries until they leave.
     for _ in 0..MAX_OWN {
         let tmf = h
