@@ -153,6 +153,8 @@ pub(crate) struct Settings {
     pub(crate) nopout_timeout_s: u32,
     /// How long I/O waits for a lost session to come back before failing.
     pub(crate) replacement_timeout_s: u32,
+    /// How long the error handler waits for the answer to a task management request.
+    pub(crate) tmf_timeout_s: u32,
 }
 
 impl Settings {
@@ -175,6 +177,7 @@ impl Settings {
             nopout_interval_s: 5,
             nopout_timeout_s: 10,
             replacement_timeout_s: 120,
+            tmf_timeout_s: 10,
         })
     }
 
@@ -198,6 +201,7 @@ impl Settings {
             nopout_interval_s: self.nopout_interval_s,
             nopout_timeout_s: self.nopout_timeout_s,
             replacement_timeout_s: self.replacement_timeout_s,
+            tmf_timeout_s: self.tmf_timeout_s,
         })
     }
 
@@ -451,6 +455,9 @@ impl Channel {
         self.store_number("replacement_timeout", v, 0, 86400, |s, n| {
             s.replacement_timeout_s = n
         })
+    }
+    pub(crate) fn store_tmf_timeout(&self, v: &[u8]) -> Result {
+        self.store_number("tmf_timeout", v, 1, 3600, |s, n| s.tmf_timeout_s = n)
     }
 
     fn store_chap_text(

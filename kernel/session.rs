@@ -71,8 +71,9 @@ pub(crate) const STOP_GRACE_MS: u32 = 10_000;
 /// The largest data segment we send, whatever the target accepts (see `connect_and_login`).
 const MAX_XMIT_SEGMENT: u32 = 256 * 1024;
 
-/// How long a logout or a task management function may take before we give up on it.
-const RESPONSE_TIMEOUT_MS: u32 = 10_000;
+/// How long a logout may take before we close on the target, and how long a pause lets the
+/// commands in flight finish first. (A task management request waits `tmf_timeout`.)
+const LOGOUT_TIMEOUT_MS: u32 = 10_000;
 
 /// The connection ID of the leading connection; the others follow it in order, 1, 2, ...
 const LEADING_CID: u16 = 0;
@@ -582,10 +583,10 @@ impl Session {
             .cloned()
     }
 
-    /// Waits up to RESPONSE_TIMEOUT_MS for `done` (a flag the receive path sets) to hold;
-    /// false when the time is up, the connection is gone, or a stop's grace period is over.
-    fn wait_for(&self, mut done: impl FnMut() -> bool) -> bool {
-        let deadline = Deadline::after_ms(RESPONSE_TIMEOUT_MS.into());
+    /// Waits up to `ms` for `done` (a flag the receive path sets) to hold; false when the
+    /// time is up, the connection is gone, or a stop's grace period is over.
+    fn wait_for(&self, ms: u32, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Deadline::after_ms(ms.into());
         self.wait_until(deadline, |_| {
             if done() {
                 return Some(true);
@@ -644,7 +645,9 @@ impl Session {
         let Some(conn) = self.live_conn() else { return };
         self.answers.logout_done.store(false, Ordering::Release);
         if conn.logout().is_ok()
-            && !self.wait_for(|| self.answers.logout_done.load(Ordering::Acquire))
+            && !self.wait_for(LOGOUT_TIMEOUT_MS, || {
+                self.answers.logout_done.load(Ordering::Acquire)
+            })
         {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",
@@ -856,7 +859,7 @@ impl Session {
             h.block();
         }
         // Let what is in flight finish, so the logout is clean.
-        let deadline = Deadline::after_ms(RESPONSE_TIMEOUT_MS.into());
+        let deadline = Deadline::after_ms(LOGOUT_TIMEOUT_MS.into());
         let _ = self.wait_until(deadline, |_| {
             (self.stopping.load(Ordering::Acquire) || self.in_flight() == 0)
                 .then_some(())
@@ -899,7 +902,7 @@ impl Session {
     /// returns, nothing of the session runs and the host is gone. Interrupts a start, resume
     /// or recovery in progress (within `RECV_SLICE_MS`, or a connect's login_timeout). The
     /// disks' last commands (queued I/O, sd's SYNCHRONIZE CACHE) get `STOP_GRACE_MS` on a live
-    /// connection, then fail at once; the logout waits at most RESPONSE_TIMEOUT_MS.
+    /// connection, then fail at once; the logout waits at most LOGOUT_TIMEOUT_MS.
     pub(crate) fn stop(self: &Arc<Self>) {
         self.stopping.store(true, Ordering::Release);
         self.changed.notify_all();

@@ -38,6 +38,7 @@ CHANNEL_ATTR(login_timeout);
 CHANNEL_ATTR(nopout_interval);
 CHANNEL_ATTR(nopout_timeout);
 CHANNEL_ATTR(replacement_timeout);
+CHANNEL_ATTR(tmf_timeout);
 CHANNEL_ATTR(chap_user);
 CHANNEL_ATTR(chap_mutual_user);
 CHANNEL_ATTR(chap_algorithms);
@@ -61,6 +62,7 @@ static struct configfs_attribute *core_iscsi_channel_attrs[] = {
 	&core_iscsi_channel_attr_nopout_interval,
 	&core_iscsi_channel_attr_nopout_timeout,
 	&core_iscsi_channel_attr_replacement_timeout,
+	&core_iscsi_channel_attr_tmf_timeout,
 	&core_iscsi_channel_attr_chap_user,
 	&core_iscsi_channel_attr_chap_mutual_user,
 	&core_iscsi_channel_attr_chap_algorithms,

@@ -4,7 +4,7 @@
 //! management requests, each under an ITT of its own, on the task's connection), and the last
 //! resort, dropping the connection so the session is reinstated.
 
-use super::{Phase, Session, RESPONSE_TIMEOUT_MS};
+use super::{Phase, Session};
 use crate::connection::Connection;
 use crate::login::Failure;
 use crate::proto::pdu::{tmf, RESERVED_TAG};
@@ -14,6 +14,9 @@ use crate::tasks::{Ending, Slot};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::sync::Arc;
+
+/// Added to the bound on the recovery a target reset falls back on (`reset_session`).
+const RECOVERY_SLACK_S: u32 = 10;
 
 /// `Answers::tmf_answer` for request `itt` with `response`.
 pub(super) fn tmf_answer(itt: u32, response: u32) -> u64 {
@@ -27,7 +30,7 @@ pub(super) const NO_TMF_RESPONSE: u32 = u32::MAX;
 pub(super) const TMF_REJECTED: u32 = 0x100;
 
 impl Session {
-    /// Sends a task management request on `conn` and waits (RESPONSE_TIMEOUT_MS at most, and
+    /// Sends a task management request on `conn` and waits (`tmf_timeout` at most, and
     /// no longer once `conn` is lost: nothing answers on a dead connection, even while the
     /// session's others are up) for its response code; `None` if none came (the request is
     /// then forgotten: a late answer names nothing).
@@ -42,7 +45,7 @@ impl Session {
             })
             .ok()?;
         let mut response = None;
-        self.wait_for(|| {
+        self.wait_for(self.settings.tmf_timeout_s.saturating_mul(1000), || {
             let a = answer.load(Ordering::Acquire);
             // The low half, of our own request (the high half is its ITT).
             response = (a >> 32 == u64::from(itt))
@@ -193,7 +196,7 @@ impl Session {
             .replacement_timeout_s
             .saturating_add(logins)
             .saturating_mul(2)
-            .saturating_add(RESPONSE_TIMEOUT_MS / 1000);
+            .saturating_add(RECOVERY_SLACK_S);
         let deadline = Deadline::after_ms(u64::from(limit_s) * 1000);
         let outcome = self.wait_until(deadline, |ctl| {
             if self.stopping.load(Ordering::Acquire) {

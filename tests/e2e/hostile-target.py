@@ -92,8 +92,9 @@ administrator's control whatever the target does):
                     stays busy for minutes (a 1 MiB write takes over two). Later connections
                     behave.
   late-tmf          the trigger command is never answered. ABORT TASK (function 1) is answered
-                    "function complete" (with the ABORT's ITT) only 12 s later, after the
-                    initiator's 10 s wait gave up and sent LOGICAL UNIT RESET; the LUN reset
+                    "function complete" (with the ABORT's ITT) only 6 s later, after the
+                    initiator's wait gave up and sent LOGICAL UNIT RESET (its tmf_timeout:
+                    hostile-wedge.sh sets 4 s, so the answer comes during the LUN reset's wait); the LUN reset
                     (function 5) is never answered; TARGET WARM RESET (function 6) is answered
                     "function complete" (the trigger command ends with it). Later it behaves.
                     "late-tmf: late answer to ABORT TASK itt X sent" is logged when it goes out.
@@ -166,7 +167,7 @@ SMALL_RCVBUF = 4096
 DRIP_INTERVAL = 0.5
 DRAIN_READ = 1448
 DRAIN_INTERVAL = 3.0
-LATE_TMF_DELAY = 12.0
+LATE_TMF_DELAY = 6.0
 R2T_RESET_STALL = 2.0
 SLOW_READ = 4096
 SLOW_INTERVAL = 0.5

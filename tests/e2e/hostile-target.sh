@@ -79,7 +79,8 @@ run_mode() {
     # before it.
     local lt=3
     [ "$harmless" != login ] || lt=20
-    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=3 login_timeout=$lt
+    # tmf_timeout=2: silent-tmf's three unanswered requests take 6 s, not 30.
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=3 login_timeout=$lt tmf_timeout=2
     local t_start=$SECONDS
     if ! timeout 120 bash -c "echo start > $ch/control"; then
         start_ok=0
@@ -226,7 +227,7 @@ stop_during() {
     tpid=$!
     wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
     dmesg -C
-    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10 tmf_timeout=2
     start_channel 0
     d=$(channel_disks 0)
     echo 3 > /sys/block/$d/device/timeout

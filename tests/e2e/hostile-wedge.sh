@@ -6,7 +6,7 @@
 # management answer, commands a LUN reset covers while queued behind a slow burst (fillers),
 # one bad channel beside a good one, a
 # killed writer of `start`), with login_timeout, replacement_timeout, nopout_interval and
-# nopout_timeout at 5 s, every bound is asserted and its measured time printed: `start` returns
+# nopout_timeout at 5 s and tmf_timeout at 4 s, every bound is asserted and its measured time printed: `start` returns
 # within 60 s, or `stop` written while it still runs interrupts it (within 90 s; start then fails);
 # each read of `state` returns within 10 s; `stop` and rmdir within 90 s; rmmod within 60 s; the
 # mode-specific bounds are named in each mode's function. The debug kernel (KASAN, lockdep, hung
@@ -21,8 +21,10 @@ set -euo pipefail
 IQN=iqn.2026-11.org.core-iscsi:hostile
 TARGET=$REPO/tests/e2e/hostile-target.py
 ART=$VM_ARTIFACTS/hostile-wedge
-SETTINGS=(login_timeout=5 replacement_timeout=5 nopout_interval=5 nopout_timeout=5)
-LOGIN_TIMEOUT=5 NOPOUT_INTERVAL=5 NOPOUT_TIMEOUT=5
+# tmf_timeout: the error handler waits 4 s for each task management answer (late-tmf times it;
+# hostile-target.py answers its late ABORT TASK after 6 s, between the first and the second wait).
+SETTINGS=(login_timeout=5 replacement_timeout=5 nopout_interval=5 nopout_timeout=5 tmf_timeout=4)
+LOGIN_TIMEOUT=5 NOPOUT_INTERVAL=5 NOPOUT_TIMEOUT=5 TMF_TIMEOUT=4
 # The bounds (seconds).
 START_BOUND=60 STOP_BOUND=90 RMDIR_BOUND=90 STATE_BOUND=10 RMMOD_BOUND=60 KILL_BOUND=10
 STOP_OTHER_BOUND=20   # stop of a healthy channel while another one is wedged
@@ -406,7 +408,7 @@ trickle_reads() {
 # connection and is answered at once. Before answering the midlayer, the module must take the
 # command back from the placement in progress on the other connection (its log says so; KASAN:
 # no write into pages the midlayer freed). The trickled PDU's own bound (the stall bound, 20 s
-# here: above the 3 s device timeout and the abort's 10 s wait, so the reset comes first) then
+# here: above the 3 s device timeout and the abort's 4 s wait, so the reset comes first) then
 # drops the connection and the session recovers. The read ends (with an error if the midlayer's
 # retries ran out first), and a read after the recovery returns the disk's bytes.
 mode_trickle_reset() {
@@ -506,8 +508,9 @@ mode_pause_slow_burst() {
     ok "pause-slow-burst: while the transmit work sent a 1 MiB burst at 4 KiB/s, inline sends found it busy $busy times and left their PDUs to it; pause returned in $t_pause s (bound $PAUSE_BOUND s); resume in $t_resume s; the write read back intact and fio's crc32c verify passed; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
-# late-tmf: ABORT TASK is answered 12 s late, after the LUN reset was sent: the late answer must
+# late-tmf: ABORT TASK is answered 6 s late, after the LUN reset was sent: the late answer must
 # not be taken for the LUN reset's, so the target reset (function 6) follows it. The write ends.
+# Each request is sent tmf_timeout (4 s) after the one before: the channel's bound on each wait.
 mode_late_tmf() {
     begin late-tmf late-tmf
     start_ok 0
@@ -537,11 +540,18 @@ mode_late_tmf() {
     local ts1 ts5 tsl ts6
     ts1=$(sed -n "${l1}s/ .*//p" "$LOG"); ts5=$(sed -n "${l5}s/ .*//p" "$LOG")
     tsl=$(sed -n "${late}s/ .*//p" "$LOG"); ts6=$(sed -n "${l6}s/ .*//p" "$LOG")
+    # Each wait is tmf_timeout, give or take the error handler's own steps (1.5 s of slack).
+    local gap what a b
+    for gap in "ABORT TASK to LUN RESET:$ts1:$ts5" "LUN RESET to TARGET WARM RESET:$ts5:$ts6"; do
+        IFS=: read -r what a b <<< "$gap"
+        awk "BEGIN{d=$b-$a; exit !(d >= $TMF_TIMEOUT - 0.2 && d <= $TMF_TIMEOUT + 1.5)}" \
+            || die "bound missed: $what took $(awk "BEGIN{printf \"%.1f\", $b-$a}") s (tmf_timeout $TMF_TIMEOUT s, 1.5 s of slack)"
+    done
     sample_states 0 2
     local after=$STATES
     stop_rmdir 0
     end_mode
-    ok "late-tmf: ABORT TASK (itt $abort_itt) at 0 s, LUN RESET (itt $lun_itt) at $(awk "BEGIN{printf \"%.1f\", $ts5-$ts1}") s, the late abort answer at $(awk "BEGIN{printf \"%.1f\", $tsl-$ts1}") s, then TARGET WARM RESET at $(awk "BEGIN{printf \"%.1f\", $ts6-$ts1}") s (the late answer was not taken for the LUN reset's); the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "late-tmf: ABORT TASK (itt $abort_itt) at 0 s, LUN RESET (itt $lun_itt) at $(awk "BEGIN{printf \"%.1f\", $ts5-$ts1}") s, the late abort answer at $(awk "BEGIN{printf \"%.1f\", $tsl-$ts1}") s, then TARGET WARM RESET at $(awk "BEGIN{printf \"%.1f\", $ts6-$ts1}") s (each wait tmf_timeout, $TMF_TIMEOUT s; the late answer was not taken for the LUN reset's); the write ended in $io_t s (rc $io_rc$([ $io_rc = 0 ] && echo ', data read back intact')); state after '$after'; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # filler-reset: two LUNs, two connections, ExpCmdSN kept for the session as RFC 7143 requires
@@ -561,6 +571,9 @@ mode_late_tmf() {
 # read and the retried write return their bytes.
 mode_filler_reset() {
     begin filler-reset filler-reset
+    # The held read and the LUN 0 reads must be issued before the write's unanswered abort
+    # gives up and puts the host in recovery: the default wait leaves the time for that.
+    echo 10 > "$ISCSI_ROOT/0/tmf_timeout"
     echo "127.0.0.1:$port*2" > "$ISCSI_ROOT/0/portals"
     start_ok 0
     local conns d0 d1; conns=$(channel_stat 0 connections)
@@ -588,7 +601,8 @@ mode_filler_reset() {
     tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
     bg reads taskset -c 1 fio "${fio_lun0[@]}" --rw=read --iodepth=4 --iodepth_batch_submit=4 \
         --verify_fatal=1 --output=/tmp/wedge-fio.txt
-    # Issued before the write's failed abort puts the host in recovery (about 13 s after it).
+    # Issued before the write's failed abort puts the host in recovery (about 13 s after it:
+    # the 3 s device timeout and tmf_timeout).
     wait_for "[ \$(channel_stat 0 in_flight) -ge 3 ]" 10 \
         || die "the LUN 0 reads were not in flight within 10 s (in_flight $(channel_stat 0 in_flight))"
     tlog_wait "task management function 5 itt .*LUN 0 reset answered" 90 \

@@ -42,8 +42,8 @@ mkdir "$CONF/sysconfig"
 cat > "$CONF/sysconfig/initiator" <<EOF
 # Channel 0: the howto's example 1 (mutual CHAP: CHAP only), with the target name.
 CHANNEL="0 1 lo 127.0.0.1 3260 0 AuthMethod=CHAP;MaxRecvDataSegmentLength=8192 nopout_timeout=5 $IQN0"
-# Channel 1: the howto's example 2, no target name: found with SendTargets at start.
-CHANNEL="1 1 lo 127.0.0.1 3261 0 AuthMethod=None;MaxRecvDataSegmentLength=32768;ImmediateData=No nopout_timeout=10, nopout_response_timeout=10"
+# Channel 1: the howto's example 2 (and our tmf_timeout), no target name: found with SendTargets.
+CHANNEL="1 1 lo 127.0.0.1 3261 0 AuthMethod=None;MaxRecvDataSegmentLength=32768;ImmediateData=No nopout_timeout=10, nopout_response_timeout=10, tmf_timeout=7"
 EOF
 cat > "$CONF/sysconfig/initiator_auth" <<'EOF'
 # Channel ID, mutual, user, secret, mutual user, mutual secret
@@ -73,6 +73,11 @@ NAME=$(cat "$CONF/initiatorname.iscsi")
 grep -q "discovered target $IQN1" /tmp/start1.out || fail "channel 1 was not discovered"
 [ "$(cat $ISCSI_ROOT/0/state)" = running ] && [ "$(cat $ISCSI_ROOT/1/state)" = running ] || fail "not running"
 ok "start: both channels running; $(grep -v '^#' "$CONF/initiatorname.iscsi")"
+# The attributes reach the module (the howto's nopout_timeout is its ping interval).
+attrs() { local a; for a in nopout_interval nopout_timeout tmf_timeout; do printf '%s ' "$(cat $ISCSI_ROOT/$1/$a)"; done; }
+[ "$(attrs 0)" = "5 10 10 " ] || fail "channel 0's nopout_interval nopout_timeout tmf_timeout: $(attrs 0), want 5 10 10"
+[ "$(attrs 1)" = "10 10 7 " ] || fail "channel 1's nopout_interval nopout_timeout tmf_timeout: $(attrs 1), want 10 10 7"
+ok "the attributes of field 8 reach the module (channel 1: nopout_interval 10, nopout_timeout 10, tmf_timeout 7)"
 
 lun_disk() { # CHANNEL LUN -> sdX
     initiator-ctl --json status "$1" | jq -r ".status[0].luns[] | select(.lun == $2) | .device" | sed 's|/dev/||'

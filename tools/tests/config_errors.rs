@@ -93,6 +93,8 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator:1: field 8 (attributes): unknown channel attribute \"nopout_timout\""),
     (INI, "CHANNEL=\"0 1 ::1 3260 0 AuthMethod=None nopout_timeout=5, queue_depth=0\"",
      "/etc/sysconfig/initiator:1: field 8 (attributes): queue_depth=\"0\" is not a number in 1..1024"),
+    (INI, "CHANNEL=\"0 1 ::1 3260 0 AuthMethod=None tmf_timeout=0\"",
+     "/etc/sysconfig/initiator:1: field 8 (attributes): tmf_timeout=\"0\" is not a number in 1..3600"),
     (INI, "CHANNEL=\"0 1 ::1 3260 0 AuthMethod=None nopout_timeout=5, nopout_timeout=6\"",
      "/etc/sysconfig/initiator:1: field 8 (attributes): nopout_timeout is given twice"),
     (INI, "CHANNEL=\"0 1 ::1 3260 0 nopout_timeout=5 ImmediateData=No\"",

@@ -65,6 +65,9 @@ pub struct ChannelAttrs {
     /// Seconds I/O stays queued while a failed session is being recovered before it fails
     /// with an error; 0 fails it at once. Default 120.
     pub replacement_timeout: u32,
+    /// Seconds the SCSI error handler waits for the answer to a task management request
+    /// (ABORT TASK, LUN reset, target reset) before it goes on to the next step. Default 10.
+    pub tmf_timeout: u32,
     /// Commands queued per LUN (SCSI device queue depth). Default 32.
     pub queue_depth: u32,
     /// CHAP algorithms offered in CHAP_A, in order of preference. Default `MD5` (the one every
@@ -79,6 +82,7 @@ impl Default for ChannelAttrs {
             nopout_response_timeout: 10,
             login_timeout: 15,
             replacement_timeout: 120,
+            tmf_timeout: 10,
             queue_depth: 32,
             chap_algorithms: vec![ChapAlgorithm::Md5],
         }
@@ -117,6 +121,11 @@ pub const ATTRS: &[AttrSpec] = &[
         name: "replacement_timeout",
         range: Some((0, 86400)),
         default: "120",
+    },
+    AttrSpec {
+        name: "tmf_timeout",
+        range: Some((1, 3600)),
+        default: "10",
     },
     AttrSpec {
         name: "queue_depth",
@@ -195,6 +204,7 @@ impl ChannelAttrs {
             "nopout_response_timeout" => self.nopout_response_timeout = n(),
             "login_timeout" => self.login_timeout = n(),
             "replacement_timeout" => self.replacement_timeout = n(),
+            "tmf_timeout" => self.tmf_timeout = n(),
             "queue_depth" => self.queue_depth = n(),
             "chap_algorithms" => {
                 if let Ok(algs) = parse_chap_algorithms(canonical) {

@@ -575,6 +575,7 @@ fn attr_text(a: &ChannelAttrs, name: &str) -> String {
         "nopout_response_timeout" => a.nopout_response_timeout.to_string(),
         "login_timeout" => a.login_timeout.to_string(),
         "replacement_timeout" => a.replacement_timeout.to_string(),
+        "tmf_timeout" => a.tmf_timeout.to_string(),
         "queue_depth" => a.queue_depth.to_string(),
         _ => a
             .chap_algorithms

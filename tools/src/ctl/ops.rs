@@ -422,6 +422,7 @@ impl Ctl {
         dir.write("nopout_interval", &a.nopout_timeout.to_string())?;
         dir.write("nopout_timeout", &a.nopout_response_timeout.to_string())?;
         dir.write("replacement_timeout", &a.replacement_timeout.to_string())?;
+        dir.write("tmf_timeout", &a.tmf_timeout.to_string())?;
         let algs: Vec<&str> = a.chap_algorithms.iter().map(|x| x.name()).collect();
         if !algs.is_empty() {
             dir.write("chap_algorithms", &algs.join(","))?;
