@@ -71,9 +71,12 @@ pub(crate) const STOP_GRACE_MS: u32 = 10_000;
 /// The largest data segment we send, whatever the target accepts (see `connect_and_login`).
 const MAX_XMIT_SEGMENT: u32 = 256 * 1024;
 
-/// How long a logout may take before we close on the target, and how long a pause lets the
-/// commands in flight finish first. (A task management request waits `tmf_timeout`.)
-const LOGOUT_TIMEOUT_MS: u32 = 10_000;
+/// How long a logout may take before we close on the target. (A task management request
+/// waits the channel's `tmf_timeout`.)
+const LOGOUT_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a pause lets the commands in flight finish before it logs out.
+const PAUSE_DRAIN_MS: u64 = 10_000;
 
 /// The connection ID of the leading connection; the others follow it in order, 1, 2, ...
 const LEADING_CID: u16 = 0;
@@ -163,9 +166,9 @@ pub(crate) struct Session {
     /// The SCSI host number (`NO_HOST` before registration), readable without `op`.
     host_no: AtomicU32,
     answers: Answers,
-    /// One task management request at a time (the error handler, and a reset ioctl).
-    #[pin]
-    tmf: Mutex<()>,
+    /// One task management request at a time (the error handler, and a reset ioctl): taken
+    /// by [`Session::tmf_slot`], given back when its guard drops.
+    tmf_busy: AtomicBool,
     /// The scan work: the first scan (`start` waits for it, killable), and a rescan the target
     /// asks for (REPORTED LUNS DATA HAS CHANGED): a work item of its own, so that a scan
     /// waiting for commands never holds up keepalive, recovery or a killed writer.
@@ -255,7 +258,7 @@ impl Session {
                     logout_done: AtomicBool::new(false),
                     tmf_answer: AtomicU64::new(tmf_answer(0, NO_TMF_RESPONSE)),
                 },
-                tmf <- new_mutex!(()),
+                tmf_busy: AtomicBool::new(false),
                 scan_work <- new_work!("core_iscsi::scan"),
                 initial_scan: AtomicBool::new(false),
                 scan_gate <- new_spinlock_bh!(true),
@@ -585,8 +588,8 @@ impl Session {
 
     /// Waits up to `ms` for `done` (a flag the receive path sets) to hold; false when the
     /// time is up, the connection is gone, or a stop's grace period is over.
-    fn wait_for(&self, ms: u32, mut done: impl FnMut() -> bool) -> bool {
-        let deadline = Deadline::after_ms(ms.into());
+    fn wait_for(&self, ms: u64, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Deadline::after_ms(ms);
         self.wait_until(deadline, |_| {
             if done() {
                 return Some(true);
@@ -635,7 +638,6 @@ impl Session {
         });
     }
 
-    /// Logs out the session (best effort: a target that does not answer is closed on).
     /// Logs out the session (reason "close the session", on a live connection: the target
     /// closes every connection of it); best effort: a target that does not answer is closed
     /// on. The added connections are not logged out one by one first: LIO (6.12) then frees a
@@ -859,7 +861,7 @@ impl Session {
             h.block();
         }
         // Let what is in flight finish, so the logout is clean.
-        let deadline = Deadline::after_ms(LOGOUT_TIMEOUT_MS.into());
+        let deadline = Deadline::after_ms(PAUSE_DRAIN_MS);
         let _ = self.wait_until(deadline, |_| {
             (self.stopping.load(Ordering::Acquire) || self.in_flight() == 0)
                 .then_some(())

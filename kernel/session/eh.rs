@@ -29,13 +29,26 @@ pub(super) const NO_TMF_RESPONSE: u32 = u32::MAX;
 /// ... and when the target rejected the request.
 pub(super) const TMF_REJECTED: u32 = 0x100;
 
+/// The session's task management slot, taken ([`Session::tmf_slot`]) until this drops.
+struct TmfSlot<'a>(&'a Session);
+
+impl Drop for TmfSlot<'_> {
+    fn drop(&mut self) {
+        self.0.tmf_busy.store(false, Ordering::Release);
+        self.0.changed.notify_all();
+    }
+}
+
 impl Session {
     /// Sends a task management request on `conn` and waits (`tmf_timeout` at most, and
     /// no longer once `conn` is lost: nothing answers on a dead connection, even while the
     /// session's others are up) for its response code; `None` if none came (the request is
     /// then forgotten: a late answer names nothing).
     fn task_mgmt(&self, conn: &Arc<Connection>, function: u8, lun: u64, ref_itt: u32) -> Option<u8> {
-        let _one = self.tmf.lock();
+        let tmf_ms = u64::from(self.settings.tmf_timeout_s) * 1000;
+        // A request in progress ends within its own wait: this one waits that long, twice
+        // over, then gives up unsent (the error handler goes on to its next step).
+        let _one = self.tmf_slot(tmf_ms * 2)?;
         let answer = &self.answers.tmf_answer;
         // Armed before the request can leave (under the engine's lock, which sending takes),
         // so its answer always finds it.
@@ -45,7 +58,7 @@ impl Session {
             })
             .ok()?;
         let mut response = None;
-        self.wait_for(self.settings.tmf_timeout_s.saturating_mul(1000), || {
+        self.wait_for(tmf_ms, || {
             let a = answer.load(Ordering::Acquire);
             // The low half, of our own request (the high half is its ITT).
             response = (a >> 32 == u64::from(itt))
@@ -58,6 +71,19 @@ impl Session {
             self.io.lock().ffp.forget_request(itt);
         }
         response.and_then(|r| u8::try_from(r).ok())
+    }
+
+    /// Takes the session's one task management slot, waiting up to `ms` for the request in
+    /// progress to give it back. In `wait_until`'s slices, not on a mutex: a holder may wait
+    /// `tmf_timeout` for its answer, which an uninterruptible wait must not (the hung-task
+    /// check); `None` when the time is up.
+    fn tmf_slot(&self, ms: u64) -> Option<TmfSlot<'_>> {
+        self.wait_until(Deadline::after_ms(ms), |_| {
+            self.tmf_busy
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .ok()
+        })?;
+        Some(TmfSlot(self))
     }
 
     /// Waits for every connection's receive pass in progress: it holds `rx` from taking a

@@ -216,18 +216,20 @@ for mode in $refuse_modes; do
     case $(expect "$mode") in *"|no"|*"|maybe") run_mode "$mode" refuse ;; esac
 done
 
-# stop_during MODE AFTER WHAT: stop while the session is busy with a fault (a recovery whose
-# logins hang; the SCSI error handler waiting for task management answers, or at its target
-# reset, which then drops the connection): stop must return within 60 s, and the I/O must end.
+# stop_during MODE AFTER WHAT [TMF_TIMEOUT]: stop while the session is busy with a fault (a
+# recovery whose logins hang; the SCSI error handler waiting for task management answers, or at
+# its target reset, which then drops the connection): stop must return within 60 s (within 30 s
+# when the error handler waits for an answer: the 10 s grace of the disks' last commands cuts a
+# longer tmf_timeout short), and the I/O must end.
 stop_during() {
-    local mode=$1 after=$2 what=$3 log tpid d ddpid t
+    local mode=$1 after=$2 what=$3 tmf=${4:-2} log tpid d ddpid t
     port=$((port + 1))
     log=/tmp/hostile-$mode-$after-stop.log
     python3 "$TARGET" $port "$mode" --after "$after" --log "$log" &
     tpid=$!
     wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
     dmesg -C
-    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10 tmf_timeout=2
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10 tmf_timeout=$tmf
     start_channel 0
     d=$(channel_disks 0)
     echo 3 > /sys/block/$d/device/timeout
@@ -246,18 +248,20 @@ stop_during() {
     timeout 60 bash -c "echo stop > $ch/control"         || fail "$mode/$after: stop during $what failed or hung (state '$(cat $ch/state)')"
     [ "$(cat $ch/state)" = stopped ] || fail "$mode: state after stop: $(cat $ch/state)"
     t=$((SECONDS - t))
+    [ "$what" != eh ] || [ $t -lt 30 ] \
+        || fail "$mode/$after: stop during eh took $t s (tmf_timeout $tmf s; bound 30 s)"
     local rc=0; wait $ddpid || rc=$?
     [ $rc != 124 ] || fail "$mode/$after: I/O hung after stop"
     rmdir $ch || fail "$mode: rmdir failed"
     kill $tpid; wait $tpid 2>/dev/null || true
     mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
     dmesg > "$VM_ARTIFACTS/hostile/dmesg-$mode-$after-stop.txt"
-    ok "$mode ($after): stop during $what returned in $t s, the I/O ended (dd $rc)"
+    ok "$mode ($after): stop during $what returned in $t s (tmf_timeout $tmf s), the I/O ended (dd $rc)"
 }
 for mode in $modes; do
     case $mode in
         stop-recovering) stop_during oversize mute recovering ;;
-        stop-eh)         stop_during silent-tmf good eh ;;
+        stop-eh)         stop_during silent-tmf good eh 60 ;;
         stop-reset)      stop_during silent-tmf good reset ;;
     esac
 done

@@ -6,7 +6,7 @@
 # management answer, commands a LUN reset covers while queued behind a slow burst (fillers),
 # one bad channel beside a good one, a
 # killed writer of `start`), with login_timeout, replacement_timeout, nopout_interval and
-# nopout_timeout at 5 s and tmf_timeout at 4 s, every bound is asserted and its measured time printed: `start` returns
+# nopout_timeout at 5 s and tmf_timeout at 4 s (filler-reset: 10 s), every bound is asserted and its measured time printed: `start` returns
 # within 60 s, or `stop` written while it still runs interrupts it (within 90 s; start then fails);
 # each read of `state` returns within 10 s; `stop` and rmdir within 90 s; rmmod within 60 s; the
 # mode-specific bounds are named in each mode's function. The debug kernel (KASAN, lockdep, hung
@@ -22,9 +22,11 @@ IQN=iqn.2026-11.org.core-iscsi:hostile
 TARGET=$REPO/tests/e2e/hostile-target.py
 ART=$VM_ARTIFACTS/hostile-wedge
 # tmf_timeout: the error handler waits 4 s for each task management answer (late-tmf times it;
-# hostile-target.py answers its late ABORT TASK after 6 s, between the first and the second wait).
-SETTINGS=(login_timeout=5 replacement_timeout=5 nopout_interval=5 nopout_timeout=5 tmf_timeout=4)
+# hostile-target.py answers its late ABORT TASK after 6 s, during the LUN reset's wait);
+# filler-reset sets 10 s, its timing needs the default.
 LOGIN_TIMEOUT=5 NOPOUT_INTERVAL=5 NOPOUT_TIMEOUT=5 TMF_TIMEOUT=4
+SETTINGS=(login_timeout=$LOGIN_TIMEOUT replacement_timeout=5 nopout_interval=$NOPOUT_INTERVAL
+          nopout_timeout=$NOPOUT_TIMEOUT tmf_timeout=$TMF_TIMEOUT)
 # The bounds (seconds).
 START_BOUND=60 STOP_BOUND=90 RMDIR_BOUND=90 STATE_BOUND=10 RMMOD_BOUND=60 KILL_BOUND=10
 STOP_OTHER_BOUND=20   # stop of a healthy channel while another one is wedged
@@ -572,7 +574,7 @@ mode_late_tmf() {
 mode_filler_reset() {
     begin filler-reset filler-reset
     # The held read and the LUN 0 reads must be issued before the write's unanswered abort
-    # gives up and puts the host in recovery: the default wait leaves the time for that.
+    # gives up and puts the host in recovery: 10 s (the default) leaves the time for that.
     echo 10 > "$ISCSI_ROOT/0/tmf_timeout"
     echo "127.0.0.1:$port*2" > "$ISCSI_ROOT/0/portals"
     start_ok 0

@@ -83,7 +83,16 @@ fn howto_example_1_single_line() {
     assert_eq!(c.keys.get("MaxRecvDataSegmentLength"), Some("8192"));
     assert_eq!(c.attrs.nopout_timeout, 5);
     assert_eq!(c.attrs.nopout_response_timeout, 10); // the default the howto describes
+    assert_eq!(c.attrs.tmf_timeout, 10); // ours, defaulted
     assert_eq!(c.target_name, None);
+}
+
+#[test]
+fn tmf_timeout_is_an_attribute() {
+    let text = "CHANNEL=\"0 1 ::1 3260 0 AuthMethod=None nopout_timeout=5, tmf_timeout=3600\"\n";
+    let chans = parse_initiator(Path::new("initiator"), text).unwrap();
+    assert_eq!(chans[&0].attrs.tmf_timeout, 3600);
+    assert_eq!(chans[&0].attrs.nopout_timeout, 5);
 }
 
 #[test]
