@@ -611,10 +611,12 @@ fn requests_forgotten_while_queued_count_until_they_leave() {
     let mut h = Harness::new(NONE, PARAMS, 0);
     let mut queued = 0;
     for _ in 0..3 * MAX_OWN {
-        match h
-            .conn
-            .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
-        {
+        match h.conn.task_mgmt(
+            &mut h.sess,
+            pdu::tmf::LOGICAL_UNIT_RESET,
+            [0; 8],
+            RESERVED_TAG,
+        ) {
             Ok(itt) => {
                 queued += 1;
                 assert!(h.sess.forget_request(itt).is_some());
@@ -630,7 +632,12 @@ fn requests_forgotten_while_queued_count_until_they_leave() {
     assert_eq!(h.transmit(), Ok(MAX_OWN + 2));
     assert!(h
         .conn
-        .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
+        .task_mgmt(
+            &mut h.sess,
+            pdu::tmf::LOGICAL_UNIT_RESET,
+            [0; 8],
+            RESERVED_TAG
+        )
         .is_ok());
 }
 
@@ -827,12 +834,20 @@ fn text_exchange_places_the_answer_and_continues() {
         ref other => panic!("{other:?}"),
     }
     assert_eq!(h.sent[0].data, b"SendTargets=All\0");
-    h.feed(&wire(text_part(itt, false, true, 5), b"TargetName=iq", NONE))
-        .unwrap();
+    h.feed(&wire(
+        text_part(itt, false, true, 5),
+        b"TargetName=iq",
+        NONE,
+    ))
+    .unwrap();
     let again = h.conn.text(&mut h.sess, Some((itt, 5)), &[], 0).unwrap();
     assert_eq!(again, itt);
-    h.feed(&wire(text_part(itt, true, false, RESERVED_TAG), b"n.x\0", NONE))
-        .unwrap();
+    h.feed(&wire(
+        text_part(itt, true, false, RESERVED_TAG),
+        b"n.x\0",
+        NONE,
+    ))
+    .unwrap();
     assert_eq!(h.text, b"TargetName=iqn.x\0");
     assert_eq!(h.events.len(), 2);
     assert_eq!(h.sess.own_requests().count(), 0);
@@ -850,13 +865,22 @@ fn a_text_continuation_counts_among_the_queued_requests() {
         .text(&mut h.sess, None, b"SendTargets=All\0", 0)
         .unwrap();
     assert_eq!(h.transmit(), Ok(1));
-    h.feed(&wire(text_part(itt, false, true, 5), b"TargetName=iq", NONE))
-        .unwrap();
+    h.feed(&wire(
+        text_part(itt, false, true, 5),
+        b"TargetName=iq",
+        NONE,
+    ))
+    .unwrap();
     // Resets that time out while queued keep their entries until they leave.
     for _ in 0..MAX_OWN {
         let tmf = h
             .conn
-            .task_mgmt(&mut h.sess, pdu::tmf::LOGICAL_UNIT_RESET, [0; 8], RESERVED_TAG)
+            .task_mgmt(
+                &mut h.sess,
+                pdu::tmf::LOGICAL_UNIT_RESET,
+                [0; 8],
+                RESERVED_TAG,
+            )
             .unwrap();
         assert!(h.sess.forget_request(tmf).is_some());
     }
