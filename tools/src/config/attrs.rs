@@ -214,4 +214,46 @@ impl ChannelAttrs {
             _ => {}
         }
     }
+
+    /// One attribute's value as canonical text: what [`set`](Self::set) takes (the two
+    /// name-to-field maps side by side, so a new attribute goes into both).
+    pub(crate) fn text(&self, name: &str) -> String {
+        match name {
+            "nopout_timeout" => self.nopout_timeout.to_string(),
+            "nopout_response_timeout" => self.nopout_response_timeout.to_string(),
+            "login_timeout" => self.login_timeout.to_string(),
+            "replacement_timeout" => self.replacement_timeout.to_string(),
+            "tmf_timeout" => self.tmf_timeout.to_string(),
+            "queue_depth" => self.queue_depth.to_string(),
+            _ => self
+                .chap_algorithms
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every attribute field 8 accepts is in both maps: set, then read back, a value other
+    /// than its default.
+    #[test]
+    fn every_attribute_sets_and_reads_back() {
+        for spec in ATTRS {
+            let value = match spec.range {
+                Some((_, max)) => max.to_string(),
+                None => "SHA256,MD5".to_string(),
+            };
+            assert_ne!(value, spec.default, "{}", spec.name);
+            let (_, canonical) = validate_attr(spec.name, &value).unwrap();
+            let mut a = ChannelAttrs::default();
+            a.set(spec.name, &canonical);
+            assert_eq!(a.text(spec.name), canonical, "{}", spec.name);
+            assert_ne!(a, ChannelAttrs::default(), "{} changed nothing", spec.name);
+        }
+    }
 }

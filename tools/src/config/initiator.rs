@@ -543,7 +543,7 @@ fn merge(
     }
     for (name, value) in attrs {
         if let Some(&first) = given.get(&(id, name)) {
-            let old = attr_text(&ch.attrs, name);
+            let old = ch.attrs.text(name);
             if old != value {
                 return Err(Fault::new(
                     F_ATTRS,
@@ -567,23 +567,6 @@ fn unsupported(ch: &Channel) -> Option<(&'static str, String)> {
         why.key(),
         format!("{why} (the module would refuse it at start)"),
     ))
-}
-
-fn attr_text(a: &ChannelAttrs, name: &str) -> String {
-    match name {
-        "nopout_timeout" => a.nopout_timeout.to_string(),
-        "nopout_response_timeout" => a.nopout_response_timeout.to_string(),
-        "login_timeout" => a.login_timeout.to_string(),
-        "replacement_timeout" => a.replacement_timeout.to_string(),
-        "tmf_timeout" => a.tmf_timeout.to_string(),
-        "queue_depth" => a.queue_depth.to_string(),
-        _ => a
-            .chap_algorithms
-            .iter()
-            .map(|c| c.name())
-            .collect::<Vec<_>>()
-            .join(","),
-    }
 }
 
 /// Rules between keys, checked on the channel as merged so far.
