@@ -30,11 +30,15 @@ pub(super) const NO_TMF_RESPONSE: u32 = u32::MAX;
 pub(super) const TMF_REJECTED: u32 = 0x100;
 
 /// The session's task management slot, taken ([`Session::tmf_slot`]) until this drops.
+#[must_use]
 struct TmfSlot<'a>(&'a Session);
 
 impl Drop for TmfSlot<'_> {
     fn drop(&mut self) {
         self.0.tmf_busy.store(false, Ordering::Release);
+        // A waiter looks at the flag under `ctl` and then sleeps on `changed`: taking `ctl`
+        // here orders the wake-up after its look, so none is lost.
+        drop(self.0.ctl.lock());
         self.0.changed.notify_all();
     }
 }
@@ -47,7 +51,9 @@ impl Session {
     fn task_mgmt(&self, conn: &Arc<Connection>, function: u8, lun: u64, ref_itt: u32) -> Option<u8> {
         let tmf_ms = u64::from(self.settings.tmf_timeout_s) * 1000;
         // A request in progress ends within its own wait: this one waits that long, twice
-        // over, then gives up unsent (the error handler goes on to its next step).
+        // over (one request ahead, with room to spare), then gives up unsent and the error
+        // handler goes on to its next step. Rare: the error handler sends one request at a
+        // time, so only a reset ioctl at the same moment makes a queue here.
         let _one = self.tmf_slot(tmf_ms * 2)?;
         let answer = &self.answers.tmf_answer;
         // Armed before the request can leave (under the engine's lock, which sending takes),

@@ -35,9 +35,8 @@ where
         {
             return Err(StartError::BadTag);
         }
-        // Before the queue's room: a tag whose filler waits here must be handed to another
-        // connection (`CommandQueued`), not retried on this one, even if the queue is full
-        // (`tx_capacity` leaves room here; a smaller queue may not).
+        // Checked before the queue's room, so that a tag whose filler waits here is reported
+        // as such (`CommandQueued`: handed to another connection) even when the queue is full.
         self.tasks.check_free(spec.tag)?;
         if self.tx.is_full() {
             return Err(StartError::QueueFull);
