@@ -1333,8 +1333,10 @@ impl Connection {
         };
         let n = match &p.cmd {
             Some(cmd) if !digest => {
+                // Only what this piece holds: a range beyond it would be described for nothing
+                // (over loopback a piece is often a page or two of a 256 KiB segment).
                 let mut ranges = [None; 16];
-                let left = u32::try_from(len).map_err(|_| Failure::Protocol)?;
+                let left = u32::try_from(len.min(incoming.len())).map_err(|_| Failure::Protocol)?;
                 let (k, _) = cmd
                     .page_ranges(offset, left, &mut ranges)
                     .map_err(|_| Failure::Protocol)?;

@@ -7,8 +7,9 @@
 //! ILLEGAL REQUEST. Started and stopped through `core_iscsi/scsi_selftest` (kernel/control.rs).
 //!
 //! Commands complete inside `queue_command`, which the midlayer allows. Writes go through
-//! `Command::copy_out_by_pages` (the zero-copy path: `page_ranges`) on most LUNs and
-//! `copy_out` on LUN 300, reads through `copy_in`, so a dd/mkfs/mount run checks all three.
+//! `Command::copy_out_by_pages` (the zero-copy path: `page_ranges`, the second half of the
+//! buffer first) on most LUNs and `copy_out` on LUN 300, reads through `copy_in`, so a
+//! dd/mkfs/mount run checks all three.
 
 use crate::sys::scsi::{
     Command, CommandRef, CommandResult, Direction, EhOutcome, Host, HostByte, HostOps, HostParams,
@@ -341,7 +342,15 @@ fn execute_on_lun(cmd: &Command, cdb: &[u8], op: u8, l: &mut LunData) -> Result<
             let write = op == 0x2a || op == 0x8a;
             match (write, cmd.direction()) {
                 (true, Direction::ToDevice) if l.lun == 300 => cmd.copy_out(0, range)?,
-                (true, Direction::ToDevice) => cmd.copy_out_by_pages(0, range)?,
+                (true, Direction::ToDevice) => {
+                    // The second half first, then the first: each walk of `page_ranges` goes
+                    // forward from where the last left off, and the second one must start
+                    // over at the head.
+                    let half = range.len() / 2;
+                    let (first, second) = range.split_at_mut(half);
+                    cmd.copy_out_by_pages(u32::try_from(half)?, second)?;
+                    cmd.copy_out_by_pages(0, first)?;
+                }
                 (false, Direction::FromDevice) => cmd.copy_in(0, range)?,
                 _ if bytes == 0 => {}
                 _ => return Ok(illegal(INVALID_FIELD_IN_CDB)),

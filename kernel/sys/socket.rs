@@ -920,6 +920,11 @@ impl Incoming<'_> {
         self.left == 0
     }
 
+    /// The bytes not yet consumed.
+    pub(crate) fn len(&self) -> usize {
+        self.left
+    }
+
     /// Marks `n` bytes (at most what is left) consumed.
     fn advance(&mut self, n: usize) -> Result {
         self.offset = self
