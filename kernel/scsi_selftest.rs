@@ -344,8 +344,9 @@ fn execute_on_lun(cmd: &Command, cdb: &[u8], op: u8, l: &mut LunData) -> Result<
                 (true, Direction::ToDevice) if l.lun == 300 => cmd.copy_out(0, range)?,
                 (true, Direction::ToDevice) => {
                     // The second half first, then the first: each walk of `page_ranges` goes
-                    // forward from where the last left off, and the second one must start
-                    // over at the head.
+                    // forward from where the last left off, and for a buffer of more than one
+                    // scatterlist entry (mkfs's and dd's) the second must start over at the
+                    // head.
                     let half = range.len() / 2;
                     let (first, second) = range.split_at_mut(half);
                     cmd.copy_out_by_pages(u32::try_from(half)?, second)?;

@@ -920,7 +920,7 @@ impl Incoming<'_> {
         self.left == 0
     }
 
-    /// The bytes not yet consumed.
+    /// The bytes of this skb not yet consumed (not the whole receive queue's).
     pub(crate) fn len(&self) -> usize {
         self.left
     }
