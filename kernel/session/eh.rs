@@ -37,7 +37,9 @@ impl Drop for TmfSlot<'_> {
     fn drop(&mut self) {
         self.0.tmf_busy.store(false, Ordering::Release);
         // A waiter looks at the flag under `ctl` and then sleeps on `changed`: taking `ctl`
-        // here orders the wake-up after its look, so none is lost.
+        // here orders the wake-up after its look, so none is lost. (A waiter with a signal
+        // pending sleeps a slice without `ctl` and sees the flag at its next look, 50 ms at
+        // most.)
         drop(self.0.ctl.lock());
         self.0.changed.notify_all();
     }
@@ -52,8 +54,9 @@ impl Session {
         let tmf_ms = u64::from(self.settings.tmf_timeout_s) * 1000;
         // A request in progress ends within its own wait: this one waits that long, twice
         // over (one request ahead, with room to spare), then gives up unsent and the error
-        // handler goes on to its next step. Rare: the error handler sends one request at a
-        // time, so only a reset ioctl at the same moment makes a queue here.
+        // handler goes on to its next step. Rare: the error handler thread and the
+        // midlayer's abort work each send one request at a time, and only they and a reset
+        // ioctl at the same moment make a queue here.
         let _one = self.tmf_slot(tmf_ms * 2)?;
         let answer = &self.answers.tmf_answer;
         // Armed before the request can leave (under the engine's lock, which sending takes),

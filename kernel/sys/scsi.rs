@@ -496,7 +496,8 @@ unsafe impl Send for Command {}
 /// `nents`), and it starts at byte `start` of the data buffer. The scatterlist does not change
 /// while a [`HostOps`] implementation holds the command (the midlayer frees or swaps it only
 /// once the command is completed or forgotten, which consumes the [`Command`]), and the cursor
-/// lives in the `Command`; a walk still resumes only on the list it began on.
+/// lives in the `Command`: that is what soundness rests on. Comparing `head` is a cheap second
+/// line, should the midlayer ever swap the list under a held command.
 #[derive(Clone, Copy)]
 struct SgCursor {
     head: *mut bindings::scatterlist,

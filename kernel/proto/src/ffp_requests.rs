@@ -36,7 +36,8 @@ where
             return Err(StartError::BadTag);
         }
         // Checked before the queue's room, so that a tag whose filler waits here is reported
-        // as such (`CommandQueued`: handed to another connection) even when the queue is full.
+        // as such (`CommandQueued`: handed to another connection) even when the queue is full
+        // (`tx_capacity` leaves room for it; a smaller queue may not).
         self.tasks.check_free(spec.tag)?;
         if self.tx.is_full() {
             return Err(StartError::QueueFull);
