@@ -127,6 +127,19 @@ cpu_sample() {
     echo "$(date +%s%N) $(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat)"
 }
 
+# host_cpu_sample: the host's clock (ns), QEMU's CPU time on the host (ticks) and the host's
+# CLK_TCK, from the file tests/vm/run keeps current when VM_HOST_CPU=1 (tests/bench/run sets
+# it); nothing without it. A line caught while the host rewrites it is read again.
+host_cpu_sample() {
+    local f=/run/vmjob/host-cpu line i
+    [ -e $f ] || return 0
+    for i in 1 2 3 4 5; do
+        read -r line < $f || true
+        if [[ $line =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then echo "$line"; return 0; fi
+        sleep 0.01
+    done
+}
+
 # thread_ticks: every thread's CPU time so far, as "tid ticks group ns": utime + stime in clock
 # ticks (the kernel's tick accounting, which charges an interrupt or softirq to the thread it
 # interrupted: a sample per tick) and the scheduler's exact runtime in ns
@@ -154,16 +167,20 @@ thread_ticks() {
 }
 
 # run_fio SIDE ROUND DEV JOB: one job of jobs.fio on /dev/DEV. Next to fio's JSON: the network
-# stack's counters (.nstat), the whole guest's busy CPU time over the fio run (.cpu), which
-# report.py turns into CPU µs per I/O, and the CPU ticks each group of threads took (.threads).
+# stack's counters (.nstat), the whole guest's busy CPU time over the fio run and, when the host
+# samples it, QEMU's CPU time on the host (.cpu), which report.py turns into CPU µs per I/O,
+# and the CPU ticks each group of threads took (.threads).
 run_fio() {
     local side=$1 round=$2 dev=$3 job=$4 f=$OUT/r$2-$1-$4.json t0 b0 i0 t1 b1 i1 tck
+    local h0= hc0= h1= hc1= htck=
     nstat -n
     thread_ticks > "$OUT/ticks-before"
+    read -r h0 hc0 htck < <(host_cpu_sample)
     read -r t0 b0 i0 < <(cpu_sample)
     DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
     read -r t1 b1 i1 < <(cpu_sample)
+    read -r h1 hc1 htck < <(host_cpu_sample)
     # Per group: ticks and ns over the run (a thread started during it counts from zero; -1:
     # no runtime read).
     thread_ticks | awk 'NR == FNR { before[$1] = $2; if ($4 >= 0) rt0[$1] = $4; next }
@@ -175,6 +192,10 @@ run_fio() {
     tck=$(getconf CLK_TCK)
     printf 'clk_tck %s\nwall_ns %s\nbusy_ticks %s\nidle_ticks %s\ncpus %s\n' \
         "$tck" $((t1 - t0)) $((b1 - b0)) $((i1 - i0)) "$(nproc)" > "${f%.json}.cpu"
+    if [ -n "${hc0:-}" ] && [ -n "${hc1:-}" ]; then
+        printf 'host_clk_tck %s\nhost_wall_ns %s\nhost_busy_ticks %s\n' \
+            "$htck" $((h1 - h0)) $((hc1 - hc0)) >> "${f%.json}.cpu"
+    fi
     # CPU µs per I/O as report.py computes it: the busy time scaled to fio's measured window
     # (job_runtime: without the ramp and fio's start and exit) over the I/Os of that window.
     jq -r --argjson busy_us $(((b1 - b0) * 1000000 / tck)) --argjson wall_ns $((t1 - t0)) \

@@ -6,7 +6,8 @@
 # to the perf.data and the guest's kallsyms.
 #
 # Environment: BENCH_PROFILE="side:job side:job ..." (sides as in guest.sh; default: core-iscsi
-# and open-iscsi on rand-read-4k-qd32 and seq-read-1m-qd8), BENCH_RUNTIME (default 10).
+# and open-iscsi on rand-read-4k-qd32 and seq-read-1m-qd8), BENCH_RUNTIME (default 10), and the
+# placement of guest.sh (BENCH_TARGET_CPUS, BENCH_FIO_CPUS).
 set -euo pipefail
 export BENCH_SETUP_ONLY=1
 # Reuse the target and initiator setup of guest.sh without running its rounds.
@@ -20,7 +21,7 @@ profile_job() {
     local side=$1 dev=$2 job=$3 f=$OUT/profile-$1-$3
     tune "$dev"
     DEV=/dev/$dev perf record -q -e cpu-clock -F 2000 -a -g -o "$f.data" -- \
-        fio --eta=never --output-format=json --output="$f.json" --section="$job" "$JOBS" \
+        ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f.json" --section="$job" "$JOBS" \
         || fail "perf/fio failed on $side $job"
     jq -r '.jobs[] | "  \(.jobname): " + (if .read.io_bytes > 0 then .read else .write end |
         "\(.bw_bytes / 1e6 | floor) MB/s \(.iops | floor) IOPS")' "$f.json"

@@ -55,8 +55,9 @@ JOB_TITLES = {
     "rand-write-4k-qd1": "4 KiB rand write, QD1",
     "rand-write-4k-qd32": "4 KiB rand write, QD32",
 }
-# A row: (MB/s, IOPS, mean latency µs, fio's CPU %, TCP segments per I/O, CPU µs per I/O).
-MBS, IOPS, LAT, FIO_CPU, SEGS, CPU_IO = range(6)
+# A row: (MB/s, IOPS, mean latency µs, fio's CPU %, TCP segments per I/O, CPU µs per I/O, the
+# host's CPU µs per I/O).
+MBS, IOPS, LAT, FIO_CPU, SEGS, CPU_IO, HOST_IO = range(7)
 # Longest names first: "core-iscsi-2c" is not "core-iscsi" with a job called "2c-...".
 FILE_RE = re.compile(r"r(\d+)-(%s)(-.+)?\.json" % "|".join(
     re.escape(s) for s in sorted(SIDES, key=len, reverse=True)))
@@ -75,13 +76,15 @@ def load(results):
         # fio may print notes before the JSON document.
         doc = json.loads(text[text.index("{"):])
         cpu = read_cpu(f.with_suffix(".cpu"))
+        one = len(doc["jobs"]) == 1
         for job in doc["jobs"]:
             name = job["jobname"]
             io = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
             ios = job["read"]["total_ios"] + job["write"]["total_ios"]
             row = (io["bw_bytes"] / 1e6, io["iops"], io["lat_ns"]["mean"] / 1e3,
                    job["usr_cpu"] + job["sys_cpu"], segments(f.with_suffix(".nstat"), ios),
-                   cpu_per_io(cpu, job.get("job_runtime", 0), ios) if len(doc["jobs"]) == 1 else None)
+                   cpu_per_io(cpu, job.get("job_runtime", 0), ios) if one else None,
+                   host_cpu_per_io(cpu, job.get("job_runtime", 0), ios) if one else None)
             if name not in order:
                 order.append(name)
             data.setdefault(name, {}).setdefault(m.group(2), []).append((int(m.group(1)), row))
@@ -108,9 +111,18 @@ def cpu_per_io(cpu, runtime_ms, ios):
     return busy_us * window_share(cpu, runtime_ms) / ios
 
 
-def window_share(cpu, runtime_ms):
+def window_share(cpu, runtime_ms, wall="wall_ns"):
     """The share of the run's wall time fio measured in (the rest: ramp, start, exit)."""
-    return min(1.0, runtime_ms * 1e6 / cpu["wall_ns"]) if runtime_ms > 0 else 1.0
+    return min(1.0, runtime_ms * 1e6 / cpu[wall]) if runtime_ms > 0 else 1.0
+
+
+def host_cpu_per_io(cpu, runtime_ms, ios):
+    """QEMU's CPU µs on the host per I/O in fio's measured window (scaled as cpu_per_io, by the
+    host's clock), or None when the run has no host samples."""
+    if not cpu or ios <= 0 or cpu.get("host_wall_ns", 0) <= 0 or cpu.get("host_clk_tck", 0) <= 0:
+        return None
+    busy_us = cpu["host_busy_ticks"] * 1e6 / cpu["host_clk_tck"]
+    return busy_us * window_share(cpu, runtime_ms, "host_wall_ns") / ios
 
 
 def thread_us(path, cpu, runtime_ms, ios):
@@ -205,7 +217,7 @@ def pool(dirs):
             for ours, theirs in PAIRS:
                 if not (sides.get(ours) and sides.get(theirs)):
                     continue
-                for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO)):
+                for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO), ("host CPU µs/IO", HOST_IO)):
                     r = list(paired(sides[ours], sides[theirs], i).values())
                     if r:
                         boots.setdefault((job, f"{ours} / {theirs} {what}"), []).append(r)
@@ -249,16 +261,18 @@ def main():
     if not data:
         sys.exit(f"report.py: no fio results in {args[0]}")
     counterpart = dict(PAIRS)
-    print("| job | device | MB/s | IOPS | mean lat (µs) | CPU µs/IO | vs open-iscsi (IOPS) "
-          "| vs open-iscsi (CPU µs/IO) | per-round ratio to counterpart (median) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| job | device | MB/s | IOPS | mean lat (µs) | CPU µs/IO | host CPU µs/IO "
+          "| vs open-iscsi (IOPS) | vs open-iscsi (CPU µs/IO) | vs open-iscsi (host CPU µs/IO) "
+          "| per-round ratio to counterpart (median) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     worst = {}
     for title, sides, ran in by_job(data, order):
         base = sides.get(BASE)
         for side, rows in ran:
-            mbs, iops, lat, cpu = (median(rows, i) for i in (MBS, IOPS, LAT, CPU_IO))
+            mbs, iops, lat, cpu, host = (median(rows, i) for i in (MBS, IOPS, LAT, CPU_IO, HOST_IO))
             vs_iops = ratio(iops, median(base, IOPS)) if base else ""
             vs_cpu = ratio(cpu, median(base, CPU_IO)) if base else ""
+            vs_host = ratio(host, median(base, HOST_IO)) if base else ""
             per_round = ""
             theirs = sides.get(counterpart.get(side, ""))
             if theirs:
@@ -270,14 +284,15 @@ def main():
                     if side not in worst or min(r, p) < min(worst[side][0], worst[side][1]):
                         worst[side] = (r, p, title)
             print(f"| {title} | {side} | {fmt(mbs)} | {fmt(iops, 0)} | {fmt(lat)} | {fmt(cpu)} "
-                  f"| {vs_iops} | {vs_cpu} | {per_round} |")
+                  f"| {fmt(host)} | {vs_iops} | {vs_cpu} | {vs_host} | {per_round} |")
     nrounds = max(len(r) for s in data.values() for r in s.values())
     print()
     print(f"Medians over {nrounds} round(s). Ratios: the device's IOPS (= MB/s) and CPU µs per I/O over "
           f"open-iscsi's in the same boot; per round, IOPS over the counterpart's: "
           + ", ".join(f"{a} over {b}" for a, b in PAIRS) + ".")
     print("CPU µs/IO: the whole guest's busy CPU time (fio, initiator, LIO target, network) per I/O "
-          "in fio's measured window.")
+          "in fio's measured window. Host CPU µs/IO: QEMU's CPU time on the host per I/O in the "
+          "same window (under TCG a vCPU that waits for a host CPU still looks busy to the guest).")
     for side, (r, p, title) in worst.items():
         print(f"Lowest {side}/{counterpart[side]} ratio: {r:.2f} of the medians, {p:.2f} per round "
               f"({title}).")
@@ -291,7 +306,7 @@ def main():
                 print(f"| {title} | {side} | {per} |")
             for ours, theirs in PAIRS:
                 if sides.get(ours) and sides.get(theirs):
-                    for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO)):
+                    for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO), ("host CPU µs/IO", HOST_IO)):
                         pr = paired(sides[ours], sides[theirs], i)
                         if pr:
                             per = ", ".join(f"r{n}: {x:.2f}" for n, x in sorted(pr.items()))
