@@ -519,6 +519,14 @@ done
 ps -eLo pid,psr,comm | awk '$3 ~ /^iscsi_t[rt]x/' | while read -r pid psr comm; do
     echo "target thread $comm (pid $pid): CPUs $(taskset -cp "$pid" | sed 's/.*: //')"
 done | tee -a "$OUT/devices"
+# What QEMU costs the host while the guest idles: the floor under every host CPU figure.
+read -r h0 hc0 htck < <(host_cpu_sample)
+if [ -n "${hc0:-}" ]; then
+    sleep 5
+    read -r h1 hc1 htck < <(host_cpu_sample)
+    echo "host: QEMU used $(( (hc1 - hc0) * 100000000000 / htck / (h1 - h0) ))% of a host CPU over 5 s with the guest idle" \
+        | tee -a "$OUT/devices"
+fi
 jobs=${BENCH_JOBS:-$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')}
 start=$SECONDS
 for round in $(seq 1 "$ROUNDS"); do
