@@ -129,7 +129,8 @@ cpu_sample() {
 
 # host_cpu_sample: the host's clock (ns), QEMU's CPU time on the host (ticks) and the host's
 # CLK_TCK, from the file tests/vm/run keeps current when VM_HOST_CPU=1 (tests/bench/run sets
-# it); nothing without it. A line caught while the host rewrites it is read again.
+# it); nothing without it (the callers' reads then fail: `|| true`). A line caught while the
+# host rewrites it is read again.
 host_cpu_sample() {
     local f=/run/vmjob/host-cpu line i
     [ -e $f ] || return 0
@@ -175,12 +176,12 @@ run_fio() {
     local h0= hc0= h1= hc1= htck=
     nstat -n
     thread_ticks > "$OUT/ticks-before"
-    read -r h0 hc0 htck < <(host_cpu_sample)
+    read -r h0 hc0 htck < <(host_cpu_sample) || true
     read -r t0 b0 i0 < <(cpu_sample)
     DEV=/dev/$dev ${BENCH_FIO_CPUS:+taskset -c "$BENCH_FIO_CPUS"} fio --eta=never --output-format=json --output="$f" --section="$job" "$JOBS" \
         || fail "fio $job on $side (/dev/$dev) failed: see $f"
     read -r t1 b1 i1 < <(cpu_sample)
-    read -r h1 hc1 htck < <(host_cpu_sample)
+    read -r h1 hc1 htck < <(host_cpu_sample) || true
     # Per group: ticks and ns over the run (a thread started during it counts from zero; -1:
     # no runtime read).
     thread_ticks | awk 'NR == FNR { before[$1] = $2; if ($4 >= 0) rt0[$1] = $4; next }
@@ -520,12 +521,18 @@ ps -eLo pid,psr,comm | awk '$3 ~ /^iscsi_t[rt]x/' | while read -r pid psr comm; 
     echo "target thread $comm (pid $pid): CPUs $(taskset -cp "$pid" | sed 's/.*: //')"
 done | tee -a "$OUT/devices"
 # What QEMU costs the host while the guest idles: the floor under every host CPU figure.
-read -r h0 hc0 htck < <(host_cpu_sample)
-if [ -n "${hc0:-}" ]; then
+h0= hc0= h1= hc1=
+read -r h0 hc0 htck < <(host_cpu_sample) || true
+if [ -n "$hc0" ]; then
     sleep 5
-    read -r h1 hc1 htck < <(host_cpu_sample)
-    echo "host: QEMU used $(( (hc1 - hc0) * 100000000000 / htck / (h1 - h0) ))% of a host CPU over 5 s with the guest idle" \
-        | tee -a "$OUT/devices"
+    read -r h1 hc1 htck < <(host_cpu_sample) || true
+    if [ -n "$hc1" ] && [ "$h1" -gt "$h0" ]; then
+        pm=$(( (hc1 - hc0) * 1000000000000 / htck / (h1 - h0) ))
+        echo "host: QEMU used $((pm / 10)).$((pm % 10)) % of a host CPU over 5 s with the guest idle" \
+            | tee -a "$OUT/devices"
+    else
+        echo "host: no second sample of QEMU's CPU time (the host's sampler stopped?)" | tee -a "$OUT/devices"
+    fi
 fi
 jobs=${BENCH_JOBS:-$(sed -n 's/^\[\(.*\)\]$/\1/p' "$JOBS" | grep -v '^global$')}
 start=$SECONDS

@@ -17,6 +17,12 @@ the ramp, fio's start and its exit) by the share of the run's wall time that win
 the I/Os fio completed in it (read + write total_ios). Results without the .cpu files (older
 runs) leave the column empty.
 
+Host CPU µs per I/O: QEMU's CPU time on the host over the same run (the .cpu file's host_*
+lines, from the samples tests/vm/run keeps when VM_HOST_CPU=1), scaled the same way by the
+host's clock: the emulation's work and QEMU's own overhead, including its cost with the
+guest idle (bench/devices gives it once a boot), without the time a vCPU thread waited for a
+host CPU. Runs without host samples leave it empty.
+
 With --rounds, also every round's IOPS and ratios, to show the spread, and fio's own CPU use,
 the CPU µs per I/O and the TCP segments per I/O (from the nstat files guest.sh writes next to
 fio's JSON).
@@ -30,8 +36,8 @@ an interrupt or a softirq (the network stack's receive on lo) to the thread it i
 the rest of the busy time is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
-per-round ratios of IOPS and of CPU µs per I/O pooled, their geometric mean, and a 95 % interval
-for it from resampling the boots and, within each, its rounds (the spread between boots is
+per-round ratios of IOPS, of CPU µs per I/O and of host CPU µs per I/O pooled, their geometric
+mean, and a 95 % interval for it from resampling the boots and, within each, its rounds (the spread between boots is
 larger than within one, so rounds alone would claim too much). The resampling is seeded: the
 same directories print the same interval.
 """
@@ -119,7 +125,8 @@ def window_share(cpu, runtime_ms, wall="wall_ns"):
 def host_cpu_per_io(cpu, runtime_ms, ios):
     """QEMU's CPU µs on the host per I/O in fio's measured window (scaled as cpu_per_io, by the
     host's clock), or None when the run has no host samples."""
-    if not cpu or ios <= 0 or cpu.get("host_wall_ns", 0) <= 0 or cpu.get("host_clk_tck", 0) <= 0:
+    if (not cpu or ios <= 0 or cpu.get("host_wall_ns", 0) <= 0 or cpu.get("host_clk_tck", 0) <= 0
+            or "host_busy_ticks" not in cpu):
         return None
     busy_us = cpu["host_busy_ticks"] * 1e6 / cpu["host_clk_tck"]
     return busy_us * window_share(cpu, runtime_ms, "host_wall_ns") / ios
@@ -232,10 +239,11 @@ def pool(dirs):
     order = [j for j in JOB_TITLES if j in jobs] + sorted(j for j in jobs if j not in JOB_TITLES)
     keys = [k for j in order for k in boots if k[0] == j]
     # The resampling draws for the first pair's IOPS ratios first, job after job, then the
-    # others: the directories of runs before the other ratios existed print what they did.
+    # others, the host CPU ratios last: the directories of runs before the other ratios existed
+    # print what they did, and so do the older ratios of runs with host CPU figures.
     first = f"{PAIRS[0][0]} / {PAIRS[0][1]} IOPS"
     interval = {}
-    for key in sorted(keys, key=lambda k: k[1] != first):
+    for key in sorted(keys, key=lambda k: (k[1] != first, "host CPU" in k[1])):
         groups = boots[key]
         means = sorted(
             geomean([rng.choice(g) for g in (rng.choice(groups) for _ in groups) for _ in g])
@@ -287,7 +295,7 @@ def main():
                   f"| {fmt(host)} | {vs_iops} | {vs_cpu} | {vs_host} | {per_round} |")
     nrounds = max(len(r) for s in data.values() for r in s.values())
     print()
-    print(f"Medians over {nrounds} round(s). Ratios: the device's IOPS (= MB/s) and CPU µs per I/O over "
+    print(f"Medians over {nrounds} round(s). Ratios: the device's IOPS (= MB/s), CPU µs and host CPU µs per I/O over "
           f"open-iscsi's in the same boot; per round, IOPS over the counterpart's: "
           + ", ".join(f"{a} over {b}" for a, b in PAIRS) + ".")
     print("CPU µs/IO: the whole guest's busy CPU time (fio, initiator, LIO target, network) per I/O "
