@@ -37,9 +37,9 @@ the rest of the busy time is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
 per-round ratios of IOPS, of CPU µs per I/O and of host CPU µs per I/O pooled, their geometric
-mean, and a 95 % interval for it from resampling the boots and, within each, its rounds (the spread between boots is
-larger than within one, so rounds alone would claim too much). The resampling is seeded: the
-same directories print the same interval.
+mean, and a 95 % interval for it from resampling the boots and, within each, its rounds (the
+spread between boots is larger than within one, so rounds alone would claim too much). The
+resampling is seeded: the same directories print the same interval.
 """
 import json
 import math
