@@ -392,11 +392,6 @@ int core_iscsi_c_sk_unread(struct sock *sk)
 	return tcp_inq(sk);
 }
 
-bool core_iscsi_c_sk_owned(struct sock *sk)
-{
-	return sock_owned_by_user_nocheck(sk);
-}
-
 int core_iscsi_c_skb_copy_to_pages(const struct sk_buff *skb, unsigned int offset,
 				   struct page *page, size_t page_off, size_t len)
 {

@@ -177,13 +177,6 @@ long core_iscsi_c_sk_read_locked(struct sock *sk, core_iscsi_read_fn actor, void
 int core_iscsi_c_sk_unread(struct sock *sk);
 
 /*
- * Whether a process owns `sk` (sock_owned_by_user): a data-ready callback then runs in that
- * owner's release_sock, processing the backlog, rather than where the network stack delivered
- * the packet (softirq, or a NAPI or backlog thread).
- */
-bool core_iscsi_c_sk_owned(struct sock *sk);
-
-/*
  * skb_copy_bits() into `len` bytes at `page_off` of `page` and the physically contiguous
  * pages after it (a scatterlist entry), each mapped with kmap_local_page for its part.
  */

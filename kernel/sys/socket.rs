@@ -894,15 +894,6 @@ impl ReadyQueue<'_> {
         let n = unsafe { bindings::core_iscsi_c_sk_unread(self.sk.as_ptr()) };
         usize::try_from(n).unwrap_or(0)
     }
-
-    /// Whether a process owns the socket: the callback then runs in the owner's
-    /// `release_sock`, processing the backlog, rather than where the network stack delivered
-    /// the data (softirq, or a NAPI or backlog thread).
-    pub(crate) fn owned(&self) -> bool {
-        // SAFETY: `sk` is the socket whose data-ready callback is running, live for the
-        // callback's duration; reading its ownership flag needs no lock.
-        unsafe { bindings::core_iscsi_c_sk_owned(self.sk.as_ptr()) }
-    }
 }
 
 /// The unread bytes of one skb in the socket's receive queue, lent to a [`TcpStream::read`]
