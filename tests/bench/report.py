@@ -36,7 +36,7 @@ an interrupt or a softirq (the network stack's receive on lo) to the thread it i
 the rest of the busy time is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
-per-round ratios of IOPS, of CPU µs per I/O and of host CPU µs per I/O pooled, their geometric
+(and two connections' against open-iscsi's single session) per-round ratios of IOPS, of CPU µs per I/O and of host CPU µs per I/O pooled, their geometric
 mean, and a 95 % interval for it from resampling the boots and, within each, its rounds (the
 spread between boots is larger than within one, so rounds alone would claim too much). The
 resampling is seeded: the same directories print the same interval.
@@ -53,6 +53,9 @@ SIDES = ["ramdisk", "core-iscsi", "open-iscsi", "core-iscsi-2c", "open-iscsi-mp"
 BASE = "open-iscsi"
 # Each side of ours and the open-iscsi setup it is measured against round by round.
 PAIRS = [("core-iscsi", "open-iscsi"), ("core-iscsi-2c", "open-iscsi-mp")]
+# ... and, in --pool only, the pairs issue 14's bars also name: two connections against
+# open-iscsi's single session.
+POOL_PAIRS = PAIRS + [("core-iscsi-2c", "open-iscsi")]
 JOB_TITLES = {
     "seq-read-1m-qd8": "1 MiB seq read, QD8",
     "seq-write-1m-qd8": "1 MiB seq write, QD8",
@@ -221,7 +224,7 @@ def pool(dirs):
     for d in dirs:
         data, _ = load(Path(d))
         for job, sides in data.items():
-            for ours, theirs in PAIRS:
+            for ours, theirs in POOL_PAIRS:
                 if not (sides.get(ours) and sides.get(theirs)):
                     continue
                 for what, i in (("IOPS", IOPS), ("CPU µs/IO", CPU_IO), ("host CPU µs/IO", HOST_IO)):
@@ -239,11 +242,13 @@ def pool(dirs):
     order = [j for j in JOB_TITLES if j in jobs] + sorted(j for j in jobs if j not in JOB_TITLES)
     keys = [k for j in order for k in boots if k[0] == j]
     # The resampling draws for the first pair's IOPS ratios first, job after job, then the
-    # others, the host CPU ratios last: the directories of runs before the other ratios existed
-    # print what they did, and so do the older ratios of runs with host CPU figures.
+    # others, the host CPU ratios after them and the pool-only pairs' ratios last: the
+    # directories of runs before the other ratios existed print what they did, and so do the
+    # older ratios of runs with host CPU figures or a pool-only pair.
     first = f"{PAIRS[0][0]} / {PAIRS[0][1]} IOPS"
+    pool_only = tuple(f"{a} / {b} " for a, b in POOL_PAIRS[len(PAIRS):])
     interval = {}
-    for key in sorted(keys, key=lambda k: (k[1] != first, "host CPU" in k[1])):
+    for key in sorted(keys, key=lambda k: (k[1].startswith(pool_only), k[1] != first, "host CPU" in k[1])):
         groups = boots[key]
         means = sorted(
             geomean([rng.choice(g) for g in (rng.choice(groups) for _ in groups) for _ in g])
