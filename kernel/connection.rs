@@ -1032,13 +1032,11 @@ impl Connection {
     /// as iscsi_tcp does, so a response completes its command without a thread hop. Under
     /// load, with a data segment waiting, it leaves the receive to the rx work instead (see
     /// [`RX_WORK_DEPTH`]), also in an owner's `release_sock`. That owner is most often the rx
-    /// work itself, handing over what arrived while it read. Received there, one segment per
-    /// callback, each read drained the queue, so TCP acknowledged every second segment at
-    /// once: 86-98 pure ACKs per MiB read, against 1.4-8 when queued again, where the work takes the lot in its next pass with one
-    /// acknowledgement; 1 MiB reads ran at 4.86 (4.18-5.78) of open-iscsi's reads a second
-    /// against 3.48 (3.24-4.19), for 0.90 (0.77-1.06) of its CPU per read against 1.17
-    /// (1.05-1.30) (Documentation/benchmarks.md). Failures are left to the rx work too:
-    /// failing a connection sleeps.
+    /// work itself, handing over what arrived while it read: read here one segment per
+    /// callback, each read drained the queue and TCP acknowledged every second segment at
+    /// once; queued again, the work takes the lot in its next pass with one acknowledgement
+    /// (86-98 pure ACKs per MiB read against 1.4-8, Documentation/benchmarks.md). Failures
+    /// are left to the rx work too: failing a connection sleeps.
     fn receive_ready(self: &Arc<Self>, queue: &mut ReadyQueue<'_>) {
         if self.is_dead() {
             return;

@@ -36,10 +36,11 @@ an interrupt or a softirq (the network stack's receive on lo) to the thread it i
 the rest of the busy time is "unattributed".
 
 With --pool, one line per job and ratio over several boots (one RESULTS-DIR each): each pair's
-(and two connections' against open-iscsi's single session) per-round ratios of IOPS, of CPU µs per I/O and of host CPU µs per I/O pooled, their geometric
-mean, and a 95 % interval for it from resampling the boots and, within each, its rounds (the
-spread between boots is larger than within one, so rounds alone would claim too much). The
-resampling is seeded: the same directories print the same interval.
+(and two connections' against open-iscsi's single session) per-round ratios of IOPS, of CPU µs
+per I/O and of host CPU µs per I/O pooled, their geometric mean, and a 95 % interval for it
+from resampling the boots and, within each, its rounds (the spread between boots is larger than
+within one, so rounds alone would claim too much). The resampling is seeded: the same
+directories print the same interval.
 """
 import json
 import math
@@ -248,7 +249,10 @@ def pool(dirs):
     first = f"{PAIRS[0][0]} / {PAIRS[0][1]} IOPS"
     pool_only = tuple(f"{a} / {b} " for a, b in POOL_PAIRS[len(PAIRS):])
     interval = {}
-    for key in sorted(keys, key=lambda k: (k[1].startswith(pool_only), k[1] != first, "host CPU" in k[1])):
+    def draw_order(key):
+        return key[1].startswith(pool_only), key[1] != first, "host CPU" in key[1]
+
+    for key in sorted(keys, key=draw_order):
         groups = boots[key]
         means = sorted(
             geomean([rng.choice(g) for g in (rng.choice(groups) for _ in groups) for _ in g])
