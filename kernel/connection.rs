@@ -147,7 +147,8 @@ pub(crate) struct ConnStats {
     pub(crate) bytes_tx: AtomicU64,
     pub(crate) bytes_rx: AtomicU64,
     pub(crate) digest_errors: AtomicU64,
-    /// Data-ready callbacks that left the receive to the rx work (under load).
+    /// Times a data-ready callback queued the rx work to receive (under load); callbacks that
+    /// found it queued already are not counted.
     pub(crate) rx_deferred: AtomicU64,
     /// Inline sends (queuecommand, commit_rqs) that found another sender busy and left the
     /// send to the transmit work.
@@ -463,12 +464,13 @@ impl Connection {
         self.engine.lock().ffp.counters()
     }
 
-    fn queue_rx(self: &Arc<Self>) {
+    /// Queues the receive work; false when it was queued already (it will read everything
+    /// there is) or the connection is closing.
+    fn queue_rx(self: &Arc<Self>) -> bool {
         let open = self.gate.lock();
-        if *open && !self.dead.load(Ordering::Relaxed) {
-            // Already queued is fine: it will read everything there is.
-            let _ = self.queues.io.enqueue::<Arc<Self>, 0>(self.clone());
-        }
+        *open
+            && !self.dead.load(Ordering::Relaxed)
+            && self.queues.io.enqueue::<Arc<Self>, 0>(self.clone()).is_ok()
     }
 
     /// Wakes the transmit work to send what the engine has queued.
@@ -1042,8 +1044,9 @@ impl Connection {
             return;
         }
         if self.under_load() && queue.unread() >= RX_WORK_BYTES {
-            add(&self.stats.rx_deferred, 1);
-            self.queue_rx();
+            if self.queue_rx() {
+                add(&self.stats.rx_deferred, 1);
+            }
             return;
         }
         if let Err(e) = queue.read(|incoming| self.consume(incoming)) {
