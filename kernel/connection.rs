@@ -465,7 +465,7 @@ impl Connection {
     }
 
     /// Queues the receive work; false when it was queued already (it will read everything
-    /// there is) or the connection is closing.
+    /// there is) or the connection is closing or dead.
     fn queue_rx(self: &Arc<Self>) -> bool {
         let open = self.gate.lock();
         *open
