@@ -28,6 +28,7 @@
 //! bounds".
 
 mod eh;
+mod grow;
 mod report;
 
 use crate::channel::{Settings, Text, MAX_CONNECTIONS};
@@ -179,6 +180,16 @@ pub(crate) struct Session {
     /// Whether a rescan may be queued: `stop` shuts it before cancelling the work.
     #[pin]
     scan_gate: SpinLockBh<bool>,
+    /// The grow work: adds the connections the last login left out once their portals
+    /// answer (`grow`); queued only by the ticker, when `grow_at` (`now_ms`) has come, the
+    /// wait after that `grow_wait_ms`.
+    #[pin]
+    grow_work: Work<Session, 2>,
+    grow_at: AtomicU64,
+    grow_wait_ms: AtomicU32,
+    /// Changes whenever the session's connections are lost or torn down (`failed`,
+    /// `detach`): the grow work attaches nothing logged in across a change.
+    epoch: AtomicU32,
     tsih: AtomicU32,
     stats: SessionStats,
 }
@@ -207,6 +218,7 @@ const WAIT_SLICE_MS: u32 = 50;
 impl_has_work! {
     impl HasWork<Self> for Session { self.grace }
     impl HasWork<Self, 1> for Session { self.scan_work }
+    impl HasWork<Self, 2> for Session { self.grow_work }
 }
 impl_has_ticker!(Session, ticker);
 
@@ -262,6 +274,10 @@ impl Session {
                 scan_work <- new_work!("core_iscsi::scan"),
                 initial_scan: AtomicBool::new(false),
                 scan_gate <- new_spinlock_bh!(true),
+                grow_work <- new_work!("core_iscsi::grow"),
+                grow_at: AtomicU64::new(0),
+                grow_wait_ms: AtomicU32::new(grow::GROW_FIRST_MS),
+                epoch: AtomicU32::new(0),
                 tsih: AtomicU32::new(0),
                 stats: SessionStats::default(),
             }),
@@ -354,6 +370,9 @@ impl Session {
                 ifindex: p.ifindex,
             })
             .ok_or(Failure::Protocol)?;
+        if usize::from(cid) >= MAX_CONNECTIONS {
+            return Err(Failure::Protocol);
+        }
         let leading = cid == LEADING_CID;
         let ms = |s: u32| u64::from(s) * 1000;
         let conn_params = &done.params.conn;
@@ -472,6 +491,8 @@ impl Session {
                 ),
             }
         }
+        // Those left out are tried again while the session runs.
+        self.grow_later();
         Ok(())
     }
 
@@ -663,6 +684,7 @@ impl Session {
     /// socket is shut down before anything waits on it. Gives the retired connections (their
     /// sockets are released when the last reference goes: never under a spinlock).
     fn detach(&self, link: Link, result: CommandResult) -> Conns {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.io.lock().link = link;
         // Retired while still listed, so that the error handler finds their commands until
         // they have ended (a command it cannot find, it takes as completed).
@@ -849,6 +871,9 @@ impl Session {
         }
         self.keepalive();
         self.watch_window();
+        if self.ctl.lock().phase == Phase::Running {
+            self.maybe_grow();
+        }
     }
 
     /// Logs out while holding the host's I/O (queued in the block layer) until [`resume`].
@@ -940,6 +965,8 @@ impl Session {
         self.ticker.close();
         *self.scan_gate.lock() = false;
         crate::sys::workqueue::cancel_sync::<Self, 1>(self);
+        // Only the ticker, closed now, queues it.
+        crate::sys::workqueue::cancel_sync::<Self, 2>(self);
     }
 
     /// The scan work: the first scan (`initial_scan`, which `start` waits for), or a rescan
@@ -1054,6 +1081,7 @@ impl Owner for Session {
         if !current {
             return;
         }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         // The end of a connection we are logging out of is no loss: nothing to recover. While
         // stopping, what the disks' removal still sends goes on the connections left
         // (queuecommand passes a dead one by); with none left it must fail at once, not be

@@ -238,12 +238,15 @@ impl Session {
                 return Some(EhOutcome::Failed);
             }
             match ctl.phase {
-                // Logged in again only once a live connection other than the one failed here
-                // is in place (the ticker may not have seen the failure yet, or the failure
-                // may have hit a connection a recovery had just attached).
+                // Logged in again only once a live leading connection other than those failed
+                // here is in place (the ticker may not have seen the failure yet, or the
+                // failure may have hit a connection a recovery had just attached). The leading
+                // one: only a login of the whole session replaces it, while the grow work may
+                // add another to the session failed here.
                 Phase::Running => {
-                    let fresh = self.live_conn().is_some_and(|c| {
-                        !old.iter().flatten().any(|o| Arc::ptr_eq(&c, o))
+                    let lead = self.conns.lock().first().cloned().flatten();
+                    let fresh = lead.is_some_and(|c| {
+                        !c.is_dead() && !old.iter().flatten().any(|o| Arc::ptr_eq(&c, o))
                     });
                     fresh.then_some(EhOutcome::Success)
                 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What a session shows in its channel's configfs files: `negotiated` and `stats`.
+//! What a session shows in its channel's configfs files: `negotiated`, `connections` and `stats`.
 
 use super::{Phase, Session};
 use core::fmt::{self, Write};
@@ -81,15 +81,7 @@ impl Session {
             return Ok(());
         }
         for portal in self.settings.portals() {
-            let open = conns
-                .iter()
-                .flatten()
-                .filter(|c| {
-                    let o = c.origin();
-                    o.portal == portal.addr && o.ifindex == portal.ifindex
-                })
-                .count();
-            for _ in open..usize::from(portal.connections) {
+            for _ in super::grow::open_at(&conns, portal)..usize::from(portal.connections) {
                 writeln!(
                     p,
                     "cid - portal {} ifindex {} local - state missing",

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Growing a running session back to the connections its portals ask for. A login (at start,
+//! in recovery, on resume) leaves out a connection whose portal does not answer, so that a dead
+//! portal or NIC never keeps the channel down; once the session runs, the grow work tries the
+//! missing ones again, each through its own portal, and adds those that log in.
+//!
+//! The login runs without `op`: a portal that does not answer holds it up for login_timeout,
+//! and recovery, pause and `stop` must not wait for that (stop interrupts it like any login).
+//! Only the attach takes `op`, and only if the session is still the one the connection logged
+//! in to: the same leading connection, alive, with the CID the login used still the next.
+
+use super::{Conns, Phase, Session};
+use crate::channel::{Portal, MAX_CONNECTIONS};
+use crate::login::LoginBuffers;
+use crate::sys::mem::{now_ms, NoIoScope};
+use core::sync::atomic::Ordering;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::workqueue::{system_unbound, WorkItem};
+
+/// The first try at the missing connections comes this long after a login of the session;
+/// each try without them doubles the wait, up to `GROW_MAX_MS`.
+pub(super) const GROW_FIRST_MS: u32 = 5_000;
+
+/// The longest wait between two tries.
+const GROW_MAX_MS: u32 = 60_000;
+
+/// The connections open through `portal` (lost ones included, until recovery retires them).
+pub(super) fn open_at(conns: &Conns, portal: &Portal) -> usize {
+    conns
+        .iter()
+        .flatten()
+        .filter(|c| {
+            let o = c.origin();
+            o.portal == portal.addr && o.ifindex == portal.ifindex
+        })
+        .count()
+}
+
+impl Session {
+    /// The portal (its index) of each connection the portals ask for that is not open, in
+    /// portal order, as many as the target's MaxConnections leaves room for; gives how many
+    /// entries of `out` it filled.
+    fn missing(&self, conns: &Conns, out: &mut [usize; MAX_CONNECTIONS]) -> usize {
+        let open = conns.iter().flatten().count();
+        let granted = usize::from(self.io.lock().params.session.max_connections.max(1));
+        let room = granted.saturating_sub(open).min(out.len());
+        let mut n = 0;
+        for (i, portal) in self.settings.portals().enumerate() {
+            for _ in open_at(conns, portal)..usize::from(portal.connections) {
+                if n < room {
+                    if let Some(slot) = out.get_mut(n) {
+                        *slot = i;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// After a login of the whole session: the missing connections get their first try
+    /// `GROW_FIRST_MS` from now.
+    pub(super) fn grow_later(&self) {
+        self.grow_wait_ms.store(GROW_FIRST_MS, Ordering::Relaxed);
+        self.grow_at.store(
+            now_ms().saturating_add(GROW_FIRST_MS.into()),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Ticker context, the session running: queues the grow work when connections are missing
+    /// and their next try is due, and doubles the wait before the one after.
+    pub(super) fn maybe_grow(self: &Arc<Self>) {
+        let now = now_ms();
+        if now < self.grow_at.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut portals = [0usize; MAX_CONNECTIONS];
+        let conns = self.conns();
+        if conns.iter().all(Option::is_none) || self.missing(&conns, &mut portals) == 0 {
+            return;
+        }
+        drop(conns);
+        let wait = self.grow_wait_ms.load(Ordering::Relaxed);
+        self.grow_at
+            .store(now.saturating_add(wait.into()), Ordering::Relaxed);
+        self.grow_wait_ms
+            .store(wait.saturating_mul(2).min(GROW_MAX_MS), Ordering::Relaxed);
+        // On a queue of the kernel's, not the module's (whose workers have rescuers for memory
+        // reclaim): a login may take login_timeout, and nothing reclaim needs waits for this.
+        // Already queued is fine: it tries every missing connection.
+        let _ = system_unbound().enqueue::<Arc<Self>, 2>(self.clone());
+    }
+
+    /// The grow work: one try at each missing connection, through its portal, the list made
+    /// again before each (a recovery may have filled it meanwhile); a portal whose try fails
+    /// is not tried again in this run.
+    fn grow(self: &Arc<Self>) {
+        // The disks this session serves may be what memory reclaim writes to.
+        let _noio = NoIoScope::new();
+        let Ok(mut bufs) = LoginBuffers::new() else {
+            return;
+        };
+        let mut refused = [false; MAX_CONNECTIONS];
+        loop {
+            if !self.still_running() {
+                return;
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            let conns = self.conns();
+            let mut portals = [0usize; MAX_CONNECTIONS];
+            let n = self.missing(&conns, &mut portals);
+            let next = portals
+                .iter()
+                .take(n)
+                .find(|&&i| !refused.get(i).copied().unwrap_or(true))
+                .copied();
+            let (Some(portal), Some(lead)) = (next, conns.first().cloned().flatten()) else {
+                return;
+            };
+            let count = conns.iter().flatten().count();
+            drop(conns);
+            let (Ok(cid), Ok(tsih)) = (
+                u16::try_from(count),
+                u16::try_from(self.tsih.load(Ordering::Relaxed)),
+            ) else {
+                return;
+            };
+            if lead.is_dead() || usize::from(cid) >= MAX_CONNECTIONS {
+                return;
+            }
+            let (stream, done, _) =
+                match self.connect_and_login(&mut bufs, None, Some((portal, cid, tsih))) {
+                    Ok(logged_in) => logged_in,
+                    Err(_) => {
+                        // Said once, by the login that left it out; `connections` shows it
+                        // missing.
+                        if let Some(r) = refused.get_mut(portal) {
+                            *r = true;
+                        }
+                        continue;
+                    }
+                };
+            // A session that changed while this connection logged in (a loss, a recovery, a
+            // pause, a stop) is closed to it at once, without waiting for `op`: it belongs to
+            // a session the target is about to end, and must not stay open while a
+            // recovery reinstates it (see `wait_peers_closed`).
+            if self.epoch.load(Ordering::Acquire) != epoch || !self.still_running() {
+                return;
+            }
+            let _op = self.op.lock();
+            let same = {
+                let conns = self.conns();
+                conns
+                    .first()
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| Arc::ptr_eq(c, &lead) && !c.is_dead())
+                    && conns.iter().flatten().count() == count
+            };
+            if !same || self.epoch.load(Ordering::Acquire) != epoch || !self.still_running() {
+                return;
+            }
+            if let Err(why) = self.attach(stream, &done, cid, portal) {
+                pr_warn!(
+                    "core-iscsi: channel {}: connection {} (TSIH {}) not added: {}\n",
+                    self.name.as_str(),
+                    cid,
+                    tsih,
+                    why
+                );
+                return;
+            }
+            if let Some(p) = self.settings.portals().nth(portal) {
+                pr_info!(
+                    "core-iscsi: channel {}: connection {} (TSIH {}) added through portal {}\n",
+                    self.name.as_str(),
+                    cid,
+                    tsih,
+                    p.addr
+                );
+            }
+        }
+    }
+
+    /// Running, not stopping, no loss waiting for the ticker.
+    fn still_running(&self) -> bool {
+        let ctl = self.ctl.lock();
+        !self.stopping.load(Ordering::Acquire) && ctl.phase == Phase::Running && ctl.lost.is_none()
+    }
+}
+
+impl WorkItem<2> for Session {
+    type Pointer = Arc<Session>;
+
+    fn run(this: Arc<Session>) {
+        this.grow();
+    }
+}
