@@ -163,6 +163,7 @@ tgt_chap() {
 # istgt_target NAME PORT AUTH LUN_MB... : istgt on 127.0.0.1:PORT with target
 # iqn.2007-09.jp.ne.peach.istgt:NAME, LUNs 0..N-1 on tmpfs; AUTH is "None", or
 # "CHAP user secret" or "Mutual user secret muser msecret". Digests are negotiable (Auto).
+# Its unit control (istgt_info) listens on 127.0.0.1:PORT+100.
 istgt_target() {
     local name=$1 port=$2 auth=$3 dir=/tmp/istgt-$2 lun=0 size method group=""
     shift 3
@@ -201,7 +202,9 @@ istgt_target() {
   DataSequenceInOrder Yes
   ErrorRecoveryLevel 0
 [UnitControl]
-  AuthMethod CHAP Mutual
+  AuthMethod None
+  Portal UC1 127.0.0.1:$(($port + 100))
+  Netmask 127.0.0.1
 [PortalGroup1]
   Portal DA1 127.0.0.1:$port
 [InitiatorGroup1]
@@ -219,6 +222,14 @@ CONF
         echo "  LUN$lun Storage $dir/lun$lun.img ${size}MB" >> $dir/istgt.conf
         lun=$((lun + 1))
     done
+    printf '[Global]\n  Timeout 10\n  AuthMethod None\n  Host 127.0.0.1\n  Port %s\n' $(($port + 100)) \
+        > $dir/istgtcontrol.conf
     istgt -D -c $dir/istgt.conf > $dir/log 2>&1 &
     wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 10 || fail "istgt did not start: $(cat $dir/log)"
+}
+# istgt_info PORT: the target's own view of its connections (istgtcontrol info), one
+# "Login from" line per connection with its ISID, TSIH, CID and digests. istgt_target's unit
+# control listens on 127.0.0.1 at PORT + 100, without authentication (a test target).
+istgt_info() {
+    istgtcontrol -c /tmp/istgt-$1/istgtcontrol.conf info || fail "istgtcontrol info failed (port $1)"
 }

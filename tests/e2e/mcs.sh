@@ -5,8 +5,9 @@
 # `initiator-ctl start` with the target's own view of the session and two connections killed
 # under load (`ss -K`), four connections with mutual CHAP and digests against istgt, connections
 # bound to two veth devices into a network namespace, the fallback to what the target grants
-# (tgt), I/O carried by every connection, recoveries that bring
-# every connection back, and stop leaving no connection behind.
+# (tgt), I/O carried by every connection, each target's own view of the session (LIO's `info`,
+# `istgtcontrol info`, `tgtadm --op show`), a connection killed under load with each target,
+# recoveries that bring every connection back, and stop leaving no connection behind.
 # vm-kernel: debug
 # vm-args: --timeout 1200
 set -euo pipefail
@@ -39,6 +40,28 @@ fio_both() {
         --output=/tmp/fio-mcs.txt > /dev/null 2>&1 \
         || { cat /tmp/fio-mcs.txt >&2; fail "/dev/$1: fio verify over two CPUs failed"; }
     grep -q "err= 0" /tmp/fio-mcs.txt || { cat /tmp/fio-mcs.txt >&2; fail "/dev/$1: fio reported errors"; }
+}
+
+# kill_under_load CH DEV SIZE N FILTER...: while a verifying fio writes DEV (one job per CPU,
+# SIZE each), destroys the TCP connections that ss's FILTER matches (a socket destroy, as a
+# dead link or a reset would end them). At ErrorRecoveryLevel 0 losing one connection loses the
+# session: channel CH must count a recovery, be back to N connections, and fio's verify pass.
+kill_under_load() {
+    local n=$1 dev=$2 size=$3 want=$4 rec pid; shift 4
+    fio --name=kill --filename=/dev/$dev --rw=randwrite --bs=64k --iodepth=16 --numjobs=2 \
+        --cpus_allowed=0-1 --cpus_allowed_policy=split --offset_increment=$size --size=$size \
+        --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+        --output=/tmp/fio-kill.txt > /dev/null 2>&1 &
+    pid=$!
+    sleep 1
+    rec=$(channel_stat $n recoveries)
+    ss -K "$@" > /dev/null || fail "ss -K $* failed"
+    kill -0 $pid 2>/dev/null || fail "fio ended before the connections were killed: the test proves nothing"
+    wait $pid || { cat /tmp/fio-kill.txt >&2; fail "fio verify failed across the killed connections"; }
+    grep -q "err= 0" /tmp/fio-kill.txt || fail "fio reported errors"
+    [ "$(channel_stat $n recoveries)" -gt "$rec" ] || fail "no recovery counted after the kill"
+    wait_for "[ \"\$(channel_stat $n connections)\" = $want ]" 30 \
+        || fail "not $want connections again: $(cat $ISCSI_ROOT/$n/connections)"
 }
 
 dmesg -C
@@ -102,8 +125,25 @@ grep -qx "cid - portal 127.0.0.3:3999 ifindex 0 local - state missing" $ch/conne
 dmesg | grep -q "core-iscsi: channel 0: connection 2 (TSIH [0-9]*) not added: connection refused" \
     || fail "no kernel log line for the connection not added"
 fio_verify "$(channel_disks 0)" 4m
-stop_channel 0
 ok "LIO: a dead portal leaves the session on 2 of 3 connections, the missing one named, data verified"
+# The portal comes to life: the running session adds its connection at its next try (5 s after
+# the login, then waits doubling up to 60 s: the bound asserted, with a login's time on top).
+t0=$SECONDS
+mkdir -p "$tpg/np/127.0.0.3:3999"
+wait_for "[ \"\$(channel_stat 0 connections)\" = 3 ]" 75 \
+    || fail "the portal that came back was not added within 75 s: $(cat $ch/connections)"
+took=$((SECONDS - t0))
+grep -Eq "^cid 2 portal 127.0.0.3:3999 ifindex 0 local [0-9.]+:[0-9]+ state up " $ch/connections \
+    || fail "connection 2 not shown up: $(cat $ch/connections)"
+! grep -q "state missing" $ch/connections || fail "still missing: $(cat $ch/connections)"
+dmesg | grep -q "core-iscsi: channel 0: connection 2 (TSIH [0-9]*) added through portal 127.0.0.3:3999" \
+    || fail "no kernel log line for the connection added"
+[ "$(channel_stat 0 recoveries)" = 0 ] || fail "adding the connection cost a recovery"
+fio_both "$(channel_disks 0)" 4m
+conn_busy 3
+stop_channel 0
+rmdir "$tpg/np/127.0.0.3:3999"
+ok "LIO: the dead portal answered again: its connection added to the running session in $took s (no recovery), all 3 carried verified I/O"
 
 rmdir $ch
 
@@ -149,19 +189,7 @@ sg_reset -d /dev/$disk1 || fail "LUN reset failed"
 ok "LUN reset answered with four connections, no recovery"
 # Two connections killed under load (socket destroy): the session is lost as a whole (ERL 0),
 # reinstated with all four, and fio's verify passes.
-fio --name=kill --filename=/dev/$disk1 --rw=randwrite --bs=64k --iodepth=16 --numjobs=2 \
-    --cpus_allowed=0-1 --cpus_allowed_policy=split --offset_increment=16m --size=16m \
-    --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
-    --output=/tmp/fio-kill.txt > /dev/null 2>&1 &
-fio_pid=$!
-sleep 1
-rec=$(channel_stat 1 recoveries)
-ss -K dst 127.0.0.2 dport = :3260 > /dev/null || fail "ss -K failed"
-kill -0 $fio_pid 2>/dev/null || fail "fio ended before the connections were killed: the test proves nothing"
-wait $fio_pid || { cat /tmp/fio-kill.txt >&2; fail "fio verify failed across the killed connections"; }
-grep -q "err= 0" /tmp/fio-kill.txt || fail "fio reported errors"
-[ "$(channel_stat 1 recoveries)" -gt "$rec" ] || fail "no recovery counted after the kill"
-wait_for "[ \"\$(sed -n 's/^connections //p' $ch1/stats)\" = 4 ]" 30 || fail "not 4 connections again: $(cat $ch1/connections)"
+kill_under_load 1 "$disk1" 16m 4 dst 127.0.0.2 dport = :3260
 ok "two connections killed under load (ss -K): the session recovered with 4, data verified"
 initiator-ctl --config-dir "$CONF" stop || fail "initiator-ctl stop failed"
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
@@ -180,13 +208,27 @@ start_channel 0
 [ "$(established 3262 | wc -l)" = 4 ] || fail "istgt: $(established 3262 | wc -l) TCP connections"
 grep -qx "HeaderDigest=CRC32C" $ch/negotiated && grep -qx "DataDigest=CRC32C" $ch/negotiated \
     || fail "istgt: digests not negotiated: $(cat $ch/negotiated)"
+# The target's own view: one session of ours (one ISID and TSIH), connections 0-3 in it.
+istgt_info 3262 > /tmp/istgt-info.txt
+logins=$(grep 'Login from' /tmp/istgt-info.txt) || fail "istgt shows no login: $(cat /tmp/istgt-info.txt)"
+[ "$(wc -l <<< "$logins")" = 4 ] || fail "istgt shows not 4 connections: $logins"
+[ "$(grep -o 'ISID=[0-9a-f]*, TSIH=[0-9]*' <<< "$logins" | sort -u | wc -l)" = 1 ] \
+    || fail "istgt shows more than one session: $logins"
+[ "$(grep -o 'CID=[0-9]*' <<< "$logins" | sort | tr '\n' ' ')" = "CID=0 CID=1 CID=2 CID=3 " ] \
+    || fail "istgt shows other CIDs than 0-3: $logins"
 disk=$(channel_disks 0)
+[ "$(wc -w <<< "$disk")" = 1 ] || fail "istgt: disks '$disk', expected one (one LUN)"
 fio_both $disk 8m
 conn_busy 4
 for i in 0 1 2 3; do
     [ "$(channel_stat 0 conn$i.digest_errors)" = 0 ] || fail "conn$i: digest errors"
 done
-ok "istgt: 4 connections with mutual CHAP and header and data digests, data verified on each"
+ok "istgt: 4 connections with mutual CHAP and header and data digests, data verified on each; istgt's view: one session, CIDs 0-3"
+
+# One of the four connections killed under load: the session recovers with all four.
+local_addr=$(established 3262 | head -1 | cut -d' ' -f1)
+kill_under_load 0 "$disk" 8m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
+ok "istgt: one connection killed under load (ss -K): the session recovered with 4, data verified"
 
 # Keepalive per connection: idle for a few NOP intervals (1 s), each connection pings its own.
 sleep 4
@@ -229,7 +271,7 @@ ip netns exec mcs-tgt ip link set lo up
 istgt_target veth 3265 None 32
 pkill -x istgt; wait_for "! pgrep -x istgt > /dev/null" 10 || fail "istgt did not stop"
 sed -i -e 's|^  Portal DA1 .*|  Portal DA1 10.99.1.2:3265\n  Portal DA2 10.99.2.2:3265|' \
-    -e 's|^  Netmask .*|  Netmask 10.99.0.0/16|' /tmp/istgt-3265/istgt.conf
+    -e '/^\[InitiatorGroup1\]/,/^\[/ s|^  Netmask .*|  Netmask 10.99.0.0/16|' /tmp/istgt-3265/istgt.conf
 ip netns exec mcs-tgt istgt -D -c /tmp/istgt-3265/istgt.conf > /tmp/istgt-3265/log.ns 2>&1 &
 wait_for "(exec 3<>/dev/tcp/10.99.2.2/3265) 2>/dev/null" 10 || fail "istgt in the namespace did not start: $(cat /tmp/istgt-3265/log.ns)"
 h1=$(cat /sys/class/net/mcsh1/ifindex); h2=$(cat /sys/class/net/mcsh2/ifindex)
@@ -257,10 +299,19 @@ start_channel 0
 [ "$(channel_stat 0 connections)" = 1 ] || fail "tgt: $(channel_stat 0 connections) connections, expected the 1 it grants"
 dmesg | grep -q "core-iscsi: channel 0: the target grants 1 of 2 connections" \
     || fail "no kernel log line for the connections the target did not grant"
-fio_verify "$(channel_disks 0)" 4m
+# The target's own view: one I_T nexus (session) of ours, one connection in it.
+tgtadm -C $TGT_CP --lld iscsi --op show --mode target > /tmp/tgt-show.txt
+[ "$(grep -c 'I_T nexus: ' /tmp/tgt-show.txt)" = 1 ] || fail "tgt shows not one session: $(cat /tmp/tgt-show.txt)"
+[ "$(grep -c 'Connection: ' /tmp/tgt-show.txt)" = 1 ] || fail "tgt shows not one connection: $(cat /tmp/tgt-show.txt)"
+disk=$(channel_disks 0)
+[ "$(wc -w <<< "$disk")" = 1 ] || fail "tgt: disks '$disk', expected one (one LUN)"
+fio_verify "$disk" 4m
+ok "tgt: one connection of two configured (it grants MaxConnections=1), said in the kernel log; tgt's view: one session, one connection; data verified"
+kill_under_load 0 "$disk" 4m 1 dst 127.0.0.1 dport = :3263
+ok "tgt: its connection killed under load (ss -K): the session recovered with 1, data verified"
 stop_channel 0
+[ -z "$(established 3263)" ] || fail "connections left after stop: $(established 3263)"
 rmdir $ch
-ok "tgt: one connection of two configured (it grants MaxConnections=1), said in the kernel log, data verified"
 
 unload_module
 ok "module unloaded"
