@@ -8,11 +8,12 @@
 //! flight (otherwise the connection's transmit work does); the connection's receive path feeds
 //! the target's bytes to the engine and completes commands itself. The session keeps the rest:
 //! login, the SCSI host, the lifecycle (start, pause, resume, stop), recovery and, in `eh`,
-//! error handling; `report` renders its configfs files. Its ticker (a periodic work item on the
-//! control workqueue) runs the connection's timers (pings), watches the command window and,
-//! when the connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues the commands
-//! in flight, logs in again (session reinstatement: same ISID) and unblocks the host; if that
-//! does not succeed within the replacement timeout, held and new I/O fails.
+//! error handling; `report` renders its configfs files; `grow` adds the connections a login
+//! left out. Its ticker (a periodic work item on the control workqueue) runs the connection's
+//! timers (pings), watches the command window, queues the grow work when connections are
+//! missing and, when the connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues
+//! the commands in flight, logs in again (session reinstatement: same ISID) and unblocks the
+//! host; if that does not succeed within the replacement timeout, held and new I/O fails.
 //!
 //! Locks, always taken in this order: `op` (one control operation at a time: start, stop,
 //! pause, resume, recovery; it holds the SCSI host, and is the only lock of ours held when the
@@ -853,6 +854,8 @@ impl Session {
             // A connection that failed before it was the session's (between its login and
             // `attach`) was not reported: its loss is found here.
             if self.conns().iter().flatten().any(|c| c.is_dead()) {
+                // A loss, like one `failed` reports: the grow work attaches nothing across it.
+                self.epoch.fetch_add(1, Ordering::AcqRel);
                 pr_warn!(
                     "core-iscsi: channel {}: connection lost: {}\n",
                     self.name.as_str(),

@@ -201,7 +201,7 @@ impl Session {
     /// Drops the connection and waits for the ticker's ordinary recovery: reinstating the
     /// session (same ISID) makes the target end every task of the old connection (RFC 7143
     /// section 6.3.5), which a reset it did not do could not promise. `Success` once the
-    /// session runs on a new, live connection; `Failed` if it failed instead, is being
+    /// session runs on a new, live leading connection; `Failed` if it failed instead, is being
     /// stopped, or did not come back in time. Either way no command is touched again: the
     /// midlayer takes them back even on `Failed`.
     fn reset_session(&self) -> EhOutcome {

@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Growing a running session back to the connections its portals ask for. A login (at start,
-//! in recovery, on resume) leaves out a connection whose portal does not answer, so that a dead
-//! portal or NIC never keeps the channel down; once the session runs, the grow work tries the
-//! missing ones again, each through its own portal, and adds those that log in.
+//! in recovery, on resume) leaves out a connection that cannot log in (its portal does not
+//! answer, or the target refuses it), so that a dead portal or NIC never keeps the channel
+//! down; once the session runs, the grow work tries the missing ones again, each through its
+//! own portal, and adds those that log in.
 //!
 //! The login runs without `op`: a portal that does not answer holds it up for login_timeout,
 //! and recovery, pause and `stop` must not wait for that (stop interrupts it like any login).
 //! Only the attach takes `op`, and only if the session is still the one the connection logged
-//! in to: the same leading connection, alive, with the CID the login used still the next.
+//! in to: the same leading connection, alive, with the CID the login used still the next, and
+//! the same `epoch` (every loss and every `detach` moves it).
 
 use super::{Conns, Phase, Session};
-use crate::channel::{Portal, MAX_CONNECTIONS};
+use crate::channel::{Portal, Settings, MAX_CONNECTIONS};
 use crate::login::LoginBuffers;
 use crate::sys::mem::{now_ms, NoIoScope};
 use core::sync::atomic::Ordering;
@@ -26,16 +28,30 @@ pub(super) const GROW_FIRST_MS: u32 = 5_000;
 /// The longest wait between two tries.
 const GROW_MAX_MS: u32 = 60_000;
 
-/// The connections open through `portal` (lost ones included, until recovery retires them).
-pub(super) fn open_at(conns: &Conns, portal: &Portal) -> usize {
-    conns
+/// How many of the connections that entry `index` of the portals asks for are not open (lost
+/// ones count as open until recovery retires them). The connections through one address and
+/// device count towards the entries that name it in order, so that an entry listed twice does
+/// not take the other's as its own.
+pub(super) fn missing_at(settings: &Settings, conns: &Conns, index: usize) -> usize {
+    let Some(portal) = settings.portals().nth(index) else {
+        return 0;
+    };
+    let same = |p: &Portal| p.addr == portal.addr && p.ifindex == portal.ifindex;
+    let open = conns
         .iter()
         .flatten()
         .filter(|c| {
             let o = c.origin();
             o.portal == portal.addr && o.ifindex == portal.ifindex
         })
-        .count()
+        .count();
+    let before: usize = settings
+        .portals()
+        .take(index)
+        .filter(|p| same(p))
+        .map(|p| usize::from(p.connections))
+        .sum();
+    usize::from(portal.connections).saturating_sub(open.saturating_sub(before))
 }
 
 impl Session {
@@ -47,8 +63,8 @@ impl Session {
         let granted = usize::from(self.io.lock().params.session.max_connections.max(1));
         let room = granted.saturating_sub(open).min(out.len());
         let mut n = 0;
-        for (i, portal) in self.settings.portals().enumerate() {
-            for _ in open_at(conns, portal)..usize::from(portal.connections) {
+        for i in 0..self.settings.portals().count() {
+            for _ in 0..missing_at(&self.settings, conns, i) {
                 if n < room {
                     if let Some(slot) = out.get_mut(n) {
                         *slot = i;
@@ -144,9 +160,10 @@ impl Session {
                     }
                 };
             // A session that changed while this connection logged in (a loss, a recovery, a
-            // pause, a stop) is closed to it at once, without waiting for `op`: it belongs to
-            // a session the target is about to end, and must not stay open while a
-            // recovery reinstates it (see `wait_peers_closed`).
+            // pause, a stop) gets it closed here at once, without waiting for `op`: it
+            // belongs to a session the target is about to end. (A change in the instant
+            // before `op` is taken still finds it open while the holder, a recovery say,
+            // runs; it is closed after, when the check under `op` fails.)
             if self.epoch.load(Ordering::Acquire) != epoch || !self.still_running() {
                 return;
             }

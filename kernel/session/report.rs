@@ -80,8 +80,8 @@ impl Session {
             // Not logged in (starting, recovering, paused): nothing is missing yet.
             return Ok(());
         }
-        for portal in self.settings.portals() {
-            for _ in super::grow::open_at(&conns, portal)..usize::from(portal.connections) {
+        for (i, portal) in self.settings.portals().enumerate() {
+            for _ in 0..super::grow::missing_at(&self.settings, &conns, i) {
                 writeln!(
                     p,
                     "cid - portal {} ifindex {} local - state missing",
