@@ -147,6 +147,36 @@ ok "LIO: the dead portal answered again: its connection added to the running ses
 
 rmdir $ch
 
+# ---- a portal that accepts and never answers: stop does not wait for the grow work's login ----
+# A listener that takes connections and says nothing: a login through it ends at login_timeout
+# (10 s). The start leaves that connection out; the grow work tries it again 5 s after the
+# login and hangs in that login; a stop written meanwhile interrupts it (within 200 ms).
+python3 -c '
+import socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.4", 3999))
+s.listen(8)
+held = []
+while True:
+    held.append(s.accept()[0])
+' &
+mute_pid=$!
+wait_for "ss -Hltn 'sport = :3999' | grep -q 127.0.0.4" 10 || fail "the mute listener did not start"
+channel_create 0 $IQN "127.0.0.1:3260*2 127.0.0.4:3999" login_timeout=10
+start_channel 0
+[ "$(channel_stat 0 connections)" = 2 ] || fail "$(channel_stat 0 connections) connections with a mute portal"
+[ -z "$(established 3999)" ] || fail "the start's login through the mute portal is still open: $(established 3999)"
+wait_for "[ -n \"\$(established 3999)\" ]" 20 || fail "the grow work did not try the mute portal within 20 s"
+t0=$(date +%s%3N)
+stop_channel 0
+stop_ms=$(( $(date +%s%3N) - t0 ))
+[ $stop_ms -lt 5000 ] || fail "stop took $stop_ms ms while the grow work was logging in (login_timeout 10 s)"
+[ -z "$(established 3999)" ] || fail "the grow work's connection is open after stop: $(established 3999)"
+rmdir $ch
+kill $mute_pid; wait $mute_pid 2>/dev/null || true
+ok "LIO: a mute portal left out at start; stop during the grow work's login to it returned in $stop_ms ms (login_timeout 10 s), nothing left open"
+
 # ---- the howto's Example 2 layout through initiator-ctl; LIO's view; connections killed -------
 echo 4 > "$tpg/param/MaxConnections"
 # An explicit ACL for our initiator, so that LIO shows its session and connections (info).
