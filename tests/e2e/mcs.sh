@@ -1,7 +1,9 @@
 #!/bin/bash
 # Several connections per session (MC/S, the howto's "trunking"): two portals of two connections
 # each against LIO (one bound to a device), a portal that does not answer (the session runs on
-# the others, `connections` names the missing one), the howto's Example 2 layout through
+# the others, `connections` names the missing one, and the running session adds it once it
+# answers), a portal that accepts and never answers (stop does not wait for the running
+# session's login through it), the howto's Example 2 layout through
 # `initiator-ctl start` with the target's own view of the session and two connections killed
 # under load (`ss -K`), four connections with mutual CHAP and digests against istgt, connections
 # bound to two veth devices into a network namespace, the fallback to what the target grants
