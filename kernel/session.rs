@@ -554,6 +554,12 @@ impl Session {
         self.conns.lock().iter().flatten().find(|c| !c.is_dead()).cloned()
     }
 
+    /// Whether the session has a live connection. Looked at in place, with no reference taken:
+    /// usable under `ctl`, where dropping a clone could release a socket.
+    fn has_live_conn(&self) -> bool {
+        self.conns.lock().iter().flatten().any(|c| !c.is_dead())
+    }
+
     /// Makes every hardware queue's route from the connections now: every queue is served
     /// by every connection, queue `i`'s list starting at connection `i mod n`, and `pick`
     /// chooses the least busy. So the commands of one CPU (one fio job, one queue) spread over
@@ -617,7 +623,7 @@ impl Session {
                 return Some(true);
             }
             let up = self.io.lock().link == Link::Up;
-            (!up || self.live_conn().is_none()).then_some(false)
+            (!up || !self.has_live_conn()).then_some(false)
         })
         .unwrap_or(false)
     }
@@ -942,7 +948,7 @@ impl Session {
             // While the link is up the disks can flush their caches on the way out; otherwise
             // their I/O fails at once instead of waiting.
             // A connection that failed before the ticker saw it is no live link.
-            let live = self.live_conn().is_some();
+            let live = self.has_live_conn();
             {
                 let mut io = self.io.lock();
                 if io.link != Link::Up || !live {
@@ -1092,7 +1098,7 @@ impl Owner for Session {
         let phase = self.ctl.lock().phase;
         match phase {
             Phase::Stopping => {
-                if self.live_conn().is_none() {
+                if !self.has_live_conn() {
                     self.io.lock().link = Link::Failed;
                 }
                 return;

@@ -244,10 +244,13 @@ impl Session {
                 // one: only a login of the whole session replaces it, while the grow work may
                 // add another to the session failed here.
                 Phase::Running => {
-                    let lead = self.conns.lock().first().cloned().flatten();
-                    let fresh = lead.is_some_and(|c| {
-                        !c.is_dead() && !old.iter().flatten().any(|o| Arc::ptr_eq(&c, o))
+                    // Looked at in place: a clone dropped here could be the last reference,
+                    // and a socket's release must not run under `ctl`.
+                    let conns = self.conns.lock();
+                    let fresh = conns.first().and_then(Option::as_ref).is_some_and(|c| {
+                        !c.is_dead() && !old.iter().flatten().any(|o| Arc::ptr_eq(c, o))
                     });
+                    drop(conns);
                     fresh.then_some(EhOutcome::Success)
                 }
                 Phase::Recovering | Phase::Starting => None,

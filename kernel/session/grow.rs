@@ -13,7 +13,7 @@
 //! the same `epoch` (every loss and every `detach` moves it).
 
 use super::{Conns, Phase, Session};
-use crate::channel::{Portal, Settings, MAX_CONNECTIONS};
+use crate::channel::{Settings, MAX_CONNECTIONS};
 use crate::login::LoginBuffers;
 use crate::sys::mem::{now_ms, NoIoScope};
 use core::sync::atomic::Ordering;
@@ -36,19 +36,19 @@ pub(super) fn missing_at(settings: &Settings, conns: &Conns, index: usize) -> us
     let Some(portal) = settings.portals().nth(index) else {
         return 0;
     };
-    let same = |p: &Portal| p.addr == portal.addr && p.ifindex == portal.ifindex;
+    let key = (&portal.addr, portal.ifindex);
     let open = conns
         .iter()
         .flatten()
         .filter(|c| {
             let o = c.origin();
-            o.portal == portal.addr && o.ifindex == portal.ifindex
+            (&o.portal, o.ifindex) == key
         })
         .count();
     let before: usize = settings
         .portals()
         .take(index)
-        .filter(|p| same(p))
+        .filter(|p| (&p.addr, p.ifindex) == key)
         .map(|p| usize::from(p.connections))
         .sum();
     usize::from(portal.connections).saturating_sub(open.saturating_sub(before))
