@@ -58,7 +58,7 @@ use crate::sys::scsi::{Command, CommandResult, Direction, HostByte};
 use crate::sys::try_mutex::{new_try_mutex, TryMutex};
 use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
 use crate::tasks::{Ending, Finished, Slot, TaskTable};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::alloc::KVVec;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -121,8 +121,8 @@ pub(crate) enum Busy {
 pub(crate) enum Answer {
     /// A task management response.
     TaskMgmt { itt: u32, response: u8 },
-    /// A logout response.
-    Logout,
+    /// A logout response, with its response code (0: closed).
+    Logout { response: u8 },
     /// The target rejected one of our requests (task management, logout).
     Rejected { itt: u32 },
 }
@@ -137,6 +137,9 @@ pub(crate) trait Owner: Send + Sync {
     fn answered(&self, answer: Answer);
     /// The target's LUN inventory changed (receive path: must not sleep).
     fn rescan(self: Arc<Self>);
+    /// The target asked this connection to log out (`Connection::leave_asked` says within how
+    /// long): the session decides how (receive path: must not sleep).
+    fn logout_requested(self: Arc<Self>, conn: &Arc<Connection>);
 }
 
 /// Counters of one connection, shown in the channel's `stats`.
@@ -246,7 +249,40 @@ enum Action {
     Transmit,
     Answer(Answer),
     Rescan,
-    LogoutRequested,
+    LogoutRequested { within_s: u16 },
+}
+
+/// Where a connection is in leaving its session on its own, at the target's request (Async
+/// Message event 1): the session drains it, logs it out ("close the connection") and unlists
+/// it, while its other connections carry the I/O.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Leave {
+    /// A member like any other.
+    Member = 0,
+    /// The target asked it to log out; the session has not acted yet.
+    Asked = 1,
+    /// No new command goes out on it (`Session::pick` passes it by); those in flight end.
+    Draining = 2,
+    /// Its logout request is out.
+    LoggingOut = 3,
+    /// The target answered the logout "closed": its end (the target closes it) is no loss.
+    LoggedOut = 4,
+    /// Its logout went unanswered, or was answered with an error: the connection is failed.
+    GivenUp = 5,
+}
+
+impl Leave {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Leave::Asked,
+            2 => Leave::Draining,
+            3 => Leave::LoggingOut,
+            4 => Leave::LoggedOut,
+            5 => Leave::GivenUp,
+            _ => Leave::Member,
+        }
+    }
 }
 
 /// A connection in the full feature phase.
@@ -292,6 +328,9 @@ pub(crate) struct Connection {
     /// Commands in flight now (the task table's count, read without the engine lock): how
     /// the session chooses among connections ([`Connection::in_flight`]).
     busy: Arc<AtomicUsize>,
+    /// Its [`Leave`] state, and the seconds the target gave it to log out.
+    leave: AtomicU8,
+    leave_within_s: AtomicU16,
     pub(crate) stats: ConnStats,
 }
 
@@ -427,6 +466,8 @@ impl Connection {
                 send_timeout_ms,
                 depth: AtomicUsize::new(0),
                 busy,
+                leave: AtomicU8::new(Leave::Member as u8),
+                leave_within_s: AtomicU16::new(0),
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
@@ -619,7 +660,10 @@ impl Connection {
         let engine = &mut *guard;
         let mut io = self.io.lock();
         match io.link {
-            Link::Up if !self.is_dead() => {}
+            // One leaving the session takes no new command: a command picked before it was
+            // marked goes out ahead of its logout or not at all (the marking came first, and
+            // `logout_alone` queues the logout under this lock).
+            Link::Up if !self.is_dead() && !self.is_leaving() => {}
             Link::Failed => {
                 drop(io);
                 drop(guard);
@@ -699,16 +743,63 @@ impl Connection {
 
     /// Sends a logout request closing the session.
     pub(crate) fn logout(self: &Arc<Self>) -> core::result::Result<u32, Failure> {
+        self.send_logout(pdu::logout_reason::CLOSE_SESSION)
+    }
+
+    /// Sends a logout request closing this connection only, once it is draining (see
+    /// [`Leave`]); its answer moves it to `LoggedOut`.
+    pub(crate) fn logout_alone(self: &Arc<Self>) -> core::result::Result<u32, Failure> {
+        // Before the request can leave, so that its answer finds the state to move on.
+        self.set_leave(Leave::LoggingOut);
+        self.send_logout(pdu::logout_reason::CLOSE_CONNECTION)
+    }
+
+    fn send_logout(self: &Arc<Self>, reason: u8) -> core::result::Result<u32, Failure> {
         let itt = {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
             engine
                 .ffp
-                .logout(&mut io.ffp, pdu::logout_reason::CLOSE_SESSION)
+                .logout(&mut io.ffp, reason)
                 .map_err(|_| Failure::ConnectionReset)?
         };
         self.queue_tx();
         Ok(itt)
+    }
+
+    /// Where it is in leaving the session alone.
+    pub(crate) fn leave(&self) -> Leave {
+        Leave::from_u8(self.leave.load(Ordering::Acquire))
+    }
+
+    /// Moves it to `state` (the session's leave work; the receive path for `Asked` and
+    /// `LoggedOut`).
+    pub(crate) fn set_leave(&self, state: Leave) {
+        self.leave.store(state as u8, Ordering::Release);
+    }
+
+    /// Moves it from `from` to `to` if it is still at `from` (the receive path and the leave
+    /// work race at the logout's answer and its timeout); false if it was not.
+    pub(crate) fn leave_from(&self, from: Leave, to: Leave) -> bool {
+        self.leave
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether the session must not start a command on it: it is on its way out.
+    pub(crate) fn is_leaving(&self) -> bool {
+        self.leave() >= Leave::Draining
+    }
+
+    /// Whether its logout request is out: no other request may follow it (RFC 7143 section
+    /// 11.14), no ping, no task management.
+    pub(crate) fn logout_sent(&self) -> bool {
+        self.leave() >= Leave::LoggingOut
+    }
+
+    /// The seconds the target gave it to log out, once it asked.
+    pub(crate) fn leave_asked(&self) -> Option<u16> {
+        (self.leave() == Leave::Asked).then(|| self.leave_within_s.load(Ordering::Relaxed))
     }
 
     /// The timers at `now`: a ping is queued, or an unanswered one (or a PDU received too
@@ -1259,7 +1350,7 @@ impl Connection {
             Event::TaskMgmt { itt, response, .. } => {
                 Some(Action::Answer(Answer::TaskMgmt { itt, response }))
             }
-            Event::Logout { .. } => Some(Action::Answer(Answer::Logout)),
+            Event::Logout { response, .. } => Some(Action::Answer(Answer::Logout { response })),
             Event::Rejected { itt, reason } => {
                 pr_warn!(
                     "core-iscsi: channel {}: target rejected a PDU (reason {:#x})\n",
@@ -1269,7 +1360,7 @@ impl Connection {
                 Some(Action::Answer(Answer::Rejected { itt }))
             }
             Event::Rescan => Some(Action::Rescan),
-            Event::LogoutRequested { .. } => Some(Action::LogoutRequested),
+            Event::LogoutRequested { within_s } => Some(Action::LogoutRequested { within_s }),
             // The module sends no text request.
             Event::Text { .. } => None,
         };
@@ -1294,15 +1385,34 @@ impl Connection {
                 }
             }
             Action::Transmit => self.queue_tx(),
-            Action::Answer(a) => self.owner.answered(a),
+            Action::Answer(a) => {
+                if let Answer::Logout { response } = a {
+                    // Before the end of the stream that follows it is read, which is then no
+                    // loss. Only "closed" (0) ends what was in flight on it (RFC 7143 section
+                    // 11.15.1): otherwise the leave is given up, and the connection with it.
+                    let next = if response == 0 {
+                        Leave::LoggedOut
+                    } else {
+                        Leave::GivenUp
+                    };
+                    let _ = self.leave_from(Leave::LoggingOut, next);
+                }
+                self.owner.answered(a)
+            }
             Action::Rescan => self.owner.clone().rescan(),
-            Action::LogoutRequested => {
-                // At ErrorRecoveryLevel 0, log in again (reinstating the session).
+            Action::LogoutRequested { within_s } => {
                 pr_info!(
-                    "core-iscsi: channel {}: target requests logout (event 1)\n",
-                    self.owner.name()
+                    "core-iscsi: channel {}: target requests logout (event 1) of connection {} within {} s\n",
+                    self.owner.name(),
+                    self.cid,
+                    within_s
                 );
-                return Err(Failure::ConnectionReset);
+                // Once: a second request while the first is handled changes nothing.
+                if self.leave() == Leave::Member {
+                    self.leave_within_s.store(within_s, Ordering::Relaxed);
+                    self.set_leave(Leave::Asked);
+                    self.owner.clone().logout_requested(self);
+                }
             }
         }
         Ok(())

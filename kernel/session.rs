@@ -9,7 +9,7 @@
 //! the target's bytes to the engine and completes commands itself. The session keeps the rest:
 //! login, the SCSI host, the lifecycle (start, pause, resume, stop), recovery and, in `eh`,
 //! error handling; `report` renders its configfs files; `grow` adds the connections a login
-//! left out. Its ticker (a periodic work item on the control workqueue) runs the connection's
+//! left out; `leave` logs out alone a connection the target asks to log out. Its ticker (a periodic work item on the control workqueue) runs the connection's
 //! timers (pings), watches the command window, queues the grow work when connections are
 //! missing and, when the connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues
 //! the commands in flight, logs in again (session reinstatement: same ISID) and unblocks the
@@ -30,10 +30,13 @@
 
 mod eh;
 mod grow;
+mod leave;
 mod report;
 
 use crate::channel::{Settings, Text, MAX_CONNECTIONS};
-use crate::connection::{Answer, Busy, Connection, IoLock, Origin, Owner, Path, PathStats};
+use crate::connection::{
+    Answer, Busy, Connection, IoLock, Leave, Origin, Owner, Path, PathStats,
+};
 use crate::datapath::{Io, Link};
 use crate::login::{self, Failure, LoginBuffers};
 use crate::proto::chap::{ChapAlgorithm, ChapConfig, MutualChap};
@@ -83,8 +86,9 @@ const PAUSE_DRAIN_MS: u64 = 10_000;
 /// The connection ID of the leading connection; the others follow it in order, 1, 2, ...
 const LEADING_CID: u16 = 0;
 
-/// The session's connections by CID: the first `n` slots, with no gap (a connection that
-/// cannot log in gets no CID).
+/// The session's connections by CID: a login fills the first `n` slots (a connection that
+/// cannot log in gets no CID); a connection that leaves alone (`leave`) empties its slot
+/// until the grow work fills the lowest free one again.
 type Conns = [Option<Arc<Connection>>; MAX_CONNECTIONS];
 
 /// The connections that serve one hardware queue (the first few slots), of which
@@ -186,6 +190,10 @@ pub(crate) struct Session {
     /// wait after that `grow_wait_ms`.
     #[pin]
     grow_work: Work<Session, 2>,
+    /// The leave work: logs out alone a connection the target asked to log out (`leave`);
+    /// queued by the receive path.
+    #[pin]
+    leave_work: Work<Session, 3>,
     grow_at: AtomicU64,
     grow_wait_ms: AtomicU32,
     /// Changes whenever the session's connections are lost or torn down (`failed`,
@@ -220,6 +228,7 @@ impl_has_work! {
     impl HasWork<Self> for Session { self.grace }
     impl HasWork<Self, 1> for Session { self.scan_work }
     impl HasWork<Self, 2> for Session { self.grow_work }
+    impl HasWork<Self, 3> for Session { self.leave_work }
 }
 impl_has_ticker!(Session, ticker);
 
@@ -276,6 +285,7 @@ impl Session {
                 initial_scan: AtomicBool::new(false),
                 scan_gate <- new_spinlock_bh!(true),
                 grow_work <- new_work!("core_iscsi::grow"),
+                leave_work <- new_work!("core_iscsi::leave"),
                 grow_at: AtomicU64::new(0),
                 grow_wait_ms: AtomicU32::new(grow::GROW_FIRST_MS),
                 epoch: AtomicU32::new(0),
@@ -539,6 +549,12 @@ impl Session {
         }
     }
 
+    /// Running, not stopping, no loss waiting for the ticker.
+    fn still_running(&self) -> bool {
+        let ctl = self.ctl.lock();
+        !self.stopping.load(Ordering::Acquire) && ctl.phase == Phase::Running && ctl.lost.is_none()
+    }
+
     /// The session's connections now (a copy: what it calls may sleep).
     fn conns(&self) -> Conns {
         self.conns.lock().clone()
@@ -575,13 +591,14 @@ impl Session {
         for (q, route) in self.routes.iter().enumerate() {
             let old = {
                 let conns = self.conns.lock();
-                let n = conns.iter().take_while(|c| c.is_some()).count();
+                let n = conns.iter().flatten().count();
                 let mut new: Route = core::array::from_fn(|_| None);
                 if q < queues && n > 0 {
-                    // Every connection, starting at connection q mod n.
+                    // Every connection, starting at the (q mod n)-th (a slot a connection
+                    // left empty is passed by).
                     for (k, slot) in new.iter_mut().take(n).enumerate() {
                         let i = q.saturating_add(k).checked_rem(n).unwrap_or(0);
-                        *slot = conns.get(i).cloned().flatten();
+                        *slot = conns.iter().flatten().nth(i).cloned();
                     }
                 }
                 core::mem::replace(&mut *route.lock(), new)
@@ -604,12 +621,15 @@ impl Session {
     /// command's tag).
     fn pick(&self, queue: u16, except: Option<&Arc<Connection>>) -> Option<Arc<Connection>> {
         let route = self.routes.get(usize::from(queue))?.lock();
-        // A dead connection keeps its last count until it is detached: passed by (every
-        // connection is in every route, so a live one is found if there is one).
+        // A dead connection keeps its last count until it is detached, and one leaving alone
+        // takes no new command: both passed by (every connection is in every route, so a
+        // live one is found if there is one).
         route
             .iter()
             .map_while(Option::as_ref)
-            .filter(|c| !c.is_dead() && !except.is_some_and(|e| Arc::ptr_eq(c, e)))
+            .filter(|c| {
+                !c.is_dead() && !c.is_leaving() && !except.is_some_and(|e| Arc::ptr_eq(c, e))
+            })
             .min_by_key(|c| c.in_flight())
             .cloned()
     }
@@ -825,7 +845,9 @@ impl Session {
         if self.io.lock().link != Link::Up {
             return;
         }
-        for conn in self.conns().iter().flatten().filter(|c| !c.is_dead()) {
+        // No ping may follow a logout request on its connection.
+        let pinged = |c: &&Arc<Connection>| !c.is_dead() && !c.logout_sent();
+        for conn in self.conns().iter().flatten().filter(pinged) {
             if conn.tick() {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -859,7 +881,13 @@ impl Session {
         if lost.is_none() && self.io.lock().link == Link::Up {
             // A connection that failed before it was the session's (between its login and
             // `attach`) was not reported: its loss is found here.
-            if self.conns().iter().flatten().any(|c| c.is_dead()) {
+            // One logged out alone is dead until the leave work unlists it: no loss.
+            let dead = self
+                .conns()
+                .iter()
+                .flatten()
+                .any(|c| c.is_dead() && c.leave() != Leave::LoggedOut);
+            if dead {
                 // A loss, like one `failed` reports: the grow work attaches nothing across it.
                 self.epoch.fetch_add(1, Ordering::AcqRel);
                 pr_warn!(
@@ -976,6 +1004,8 @@ impl Session {
         crate::sys::workqueue::cancel_sync::<Self, 1>(self);
         // Only the ticker, closed now, queues it.
         crate::sys::workqueue::cancel_sync::<Self, 2>(self);
+        // Only a receive path queues it, and `detach` retired every connection.
+        crate::sys::workqueue::cancel_sync::<Self, 3>(self);
     }
 
     /// The scan work: the first scan (`initial_scan`, which `start` waits for), or a rescan
@@ -1081,6 +1111,10 @@ impl Owner for Session {
 
     /// A connection failed: the ticker recovers (if it is still the session's connection).
     fn failed(self: Arc<Self>, conn: &Arc<Connection>, why: Failure) {
+        if conn.leave() == Leave::LoggedOut {
+            // Logged out alone: the target closes it, and the leave work unlists it.
+            return;
+        }
         let current = self
             .conns
             .lock()
@@ -1138,7 +1172,7 @@ impl Owner for Session {
         };
         match answer {
             Answer::TaskMgmt { itt, response } => tmf(itt, response.into()),
-            Answer::Logout => self.answers.logout_done.store(true, Ordering::Release),
+            Answer::Logout { .. } => self.answers.logout_done.store(true, Ordering::Release),
             Answer::Rejected { itt } => {
                 tmf(itt, TMF_REJECTED);
                 // A rejected logout ends its wait too (the next logout starts afresh).
@@ -1152,6 +1186,10 @@ impl Owner for Session {
 
     fn rescan(self: Arc<Self>) {
         self.queue_scan();
+    }
+
+    fn logout_requested(self: Arc<Self>, _conn: &Arc<Connection>) {
+        self.leave_later();
     }
 }
 

@@ -114,6 +114,12 @@ impl Session {
             .into_iter()
             .flatten()
             .find_map(|c| c.itt_of_tag(cmd.slot()).map(|itt| (itt, c)));
+        if found.as_ref().is_some_and(|(_, c)| c.logout_sent()) {
+            // Its connection is logging out alone, and no request may follow the logout: the
+            // logout's answer ends the command (requeued), or its absence fails the
+            // connection. The midlayer's next step, a LUN reset, goes on another connection.
+            return EhOutcome::Failed;
+        }
         let Some((itt, conn)) = found else {
             // Completed meanwhile, or being completed: the receive path completes outside
             // the connection's lock. Wait for it to let go of the command before the midlayer

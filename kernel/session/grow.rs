@@ -9,10 +9,10 @@
 //! The login runs without `op`: a portal that does not answer holds it up for login_timeout,
 //! and recovery, pause and `stop` must not wait for that (stop interrupts it like any login).
 //! Only the attach takes `op`, and only if the session is still the one the connection logged
-//! in to: the same leading connection, alive, with the CID the login used still the next, and
-//! the same `epoch` (every loss and every `detach` moves it).
+//! in to: the same leading connection, alive, with the CID the login used still free, and
+//! the same `epoch` (every loss, every `detach` and every connection leaving alone moves it).
 
-use super::{Conns, Phase, Session};
+use super::{Conns, Session};
 use crate::channel::{Settings, MAX_CONNECTIONS};
 use crate::login::LoginBuffers;
 use crate::sys::mem::{now_ms, NoIoScope};
@@ -86,6 +86,15 @@ impl Session {
         );
     }
 
+    /// After a connection left the session alone (`leave`): the next try comes after the
+    /// wait now in force, not reset to `GROW_FIRST_MS`, so that a target that keeps asking a
+    /// portal's connections to leave gets them back ever later (up to `GROW_MAX_MS`).
+    pub(super) fn grow_again_later(&self) {
+        let wait = self.grow_wait_ms.load(Ordering::Relaxed);
+        self.grow_at
+            .store(now_ms().saturating_add(wait.into()), Ordering::Relaxed);
+    }
+
     /// Ticker context, the session running: queues the grow work when connections are missing
     /// and their next try is due, and doubles the wait before the one after.
     pub(super) fn maybe_grow(self: &Arc<Self>) {
@@ -137,9 +146,12 @@ impl Session {
                 return;
             };
             let count = conns.iter().flatten().count();
+            // The lowest free CID: the next after a login's (0, 1, ...), or the one a
+            // connection that left alone (`leave`) gave up.
+            let free = conns.iter().position(Option::is_none);
             drop(conns);
-            let (Ok(cid), Ok(tsih)) = (
-                u16::try_from(count),
+            let (Some(Ok(cid)), Ok(tsih)) = (
+                free.map(u16::try_from),
                 u16::try_from(self.tsih.load(Ordering::Relaxed)),
             ) else {
                 return;
@@ -175,6 +187,7 @@ impl Session {
                     .and_then(Option::as_ref)
                     .is_some_and(|c| Arc::ptr_eq(c, &lead) && !c.is_dead())
                     && conns.iter().flatten().count() == count
+                    && conns.get(usize::from(cid)).is_some_and(Option::is_none)
             };
             if !same || self.epoch.load(Ordering::Acquire) != epoch || !self.still_running() {
                 return;
@@ -199,12 +212,6 @@ impl Session {
                 );
             }
         }
-    }
-
-    /// Running, not stopping, no loss waiting for the ticker.
-    fn still_running(&self) -> bool {
-        let ctl = self.ctl.lock();
-        !self.stopping.load(Ordering::Acquire) && ctl.phase == Phase::Running && ctl.lost.is_none()
     }
 }
 

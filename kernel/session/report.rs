@@ -69,7 +69,13 @@ impl Session {
             writeln!(
                 p,
                 " state {} pdus_tx {} pdus_rx {} bytes_tx {} bytes_rx {}",
-                if conn.is_dead() { "lost" } else { "up" },
+                if conn.is_dead() {
+                    "lost"
+                } else if conn.is_leaving() {
+                    "leaving"
+                } else {
+                    "up"
+                },
                 get(&c.pdus_tx),
                 get(&c.pdus_rx),
                 get(&c.bytes_tx),

@@ -34,6 +34,14 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     status, then "function complete" (the command completed during its abort)
   after-abort       a READ left unanswered; ABORT TASK answered "function complete", then the
                     aborted READ's Data-In and status anyway
+  conn-logout       (two connections per session) the first READ in the trigger window that comes
+                    on the added connection is answered, then an Async Message event 1 (the
+                    target requests a logout within 10 s) goes out on that connection. A Logout
+                    Request is logged with its reason and CID ("conn N: logout reason R cid C")
+                    and answered; the connection then closes, the others go on. Later
+                    connections (with the session's TSIH) are accepted.
+  conn-logout-refuse  as conn-logout, but the Logout Request (reason 1) is answered with
+                    response 3 ("cleanup failed") and the connection is kept open.
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
   login-continue    (at the first login) Login Responses with the C bit, forever
 
@@ -149,8 +157,9 @@ WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
 WRITE_MODES |= {"filler-reset"}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
-READ_MODES |= {"trickle-reset"}
-ADDED_CONN_MODES = {"trickle-reset", "filler-reset"}
+CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse"}
+READ_MODES |= {"trickle-reset"} | CONN_LOGOUT_MODES
+ADDED_CONN_MODES = {"trickle-reset", "filler-reset"} | CONN_LOGOUT_MODES
 # Serve LUN 1 too (its trigger is a WRITE to LUN 1).
 TWO_LUN_MODES = {"filler-reset"}
 # ExpCmdSN kept for the session (the first CmdSN not received on any connection), not per
@@ -189,6 +198,8 @@ MODE_OURS = {
     "slow-drain": {"ImmediateData": "No", "MaxBurstLength": 16776192},
     "r2t-reset": {"ImmediateData": "No"},
     "trickle-reset": {"MaxConnections": 2},
+    "conn-logout": {"MaxConnections": 2},
+    "conn-logout-refuse": {"MaxConnections": 2},
     "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
                    "MaxRecvDataSegmentLength": 4096},
     "filler-reset": {"ImmediateData": "No", "MaxBurstLength": 16776192,
@@ -607,6 +618,14 @@ class Conn:
         elif op == 0x05:
             self.data_out(bhs, data)
         elif op == 0x06:  # Logout
+            reason = bhs[1] & 0x7F
+            log("conn %d: logout reason %d cid %d" %
+                (self.n, reason, struct.unpack_from(">H", bhs, 20)[0]))
+            if self.t.mode == "conn-logout-refuse" and reason == 1:
+                self.send(self.pdu(0x26, 0x80, b2=3, itt=itt, w20=0,
+                                   sn=self.sn_fields(self.next_stat_sn())))
+                log("conn %d: logout refused (response 3, cleanup failed)" % self.n)
+                return
             self.send(self.pdu(0x26, 0x80, itt=itt, w20=0,
                                sn=self.sn_fields(self.next_stat_sn())))
             log("conn %d: logout" % self.n)
@@ -956,6 +975,13 @@ class Conn:
         lun = bhs[8:16]
         if m == "trickle-reset":
             self.trickle(itt, edtl, lun)
+            return False
+        if m in CONN_LOGOUT_MODES:
+            self.serve_command(bhs, data, itt, edtl, bhs[32:48], op, lba, blocks, lun, True)
+            self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
+                               sn=self.sn_fields(self.next_stat_sn()),
+                               tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 10, 0)))
+            log("conn-logout: conn %d asked to log out within 10 s" % self.n)
             return False
         if m == "oversize":
             h = bytearray(self.pdu(0x25, 0x00, itt=itt, sn=self.sn_fields(),

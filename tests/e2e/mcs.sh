@@ -5,7 +5,8 @@
 # answers), a portal that accepts and never answers (stop does not wait for the running
 # session's login through it), the howto's Example 2 layout through
 # `initiator-ctl start` with the target's own view of the session and two connections killed
-# under load (`ss -K`), four connections with mutual CHAP and digests against istgt, connections
+# under load (`ss -K`), a connection the target asks to log out (it leaves alone, no recovery,
+# and is added back; a refused logout reinstates the session), four connections with mutual CHAP and digests against istgt, connections
 # bound to two veth devices into a network namespace, the fallback to what the target grants
 # (tgt), I/O carried by every connection, each target's own view of the session (LIO's `info`,
 # `istgtcontrol info`, `tgtadm --op show`), a connection killed under load with each target,
@@ -178,6 +179,98 @@ stop_ms=$(( $(date +%s%3N) - t0 ))
 rmdir $ch
 kill $mute_pid; wait $mute_pid 2>/dev/null || true
 ok "LIO: a mute portal left out at start; stop during the grow work's login to it returned in $stop_ms ms (login_timeout 10 s), nothing left open"
+
+# ---- the target asks one connection to log out (Async Message event 1) ---------------------
+# tests/e2e/hostile-target.py in mode conn-logout grants two connections and, at the first read
+# of its 4 MiB window that comes on the added connection, answers it and asks that connection
+# to log out within 10 s. The session must log out that connection alone ("close the
+# connection", reason 1, its CID), with no recovery, while a verifying fio keeps both CPUs'
+# queues busy (what was in flight on it ends or is requeued: the verify passes); then the grow
+# work adds a connection back through the portal (5 s after, plus a login). In mode
+# conn-logout-refuse the target answers that logout "cleanup failed": the connection is then
+# lost, and the session reinstated with the data intact.
+HT=$REPO/tests/e2e/hostile-target.py
+HLOG=/tmp/conn-logout-target.log
+
+# conn_logout_begin PORT MODE: the scripted target, channel 0 of two connections to it, the
+# window written with /tmp/cl-pattern; sets d (the disk) and ht_pid.
+conn_logout_begin() {
+    python3 "$HT" $1 $2 --log $HLOG &
+    ht_pid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null" 20 || fail "$2: the target did not start"
+    dmesg -C
+    channel_create 0 iqn.2026-11.org.core-iscsi:hostile "127.0.0.1:$1*2"
+    start_channel 0
+    [ "$(channel_stat 0 connections)" = 2 ] || fail "$2: $(channel_stat 0 connections) connections, expected 2"
+    d=$(channel_disks 0)
+    head -c $((1 << 20)) /dev/urandom > /tmp/cl-pattern
+    dd if=/tmp/cl-pattern of=/dev/$d bs=1M seek=4 count=1 oflag=direct status=none || fail "$2: write failed"
+}
+
+# conn_logout_trigger MODE: reads of the window from each CPU in turn until one goes on the
+# added connection (a lone command from a CPU goes on its queue's own connection unless that
+# one is busier); the read returns the pattern.
+conn_logout_trigger() {
+    local i
+    for i in $(seq 1 60); do
+        taskset -c $((i % 2)) dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none \
+            || fail "$1: a read of the window failed"
+        grep -q "TRIGGER $1" $HLOG && break
+    done
+    grep -q "TRIGGER $1" $HLOG || fail "$1: no read of the window came on the added connection"
+    cmp -s /tmp/cl-pattern /tmp/cl-back || fail "$1: the read that drew the logout request returned other data"
+}
+
+# conn_logout_end PORT: stop leaves no connection; the target goes.
+conn_logout_end() {
+    stop_channel 0
+    [ -z "$(established $1)" ] || fail "connections left after stop: $(established $1)"
+    rmdir $ch
+    kill $ht_pid; wait $ht_pid 2>/dev/null || true
+}
+
+conn_logout_begin 3310 conn-logout
+# The load: 8-16 MiB, one job per CPU, written and verified eight times over.
+fio --name=cl --filename=/dev/$d --rw=randwrite --bs=16k --iodepth=8 --numjobs=2 \
+    --cpus_allowed=0-1 --cpus_allowed_policy=split --offset=8m --offset_increment=4m --size=4m \
+    --loops=8 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --output=/tmp/fio-cl.txt > /dev/null 2>&1 &
+fio_pid=$!
+conn_logout_trigger conn-logout
+kill -0 $fio_pid 2>/dev/null || fail "conn-logout: fio ended before the logout request: the test proves less than it says"
+wait_for "grep -q 'logout reason 1 cid 1' $HLOG" 10 \
+    || { tail -20 $HLOG >&2; fail "conn-logout: connection 1 was not logged out alone within 10 s (the target's bound)"; }
+wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1 logged out at the target.s request'" 10 \
+    || fail "conn-logout: no kernel log line for the logout: $(dmesg | grep core-iscsi | tail -5)"
+wait $fio_pid || { cat /tmp/fio-cl.txt >&2; fail "conn-logout: fio verify failed across the logout"; }
+grep -q "err= 0" /tmp/fio-cl.txt || fail "conn-logout: fio reported errors"
+! grep -q "logout reason 0" $HLOG || fail "conn-logout: the session was logged out"
+! dmesg | grep -q "core-iscsi: channel 0: connection lost" || fail "conn-logout: a connection was lost: $(dmesg | grep core-iscsi | tail -5)"
+[ "$(channel_stat 0 recoveries)" = 0 ] || fail "conn-logout: the logout cost a recovery"
+[ "$(cat $ch/state)" = running ] || fail "conn-logout: state '$(cat $ch/state)'"
+# Added back by the grow work, with the CID the leaving one gave up.
+wait_for "[ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
+    || fail "conn-logout: not 2 connections again within 30 s: $(cat $ch/connections)"
+dmesg | grep -q "core-iscsi: channel 0: connection 1 (TSIH [0-9]*) added through portal 127.0.0.1:3310" \
+    || fail "conn-logout: no kernel log line for the connection added back"
+[ "$(grep -c ' state up ' $ch/connections)" = 2 ] || fail "conn-logout: connections: $(cat $ch/connections)"
+fio_both "$d" 4m
+conn_busy 2
+[ "$(channel_stat 0 recoveries)" = 0 ] || fail "conn-logout: a recovery after the connection came back"
+conn_logout_end 3310
+ok "the target asked connection 1 to log out: logged out alone (reason 1) under a verifying load, no recovery, added back by the grow work, both carried verified I/O"
+
+conn_logout_begin 3311 conn-logout-refuse
+conn_logout_trigger conn-logout-refuse
+wait_for "grep -q 'logout refused' $HLOG" 10 || { tail -20 $HLOG >&2; fail "conn-logout-refuse: no logout of connection 1 within 10 s"; }
+wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1: logout not answered or refused'" 10 \
+    || fail "conn-logout-refuse: no kernel log line for the refused logout: $(dmesg | grep core-iscsi | tail -5)"
+wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && grep -qx running $ch/state && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
+    || fail "conn-logout-refuse: no recovery back to 2 connections (state '$(cat $ch/state)', recoveries $(channel_stat 0 recoveries))"
+dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none || fail "conn-logout-refuse: a read after the recovery failed"
+cmp -s /tmp/cl-pattern /tmp/cl-back || fail "conn-logout-refuse: data differs after the recovery"
+conn_logout_end 3311
+ok "the target refused connection 1's logout (cleanup failed): the connection was lost, the session reinstated with 2 connections, data intact"
 
 # ---- the howto's Example 2 layout through initiator-ctl; LIO's view; connections killed -------
 echo 4 > "$tpg/param/MaxConnections"
