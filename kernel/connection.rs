@@ -729,6 +729,10 @@ impl Connection {
     ) -> core::result::Result<u32, Failure> {
         let itt = {
             let mut engine = self.engine.lock();
+            if self.logout_sent() {
+                // No request may follow its logout request (RFC 7143 section 11.14).
+                return Err(Failure::ConnectionReset);
+            }
             let mut io = self.io.lock();
             let itt = engine
                 .ffp
@@ -807,6 +811,11 @@ impl Connection {
     pub(crate) fn tick(self: &Arc<Self>) -> bool {
         let timed = {
             let mut engine = self.engine.lock();
+            if self.logout_sent() {
+                // No ping may follow its logout request (`logout_alone` marks it before it
+                // takes this lock to queue the request); the logout's own wait bounds it.
+                return false;
+            }
             let mut io = self.io.lock();
             engine.ffp.handle_timeout(&mut io.ffp, now_ms())
         };

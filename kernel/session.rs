@@ -565,9 +565,14 @@ impl Session {
         self.conns().iter().flatten().map(|c| c.in_flight()).sum()
     }
 
-    /// A live connection of the session, the leading one first.
+    /// A live connection of the session that may carry a request, the leading one first.
     fn live_conn(&self) -> Option<Arc<Connection>> {
-        self.conns.lock().iter().flatten().find(|c| !c.is_dead()).cloned()
+        self.conns
+            .lock()
+            .iter()
+            .flatten()
+            .find(|c| !c.is_dead() && !c.logout_sent())
+            .cloned()
     }
 
     /// Whether the session has a live connection. Looked at in place, with no reference taken:
@@ -910,6 +915,7 @@ impl Session {
         self.watch_window();
         if self.ctl.lock().phase == Phase::Running {
             self.maybe_grow();
+            self.maybe_leave();
         }
     }
 

@@ -114,12 +114,6 @@ impl Session {
             .into_iter()
             .flatten()
             .find_map(|c| c.itt_of_tag(cmd.slot()).map(|itt| (itt, c)));
-        if found.as_ref().is_some_and(|(_, c)| c.logout_sent()) {
-            // Its connection is logging out alone, and no request may follow the logout: the
-            // logout's answer ends the command (requeued), or its absence fails the
-            // connection. The midlayer's next step, a LUN reset, goes on another connection.
-            return EhOutcome::Failed;
-        }
         let Some((itt, conn)) = found else {
             // Completed meanwhile, or being completed: the receive path completes outside
             // the connection's lock. Wait for it to let go of the command before the midlayer
@@ -127,6 +121,8 @@ impl Session {
             self.wait_receivers();
             return EhOutcome::Success;
         };
+        // On a connection logging out alone no request may follow the logout: `task_mgmt`
+        // refuses to send, and the midlayer's next step, a LUN reset, goes on another one.
         match self.task_mgmt(&conn, tmf::ABORT_TASK, cmd.lun(), itt) {
             // Function complete, or the task did not exist (it completed before the abort):
             // the midlayer gets it back the way a reset's commands come back.

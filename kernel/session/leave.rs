@@ -39,6 +39,20 @@ impl Session {
         let _ = system_unbound().enqueue::<Arc<Self>, 3>(self);
     }
 
+    /// Ticker context, the session running: a request the leave work set aside (it came
+    /// while a login or recovery was under way) is taken up now.
+    pub(super) fn maybe_leave(self: &Arc<Self>) {
+        let asked = self
+            .conns
+            .lock()
+            .iter()
+            .flatten()
+            .any(|c| !c.is_dead() && c.leave_asked().is_some());
+        if asked {
+            self.clone().leave_later();
+        }
+    }
+
     /// The leave work: every connection the target asked to log out, one at a time.
     fn leave_all(self: &Arc<Self>) {
         for conn in self.conns().iter().flatten() {
@@ -52,7 +66,8 @@ impl Session {
     /// reinstated) otherwise.
     fn leave_one(self: &Arc<Self>, conn: &Arc<Connection>, within_s: u16) {
         if conn.is_dead() || !self.still_running() {
-            // A loss, a recovery, a pause or a stop deals with it.
+            // A loss, a recovery, a pause or a stop deals with it; or a login of the session
+            // is still under way, and the ticker queues this work again once it runs.
             return;
         }
         let epoch = self.epoch.load(Ordering::Acquire);
@@ -81,10 +96,10 @@ impl Session {
             // A loss, a recovery, a pause or a stop came first: it dealt with this connection.
             return;
         }
-        if conn.logout_alone().is_err() {
+        let Ok(itt) = conn.logout_alone() else {
             conn.fail(Failure::ConnectionReset);
             return;
-        }
+        };
         let _ = self.wait_until(Deadline::after_ms(LOGOUT_TIMEOUT_MS), |_| {
             let settled = conn.leave() != Leave::LoggingOut
                 || conn.is_dead()
@@ -92,8 +107,11 @@ impl Session {
                 || self.epoch.load(Ordering::Acquire) != epoch;
             settled.then_some(())
         });
-        // An answer that comes from now on finds the leave given up.
-        let _ = conn.leave_from(Leave::LoggingOut, Leave::GivenUp);
+        // An answer that comes from now on finds the leave given up, and names no request
+        // (it must not end a session logout's wait).
+        if conn.leave_from(Leave::LoggingOut, Leave::GivenUp) {
+            self.io.lock().ffp.forget_request(itt);
+        }
         if conn.leave() != Leave::LoggedOut {
             // Refused or unanswered: the target may still hold what was in flight on it, so
             // it is a lost connection and the session is reinstated. Lost before its answer,
@@ -110,8 +128,10 @@ impl Session {
             }
             return;
         }
-        // The grow work attaches nothing logged in across this change.
+        // The grow work attaches nothing logged in across this change, and tries again only
+        // after the wait in force (set before the slot is free, so that no try comes sooner).
         self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.grow_again_later();
         // Retired while still listed, as in `detach`: the error handler finds its commands
         // until they have ended.
         let requeued = conn.in_flight();
@@ -136,7 +156,6 @@ impl Session {
             requeued,
             open
         );
-        self.grow_again_later();
     }
 }
 

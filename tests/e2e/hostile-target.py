@@ -35,11 +35,14 @@ kernel's partition scan never reads there, so the scan completes first); what it
   after-abort       a READ left unanswered; ABORT TASK answered "function complete", then the
                     aborted READ's Data-In and status anyway
   conn-logout       (two connections per session) the first READ in the trigger window that comes
-                    on the added connection is answered, then an Async Message event 1 (the
-                    target requests a logout within 10 s) goes out on that connection. A Logout
-                    Request is logged with its reason and CID ("conn N: logout reason R cid C")
-                    and answered; the connection then closes, the others go on. Later
-                    connections (with the session's TSIH) are accepted.
+                    on the added connection is held (never answered: the logout terminates it,
+                    RFC 7143 11.14), and an Async Message event 1 (the target requests a logout
+                    within 10 s) goes out on that connection; its other commands are answered. A
+                    Logout Request is logged with its reason and CID ("conn N: logout reason R
+                    cid C") and answered; the connection is then read until the initiator
+                    closes it (3 s at most), each PDU logged ("conn N: opcode X after the
+                    logout"), and closed; the others go on. Later connections (with the
+                    session's TSIH) are accepted.
   conn-logout-refuse  as conn-logout, but the Logout Request (reason 1) is answered with
                     response 3 ("cleanup failed") and the connection is kept open.
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
@@ -629,6 +632,8 @@ class Conn:
             self.send(self.pdu(0x26, 0x80, itt=itt, w20=0,
                                sn=self.sn_fields(self.next_stat_sn())))
             log("conn %d: logout" % self.n)
+            if self.t.mode in CONN_LOGOUT_MODES:
+                self.after_logout()
             raise Closed("logged out")
         elif op == 0x02 and (self.silent_tmf or self.silent_all):
             log("conn %d: task management function %d itt %#x ref %#x ignored" %
@@ -653,6 +658,20 @@ class Conn:
                                sn=self.sn_fields(self.next_stat_sn())))
         else:
             log("conn %d: ignoring opcode %#x" % (self.n, op))
+
+    def after_logout(self):
+        """conn-logout: what the initiator sends on a connection after its logout (RFC 7143
+        11.14: nothing), logged until it closes the connection."""
+        self.s.settimeout(3.0)
+        try:
+            while True:
+                bhs, _ = self.recv_pdu()
+                log("conn %d: opcode %#x itt %#x after the logout" %
+                    (self.n, bhs[0] & 0x3F, be32(bhs, 16)))
+        except socket.timeout:
+            log("conn %d: still open 3 s after the logout" % self.n)
+        except (Closed, OSError):
+            pass
 
     def tmf_response(self, itt, response=0):
         self.send(self.pdu(0x22, 0x80, b2=response, itt=itt, w20=0,
@@ -977,11 +996,10 @@ class Conn:
             self.trickle(itt, edtl, lun)
             return False
         if m in CONN_LOGOUT_MODES:
-            self.serve_command(bhs, data, itt, edtl, bhs[32:48], op, lba, blocks, lun, True)
             self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
                                sn=self.sn_fields(self.next_stat_sn()),
                                tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 10, 0)))
-            log("conn-logout: conn %d asked to log out within 10 s" % self.n)
+            log("conn-logout: conn %d asked to log out within 10 s; itt %#x held" % (self.n, itt))
             return False
         if m == "oversize":
             h = bytearray(self.pdu(0x25, 0x00, itt=itt, sn=self.sn_fields(),

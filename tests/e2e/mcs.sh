@@ -182,13 +182,14 @@ ok "LIO: a mute portal left out at start; stop during the grow work's login to i
 
 # ---- the target asks one connection to log out (Async Message event 1) ---------------------
 # tests/e2e/hostile-target.py in mode conn-logout grants two connections and, at the first read
-# of its 4 MiB window that comes on the added connection, answers it and asks that connection
-# to log out within 10 s. The session must log out that connection alone ("close the
-# connection", reason 1, its CID), with no recovery, while a verifying fio keeps both CPUs'
-# queues busy (what was in flight on it ends or is requeued: the verify passes); then the grow
-# work adds a connection back through the portal (5 s after, plus a login). In mode
-# conn-logout-refuse the target answers that logout "cleanup failed": the connection is then
-# lost, and the session reinstated with the data intact.
+# of its 4 MiB window that comes on the added connection, holds that read (never answered) and
+# asks the connection to log out within 10 s. The session must stop sending on it, let the
+# rest of what is in flight on it end (half the target's time: 5 s), then log it out alone
+# ("close the connection", reason 1, its CID) with nothing sent after the logout, requeue the
+# held read (the target terminated it), all with no recovery while a verifying fio keeps both
+# CPUs' queues busy; then the grow work adds a connection back through the portal (5 s after,
+# plus a login). In mode conn-logout-refuse the target answers that logout "cleanup failed":
+# the connection is then lost, and the session reinstated with the data intact.
 HT=$REPO/tests/e2e/hostile-target.py
 HLOG=/tmp/conn-logout-target.log
 
@@ -207,15 +208,23 @@ conn_logout_begin() {
     dd if=/tmp/cl-pattern of=/dev/$d bs=1M seek=4 count=1 oflag=direct status=none || fail "$2: write failed"
 }
 
-# conn_logout_trigger MODE: reads of the window from each CPU in turn until one goes on the
-# added connection (a lone command from a CPU goes on its queue's own connection unless that
-# one is busier); the read returns the pattern.
+# conn_logout_trigger MODE [PID]: reads of the window from each CPU in turn until one goes on
+# the added connection (a lone command from a CPU goes on its queue's own connection unless
+# that one is busier); PID (the load) must still run when it does; the read, held by the
+# target and requeued, returns the pattern.
 conn_logout_trigger() {
-    local i
+    local i p
     for i in $(seq 1 60); do
-        taskset -c $((i % 2)) dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none \
-            || fail "$1: a read of the window failed"
-        grep -q "TRIGGER $1" $HLOG && break
+        taskset -c $((i % 2)) dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none &
+        p=$!
+        wait_for "grep -q 'TRIGGER $1' $HLOG || ! kill -0 $p 2>/dev/null" 60 || fail "$1: a read of the window hung"
+        if grep -q "TRIGGER $1" $HLOG; then
+            [ -z "${2:-}" ] || kill -0 $2 2>/dev/null \
+                || fail "$1: the load ended before the logout request: the test proves less than it says"
+            wait $p || fail "$1: the read that drew the logout request failed"
+            break
+        fi
+        wait $p || fail "$1: a read of the window failed"
     done
     grep -q "TRIGGER $1" $HLOG || fail "$1: no read of the window came on the added connection"
     cmp -s /tmp/cl-pattern /tmp/cl-back || fail "$1: the read that drew the logout request returned other data"
@@ -236,12 +245,17 @@ fio --name=cl --filename=/dev/$d --rw=randwrite --bs=16k --iodepth=8 --numjobs=2
     --loops=8 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output=/tmp/fio-cl.txt > /dev/null 2>&1 &
 fio_pid=$!
-conn_logout_trigger conn-logout
-kill -0 $fio_pid 2>/dev/null || fail "conn-logout: fio ended before the logout request: the test proves less than it says"
-wait_for "grep -q 'logout reason 1 cid 1' $HLOG" 10 \
-    || { tail -20 $HLOG >&2; fail "conn-logout: connection 1 was not logged out alone within 10 s (the target's bound)"; }
-wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1 logged out at the target.s request'" 10 \
-    || fail "conn-logout: no kernel log line for the logout: $(dmesg | grep core-iscsi | tail -5)"
+t0=$SECONDS
+conn_logout_trigger conn-logout $fio_pid
+grep -q 'logout reason 1 cid 1' $HLOG \
+    || { tail -20 $HLOG >&2; fail "conn-logout: the held read came back without connection 1 logging out alone"; }
+took=$((SECONDS - t0))
+# The held read was requeued at the logout: one command left after the 5 s drain.
+wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1 logged out at the target.s request (1 commands requeued); 1 left'" 10 \
+    || fail "conn-logout: no kernel log line for the logout with its one requeued command: $(dmesg | grep core-iscsi | tail -5)"
+wait_for "grep -q 'conn [0-9]*: closed (logged out)' $HLOG" 10 || fail "conn-logout: the logged-out connection was not closed"
+! grep -q "after the logout\|still open 3 s after the logout" $HLOG \
+    || { grep "after the logout" $HLOG >&2; fail "conn-logout: a PDU followed the logout, or the connection stayed open"; }
 wait $fio_pid || { cat /tmp/fio-cl.txt >&2; fail "conn-logout: fio verify failed across the logout"; }
 grep -q "err= 0" /tmp/fio-cl.txt || fail "conn-logout: fio reported errors"
 ! grep -q "logout reason 0" $HLOG || fail "conn-logout: the session was logged out"
@@ -258,7 +272,7 @@ fio_both "$d" 4m
 conn_busy 2
 [ "$(channel_stat 0 recoveries)" = 0 ] || fail "conn-logout: a recovery after the connection came back"
 conn_logout_end 3310
-ok "the target asked connection 1 to log out: logged out alone (reason 1) under a verifying load, no recovery, added back by the grow work, both carried verified I/O"
+ok "the target asked connection 1 to log out: logged out alone (reason 1) under a verifying load, nothing sent after it, the held read requeued and answered on connection 0 ($took s from the first read), no recovery, added back by the grow work, both carried verified I/O"
 
 conn_logout_begin 3311 conn-logout-refuse
 conn_logout_trigger conn-logout-refuse
