@@ -137,9 +137,10 @@ pub(crate) trait Owner: Send + Sync {
     fn answered(&self, answer: Answer);
     /// The target's LUN inventory changed (receive path: must not sleep).
     fn rescan(self: Arc<Self>);
-    /// The target asked this connection to log out (`Connection::leave_asked` says within how
-    /// long): the session decides how (receive path: must not sleep).
-    fn logout_requested(self: Arc<Self>, conn: &Arc<Connection>);
+    /// The target asked one of its connections to log out (that connection's
+    /// `Connection::leave_asked` says within how long): the session decides how (receive
+    /// path: must not sleep).
+    fn logout_requested(self: Arc<Self>);
 }
 
 /// Counters of one connection, shown in the channel's `stats`.
@@ -262,7 +263,8 @@ pub(crate) enum Leave {
     Member = 0,
     /// The target asked it to log out; the session has not acted yet.
     Asked = 1,
-    /// No new command goes out on it (`Session::pick` passes it by); those in flight end.
+    /// No new command goes out on it (`Session::pick` and `Connection::submit` pass it by);
+    /// those in flight end.
     Draining = 2,
     /// Its logout request is out.
     LoggingOut = 3,
@@ -776,8 +778,7 @@ impl Connection {
         Leave::from_u8(self.leave.load(Ordering::Acquire))
     }
 
-    /// Moves it to `state` (the session's leave work; the receive path for `Asked` and
-    /// `LoggedOut`).
+    /// Moves it to `state` (the session's leave work; the receive path for `Asked`).
     pub(crate) fn set_leave(&self, state: Leave) {
         self.leave.store(state as u8, Ordering::Release);
     }
@@ -1420,7 +1421,7 @@ impl Connection {
                 if self.leave() == Leave::Member {
                     self.leave_within_s.store(within_s, Ordering::Relaxed);
                     self.set_leave(Leave::Asked);
-                    self.owner.clone().logout_requested(self);
+                    self.owner.clone().logout_requested();
                 }
             }
         }

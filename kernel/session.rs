@@ -9,11 +9,12 @@
 //! the target's bytes to the engine and completes commands itself. The session keeps the rest:
 //! login, the SCSI host, the lifecycle (start, pause, resume, stop), recovery and, in `eh`,
 //! error handling; `report` renders its configfs files; `grow` adds the connections a login
-//! left out; `leave` logs out alone a connection the target asks to log out. Its ticker (a periodic work item on the control workqueue) runs the connection's
-//! timers (pings), watches the command window, queues the grow work when connections are
-//! missing and, when the connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues
-//! the commands in flight, logs in again (session reinstatement: same ISID) and unblocks the
-//! host; if that does not succeed within the replacement timeout, held and new I/O fails.
+//! left out; `leave` logs out alone a connection the target asks to log out. Its ticker (a
+//! periodic work item on the control workqueue) runs the connection's timers (pings), watches
+//! the command window, queues the grow work when connections are missing and, when the
+//! connection is lost (ErrorRecoveryLevel 0), blocks the host, requeues the commands in
+//! flight, logs in again (session reinstatement: same ISID) and unblocks the host; if that does
+//! not succeed within the replacement timeout, held and new I/O fails.
 //!
 //! Locks, always taken in this order: `op` (one control operation at a time: start, stop,
 //! pause, resume, recovery; it holds the SCSI host, and is the only lock of ours held when the
@@ -1010,7 +1011,8 @@ impl Session {
         crate::sys::workqueue::cancel_sync::<Self, 1>(self);
         // Only the ticker, closed now, queues it.
         crate::sys::workqueue::cancel_sync::<Self, 2>(self);
-        // Only a receive path queues it, and `detach` retired every connection.
+        // A receive path queues it (`detach` retired every connection), and the ticker
+        // (closed now).
         crate::sys::workqueue::cancel_sync::<Self, 3>(self);
     }
 
@@ -1194,7 +1196,7 @@ impl Owner for Session {
         self.queue_scan();
     }
 
-    fn logout_requested(self: Arc<Self>, _conn: &Arc<Connection>) {
+    fn logout_requested(self: Arc<Self>) {
         self.leave_later();
     }
 }

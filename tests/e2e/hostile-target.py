@@ -37,7 +37,7 @@ kernel's partition scan never reads there, so the scan completes first); what it
   conn-logout       (two connections per session) the first READ in the trigger window that comes
                     on the added connection is held (never answered: the logout terminates it,
                     RFC 7143 11.14), and an Async Message event 1 (the target requests a logout
-                    within 10 s) goes out on that connection; its other commands are answered. A
+                    within 4 s) goes out on that connection; its other commands are answered. A
                     Logout Request is logged with its reason and CID ("conn N: logout reason R
                     cid C") and answered; the connection is then read until the initiator
                     closes it (3 s at most), each PDU logged ("conn N: opcode X after the
@@ -45,6 +45,8 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     session's TSIH) are accepted.
   conn-logout-refuse  as conn-logout, but the Logout Request (reason 1) is answered with
                     response 3 ("cleanup failed") and the connection is kept open.
+  conn-logout-lead  as conn-logout, but on the leading connection (the first read of the window
+                    that comes on it).
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
   login-continue    (at the first login) Login Responses with the C bit, forever
 
@@ -160,9 +162,11 @@ WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
 WRITE_MODES |= {"filler-reset"}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
-CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse"}
+CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse", "conn-logout-lead"}
 READ_MODES |= {"trickle-reset"} | CONN_LOGOUT_MODES
-ADDED_CONN_MODES = {"trickle-reset", "filler-reset"} | CONN_LOGOUT_MODES
+ADDED_CONN_MODES = {"trickle-reset", "filler-reset", "conn-logout", "conn-logout-refuse"}
+# Misbehave only on a command that came on a leading connection.
+LEADING_CONN_MODES = {"conn-logout-lead"}
 # Serve LUN 1 too (its trigger is a WRITE to LUN 1).
 TWO_LUN_MODES = {"filler-reset"}
 # ExpCmdSN kept for the session (the first CmdSN not received on any connection), not per
@@ -203,6 +207,7 @@ MODE_OURS = {
     "trickle-reset": {"MaxConnections": 2},
     "conn-logout": {"MaxConnections": 2},
     "conn-logout-refuse": {"MaxConnections": 2},
+    "conn-logout-lead": {"MaxConnections": 2},
     "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
                    "MaxRecvDataSegmentLength": 4096},
     "filler-reset": {"ImmediateData": "No", "MaxBurstLength": 16776192,
@@ -307,6 +312,8 @@ class Target:
         if self.mode in WRITE_MODES and not is_write:
             return False
         if self.mode in ADDED_CONN_MODES and not (conn is not None and conn.added):
+            return False
+        if self.mode in LEADING_CONN_MODES and not (conn is not None and not conn.added):
             return False
         with self.lock:
             if self.mode in PER_CONN_MODES and conn is not None:
@@ -998,8 +1005,8 @@ class Conn:
         if m in CONN_LOGOUT_MODES:
             self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
                                sn=self.sn_fields(self.next_stat_sn()),
-                               tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 10, 0)))
-            log("conn-logout: conn %d asked to log out within 10 s; itt %#x held" % (self.n, itt))
+                               tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 4, 0)))
+            log("conn-logout: conn %d asked to log out within 4 s; itt %#x held" % (self.n, itt))
             return False
         if m == "oversize":
             h = bytearray(self.pdu(0x25, 0x00, itt=itt, sn=self.sn_fields(),

@@ -183,19 +183,22 @@ ok "LIO: a mute portal left out at start; stop during the grow work's login to i
 # ---- the target asks one connection to log out (Async Message event 1) ---------------------
 # tests/e2e/hostile-target.py in mode conn-logout grants two connections and, at the first read
 # of its 4 MiB window that comes on the added connection, holds that read (never answered) and
-# asks the connection to log out within 10 s. The session must stop sending on it, let the
-# rest of what is in flight on it end (half the target's time: 5 s), then log it out alone
+# asks the connection to log out within 4 s. The session must stop sending on it, let the
+# rest of what is in flight on it end (half the target's time: 2 s), then log it out alone
 # ("close the connection", reason 1, its CID) with nothing sent after the logout, requeue the
 # held read (the target terminated it), all with no recovery while a verifying fio keeps both
 # CPUs' queues busy; then the grow work adds a connection back through the portal (5 s after,
 # plus a login). In mode conn-logout-refuse the target answers that logout "cleanup failed":
-# the connection is then lost, and the session reinstated with the data intact.
+# the connection is then lost, and the session reinstated with the data intact. In mode
+# conn-logout-lead the request comes on the leading connection, which is not logged out alone:
+# the session is reinstated.
 HT=$REPO/tests/e2e/hostile-target.py
 HLOG=/tmp/conn-logout-target.log
 
 # conn_logout_begin PORT MODE: the scripted target, channel 0 of two connections to it, the
 # window written with /tmp/cl-pattern; sets d (the disk) and ht_pid.
 conn_logout_begin() {
+    rm -f $HLOG
     python3 "$HT" $1 $2 --log $HLOG &
     ht_pid=$!
     wait_for "(exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null" 20 || fail "$2: the target did not start"
@@ -245,11 +248,14 @@ fio --name=cl --filename=/dev/$d --rw=randwrite --bs=16k --iodepth=8 --numjobs=2
     --loops=8 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output=/tmp/fio-cl.txt > /dev/null 2>&1 &
 fio_pid=$!
-t0=$SECONDS
 conn_logout_trigger conn-logout $fio_pid
 grep -q 'logout reason 1 cid 1' $HLOG \
     || { tail -20 $HLOG >&2; fail "conn-logout: the held read came back without connection 1 logging out alone"; }
-took=$((SECONDS - t0))
+# Within the 4 s the target gave (its log's clock: the request, then the logout).
+t_req=$(grep -m1 "asked to log out" $HLOG | cut -d' ' -f1)
+t_out=$(grep -m1 "logout reason 1 cid 1" $HLOG | cut -d' ' -f1)
+lag=$(awk -v a="$t_req" -v b="$t_out" 'BEGIN { printf "%.1f", b - a }')
+awk -v t="$lag" 'BEGIN { exit !(t >= 0 && t <= 4) }' || fail "conn-logout: the logout came $lag s after the request (the target gave 4 s)"
 # The held read was requeued at the logout: one command left after the 5 s drain.
 wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1 logged out at the target.s request (1 commands requeued); 1 left'" 10 \
     || fail "conn-logout: no kernel log line for the logout with its one requeued command: $(dmesg | grep core-iscsi | tail -5)"
@@ -272,7 +278,7 @@ fio_both "$d" 4m
 conn_busy 2
 [ "$(channel_stat 0 recoveries)" = 0 ] || fail "conn-logout: a recovery after the connection came back"
 conn_logout_end 3310
-ok "the target asked connection 1 to log out: logged out alone (reason 1) under a verifying load, nothing sent after it, the held read requeued and answered on connection 0 ($took s from the first read), no recovery, added back by the grow work, both carried verified I/O"
+ok "the target asked connection 1 to log out: logged out alone (reason 1) under a verifying load, nothing sent after it, $lag s after the request (4 s given), the held read requeued and answered on connection 0, no recovery, added back by the grow work, both carried verified I/O"
 
 conn_logout_begin 3311 conn-logout-refuse
 conn_logout_trigger conn-logout-refuse
@@ -285,6 +291,16 @@ dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none |
 cmp -s /tmp/cl-pattern /tmp/cl-back || fail "conn-logout-refuse: data differs after the recovery"
 conn_logout_end 3311
 ok "the target refused connection 1's logout (cleanup failed): the connection was lost, the session reinstated with 2 connections, data intact"
+
+conn_logout_begin 3312 conn-logout-lead
+conn_logout_trigger conn-logout-lead
+dmesg | grep -q "core-iscsi: channel 0: target requests logout (event 1) of connection 0" \
+    || fail "conn-logout-lead: no kernel log line for the request: $(dmesg | grep core-iscsi | tail -5)"
+wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && grep -qx running $ch/state && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
+    || fail "conn-logout-lead: no recovery back to 2 connections (state '$(cat $ch/state)', recoveries $(channel_stat 0 recoveries))"
+! grep -q "logout reason 1" $HLOG || fail "conn-logout-lead: the leading connection was logged out alone"
+conn_logout_end 3312
+ok "the target asked the leading connection to log out: the session was reinstated with 2 connections (the leading one is not logged out alone), the held read answered after it"
 
 # ---- the howto's Example 2 layout through initiator-ctl; LIO's view; connections killed -------
 echo 4 > "$tpg/param/MaxConnections"
