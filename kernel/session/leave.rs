@@ -2,22 +2,23 @@
 
 //! A connection the target asks to log out (Async Message event 1, RFC 7143 section 11.9.1)
 //! leaves the session on its own when the session has other live connections: no new command
-//! goes out on it, those in flight get time to end, then it logs out with "close the
-//! connection" and is unlisted while the others carry the I/O; the grow work adds a connection
-//! back through its portal later, as for any connection a login left out. The target
-//! terminates what is still in flight on it at the logout (section 11.14): those commands are
-//! requeued, the midlayer sends them again on the other connections.
+//! goes out on it, those in flight get half the target's time to end, then it logs out with
+//! "close the connection" and is unlisted while the others carry the I/O; the grow work adds
+//! a connection back through its portal later, as for any connection a login left out. The
+//! target terminates what is still in flight on it at the logout (section 11.14): those
+//! commands are requeued, the midlayer sends them again on the other connections. Nothing
+//! follows the logout on it: no ping, no task management (`Connection::tick`, `task_mgmt`).
 //!
-//! The leading connection, or one with no live connection beside it, is not logged out
-//! alone: its loss reinstates the session (ErrorRecoveryLevel 0), as any loss does. So is
-//! a connection whose logout goes unanswered or is answered with an error, or that fails
-//! before its answer: losing a connection with commands the target may still hold is a
-//! session failure at this level. Once it is logged out, its end is no loss (`failed` and
-//! the ticker pass a `LoggedOut` connection by) until the work unlists it.
+//! The leading connection, or one with no live connection beside it, is failed instead: the
+//! session is reinstated (ErrorRecoveryLevel 0), as after any loss. So is a connection whose
+//! logout goes unanswered or is answered with an error: the target may still hold its
+//! commands. Once it is logged out, its end is no loss (`failed` and the ticker pass a
+//! `LoggedOut` connection by) until the work unlists it.
 //!
-//! The wait for commands to end runs without `op` (a stop, pause or recovery goes ahead and
-//! ends it: each moves `epoch`); the logout and the unlisting run under `op`, so that no
-//! other control operation changes the connections meanwhile.
+//! The wait for commands to end runs without `op` (a loss, a recovery or a stop ends it at
+//! once, a pause at its `detach`: each moves `epoch`); the logout and the unlisting run under
+//! `op`, so that no other control operation changes the connections meanwhile. A request that
+//! comes while a login of the session is under way waits for the ticker (`maybe_leave`).
 
 use super::{Session, LEADING_CID, LOGOUT_TIMEOUT_MS, PAUSE_DRAIN_MS};
 use crate::connection::{Connection, Leave};
