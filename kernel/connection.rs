@@ -270,7 +270,8 @@ pub(crate) enum Leave {
     LoggingOut = 3,
     /// The target answered the logout "closed": its end (the target closes it) is no loss.
     LoggedOut = 4,
-    /// Its logout went unanswered, or was answered with an error: the connection is failed.
+    /// Its logout went unanswered or was answered with an error (the connection is failed),
+    /// or a stop or a loss overtook the wait for the answer.
     GivenUp = 5,
 }
 

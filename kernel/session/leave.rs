@@ -6,17 +6,18 @@
 //! "close the connection" and is unlisted while the others carry the I/O; the grow work adds
 //! a connection back through its portal later, as for any connection a login left out. The
 //! target terminates what is still in flight on it at the logout (section 11.14): those
-//! commands are requeued, the midlayer sends them again on the other connections. Nothing
-//! follows the logout on it: no ping, no task management (`Connection::tick`, `task_mgmt`).
+//! commands are requeued, the midlayer sends them again on the other connections. No new
+//! request follows the logout on it: no ping, no task management (`Connection::tick`,
+//! `task_mgmt`).
 //!
-//! The leading connection, or one with no live connection beside it, is failed instead: the
-//! session is reinstated (ErrorRecoveryLevel 0), as after any loss. So is a connection whose
-//! logout goes unanswered or is answered with an error: the target may still hold its
-//! commands. Once it is logged out, its end is no loss (`failed` and the ticker pass a
-//! `LoggedOut` connection by) until the work unlists it.
+//! The leading connection, or one with no other live connection that is not itself leaving,
+//! is failed instead: the session is reinstated (ErrorRecoveryLevel 0), as after any loss. So
+//! is a connection whose logout goes unanswered or is answered with an error: the target may
+//! still hold its commands. Once it is logged out, its end is no loss (`failed` and the ticker
+//! pass a `LoggedOut` connection by) until the work unlists it.
 //!
-//! The wait for commands to end runs without `op` (a loss, a recovery or a stop ends it at
-//! once, a pause at its `detach`: each moves `epoch`); the logout and the unlisting run under
+//! The wait for commands to end runs without `op` (a loss or a recovery, which move `epoch`,
+//! or a stop end it at once, a pause at its `detach`); the logout and the unlisting run under
 //! `op`, so that no other control operation changes the connections meanwhile. A request that
 //! comes while a login of the session is under way waits for the ticker (`maybe_leave`).
 

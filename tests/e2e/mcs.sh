@@ -256,7 +256,7 @@ t_req=$(grep -m1 "asked to log out" $HLOG | cut -d' ' -f1)
 t_out=$(grep -m1 "logout reason 1 cid 1" $HLOG | cut -d' ' -f1)
 lag=$(awk -v a="$t_req" -v b="$t_out" 'BEGIN { printf "%.1f", b - a }')
 awk -v t="$lag" 'BEGIN { exit !(t >= 0 && t <= 4) }' || fail "conn-logout: the logout came $lag s after the request (the target gave 4 s)"
-# The held read was requeued at the logout: one command left after the 5 s drain.
+# The held read was requeued at the logout: one command left after the 2 s drain.
 wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1 logged out at the target.s request (1 commands requeued); 1 left'" 10 \
     || fail "conn-logout: no kernel log line for the logout with its one requeued command: $(dmesg | grep core-iscsi | tail -5)"
 wait_for "grep -q 'conn [0-9]*: closed (logged out)' $HLOG" 10 || fail "conn-logout: the logged-out connection was not closed"
