@@ -49,15 +49,25 @@ fio_both() {
 # SIZE each), destroys the TCP connections that ss's FILTER matches (a socket destroy, as a
 # dead link or a reset would end them). At ErrorRecoveryLevel 0 losing one connection loses the
 # session: channel CH must count a recovery, be back to N connections, and fio's verify pass.
+# The kill comes once 1 MiB is written with writes in flight (the disk's own counters, read by
+# bash alone: on the debug kernel under this load a forked reader takes up to 2 s, and on a
+# fast host fio had written and verified 16 MiB before a fixed 1 s sleep and two reads ended).
 kill_under_load() {
-    local n=$1 dev=$2 size=$3 want=$4 rec pid; shift 4
+    local n=$1 dev=$2 size=$3 want=$4 rec pid st i; shift 4
+    rec=$(channel_stat $n recoveries)
+    read -ra st < /sys/block/$dev/stat
+    local start=${st[6]}
     fio --name=kill --filename=/dev/$dev --rw=randwrite --bs=64k --iodepth=16 --numjobs=2 \
         --cpus_allowed=0-1 --cpus_allowed_policy=split --offset_increment=$size --size=$size \
         --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
         --output=/tmp/fio-kill.txt > /dev/null 2>&1 &
     pid=$!
-    sleep 1
-    rec=$(channel_stat $n recoveries)
+    for i in $(seq 1 300); do
+        read -ra st < /sys/block/$dev/stat     # sectors written: 6, I/O in flight: 8
+        [ $(( st[6] - start )) -ge 2048 ] && [ "${st[8]}" -gt 0 ] && break
+        sleep 0.05
+    done
+    [ $(( st[6] - start )) -ge 2048 ] || fail "fio wrote no 1 MiB to /dev/$dev in 15 s"
     ss -K "$@" > /dev/null || fail "ss -K $* failed"
     kill -0 $pid 2>/dev/null || fail "fio ended before the connections were killed: the test proves nothing"
     wait $pid || { cat /tmp/fio-kill.txt >&2; fail "fio verify failed across the killed connections"; }
@@ -344,7 +354,7 @@ sg_reset -d /dev/$disk1 || fail "LUN reset failed"
 ok "LUN reset answered with four connections, no recovery"
 # Two connections killed under load (socket destroy): the session is lost as a whole (ERL 0),
 # reinstated with all four, and fio's verify passes.
-kill_under_load 1 "$disk1" 16m 4 dst 127.0.0.2 dport = :3260
+kill_under_load 1 "$disk1" 32m 4 dst 127.0.0.2 dport = :3260
 ok "two connections killed under load (ss -K): the session recovered with 4, data verified"
 initiator-ctl --config-dir "$CONF" stop || fail "initiator-ctl stop failed"
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
@@ -352,7 +362,7 @@ ok "Example 2: stop left no connection"
 [ ! -e $ch1 ] || rmdir $ch1
 
 # ---- istgt: four connections, mutual CHAP, digests; a recovery brings all four back --------
-istgt_target mcs 3262 "Mutual alice alice-secret-0123 target1 target-secret-456" 32
+istgt_target mcs 3262 "Mutual alice alice-secret-0123 target1 target-secret-456" 64
 channel_create 0 iqn.2007-09.jp.ne.peach.istgt:mcs "127.0.0.1:3262*4" \
     chap_user=alice chap_secret=alice-secret-0123 \
     chap_mutual_user=target1 chap_mutual_secret=target-secret-456 \
@@ -382,7 +392,7 @@ ok "istgt: 4 connections with mutual CHAP and header and data digests, data veri
 
 # One of the four connections killed under load: the session recovers with all four.
 local_addr=$(established 3262 | head -1 | cut -d' ' -f1)
-kill_under_load 0 "$disk" 8m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
+kill_under_load 0 "$disk" 32m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
 ok "istgt: one connection killed under load (ss -K): the session recovered with 4, data verified"
 
 # Keepalive per connection: idle for a few NOP intervals (1 s), each connection pings its own.
@@ -448,7 +458,7 @@ pkill -x istgt || true
 ip netns del mcs-tgt
 
 # ---- tgt grants one connection --------------------------------------------------------------
-tgt_target iqn.2026-11.org.core-iscsi:mcs-tgt 3263 16
+tgt_target iqn.2026-11.org.core-iscsi:mcs-tgt 3263 32
 channel_create 0 iqn.2026-11.org.core-iscsi:mcs-tgt "127.0.0.1:3263*2"
 start_channel 0
 [ "$(channel_stat 0 connections)" = 1 ] || fail "tgt: $(channel_stat 0 connections) connections, expected the 1 it grants"
@@ -462,7 +472,7 @@ disk=$(channel_disks 0)
 [ "$(wc -w <<< "$disk")" = 1 ] || fail "tgt: disks '$disk', expected one (one LUN)"
 fio_verify "$disk" 4m
 ok "tgt: one connection of two configured (it grants MaxConnections=1), said in the kernel log; tgt's view: one session, one connection; data verified"
-kill_under_load 0 "$disk" 4m 1 dst 127.0.0.1 dport = :3263
+kill_under_load 0 "$disk" 16m 1 dst 127.0.0.1 dport = :3263
 ok "tgt: its connection killed under load (ss -K): the session recovered with 1, data verified"
 stop_channel 0
 [ -z "$(established 3263)" ] || fail "connections left after stop: $(established 3263)"
