@@ -46,6 +46,7 @@ use crate::login::Failure;
 use crate::proto::crc::DigestState;
 use crate::queues::Queues;
 use crate::proto::ffp_conn::{Conn, ConnConfig, Want, MAX_PING_DATA, MAX_TEXT_OUT, TX_HEADER_MAX};
+use crate::proto::ffp_session::OwnKind;
 use crate::proto::ffp_event::{Event, Lost, Outcome};
 use crate::proto::ffp_tasks::{CommandSpec, StartError, TaskSlot};
 use crate::proto::ffp_tx::{TxData, TxSlot};
@@ -123,8 +124,8 @@ pub(crate) enum Answer {
     TaskMgmt { itt: u32, response: u8 },
     /// A logout response, with its response code (0: closed).
     Logout { response: u8 },
-    /// The target rejected one of our requests (task management, logout).
-    Rejected { itt: u32 },
+    /// The target rejected one of our requests: a logout, or task management.
+    Rejected { itt: u32, logout: bool },
 }
 
 /// What a connection reports to the session that owns it.
@@ -1362,13 +1363,18 @@ impl Connection {
                 Some(Action::Answer(Answer::TaskMgmt { itt, response }))
             }
             Event::Logout { response, .. } => Some(Action::Answer(Answer::Logout { response })),
-            Event::Rejected { itt, reason } => {
+            Event::Rejected {
+                itt,
+                reason,
+                request,
+            } => {
                 pr_warn!(
                     "core-iscsi: channel {}: target rejected a PDU (reason {:#x})\n",
                     self.owner.name(),
                     reason
                 );
-                Some(Action::Answer(Answer::Rejected { itt }))
+                let logout = matches!(request, OwnKind::Logout { .. });
+                Some(Action::Answer(Answer::Rejected { itt, logout }))
             }
             Event::Rescan => Some(Action::Rescan),
             Event::LogoutRequested { within_s } => Some(Action::LogoutRequested { within_s }),
@@ -1397,15 +1403,18 @@ impl Connection {
             }
             Action::Transmit => self.queue_tx(),
             Action::Answer(a) => {
-                if let Answer::Logout { response } = a {
-                    // Before the end of the stream that follows it is read, which is then no
-                    // loss. Only "closed" (0) ends what was in flight on it (RFC 7143 section
-                    // 11.15.1): otherwise the leave is given up, and the connection with it.
-                    let next = if response == 0 {
-                        Leave::LoggedOut
-                    } else {
-                        Leave::GivenUp
-                    };
+                // Before the end of the stream that follows it is read, which is then no
+                // loss. Only "closed" (0) ends what was in flight on it (RFC 7143 section
+                // 11.15.1): otherwise, or rejected, the leave is given up, and the connection
+                // with it.
+                let next = match a {
+                    Answer::Logout { response: 0 } => Some(Leave::LoggedOut),
+                    Answer::Logout { .. } | Answer::Rejected { logout: true, .. } => {
+                        Some(Leave::GivenUp)
+                    }
+                    _ => None,
+                };
+                if let Some(next) = next {
                     let _ = self.leave_from(Leave::LoggingOut, next);
                 }
                 self.owner.answered(a)

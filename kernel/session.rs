@@ -1181,13 +1181,11 @@ impl Owner for Session {
         match answer {
             Answer::TaskMgmt { itt, response } => tmf(itt, response.into()),
             Answer::Logout { .. } => self.answers.logout_done.store(true, Ordering::Release),
-            Answer::Rejected { itt } => {
-                tmf(itt, TMF_REJECTED);
-                // A rejected logout ends its wait too (the next logout starts afresh).
-                if self.answers.tmf_answer.load(Ordering::Acquire) >> 32 != u64::from(itt) {
-                    self.answers.logout_done.store(true, Ordering::Release);
-                }
+            // A rejected logout ends its wait too (the next logout starts afresh).
+            Answer::Rejected { logout: true, .. } => {
+                self.answers.logout_done.store(true, Ordering::Release)
             }
+            Answer::Rejected { itt, logout: false } => tmf(itt, TMF_REJECTED),
         }
         self.changed.notify_all();
     }

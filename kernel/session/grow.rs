@@ -120,8 +120,9 @@ impl Session {
     }
 
     /// The grow work: one try at each missing connection, through its portal, the list made
-    /// again before each (a recovery may have filled it meanwhile); a portal whose try fails
-    /// is not tried again in this run.
+    /// again before each; a portal whose try fails is not tried again in this run. The run
+    /// ends at the first change of `epoch`: a connection that left alone meanwhile is missing
+    /// now, and comes back only when the ticker finds its try due (`grow_again_later`).
     fn grow(self: &Arc<Self>) {
         // The disks this session serves may be what memory reclaim writes to.
         let _noio = NoIoScope::new();
@@ -129,11 +130,11 @@ impl Session {
             return;
         };
         let mut refused = [false; MAX_CONNECTIONS];
+        let epoch = self.epoch.load(Ordering::Acquire);
         loop {
-            if !self.still_running() {
+            if !self.still_running() || self.epoch.load(Ordering::Acquire) != epoch {
                 return;
             }
-            let epoch = self.epoch.load(Ordering::Acquire);
             let conns = self.conns();
             let mut portals = [0usize; MAX_CONNECTIONS];
             let n = self.missing(&conns, &mut portals);

@@ -12,9 +12,9 @@
 //!
 //! The leading connection, or one with no other live connection that is not itself leaving,
 //! is failed instead: the session is reinstated (ErrorRecoveryLevel 0), as after any loss. So
-//! is a connection whose logout goes unanswered or is answered with an error: the target may
-//! still hold its commands. Once it is logged out, its end is no loss (`failed` and the ticker
-//! pass a `LoggedOut` connection by) until the work unlists it.
+//! is a connection whose logout goes unanswered, is rejected or is answered with an error: the
+//! target may still hold its commands. Once it is logged out, its end is no loss (`failed` and
+//! the ticker pass a `LoggedOut` connection by) until the work unlists it.
 //!
 //! The wait for commands to end runs without `op` (a loss or a recovery, which move `epoch`,
 //! or a stop end it at once, a pause at its `detach`); the logout and the unlisting run under
@@ -115,9 +115,9 @@ impl Session {
             self.io.lock().ffp.forget_request(itt);
         }
         if conn.leave() != Leave::LoggedOut {
-            // Refused or unanswered: the target may still hold what was in flight on it, so
-            // it is a lost connection and the session is reinstated. Lost before its answer,
-            // or overtaken by a stop or another loss: that has dealt with it.
+            // Refused, rejected or unanswered: the target may still hold what was in flight on
+            // it, so it is a lost connection and the session is reinstated. Lost before its
+            // answer, or overtaken by a stop or another loss: that has dealt with it.
             let overtaken = self.stopping.load(Ordering::Acquire)
                 || self.epoch.load(Ordering::Acquire) != epoch;
             if !overtaken && !conn.is_dead() {

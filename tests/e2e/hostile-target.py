@@ -45,6 +45,10 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     session's TSIH) are accepted.
   conn-logout-refuse  as conn-logout, but the Logout Request (reason 1) is answered with
                     response 3 ("cleanup failed") and the connection is kept open.
+  conn-logout-reject  as conn-logout-refuse, but the Logout Request is rejected (Reject,
+                    reason 0x04, "protocol error") and logged ("logout rejected").
+  conn-logout-mute  as conn-logout-refuse, but the Logout Request is never answered (logged:
+                    "logout ignored").
   conn-logout-lead  as conn-logout, but on the leading connection (the first read of the window
                     that comes on it).
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
@@ -162,9 +166,10 @@ WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
 WRITE_MODES |= {"filler-reset"}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
-CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse", "conn-logout-lead"}
+CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse", "conn-logout-reject",
+                     "conn-logout-mute", "conn-logout-lead"}
 READ_MODES |= {"trickle-reset"} | CONN_LOGOUT_MODES
-ADDED_CONN_MODES = {"trickle-reset", "filler-reset", "conn-logout", "conn-logout-refuse"}
+ADDED_CONN_MODES = {"trickle-reset", "filler-reset"} | CONN_LOGOUT_MODES - {"conn-logout-lead"}
 # Misbehave only on a command that came on a leading connection.
 LEADING_CONN_MODES = {"conn-logout-lead"}
 # Serve LUN 1 too (its trigger is a WRITE to LUN 1).
@@ -207,6 +212,8 @@ MODE_OURS = {
     "trickle-reset": {"MaxConnections": 2},
     "conn-logout": {"MaxConnections": 2},
     "conn-logout-refuse": {"MaxConnections": 2},
+    "conn-logout-reject": {"MaxConnections": 2},
+    "conn-logout-mute": {"MaxConnections": 2},
     "conn-logout-lead": {"MaxConnections": 2},
     "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
                    "MaxRecvDataSegmentLength": 4096},
@@ -635,6 +642,14 @@ class Conn:
                 self.send(self.pdu(0x26, 0x80, b2=3, itt=itt, w20=0,
                                    sn=self.sn_fields(self.next_stat_sn())))
                 log("conn %d: logout refused (response 3, cleanup failed)" % self.n)
+                return
+            if self.t.mode == "conn-logout-reject" and reason == 1:
+                self.send(self.pdu(0x3F, 0x80, b2=0x04, dsl=48, itt=RESERVED, w20=0,
+                                   sn=self.sn_fields(self.next_stat_sn())), bhs)
+                log("conn %d: logout rejected (reason 0x04)" % self.n)
+                return
+            if self.t.mode == "conn-logout-mute" and reason == 1:
+                log("conn %d: logout ignored" % self.n)
                 return
             self.send(self.pdu(0x26, 0x80, itt=itt, w20=0,
                                sn=self.sn_fields(self.next_stat_sn())))

@@ -13,6 +13,7 @@
 # recoveries that bring every connection back, and stop leaving no connection behind.
 # vm-kernel: debug
 # vm-args: --timeout 1200
+# vm-seconds: 300
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"
@@ -198,8 +199,9 @@ ok "LIO: a mute portal left out at start; stop during the grow work's login to i
 # ("close the connection", reason 1, its CID) with nothing sent after the logout, requeue the
 # held read (the target terminated it), all with no recovery while a verifying fio keeps both
 # CPUs' queues busy; then the grow work adds a connection back through the portal (5 s after,
-# plus a login). In mode conn-logout-refuse the target answers that logout "cleanup failed":
-# the connection is then lost, and the session reinstated with the data intact. In mode
+# plus a login). In modes conn-logout-refuse, -reject and -mute the target answers that logout
+# "cleanup failed", rejects it or leaves it unanswered: the connection is then lost, and the
+# session reinstated with the data intact. In mode
 # conn-logout-lead the request comes on the leading connection, which is not logged out alone:
 # the session is reinstated.
 HT=$REPO/tests/e2e/hostile-target.py
@@ -290,17 +292,35 @@ conn_busy 2
 conn_logout_end 3310
 ok "the target asked connection 1 to log out: logged out alone (reason 1) under a verifying load, nothing sent after it, $lag s after the request (4 s given), the held read requeued and answered on connection 0, no recovery, added back by the grow work, both carried verified I/O"
 
-conn_logout_begin 3311 conn-logout-refuse
-conn_logout_trigger conn-logout-refuse
-wait_for "grep -q 'logout refused' $HLOG" 10 || { tail -20 $HLOG >&2; fail "conn-logout-refuse: no logout of connection 1 within 10 s"; }
-wait_for "dmesg | grep -q 'core-iscsi: channel 0: connection 1: logout not answered or refused'" 10 \
-    || fail "conn-logout-refuse: no kernel log line for the refused logout: $(dmesg | grep core-iscsi | tail -5)"
-wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && grep -qx running $ch/state && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
-    || fail "conn-logout-refuse: no recovery back to 2 connections (state '$(cat $ch/state)', recoveries $(channel_stat 0 recoveries))"
-dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none || fail "conn-logout-refuse: a read after the recovery failed"
-cmp -s /tmp/cl-pattern /tmp/cl-back || fail "conn-logout-refuse: data differs after the recovery"
-conn_logout_end 3311
-ok "the target refused connection 1's logout (cleanup failed): the connection was lost, the session reinstated with 2 connections, data intact"
+# A logout refused ("cleanup failed"), rejected (Reject) or never answered: the connection is
+# lost and the session reinstated, at once for the first two, after the logout's 10 s wait
+# (LOGOUT_TIMEOUT_MS) for the third.
+port=3311
+for mode in conn-logout-refuse conn-logout-reject conn-logout-mute; do
+    conn_logout_begin $port $mode
+    conn_logout_trigger $mode
+    # The target's own clock, from its answer (or silence) to the initiator's close.
+    line=$(grep -m1 'logout refused\|logout rejected\|logout ignored' $HLOG) \
+        || { tail -20 $HLOG >&2; fail "$mode: no logout of connection 1"; }
+    what=$(grep -o 'logout [a-z]*' <<< "$line") cn=$(grep -o 'conn [0-9]*' <<< "$line")
+    wait_for "grep -q '$cn: closed' $HLOG" 30 || fail "$mode: the connection was not closed within 30 s of the $what"
+    dmesg | grep -q 'core-iscsi: channel 0: connection 1: logout not answered or refused' \
+        || fail "$mode: no kernel log line for the failed logout: $(dmesg | grep core-iscsi | tail -5)"
+    took=$(awk -v a="$(cut -d' ' -f1 <<< "$line")" -v b="$(grep -m1 "$cn: closed" $HLOG | cut -d' ' -f1)" \
+        'BEGIN { printf "%d", (b - a) * 1000 }')
+    case $mode in
+        conn-logout-mute) [ $took -ge 9000 ] && [ $took -le 13000 ] \
+            || fail "$mode: the unanswered logout was given up after $took ms, not 10 s" ;;
+        *) [ $took -le 3000 ] || fail "$mode: the $what logout was given up after $took ms" ;;
+    esac
+    wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && grep -qx running $ch/state && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
+        || fail "$mode: no recovery back to 2 connections (state '$(cat $ch/state)', recoveries $(channel_stat 0 recoveries))"
+    dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none || fail "$mode: a read after the recovery failed"
+    cmp -s /tmp/cl-pattern /tmp/cl-back || fail "$mode: data differs after the recovery"
+    conn_logout_end $port
+    ok "$mode: $what by the target: the initiator closed the connection $took ms after (the target's clock), the session reinstated with 2 connections, data intact"
+    port=$((port + 2))
+done
 
 conn_logout_begin 3312 conn-logout-lead
 conn_logout_trigger conn-logout-lead

@@ -2,6 +2,7 @@
 //! connection is lost.
 
 use super::ffp_rx::RxError;
+use super::ffp_session::OwnKind;
 use super::pdu::PduError;
 use super::task::{Completion, TaskError};
 
@@ -85,6 +86,8 @@ pub enum Event<'a> {
         itt: u32,
         /// Reject reason.
         reason: u8,
+        /// Which request it was: a rejected logout has ended, as one answered with an error.
+        request: OwnKind,
     },
     /// The target's LUN inventory changed (REPORTED LUNS DATA HAS CHANGED): rescan.
     Rescan,

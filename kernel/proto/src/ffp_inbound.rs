@@ -50,10 +50,11 @@ pub(super) enum Ev {
         sense_at: usize,
         sense_len: usize,
     },
+    /// `request`: the session's own request rejected, or `None` for a command.
     Rejected {
         itt: u32,
         reason: u8,
-        command: bool,
+        request: Option<OwnKind>,
     },
     Other(Event<'static>),
 }
@@ -92,14 +93,22 @@ where
             Ev::Rejected {
                 itt,
                 reason,
-                command: true,
+                request: None,
             } => Event::Finished(Finished {
                 itt,
                 tag: Itt::parse(itt).map(|i| i.tag).unwrap_or(0),
                 queue: Itt::parse(itt).map(|i| i.queue).unwrap_or(0),
                 outcome: Outcome::Rejected { reason },
             }),
-            Ev::Rejected { itt, reason, .. } => Event::Rejected { itt, reason },
+            Ev::Rejected {
+                itt,
+                reason,
+                request: Some(request),
+            } => Event::Rejected {
+                itt,
+                reason,
+                request,
+            },
             Ev::Other(e) => e,
         }
     }
@@ -339,15 +348,16 @@ where
                     return Ok(Some(Ev::Rejected {
                         itt,
                         reason: r.reason,
-                        command: true,
+                        request: None,
                     }));
                 }
-                if sess.own_mut(itt, self.cfg.cid).is_some() {
+                if let Some(own) = sess.own_mut(itt, self.cfg.cid) {
+                    let request = Some(own.kind);
                     sess.take_own(itt);
                     return Ok(Some(Ev::Rejected {
                         itt,
                         reason: r.reason,
-                        command: false,
+                        request,
                     }));
                 }
                 Ok(None)

@@ -14,8 +14,8 @@ use iscsi_proto::ffp_event::Lost;
 use iscsi_proto::ffp_rx::RxError;
 use iscsi_proto::ffp_tasks::{Itt, StartError};
 use iscsi_proto::pdu::{
-    self, AsyncMessage, DataIn, Digests, NopIn, Pdu, PduError, R2t, Reject, ScsiResponse,
-    TaskMgmtResponse, TextResponse, RESERVED_TAG,
+    self, AsyncMessage, DataIn, Digests, LogoutResponse, NopIn, Pdu, PduError, R2t, Reject,
+    ScsiResponse, TaskMgmtResponse, TextResponse, RESERVED_TAG,
 };
 
 const PARAMS: WriteParams = WriteParams {
@@ -790,6 +790,51 @@ fn async_messages_and_rejects() {
     assert_eq!(h.ended[&itt], Ended::Rejected(9));
     // The response that might still come names nothing now.
     h.feed(&wire(response(itt, 2, 0), &[], NONE)).unwrap();
+}
+
+/// A logout of one connection (reason 1) is answered with its response code, or rejected:
+/// either way its event names the request, so that the module can end the logout's wait; a
+/// late answer after the Reject names nothing.
+#[test]
+fn logout_answered_or_rejected() {
+    let close = pdu::logout_reason::CLOSE_CONNECTION;
+    let answer = |itt: u32, stat_sn: u32, response: u8| {
+        Pdu::LogoutResponse(LogoutResponse {
+            response,
+            itt,
+            stat_sn,
+            exp_cmd_sn: 2,
+            max_cmd_sn: 100,
+            ..Default::default()
+        })
+    };
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let itt = h.conn.logout(&mut h.sess, close).unwrap();
+    h.transmit().unwrap();
+    h.feed(&wire(answer(itt, 1, 3), &[], NONE)).unwrap();
+    assert_eq!(
+        h.events,
+        vec![format!("Logout {{ itt: {itt}, response: 3, time2wait: 0, time2retain: 0 }}")]
+    );
+
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let itt = h.conn.logout(&mut h.sess, close).unwrap();
+    h.transmit().unwrap();
+    let mut rejected = [0u8; 48];
+    rejected[16..20].copy_from_slice(&itt.to_be_bytes());
+    let rej = Pdu::Reject(Reject {
+        reason: 4,
+        exp_cmd_sn: 2,
+        max_cmd_sn: 100,
+        ..Default::default()
+    });
+    h.feed(&wire(rej, &rejected, NONE)).unwrap();
+    assert_eq!(
+        h.events,
+        vec![format!("Rejected {{ itt: {itt}, reason: 4, request: Logout {{ reason: {close} }} }}")]
+    );
+    h.feed(&wire(answer(itt, 1, 0), &[], NONE)).unwrap();
+    assert_eq!(h.events.len(), 1, "{:?}", h.events);
 }
 
 #[test]
