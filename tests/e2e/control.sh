@@ -5,6 +5,7 @@
 # queue depth, keepalive pings both ways, and rmmod refused while a channel exists.
 # vm-kernel: debug
 # vm-args: --timeout 600
+# vm-seconds: 74
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

@@ -3,6 +3,7 @@
 # checked at every load (the module would refuse to load otherwise) and on demand through
 # core_iscsi/selftest; portal address parsing is checked the same way.
 # vm-args: --timeout 300
+# vm-seconds: 6
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 

@@ -11,6 +11,7 @@
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
 # vm-kernel: debug
 # vm-args: --timeout 2400
+# vm-seconds: 340
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

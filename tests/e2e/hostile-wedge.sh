@@ -15,6 +15,7 @@
 #   log and the kernel log of each mode are left in $VM_ARTIFACTS/hostile-wedge/.
 # vm-kernel: debug
 # vm-args: --timeout 2400
+# vm-seconds: 460
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

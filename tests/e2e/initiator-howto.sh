@@ -1,5 +1,6 @@
 #!/bin/bash
 # vm-args: --timeout 900
+# vm-seconds: 31
 # The core-iscsi howto replayed with the real module and tools: the three sysconfig files
 # written like the howto's examples (loopback portals), two channels (0: LIO with mutual CHAP,
 # 1: tgtd found by SendTargets discovery, with a DVD image), then the init script's start,

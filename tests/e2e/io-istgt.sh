@@ -1,6 +1,7 @@
 #!/bin/bash
 # The data path against istgt (userspace target): as io-lio.sh.
 # vm-args: --timeout 900
+# vm-seconds: 40
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

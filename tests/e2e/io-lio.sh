@@ -4,6 +4,7 @@
 # channels at once, stop.
 # vm-kernel: debug
 # vm-args: --timeout 900
+# vm-seconds: 130
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

@@ -2,6 +2,7 @@
 # The module loads, creates its configfs root, reports its version, and unloads cleanly; 20
 # load/unload cycles leave no trace (no module, no configfs directory, no leak, no warning).
 # vm-args: --append kmemleak=on --timeout 600
+# vm-seconds: 24
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 

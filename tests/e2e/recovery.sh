@@ -6,6 +6,7 @@
 # loses the session at ErrorRecoveryLevel 0; the recovered session has all four again).
 # vm-kernel: debug
 # vm-args: --timeout 900
+# vm-seconds: 190
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

@@ -1,5 +1,6 @@
 #!/bin/bash
 # vm-args: --timeout 300
+# vm-seconds: 16
 # The SCSI host wrappers (kernel/sys/scsi.rs) against the in-memory selftest target, no network:
 # registration (proc_name, host number), LUN scan through REPORT LUNS (LUN 0 and LUN 300 > 255;
 # then without LUN 0), disk sizes, data written by dd read back (write through page_ranges and

@@ -4,6 +4,7 @@
 # callbacks, timeouts, shutdown; and the errors a user sees for a closed port, an
 # unreachable network and a silent host (connect timeout). No leak afterwards.
 # vm-args: --append kmemleak=on --timeout 300
+# vm-seconds: 24
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 
