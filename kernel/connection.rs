@@ -123,7 +123,7 @@ pub(crate) enum Answer {
     /// A task management response.
     TaskMgmt { itt: u32, response: u8 },
     /// A logout response, with its response code (0: closed).
-    Logout { response: u8 },
+    Logout { itt: u32, response: u8 },
     /// The target rejected one of our requests: a logout, or task management.
     Rejected { itt: u32, logout: bool },
 }
@@ -271,8 +271,8 @@ pub(crate) enum Leave {
     LoggingOut = 3,
     /// The target answered the logout "closed": its end (the target closes it) is no loss.
     LoggedOut = 4,
-    /// Its logout went unanswered or was answered with an error (the connection is failed),
-    /// or a stop or a loss overtook the wait for the answer.
+    /// Its logout went unanswered, was rejected or was answered with an error (the connection
+    /// is failed), or a stop or a loss overtook the wait for the answer.
     GivenUp = 5,
 }
 
@@ -749,9 +749,13 @@ impl Connection {
         Ok(itt)
     }
 
-    /// Sends a logout request closing the session.
-    pub(crate) fn logout(self: &Arc<Self>) -> core::result::Result<u32, Failure> {
-        self.send_logout(pdu::logout_reason::CLOSE_SESSION)
+    /// Sends a logout request closing the session; `arm` gets its ITT before the request can
+    /// leave (as for [`Connection::task_mgmt`]), so that its answer finds what it answers.
+    pub(crate) fn logout(
+        self: &Arc<Self>,
+        arm: impl FnOnce(u32),
+    ) -> core::result::Result<u32, Failure> {
+        self.send_logout(pdu::logout_reason::CLOSE_SESSION, arm)
     }
 
     /// Sends a logout request closing this connection only, once it is draining (see
@@ -759,17 +763,23 @@ impl Connection {
     pub(crate) fn logout_alone(self: &Arc<Self>) -> core::result::Result<u32, Failure> {
         // Before the request can leave, so that its answer finds the state to move on.
         self.set_leave(Leave::LoggingOut);
-        self.send_logout(pdu::logout_reason::CLOSE_CONNECTION)
+        self.send_logout(pdu::logout_reason::CLOSE_CONNECTION, |_| ())
     }
 
-    fn send_logout(self: &Arc<Self>, reason: u8) -> core::result::Result<u32, Failure> {
+    fn send_logout(
+        self: &Arc<Self>,
+        reason: u8,
+        arm: impl FnOnce(u32),
+    ) -> core::result::Result<u32, Failure> {
         let itt = {
             let mut engine = self.engine.lock();
             let mut io = self.io.lock();
-            engine
+            let itt = engine
                 .ffp
                 .logout(&mut io.ffp, reason)
-                .map_err(|_| Failure::ConnectionReset)?
+                .map_err(|_| Failure::ConnectionReset)?;
+            arm(itt);
+            itt
         };
         self.queue_tx();
         Ok(itt)
@@ -1362,7 +1372,9 @@ impl Connection {
             Event::TaskMgmt { itt, response, .. } => {
                 Some(Action::Answer(Answer::TaskMgmt { itt, response }))
             }
-            Event::Logout { response, .. } => Some(Action::Answer(Answer::Logout { response })),
+            Event::Logout { itt, response, .. } => {
+                Some(Action::Answer(Answer::Logout { itt, response }))
+            }
             Event::Rejected {
                 itt,
                 reason,
@@ -1408,7 +1420,7 @@ impl Connection {
                 // 11.15.1): otherwise, or rejected, the leave is given up, and the connection
                 // with it.
                 let next = match a {
-                    Answer::Logout { response: 0 } => Some(Leave::LoggedOut),
+                    Answer::Logout { response: 0, .. } => Some(Leave::LoggedOut),
                     Answer::Logout { .. } | Answer::Rejected { logout: true, .. } => {
                         Some(Leave::GivenUp)
                     }

@@ -197,21 +197,33 @@ pub(crate) struct Session {
     leave_work: Work<Session, 3>,
     grow_at: AtomicU64,
     grow_wait_ms: AtomicU32,
+    /// `epoch` when the ticker last queued the grow work: its run ends at a change from it.
+    grow_epoch: AtomicU32,
     /// Changes whenever the session's connections are lost or torn down (`failed`,
-    /// `detach`): the grow work attaches nothing logged in across a change.
+    /// `detach`) and when one leaves alone (`leave`): the grow work attaches nothing logged
+    /// in across a change.
     epoch: AtomicU32,
     tsih: AtomicU32,
     stats: SessionStats,
 }
 
 /// What the receive path reports to waiters (it runs in softirq context, where `ctl`, a mutex,
-/// cannot be taken): the logout response, and the task management response to the request in
-/// progress, as one value (`tmf_answer`: its ITT in the high half, the response or
-/// `NO_TMF_RESPONSE` in the low half), so that an answer is only ever taken for its own request.
+/// cannot be taken): whether the session's logout was answered (`logout`: its ITT while it
+/// waits, `LOGOUT_ANSWERED` once answered or rejected, `NO_LOGOUT` otherwise), and the task
+/// management response to the request in progress, as one value (`tmf_answer`: its ITT in the
+/// high half, the response or `NO_TMF_RESPONSE` in the low half), so that an answer is only
+/// ever taken for its own request (a late answer to a connection's own logout, say, does not
+/// end a stop's wait).
 struct Answers {
-    logout_done: AtomicBool,
+    logout: AtomicU64,
     tmf_answer: AtomicU64,
 }
+
+/// `Answers::logout` while no logout of the session waits (above any ITT).
+const NO_LOGOUT: u64 = 1 << 32;
+
+/// `Answers::logout` once the session's logout is answered or rejected.
+const LOGOUT_ANSWERED: u64 = 1 << 33;
 
 /// `Session::host_no` while there is no host.
 const NO_HOST: u32 = u32::MAX;
@@ -278,7 +290,7 @@ impl Session {
                 removed: AtomicBool::new(false),
                 host_no: AtomicU32::new(NO_HOST),
                 answers: Answers {
-                    logout_done: AtomicBool::new(false),
+                    logout: AtomicU64::new(NO_LOGOUT),
                     tmf_answer: AtomicU64::new(tmf_answer(0, NO_TMF_RESPONSE)),
                 },
                 tmf_busy: AtomicBool::new(false),
@@ -289,6 +301,7 @@ impl Session {
                 leave_work <- new_work!("core_iscsi::leave"),
                 grow_at: AtomicU64::new(0),
                 grow_wait_ms: AtomicU32::new(grow::GROW_FIRST_MS),
+                grow_epoch: AtomicU32::new(0),
                 epoch: AtomicU32::new(0),
                 tsih: AtomicU32::new(0),
                 stats: SessionStats::default(),
@@ -699,12 +712,16 @@ impl Session {
     /// `iscsit_stop_session`, seen in tests/e2e/mcs.sh).
     fn logout(&self) {
         let Some(conn) = self.live_conn() else { return };
-        self.answers.logout_done.store(false, Ordering::Release);
-        if conn.logout().is_ok()
-            && !self.wait_for(LOGOUT_TIMEOUT_MS, || {
-                self.answers.logout_done.load(Ordering::Acquire)
-            })
-        {
+        let answer = &self.answers.logout;
+        let sent = conn
+            .logout(|itt| answer.store(itt.into(), Ordering::Release))
+            .is_ok();
+        let answered = sent
+            && self.wait_for(LOGOUT_TIMEOUT_MS, || {
+                answer.load(Ordering::Acquire) == LOGOUT_ANSWERED
+            });
+        answer.store(NO_LOGOUT, Ordering::Release);
+        if sent && !answered {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",
                 self.name.as_str()
@@ -1180,10 +1197,15 @@ impl Owner for Session {
         };
         match answer {
             Answer::TaskMgmt { itt, response } => tmf(itt, response.into()),
-            Answer::Logout { .. } => self.answers.logout_done.store(true, Ordering::Release),
-            // A rejected logout ends its wait too (the next logout starts afresh).
-            Answer::Rejected { logout: true, .. } => {
-                self.answers.logout_done.store(true, Ordering::Release)
+            // A rejected logout ends its wait too. Only the session's: a connection's own
+            // logout (`leave`) has another ITT.
+            Answer::Logout { itt, .. } | Answer::Rejected { itt, logout: true } => {
+                let _ = self.answers.logout.compare_exchange(
+                    itt.into(),
+                    LOGOUT_ANSWERED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
             }
             Answer::Rejected { itt, logout: false } => tmf(itt, TMF_REJECTED),
         }

@@ -113,6 +113,10 @@ impl Session {
             .store(now.saturating_add(wait.into()), Ordering::Relaxed);
         self.grow_wait_ms
             .store(wait.saturating_mul(2).min(GROW_MAX_MS), Ordering::Relaxed);
+        // What the run stands on: a connection that leaves alone before the run begins is
+        // not tried again at once either.
+        self.grow_epoch
+            .store(self.epoch.load(Ordering::Acquire), Ordering::Release);
         // On a queue of the kernel's, not the module's (whose workers have rescuers for memory
         // reclaim): a login may take login_timeout, and nothing reclaim needs waits for this.
         // Already queued is fine: it tries every missing connection.
@@ -121,8 +125,9 @@ impl Session {
 
     /// The grow work: one try at each missing connection, through its portal, the list made
     /// again before each; a portal whose try fails is not tried again in this run. The run
-    /// ends at the first change of `epoch`: a connection that left alone meanwhile is missing
-    /// now, and comes back only when the ticker finds its try due (`grow_again_later`).
+    /// ends at the first change of `epoch` since the ticker queued it: a connection that left
+    /// alone meanwhile is missing now, and comes back only when the ticker finds its try due
+    /// (`grow_again_later`).
     fn grow(self: &Arc<Self>) {
         // The disks this session serves may be what memory reclaim writes to.
         let _noio = NoIoScope::new();
@@ -130,7 +135,7 @@ impl Session {
             return;
         };
         let mut refused = [false; MAX_CONNECTIONS];
-        let epoch = self.epoch.load(Ordering::Acquire);
+        let epoch = self.grow_epoch.load(Ordering::Acquire);
         loop {
             if !self.still_running() || self.epoch.load(Ordering::Acquire) != epoch {
                 return;

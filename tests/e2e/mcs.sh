@@ -51,11 +51,13 @@ fio_both() {
 # dead link or a reset would end them). At ErrorRecoveryLevel 0 losing one connection loses the
 # session: channel CH must count a recovery, be back to N connections, and fio's verify pass.
 # The kill comes once 1 MiB is written with writes in flight (the disk's own counters, read by
-# bash alone: on the debug kernel under this load a forked reader takes up to 2 s, and on a
-# fast host fio had written and verified 16 MiB before a fixed 1 s sleep and two reads ended).
+# bash alone, pausing on a FIFO nobody writes: on the debug kernel under this load a forked
+# process takes up to 2 s, and on a fast host fio had written and verified 16 MiB before a
+# fixed 1 s sleep and two forked reads ended).
 kill_under_load() {
-    local n=$1 dev=$2 size=$3 want=$4 rec pid st i; shift 4
+    local n=$1 dev=$2 size=$3 want=$4 rec pid st inflight i pause; shift 4
     rec=$(channel_stat $n recoveries)
+    rm -f /tmp/kill-pause; mkfifo /tmp/kill-pause; exec {pause}<> /tmp/kill-pause
     read -ra st < /sys/block/$dev/stat
     local start=${st[6]}
     fio --name=kill --filename=/dev/$dev --rw=randwrite --bs=64k --iodepth=16 --numjobs=2 \
@@ -63,12 +65,15 @@ kill_under_load() {
         --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
         --output=/tmp/fio-kill.txt > /dev/null 2>&1 &
     pid=$!
-    for i in $(seq 1 300); do
-        read -ra st < /sys/block/$dev/stat     # sectors written: 6, I/O in flight: 8
-        [ $(( st[6] - start )) -ge 2048 ] && [ "${st[8]}" -gt 0 ] && break
-        sleep 0.05
+    for ((i = 0; i < 300; i++)); do
+        read -ra st < /sys/block/$dev/stat             # sectors written: field 6
+        read -ra inflight < /sys/block/$dev/inflight   # reads, writes in flight
+        [ $(( st[6] - start )) -ge 2048 ] && [ "${inflight[1]}" -gt 0 ] && break
+        read -rt 0.05 -u $pause _ || true
     done
-    [ $(( st[6] - start )) -ge 2048 ] || fail "fio wrote no 1 MiB to /dev/$dev in 15 s"
+    exec {pause}>&-
+    [ $(( st[6] - start )) -ge 2048 ] && [ "${inflight[1]}" -gt 0 ] \
+        || fail "fio had not 1 MiB written and writes in flight on /dev/$dev within 15 s"
     ss -K "$@" > /dev/null || fail "ss -K $* failed"
     kill -0 $pid 2>/dev/null || fail "fio ended before the connections were killed: the test proves nothing"
     wait $pid || { cat /tmp/fio-kill.txt >&2; fail "fio verify failed across the killed connections"; }
@@ -128,6 +133,21 @@ ok "LIO: 400 reads at QD1 on one connection ($most PDUs there, $rest on the othe
 stop_channel 0
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
 ok "LIO: stop closed every connection"
+
+# ---- one address listed three times, more connections than the target grants ----------------
+# The connections through one address count towards the entries that name it in order
+# (`missing_at`): of 1 + 2 + 2 asked and 4 granted, exactly one is missing, the last entry's.
+echo "127.0.0.1:3260 127.0.0.1:3260*2 127.0.0.1:3260*2" > $ch/portals
+start_channel 0
+[ "$(channel_stat 0 connections)" = 4 ] || fail "$(channel_stat 0 connections) connections of 5 asked, 4 granted"
+[ "$(channel_stat 0 connections_configured)" = 5 ] || fail "connections_configured $(channel_stat 0 connections_configured)"
+[ "$(grep -c ' state up ' $ch/connections)" = 4 ] && [ "$(grep -c 'state missing' $ch/connections)" = 1 ] \
+    && grep -qx "cid - portal 127.0.0.1:3260 ifindex 0 local - state missing" $ch/connections \
+    || fail "not 4 up and 1 missing: $(cat $ch/connections)"
+dmesg | grep -q "core-iscsi: channel 0: the target grants 4 of 5 connections" \
+    || fail "no kernel log line for the connection the target did not grant"
+stop_channel 0
+ok "LIO: one address listed three times (1 + 2 + 2 connections, 4 granted): 4 up, 1 missing, said in the kernel log"
 
 # ---- a portal that does not answer: the session runs on the others and says what is missing --
 echo "127.0.0.1:3260*2 127.0.0.3:3999" > $ch/portals
