@@ -16,6 +16,7 @@
 # vm-kernel: debug
 # vm-args: --timeout 2400
 # vm-seconds: 460
+# vm-cpu: light
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"
