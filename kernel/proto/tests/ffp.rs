@@ -752,6 +752,20 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
     assert_eq!(c1.tasks().in_flight(), 0);
 }
 
+/// A Reject (reason `reason`, the window at `exp_cmd_sn`) of the PDU whose ITT is `itt`: its
+/// data segment is the rejected header, with the ITT at bytes 16..20.
+fn reject(itt: u32, reason: u8, exp_cmd_sn: u32) -> Vec<u8> {
+    let mut rejected = [0u8; 48];
+    rejected[16..20].copy_from_slice(&itt.to_be_bytes());
+    let pdu = Pdu::Reject(Reject {
+        reason,
+        exp_cmd_sn,
+        max_cmd_sn: 100,
+        ..Default::default()
+    });
+    wire(pdu, &rejected, NONE)
+}
+
 #[test]
 fn async_messages_and_rejects() {
     let msg = |event: u8| {
@@ -778,15 +792,7 @@ fn async_messages_and_rejects() {
     let mut h = Harness::new(NONE, PARAMS, 0);
     let itt = h.start(2, 0, 0).unwrap();
     h.transmit().unwrap();
-    let mut rejected = [0u8; 48];
-    rejected[16..20].copy_from_slice(&itt.to_be_bytes());
-    let rej = Pdu::Reject(Reject {
-        reason: 9,
-        exp_cmd_sn: 1,
-        max_cmd_sn: 100,
-        ..Default::default()
-    });
-    h.feed(&wire(rej, &rejected, NONE)).unwrap();
+    h.feed(&reject(itt, 9, 1)).unwrap();
     assert_eq!(h.ended[&itt], Ended::Rejected(9));
     // The response that might still come names nothing now.
     h.feed(&wire(response(itt, 2, 0), &[], NONE)).unwrap();
@@ -820,15 +826,7 @@ fn logout_answered_or_rejected() {
     let mut h = Harness::new(NONE, PARAMS, 0);
     let itt = h.conn.logout(&mut h.sess, close).unwrap();
     h.transmit().unwrap();
-    let mut rejected = [0u8; 48];
-    rejected[16..20].copy_from_slice(&itt.to_be_bytes());
-    let rej = Pdu::Reject(Reject {
-        reason: 4,
-        exp_cmd_sn: 2,
-        max_cmd_sn: 100,
-        ..Default::default()
-    });
-    h.feed(&wire(rej, &rejected, NONE)).unwrap();
+    h.feed(&reject(itt, 4, 2)).unwrap();
     assert_eq!(
         h.events,
         vec![format!("Rejected {{ itt: {itt}, reason: 4, request: Logout {{ reason: {close} }} }}")]
