@@ -335,6 +335,9 @@ pub(crate) struct Connection {
     /// Its [`Leave`] state, and the seconds the target gave it to log out.
     leave: AtomicU8,
     leave_within_s: AtomicU16,
+    /// The session's logout went out on it (set under the engine lock, as `LoggingOut` is
+    /// for its own): see [`Connection::logout_sent`].
+    session_logout: AtomicBool,
     pub(crate) stats: ConnStats,
 }
 
@@ -472,6 +475,7 @@ impl Connection {
                 busy,
                 leave: AtomicU8::new(Leave::Member as u8),
                 leave_within_s: AtomicU16::new(0),
+                session_logout: AtomicBool::new(false),
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
@@ -778,6 +782,9 @@ impl Connection {
                 .ffp
                 .logout(&mut io.ffp, reason)
                 .map_err(|_| Failure::ConnectionReset)?;
+            if reason == pdu::logout_reason::CLOSE_SESSION {
+                self.session_logout.store(true, Ordering::Release);
+            }
             arm(itt);
             itt
         };
@@ -808,10 +815,11 @@ impl Connection {
         self.leave() >= Leave::Draining
     }
 
-    /// Whether its logout request is out: no other request may follow it (RFC 7143 section
-    /// 11.14), no ping, no task management.
+    /// Whether a logout request is out on it, its own or the session's: no other request may
+    /// follow it (RFC 7143 section 11.14), no ping (a pause's logout waits with the ticker
+    /// running), no task management.
     pub(crate) fn logout_sent(&self) -> bool {
-        self.leave() >= Leave::LoggingOut
+        self.leave() >= Leave::LoggingOut || self.session_logout.load(Ordering::Acquire)
     }
 
     /// The seconds the target gave it to log out, once it asked.
@@ -825,8 +833,9 @@ impl Connection {
         let timed = {
             let mut engine = self.engine.lock();
             if self.logout_sent() {
-                // No ping may follow its logout request (`logout_alone` marks it before it
-                // takes this lock to queue the request); the logout's own wait bounds it.
+                // No ping may follow a logout request on it (`logout_alone` marks its own
+                // before it takes this lock to queue the request, `send_logout` the session's
+                // under it); the logout's own wait bounds it.
                 return false;
             }
             let mut io = self.io.lock();

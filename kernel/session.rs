@@ -716,11 +716,13 @@ impl Session {
         let sent = conn
             .logout(|itt| answer.store(itt.into(), Ordering::Release))
             .is_ok();
-        let answered = sent
+        let waited = sent
             && self.wait_for(LOGOUT_TIMEOUT_MS, || {
                 answer.load(Ordering::Acquire) == LOGOUT_ANSWERED
             });
-        answer.store(NO_LOGOUT, Ordering::Release);
+        // Disarmed; an answer in the instant after the wait still counts.
+        let late = answer.swap(NO_LOGOUT, Ordering::AcqRel) == LOGOUT_ANSWERED;
+        let answered = waited || late;
         if sent && !answered {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",

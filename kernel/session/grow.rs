@@ -98,6 +98,10 @@ impl Session {
     /// Ticker context, the session running: queues the grow work when connections are missing
     /// and their next try is due, and doubles the wait before the one after.
     pub(super) fn maybe_grow(self: &Arc<Self>) {
+        // What the run stands on, read before the wait: a connection leaving alone sets the
+        // wait before it moves `epoch` (`leave`), so a run that carries the new `epoch` was
+        // queued only once that wait was over; one that carries the old ends at the change.
+        let epoch = self.epoch.load(Ordering::Acquire);
         let now = now_ms();
         if now < self.grow_at.load(Ordering::Relaxed) {
             return;
@@ -113,10 +117,7 @@ impl Session {
             .store(now.saturating_add(wait.into()), Ordering::Relaxed);
         self.grow_wait_ms
             .store(wait.saturating_mul(2).min(GROW_MAX_MS), Ordering::Relaxed);
-        // What the run stands on: a connection that leaves alone before the run begins is
-        // not tried again at once either.
-        self.grow_epoch
-            .store(self.epoch.load(Ordering::Acquire), Ordering::Release);
+        self.grow_epoch.store(epoch, Ordering::Release);
         // On a queue of the kernel's, not the module's (whose workers have rescuers for memory
         // reclaim): a login may take login_timeout, and nothing reclaim needs waits for this.
         // Already queued is fine: it tries every missing connection.

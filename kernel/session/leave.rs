@@ -130,10 +130,12 @@ impl Session {
             }
             return;
         }
-        // The grow work attaches nothing logged in across this change, and tries again only
-        // after the wait in force (set before the slot is free, so that no try comes sooner).
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        // The grow work tries again only after the wait in force, and attaches nothing logged
+        // in across this change. Both before the slot is free, so that no try comes sooner;
+        // the wait first, so that a ticker that sees the new `epoch` (`maybe_grow` reads it
+        // first) sees the new wait too.
         self.grow_again_later();
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         // Retired while still listed, as in `detach`: the error handler finds its commands
         // until they have ended.
         let requeued = conn.in_flight();
