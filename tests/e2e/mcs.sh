@@ -354,6 +354,11 @@ ok "the target asked the leading connection to log out: the session was reinstat
 
 # ---- the howto's Example 2 layout through initiator-ctl; LIO's view; connections killed -------
 echo 4 > "$tpg/param/MaxConnections"
+# LIO 6.12 can oops in iscsit_stop_session when a reinstating login comes while it still closes
+# the old session's connections (a use after free of its connection list under KASAN, seen
+# once in CI at the kill below). DefaultTime2Wait 8 (the maximum of both offers is taken) makes
+# the recovery wait 8 s, not 2, before it logs in again (RFC 7143 section 6.1).
+echo 8 > "$tpg/param/DefaultTime2Wait"
 # An explicit ACL for our initiator, so that LIO shows its session and connections (info).
 acl=$tpg/acls/$INITIATOR_NAME
 mkdir -p "$acl/lun_0"
@@ -394,6 +399,7 @@ sg_reset -d /dev/$disk1 || fail "LUN reset failed"
 ok "LUN reset answered with four connections, no recovery"
 # Two connections killed under load (socket destroy): the session is lost as a whole (ERL 0),
 # reinstated with all four, and fio's verify passes.
+grep -qx "DefaultTime2Wait=8" $ch1/negotiated || fail "DefaultTime2Wait: $(grep DefaultTime2Wait $ch1/negotiated)"
 kill_under_load 1 "$disk1" 32m 4 dst 127.0.0.2 dport = :3260
 ok "two connections killed under load (ss -K): the session recovered with 4, data verified"
 initiator-ctl --config-dir "$CONF" stop || fail "initiator-ctl stop failed"
