@@ -29,6 +29,7 @@
 //! in `reroute`. Every wait has a bound: see Documentation/design.md, "Waits and their
 //! bounds".
 
+mod awaited;
 mod eh;
 mod grow;
 mod leave;
@@ -60,7 +61,7 @@ use crate::sys::socket::TcpStream;
 use crate::sys::ticker::{impl_has_ticker, Tick, Ticker};
 use crate::tasks::Ending;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use eh::{tmf_answer, NO_TMF_RESPONSE, TMF_REJECTED};
+use awaited::Awaited;
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::msecs_to_jiffies;
@@ -207,23 +208,15 @@ pub(crate) struct Session {
     stats: SessionStats,
 }
 
-/// What the receive path reports to waiters (it runs in softirq context, where `ctl`, a mutex,
-/// cannot be taken): whether the session's logout was answered (`logout`: its ITT while it
-/// waits, `LOGOUT_ANSWERED` once answered or rejected, `NO_LOGOUT` otherwise), and the task
-/// management response to the request in progress, as one value (`tmf_answer`: its ITT in the
-/// high half, the response or `NO_TMF_RESPONSE` in the low half), so that an answer is only
-/// ever taken for its own request (a late answer to a connection's own logout, say, does not
-/// end a stop's wait).
+/// What the receive path reports to waiters: the answer to the session's logout (its
+/// response code, or `REJECTED`), and to the task management request in progress.
 struct Answers {
-    logout: AtomicU64,
-    tmf_answer: AtomicU64,
+    logout: Awaited,
+    tmf: Awaited,
 }
 
-/// `Answers::logout` while no logout of the session waits (above any ITT).
-const NO_LOGOUT: u64 = 1 << 32;
-
-/// `Answers::logout` once the session's logout is answered or rejected.
-const LOGOUT_ANSWERED: u64 = 1 << 33;
+/// An [`Awaited`] answer when the target rejected the request (above any response code).
+const REJECTED: u32 = 0x100;
 
 /// `Session::host_no` while there is no host.
 const NO_HOST: u32 = u32::MAX;
@@ -290,8 +283,8 @@ impl Session {
                 removed: AtomicBool::new(false),
                 host_no: AtomicU32::new(NO_HOST),
                 answers: Answers {
-                    logout: AtomicU64::new(NO_LOGOUT),
-                    tmf_answer: AtomicU64::new(tmf_answer(0, NO_TMF_RESPONSE)),
+                    logout: Awaited::new(),
+                    tmf: Awaited::new(),
                 },
                 tmf_busy: AtomicBool::new(false),
                 scan_work <- new_work!("core_iscsi::scan"),
@@ -713,17 +706,11 @@ impl Session {
     fn logout(&self) {
         let Some(conn) = self.live_conn() else { return };
         let answer = &self.answers.logout;
-        let sent = conn
-            .logout(|itt| answer.store(itt.into(), Ordering::Release))
-            .is_ok();
-        let waited = sent
-            && self.wait_for(LOGOUT_TIMEOUT_MS, || {
-                answer.load(Ordering::Acquire) == LOGOUT_ANSWERED
-            });
-        // Disarmed; an answer in the instant after the wait still counts.
-        let late = answer.swap(NO_LOGOUT, Ordering::AcqRel) == LOGOUT_ANSWERED;
-        let answered = waited || late;
-        if sent && !answered {
+        let Ok(itt) = conn.logout(|itt| answer.arm(itt)) else {
+            return;
+        };
+        let _ = self.wait_for(LOGOUT_TIMEOUT_MS, || answer.get(itt).is_some());
+        if answer.get(itt).is_none() {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",
                 self.name.as_str()
@@ -1187,29 +1174,13 @@ impl Owner for Session {
     }
 
     fn answered(&self, answer: Answer) {
-        let tmf = |itt: u32, response: u32| {
-            // Only the answer to the request in progress: a late one to an earlier request
-            // (whose wait timed out) has another ITT, and finds nothing to replace.
-            let _ = self.answers.tmf_answer.compare_exchange(
-                tmf_answer(itt, NO_TMF_RESPONSE),
-                tmf_answer(itt, response),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        };
+        // Each taken only by the request it answers (`Awaited`): a connection's own logout
+        // (`leave`) has another ITT than the session's.
         match answer {
-            Answer::TaskMgmt { itt, response } => tmf(itt, response.into()),
-            // A rejected logout ends its wait too. Only the session's: a connection's own
-            // logout (`leave`) has another ITT.
-            Answer::Logout { itt, .. } | Answer::Rejected { itt, logout: true } => {
-                let _ = self.answers.logout.compare_exchange(
-                    itt.into(),
-                    LOGOUT_ANSWERED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-            }
-            Answer::Rejected { itt, logout: false } => tmf(itt, TMF_REJECTED),
+            Answer::TaskMgmt { itt, response } => self.answers.tmf.answer(itt, response.into()),
+            Answer::Rejected { itt, logout: false } => self.answers.tmf.answer(itt, REJECTED),
+            Answer::Logout { itt, response } => self.answers.logout.answer(itt, response.into()),
+            Answer::Rejected { itt, logout: true } => self.answers.logout.answer(itt, REJECTED),
         }
         self.changed.notify_all();
     }

@@ -18,17 +18,6 @@ use kernel::sync::Arc;
 /// Added to the bound on the recovery a target reset falls back on (`reset_session`).
 const RECOVERY_SLACK_S: u32 = 10;
 
-/// `Answers::tmf_answer` for request `itt` with `response`.
-pub(super) fn tmf_answer(itt: u32, response: u32) -> u64 {
-    u64::from(itt) << 32 | u64::from(response)
-}
-
-/// `Answers::tmf_answer`'s low half while no response has come.
-pub(super) const NO_TMF_RESPONSE: u32 = u32::MAX;
-
-/// ... and when the target rejected the request.
-pub(super) const TMF_REJECTED: u32 = 0x100;
-
 /// The session's task management slot, taken ([`Session::tmf_slot`]) until this drops.
 #[must_use]
 struct TmfSlot<'a>(&'a Session);
@@ -58,24 +47,14 @@ impl Session {
         // midlayer's abort work each send one request at a time, and only they and a reset
         // ioctl at the same moment make a queue here.
         let _one = self.tmf_slot(tmf_ms * 2)?;
-        let answer = &self.answers.tmf_answer;
+        let answer = &self.answers.tmf;
         // Armed before the request can leave (under the engine's lock, which sending takes),
         // so its answer always finds it.
         let itt = conn
-            .task_mgmt(function, lun, ref_itt, |itt| {
-                answer.store(tmf_answer(itt, NO_TMF_RESPONSE), Ordering::Release)
-            })
+            .task_mgmt(function, lun, ref_itt, |itt| answer.arm(itt))
             .ok()?;
-        let mut response = None;
-        self.wait_for(tmf_ms, || {
-            let a = answer.load(Ordering::Acquire);
-            // The low half, of our own request (the high half is its ITT).
-            response = (a >> 32 == u64::from(itt))
-                .then(|| u32::try_from(a & 0xffff_ffff).ok())
-                .flatten()
-                .filter(|&r| r != NO_TMF_RESPONSE);
-            response.is_some() || conn.is_dead()
-        });
+        self.wait_for(tmf_ms, || answer.get(itt).is_some() || conn.is_dead());
+        let response = answer.get(itt);
         if response.is_none() {
             self.io.lock().ffp.forget_request(itt);
         }
