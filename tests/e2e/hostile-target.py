@@ -458,6 +458,11 @@ class Conn:
         assert len(h) == 48, len(h)
         return h
 
+    def reject(self, bhs, reason):
+        """A Reject of the PDU whose header is `bhs` (its data segment), with `reason`."""
+        self.send(self.pdu(0x3F, 0x80, b2=reason, dsl=48, itt=RESERVED, w20=0,
+                           sn=self.sn_fields(self.next_stat_sn())), bhs)
+
     # ---- login ----
     def login(self):
         while True:
@@ -644,8 +649,7 @@ class Conn:
                 log("conn %d: logout refused (response 3, cleanup failed)" % self.n)
                 return
             if self.t.mode == "conn-logout-reject" and reason == 1:
-                self.send(self.pdu(0x3F, 0x80, b2=0x04, dsl=48, itt=RESERVED, w20=0,
-                                   sn=self.sn_fields(self.next_stat_sn())), bhs)
+                self.reject(bhs, 0x04)
                 log("conn %d: logout rejected (reason 0x04)" % self.n)
                 return
             if self.t.mode == "conn-logout-mute" and reason == 1:
@@ -1109,8 +1113,7 @@ class Conn:
                                sn=self.sn_fields()), b"\x50" * 4096)
             return True
         if m == "reject":
-            self.send(self.pdu(0x3F, 0x80, b2=0x09, dsl=48, itt=RESERVED, w20=0,
-                               sn=self.sn_fields(self.next_stat_sn())), bhs)
+            self.reject(bhs, 0x09)
             return False
         if m in ("silent", "silent-tmf"):
             self.silent_tmf = m == "silent-tmf"
