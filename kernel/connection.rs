@@ -336,7 +336,8 @@ pub(crate) struct Connection {
     leave: AtomicU8,
     leave_within_s: AtomicU16,
     /// The session's logout went out on it (set under the engine lock, as `LoggingOut` is
-    /// for its own): see [`Connection::logout_sent`].
+    /// for its own): see [`Connection::logout_sent`]. Never cleared: the session's logout
+    /// is followed by `detach`, which retires the connection.
     session_logout: AtomicBool,
     pub(crate) stats: ConnStats,
 }
@@ -777,6 +778,10 @@ impl Connection {
     ) -> core::result::Result<u32, Failure> {
         let itt = {
             let mut engine = self.engine.lock();
+            if reason == pdu::logout_reason::CLOSE_SESSION && self.logout_sent() {
+                // One logout per connection: no request follows one (RFC 7143 section 11.14).
+                return Err(Failure::ConnectionReset);
+            }
             let mut io = self.io.lock();
             let itt = engine
                 .ffp

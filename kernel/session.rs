@@ -709,8 +709,16 @@ impl Session {
         let Ok(itt) = conn.logout(|itt| answer.arm(itt)) else {
             return;
         };
-        let _ = self.wait_for(LOGOUT_TIMEOUT_MS, || answer.get(itt).is_some());
-        if answer.get(itt).is_none() {
+        // Nothing answers on a dead connection, even while the session's others are up.
+        let _ = self.wait_for(LOGOUT_TIMEOUT_MS, || {
+            answer.get(itt).is_some() || conn.is_dead()
+        });
+        if answer.get(itt) == Some(REJECTED) {
+            pr_warn!(
+                "core-iscsi: channel {}: logout rejected\n",
+                self.name.as_str()
+            );
+        } else if answer.get(itt).is_none() {
             pr_warn!(
                 "core-iscsi: channel {}: no logout response\n",
                 self.name.as_str()
