@@ -51,6 +51,12 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     "logout ignored").
   conn-logout-lead  as conn-logout, but on the leading connection (the first read of the window
                     that comes on it).
+  logout-slow       serves I/O like good; the session's Logout Request (reason 0, as `pause`
+                    and `stop` send) is answered only LOGOUT_SLOW s later, the connection
+                    unread meanwhile; then it is read until the initiator closes it (3 s at
+                    most), each PDU logged as in conn-logout ("conn N: opcode X after the
+                    logout": RFC 7143 11.14 allows none, a NOP-Out ping included). Logged:
+                    "conn N: logout reason 0 answered after LOGOUT_SLOW s".
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
   login-continue    (at the first login) Login Responses with the C bit, forever
 
@@ -180,7 +186,9 @@ SESSION_CMDSN_MODES = {"filler-reset"}
 TRICKLE_HEAD = 100
 # Triggered once per connection instead of once per target.
 PER_CONN_MODES = {"slow-drain"}
-MODES = {"good", "window-login"} | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
+# Modes that serve I/O as good does and misbehave at the session's logout.
+LOGOUT_MODES = {"logout-slow"}
+MODES = {"good", "window-login"} | LOGOUT_MODES | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
 # A small receive buffer (inherited from the listening socket by each accepted socket, set
 # before the handshake so the window is small from the start), so the initiator's send blocks.
 SMALL_RCVBUF_MODES = {"slow-drain", "r2t-reset", "slow-burst", "filler-reset"}
@@ -193,6 +201,7 @@ R2T_RESET_STALL = 2.0
 SLOW_READ = 4096
 SLOW_INTERVAL = 0.5
 SLOW_NOP_INTERVAL = 1.0
+LOGOUT_SLOW = 5.0
 
 # The target's side of the operational negotiation (answered only for keys the initiator offers).
 OURS = {
@@ -310,7 +319,7 @@ class Target:
         if self.mode in TWO_LUN_MODES and lun != 1:
             return False
         if self.mode in ("good", "window-login") or self.mode in LOGIN_MODES or \
-                self.mode in SCAN_MODES or blocks == 0:
+                self.mode in SCAN_MODES or self.mode in LOGOUT_MODES or blocks == 0:
             return False
         if not (lba < TRIGGER_END and lba + blocks > TRIGGER_LBA):
             return False
@@ -655,6 +664,13 @@ class Conn:
             if self.t.mode == "conn-logout-mute" and reason == 1:
                 log("conn %d: logout ignored" % self.n)
                 return
+            if self.t.mode == "logout-slow" and reason == 0:
+                time.sleep(LOGOUT_SLOW)
+                self.send(self.pdu(0x26, 0x80, itt=itt, w20=0,
+                                   sn=self.sn_fields(self.next_stat_sn())))
+                log("conn %d: logout reason 0 answered after %g s" % (self.n, LOGOUT_SLOW))
+                self.after_logout()
+                raise Closed("logged out")
             self.send(self.pdu(0x26, 0x80, itt=itt, w20=0,
                                sn=self.sn_fields(self.next_stat_sn())))
             log("conn %d: logout" % self.n)
@@ -686,8 +702,8 @@ class Conn:
             log("conn %d: ignoring opcode %#x" % (self.n, op))
 
     def after_logout(self):
-        """conn-logout: what the initiator sends on a connection after its logout (RFC 7143
-        11.14: nothing), logged until it closes the connection."""
+        """conn-logout and logout-slow: what the initiator sends on a connection after its
+        logout (RFC 7143 11.14: nothing), logged until it closes the connection."""
         self.s.settimeout(3.0)
         try:
             while True:

@@ -11,7 +11,7 @@
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
 # vm-kernel: debug
 # vm-args: --timeout 2400
-# vm-seconds: 340
+# vm-seconds: 360
 # vm-cpu: light
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
@@ -62,6 +62,7 @@ expect() {
         after-abort)      echo "|yes" ;;
         login-oversize)   echo "connection lost|login" ;;
         login-continue)   echo "|login" ;;
+        logout-slow)      echo "|yes" ;;  # logout_slow below, not run_mode
         *) fail "unknown mode $1" ;;
     esac
 }
@@ -203,9 +204,9 @@ run_mode() {
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
     ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue
-    stop-recovering stop-eh stop-reset"}
+    stop-recovering stop-eh stop-reset logout-slow"}
 for mode in $modes; do
-    case $mode in stop-*|time2wait) ;; *) run_mode "$mode" good ;; esac
+    case $mode in stop-*|time2wait|logout-slow) ;; *) run_mode "$mode" good ;; esac
 done
 # The same faults with a target that then stays away: the session fails, I/O fails, no hang.
 # What follows the drop (recovery against a refusing target) does not depend on which protocol
@@ -266,6 +267,72 @@ for mode in $modes; do
         stop-eh)         stop_during silent-tmf good eh 60 ;;
         stop-reset)      stop_during silent-tmf good reset ;;
     esac
+done
+# logout_slow: the session's logout (pause's, then stop's) answered 5 s late (LOGOUT_SLOW in the
+# target) while the idle connection is pinged every second (nopout_interval 1). Each logout
+# waits for its answer, within its 10 s bound (LOGOUT_TIMEOUT_MS), and nothing follows the
+# Logout Request on its connection (RFC 7143 11.14), no keepalive ping included: the ticker
+# runs during a pause's logout (the link is still up), so a ping would be due four times over.
+# The paused channel resumes with its data.
+logout_slow() {
+    local log tpid d t took n took_pause took_stop
+    port=$((port + 1))
+    log=/tmp/hostile-logout-slow.log
+    python3 "$TARGET" $port logout-slow --log "$log" &
+    tpid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "logout-slow: the target did not start"
+    dmesg -C
+    channel_create 0 $IQN 127.0.0.1:$port nopout_interval=1 nopout_timeout=30
+    start_channel 0
+    d=$(channel_disks 0)
+    [ -n "$d" ] || fail "logout-slow: no disk after start"
+    head -c $((1 << 20)) /dev/urandom > /tmp/pattern
+    dd if=/tmp/pattern of=/dev/$d bs=1M seek=2 count=1 oflag=direct status=none \
+        || fail "logout-slow: the write failed"
+    # The keepalive runs: the idle connection is pinged every second.
+    n=$(channel_stat 0 conn0.nop_pings)
+    wait_for "[ \$(channel_stat 0 conn0.nop_pings) -ge $((n + 2)) ]" 10 \
+        || fail "logout-slow: fewer than two pings in 10 s with nopout_interval 1"
+    local what want i=0
+    for what in pause stop; do
+        i=$((i + 1))
+        case $what in pause) want=paused ;; stop) want=stopped ;; esac
+        t=${EPOCHREALTIME/./}
+        timeout 60 bash -c "echo $what > $ch/control" \
+            || fail "logout-slow: $what failed or hung (state '$(cat $ch/state)')"
+        took=$(( (${EPOCHREALTIME/./} - t) / 1000 ))
+        [ "$(cat $ch/state)" = $want ] || fail "logout-slow: state '$(cat $ch/state)' after $what"
+        [ "$(grep -c "logout reason 0 answered after" "$log")" = $i ] \
+            || { cat "$log" >&2; fail "logout-slow: $what: not one more session logout answered"; }
+        [ $took -ge 4500 ] && [ $took -le 10500 ] \
+            || fail "logout-slow: $what took $took ms; the logout's answer came after 5 s (bound 10 s)"
+        # The target reads the connection until we close it (3 s at most), logging each PDU.
+        wait_for "[ \$(grep -c 'closed (logged out)' $log) -ge $i ]" 5 \
+            || fail "logout-slow: the target's connection did not end after $what's logout"
+        ! grep "after the logout" "$log" \
+            || fail "logout-slow: a PDU followed the session's Logout Request at $what"
+        ! grep "still open 3 s after the logout" "$log" \
+            || fail "logout-slow: the connection was left open after $what's logout"
+        ! dmesg | grep -q "no logout response\|logout rejected" \
+            || fail "logout-slow: $what gave up on the logout's answer: $(dmesg | grep core-iscsi | tail -3)"
+        eval "took_$what=$took"
+        if [ $what = pause ]; then
+            # Resume: the held channel logs in again; the data is there.
+            start_channel 0
+            d=$(channel_disks 0)
+            dd if=/dev/$d of=/tmp/back bs=1M skip=2 count=1 iflag=direct status=none \
+                || fail "logout-slow: the read after resume failed"
+            cmp -s /tmp/pattern /tmp/back || fail "logout-slow: data read back after resume differs"
+        fi
+    done
+    rmdir $ch || fail "logout-slow: rmdir failed"
+    kill $tpid 2>/dev/null || true
+    wait $tpid 2>/dev/null || true
+    mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+    ok "logout-slow: pause waited $took_pause ms and stop $took_stop ms for the session logout's answer (5 s late; bound 10 s), with pings due every second and none after the Logout Request; resume read the data back; rmdir works"
+}
+for mode in $modes; do
+    [ "$mode" != logout-slow ] || logout_slow
 done
 unload_module
 ok "rmmod core_iscsi after every mode ($((SECONDS - t0)) s)"
