@@ -298,10 +298,9 @@ pub(crate) struct Connection {
     io: Arc<IoLock>,
     stats_path: Arc<PathStats>,
     cid: u16,
-    /// Where it goes, the interface it is bound to (0: none) and where it comes from, for
-    /// the channel's `connections`.
-    portal: SocketAddr,
-    ifindex: u32,
+    /// Where it goes and when it logged in (the channel's `connections`, the session's
+    /// holds), and where it comes from.
+    origin: Origin,
     local: Option<SocketAddr>,
     data_digest: bool,
     crc: KernelCrc32c,
@@ -405,11 +404,14 @@ fn completion_result(c: &Completion) -> CommandResult {
     }
 }
 
-/// Where a connection goes: its portal and the interface it is bound to (0: none).
+/// Where a connection goes: its portal and the interface it is bound to (0: none), the entry
+/// of the channel's `portals` that asked for it, and when it logged in (`now_ms`).
 #[derive(Clone, Copy)]
 pub(crate) struct Origin {
     pub(crate) portal: SocketAddr,
     pub(crate) ifindex: u32,
+    pub(crate) entry: usize,
+    pub(crate) since_ms: u64,
 }
 
 /// How the parts of the data path a connection shares with its session are handed to it.
@@ -451,8 +453,7 @@ impl Connection {
                 io: path.io,
                 stats_path: path.stats,
                 cid: cfg.cid,
-                portal: origin.portal,
-                ifindex: origin.ifindex,
+                origin,
                 local,
                 data_digest: cfg.digests.data,
                 crc: KernelCrc32c,
@@ -498,10 +499,7 @@ impl Connection {
 
     /// Where it goes.
     pub(crate) fn origin(&self) -> Origin {
-        Origin {
-            portal: self.portal,
-            ifindex: self.ifindex,
-        }
+        self.origin
     }
 
     /// The local address it goes out from, if the socket could say.

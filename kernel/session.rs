@@ -32,6 +32,7 @@
 mod awaited;
 mod eh;
 mod grow;
+mod hold;
 mod leave;
 mod report;
 
@@ -51,7 +52,7 @@ use crate::queues::Queues;
 use crate::sys::bh_lock::{new_spinlock_bh, SpinLockBh};
 use crate::sys::crypto::KernelChapDigest;
 use crate::sys::mem::{
-    fatal_signal_pending, online_cpus, random_bytes, signal_pending, sleep_ms, Deadline,
+    fatal_signal_pending, now_ms, online_cpus, random_bytes, signal_pending, sleep_ms, Deadline,
     NoIoScope,
 };
 use crate::sys::scsi::{
@@ -62,6 +63,7 @@ use crate::sys::ticker::{impl_has_ticker, Tick, Ticker};
 use crate::tasks::Ending;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use awaited::Awaited;
+use hold::Holds;
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::msecs_to_jiffies;
@@ -200,6 +202,8 @@ pub(crate) struct Session {
     grow_wait_ms: AtomicU32,
     /// `epoch` when the ticker last queued the grow work: its run ends at a change from it.
     grow_epoch: AtomicU32,
+    /// The portal entries whose added connections are held back (`hold`).
+    holds: Holds,
     /// Changes whenever the session's connections are lost or torn down (`failed`,
     /// `detach`) and when one leaves alone (`leave`): the grow work attaches nothing logged
     /// in across a change.
@@ -295,6 +299,7 @@ impl Session {
                 grow_at: AtomicU64::new(0),
                 grow_wait_ms: AtomicU32::new(grow::GROW_FIRST_MS),
                 grow_epoch: AtomicU32::new(0),
+                holds: Holds::new(),
                 epoch: AtomicU32::new(0),
                 tsih: AtomicU32::new(0),
                 stats: SessionStats::default(),
@@ -386,6 +391,8 @@ impl Session {
             .map(|p| Origin {
                 portal: p.addr,
                 ifindex: p.ifindex,
+                entry: portal,
+                since_ms: now_ms(),
             })
             .ok_or(Failure::Protocol)?;
         if usize::from(cid) >= MAX_CONNECTIONS {
@@ -473,7 +480,8 @@ impl Session {
                 wanted
             );
         }
-        // The connections each portal contributes, in order, less the leading one's.
+        // The connections each portal contributes, in order, less the leading one's and those
+        // of a portal held back (`hold`: the grow work adds them once the hold is over).
         let mut slots = [0usize; MAX_CONNECTIONS];
         let mut n = 0;
         let mut skipped = false;
@@ -481,6 +489,9 @@ impl Session {
             for _ in 0..portal.connections {
                 if i == at && !skipped {
                     skipped = true;
+                    continue;
+                }
+                if self.held_ms(i) > 0 {
                     continue;
                 }
                 if let Some(slot) = slots.get_mut(n) {
@@ -865,9 +876,11 @@ impl Session {
         if self.io.lock().link != Link::Up {
             return;
         }
+        let conns = self.conns();
+        self.note_lasting(&conns);
         // No ping may follow a logout request on its connection.
         let pinged = |c: &&Arc<Connection>| !c.is_dead() && !c.logout_sent();
-        for conn in self.conns().iter().flatten().filter(pinged) {
+        for conn in conns.iter().flatten().filter(pinged) {
             if conn.tick() {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
             }
@@ -880,7 +893,7 @@ impl Session {
         let shut_ms = {
             let io = self.io.lock();
             match (io.link, io.ffp.window_shut_since()) {
-                (Link::Up, Some(t)) => crate::sys::mem::now_ms().saturating_sub(t),
+                (Link::Up, Some(t)) => now_ms().saturating_sub(t),
                 _ => 0,
             }
         };
@@ -900,14 +913,15 @@ impl Session {
         let mut lost = self.ctl.lock().lost.take();
         if lost.is_none() && self.io.lock().link == Link::Up {
             // A connection that failed before it was the session's (between its login and
-            // `attach`) was not reported: its loss is found here.
+            // `attach`) was not reported, and `failed` may not have run yet for one that just
+            // failed: its loss is found here.
             // One logged out alone is dead until the leave work unlists it: no loss.
             let dead = self
                 .conns()
-                .iter()
+                .into_iter()
                 .flatten()
-                .any(|c| c.is_dead() && c.leave() != Leave::LoggedOut);
-            if dead {
+                .find(|c| c.is_dead() && c.leave() != Leave::LoggedOut);
+            if let Some(conn) = dead {
                 // A loss, like one `failed` reports: the grow work attaches nothing across it.
                 self.epoch.fetch_add(1, Ordering::AcqRel);
                 pr_warn!(
@@ -915,6 +929,10 @@ impl Session {
                     self.name.as_str(),
                     Failure::ConnectionReset
                 );
+                // Found before `failed` ran (it reports from the receive path's work).
+                if self.ctl.lock().phase == Phase::Running {
+                    self.hold_if_short_lived(&conn);
+                }
                 lost = Some(Failure::ConnectionReset);
             }
         }
@@ -1176,6 +1194,11 @@ impl Owner for Session {
                 self.name.as_str(),
                 why
             );
+            // Only the loss that ends a running session counts against its portal: those a
+            // recovery's own closing causes, or the rest of a target's reset, do not.
+            if phase == Phase::Running {
+                self.hold_if_short_lived(conn);
+            }
         }
         self.changed.notify_all();
         Ticker::kick(&self, &self.queues.ctl);

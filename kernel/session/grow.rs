@@ -56,14 +56,17 @@ pub(super) fn missing_at(settings: &Settings, conns: &Conns, index: usize) -> us
 
 impl Session {
     /// The portal (its index) of each connection the portals ask for that is not open, in
-    /// portal order, as many as the target's MaxConnections leaves room for; gives how many
-    /// entries of `out` it filled.
+    /// portal order, as many as the target's MaxConnections leaves room for, less those of a
+    /// portal held back (`hold`); gives how many entries of `out` it filled.
     fn missing(&self, conns: &Conns, out: &mut [usize; MAX_CONNECTIONS]) -> usize {
         let open = conns.iter().flatten().count();
         let granted = usize::from(self.io.lock().params.session.max_connections.max(1));
         let room = granted.saturating_sub(open).min(out.len());
         let mut n = 0;
         for i in 0..self.settings.portals().count() {
+            if self.held_ms(i) > 0 {
+                continue;
+            }
             for _ in 0..missing_at(&self.settings, conns, i) {
                 if n < room {
                     if let Some(slot) = out.get_mut(n) {

@@ -50,8 +50,8 @@ impl Session {
     }
 
     /// `connections`: one line per connection of the session, and one per connection the
-    /// portals ask for that is not open (`state missing`): CID, portal, interface index,
-    /// local address, state and counters.
+    /// portals ask for that is not open (`state missing`, and `held S` while its portal is
+    /// held back, `hold`): CID, portal, interface index, local address, state and counters.
     pub(crate) fn show_connections(
         &self,
         p: &mut crate::sys::configfs::Page<'_>,
@@ -87,12 +87,17 @@ impl Session {
             return Ok(());
         }
         for (i, portal) in self.settings.portals().enumerate() {
+            let held_s = self.held_ms(i).div_ceil(1000);
             for _ in 0..super::grow::missing_at(&self.settings, &conns, i) {
-                writeln!(
+                write!(
                     p,
                     "cid - portal {} ifindex {} local - state missing",
                     portal.addr, portal.ifindex
                 )?;
+                if held_s > 0 {
+                    write!(p, " held {}", held_s)?;
+                }
+                writeln!(p)?;
             }
         }
         Ok(())

@@ -57,6 +57,9 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     most), each PDU logged as in conn-logout ("conn N: opcode X after the
                     logout": RFC 7143 11.14 allows none, a NOP-Out ping included). Logged:
                     "conn N: logout reason 0 answered after LOGOUT_SLOW s".
+  added-drop        (two connections per session) serves I/O like good, but closes every
+                    connection added to a session (logged in with its TSIH) ADDED_DROP s after
+                    its login, every time: "conn N: added connection dropped".
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
   login-continue    (at the first login) Login Responses with the C bit, forever
 
@@ -186,8 +189,9 @@ SESSION_CMDSN_MODES = {"filler-reset"}
 TRICKLE_HEAD = 100
 # Triggered once per connection instead of once per target.
 PER_CONN_MODES = {"slow-drain"}
-# Modes that serve I/O as good does and misbehave at the session's logout.
-LOGOUT_MODES = {"logout-slow"}
+# Modes that serve I/O as good does and misbehave at the session's logout, or at an added
+# connection's login.
+LOGOUT_MODES = {"logout-slow", "added-drop"}
 MODES = {"good", "window-login"} | LOGOUT_MODES | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
 # A small receive buffer (inherited from the listening socket by each accepted socket, set
 # before the handshake so the window is small from the start), so the initiator's send blocks.
@@ -202,6 +206,7 @@ SLOW_READ = 4096
 SLOW_INTERVAL = 0.5
 SLOW_NOP_INTERVAL = 1.0
 LOGOUT_SLOW = 5.0
+ADDED_DROP = 1.0
 
 # The target's side of the operational negotiation (answered only for keys the initiator offers).
 OURS = {
@@ -224,6 +229,7 @@ MODE_OURS = {
     "conn-logout-reject": {"MaxConnections": 2},
     "conn-logout-mute": {"MaxConnections": 2},
     "conn-logout-lead": {"MaxConnections": 2},
+    "added-drop": {"MaxConnections": 2},
     "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
                    "MaxRecvDataSegmentLength": 4096},
     "filler-reset": {"ImmediateData": "No", "MaxBurstLength": 16776192,
@@ -598,6 +604,8 @@ class Conn:
     def run(self):
         try:
             self.login()
+            if self.t.mode == "added-drop" and self.added:
+                threading.Timer(ADDED_DROP, self.drop_added).start()
             while True:
                 bhs, data = self.recv_pdu()
                 self.dispatch(bhs, data)
@@ -610,6 +618,14 @@ class Conn:
                 self.s.close()
             except OSError:
                 pass
+
+    def drop_added(self):
+        """added-drop: ends the connection (the receive loop then sees it closed)."""
+        log("conn %d: added connection dropped" % self.n)
+        try:
+            self.s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def dispatch(self, bhs, data):
         op = bhs[0] & 0x3F

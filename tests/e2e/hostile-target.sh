@@ -62,7 +62,7 @@ expect() {
         after-abort)      echo "|yes" ;;
         login-oversize)   echo "connection lost|login" ;;
         login-continue)   echo "|login" ;;
-        logout-slow)      echo "|yes" ;;  # logout_slow below, not run_mode
+        logout-slow|added-drop) echo "|yes" ;;  # their own functions below, not run_mode
         *) fail "unknown mode $1" ;;
     esac
 }
@@ -204,9 +204,9 @@ run_mode() {
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
     ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue
-    stop-recovering stop-eh stop-reset logout-slow"}
+    stop-recovering stop-eh stop-reset logout-slow added-drop"}
 for mode in $modes; do
-    case $mode in stop-*|time2wait|logout-slow) ;; *) run_mode "$mode" good ;; esac
+    case $mode in stop-*|time2wait|logout-slow|added-drop) ;; *) run_mode "$mode" good ;; esac
 done
 # The same faults with a target that then stays away: the session fails, I/O fails, no hang.
 # What follows the drop (recovery against a refusing target) does not depend on which protocol
@@ -331,8 +331,61 @@ logout_slow() {
     mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
     ok "logout-slow: pause waited $took_pause ms and stop $took_stop ms for the session logout's answer (5 s late; bound 10 s), with pings due every second and none after the Logout Request; resume read the data back; rmdir works"
 }
+# added_drop: a session of two connections through one portal, whose target closes the added
+# connection 1 s after each login, for 60 s while a reader verifies data every second. At
+# ErrorRecoveryLevel 0 each such loss is a recovery of the whole session; from the second in a
+# row within 10 s of their login the portal's added connections are held back
+# (kernel/session/hold.rs: 10 s, 20 s, 40 s...), so the 60 s see 3-5 recoveries (drops at
+# about 1, 3, 15 and 37 s; the code before the holds: 21), the held connection shows in
+# `connections` as `state missing held S`, and every read returns the data written.
+added_drop() {
+    local log tpid d t_end rec reads=0 held_line=""
+    port=$((port + 1))
+    log=/tmp/hostile-added-drop.log
+    python3 "$TARGET" $port added-drop --log "$log" &
+    tpid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "added-drop: the target did not start"
+    dmesg -C
+    channel_create 0 $IQN "127.0.0.1:$port*2" replacement_timeout=10
+    start_channel 0
+    d=$(channel_disks 0)
+    [ -n "$d" ] || fail "added-drop: no disk after start"
+    head -c $((1 << 20)) /dev/urandom > /tmp/pattern
+    dd if=/tmp/pattern of=/dev/$d bs=1M seek=2 count=1 oflag=direct status=none \
+        || fail "added-drop: the write failed"
+    t_end=$((SECONDS + 60))
+    while [ $SECONDS -lt $t_end ]; do
+        timeout 30 dd if=/dev/$d of=/tmp/back bs=1M skip=2 count=1 iflag=direct status=none \
+            || fail "added-drop: a read failed or hung (state '$(cat $ch/state)')"
+        cmp -s /tmp/pattern /tmp/back || fail "added-drop: data read back differs"
+        reads=$((reads + 1))
+        [ -n "$held_line" ] || held_line=$(grep " state missing held [0-9]*$" $ch/connections || true)
+        sleep 1
+    done
+    rec=$(channel_stat 0 recoveries)
+    local klog drops
+    klog=$(dmesg | grep "core-iscsi: channel 0: " || true)
+    drops=$(grep -c "added connection dropped" "$log" || true)
+    [ "$rec" -ge 3 ] && [ "$rec" -le 5 ] \
+        || { echo "$klog" >&2; fail "added-drop: $rec recoveries in 60 s ($drops drops); expected 3-5 with the holds"; }
+    grep -q "lost [0-9]* ms after its login: no connection is added through that portal for 10 s" <<< "$klog" \
+        || { echo "$klog" >&2; fail "added-drop: no 10 s hold in the kernel log"; }
+    grep -q "lost [0-9]* ms after its login: no connection is added through that portal for 20 s" <<< "$klog" \
+        || { echo "$klog" >&2; fail "added-drop: no 20 s hold after the second drop"; }
+    [ -n "$held_line" ] || fail "added-drop: no 'state missing held S' line in connections"
+    [ "$(cat $ch/state)" = running ] || fail "added-drop: state '$(cat $ch/state)'"
+    timeout 60 bash -c "echo stop > $ch/control" || fail "added-drop: stop failed or hung"
+    rmdir $ch || fail "added-drop: rmdir failed"
+    kill $tpid 2>/dev/null || true
+    wait $tpid 2>/dev/null || true
+    mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+    ok "added-drop: the added connection dropped 1 s after each login ($drops times): $rec recoveries in 60 s (holds of 10 s, then 20 s), '$held_line' while held, $reads reads verified; stop and rmdir work"
+}
 for mode in $modes; do
-    [ "$mode" != logout-slow ] || logout_slow
+    case $mode in
+        logout-slow) logout_slow ;;
+        added-drop)  added_drop ;;
+    esac
 done
 unload_module
 ok "rmmod core_iscsi after every mode ($((SECONDS - t0)) s)"

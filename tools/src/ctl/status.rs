@@ -73,6 +73,9 @@ pub struct ConnectionStatus {
     pub bytes_tx: Option<u64>,
     /// Bytes received.
     pub bytes_rx: Option<u64>,
+    /// Seconds its portal's added connections are still held back (a missing connection
+    /// whose portal dropped them soon after their login; see initiator-ctl(8)).
+    pub held_s: Option<u64>,
 }
 
 impl ConnectionStatus {
@@ -113,6 +116,7 @@ fn parse_connection(line: &str) -> Option<ConnectionStatus> {
         pdus_rx: None,
         bytes_tx: None,
         bytes_rx: None,
+        held_s: None,
     };
     for kv in words.chunks(2) {
         let (k, v) = (kv[0], kv[1]);
@@ -127,6 +131,7 @@ fn parse_connection(line: &str) -> Option<ConnectionStatus> {
             "pdus_rx" => c.pdus_rx = Some(v.parse().ok()?),
             "bytes_tx" => c.bytes_tx = Some(v.parse().ok()?),
             "bytes_rx" => c.bytes_rx = Some(v.parse().ok()?),
+            "held" => c.held_s = Some(v.parse().ok()?),
             _ => {}
         }
     }
@@ -317,8 +322,11 @@ impl ChannelStatus {
                 (_, Some(name)) => format!(" on {}", printable(name)),
                 (i, None) => format!(" on interface index {i} (no such device now)"),
             };
+            let held = c.held_s.map_or_else(String::new, |n| {
+                format!(" (held back {n} s more: its connections dropped soon after login)")
+            });
             s += &format!(
-                "{INDENT}not open: a connection through {}{via}\n",
+                "{INDENT}not open: a connection through {}{via}{held}\n",
                 printable(&c.portal)
             );
         }
@@ -578,6 +586,7 @@ mod tests {
                 pdus_rx: Some(25),
                 bytes_tx: Some(1200),
                 bytes_rx: Some(5896),
+                held_s: None,
             }
         );
         assert!(list[0].is_open());
@@ -605,6 +614,7 @@ mod tests {
                 pdus_rx: None,
                 bytes_tx: None,
                 bytes_rx: None,
+                held_s: None,
             }
         );
         assert!(!list[3].is_open());
@@ -660,7 +670,7 @@ mod tests {
              cid 1 portal [::1]:3260 ifindex 1 local [::1]:40112 state lost pdus_tx 3 pdus_rx 2 bytes_tx 144 bytes_rx 96\n\
              cid 2 portal 10.0.0.1:3260 ifindex 7 local - state up pdus_tx 1 pdus_rx 1 bytes_tx 48 bytes_rx 48\n\
              cid - portal 127.0.0.2:3260 ifindex 3 local - state missing\n\
-             cid - portal 127.0.0.3:3260 ifindex 0 local - state missing\n\
+             cid - portal 127.0.0.3:3260 ifindex 0 local - state missing held 17\n\
              cid - portal 127.0.0.4:3260 ifindex 9 local - state missing\n",
         );
         list[1].device = Some("lo".into());
@@ -673,7 +683,7 @@ mod tests {
             \x20       1    [::1]:3260      lo      [::1]:40112      lost         3        2       144        96\n\
             \x20       2    10.0.0.1:3260   #7      -                up           1        1        48        48\n\
             \x20       not open: a connection through 127.0.0.2:3260 on eth1\n\
-            \x20       not open: a connection through 127.0.0.3:3260\n\
+            \x20       not open: a connection through 127.0.0.3:3260 (held back 17 s more: its connections dropped soon after login)\n\
             \x20       not open: a connection through 127.0.0.4:3260 on interface index 9 (no such device now)\n";
         assert!(t.contains(expected), "{t}");
         // Only for a running channel; nothing without the attribute.
