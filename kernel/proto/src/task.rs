@@ -210,15 +210,23 @@ impl Task {
             });
         }
         let len = self.read_len.max(self.write_len);
-        let residual = residual(rsp.underflow, rsp.overflow, rsp.residual, len)?;
-        // For a read that succeeded, the data the target says it sent must have arrived (a
-        // bidirectional command's residual is the write's: nothing to compare).
-        if self.write_len == 0
-            && self.read_len > 0
-            && rsp.status == 0
-            && Some(self.received) != self.read_len.checked_sub(residual)
-        {
-            return Err(TaskError::DataMissing);
+        let mut residual = residual(rsp.underflow, rsp.overflow, rsp.residual, len)?;
+        // A bidirectional command's residual is the write's: nothing to compare.
+        if self.write_len == 0 && self.read_len > 0 {
+            let unreceived = self.read_len.saturating_sub(self.received);
+            if rsp.status == 0 {
+                // For a read that succeeded, the data the target says it sent must have
+                // arrived.
+                if residual != unreceived {
+                    return Err(TaskError::DataMissing);
+                }
+            } else {
+                // With any other status a target may send part of the data, or none, without
+                // a residual (RFC 7143 section 11.4.5: it is valid only with U or O). What
+                // did not arrive is never counted as read: the midlayer takes the residual
+                // off what the sense says was good (sd's RECOVERED ERROR, MEDIUM ERROR).
+                residual = residual.max(unreceived);
+            }
         }
         // RFC 7143 section 11.4.7: SenseLength (2 bytes) then the sense data.
         let sense = match data {

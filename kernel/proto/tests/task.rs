@@ -148,6 +148,43 @@ fn response_with_sense_and_missing_data() {
         .completed_at_target());
 }
 
+/// A read ended with CHECK CONDITION after part of its data, or none, and no residual (valid
+/// only with U or O): what did not arrive is in the residual, so that the midlayer, which
+/// takes it off what the sense says was good (sd: RECOVERED ERROR, MEDIUM ERROR's information
+/// field), never counts pages we did not fill as read.
+#[test]
+fn check_condition_read_counts_only_what_arrived() {
+    let sense = [0, 3, 0x70, 0, 1];
+    let check = ScsiResponse {
+        status: 2,
+        ..ScsiResponse::default()
+    };
+    // No data at all.
+    let mut t = Task::new(8192, 0, &params());
+    let step = t.on_response(&check, &sense).unwrap();
+    assert_eq!((step.completion.status, step.completion.residual), (2, 8192));
+    // Half of it.
+    let mut t = Task::new(8192, 0, &params());
+    t.on_data_in(&data_in(0, 0), 4096).unwrap();
+    assert_eq!(t.on_response(&check, &sense).unwrap().completion.residual, 4096);
+    // All of it: nothing to add.
+    let mut t = Task::new(8192, 0, &params());
+    t.on_data_in(&data_in(0, 0), 8192).unwrap();
+    assert_eq!(t.on_response(&check, &sense).unwrap().completion.residual, 0);
+    // A residual larger than what is missing stands.
+    let mut t = Task::new(8192, 0, &params());
+    t.on_data_in(&data_in(0, 0), 4096).unwrap();
+    let under = ScsiResponse {
+        underflow: true,
+        residual: 6144,
+        ..check
+    };
+    assert_eq!(t.on_response(&under, &sense).unwrap().completion.residual, 6144);
+    // A write's residual is the target's alone.
+    let mut w = Task::new(0, 8192, &params());
+    assert_eq!(w.on_response(&check, &sense).unwrap().completion.residual, 0);
+}
+
 #[test]
 fn r2t_for_a_write_only() {
     let mut w = Task::new(0, 131072, &params());
