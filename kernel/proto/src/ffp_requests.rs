@@ -2,6 +2,7 @@
 //! place in the transmit queue), task management, logout and text requests, each of the
 //! session's own requests under an ITT of its own that its answer is matched against.
 
+use super::dataout::WriteParams;
 use super::ffp_conn::{Conn, MAX_TEXT_OUT};
 use super::ffp_event::Lost;
 use super::ffp_session::{Millis, Own, OwnKind, Session, MAX_OWN, OWN_LOGOUT, OWN_TEXT, OWN_TMF};
@@ -44,7 +45,12 @@ where
         }
         let cmd_sn = sess.window.assign(now).ok_or(StartError::WindowShut)?;
         let generation = sess.next_generation(spec.tag).ok_or(StartError::BadTag)?;
-        let params = sess.write_params;
+        // The session's write keys, with this connection's own PDU size (a connection-scope
+        // key, negotiated at each connection's login): the task's data goes out on it.
+        let params = WriteParams {
+            max_xmit_data_segment_length: self.cfg.max_xmit,
+            ..sess.write_params
+        };
         let itt = self
             .tasks
             .insert(spec, generation, cmd_sn, self.cfg.cid, &params)?;

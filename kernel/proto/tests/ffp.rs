@@ -752,6 +752,53 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
     assert_eq!(c1.tasks().in_flight(), 0);
 }
 
+/// MaxRecvDataSegmentLength is a connection's own key: a write on an added connection whose
+/// target declared less than at the leading connection's login goes out in PDUs of the
+/// added connection's size (immediate data and the unsolicited Data-Out alike).
+#[test]
+fn a_write_goes_out_in_its_connections_pdu_size() {
+    use iscsi_proto::ffp_conn::{Conn, ConnConfig};
+    use iscsi_proto::ffp_tx::{tx_capacity, TxData, TxSlot};
+    let h = &mut Harness::new(NONE, PARAMS, 0);
+    assert_eq!(PARAMS.max_xmit_data_segment_length, 2048);
+    let mut c1 = Conn::new(
+        ConnConfig {
+            cid: 1,
+            digests: NONE,
+            max_recv: 8192,
+            max_xmit: 512,
+            exp_stat_sn: 7,
+            nop_interval_ms: 0,
+            nop_timeout_ms: 0,
+            pdu_timeout_ms: 0,
+        },
+        vec![TxSlot::default(); tx_capacity(8, 4)],
+        vec![iscsi_proto::ffp_tasks::TaskSlot::default(); 8],
+        0,
+    );
+    let spec = iscsi_proto::ffp_tasks::CommandSpec {
+        tag: 1,
+        queue: 1,
+        lun: [0; 8],
+        cdb: [0; 16],
+        attr: 1,
+        read_len: 0,
+        write_len: 4096,
+    };
+    let w = c1.start_command(&mut h.sess, &spec, 0).unwrap();
+    let mut head = [0u8; 52];
+    let mut sent = Vec::new();
+    while let Some(pdu) = c1.poll_transmit(&mut h.sess, &BitCrc, &mut head).unwrap() {
+        if let TxData::Task { itt, offset, len } = pdu.data {
+            assert_eq!(itt, w);
+            sent.push((offset, len));
+        }
+    }
+    // FirstBurstLength 4096, all unsolicited: 8 PDUs of 512 bytes, in order.
+    let want: Vec<(u32, u32)> = (0..8).map(|i| (i * 512, 512)).collect();
+    assert_eq!(sent, want);
+}
+
 /// A Reject (reason `reason`, the window at `exp_cmd_sn`) of the PDU whose ITT is `itt`: its
 /// data segment is the rejected header, with the ITT at bytes 16..20.
 fn reject(itt: u32, reason: u8, exp_cmd_sn: u32) -> Vec<u8> {
