@@ -338,6 +338,8 @@ pub(crate) struct Connection {
     /// for its own): see [`Connection::logout_sent`]. Never cleared: the session's logout
     /// is followed by `detach`, which retires the connection.
     session_logout: AtomicBool,
+    /// When a Reject was last logged (`now_ms`; 0: never): [`Connection::log_reject`].
+    reject_logged_ms: AtomicU64,
     pub(crate) stats: ConnStats,
 }
 
@@ -478,6 +480,7 @@ impl Connection {
                 leave: AtomicU8::new(Leave::Member as u8),
                 leave_within_s: AtomicU16::new(0),
                 session_logout: AtomicBool::new(false),
+                reject_logged_ms: AtomicU64::new(0),
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
@@ -1392,11 +1395,7 @@ impl Connection {
                 reason,
                 request,
             } => {
-                pr_warn!(
-                    "core-iscsi: channel {}: target rejected a PDU (reason {:#x})\n",
-                    self.owner.name(),
-                    reason
-                );
+                self.log_reject(reason);
                 let logout = matches!(request, OwnKind::Logout { .. });
                 Some(Action::Answer(Answer::Rejected { itt, logout }))
             }
@@ -1409,17 +1408,34 @@ impl Connection {
         Ok((action, ffp.want(), None))
     }
 
+    /// Logs a Reject from the target: at most one line a second on a connection, since a
+    /// target may reject every command (each counts in `errors` all the same).
+    fn log_reject(&self, reason: u8) {
+        let now = now_ms();
+        let last = self.reject_logged_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < 1000 {
+            return;
+        }
+        let won = self
+            .reject_logged_ms
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if won {
+            pr_warn!(
+                "core-iscsi: channel {}: target rejected a PDU (reason {:#x})\n",
+                self.owner.name(),
+                reason
+            );
+        }
+    }
+
     /// Does what an event asked for, with the engine's and `io` dropped (the receive path's
     /// `rx` is still held: nothing here sleeps).
     fn act(self: &Arc<Self>, action: Action) -> core::result::Result<(), Failure> {
         match action {
             Action::Complete(done) => self.complete(done),
             Action::Rejected { reason, done } => {
-                pr_warn!(
-                    "core-iscsi: channel {}: target rejected a PDU (reason {:#x})\n",
-                    self.owner.name(),
-                    reason
-                );
+                self.log_reject(reason);
                 add(&self.stats_path.errors, 1);
                 if let Some(done) = done {
                     self.complete(done);
@@ -1445,14 +1461,15 @@ impl Connection {
             }
             Action::Rescan => self.owner.clone().rescan(),
             Action::LogoutRequested { within_s } => {
-                pr_info!(
-                    "core-iscsi: channel {}: target requests logout (event 1) of connection {} within {} s\n",
-                    self.owner.name(),
-                    self.cid,
-                    within_s
-                );
-                // Once: a second request while the first is handled changes nothing.
+                // Once: a second request while the first is handled changes nothing (and is
+                // not logged: a target may send them at line rate).
                 if self.leave() == Leave::Member {
+                    pr_info!(
+                        "core-iscsi: channel {}: target requests logout (event 1) of connection {} within {} s\n",
+                        self.owner.name(),
+                        self.cid,
+                        within_s
+                    );
                     self.leave_within_s.store(within_s, Ordering::Relaxed);
                     self.set_leave(Leave::Asked);
                     self.owner.clone().logout_requested();

@@ -21,7 +21,8 @@ kernel's partition scan never reads there, so the scan completes first); what it
   garbage           48 random bytes where a BHS belongs (then more random bytes)
   huge-sense        CHECK CONDITION with a SenseLength larger than the data segment
   nop-flood         10000 NOP-In pings (TTT set) as fast as possible, then answers normally
-  async-logout      an Async Message, event 1 (the target requests a logout)
+  async-logout      Async Messages, event 1 (the target requests a logout), ASYNC_LOGOUTS of
+                    them back to back
   close-midway      the connection closed in the middle of a Data-In data segment
   time2wait         as close-midway, having negotiated DefaultTime2Wait=3600 (the most RFC 7143
                     allows): the initiator's replacement_timeout must still bound the recovery
@@ -206,6 +207,7 @@ SLOW_READ = 4096
 SLOW_INTERVAL = 0.5
 SLOW_NOP_INTERVAL = 1.0
 LOGOUT_SLOW = 5.0
+ASYNC_LOGOUTS = 200
 ADDED_DROP = 1.0
 
 # The target's side of the operational negotiation (answered only for keys the initiator offers).
@@ -1136,9 +1138,10 @@ class Conn:
             threading.Thread(target=self.flood, daemon=True).start()
             return True
         if m == "async-logout":
-            self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
-                               sn=self.sn_fields(self.next_stat_sn()),
-                               tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 2, 0)))
+            for _ in range(ASYNC_LOGOUTS):
+                self.send(self.pdu(0x32, 0x80, itt=RESERVED, w20=RESERVED,
+                                   sn=self.sn_fields(self.next_stat_sn()),
+                                   tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 2, 0)))
             return False
         if m == "ping-data":
             self.send(self.pdu(0x20, 0x80, dsl=4096, itt=RESERVED, w20=0x4242,

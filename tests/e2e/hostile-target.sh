@@ -133,6 +133,12 @@ run_mode() {
     fi
     grep -q "^[0-9.]* TRIGGER $mode" "$log" || [ "$mode" = good ] \
         || { cat "$log" >&2; fail "$mode/$after: the target never misbehaved (trigger not reached)"; }
+    if [ "$mode" = async-logout ]; then
+        # 200 requests back to back: one is acted on, and logged, once.
+        local n_req
+        n_req=$(grep -c "target requests logout" <<< "$klog" || true)
+        [ "$n_req" = 1 ] || fail "async-logout: $n_req kernel log lines for one burst of logout requests"
+    fi
     local what
     case $harmless in
     yes)
