@@ -188,6 +188,9 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator_auth:1: unterminated quote (expected VAR=\"...\")"),
     (AUTH, "secretsecret12",
      "/etc/sysconfig/initiator_auth:1: expected AUTH=\"...\""),
+    // A curly quote that broke the line is named as the cause, without showing it.
+    (AUTH, "AUTH=\u{201C}0 0 alice secretsecret12\u{201D}",
+     "/etc/sysconfig/initiator_auth:1: a curly quote where a straight quote \" belongs (a word processor or web page replaced it)"),
     // --- iscsi_device_maps ---
     (MAPS, "DEVICE=\"0 0 1 a/b\"",
      "/etc/sysconfig/iscsi_device_maps:1: field 4 (name): \"a/b\" is not a single path component (no '/', not . or ..)"),
@@ -241,6 +244,38 @@ fn a_byte_that_is_not_utf8_is_named_with_its_line() {
         e,
         "/etc/sysconfig/initiator_auth:1: byte 18 of the line is not UTF-8 (save the file as UTF-8 or ASCII)"
     );
+}
+
+/// A refused CHANNEL line changes nothing: the lines after it are judged without its
+/// connections, portal, target name or keys, so only the bad line is reported.
+#[test]
+fn a_refused_line_is_not_counted_against_the_next() {
+    let cases = [
+        "CHANNEL=\"0 10 10.0.0.1 3260 0\"\n\
+         CHANNEL=\"0 10 10.0.0.2 3260 0\"\n\
+         CHANNEL=\"0 1 10.0.0.3 3260 0\"\n",
+        "CHANNEL=\"0 1 10.0.0.1 3260 0 iqn.2003-01.org.example:a\"\n\
+         CHANNEL=\"0 1 10.0.0.2 3260 0 iqn.2003-01.org.example:b\"\n\
+         CHANNEL=\"0 1 10.0.0.2 3260 0\"\n",
+        "CHANNEL=\"0 1 10.0.0.1 3260 0\"\n\
+         CHANNEL=\"0 1 10.0.0.2 3260 0 MaxBurstLength=4096\"\n\
+         CHANNEL=\"0 1 10.0.0.3 3260 0 ImmediateData=No\"\n",
+    ];
+    for text in cases {
+        let e = parse_initiator(Path::new(INI), text).unwrap_err();
+        let lines: Vec<String> = e.errors().iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 1, "{text}: {lines:?}");
+        assert!(lines[0].starts_with("/etc/sysconfig/initiator:2: "), "{lines:?}");
+    }
+}
+
+/// A curly quote inside a secret that is quoted properly is part of the secret.
+#[test]
+fn a_curly_quote_in_a_secret_is_data() {
+    let text = "AUTH=\"0 0 alice s3cr\u{201D}tPassw0rd\"\n";
+    let (auth, _) = parse_auth(Path::new(AUTH), text.as_bytes()).expect("a valid line");
+    let secret = auth[&0].credentials.initiator.secret.expose();
+    assert_eq!(secret, "s3cr\u{201D}tPassw0rd".as_bytes());
 }
 
 /// Every bad line of a file is reported in one run, each once, in line order.

@@ -451,6 +451,9 @@ fn validate_netdev(name: &str) -> Result<(), Fault> {
     }
 }
 
+/// Adds a line to its channel, or changes nothing: a refused line is reported once, and not
+/// again through the lines after it (its connections, portal, target name and keys are not
+/// counted against them).
 fn merge(
     channels: &mut BTreeMap<u32, Channel>,
     given: &mut BTreeMap<(u32, &'static str), usize>,
@@ -465,7 +468,10 @@ fn merge(
         target,
     } = parsed;
     portal.line = line;
-    let ch = channels.entry(id).or_insert_with(|| Channel {
+    // Each key and attribute appears once in a line (`parse_line`), so `given` holds only
+    // earlier lines' while this one is checked.
+    let mut staged: Vec<(&'static str, usize)> = Vec::new();
+    let mut ch = channels.get(&id).cloned().unwrap_or_else(|| Channel {
         id,
         connections: 0,
         portals: Vec::new(),
@@ -535,7 +541,7 @@ fn merge(
             }
             continue;
         }
-        given.insert((id, name), line);
+        staged.push((name, line));
         if name == "AuthMethod" {
             ch.auth_method_line = Some(line);
         }
@@ -552,10 +558,13 @@ fn merge(
             }
             continue;
         }
-        given.insert((id, name), line);
+        staged.push((name, line));
         ch.attrs.set(name, &value);
     }
-    check_keys(ch)
+    check_keys(&ch)?;
+    channels.insert(id, ch);
+    given.extend(staged.into_iter().map(|(name, line)| ((id, name), line)));
+    Ok(())
 }
 
 /// A key whose value this initiator does not implement, with the reason (the same check as

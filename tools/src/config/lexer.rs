@@ -102,13 +102,15 @@ pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexe
             out.errors.push(ConfigError::line(file, line, problem));
             out.broken.add(first_word_guess(trimmed).as_deref());
         };
-        if let Some(c) = trimmed.chars().find(|c| CURLY_QUOTES.contains(c)) {
-            refuse(format!(
-                "curly quote {c} (U+{:04X}) where a straight quote \" belongs (a word processor or web page replaced it)",
-                c as u32
-            ));
+        // A curly quote is what most likely broke a line that does not parse, and is an error
+        // anywhere in the files that hold no secret; in a secret that parses it is data (and
+        // is never named: the message would show a character of the secret).
+        let curly = trimmed.chars().find(|c| CURLY_QUOTES.contains(c));
+        if let (Some(c), false) = (curly, sensitive) {
+            refuse(curly_problem(Some(c)));
             continue;
         }
+        let mut refuse = |problem: String| refuse(curly.map_or(problem, |_| curly_problem(None)));
         let words = match shell_words::split(trimmed) {
             Ok(w) => Zeroizing::new(w),
             Err(_) => {
@@ -163,6 +165,15 @@ pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexe
         });
     }
     out
+}
+
+/// The error for a line with a curly quote: which one, when the file holds no secret.
+fn curly_problem(c: Option<char>) -> String {
+    const WHY: &str = "where a straight quote \" belongs (a word processor or web page replaced it)";
+    match c {
+        Some(c) => format!("curly quote {c} (U+{:04X}) {WHY}", c as u32),
+        None => format!("a curly quote {WHY}"),
+    }
 }
 
 /// Parses a decimal number made of ASCII digits only (no sign, no spaces), within `min..=max`.
