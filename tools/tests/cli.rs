@@ -585,3 +585,20 @@ fn initiator_iname_write_never_overwrites() {
     let text = fs::read_to_string(dir.path().join("initiatorname.iscsi")).unwrap();
     assert!(text.contains(&format!("InitiatorName={first}")));
 }
+
+/// Timeouts out of range are refused by the command line (exit 2, one line naming the option),
+/// not met later as an overflow: `start` would have changed things by then.
+#[test]
+fn timeouts_out_of_range_are_refused_up_front() {
+    let dir = example_dir();
+    for args in [
+        &["--device-timeout", "18446744073709551615", "status"][..],
+        &["--device-timeout", "0", "status"][..],
+        &["discover", "-p", "127.0.0.1", "--timeout", "18446744073709551615"][..],
+    ] {
+        let (code, _, err) = ctl(dir.path(), args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.starts_with("error: invalid value"), "{args:?}: {err}");
+        assert!(err.contains("timeout"), "{args:?}: {err}");
+    }
+}

@@ -32,8 +32,9 @@ struct Cli {
         default_value = "/"
     )]
     mount_root: PathBuf,
-    /// Seconds to wait for a LUN's disk or partition to appear
-    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30)]
+    /// Seconds to wait for a LUN's disk or partition to appear (1-86400)
+    #[arg(long, global = true, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     device_timeout: u64,
     /// Print results as JSON on standard output
     #[arg(long, global = true)]

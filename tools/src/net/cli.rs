@@ -54,8 +54,9 @@ pub struct CommonArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 262_144,
           value_parser = clap::value_parser!(u32).range(512..=16_777_215))]
     pub max_recv_data_segment_length: u32,
-    /// Connect and I/O timeout in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    /// Connect and I/O timeout in seconds (1-3600)
+    #[arg(long, value_name = "SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,
 }
 
