@@ -188,6 +188,10 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator_auth:1: unterminated quote (expected VAR=\"...\")"),
     (AUTH, "secretsecret12",
      "/etc/sysconfig/initiator_auth:1: expected AUTH=\"...\""),
+    (AUTH, "AUTH =\"0 0 alice secretsecret12\"",
+     "/etc/sysconfig/initiator_auth:1: a space before = (write AUTH=\"...\")"),
+    (INI, "CHANNEL = \"0 1 10.0.0.1 3260 0\"",
+     "/etc/sysconfig/initiator:1: a space before = (write CHANNEL=\"...\")"),
     // A curly quote that broke the line is named as the cause, without showing it.
     (AUTH, "AUTH=\u{201C}0 0 alice secretsecret12\u{201D}",
      "/etc/sysconfig/initiator_auth:1: a curly quote where a straight quote \" belongs (a word processor or web page replaced it)"),

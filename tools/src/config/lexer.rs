@@ -128,7 +128,10 @@ pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexe
             Some(value) => value,
             None => {
                 let name = first.split('=').next().unwrap_or("");
-                let problem = if name.eq_ignore_ascii_case(var) {
+                let spaced = first == var && words.get(1).is_some_and(|w| w.starts_with('='));
+                let problem = if spaced {
+                    format!("a space before = (write {var}=\"...\")")
+                } else if name.eq_ignore_ascii_case(var) {
                     format!("\"{name}\": variable names are case-sensitive, write {var}=\"...\"")
                 } else if sensitive {
                     format!("expected {var}=\"...\"")
