@@ -193,6 +193,18 @@ grep -q "/$IQN0/disk1a (/dev/${d01}1) is busy: used by sleep (pid $BUSY: cwd)" /
 set +e; initiator-ctl unmap 0 2>/dev/null; rc=$?; set -e
 [ $rc = 4 ] || fail "unmap of a busy channel: exit $rc, want 4"
 ok "stop refused: exit 1 naming /$IQN0/disk1a and its user; channel and mounts untouched"
+# The same on a paused channel: stop resumes it to flush, finds the mount busy, and pauses it
+# again, so that the failed command leaves it as it was.
+"$INIT" pause 0
+[ "$(cat $ISCSI_ROOT/0/state)" = paused ] || fail "not paused before the busy stop"
+set +e; "$INIT" stop 0 2>/tmp/stop.err; rc=$?; set -e
+[ $rc = 1 ] || fail "stop of a paused channel with a busy mount: exit $rc, want 1"
+grep -q "/$IQN0/disk1a (/dev/${d01}1) is busy" /tmp/stop.err || fail "busy (paused): reason: $(cat /tmp/stop.err)"
+[ "$(cat $ISCSI_ROOT/0/state)" = paused ] || fail "busy stop left a paused channel $(cat $ISCSI_ROOT/0/state)"
+[ "$(mnt /$IQN0/disk0a)" = "ext4 rw" ] && [ "$(mnt /$IQN0/disk1a)" = "ext4 rw" ] || fail "busy stop (paused) unmounted something"
+"$INIT" start 0
+[ "$(cat $ISCSI_ROOT/0/state)" = running ] || fail "not running after the paused busy stop"
+ok "stop of a paused channel refused the same way; the channel is left paused, mounts untouched"
 iscsi-unmap-channel 0 1
 ! kill -0 $BUSY 2>/dev/null || fail "the user of the busy mount is still alive"
 wait $BUSY 2>/dev/null || true

@@ -886,12 +886,30 @@ impl Ctl {
 
     fn stop_one(&self, log: &mut Log<'_>, cfg: &Config, id: u32) -> Result<(), CtlError> {
         let dir = self.kernel.channel(id);
+        let holders_free = || -> Result<(), CtlError> {
+            for (name, _, _) in self.channel_devices(id) {
+                let h = devices::holders(&name);
+                if !h.is_empty() {
+                    return Err(CtlError::busy(
+                        id,
+                        format!(
+                            "/dev/{name} is held by {} (device-mapper, md...): remove that first",
+                            h.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        let was_paused = dir.state() == State::Paused;
         match dir.state() {
             State::Absent => {
                 log.say("not running");
                 return Ok(());
             }
             State::Paused => {
+                // What can be checked without I/O is, before the channel is resumed.
+                holders_free()?;
                 // Unmounting flushes: the held I/O must be able to complete first.
                 dir.control("start").map_err(|e| {
                     CtlError::channel(
@@ -912,18 +930,13 @@ impl Ctl {
             }
             _ => {}
         }
-        self.unmap_one(log, cfg, id, false)?;
-        for (name, _, _) in self.channel_devices(id) {
-            let h = devices::holders(&name);
-            if !h.is_empty() {
-                return Err(CtlError::busy(
-                    id,
-                    format!(
-                        "/dev/{name} is held by {} (device-mapper, md...): remove that first",
-                        h.join(", ")
-                    ),
-                ));
+        if let Err(e) = self.unmap_one(log, cfg, id, false).and_then(|()| holders_free()) {
+            // A busy mount (or a holder that came meanwhile): the channel goes back to how
+            // the command found it.
+            if was_paused && dir.control("pause").is_ok() {
+                log.say("paused again");
             }
+            return Err(e);
         }
         let disks: Vec<String> = self
             .channel_devices(id)
