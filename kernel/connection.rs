@@ -340,6 +340,9 @@ pub(crate) struct Connection {
     session_logout: AtomicBool,
     /// When a Reject was last logged (`now_ms`; 0: never): [`Connection::log_reject`].
     reject_logged_ms: AtomicU64,
+    /// When the last whole PDU arrived (`now_ms`; 0: none yet): how long the connection
+    /// worked, for the session's holds, whenever its loss is noticed.
+    heard_ms: AtomicU64,
     pub(crate) stats: ConnStats,
 }
 
@@ -481,6 +484,7 @@ impl Connection {
                 leave_within_s: AtomicU16::new(0),
                 session_logout: AtomicBool::new(false),
                 reject_logged_ms: AtomicU64::new(0),
+                heard_ms: AtomicU64::new(0),
                 stats: ConnStats::default(),
             }),
             GFP_KERNEL,
@@ -503,6 +507,11 @@ impl Connection {
     /// Where it goes.
     pub(crate) fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// When its last whole PDU arrived (`now_ms`), or when it logged in if none has since.
+    pub(crate) fn heard_ms(&self) -> u64 {
+        self.heard_ms.load(Ordering::Relaxed).max(self.origin.since_ms)
     }
 
     /// The local address it goes out from, if the socket could say.
@@ -1343,7 +1352,8 @@ impl Connection {
             return Err(Failure::Protocol);
         }
         let mut io = self.io.lock();
-        let received = match ffp.receive(&mut io.ffp, &self.crc, bytes, now_ms()) {
+        let now = now_ms();
+        let received = match ffp.receive(&mut io.ffp, &self.crc, bytes, now) {
             Ok(r) => r,
             Err(why) => {
                 drop(io);
@@ -1365,6 +1375,7 @@ impl Connection {
             return Ok((None, next, lent));
         };
         add(&self.stats.pdus_rx, 1);
+        self.heard_ms.store(now, Ordering::Relaxed);
         let action = match event {
             Event::Finished(f) => match f.outcome {
                 Outcome::Completed { completion, sense } => {

@@ -481,7 +481,7 @@ impl Session {
             );
         }
         // The connections each portal contributes, in order, less the leading one's and those
-        // of a portal held back (`hold`: the grow work adds them once the hold is over).
+        // of a portal held back (`hold`: the grow work tries them once the hold is over).
         let mut slots = [0usize; MAX_CONNECTIONS];
         let mut n = 0;
         let mut skipped = false;
@@ -1194,8 +1194,8 @@ impl Owner for Session {
                 self.name.as_str(),
                 why
             );
-            // Only the loss that ends a running session counts against its portal: those a
-            // recovery's own closing causes, or the rest of a target's reset, do not.
+            // Only the loss that ends a running session counts against its portal: not those
+            // a recovery's own closing causes, nor the others of a target's reset (`hold`).
             if phase == Phase::Running {
                 self.hold_if_short_lived(conn);
             }

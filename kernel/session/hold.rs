@@ -6,14 +6,22 @@
 //! I/O held meanwhile. A portal that lets a connection log in and then drops it (a flapping
 //! link, a target or middlebox that ends the second connection of a session) would cost one
 //! every few seconds for as long as it does so: each recovery logs that connection in again.
-//! So when two connections in a row added through a portal entry are lost within
-//! `SHORT_LIFE_MS` of their login (one such loss may be a fault that has passed: a single
-//! reset, a cable pulled and put back), the entry is held back: logins of the whole session
-//! (recovery, resume) and the grow work leave its added connections out until the hold is
-//! over, the holds doubling from `HOLD_FIRST_MS` to `HOLD_MAX_MS` while they keep dropping,
-//! and everything forgotten once one through the entry has lasted. The leading connection is
-//! never held back: the session needs one, and a portal that drops it fails the session,
-//! whose own retries have their bound (replacement_timeout).
+//! So when two connections in a row added through a portal entry are lost having worked
+//! (their last PDU) less than `SHORT_LIFE_MS` after their login (one such loss may be a fault
+//! that has passed: a single reset, a cable pulled and put back), the entry is held back:
+//! logins of the whole session (recovery, resume) and the grow work leave the added
+//! connections through its address and device out (an address listed in two entries is one
+//! portal) until the hold is over, the holds doubling from `HOLD_FIRST_MS` to `HOLD_MAX_MS`
+//! while they keep dropping, and everything forgotten once one through the entry has worked
+//! that long. The time is the last PDU's, not the loss's: a connection that goes silent is
+//! only found dead by its ping's timeout, later than `SHORT_LIFE_MS` with the defaults.
+//!
+//! What counts is the loss that begins a recovery: when a target drops the whole session, the
+//! added connection may be the one seen first, so a target that does so twice within
+//! `SHORT_LIFE_MS` of the logins holds an entry back that did nothing wrong; the cost is
+//! running on fewer connections for `HOLD_FIRST_MS`. The leading connection is never held
+//! back: the session needs one. A portal that drops it costs a recovery each time (each one
+//! bounded by replacement_timeout), as at ErrorRecoveryLevel 0 it must.
 //!
 //! Read and written with atomics only (the loss's report and the ticker, which may both see
 //! one loss: a connection is counted once, by its login time).
@@ -58,11 +66,11 @@ impl Holds {
         }
     }
 
-    /// An added connection through `entry` that logged in at `since` was lost at `now`:
-    /// counted if that was soon after, and the entry held back at the `STRIKES`th in a row.
-    /// Gives the hold's length in ms, if it began one.
-    pub(super) fn lost(&self, entry: usize, since: u64, now: u64) -> Option<u32> {
-        if now.saturating_sub(since) >= SHORT_LIFE_MS {
+    /// An added connection through `entry` that logged in at `since` and worked `worked_ms`
+    /// was lost (noticed at `now`): counted if that was short, and the entry held back at
+    /// the `STRIKES`th in a row. Gives the hold's length in ms, if it began one.
+    pub(super) fn lost(&self, entry: usize, since: u64, worked_ms: u64, now: u64) -> Option<u32> {
+        if worked_ms >= SHORT_LIFE_MS {
             return None;
         }
         let until = self.until.get(entry)?;
@@ -99,42 +107,54 @@ impl Holds {
 
 impl Session {
     /// The connection whose loss begins a recovery (the session running; reported by
-    /// `failed`, or found dead by the ticker first): an added one lost soon after its login
-    /// counts against its entry.
+    /// `failed`, or found dead by the ticker first): an added one that worked only briefly
+    /// after its login counts against its entry.
     pub(super) fn hold_if_short_lived(&self, conn: &Connection) {
         if conn.cid() == LEADING_CID {
             return;
         }
         let o = conn.origin();
-        let now = now_ms();
-        let Some(ms) = self.holds.lost(o.entry, o.since_ms, now) else {
+        let worked = conn.heard_ms().saturating_sub(o.since_ms);
+        let Some(ms) = self.holds.lost(o.entry, o.since_ms, worked, now_ms()) else {
             return;
         };
         pr_warn!(
-            "core-iscsi: channel {}: connection {} through portal {} lost {} ms after its login: no connection is added through that portal for {} s\n",
+            "core-iscsi: channel {}: connection {} through portal {} was lost, its last PDU {} ms after its login: no connection is added through that portal for {} s\n",
             self.name.as_str(),
             conn.cid(),
             o.portal,
-            now.saturating_sub(o.since_ms),
+            worked,
             ms / 1000
         );
     }
 
-    /// Ticker: the entries of the added connections up for `SHORT_LIFE_MS` forget their
-    /// losses (`Holds::lasted`). Not the leading connection's: it is never held back, and
-    /// says nothing of how its entry's added ones fare.
+    /// Ticker: the entries of the added connections that have worked `SHORT_LIFE_MS` since
+    /// their login forget their losses (`Holds::lasted`). Not the leading connection's: it is
+    /// never held back, and says nothing of how its entry's added ones fare.
     pub(super) fn note_lasting(&self, conns: &Conns) {
-        let now = now_ms();
         let added = |c: &&Arc<Connection>| c.cid() != LEADING_CID && !c.is_dead();
-        for o in conns.iter().flatten().filter(added).map(|c| c.origin()) {
-            if now.saturating_sub(o.since_ms) >= SHORT_LIFE_MS {
+        for c in conns.iter().flatten().filter(added) {
+            let o = c.origin();
+            if c.heard_ms().saturating_sub(o.since_ms) >= SHORT_LIFE_MS {
                 self.holds.lasted(o.entry);
             }
         }
     }
 
-    /// How long portal entry `entry`'s added connections are still held back, in ms (0: not).
+    /// How long the added connections of portal entry `entry` are still held back, in ms (0:
+    /// not): the longest hold of the entries with its address and device, which count each
+    /// other's connections (`grow::missing_at`).
     pub(super) fn held_ms(&self, entry: usize) -> u64 {
-        self.holds.left_ms(entry, now_ms())
+        let now = now_ms();
+        let Some(p) = self.settings.portals().nth(entry) else {
+            return 0;
+        };
+        self.settings
+            .portals()
+            .enumerate()
+            .filter(|(_, q)| (&q.addr, q.ifindex) == (&p.addr, p.ifindex))
+            .map(|(i, _)| self.holds.left_ms(i, now))
+            .max()
+            .unwrap_or(0)
     }
 }
