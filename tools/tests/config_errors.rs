@@ -190,6 +190,8 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator_auth:1: expected AUTH=\"...\""),
     (AUTH, "AUTH =\"0 0 alice secretsecret12\"",
      "/etc/sysconfig/initiator_auth:1: a space before = (write AUTH=\"...\")"),
+    (AUTH, "AUTH =\"0 0 alice s3cr\u{201D}tPassw0rd\"",
+     "/etc/sysconfig/initiator_auth:1: a space before = (write AUTH=\"...\")"),
     (INI, "CHANNEL = \"0 1 10.0.0.1 3260 0\"",
      "/etc/sysconfig/initiator:1: a space before = (write CHANNEL=\"...\")"),
     // A curly quote that broke the line is named as the cause, without showing it.

@@ -110,7 +110,11 @@ pub(crate) fn lex(file: &Path, bytes: &[u8], var: &str, sensitive: bool) -> Lexe
             refuse(curly_problem(Some(c)));
             continue;
         }
-        let mut refuse = |problem: String| refuse(curly.map_or(problem, |_| curly_problem(None)));
+        // Only where no straight double quote is left: one inside a quoted secret is data,
+        // and the line's error is another.
+        let replaced = curly.filter(|_| !trimmed.contains('"'));
+        let mut refuse =
+            |problem: String| refuse(replaced.map_or(problem, |_| curly_problem(None)));
         let words = match shell_words::split(trimmed) {
             Ok(w) => Zeroizing::new(w),
             Err(_) => {

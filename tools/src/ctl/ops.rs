@@ -902,14 +902,16 @@ impl Ctl {
             Ok(())
         };
         let was_paused = dir.state() == State::Paused;
+        if dir.state() != State::Absent {
+            // Checked without I/O, before anything is resumed or unmounted.
+            holders_free()?;
+        }
         match dir.state() {
             State::Absent => {
                 log.say("not running");
                 return Ok(());
             }
             State::Paused => {
-                // What can be checked without I/O is, before the channel is resumed.
-                holders_free()?;
                 // Unmounting flushes: the held I/O must be able to complete first.
                 dir.control("start").map_err(|e| {
                     CtlError::channel(
@@ -933,8 +935,11 @@ impl Ctl {
         if let Err(e) = self.unmap_one(log, cfg, id, false).and_then(|()| holders_free()) {
             // A busy mount (or a holder that came meanwhile): the channel goes back to how
             // the command found it.
-            if was_paused && dir.control("pause").is_ok() {
-                log.say("paused again");
+            if was_paused {
+                match dir.control("pause") {
+                    Ok(()) => log.say("paused again"),
+                    Err(p) => log.say(format!("left running: pausing it again failed: {p}")),
+                }
             }
             return Err(e);
         }
