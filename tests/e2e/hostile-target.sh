@@ -68,16 +68,23 @@ expect() {
 }
 
 
+# target_start MODE AFTER LOG: the scripted target on the next port, in the caller's `tpid`,
+# listening; the kernel log cleared.
+target_start() {
+    port=$((port + 1))
+    python3 "$TARGET" $port "$1" --after "$2" --log "$3" &
+    tpid=$!
+    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$1: the target did not start"
+    dmesg -C
+}
+
+
 # run_mode MODE AFTER
 run_mode() {
     local mode=$1 after=$2 log tpid e want harmless st rec errs wrc=0 rrc=0 start_ok=1
-    port=$((port + 1))
     log=/tmp/hostile-$mode-$after.log
     e=$(expect "$mode"); want=${e%|*}; harmless=${e#*|}
-    python3 "$TARGET" $port "$mode" --after "$after" --log "$log" &
-    tpid=$!
-    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
-    dmesg -C
+    target_start "$mode" "$after" "$log"
     # Login modes get a long login_timeout: their refusal must come from our own checks, well
     # before it.
     local lt=3
@@ -232,12 +239,8 @@ done
 # longer tmf_timeout short), and the I/O must end.
 stop_during() {
     local mode=$1 after=$2 what=$3 tmf=${4:-2} log tpid d ddpid t
-    port=$((port + 1))
     log=/tmp/hostile-$mode-$after-stop.log
-    python3 "$TARGET" $port "$mode" --after "$after" --log "$log" &
-    tpid=$!
-    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "$mode: the target did not start"
-    dmesg -C
+    target_start "$mode" "$after" "$log"
     channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=30 login_timeout=10 tmf_timeout=$tmf
     start_channel 0
     d=$(channel_disks 0)
@@ -274,6 +277,17 @@ for mode in $modes; do
         stop-reset)      stop_during silent-tmf good reset ;;
     esac
 done
+# start_written WHAT: starts channel 0 and writes 1 MiB of /tmp/pattern 2 MiB into its disk,
+# whose name it leaves in the caller's `d`.
+start_written() {
+    start_channel 0
+    d=$(channel_disks 0)
+    [ -n "$d" ] || fail "$1: no disk after start"
+    head -c $((1 << 20)) /dev/urandom > /tmp/pattern
+    dd if=/tmp/pattern of=/dev/$d bs=1M seek=2 count=1 oflag=direct status=none \
+        || fail "$1: the write failed"
+}
+
 # logout_slow: the session's logout (pause's, then stop's) answered 5 s late (LOGOUT_SLOW in the
 # target) while the idle connection is pinged every second (nopout_interval 1). Each logout
 # waits for its answer, within its 10 s bound (LOGOUT_TIMEOUT_MS), and nothing follows the
@@ -282,19 +296,10 @@ done
 # The paused channel resumes with its data.
 logout_slow() {
     local log tpid d t took n took_pause took_stop
-    port=$((port + 1))
     log=/tmp/hostile-logout-slow.log
-    python3 "$TARGET" $port logout-slow --log "$log" &
-    tpid=$!
-    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "logout-slow: the target did not start"
-    dmesg -C
+    target_start logout-slow good "$log"
     channel_create 0 $IQN 127.0.0.1:$port nopout_interval=1 nopout_timeout=30
-    start_channel 0
-    d=$(channel_disks 0)
-    [ -n "$d" ] || fail "logout-slow: no disk after start"
-    head -c $((1 << 20)) /dev/urandom > /tmp/pattern
-    dd if=/tmp/pattern of=/dev/$d bs=1M seek=2 count=1 oflag=direct status=none \
-        || fail "logout-slow: the write failed"
+    start_written logout-slow
     # The keepalive runs: the idle connection is pinged every second.
     n=$(channel_stat 0 conn0.nop_pings)
     wait_for "[ \$(channel_stat 0 conn0.nop_pings) -ge $((n + 2)) ]" 10 \
@@ -346,19 +351,10 @@ logout_slow() {
 # `connections` as `state missing held S`, and every read returns the data written.
 added_drop() {
     local log tpid d t_end rec reads=0 held_line=""
-    port=$((port + 1))
     log=/tmp/hostile-added-drop.log
-    python3 "$TARGET" $port added-drop --log "$log" &
-    tpid=$!
-    wait_for "(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null" 20 || fail "added-drop: the target did not start"
-    dmesg -C
+    target_start added-drop good "$log"
     channel_create 0 $IQN "127.0.0.1:$port*2" replacement_timeout=10
-    start_channel 0
-    d=$(channel_disks 0)
-    [ -n "$d" ] || fail "added-drop: no disk after start"
-    head -c $((1 << 20)) /dev/urandom > /tmp/pattern
-    dd if=/tmp/pattern of=/dev/$d bs=1M seek=2 count=1 oflag=direct status=none \
-        || fail "added-drop: the write failed"
+    start_written added-drop
     t_end=$((SECONDS + 60))
     while [ $SECONDS -lt $t_end ]; do
         timeout 30 dd if=/dev/$d of=/tmp/back bs=1M skip=2 count=1 iflag=direct status=none \

@@ -12,7 +12,9 @@ use fuzz_bodies::Rng;
 use iscsi_proto::dataout::WriteParams;
 use iscsi_proto::ffp_event::Lost;
 use iscsi_proto::ffp_rx::RxError;
-use iscsi_proto::ffp_tasks::{Itt, StartError};
+use iscsi_proto::ffp_conn::{Conn, ConnConfig};
+use iscsi_proto::ffp_tasks::{Itt, StartError, TaskSlot};
+use iscsi_proto::ffp_tx::{tx_capacity, TxSlot};
 use iscsi_proto::pdu::{
     self, AsyncMessage, DataIn, Digests, LogoutResponse, NopIn, Pdu, PduError, R2t, Reject,
     ScsiResponse, TaskMgmtResponse, TextResponse, RESERVED_TAG,
@@ -683,37 +685,46 @@ fn a_lost_connection_hands_back_its_tasks_once() {
         .end(&mut h.sess, |r| panic!("{:#x} handed back twice", r.itt));
 }
 
-#[test]
-fn two_connections_share_the_window_and_keep_their_tasks() {
-    use iscsi_proto::ffp_conn::{Conn, ConnConfig};
-    use iscsi_proto::ffp_tx::{tx_capacity, TxSlot};
-    // Connection 0 is the harness's; connection 1 joins the same session.
-    let mut h = Harness::new(NONE, PARAMS, 0);
-    let mut c1 = Conn::new(
+/// Connection 1 of the harness's session (connection 0 is the harness's own), sending PDUs of
+/// at most `max_xmit` bytes of data.
+fn added_conn(max_xmit: u32) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
+    Conn::new(
         ConnConfig {
             cid: 1,
             digests: NONE,
             max_recv: 8192,
-            max_xmit: 2048,
+            max_xmit,
             exp_stat_sn: 7,
             nop_interval_ms: 0,
             nop_timeout_ms: 0,
             pdu_timeout_ms: 0,
         },
         vec![TxSlot::default(); tx_capacity(8, 4)],
-        vec![iscsi_proto::ffp_tasks::TaskSlot::default(); 8],
+        vec![TaskSlot::default(); 8],
         0,
-    );
-    let a = h.start(0, 512, 0).unwrap();
-    let spec = iscsi_proto::ffp_tasks::CommandSpec {
-        tag: 1,
+    )
+}
+
+/// A command with tag `tag` on queue 1 writing `write_len` bytes.
+fn write_spec(tag: u16, write_len: u32) -> iscsi_proto::ffp_tasks::CommandSpec {
+    iscsi_proto::ffp_tasks::CommandSpec {
+        tag,
         queue: 1,
         lun: [0; 8],
         cdb: [0; 16],
         attr: 1,
         read_len: 0,
-        write_len: 0,
-    };
+        write_len,
+    }
+}
+
+#[test]
+fn two_connections_share_the_window_and_keep_their_tasks() {
+    // Connection 0 is the harness's; connection 1 joins the same session.
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let mut c1 = added_conn(2048);
+    let a = h.start(0, 512, 0).unwrap();
+    let spec = write_spec(1, 0);
     let b = c1.start_command(&mut h.sess, &spec, 0).unwrap();
     // One CmdSN sequence for the session, whichever connection a command goes on; each
     // task in the set of its own connection.
@@ -757,34 +768,11 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
 /// added connection's size (immediate data and the unsolicited Data-Out alike).
 #[test]
 fn a_write_goes_out_in_its_connections_pdu_size() {
-    use iscsi_proto::ffp_conn::{Conn, ConnConfig};
-    use iscsi_proto::ffp_tx::{tx_capacity, TxData, TxSlot};
+    use iscsi_proto::ffp_tx::TxData;
     let h = &mut Harness::new(NONE, PARAMS, 0);
     assert_eq!(PARAMS.max_xmit_data_segment_length, 2048);
-    let mut c1 = Conn::new(
-        ConnConfig {
-            cid: 1,
-            digests: NONE,
-            max_recv: 8192,
-            max_xmit: 512,
-            exp_stat_sn: 7,
-            nop_interval_ms: 0,
-            nop_timeout_ms: 0,
-            pdu_timeout_ms: 0,
-        },
-        vec![TxSlot::default(); tx_capacity(8, 4)],
-        vec![iscsi_proto::ffp_tasks::TaskSlot::default(); 8],
-        0,
-    );
-    let spec = iscsi_proto::ffp_tasks::CommandSpec {
-        tag: 1,
-        queue: 1,
-        lun: [0; 8],
-        cdb: [0; 16],
-        attr: 1,
-        read_len: 0,
-        write_len: 4096,
-    };
+    let mut c1 = added_conn(512);
+    let spec = write_spec(1, 4096);
     let w = c1.start_command(&mut h.sess, &spec, 0).unwrap();
     let mut head = [0u8; 52];
     let mut sent = Vec::new();
