@@ -340,8 +340,8 @@ pub(crate) struct Connection {
     session_logout: AtomicBool,
     /// When a Reject was last logged (`now_ms`; 0: never): [`Connection::log_reject`].
     reject_logged_ms: AtomicU64,
-    /// When the last whole PDU arrived (`now_ms`; 0: none yet): how long the connection
-    /// worked, for the session's holds, whenever its loss is noticed.
+    /// When the target's bytes last arrived and were taken (`now_ms`; 0: none yet): how long
+    /// the connection worked, for the session's holds, whenever its loss is noticed.
     heard_ms: AtomicU64,
     pub(crate) stats: ConnStats,
 }
@@ -509,7 +509,8 @@ impl Connection {
         self.origin
     }
 
-    /// When its last whole PDU arrived (`now_ms`), or when it logged in if none has since.
+    /// When the target's bytes last arrived on it (`now_ms`), or when it logged in if none
+    /// has since.
     pub(crate) fn heard_ms(&self) -> u64 {
         self.heard_ms.load(Ordering::Relaxed).max(self.origin.since_ms)
     }
@@ -1361,6 +1362,8 @@ impl Connection {
                 return Err(self.lost(why));
             }
         };
+        // Whatever it was (an answer to our ping included, which makes no event).
+        self.heard_ms.store(now, Ordering::Relaxed);
         drop(io);
         if received.used != bytes.len() {
             // We hand in no more than it asked for: cannot happen.
@@ -1375,7 +1378,6 @@ impl Connection {
             return Ok((None, next, lent));
         };
         add(&self.stats.pdus_rx, 1);
-        self.heard_ms.store(now, Ordering::Relaxed);
         let action = match event {
             Event::Finished(f) => match f.outcome {
                 Outcome::Completed { completion, sense } => {

@@ -7,14 +7,15 @@
 //! link, a target or middlebox that ends the second connection of a session) would cost one
 //! every few seconds for as long as it does so: each recovery logs that connection in again.
 //! So when two connections in a row added through a portal entry are lost having worked
-//! (their last PDU) less than `SHORT_LIFE_MS` after their login (one such loss may be a fault
-//! that has passed: a single reset, a cable pulled and put back), the entry is held back:
-//! logins of the whole session (recovery, resume) and the grow work leave the added
-//! connections through its address and device out (an address listed in two entries is one
-//! portal) until the hold is over, the holds doubling from `HOLD_FIRST_MS` to `HOLD_MAX_MS`
-//! while they keep dropping, and everything forgotten once one through the entry has worked
-//! that long. The time is the last PDU's, not the loss's: a connection that goes silent is
-//! only found dead by its ping's timeout, later than `SHORT_LIFE_MS` with the defaults.
+//! (the target's last bytes on them) less than `SHORT_LIFE_MS` after their login (one such
+//! loss may be a fault that has passed: a single reset, a cable pulled and put back), the
+//! entry is held back: logins of the whole session (recovery, resume) and the grow work leave
+//! the added connections through its address and device out (an address listed in two
+//! entries is one portal) until the hold is over, the holds doubling from `HOLD_FIRST_MS` to
+//! `HOLD_MAX_MS` while they keep dropping, and everything forgotten once one through the
+//! entry has worked that long. The time is the last bytes', not the loss's: a connection that
+//! goes silent is only found dead by its ping's timeout, later than `SHORT_LIFE_MS` with the
+//! defaults.
 //!
 //! What counts is the loss that begins a recovery: when a target drops the whole session, the
 //! added connection may be the one seen first, so a target that does so twice within
@@ -119,7 +120,7 @@ impl Session {
             return;
         };
         pr_warn!(
-            "core-iscsi: channel {}: connection {} through portal {} was lost, its last PDU {} ms after its login: no connection is added through that portal for {} s\n",
+            "core-iscsi: channel {}: connection {} through portal {} was lost, last heard from {} ms after its login: no connection is added through that portal for {} s\n",
             self.name.as_str(),
             conn.cid(),
             o.portal,

@@ -370,9 +370,9 @@ added_drop() {
     drops=$(grep -c "added connection dropped" "$log" || true)
     [ "$rec" -ge 3 ] && [ "$rec" -le 5 ] \
         || { echo "$klog" >&2; fail "added-drop: $rec recoveries in 60 s ($drops drops); expected 3-5 with the holds"; }
-    grep -q "was lost, its last PDU [0-9]* ms after its login: no connection is added through that portal for 10 s" <<< "$klog" \
+    grep -q "was lost, last heard from [0-9]* ms after its login: no connection is added through that portal for 10 s" <<< "$klog" \
         || { echo "$klog" >&2; fail "added-drop: no 10 s hold in the kernel log"; }
-    grep -q "was lost, its last PDU [0-9]* ms after its login: no connection is added through that portal for 20 s" <<< "$klog" \
+    grep -q "was lost, last heard from [0-9]* ms after its login: no connection is added through that portal for 20 s" <<< "$klog" \
         || { echo "$klog" >&2; fail "added-drop: no 20 s hold after the third drop"; }
     [ -n "$held_line" ] || fail "added-drop: no 'state missing held S' line in connections"
     [ "$(cat $ch/state)" = running ] || fail "added-drop: state '$(cat $ch/state)'"
