@@ -275,6 +275,18 @@ fn a_refused_line_is_not_counted_against_the_next() {
     }
 }
 
+/// Every bad line of initiatorname.iscsi is reported at once, in line order.
+#[test]
+fn every_bad_line_of_the_name_file_at_once() {
+    let text = "initiatorname=iqn.2005-03.org.x:y\nfoo bar\nInitiatorName=iqn.bad\n";
+    let e = parse_initiator_name(Path::new(NAME), text).unwrap_err();
+    let lines: Vec<String> = e.errors().iter().map(|e| e.to_string()).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(l.starts_with(&format!("{NAME}:{}: ", i + 1)), "{lines:?}");
+    }
+}
+
 /// A curly quote inside a secret that is quoted properly is part of the secret.
 #[test]
 fn a_curly_quote_in_a_secret_is_data() {

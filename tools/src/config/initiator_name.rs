@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use super::error::{ConfigError, Field};
+use super::error::{ConfigError, ConfigErrors, Field};
 use super::lexer::lex;
 use super::names::validate_iscsi_name;
 
@@ -18,42 +18,51 @@ pub const DEFAULT_IQN_PREFIX: &str = "iqn.2005-03.org.core-iscsi:01";
 const FIELD: Field = Field(1, "InitiatorName");
 
 /// Parses the text of initiatorname.iscsi: comment lines, blank lines, and exactly one
-/// `InitiatorName=NAME` line (shell quoting allowed).
-pub fn parse_initiator_name(file: &Path, text: impl AsRef<[u8]>) -> Result<String, ConfigError> {
+/// `InitiatorName=NAME` line (shell quoting allowed). Every bad line is reported, one error
+/// each, in line order.
+pub fn parse_initiator_name(file: &Path, text: impl AsRef<[u8]>) -> Result<String, ConfigErrors> {
     let lexed = lex(file, text.as_ref(), "InitiatorName", false);
-    if let Some(e) = lexed.errors.into_iter().next() {
-        return Err(e);
-    }
-    let lines = lexed.assignments;
+    // The lexer's errors and the lines' own, in line order.
+    let mut errors: Vec<(usize, ConfigError)> = lexed
+        .errors
+        .into_iter()
+        .map(|e| (e.line_number().unwrap_or(0), e))
+        .collect();
     let mut found: Option<(usize, String)> = None;
-    for a in lines.iter() {
-        if let Some((first, _)) = &found {
-            return Err(ConfigError::line(
+    for a in lexed.assignments.iter() {
+        let problem = if let Some((first, _)) = &found {
+            Some(ConfigError::line(
                 file,
                 a.line,
                 format!("InitiatorName is given twice (first on line {first})"),
-            ));
+            ))
+        } else if a.words.len() != 1 {
+            Some(ConfigError::field(file, a.line, FIELD, "the name must be a single word"))
+        } else {
+            let name = &a.words[0];
+            match validate_iscsi_name(name) {
+                Ok(()) => {
+                    found = Some((a.line, name.clone()));
+                    None
+                }
+                Err(p) => Some(ConfigError::field(file, a.line, FIELD, p)),
+            }
+        };
+        if let Some(e) = problem {
+            errors.push((a.line, e));
         }
-        if a.words.len() != 1 {
-            return Err(ConfigError::field(
-                file,
-                a.line,
-                FIELD,
-                "the name must be a single word",
-            ));
-        }
-        let name = &a.words[0];
-        validate_iscsi_name(name).map_err(|p| ConfigError::field(file, a.line, FIELD, p))?;
-        found = Some((a.line, name.clone()));
     }
+    errors.sort_by_key(|(line, _)| *line);
+    let errors: Vec<ConfigError> = errors.into_iter().map(|(_, e)| e).collect();
+    ConfigErrors::check(errors)?;
     match found {
         Some((_, name)) => Ok(name),
-        None => Err(ConfigError::file(file, "has no InitiatorName= line")),
+        None => Err(ConfigError::file(file, "has no InitiatorName= line").into()),
     }
 }
 
 /// Reads and validates initiatorname.iscsi.
-pub fn read_initiator_name(file: &Path) -> Result<String, ConfigError> {
+pub fn read_initiator_name(file: &Path) -> Result<String, ConfigErrors> {
     let text = fs::read(file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ConfigError::file(
             file,
@@ -99,7 +108,7 @@ impl EnsuredName {
 /// new name, mode 0644, atomically: written and synced to a temporary file in the same
 /// directory, then moved into place with `renameat2(RENAME_NOREPLACE)` (a hard link where the
 /// file system lacks it), so a file created meanwhile by someone else is never overwritten.
-pub fn ensure_initiator_name(config_dir: &Path) -> Result<EnsuredName, ConfigError> {
+pub fn ensure_initiator_name(config_dir: &Path) -> Result<EnsuredName, ConfigErrors> {
     let path = config_dir.join("initiatorname.iscsi");
     if fs::symlink_metadata(&path).is_ok() {
         return read_initiator_name(&path).map(EnsuredName::Existing);
@@ -138,7 +147,7 @@ pub fn ensure_initiator_name(config_dir: &Path) -> Result<EnsuredName, ConfigErr
             // Lost a race with another creator: theirs stands.
             read_initiator_name(&path).map(EnsuredName::Existing)
         }
-        other => other,
+        other => other.map_err(ConfigErrors::from),
     }
 }
 

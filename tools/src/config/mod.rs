@@ -223,7 +223,7 @@ pub fn load_with(
     let initiator_name = match name {
         Some(n) => n.to_string(),
         None => initiator_name::read_initiator_name(&paths.initiator_name).unwrap_or_else(|e| {
-            errors.push(e);
+            errors.extend(e.0);
             String::new()
         }),
     };
