@@ -479,6 +479,12 @@ mode_pause_slow_burst() {
     pattern
     bg io dd_trigger_write "$DISK"
     tlog_wait "slow-burst: conn [0-9]+: the write is served" 60 || die "the write never reached the target"
+    # Two of the target's openings of the window (one a second), so that fio's first batch
+    # finds room for a command or two and then a shut window: blk-mq then calls commit_rqs
+    # for what it queued, while the transmit work is busy with the burst. A batch that finds
+    # the window shut at once queues nothing, and no completion comes to dispatch it again
+    # (the scenario was missed so in 2 of 10 CI runs).
+    sleep 2.5
     local busy
     bg load fio --name=burst --filename="/dev/$DISK" --rw=randwrite --bs=4k --offset=8m --size=4m \
         --ioengine=libaio --direct=1 --iodepth=48 --iodepth_batch_submit=20 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
