@@ -47,6 +47,20 @@ const CASES: &[(&str, &str, &str)] = &[
      "/etc/sysconfig/initiator:1: field 4 (address): \"192.168.0.1:3260\" is not an IPv6 address (the port is field 5, not part of the address)"),
     (INI, "CHANNEL=\"0 1 eth0 bad_host 3260 0\"",
      "/etc/sysconfig/initiator:1: field 4 (address): \"bad_host\" is not an IPv4 address, IPv6 address or host name"),
+    // A host name in field 3: a broken line is blamed by the reading (with or without a
+    // network device) that has fewer problems.
+    (INI, "CHANNEL=\"0 1 target.example.com 326O 0\"",
+     "/etc/sysconfig/initiator:1: field 5 (port): \"326O\" is not a port number (1-65535)"),
+    (INI, "CHANNEL=\"0 1 storage 326O 0 MaxConnections=4\"",
+     "/etc/sysconfig/initiator:1: field 5 (port): \"326O\" is not a port number (1-65535)"),
+    (INI, "CHANNEL=\"0 1 eth0 storage 326O 0\"",
+     "/etc/sysconfig/initiator:1: field 5 (port): \"326O\" is not a port number (1-65535)"),
+    (INI, "CHANNEL=\"0 1 eth0 storage 3260 tcp\"",
+     "/etc/sysconfig/initiator:1: field 6 (interconnect): \"tcp\" is not a number (0 = TCP)"),
+    (INI, "CHANNEL=\"0 1 averyveryverylongdev storage 3260 0\"",
+     "/etc/sysconfig/initiator:1: field 3 (network device): \"averyveryverylongdev\" is not a network device name (1-15 characters, no '/' or ':')"),
+    (INI, "CHANNEL=\"0 1 storage 3260 0\"\nCHANNEL=\"0 1 eth1 storage2 3260 0\"\nCHANNEL=\"0 1 storage3 3260 1\"",
+     "/etc/sysconfig/initiator:3: field 6 (interconnect): \"1\" is not supported (only 0, TCP)"),
     // --- initiator: keys (field 7) ---
     (INI, "CHANNEL=\"0 1 ::1 3260 0 MaxRecvDataSegmentLength=511\"",
      "/etc/sysconfig/initiator:1: field 7 (keys): MaxRecvDataSegmentLength=\"511\" is not a number in 512..16777215"),

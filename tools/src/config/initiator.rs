@@ -213,46 +213,8 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
             format!("\"{conn_text}\" is not a connection count (1-{MAX_CONNECTIONS_PER_CHANNEL})"),
         )
     })? as u32;
-    let third = words.get(2).ok_or(missing(F_ADDRESS))?;
-    // The network device is optional: field 3 is an address when it is an IP literal, or when
-    // the word after it is a bare number (the port); otherwise it names a network device.
-    let has_netdev = parse_ip(third.split('%').next().unwrap_or(third)).is_none()
-        && words
-            .get(3)
-            .is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
-    let mut i = 2;
-    let netdev = if has_netdev {
-        validate_netdev(third)?;
-        i += 1;
-        Some(third.clone())
-    } else {
-        None
-    };
-    let (address, scope) = parse_scoped_address(words.get(i).ok_or(missing(F_ADDRESS))?)?;
-    let port_text = words.get(i + 1).ok_or(missing(F_PORT))?;
-    let port = number(port_text, 1, 65535).ok_or_else(|| {
-        Fault::new(
-            F_PORT,
-            format!("\"{port_text}\" is not a port number (1-65535)"),
-        )
-    })? as u16;
-    let ic = words.get(i + 2).ok_or(missing(F_INTERCONNECT))?;
-    match number(ic, 0, u64::MAX) {
-        Some(0) => {}
-        Some(_) => {
-            return Err(Fault::new(
-                F_INTERCONNECT,
-                format!("\"{ic}\" is not supported (only 0, TCP)"),
-            ))
-        }
-        None => {
-            return Err(Fault::new(
-                F_INTERCONNECT,
-                format!("\"{ic}\" is not a number (0 = TCP)"),
-            ))
-        }
-    }
-    let mut rest = &words[i + 3..];
+    let head = read_head(words)?;
+    let mut rest = &words[head.next..];
     let mut target = None;
     if let Some((last, init)) = rest.split_last() {
         // Field 9 is the last word that is not name=value (a bare key or attribute name is a
@@ -301,10 +263,10 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
     Ok(Line {
         id,
         portal: Portal {
-            address,
-            port,
-            netdev,
-            scope,
+            address: head.address,
+            port: head.port,
+            netdev: head.netdev,
+            scope: head.scope,
             connections,
             line: 0,
         },
@@ -312,6 +274,101 @@ fn parse_line(words: &[String]) -> Result<Line, Fault> {
         attrs,
         target,
     })
+}
+
+/// Fields 3 to 6 of a line: the portal, and where the words after it start.
+struct Head {
+    netdev: Option<String>,
+    address: Address,
+    scope: Option<String>,
+    port: u16,
+    next: usize,
+}
+
+/// Reads fields 3 to 6. The network device (field 3) is optional, and the words alone do not
+/// say whether it is there when field 3 is a host name: a correct line reads one way only, and
+/// a broken one is read both ways and blamed by the reading with fewer problems. So a typo'd
+/// port after a host name (`1 1 host 326O 0`) is reported as the port, not read as a device,
+/// an address and a port of "0". A tie goes to the device when the word after field 3 is not
+/// a bare number (a port).
+fn read_head(words: &[String]) -> Result<Head, Fault> {
+    let third = words.get(2).ok_or(Fault::new(F_ADDRESS, "missing"))?;
+    if parse_ip(third.split('%').next().unwrap_or(third)).is_some() {
+        return read_portal(words, None).map_err(|mut faults| faults.remove(0));
+    }
+    // A bad device name still leaves fields 4 to 6 to read after it.
+    let mut device_faults: Vec<Fault> = validate_netdev(third).err().into_iter().collect();
+    let with = match read_portal(words, Some(third)) {
+        Ok(head) if device_faults.is_empty() => Ok(head),
+        Ok(_) => Err(device_faults),
+        Err(faults) => {
+            device_faults.extend(faults);
+            Err(device_faults)
+        }
+    };
+    let without = read_portal(words, None);
+    let device_first = words
+        .get(3)
+        .is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
+    match (with, without) {
+        (Ok(head), Ok(_)) if device_first => Ok(head),
+        (_, Ok(head)) | (Ok(head), Err(_)) => Ok(head),
+        (Err(mut w), Err(mut wo)) => {
+            let use_with = w.len() < wo.len() || (w.len() == wo.len() && device_first);
+            Err(if use_with { w.remove(0) } else { wo.remove(0) })
+        }
+    }
+}
+
+/// Fields 4 to 6 after field 3 as `netdev` (already checked) or as the address: every
+/// problem found, in field order, so that two readings of a line can be compared.
+fn read_portal(words: &[String], netdev: Option<&String>) -> Result<Head, Vec<Fault>> {
+    let at = if netdev.is_some() { 3 } else { 2 };
+    let missing = |f: Field| Fault::new(f, "missing");
+    let mut faults = Vec::new();
+    let address = words
+        .get(at)
+        .ok_or(missing(F_ADDRESS))
+        .and_then(|w| parse_scoped_address(w))
+        .map_err(|f| faults.push(f))
+        .ok();
+    let port = words
+        .get(at + 1)
+        .ok_or(missing(F_PORT))
+        .and_then(|w| {
+            number(w, 1, 65535).map(|n| n as u16).ok_or_else(|| {
+                Fault::new(F_PORT, format!("\"{w}\" is not a port number (1-65535)"))
+            })
+        })
+        .map_err(|f| faults.push(f))
+        .ok();
+    let interconnect = match words.get(at + 2) {
+        None => Err(missing(F_INTERCONNECT)),
+        Some(ic) => match number(ic, 0, u64::MAX) {
+            Some(0) => Ok(()),
+            Some(_) => Err(Fault::new(
+                F_INTERCONNECT,
+                format!("\"{ic}\" is not supported (only 0, TCP)"),
+            )),
+            None => Err(Fault::new(
+                F_INTERCONNECT,
+                format!("\"{ic}\" is not a number (0 = TCP)"),
+            )),
+        },
+    };
+    if let Err(f) = interconnect {
+        faults.push(f);
+    }
+    match (address, port) {
+        (Some((address, scope)), Some(port)) if faults.is_empty() => Ok(Head {
+            netdev: netdev.cloned(),
+            address,
+            scope,
+            port,
+            next: at + 3,
+        }),
+        _ => Err(faults),
+    }
 }
 
 /// Splits a word of field 7 or 8 into `name=value` items: `;` separates items, and so does a
