@@ -28,6 +28,9 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     allows): the initiator's replacement_timeout must still bound the recovery
   ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
   reject            a Reject PDU naming the command (the command fails, the midlayer retries)
+  reject-data-out   (a WRITE) the write's first Data-Out is rejected (Reject, reason 0x02, "data
+                    digest error") and its data dropped, the task kept waiting for it: at
+                    ErrorRecoveryLevel 0 only a new connection ends that task
   silent            the command is never answered (SCSI timeout, then ABORT TASK, answered)
   silent-tmf        the command and every task management request on that connection are
                     never answered (the error handler escalates; nothing answers)
@@ -174,7 +177,7 @@ SCAN_MODES = {"scan-silent", "scan-close"}
 READ_MODES |= {"scan-async"}
 WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
-WRITE_MODES |= {"filler-reset"}
+WRITE_MODES |= {"filler-reset", "reject-data-out"}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
 CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse", "conn-logout-reject",
                      "conn-logout-mute", "conn-logout-lead"}
@@ -412,6 +415,7 @@ class Conn:
         self.async_pending = False  # scan-async: send the event after this answer
         self.r2t_held = None  # r2t-reset: (itt, write state) of the unanswered write
         self.late_itt = None  # late-tmf: the unanswered command
+        self.reject_next_data_out = None  # reject-data-out: the write whose Data-Out to reject
         self.added = False  # logged in with the TSIH of a session: not its leading connection
         self.trickling = False  # trickle-reset: nothing but the trickle is sent any more
         self.slow = False  # slow-burst: read slowly from the trigger on
@@ -970,6 +974,8 @@ class Conn:
                  "disk": disk}
             w["buf"][:len(data)] = data
             self.writes[itt] = w
+            if self.reject_next_data_out == itt:
+                w["reject"] = True
             self.advance_write(itt)
             return
         if op in (0x28, 0x88):
@@ -1041,6 +1047,11 @@ class Conn:
         w = self.writes.get(itt)
         if w is None:
             log("conn %d: Data-Out for unknown itt %#x" % (self.n, itt))
+            return
+        if w.pop("reject", False):
+            log("reject-data-out: conn %d: Data-Out of itt %#x at %d rejected, its task kept" %
+                (self.n, itt, off))
+            self.reject(bhs, 0x02)
             return
         w["buf"][off:off + len(data)] = data
         w["got"] = max(w["got"], off + len(data))
@@ -1150,6 +1161,9 @@ class Conn:
         if m == "reject":
             self.reject(bhs, 0x09)
             return False
+        if m == "reject-data-out":
+            self.reject_next_data_out = itt
+            return True
         if m in ("silent", "silent-tmf"):
             self.silent_tmf = m == "silent-tmf"
             return False

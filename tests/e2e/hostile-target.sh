@@ -11,7 +11,7 @@
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
 # vm-kernel: debug
 # vm-args: --timeout 2400
-# vm-seconds: 430
+# vm-seconds: 440
 # vm-cpu: light
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
@@ -51,6 +51,9 @@ expect() {
         ping-data)        echo "NOP-In ping data of|no" ;;
         # The rejected command fails (DID_ERROR), the midlayer retries it: no connection drop.
         reject)           echo "target rejected a PDU (reason 0x9)|yes" ;;
+        # The target keeps the task, short of data: at ErrorRecoveryLevel 0 the connection goes,
+        # and the recovery sends the write again.
+        reject-data-out)  echo "target rejected a Data-Out of task|no" ;;
         # The command times out (device timeout 3 s), ABORT TASK is answered, the retry works.
         silent)           echo "|yes" ;;
         # Nothing answers the error handler: after the unanswered target reset the session is
@@ -216,7 +219,7 @@ run_mode() {
 
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
-    ping-data reject silent silent-tmf late-data after-abort login-oversize login-continue
+    ping-data reject reject-data-out silent silent-tmf late-data after-abort login-oversize login-continue
     stop-recovering stop-eh stop-reset logout-slow added-drop"}
 for mode in $modes; do
     case $mode in stop-*|time2wait|logout-slow|added-drop) ;; *) run_mode "$mode" good ;; esac

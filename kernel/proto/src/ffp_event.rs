@@ -113,6 +113,13 @@ pub enum Lost {
     },
     /// A PDU the target may not send (an initiator opcode, a login response).
     Unexpected(u8),
+    /// The target rejected a Data-Out of a task it keeps (Reject, with its reason code).
+    DataOutRejected {
+        /// The task's ITT.
+        itt: u32,
+        /// Reject reason.
+        reason: u8,
+    },
     /// A PDU for a task of another connection.
     WrongConnection(u32),
     /// A PDU for a command we have not sent yet.
@@ -153,6 +160,10 @@ impl core::fmt::Display for Lost {
             Lost::Framing(RxError::OutOfTurn) => f.write_str("receive call out of turn"),
             Lost::Task { itt, error } => write!(f, "task {itt:#x}: {error}"),
             Lost::Unexpected(op) => write!(f, "unexpected PDU (opcode {op:#04x})"),
+            Lost::DataOutRejected { itt, reason } => write!(
+                f,
+                "target rejected a Data-Out of task {itt:#x} (reason {reason:#x}): at ErrorRecoveryLevel 0 its data cannot be sent again"
+            ),
             Lost::WrongConnection(itt) => {
                 write!(f, "PDU for task {itt:#x} of another connection")
             }

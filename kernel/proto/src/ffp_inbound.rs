@@ -339,11 +339,29 @@ where
                     .and_then(|b| b.try_into().ok())
                     .map(u32::from_be_bytes);
                 let Some(itt) = itt else { return Ok(None) };
+                let opcode = self
+                    .seg
+                    .get(..pdu::BHS_LEN)
+                    .filter(|_| kept >= pdu::BHS_LEN)
+                    .and_then(|b| b.try_into().ok())
+                    .map(pdu::opcode_of);
                 if self.ping.is_some_and(|p| p.itt == itt) {
                     self.ping = None;
                     return Ok(None);
                 }
                 if self.tasks.get(itt).is_some_and(|t| t.cid == self.cfg.cid) {
+                    if opcode == Some(pdu::opcode::DATA_OUT) {
+                        // The target keeps the task and has dropped some of its data. Only
+                        // ErrorRecoveryLevel 1 can have it asked for again (a recovery R2T);
+                        // failing the command alone would leave the task on the target,
+                        // waiting for that data until the session ends. So the connection
+                        // goes, and the session's recovery requeues the command (LIO drops
+                        // the connection itself after such a Reject).
+                        return Err(Lost::DataOutRejected {
+                            itt,
+                            reason: r.reason,
+                        });
+                    }
                     self.tasks.remove(itt);
                     return Ok(Some(Ev::Rejected {
                         itt,

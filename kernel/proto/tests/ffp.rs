@@ -790,7 +790,13 @@ fn a_write_goes_out_in_its_connections_pdu_size() {
 /// A Reject (reason `reason`, the window at `exp_cmd_sn`) of the PDU whose ITT is `itt`: its
 /// data segment is the rejected header, with the ITT at bytes 16..20.
 fn reject(itt: u32, reason: u8, exp_cmd_sn: u32) -> Vec<u8> {
+    reject_of(pdu::opcode::SCSI_CMD, itt, reason, exp_cmd_sn)
+}
+
+/// A Reject of a PDU with opcode `opcode`, otherwise as `reject`.
+fn reject_of(opcode: u8, itt: u32, reason: u8, exp_cmd_sn: u32) -> Vec<u8> {
     let mut rejected = [0u8; 48];
+    rejected[0] = opcode;
     rejected[16..20].copy_from_slice(&itt.to_be_bytes());
     let pdu = Pdu::Reject(Reject {
         reason,
@@ -831,6 +837,25 @@ fn async_messages_and_rejects() {
     assert_eq!(h.ended[&itt], Ended::Rejected(9));
     // The response that might still come names nothing now.
     h.feed(&wire(response(itt, 2, 0), &[], NONE)).unwrap();
+}
+
+/// A rejected Data-Out leaves the task on the target, short of data that only ErrorRecoveryLevel
+/// 1 could ask for again: the connection is lost with the reason, and the command is not ended
+/// (it is handed back, once, for the session's recovery to requeue).
+#[test]
+fn a_rejected_data_out_loses_the_connection_and_keeps_the_command() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let itt = h.start(0, 0, 4096 + 8192).unwrap();
+    h.transmit().unwrap();
+    h.feed(&wire(r2t(itt, 0, 4096, 8192), &[], NONE)).unwrap();
+    h.transmit().unwrap();
+    assert!(h.sent.iter().any(|s| matches!(s.bhs.pdu, Pdu::DataOut(_))));
+    let lost = h.feed(&reject_of(pdu::opcode::DATA_OUT, itt, 2, 2));
+    assert_eq!(lost, Err(Lost::DataOutRejected { itt, reason: 2 }));
+    assert!(!h.ended.contains_key(&itt));
+    let mut back = Vec::new();
+    h.conn.end(&mut h.sess, |r| back.push(r.itt));
+    assert_eq!(back, vec![itt]);
 }
 
 /// A logout of one connection (reason 1) is answered with its response code, or rejected:
