@@ -64,6 +64,10 @@ kernel's partition scan never reads there, so the scan completes first); what it
   added-drop        (two connections per session) serves I/O like good, but closes every
                     connection added to a session (logged in with its TSIH) ADDED_DROP s after
                     its login, every time: "conn N: added connection dropped".
+  added-mute        as added-drop, but the added connection goes silent instead of closing:
+                    ADDED_DROP s after its login it stops answering and reads and drops
+                    whatever comes ("conn N: added connection muted"), until the initiator
+                    closes it.
   login-oversize    (at the first login) a Login Response whose DataSegmentLength is 0xFFFFFF
   login-continue    (at the first login) Login Responses with the C bit, forever
 
@@ -195,7 +199,7 @@ TRICKLE_HEAD = 100
 PER_CONN_MODES = {"slow-drain"}
 # Modes that serve I/O as good does and misbehave at the session's logout, or at an added
 # connection's login.
-LOGOUT_MODES = {"logout-slow", "added-drop"}
+LOGOUT_MODES = {"logout-slow", "added-drop", "added-mute"}
 MODES = {"good", "window-login"} | LOGOUT_MODES | READ_MODES | WRITE_MODES | ANY_MODES | LOGIN_MODES | SCAN_MODES
 # A small receive buffer (inherited from the listening socket by each accepted socket, set
 # before the handshake so the window is small from the start), so the initiator's send blocks.
@@ -235,6 +239,7 @@ MODE_OURS = {
     "conn-logout-mute": {"MaxConnections": 2},
     "conn-logout-lead": {"MaxConnections": 2},
     "added-drop": {"MaxConnections": 2},
+    "added-mute": {"MaxConnections": 2},
     "slow-burst": {"ImmediateData": "No", "MaxBurstLength": 16776192,
                    "MaxRecvDataSegmentLength": 4096},
     "filler-reset": {"ImmediateData": "No", "MaxBurstLength": 16776192,
@@ -415,6 +420,7 @@ class Conn:
         self.async_pending = False  # scan-async: send the event after this answer
         self.r2t_held = None  # r2t-reset: (itt, write state) of the unanswered write
         self.late_itt = None  # late-tmf: the unanswered command
+        self.muted = False  # added-mute: nothing is answered any more
         self.reject_next_data_out = None  # reject-data-out: the write whose Data-Out to reject
         self.added = False  # logged in with the TSIH of a session: not its leading connection
         self.trickling = False  # trickle-reset: nothing but the trickle is sent any more
@@ -612,6 +618,8 @@ class Conn:
             self.login()
             if self.t.mode == "added-drop" and self.added:
                 threading.Timer(ADDED_DROP, self.drop_added).start()
+            if self.t.mode == "added-mute" and self.added:
+                threading.Timer(ADDED_DROP, self.mute_added).start()
             while True:
                 bhs, data = self.recv_pdu()
                 self.dispatch(bhs, data)
@@ -633,7 +641,14 @@ class Conn:
         except OSError:
             pass
 
+    def mute_added(self):
+        """added-mute: nothing is answered on this connection any more."""
+        log("conn %d: added connection muted" % self.n)
+        self.muted = True
+
     def dispatch(self, bhs, data):
+        if self.muted:
+            return
         op = bhs[0] & 0x3F
         immediate = bool(bhs[0] & 0x40)
         itt = be32(bhs, 16)

@@ -11,7 +11,7 @@
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
 # vm-kernel: debug
 # vm-args: --timeout 2400
-# vm-seconds: 440
+# vm-seconds: 480
 # vm-cpu: light
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
@@ -65,7 +65,7 @@ expect() {
         after-abort)      echo "|yes" ;;
         login-oversize)   echo "connection lost|login" ;;
         login-continue)   echo "|login" ;;
-        logout-slow|added-drop) echo "|yes" ;;  # their own functions below, not run_mode
+        logout-slow|added-drop|added-mute) echo "|yes" ;;  # their own functions below
         *) fail "unknown mode $1" ;;
     esac
 }
@@ -220,9 +220,9 @@ run_mode() {
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
     ping-data reject reject-data-out silent silent-tmf late-data after-abort login-oversize login-continue
-    stop-recovering stop-eh stop-reset logout-slow added-drop"}
+    stop-recovering stop-eh stop-reset logout-slow added-drop added-mute"}
 for mode in $modes; do
-    case $mode in stop-*|time2wait|logout-slow|added-drop) ;; *) run_mode "$mode" good ;; esac
+    case $mode in stop-*|time2wait|logout-slow|added-*) ;; *) run_mode "$mode" good ;; esac
 done
 # The same faults with a target that then stays away: the session fails, I/O fails, no hang.
 # What follows the drop (recovery against a refusing target) does not depend on which protocol
@@ -386,10 +386,54 @@ added_drop() {
     mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
     ok "added-drop: the added connection dropped 1 s after each login ($drops times): $rec recoveries in 60 s (holds of 10 s, then 20 s), '$held_line' while held, $reads reads verified; stop and rmdir work"
 }
+# added_mute: as added_drop, but the target's added connection goes silent 1 s after its login
+# instead of closing. Found dead only by its ping timeout (nopout_interval 5 + nopout_timeout
+# 10, the defaults), each is lost over 10 s after its login, yet counts as short-lived: the
+# holds measure to the last bytes heard from it, and the second such loss in a row holds the
+# portal (the code that measured to the loss never held it).
+added_mute() {
+    local log tpid d t_begin took hold_line heard lived n=0 conn muted closed
+    log=/tmp/hostile-added-mute.log
+    target_start added-mute good "$log"
+    channel_create 0 $IQN "127.0.0.1:$port*2" replacement_timeout=10
+    start_written added-mute
+    t_begin=$SECONDS
+    local hold_re="was lost, last heard from [0-9]* ms after its login: no connection is added through that portal for 10 s"
+    until hold_line=$(dmesg | grep -m1 "$hold_re"); do
+        [ $((SECONDS - t_begin)) -lt 75 ]             || { dmesg | grep core-iscsi >&2; cat "$log" >&2; fail "added-mute: no 10 s hold within 75 s"; }
+        timeout 30 dd if=/dev/$d of=/tmp/back bs=1M skip=2 count=1 iflag=direct status=none             || fail "added-mute: a read failed or hung (state '$(cat $ch/state)')"
+        cmp -s /tmp/pattern /tmp/back || fail "added-mute: data read back differs"
+        sleep 1
+    done
+    took=$((SECONDS - t_begin))
+    heard=$(sed 's/.*last heard from \([0-9]*\) ms.*/\1/' <<< "$hold_line")
+    [ "$heard" -lt 5000 ] || fail "added-mute: last heard from $heard ms after the login, expected about 1000"
+    # By the target's clock: each muted connection was closed by the initiator at its ping
+    # timeout, 15 s after it was last heard from: over 12 s after it went silent, so over 10 s
+    # after its login, where a hold measured to the loss would not count it.
+    for conn in $(sed -n 's/^[0-9.]* conn \([0-9]*\): added connection muted$/\1/p' "$log"); do
+        muted=$(sed -n "s/^\([0-9.]*\) conn $conn: added connection muted\$/\1/p" "$log")
+        closed=$(sed -n "s/^\([0-9.]*\) conn $conn: closed .*/\1/p" "$log")
+        [ -n "$closed" ] || continue  # the one still open at the hold, if any
+        lived=$(awk -v a="$muted" -v b="$closed" 'BEGIN { printf "%.1f", b - a }')
+        awk -v t="$lived" 'BEGIN { exit !(t >= 12) }' \
+            || fail "added-mute: conn $conn closed $lived s after it went silent (the ping timeout is 15 s)"
+        n=$((n + 1))
+    done
+    [ $n -ge 2 ] || { cat "$log" >&2; fail "added-mute: $n muted connections closed before the hold, expected 2"; }
+    [ "$(cat $ch/state)" = running ] || fail "added-mute: state '$(cat $ch/state)'"
+    timeout 60 bash -c "echo stop > $ch/control" || fail "added-mute: stop failed or hung"
+    rmdir $ch || fail "added-mute: rmdir failed"
+    kill $tpid 2>/dev/null || true
+    wait $tpid 2>/dev/null || true
+    mkdir -p "$VM_ARTIFACTS/hostile"; cp "$log" "$VM_ARTIFACTS/hostile/"
+    ok "added-mute: $n added connections went silent 1 s after login, each found dead by its ping timeout (over 12 s later); held for 10 s after $took s, last heard $heard ms after login; stop and rmdir work"
+}
 for mode in $modes; do
     case $mode in
         logout-slow) logout_slow ;;
         added-drop)  added_drop ;;
+        added-mute)  added_mute ;;
     esac
 done
 unload_module
