@@ -285,16 +285,18 @@ struct Head {
     next: usize,
 }
 
-/// Reads fields 3 to 6. The network device (field 3) is optional, and the words alone do not
-/// say whether it is there when field 3 is a host name: a correct line reads one way only, and
-/// a broken one is read both ways and blamed by the reading with fewer problems. So a typo'd
-/// port after a host name (`1 1 host 326O 0`) is reported as the port, not read as a device,
-/// an address and a port of "0". A tie goes to the device when the word after field 3 is not
-/// a bare number (a port).
+/// Reads fields 3 to 6. The network device (field 3) is optional. An IP address in field 3
+/// is the address, and one in field 4 is the address after a device (an address is never a
+/// port). Otherwise the words alone do not say whether a device is there: a correct line
+/// reads one way only (the interconnect is 0, a port is not), and a broken one is read both
+/// ways and blamed by the reading with fewer problems, so that a typo'd port after a host
+/// name (`1 1 host 326O 0`) is reported as the port, not read as a device, an address and a
+/// port of "0". A tie goes to the device when the word after field 3 is not a bare number.
 fn read_head(words: &[String]) -> Result<Head, Fault> {
+    let first = |mut faults: Vec<Fault>| faults.remove(0);
     let third = words.get(2).ok_or(Fault::new(F_ADDRESS, "missing"))?;
-    if parse_ip(third.split('%').next().unwrap_or(third)).is_some() {
-        return read_portal(words, None).map_err(|mut faults| faults.remove(0));
+    if is_ip_literal(third) {
+        return read_portal(words, None).map_err(first);
     }
     // A bad device name still leaves fields 4 to 6 to read after it.
     let mut device_faults: Vec<Fault> = validate_netdev(third).err().into_iter().collect();
@@ -306,18 +308,27 @@ fn read_head(words: &[String]) -> Result<Head, Fault> {
             Err(device_faults)
         }
     };
-    let without = read_portal(words, None);
+    if words.get(3).is_some_and(|w| is_ip_literal(w)) {
+        return with.map_err(first);
+    }
     let device_first = words
         .get(3)
         .is_some_and(|w| !w.bytes().all(|b| b.is_ascii_digit()));
-    match (with, without) {
-        (Ok(head), Ok(_)) if device_first => Ok(head),
-        (_, Ok(head)) | (Ok(head), Err(_)) => Ok(head),
-        (Err(mut w), Err(mut wo)) => {
+    match (with, read_portal(words, None)) {
+        (Ok(head), _) | (_, Ok(head)) => Ok(head),
+        (Err(w), Err(wo)) => {
             let use_with = w.len() < wo.len() || (w.len() == wo.len() && device_first);
-            Err(if use_with { w.remove(0) } else { wo.remove(0) })
+            Err(first(if use_with { w } else { wo }))
         }
     }
+}
+
+/// Whether `word` is an IP address, with or without brackets and a `%scope` (valid or not:
+/// field 4 reports a bad one).
+fn is_ip_literal(word: &str) -> bool {
+    let bare = word.split('%').next().unwrap_or(word);
+    let bare = bare.strip_prefix('[').unwrap_or(bare);
+    parse_ip(bare.strip_suffix(']').unwrap_or(bare)).is_some()
 }
 
 /// Fields 4 to 6 after field 3 as `netdev` (already checked) or as the address: every
