@@ -1064,10 +1064,13 @@ class Conn:
             log("conn %d: Data-Out for unknown itt %#x" % (self.n, itt))
             return
         if w.pop("reject", False):
-            log("reject-data-out: conn %d: Data-Out of itt %#x at %d rejected, its task kept" %
-                (self.n, itt, off))
+            log("reject-data-out: conn %d: Data-Out of itt %#x at %d rejected, its task kept "
+                "waiting for that data (it never completes)" % (self.n, itt, off))
             self.reject(bhs, 0x02)
+            w["gap"] = True
             return
+        if w.get("gap"):
+            return  # the rest of the write is read and dropped: the task waits for its gap
         w["buf"][off:off + len(data)] = data
         w["got"] = max(w["got"], off + len(data))
         if bhs[1] & 0x80:
