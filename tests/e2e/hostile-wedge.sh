@@ -459,10 +459,15 @@ mode_trickle_reset() {
 # pause-slow-burst: the target takes the trigger write's Data-Out at about 4 KiB/s (each PDU's
 # 48-byte header and 4 KiB segment read after a 0.5 s pause each) and keeps the connection busy
 # with NOP-Ins, so nothing times out while the transmit work sends that burst for minutes. fio then
-# writes at QD 48 (queue_depth 64, so no tag wait) in batches of 20, past the 32-command window: the
-# second batch is issued directly (scheduler none), 12 of its commands go, the 13th finds the
-# window shut, and blk-mq calls commit_rqs for the 12, whose inline send finds the transmit work
-# holding the connection (asserted: conn0.tx_busy > 0). A send that waited for it there would hold
+# writes at QD 60 (queue_depth 64, so no tag wait) in batches of 28, past the command window (32
+# commands beyond the trigger write, one more for each second since the burst began): the second
+# batch is issued directly (scheduler none), some of its commands go, the next finds the window
+# shut, and blk-mq calls commit_rqs for those, whose inline send finds the transmit work holding
+# the connection (asserted: conn0.tx_busy > 0). The window must end inside a batch: one that
+# filled it exactly would leave the next batch to find it shut at once, with nothing to commit,
+# and no completion comes during the burst to dispatch again (CI missed the scenario so, 3 times
+# in about 12 runs, with batches of 20 against a window that had grown to 40). With batches of 28
+# the window ends inside one for any window of 32 to 55, so fio has 23 s to get going. A send that waited for it there would hold
 # fio's io_submit, and scsi_host_block in `pause`, until the burst ends (the debug kernel's
 # hung-task check fails the run after 30 s). The target opens the window by one command a second,
 # so the window watch does not fail the connection meanwhile. `pause` returns
@@ -479,15 +484,9 @@ mode_pause_slow_burst() {
     pattern
     bg io dd_trigger_write "$DISK"
     tlog_wait "slow-burst: conn [0-9]+: the write is served" 60 || die "the write never reached the target"
-    # Two of the target's openings of the window (one a second), so that fio's first batch
-    # finds room for a command or two and then a shut window: blk-mq then calls commit_rqs
-    # for what it queued, while the transmit work is busy with the burst. A batch that finds
-    # the window shut at once queues nothing, and no completion comes to dispatch it again
-    # (the scenario was missed so in 2 of 10 CI runs).
-    sleep 2.5
     local busy
     bg load fio --name=burst --filename="/dev/$DISK" --rw=randwrite --bs=4k --offset=8m --size=4m \
-        --ioengine=libaio --direct=1 --iodepth=48 --iodepth_batch_submit=20 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
+        --ioengine=libaio --direct=1 --iodepth=60 --iodepth_batch_submit=28 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
         --output=/tmp/wedge-fio.txt
     wait_for "[ \$(channel_stat 0 conn0.tx_busy) -gt 0 ]" 20 \
         || die "no inline send found the transmit work busy within 20 s (conn0.tx_busy 0, window_full $(channel_stat 0 window_full)): the scenario was not reached"
