@@ -1412,6 +1412,13 @@ impl Connection {
                 let logout = matches!(request, OwnKind::Logout { .. });
                 Some(Action::Answer(Answer::Rejected { itt, logout }))
             }
+            // The command stays: the target ends it (CHECK CONDITION, which the midlayer
+            // retries) or drops the connection.
+            Event::DataDigestRejected { .. } => {
+                self.log_reject(pdu::reject_reason::DATA_DIGEST_ERROR);
+                add(&self.stats_path.errors, 1);
+                None
+            }
             Event::Rescan => Some(Action::Rescan),
             Event::LogoutRequested { within_s } => Some(Action::LogoutRequested { within_s }),
             // The module sends no text request.

@@ -29,8 +29,11 @@ kernel's partition scan never reads there, so the scan completes first); what it
   ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
   reject            a Reject PDU naming the command (the command fails, the midlayer retries)
   reject-data-out   (a WRITE) the write's first Data-Out is rejected (Reject, reason 0x02, "data
-                    digest error") and its data dropped, the task kept waiting for it: at
-                    ErrorRecoveryLevel 0 only a new connection ends that task
+                    digest error") and its data dropped; the rest of the write's data is read,
+                    and the task ended with CHECK CONDITION, ABORTED COMMAND, "CRC error
+                    detected" (47h/05h), as RFC 7143 7.8 has a target do at ErrorRecoveryLevel 0
+  reject-data-out-field  as reject-data-out, with reason 0x09 ("invalid PDU field"), and the task
+                    kept waiting for the rejected data for good: only a new connection ends it
   silent            the command is never answered (SCSI timeout, then ABORT TASK, answered)
   silent-tmf        the command and every task management request on that connection are
                     never answered (the error handler escalates; nothing answers)
@@ -181,7 +184,9 @@ SCAN_MODES = {"scan-silent", "scan-close"}
 READ_MODES |= {"scan-async"}
 WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
-WRITE_MODES |= {"filler-reset", "reject-data-out"}
+WRITE_MODES |= {"filler-reset", "reject-data-out", "reject-data-out-field"}
+# The reason each rejects the trigger write's first Data-Out with.
+REJECT_DATA_OUT = {"reject-data-out": 0x02, "reject-data-out-field": 0x09}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
 CONN_LOGOUT_MODES = {"conn-logout", "conn-logout-refuse", "conn-logout-reject",
                      "conn-logout-mute", "conn-logout-lead"}
@@ -1038,6 +1043,11 @@ class Conn:
         w = self.writes.get(itt)
         if w is None:
             return  # ended meanwhile (filler-reset: a LUN reset on another connection)
+        if w["got"] >= w["edtl"] and w.get("crc_error"):
+            del self.writes[itt]
+            log("%s: itt %#x ended with CHECK CONDITION (CRC error detected)" % (self.t.mode, itt))
+            self.check(itt, w["edtl"], 0x0B, 0x47, 0x05)
+            return
         if w["got"] >= w["edtl"]:
             del self.writes[itt]
             with w["disk"].lock:
@@ -1064,10 +1074,22 @@ class Conn:
             log("conn %d: Data-Out for unknown itt %#x" % (self.n, itt))
             return
         if w.pop("reject", False):
-            log("reject-data-out: conn %d: Data-Out of itt %#x at %d rejected, its task kept "
-                "waiting for that data (it never completes)" % (self.n, itt, off))
-            self.reject(bhs, 0x02)
-            w["gap"] = True
+            reason = REJECT_DATA_OUT[self.t.mode]
+            self.reject(bhs, reason)
+            if reason == 0x02:
+                log("%s: conn %d: Data-Out of itt %#x at %d rejected (reason %#x): the task "
+                    "ends with CHECK CONDITION once the rest has come" %
+                    (self.t.mode, self.n, itt, off, reason))
+                # Its data is dropped, but it counts as come: an F bit on it still ends
+                # the burst (RFC 7143 7.8: the response waits for every burst's F bit).
+                w["crc_error"] = True
+                w["got"] = max(w["got"], off + len(data))
+                if bhs[1] & 0x80:
+                    self.advance_write(itt)
+            else:
+                log("%s: conn %d: Data-Out of itt %#x at %d rejected (reason %#x): the task "
+                    "waits for that data for good" % (self.t.mode, self.n, itt, off, reason))
+                w["gap"] = True
             return
         if w.get("gap"):
             return  # the rest of the write is read and dropped: the task waits for its gap
@@ -1179,7 +1201,7 @@ class Conn:
         if m == "reject":
             self.reject(bhs, 0x09)
             return False
-        if m == "reject-data-out":
+        if m in REJECT_DATA_OUT:
             self.reject_next_data_out = itt
             return True
         if m in ("silent", "silent-tmf"):

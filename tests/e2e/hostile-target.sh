@@ -11,7 +11,7 @@
 #   the kernel log of each mode are left in $VM_ARTIFACTS/hostile/.
 # vm-kernel: debug
 # vm-args: --timeout 2400
-# vm-seconds: 460
+# vm-seconds: 470
 # vm-cpu: light
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
@@ -51,9 +51,12 @@ expect() {
         ping-data)        echo "NOP-In ping data of|no" ;;
         # The rejected command fails (DID_ERROR), the midlayer retries it: no connection drop.
         reject)           echo "target rejected a PDU (reason 0x9)|yes" ;;
-        # The target keeps the task, short of data: at ErrorRecoveryLevel 0 the connection goes,
-        # and the recovery sends the write again.
-        reject-data-out)  echo "target rejected a Data-Out of task|no" ;;
+        # A Data-Out rejected for its digest: the rest of the data goes, the target ends the
+        # task with CHECK CONDITION and the midlayer retries the write: no connection drop.
+        reject-data-out)  echo "target rejected a PDU (reason 0x2)|yes" ;;
+        # For another reason the target keeps the task, short of data: at ErrorRecoveryLevel 0
+        # the connection goes, and the recovery sends the write again.
+        reject-data-out-field) echo "target rejected a Data-Out of task|no" ;;
         # The command times out (device timeout 3 s), ABORT TASK is answered, the retry works.
         silent)           echo "|yes" ;;
         # Nothing answers the error handler: after the unanswered target reset the session is
@@ -143,6 +146,13 @@ run_mode() {
     fi
     grep -q "^[0-9.]* TRIGGER $mode" "$log" || [ "$mode" = good ] \
         || { cat "$log" >&2; fail "$mode/$after: the target never misbehaved (trigger not reached)"; }
+    if [ "$mode" = reject-data-out ]; then
+        # The command stayed: the rest of its data came, and the target could end the task
+        # (failing the command at the Reject, as before, stopped the data and left the task
+        # on the target; the midlayer's retry alone would pass the checks below).
+        grep -q "ended with CHECK CONDITION (CRC error detected)" "$log" \
+            || { cat "$log" >&2; fail "reject-data-out: the rejected write's task never ended at the target (the rest of its data never came)"; }
+    fi
     if [ "$mode" = async-logout ]; then
         # 200 requests back to back: one is acted on, and logged, once.
         local n_req
@@ -219,7 +229,7 @@ run_mode() {
 
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
-    ping-data reject reject-data-out silent silent-tmf late-data after-abort login-oversize login-continue
+    ping-data reject reject-data-out reject-data-out-field silent silent-tmf late-data after-abort login-oversize login-continue
     stop-recovering stop-eh stop-reset logout-slow added-drop added-mute"}
 for mode in $modes; do
     case $mode in stop-*|time2wait|logout-slow|added-*) ;; *) run_mode "$mode" good ;; esac

@@ -89,6 +89,14 @@ pub enum Event<'a> {
         /// Which request it was: a rejected logout has ended, as one answered with an error.
         request: OwnKind,
     },
+    /// The target discarded a Data-Out of a command for its data digest error (Reject,
+    /// reason 0x02). The command stays: the rest of its data goes, and the target ends it
+    /// with CHECK CONDITION once all of it has come (RFC 7143 7.8: at ErrorRecoveryLevel 0 no
+    /// recovery R2T asks for it again), or escalates to dropping the connection.
+    DataDigestRejected {
+        /// The command's ITT.
+        itt: u32,
+    },
     /// The target's LUN inventory changed (REPORTED LUNS DATA HAS CHANGED): rescan.
     Rescan,
     /// The target asks us to log out within `within_s` seconds (Async Message event 1).
@@ -113,7 +121,8 @@ pub enum Lost {
     },
     /// A PDU the target may not send (an initiator opcode, a login response).
     Unexpected(u8),
-    /// The target rejected a Data-Out of a task it keeps (Reject, with its reason code).
+    /// The target rejected a Data-Out of a task it keeps for another reason than a data
+    /// digest error (Reject, with its reason code).
     DataOutRejected {
         /// The task's ITT.
         itt: u32,

@@ -350,13 +350,18 @@ where
                     return Ok(None);
                 }
                 if self.tasks.get(itt).is_some_and(|t| t.cid == self.cfg.cid) {
+                    // A rejected Data-Out leaves the task on the target, short of data
+                    // that only ErrorRecoveryLevel 1 could ask for again (a recovery R2T).
+                    // Failing the command here would stop the rest of its data and leave
+                    // the task waiting on the target until the session ends. For a data
+                    // digest error the target ends the task itself, with CHECK CONDITION
+                    // once the rest has come (RFC 7143 7.8), or drops the connection (LIO):
+                    // the command stays. For any other reason nothing says it will: the
+                    // connection goes, and the session's recovery requeues the command.
                     if opcode == Some(pdu::opcode::DATA_OUT) {
-                        // The target keeps the task and has dropped some of its data. Only
-                        // ErrorRecoveryLevel 1 can have it asked for again (a recovery R2T);
-                        // failing the command alone would leave the task on the target,
-                        // waiting for that data until the session ends. So the connection
-                        // goes, and the session's recovery requeues the command (LIO drops
-                        // the connection itself after such a Reject).
+                        if r.reason == pdu::reject_reason::DATA_DIGEST_ERROR {
+                            return Ok(Some(Ev::Other(Event::DataDigestRejected { itt })));
+                        }
                         return Err(Lost::DataOutRejected {
                             itt,
                             reason: r.reason,

@@ -104,6 +104,12 @@ pub mod opcode {
     pub const REJECT: u8 = 0x3f;
 }
 
+/// Reject reason codes (RFC 7143 section 11.17.1) the engine tells apart.
+pub mod reject_reason {
+    /// Data (payload) digest error: the PDU may be sent again (at ErrorRecoveryLevel 1).
+    pub const DATA_DIGEST_ERROR: u8 = 0x02;
+}
+
 /// Task management function codes (RFC 7143 section 11.5.1).
 pub mod tmf {
     /// ABORT TASK.

@@ -840,18 +840,51 @@ fn async_messages_and_rejects() {
 }
 
 /// A rejected Data-Out leaves the task on the target, short of data that only ErrorRecoveryLevel
-/// 1 could ask for again: the connection is lost with the reason, and the command is not ended
-/// (it is handed back, once, for the session's recovery to requeue).
+/// 1 could ask for again. For a data digest error (reason 0x02) the target ends the task itself
+/// once the rest of its data has come (RFC 7143 7.8): the command stays, the rest of its data
+/// goes, and its CHECK CONDITION ends it. For another reason the connection is lost with the
+/// reason, and the command is not ended (it is handed back, once, for the recovery to requeue).
 #[test]
-fn a_rejected_data_out_loses_the_connection_and_keeps_the_command() {
+fn a_rejected_data_out_keeps_the_command() {
+    let len = 4096 + 8192;
+    let data_outs = |h: &Harness| {
+        h.sent
+            .iter()
+            .filter(|s| matches!(s.bhs.pdu, Pdu::DataOut(_)))
+            .count()
+    };
     let mut h = Harness::new(NONE, PARAMS, 0);
-    let itt = h.start(0, 0, 4096 + 8192).unwrap();
+    let itt = h.start(0, 0, len).unwrap();
+    h.transmit().unwrap();
+    h.feed(&wire(r2t(itt, 0, 4096, 8192), &[], NONE)).unwrap();
+    let first = h.sent.len();
+    // One Data-Out of the burst is out when the Reject of it comes.
+    assert!(h.transmit_one().unwrap());
+    assert!(matches!(h.sent.last().unwrap().bhs.pdu, Pdu::DataOut(_)));
+    h.feed(&reject_of(pdu::opcode::DATA_OUT, itt, 2, 2)).unwrap();
+    assert_eq!(
+        h.events.last(),
+        Some(&format!("DataDigestRejected {{ itt: {itt} }}"))
+    );
+    assert!(!h.ended.contains_key(&itt));
+    h.transmit().unwrap();
+    // All the data went: the unsolicited Data-Out after the immediate data, and the R2T's
+    // 8192 bytes in PDUs of at most 2048.
+    assert_eq!(data_outs(&h), 1 + 4);
+    assert!(h.sent.len() > first);
+    let sense = [0x70, 0, 0x0b, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x47, 0x05, 0, 0, 0, 0];
+    let mut seg = vec![0, sense.len() as u8];
+    seg.extend_from_slice(&sense);
+    h.feed(&wire(response(itt, 2, 2), &seg, NONE)).unwrap();
+    assert!(matches!(h.ended[&itt], Ended::Completed { status: 2, .. }));
+
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let itt = h.start(0, 0, len).unwrap();
     h.transmit().unwrap();
     h.feed(&wire(r2t(itt, 0, 4096, 8192), &[], NONE)).unwrap();
     h.transmit().unwrap();
-    assert!(h.sent.iter().any(|s| matches!(s.bhs.pdu, Pdu::DataOut(_))));
-    let lost = h.feed(&reject_of(pdu::opcode::DATA_OUT, itt, 2, 2));
-    assert_eq!(lost, Err(Lost::DataOutRejected { itt, reason: 2 }));
+    let lost = h.feed(&reject_of(pdu::opcode::DATA_OUT, itt, 9, 2));
+    assert_eq!(lost, Err(Lost::DataOutRejected { itt, reason: 9 }));
     assert!(!h.ended.contains_key(&itt));
     let mut back = Vec::new();
     h.conn.end(&mut h.sess, |r| back.push(r.itt));

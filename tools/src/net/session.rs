@@ -368,7 +368,11 @@ fn event(e: Event<'_>) -> Ev {
         Event::LogoutRequested { .. } => Ev::Refused(NetError::Protocol(
             "target requests logout (async event 1)".into(),
         )),
-        Event::Transmit | Event::TaskMgmt { .. } | Event::Rescan => Ev::Other,
+        // The command stays: the target ends it, or the connection.
+        Event::Transmit
+        | Event::TaskMgmt { .. }
+        | Event::Rescan
+        | Event::DataDigestRejected { .. } => Ev::Other,
     }
 }
 

@@ -280,48 +280,53 @@ impl Harness {
     /// Sends everything queued; returns the PDUs sent.
     pub fn transmit(&mut self) -> Result<usize, Lost> {
         let mut n = 0;
-        let mut head = [0u8; TX_HEADER_MAX];
-        loop {
-            let bound = self.conn.next_transmit_len();
-            let Some(p) = self
-                .conn
-                .poll_transmit(&mut self.sess, &BitCrc, &mut head)?
-            else {
-                break;
-            };
-            let bhs_bytes: [u8; BHS_LEN] = head[..BHS_LEN].try_into().unwrap();
-            let bhs = Bhs::decode(&bhs_bytes).expect("engine wrote a header it cannot decode");
-            if self.digests.header {
-                let mut d = DigestState::new();
-                d.update(&BitCrc, &bhs_bytes);
-                assert_eq!(&head[BHS_LEN..BHS_LEN + 4], &d.finish_wire());
-            }
-            assert_eq!(
-                p.header_len,
-                BHS_LEN + if self.digests.header { 4 } else { 0 }
-            );
-            let data = match p.data {
-                TxData::None => Vec::new(),
-                TxData::Bytes(b) => b.to_vec(),
-                TxData::Task { itt, offset, len } => {
-                    let buf = self.bufs.get(&itt).expect("data of an unknown ITT");
-                    let end = offset as usize + len as usize;
-                    assert!(end <= buf.len(), "Data-Out past the buffer");
-                    buf[offset as usize..end].to_vec()
-                }
-            };
-            assert_eq!(data.len() as u32, bhs.data_segment_len);
-            assert_eq!(p.pad, pdu::pad_len(data.len()));
-            let digest = if p.data_digest { 4 } else { 0 };
-            let wire = p.header_len + data.len() + p.pad + digest;
-            assert!(
-                wire <= bound,
-                "a {wire}-byte PDU after next_transmit_len said {bound}"
-            );
-            self.sent.push(Sent { bhs, data });
+        while self.transmit_one()? {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// Sends the next PDU queued, if any (`Ok(true)`: it is the last of `sent`).
+    pub fn transmit_one(&mut self) -> Result<bool, Lost> {
+        let mut head = [0u8; TX_HEADER_MAX];
+        let bound = self.conn.next_transmit_len();
+        let Some(p) = self
+            .conn
+            .poll_transmit(&mut self.sess, &BitCrc, &mut head)?
+        else {
+            return Ok(false);
+        };
+        let bhs_bytes: [u8; BHS_LEN] = head[..BHS_LEN].try_into().unwrap();
+        let bhs = Bhs::decode(&bhs_bytes).expect("engine wrote a header it cannot decode");
+        if self.digests.header {
+            let mut d = DigestState::new();
+            d.update(&BitCrc, &bhs_bytes);
+            assert_eq!(&head[BHS_LEN..BHS_LEN + 4], &d.finish_wire());
+        }
+        assert_eq!(
+            p.header_len,
+            BHS_LEN + if self.digests.header { 4 } else { 0 }
+        );
+        let data = match p.data {
+            TxData::None => Vec::new(),
+            TxData::Bytes(b) => b.to_vec(),
+            TxData::Task { itt, offset, len } => {
+                let buf = self.bufs.get(&itt).expect("data of an unknown ITT");
+                let end = offset as usize + len as usize;
+                assert!(end <= buf.len(), "Data-Out past the buffer");
+                buf[offset as usize..end].to_vec()
+            }
+        };
+        assert_eq!(data.len() as u32, bhs.data_segment_len);
+        assert_eq!(p.pad, pdu::pad_len(data.len()));
+        let digest = if p.data_digest { 4 } else { 0 };
+        let wire = p.header_len + data.len() + p.pad + digest;
+        assert!(
+            wire <= bound,
+            "a {wire}-byte PDU after next_transmit_len said {bound}"
+        );
+        self.sent.push(Sent { bhs, data });
+        Ok(true)
     }
 }
 
