@@ -2,7 +2,8 @@
 # Each check prints what it verified; the first failure prints why and exits non-zero.
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "ok: $*"; }
+# Each line ends with the script's time so far, so that a run's log shows where its time goes.
+ok() { echo "ok: $* [${SECONDS} s]"; }
 
 # The version every component must report: the workspace's.
 expected_version() { sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1; }
