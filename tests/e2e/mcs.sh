@@ -277,10 +277,11 @@ conn_logout_end() {
 }
 
 conn_logout_begin 3310 conn-logout
-# The load: 8-16 MiB, one job per CPU, written and verified eight times over.
+# The load: 8-16 MiB, one job per CPU, written and verified four times over (it must outlast the
+# reads that look for the trigger, one or two of them as a rule).
 fio --name=cl --filename=/dev/$d --rw=randwrite --bs=16k --iodepth=8 --numjobs=2 \
     --cpus_allowed=0-1 --cpus_allowed_policy=split --offset=8m --offset_increment=4m --size=4m \
-    --loops=8 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --loops=4 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output=/tmp/fio-cl.txt > /dev/null 2>&1 &
 fio_pid=$!
 conn_logout_trigger conn-logout $fio_pid
@@ -403,7 +404,7 @@ ok "LUN reset answered with four connections, no recovery"
 # Two connections killed under load (socket destroy): the session is lost as a whole (ERL 0),
 # reinstated with all four, and fio's verify passes.
 grep -qx "DefaultTime2Wait=8" $ch1/negotiated || fail "DefaultTime2Wait: $(grep DefaultTime2Wait $ch1/negotiated)"
-kill_under_load 1 "$disk1" 32m 4 dst 127.0.0.2 dport = :3260
+kill_under_load 1 "$disk1" 16m 4 dst 127.0.0.2 dport = :3260
 ok "two connections killed under load (ss -K): the session recovered with 4, data verified"
 initiator-ctl --config-dir "$CONF" stop || fail "initiator-ctl stop failed"
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
@@ -441,7 +442,7 @@ ok "istgt: 4 connections with mutual CHAP and header and data digests, data veri
 
 # One of the four connections killed under load: the session recovers with all four.
 local_addr=$(established 3262 | head -1 | cut -d' ' -f1)
-kill_under_load 0 "$disk" 32m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
+kill_under_load 0 "$disk" 16m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
 ok "istgt: one connection killed under load (ss -K): the session recovered with 4, data verified"
 
 # Keepalive per connection: idle for a few NOP intervals (1 s), each connection pings its own.
