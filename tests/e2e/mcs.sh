@@ -404,7 +404,7 @@ ok "LUN reset answered with four connections, no recovery"
 # Two connections killed under load (socket destroy): the session is lost as a whole (ERL 0),
 # reinstated with all four, and fio's verify passes.
 grep -qx "DefaultTime2Wait=8" $ch1/negotiated || fail "DefaultTime2Wait: $(grep DefaultTime2Wait $ch1/negotiated)"
-kill_under_load 1 "$disk1" 16m 4 dst 127.0.0.2 dport = :3260
+kill_under_load 1 "$disk1" 32m 4 dst 127.0.0.2 dport = :3260
 ok "two connections killed under load (ss -K): the session recovered with 4, data verified"
 initiator-ctl --config-dir "$CONF" stop || fail "initiator-ctl stop failed"
 [ -z "$(established 3260)" ] || fail "connections left after stop: $(established 3260)"
@@ -442,7 +442,7 @@ ok "istgt: 4 connections with mutual CHAP and header and data digests, data veri
 
 # One of the four connections killed under load: the session recovers with all four.
 local_addr=$(established 3262 | head -1 | cut -d' ' -f1)
-kill_under_load 0 "$disk" 16m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
+kill_under_load 0 "$disk" 32m 4 dst 127.0.0.1 dport = :3262 sport = :${local_addr##*:}
 ok "istgt: one connection killed under load (ss -K): the session recovered with 4, data verified"
 
 # Keepalive per connection: idle for a few NOP intervals (1 s), each connection pings its own.
