@@ -142,6 +142,9 @@ pub(crate) trait Owner: Send + Sync {
     /// `Connection::leave_asked` says within how long): the session decides how (receive
     /// path: must not sleep).
     fn logout_requested(self: Arc<Self>);
+    /// A ping of this connection's that held back the commands of the others was answered:
+    /// every connection sends what it has queued (receive path: must not sleep).
+    fn released(&self);
 }
 
 /// Counters of one connection, shown in the channel's `stats`.
@@ -252,6 +255,7 @@ enum Action {
     Answer(Answer),
     Rescan,
     LogoutRequested { within_s: u16 },
+    Released,
 }
 
 /// Where a connection is in leaving its session on its own, at the target's request (Async
@@ -1421,6 +1425,7 @@ impl Connection {
             }
             Event::Rescan => Some(Action::Rescan),
             Event::LogoutRequested { within_s } => Some(Action::LogoutRequested { within_s }),
+            Event::Released => Some(Action::Released),
             // The module sends no text request.
             Event::Text { .. } => None,
         };
@@ -1462,6 +1467,7 @@ impl Connection {
                 }
             }
             Action::Transmit => self.queue_tx(),
+            Action::Released => self.owner.released(),
             Action::Answer(a) => {
                 // Before the end of the stream that follows it is read, which is then no
                 // loss. Only "closed" (0) ends what was in flight on it (RFC 7143 section

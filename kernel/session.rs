@@ -400,6 +400,17 @@ impl Session {
         }
         let leading = cid == LEADING_CID;
         let ms = |s: u32| u64::from(s) * 1000;
+        // The window and parameters first: the connection receives as soon as it starts.
+        let (r2t, granted) = {
+            let mut io = self.io.lock();
+            if leading {
+                io.logged_in(done);
+            } else {
+                io.ffp.window.update(done.exp_cmd_sn, done.max_cmd_sn);
+            }
+            let s = &io.params.session;
+            (s.max_outstanding_r2t, usize::from(s.max_connections))
+        };
         let conn_params = &done.params.conn;
         let cfg = ConnConfig {
             cid,
@@ -415,16 +426,9 @@ impl Session {
             // A PDU trickled in keeps the ping timer quiet: its own bound is the stall bound,
             // as for one we send.
             pdu_timeout_ms: self.stall_bound_ms().into(),
-        };
-        // The window and parameters first: the connection receives as soon as it starts.
-        let r2t = {
-            let mut io = self.io.lock();
-            if leading {
-                io.logged_in(done);
-            } else {
-                io.ffp.window.update(done.exp_cmd_sn, done.max_cmd_sn);
-            }
-            io.params.session.max_outstanding_r2t
+            // With one connection an immediate ping's CmdSN is exact: it is stamped when it
+            // leaves, on the stream every command takes.
+            ping_holds_commands: granted.min(self.settings.connections()) > 1,
         };
         let path = Path {
             queues: self.queues.clone(),
@@ -1222,6 +1226,12 @@ impl Owner for Session {
 
     fn logout_requested(self: Arc<Self>) {
         self.leave_later();
+    }
+
+    fn released(&self) {
+        for c in self.conns().iter().flatten() {
+            c.queue_tx();
+        }
     }
 }
 

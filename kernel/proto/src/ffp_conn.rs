@@ -59,6 +59,14 @@ pub struct ConnConfig {
     /// connection (0: no bound). Bytes trickling in keep a ping's timer from firing; they do
     /// not stretch this.
     pub pdu_timeout_ms: Millis,
+    /// A session of more than one connection: a ping waits until the target has every
+    /// command sent (its ExpCmdSN is our next CmdSN), carries that CmdSN, and holds back the
+    /// commands of the other connections until it is answered. An immediate PDU carries the
+    /// next CmdSN, and a command on another connection can overtake it (taking that CmdSN) or
+    /// trail it (one before it) on its way to the target; istgt closes the connection of an
+    /// immediate PDU whose CmdSN is not its ExpCmdSN, and of a non-immediate NOP-Out that
+    /// overtakes a command. One connection's stream keeps them in order by itself.
+    pub ping_holds_commands: bool,
 }
 
 /// What the next received bytes are.
@@ -158,6 +166,9 @@ pub struct Conn<Q, S> {
     /// naming it comes before it has left.
     pub(super) ping_queued: bool,
     pub(super) ping: Option<Ping>,
+    /// The PDU being received answered our ping, which held commands back: its end says so
+    /// (`Event::Released`).
+    pub(super) released: bool,
     pub(super) last_rx: Millis,
     /// When the first byte of the PDU being received came (`None` between PDUs).
     pub(super) pdu_since: Option<Millis>,
@@ -192,6 +203,7 @@ where
             tx: TxQueue::new(tx_slots),
             own_queued: 0,
             ping_queued: false,
+            released: false,
             ping: None,
             last_rx: now,
             pdu_since: None,
@@ -254,6 +266,9 @@ where
     {
         self.tasks.remove_where(|_| true, ended);
         sess.forget_own(self.cfg.cid);
+        // At ErrorRecoveryLevel 0 its end is the session's, or it logged out alone (no ping
+        // follows a logout request, and the answer to one before it comes first).
+        sess.window.release(self.cfg.cid);
     }
 
     /// Why it was lost, if it was.
@@ -412,7 +427,13 @@ where
                 self.pdu_since = None;
                 self.counters.pdus_rx = self.counters.pdus_rx.saturating_add(1);
                 let current = core::mem::replace(&mut self.current, Current::Ignore);
-                let ev = self.on_end(sess, current)?;
+                let ev = match self.on_end(sess, current)? {
+                    None | Some(Ev::Other(Event::Transmit)) if self.released => {
+                        Some(Ev::Other(Event::Released))
+                    }
+                    ev => ev,
+                };
+                self.released = false;
                 self.rx.next_pdu().map_err(Lost::Framing)?;
                 Ok((0, ev))
             }
@@ -471,8 +492,22 @@ where
                 && !self.ping_queued
                 && now >= self.last_rx.saturating_add(self.cfg.nop_interval_ms) =>
             {
+                if self.tx.is_full() {
+                    return Ok(false);
+                }
+                // See `ConnConfig::ping_holds_commands`. Until the target has every command
+                // (or while another connection's ping holds them) this connection does not
+                // ping: commands come and go on the others, and its own ping timer stays off.
+                let cmd_sn = if self.cfg.ping_holds_commands {
+                    if !sess.window.hold(self.cfg.cid) {
+                        return Ok(false);
+                    }
+                    Some(sess.window.immediate())
+                } else {
+                    None
+                };
                 let itt = sess.own_itt(OWN_PING);
-                if self.tx.push(TxItem::Ping { itt }).is_err() {
+                if self.tx.push(TxItem::Ping { itt, cmd_sn }).is_err() {
                     return Ok(false);
                 }
                 self.ping_queued = true;

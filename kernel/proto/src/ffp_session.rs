@@ -16,11 +16,13 @@ pub type Millis = u64;
 /// Requests of the session's own (task management, logout, text) waiting for their answer.
 pub const MAX_OWN: usize = 8;
 
-/// The CmdSN window, and since when it has kept commands waiting.
+/// The CmdSN window, since when it has kept commands waiting, and which connection's ping
+/// holds commands back (`ConnConfig::ping_holds_commands`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     win: CmdWindow,
     shut_since: Option<Millis>,
+    held_by: Option<u16>,
 }
 
 impl Window {
@@ -29,6 +31,7 @@ impl Window {
         Window {
             win: CmdWindow::new(cmd_sn, exp_cmd_sn, max_cmd_sn),
             shut_since: None,
+            held_by: None,
         }
     }
 
@@ -69,6 +72,31 @@ impl Window {
     /// none has been refused since it was last open).
     pub fn shut_since(&self) -> Option<Millis> {
         self.shut_since
+    }
+
+    /// Connection `cid`'s ping holds commands back from the other connections, if the target
+    /// has every command sent (its ExpCmdSN is our next CmdSN) and no ping holds them yet:
+    /// the ping's CmdSN, the next one, is then the target's ExpCmdSN until it is answered.
+    pub fn hold(&mut self, cid: u16) -> bool {
+        if self.held_by.is_some() || self.win.exp_cmd_sn() != self.win.cmd_sn() {
+            return false;
+        }
+        self.held_by = Some(cid);
+        true
+    }
+
+    /// Ends connection `cid`'s hold (its ping was answered, or it ended); true if it had one.
+    pub fn release(&mut self, cid: u16) -> bool {
+        let held = self.held_by == Some(cid);
+        if held {
+            self.held_by = None;
+        }
+        held
+    }
+
+    /// Whether a command must wait on connection `cid`: another connection's ping holds them.
+    pub fn held_for(&self, cid: u16) -> bool {
+        self.held_by.is_some_and(|by| by != cid)
     }
 }
 

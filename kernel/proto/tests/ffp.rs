@@ -16,7 +16,7 @@ use iscsi_proto::ffp_conn::{Conn, ConnConfig};
 use iscsi_proto::ffp_tasks::{Itt, StartError, TaskSlot};
 use iscsi_proto::ffp_tx::{tx_capacity, TxSlot};
 use iscsi_proto::pdu::{
-    self, AsyncMessage, DataIn, Digests, LogoutResponse, NopIn, Pdu, PduError, R2t, Reject,
+    self, AsyncMessage, Bhs, DataIn, Digests, LogoutResponse, NopIn, Pdu, PduError, R2t, Reject,
     ScsiResponse, TaskMgmtResponse, TextResponse, RESERVED_TAG,
 };
 
@@ -698,6 +698,7 @@ fn added_conn(max_xmit: u32) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
             nop_interval_ms: 0,
             nop_timeout_ms: 0,
             pdu_timeout_ms: 0,
+            ping_holds_commands: false,
         },
         vec![TxSlot::default(); tx_capacity(8, 4)],
         vec![TaskSlot::default(); 8],
@@ -766,6 +767,89 @@ fn two_connections_share_the_window_and_keep_their_tasks() {
 /// MaxRecvDataSegmentLength is a connection's own key: a write on an added connection whose
 /// target declared less than at the leading connection's login goes out in PDUs of the
 /// added connection's size (immediate data and the unsolicited Data-Out alike).
+/// The headers connection `c` sends next, decoded.
+fn sent_by(c: &mut Conn<Vec<TxSlot>, Vec<TaskSlot>>, h: &mut Harness) -> Vec<Pdu> {
+    let mut out = Vec::new();
+    let mut head = [0u8; 52];
+    while c
+        .poll_transmit(&mut h.sess, &BitCrc, &mut head)
+        .unwrap()
+        .is_some()
+    {
+        out.push(Bhs::decode(head[..48].try_into().unwrap()).unwrap().pdu);
+    }
+    out
+}
+
+/// In a session of more than one connection a ping waits until the target has every command
+/// sent, carries the next CmdSN, and holds the commands of the other connections back until
+/// it is answered: an immediate PDU whose CmdSN a command on another connection overtakes or
+/// trails is one istgt closes the connection for.
+#[test]
+fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let mut c1 = Conn::new(
+        ConnConfig {
+            cid: 1,
+            digests: NONE,
+            max_recv: 8192,
+            max_xmit: 2048,
+            exp_stat_sn: 7,
+            nop_interval_ms: 1000,
+            nop_timeout_ms: 1000,
+            pdu_timeout_ms: 0,
+            ping_holds_commands: true,
+        },
+        vec![TxSlot::default(); tx_capacity(8, 4)],
+        vec![TaskSlot::default(); 8],
+        0,
+    );
+    let a = h.start(0, 0, 0).unwrap();
+    h.transmit().unwrap();
+    // Command 1 is not known to have reached the target: no ping yet.
+    assert_eq!(c1.handle_timeout(&mut h.sess, 1000), Ok(false));
+    assert!(sent_by(&mut c1, &mut h).is_empty());
+    let mut status = response(a, 1, 0);
+    if let Pdu::ScsiResponse(r) = &mut status {
+        r.exp_cmd_sn = 2;
+    }
+    h.feed(&wire(status, &[], NONE)).unwrap();
+    assert_eq!(c1.handle_timeout(&mut h.sess, 1100), Ok(true));
+    // Command 2 is queued on connection 0 but held until the ping is answered.
+    h.start(1, 0, 0).unwrap();
+    assert_eq!(h.transmit(), Ok(0));
+    let ping = match sent_by(&mut c1, &mut h).as_slice() {
+        [Pdu::NopOut(p)] => {
+            assert!(p.immediate && p.cmd_sn == 2, "{p:?}");
+            *p
+        }
+        other => panic!("{other:?}"),
+    };
+    let answer = wire(nop_answer(ping.itt, 7, 2), &[], NONE);
+    let r = c1.receive(&mut h.sess, &BitCrc, &answer, 1200).unwrap();
+    assert_eq!(r.used, answer.len());
+    assert_eq!(r.event, Some(iscsi_proto::ffp_event::Event::Released));
+    assert_eq!(h.transmit(), Ok(1));
+    // Command 2 unanswered: the next idle interval does not ping.
+    assert_eq!(c1.handle_timeout(&mut h.sess, 2200), Ok(false));
+    // A connection that ends with its ping out lets the others send.
+    let b = match h.sent.last().map(|p| p.bhs.pdu) {
+        Some(Pdu::ScsiCommand(c)) if c.cmd_sn == 2 => c.itt,
+        other => panic!("{other:?}"),
+    };
+    let mut status = response(b, 2, 0);
+    if let Pdu::ScsiResponse(r) = &mut status {
+        r.exp_cmd_sn = 3;
+    }
+    h.feed(&wire(status, &[], NONE)).unwrap();
+    assert_eq!(c1.handle_timeout(&mut h.sess, 2300), Ok(true));
+    h.start(2, 0, 0).unwrap();
+    assert_eq!(h.transmit(), Ok(0));
+    c1.close(Lost::Closed);
+    c1.end(&mut h.sess, |_| {});
+    assert_eq!(h.transmit(), Ok(1));
+}
+
 #[test]
 fn a_write_goes_out_in_its_connections_pdu_size() {
     use iscsi_proto::ffp_tx::TxData;

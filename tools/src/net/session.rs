@@ -368,8 +368,10 @@ fn event(e: Event<'_>) -> Ev {
         Event::LogoutRequested { .. } => Ev::Refused(NetError::Protocol(
             "target requests logout (async event 1)".into(),
         )),
-        // The command stays: the target ends it, or the connection.
+        // The command stays: the target ends it, or the connection. No ping of ours holds
+        // anything back here (one connection, no pings).
         Event::Transmit
+        | Event::Released
         | Event::TaskMgmt { .. }
         | Event::Rescan
         | Event::DataDigestRejected { .. } => Ev::Other,
@@ -640,6 +642,8 @@ impl Session {
                 nop_timeout_ms: 0,
                 // Every read is bounded by the socket's I/O timeout instead.
                 pdu_timeout_ms: 0,
+                // One connection: an immediate PDU's CmdSN is exact.
+                ping_holds_commands: false,
             },
             tx,
             vec![TaskSlot::default(); DEPTH],

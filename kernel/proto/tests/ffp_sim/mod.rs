@@ -145,6 +145,7 @@ impl Harness {
                     nop_interval_ms,
                     nop_timeout_ms: 1000,
                     pdu_timeout_ms: 20_000,
+                    ping_holds_commands: false,
                 },
                 tx,
                 slots,
