@@ -1229,7 +1229,11 @@ impl Owner for Session {
     }
 
     fn released(&self) {
-        for c in self.conns().iter().flatten() {
+        // Under the list's lock rather than over a copy of it: a reference the receive path
+        // took could be the last one once a connection is retired meanwhile, and its drop
+        // (the socket's release) must not run here. `queue_tx` only takes the connection's
+        // gate, a spinlock taken under no other.
+        for c in self.conns.lock().iter().flatten() {
             c.queue_tx();
         }
     }
