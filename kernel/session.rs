@@ -1155,6 +1155,11 @@ impl Owner for Session {
 
     /// A connection failed: the ticker recovers (if it is still the session's connection).
     fn failed(self: Arc<Self>, conn: &Arc<Connection>, why: Failure) {
+        // A ping of its that held every command back (`ConnConfig::ping_holds_commands`) is
+        // not answered now, or its answer's release came with a PDU that failed it: whatever
+        // the phase (a stop's or a pause's last commands go on the others), they send again.
+        self.io.lock().ffp.window.release(conn.cid());
+        self.released();
         if conn.leave() == Leave::LoggedOut {
             // Logged out alone: the target closes it, and the leave work unlists it.
             return;

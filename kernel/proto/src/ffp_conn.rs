@@ -60,8 +60,8 @@ pub struct ConnConfig {
     /// not stretch this.
     pub pdu_timeout_ms: Millis,
     /// A session of more than one connection: a ping waits until the target has every
-    /// command sent (its ExpCmdSN is our next CmdSN), carries that CmdSN, and holds back the
-    /// commands of the other connections until it is answered. An immediate PDU carries the
+    /// command sent (its ExpCmdSN is our next CmdSN), carries that CmdSN, and holds every
+    /// command back until it is answered. An immediate PDU carries the
     /// next CmdSN, and a command on another connection can overtake it (taking that CmdSN) or
     /// trail it (one before it) on its way to the target; istgt closes the connection of an
     /// immediate PDU whose CmdSN is not its ExpCmdSN, and of a non-immediate NOP-Out that
@@ -495,19 +495,24 @@ where
                 if self.tx.is_full() {
                     return Ok(false);
                 }
-                // See `ConnConfig::ping_holds_commands`. Until the target has every command
-                // (or while another connection's ping holds them) this connection does not
-                // ping: commands come and go on the others, and its own ping timer stays off.
-                let cmd_sn = if self.cfg.ping_holds_commands {
-                    if !sess.window.hold(self.cfg.cid) {
-                        return Ok(false);
-                    }
-                    Some(sess.window.immediate())
-                } else {
-                    None
-                };
+                // See `ConnConfig::ping_holds_commands`: the ping waits for a moment when the
+                // target has every command and this connection nothing queued ahead of it
+                // (the hold lasts until the answer). A connection silent for as long as an
+                // unanswered ping would have lost it pings all the same, unheld: a dead path
+                // must not wait for the SCSI timeouts while commands never stop coming.
+                let silent_until = self
+                    .last_rx
+                    .saturating_add(self.cfg.nop_interval_ms)
+                    .saturating_add(self.cfg.nop_timeout_ms);
+                if self.cfg.ping_holds_commands
+                    && !(self.tx.is_empty() && sess.window.hold(self.cfg.cid))
+                    && now < silent_until
+                {
+                    return Ok(false);
+                }
                 let itt = sess.own_itt(OWN_PING);
-                if self.tx.push(TxItem::Ping { itt, cmd_sn }).is_err() {
+                if self.tx.push(TxItem::Ping { itt }).is_err() {
+                    sess.window.release(self.cfg.cid);
                     return Ok(false);
                 }
                 self.ping_queued = true;

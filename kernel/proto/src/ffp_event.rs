@@ -104,10 +104,9 @@ pub enum Event<'a> {
         /// Seconds.
         within_s: u16,
     },
-    /// This connection's ping, which held back the commands of the session's other
-    /// connections (`ConnConfig::ping_holds_commands`), was answered: call `poll_transmit`
-    /// on every connection of the session, this one included (it may have something to
-    /// send too, such as the answer to a ping of the target's that came with it).
+    /// This connection's ping, which held back every command of the session
+    /// (`ConnConfig::ping_holds_commands`), was answered: call `poll_transmit` on every
+    /// connection of the session, this one included.
     Released,
 }
 

@@ -20,7 +20,7 @@ where
 {
     /// The next PDU to send: its header (and header digest) written at the start of `out`
     /// (at least [`TX_HEADER_MAX`](super::ffp_conn::TX_HEADER_MAX) bytes), its data named. `None` when nothing waits, or
-    /// when the next is a command that another connection's ping holds back
+    /// when the next is a command that a ping holds back
     /// ([`Event::Released`](super::ffp_event::Event::Released) says when it may go).
     pub fn poll_transmit<G, C>(
         &mut self,
@@ -37,7 +37,7 @@ where
             let Some(item) = self.tx.front() else {
                 return Ok(None);
             };
-            if matches!(item, TxItem::Command { .. }) && sess.window.held_for(self.cfg.cid) {
+            if matches!(item, TxItem::Command { .. }) && sess.window.held() {
                 return Ok(None);
             }
             let Some((bhs, data, kind)) = self.build(sess, item)? else {
@@ -264,7 +264,7 @@ where
                     TxKind::DataOut { solicited },
                 )))
             }
-            TxItem::Ping { itt, cmd_sn } => {
+            TxItem::Ping { itt } => {
                 self.tx.pop();
                 self.ping_queued = false;
                 let nop = NopOut {
@@ -272,7 +272,7 @@ where
                     lun: [0; 8],
                     itt,
                     ttt: RESERVED_TAG,
-                    cmd_sn: cmd_sn.unwrap_or(immediate_sn),
+                    cmd_sn: immediate_sn,
                     exp_stat_sn,
                 };
                 Ok(Some((bhs(Pdu::NopOut(nop), 0), Tx::None, TxKind::Ping)))

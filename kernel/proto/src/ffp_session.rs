@@ -16,13 +16,13 @@ pub type Millis = u64;
 /// Requests of the session's own (task management, logout, text) waiting for their answer.
 pub const MAX_OWN: usize = 8;
 
-/// The CmdSN window, since when it has kept commands waiting, and which connection's ping
-/// holds commands back (`ConnConfig::ping_holds_commands`).
+/// The CmdSN window, since when it has kept commands waiting, and whether a ping holds the
+/// commands back (`ConnConfig::ping_holds_commands`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
     win: CmdWindow,
     shut_since: Option<Millis>,
-    held_by: Option<u16>,
+    held: Option<Hold>,
 }
 
 impl Window {
@@ -31,7 +31,7 @@ impl Window {
         Window {
             win: CmdWindow::new(cmd_sn, exp_cmd_sn, max_cmd_sn),
             shut_since: None,
-            held_by: None,
+            held: None,
         }
     }
 
@@ -63,9 +63,10 @@ impl Window {
         self.win.can_send()
     }
 
-    /// The CmdSN an immediate PDU carries.
+    /// The CmdSN an immediate PDU carries: the next one, or while a ping holds the commands
+    /// back, the one the target expects (commands given CmdSNs meanwhile have not left).
     pub fn immediate(&self) -> u32 {
-        self.win.immediate()
+        self.held.map_or(self.win.immediate(), |h| h.cmd_sn)
     }
 
     /// Since when commands have been waiting for the target to open the window (`None` if
@@ -74,30 +75,41 @@ impl Window {
         self.shut_since
     }
 
-    /// Connection `cid`'s ping holds commands back from the other connections, if the target
-    /// has every command sent (its ExpCmdSN is our next CmdSN) and no ping holds them yet:
-    /// the ping's CmdSN, the next one, is then the target's ExpCmdSN until it is answered.
+    /// Connection `cid`'s ping holds every command back, if the target has every command
+    /// sent (its ExpCmdSN is our next CmdSN) and no ping holds them yet. That CmdSN is then
+    /// the target's ExpCmdSN until the ping is answered, and every immediate PDU carries it
+    /// ([`Window::immediate`]), whatever commands were given CmdSNs meanwhile.
     pub fn hold(&mut self, cid: u16) -> bool {
-        if self.held_by.is_some() || self.win.exp_cmd_sn() != self.win.cmd_sn() {
+        if self.held.is_some() || self.win.exp_cmd_sn() != self.win.cmd_sn() {
             return false;
         }
-        self.held_by = Some(cid);
+        self.held = Some(Hold {
+            cid,
+            cmd_sn: self.win.cmd_sn(),
+        });
         true
     }
 
     /// Ends connection `cid`'s hold (its ping was answered, or it ended); true if it had one.
     pub fn release(&mut self, cid: u16) -> bool {
-        let held = self.held_by == Some(cid);
+        let held = self.held.is_some_and(|h| h.cid == cid);
         if held {
-            self.held_by = None;
+            self.held = None;
         }
         held
     }
 
-    /// Whether a command must wait on connection `cid`: another connection's ping holds them.
-    pub fn held_for(&self, cid: u16) -> bool {
-        self.held_by.is_some_and(|by| by != cid)
+    /// Whether a ping holds the commands back: none may leave.
+    pub fn held(&self) -> bool {
+        self.held.is_some()
     }
+}
+
+/// A ping's hold on the commands: its connection, and the CmdSN the target expects meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    cid: u16,
+    cmd_sn: u32,
 }
 
 /// What one of the session's own requests is.

@@ -31,9 +31,6 @@ pub enum TxItem {
     Ping {
         /// Its ITT.
         itt: u32,
-        /// The CmdSN it carries, fixed when it was queued (`ConnConfig::ping_holds_commands`),
-        /// or `None`: the window's as it leaves.
-        cmd_sn: Option<u32>,
     },
     /// The answer to a target's NOP-In ping, its data in the connection's ping buffer `buf`.
     PingReply {

@@ -782,9 +782,9 @@ fn sent_by(c: &mut Conn<Vec<TxSlot>, Vec<TaskSlot>>, h: &mut Harness) -> Vec<Pdu
 }
 
 /// In a session of more than one connection a ping waits until the target has every command
-/// sent, carries the next CmdSN, and holds the commands of the other connections back until
-/// it is answered: an immediate PDU whose CmdSN a command on another connection overtakes or
-/// trails is one istgt closes the connection for.
+/// sent, carries the next CmdSN, and holds every command back until it is answered, while
+/// immediate PDUs carry that CmdSN: an immediate PDU whose CmdSN a command on another
+/// connection overtakes or trails is one istgt closes the connection for.
 #[test]
 fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
     let mut h = Harness::new(NONE, PARAMS, 0);
@@ -815,9 +815,13 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
     }
     h.feed(&wire(status, &[], NONE)).unwrap();
     assert_eq!(c1.handle_timeout(&mut h.sess, 1100), Ok(true));
-    // Command 2 is queued on connection 0 but held until the ping is answered.
+    // Commands 2 and 3, on connection 0 and on the ping's own, are held until the answer;
+    // an immediate PDU meanwhile carries CmdSN 2, the target's ExpCmdSN (a request queued
+    // behind a held command waits with it).
     h.start(1, 0, 0).unwrap();
     assert_eq!(h.transmit(), Ok(0));
+    c1.start_command(&mut h.sess, &write_spec(2, 0), 1100).unwrap();
+    assert_eq!(h.sess.window.immediate(), 2);
     let ping = match sent_by(&mut c1, &mut h).as_slice() {
         [Pdu::NopOut(p)] => {
             assert!(p.immediate && p.cmd_sn == 2, "{p:?}");
@@ -825,28 +829,65 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
         }
         other => panic!("{other:?}"),
     };
+    c1.task_mgmt(&mut h.sess, pdu::tmf::ABORT_TASK, [0; 8], a).unwrap();
+    match sent_by(&mut c1, &mut h).as_slice() {
+        [] => {}
+        other => panic!("sent behind the held command: {other:?}"),
+    }
     let answer = wire(nop_answer(ping.itt, 7, 2), &[], NONE);
     let r = c1.receive(&mut h.sess, &BitCrc, &answer, 1200).unwrap();
     assert_eq!(r.used, answer.len());
     assert_eq!(r.event, Some(iscsi_proto::ffp_event::Event::Released));
     assert_eq!(h.transmit(), Ok(1));
-    // Command 2 unanswered: the next idle interval does not ping.
-    assert_eq!(c1.handle_timeout(&mut h.sess, 2200), Ok(false));
-    // A connection that ends with its ping out lets the others send.
     let b = match h.sent.last().map(|p| p.bhs.pdu) {
         Some(Pdu::ScsiCommand(c)) if c.cmd_sn == 2 => c.itt,
         other => panic!("{other:?}"),
     };
+    match sent_by(&mut c1, &mut h).as_slice() {
+        [Pdu::ScsiCommand(c), Pdu::TaskMgmtRequest(t)] => {
+            assert_eq!(c.cmd_sn, 3);
+            assert!(t.immediate && t.cmd_sn == 4, "{t:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Commands unanswered: an idle interval does not ping; silence for as long as a ping
+    // would have been lost in pings all the same, unheld.
+    assert_eq!(c1.handle_timeout(&mut h.sess, 2200), Ok(false));
+    assert_eq!(c1.handle_timeout(&mut h.sess, 3199), Ok(false));
+    assert_eq!(c1.handle_timeout(&mut h.sess, 3200), Ok(true));
+    assert!(!h.sess.window.held());
+    match sent_by(&mut c1, &mut h).as_slice() {
+        [Pdu::NopOut(p)] => assert!(p.immediate && p.cmd_sn == 4, "{p:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A connection that ends with its ping out releases the commands.
+    let mut c2 = Conn::new(
+        ConnConfig {
+            cid: 2,
+            digests: NONE,
+            max_recv: 8192,
+            max_xmit: 2048,
+            exp_stat_sn: 7,
+            nop_interval_ms: 1000,
+            nop_timeout_ms: 1000,
+            pdu_timeout_ms: 0,
+            ping_holds_commands: true,
+        },
+        vec![TxSlot::default(); tx_capacity(8, 4)],
+        vec![TaskSlot::default(); 8],
+        3200,
+    );
     let mut status = response(b, 2, 0);
     if let Pdu::ScsiResponse(r) = &mut status {
-        r.exp_cmd_sn = 3;
+        r.exp_cmd_sn = 4;
     }
     h.feed(&wire(status, &[], NONE)).unwrap();
-    assert_eq!(c1.handle_timeout(&mut h.sess, 2300), Ok(true));
-    h.start(2, 0, 0).unwrap();
+    assert_eq!(c2.handle_timeout(&mut h.sess, 4200), Ok(true));
+    assert!(h.sess.window.held());
+    h.start(3, 0, 0).unwrap();
     assert_eq!(h.transmit(), Ok(0));
-    c1.close(Lost::Closed);
-    c1.end(&mut h.sess, |_| {});
+    c2.close(Lost::Closed);
+    c2.end(&mut h.sess, |_| {});
     assert_eq!(h.transmit(), Ok(1));
 }
 
