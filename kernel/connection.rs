@@ -902,6 +902,13 @@ impl Connection {
         self.engine.lock().cmds.any(which)
     }
 
+    /// Ends its ping's hold on the session's commands, if it has one (`Conn::release_hold`):
+    /// the connection failed, and the answer will not come.
+    pub(crate) fn release_hold(&self) {
+        let mut engine = self.engine.lock();
+        engine.ffp.release_hold(&mut self.io.lock().ffp);
+    }
+
     /// The connection is retired (closed, its sender and receiver gone): every command on it
     /// leaves the engine and is ended with `ending` (requeued, or failed), and its requests
     /// of the session's own are forgotten. The commands are completed after the session's

@@ -1158,7 +1158,7 @@ impl Owner for Session {
         // A ping of its that held every command back (`ConnConfig::ping_holds_commands`) is
         // not answered now, or its answer's release came with a PDU that failed it: whatever
         // the phase (a stop's or a pause's last commands go on the others), they send again.
-        self.io.lock().ffp.window.release(conn.cid());
+        conn.release_hold();
         self.released();
         if conn.leave() == Leave::LoggedOut {
             // Logged out alone: the target closes it, and the leave work unlists it.

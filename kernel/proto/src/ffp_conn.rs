@@ -166,7 +166,9 @@ pub struct Conn<Q, S> {
     /// naming it comes before it has left.
     pub(super) ping_queued: bool,
     pub(super) ping: Option<Ping>,
-    /// The PDU being received answered our ping, which held commands back: its end says so
+    /// Our ping holds the session's commands back (`Window::hold`) until it is answered.
+    pub(super) holding: bool,
+    /// The PDU being received answered our ping, whose hold was the last: its end says so
     /// (`Event::Released`).
     pub(super) released: bool,
     pub(super) last_rx: Millis,
@@ -203,6 +205,7 @@ where
             tx: TxQueue::new(tx_slots),
             own_queued: 0,
             ping_queued: false,
+            holding: false,
             released: false,
             ping: None,
             last_rx: now,
@@ -266,9 +269,14 @@ where
     {
         self.tasks.remove_where(|_| true, ended);
         sess.forget_own(self.cfg.cid);
-        // At ErrorRecoveryLevel 0 its end is the session's, or it logged out alone (no ping
-        // follows a logout request, and the answer to one before it comes first).
-        sess.window.release(self.cfg.cid);
+        self.release_hold(sess);
+    }
+
+    /// Ends the hold of our ping on the session's commands, if it has one (answered, or the
+    /// connection is gone: the driver calls this when it fails, since its end may come late);
+    /// true when it was the last hold, and the driver must let every connection send.
+    pub fn release_hold<G>(&mut self, sess: &mut Session<G>) -> bool {
+        core::mem::take(&mut self.holding) && sess.window.release()
     }
 
     /// Why it was lost, if it was.
@@ -504,15 +512,15 @@ where
                     .last_rx
                     .saturating_add(self.cfg.nop_interval_ms)
                     .saturating_add(self.cfg.nop_timeout_ms);
-                if self.cfg.ping_holds_commands
-                    && !(self.tx.is_empty() && sess.window.hold(self.cfg.cid))
-                    && now < silent_until
-                {
-                    return Ok(false);
+                if self.cfg.ping_holds_commands {
+                    self.holding = self.tx.is_empty() && sess.window.hold();
+                    if !self.holding && now < silent_until {
+                        return Ok(false);
+                    }
                 }
                 let itt = sess.own_itt(OWN_PING);
                 if self.tx.push(TxItem::Ping { itt }).is_err() {
-                    sess.window.release(self.cfg.cid);
+                    self.release_hold(sess);
                     return Ok(false);
                 }
                 self.ping_queued = true;

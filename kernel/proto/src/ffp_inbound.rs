@@ -165,7 +165,7 @@ where
                     self.ack(n.stat_sn);
                     if self.ping.is_some_and(|p| p.itt == n.itt) {
                         self.ping = None;
-                        self.released = sess.window.release(self.cfg.cid);
+                        self.released = self.release_hold(sess);
                     }
                 }
                 if n.ttt != RESERVED_TAG {
@@ -348,7 +348,7 @@ where
                     .map(pdu::opcode_of);
                 if self.ping.is_some_and(|p| p.itt == itt) {
                     self.ping = None;
-                    self.released = sess.window.release(self.cfg.cid);
+                    self.released = self.release_hold(sess);
                     return Ok(None);
                 }
                 if self.tasks.get(itt).is_some_and(|t| t.cid == self.cfg.cid) {

@@ -75,40 +75,58 @@ impl Window {
         self.shut_since
     }
 
-    /// Connection `cid`'s ping holds every command back, if the target has every command
-    /// sent (its ExpCmdSN is our next CmdSN) and no ping holds them yet. That CmdSN is then
-    /// the target's ExpCmdSN until the ping is answered, and every immediate PDU carries it
-    /// ([`Window::immediate`]), whatever commands were given CmdSNs meanwhile.
-    pub fn hold(&mut self, cid: u16) -> bool {
-        if self.held.is_some() || self.win.exp_cmd_sn() != self.win.cmd_sn() {
-            return false;
+    /// A ping holds every command back, if the target has every command sent (its ExpCmdSN
+    /// is our next CmdSN) or other pings hold them already (nothing has left since): that
+    /// CmdSN is then the target's ExpCmdSN until the last of them is answered, and every
+    /// immediate PDU carries it ([`Window::immediate`]), whatever commands were given CmdSNs
+    /// meanwhile. Pings of several idle connections share one hold.
+    pub fn hold(&mut self) -> bool {
+        match &mut self.held {
+            Some(h) => match h.pings.checked_add(1) {
+                Some(n) => {
+                    h.pings = n;
+                    true
+                }
+                None => false,
+            },
+            None if self.win.exp_cmd_sn() == self.win.cmd_sn() => {
+                self.held = Some(Hold {
+                    pings: 1,
+                    cmd_sn: self.win.cmd_sn(),
+                });
+                true
+            }
+            None => false,
         }
-        self.held = Some(Hold {
-            cid,
-            cmd_sn: self.win.cmd_sn(),
-        });
-        true
     }
 
-    /// Ends connection `cid`'s hold (its ping was answered, or it ended); true if it had one.
-    pub fn release(&mut self, cid: u16) -> bool {
-        let held = self.held.is_some_and(|h| h.cid == cid);
-        if held {
-            self.held = None;
+    /// One ping's hold ends (it was answered, or its connection ended); true when it was the
+    /// last, and commands may leave again.
+    pub fn release(&mut self) -> bool {
+        match &mut self.held {
+            Some(h) if h.pings > 1 => {
+                h.pings -= 1;
+                false
+            }
+            Some(_) => {
+                self.held = None;
+                true
+            }
+            None => false,
         }
-        held
     }
 
-    /// Whether a ping holds the commands back: none may leave.
+    /// Whether pings hold the commands back: none may leave.
     pub fn held(&self) -> bool {
         self.held.is_some()
     }
 }
 
-/// A ping's hold on the commands: its connection, and the CmdSN the target expects meanwhile.
+/// The pings' hold on the commands: how many pings hold it, and the CmdSN the target
+/// expects meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Hold {
-    cid: u16,
+    pings: u16,
     cmd_sn: u32,
 }
 

@@ -860,34 +860,47 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
         [Pdu::NopOut(p)] => assert!(p.immediate && p.cmd_sn == 4, "{p:?}"),
         other => panic!("{other:?}"),
     }
-    // A connection that ends with its ping out releases the commands.
-    let mut c2 = Conn::new(
-        ConnConfig {
-            cid: 2,
-            digests: NONE,
-            max_recv: 8192,
-            max_xmit: 2048,
-            exp_stat_sn: 7,
-            nop_interval_ms: 1000,
-            nop_timeout_ms: 1000,
-            pdu_timeout_ms: 0,
-            ping_holds_commands: true,
-        },
-        vec![TxSlot::default(); tx_capacity(8, 4)],
-        vec![TaskSlot::default(); 8],
-        3200,
-    );
+    // Two idle connections ping together under one hold: the commands go once both pings are
+    // answered, or their connections end.
+    let idle = |cid| {
+        Conn::new(
+            ConnConfig {
+                cid,
+                digests: NONE,
+                max_recv: 8192,
+                max_xmit: 2048,
+                exp_stat_sn: 7,
+                nop_interval_ms: 1000,
+                nop_timeout_ms: 1000,
+                pdu_timeout_ms: 0,
+                ping_holds_commands: true,
+            },
+            vec![TxSlot::default(); tx_capacity(8, 4)],
+            vec![TaskSlot::default(); 8],
+            3200,
+        )
+    };
+    let (mut c2, mut c3) = (idle(2), idle(3));
     let mut status = response(b, 2, 0);
     if let Pdu::ScsiResponse(r) = &mut status {
         r.exp_cmd_sn = 4;
     }
     h.feed(&wire(status, &[], NONE)).unwrap();
     assert_eq!(c2.handle_timeout(&mut h.sess, 4200), Ok(true));
-    assert!(h.sess.window.held());
     h.start(3, 0, 0).unwrap();
+    assert_eq!(c3.handle_timeout(&mut h.sess, 4200), Ok(true));
+    for c in [&mut c2, &mut c3] {
+        match sent_by(c, &mut h).as_slice() {
+            [Pdu::NopOut(p)] => assert!(p.immediate && p.cmd_sn == 4, "{p:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
     assert_eq!(h.transmit(), Ok(0));
-    c2.close(Lost::Closed);
-    c2.end(&mut h.sess, |_| {});
+    c3.close(Lost::Closed);
+    c3.end(&mut h.sess, |_| {});
+    assert_eq!(h.transmit(), Ok(0));
+    assert!(c2.release_hold(&mut h.sess));
+    assert!(!c2.release_hold(&mut h.sess));
     assert_eq!(h.transmit(), Ok(1));
 }
 
