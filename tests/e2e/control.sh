@@ -109,7 +109,7 @@ mkdir -p $acl/lun_0
 ln -s $CFS/target/iscsi/$IQN/tpgt_1/lun/lun_0 $acl/lun_0/mapped
 echo 3 > $acl/attrib/nopin_timeout
 start_channel 0
-sleep 8
+nap 8
 pings=$(channel_stat 0 conn0.nop_pings)
 [ "$pings" -ge 2 ] || fail "only $pings NOP-Out pings on an idle connection"
 [ "$(cat $ch/state)" = running ] || fail "state $(cat $ch/state) after idling with pings"

@@ -42,7 +42,8 @@ mkdir -p "$ART"
 
 # ---- time and background commands --------------------------------------------------------
 
-now_ms() { local t=${EPOCHREALTIME/./}; echo $(( t / 1000 )); }
+# The time in ms is $((${EPOCHREALTIME/./} / 1000)), spelt out where it is needed: a function
+# would run in a subshell, and a fork costs up to 0.3 s of a CPU in the debug VM (lib.bash, nap).
 secs() { printf '%d.%d' $(( $1 / 1000 )) $(( ($1 % 1000) / 100 )); }  # ms -> "S.d"
 
 declare -A BG_PID BG_T0
@@ -50,39 +51,41 @@ declare -A BG_PID BG_T0
 # is the writer, so it can be killed alone).
 bg() {
     local name=$1; shift
-    BG_T0[$name]=$(now_ms)
+    BG_T0[$name]=$((${EPOCHREALTIME/./} / 1000))
     "$@" &
     BG_PID[$name]=$!
 }
 running() {
     local s
-    s=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/${BG_PID[$1]}/status" 2>/dev/null) || return 1
-    [ -n "$s" ] && [ "$s" != Z ]
+    # /proc/PID/stat: "PID (COMM) STATE ...", COMM possibly with spaces.
+    { read -r s < "/proc/${BG_PID[$1]}/stat"; } 2>/dev/null || return 1
+    s=${s##*) }
+    [ -n "$s" ] && [ "${s%% *}" != Z ]
 }
 # bg_wait NAME LIMIT: waits until NAME ended, at most LIMIT s after it was started; sets RC and
 # MS (its run time, ms). Returns 1 if it still runs (left behind: it may be blocked for good).
 bg_wait() {
     local name=$1 lim_ms=$(( $2 * 1000 ))
     while running "$name"; do
-        if [ $(( $(now_ms) - BG_T0[$name] )) -gt $lim_ms ]; then
-            MS=$(( $(now_ms) - BG_T0[$name] ))
+        if [ $(( ${EPOCHREALTIME/./} / 1000 - BG_T0[$name] )) -gt $lim_ms ]; then
+            MS=$(( ${EPOCHREALTIME/./} / 1000 - BG_T0[$name] ))
             return 1
         fi
-        sleep 0.1
+        nap 0.1
     done
-    MS=$(( $(now_ms) - BG_T0[$name] ))
+    MS=$(( ${EPOCHREALTIME/./} / 1000 - BG_T0[$name] ))
     RC=0; wait "${BG_PID[$name]}" || RC=$?
     return 0
 }
 # late NAME: after a missed bound, how long NAME really takes (waiting up to 60 s more), for
 # the failure message.
 late() {
-    local end=$(( $(now_ms) + 60000 ))
-    while running "$1" && [ "$(now_ms)" -lt $end ]; do sleep 0.2; done
+    local end=$(( ${EPOCHREALTIME/./} / 1000 + 60000 ))
+    while running "$1" && [ $((${EPOCHREALTIME/./} / 1000)) -lt $end ]; do nap 0.2; done
     if running "$1"; then
-        echo "still blocked $(secs $(( $(now_ms) - BG_T0[$1] ))) s after it began"
+        echo "still blocked $(secs $(( ${EPOCHREALTIME/./} / 1000 - BG_T0[$1] ))) s after it began"
     else
-        echo "it ended $(secs $(( $(now_ms) - BG_T0[$1] ))) s after it began"
+        echo "it ended $(secs $(( ${EPOCHREALTIME/./} / 1000 - BG_T0[$1] ))) s after it began"
     fi
 }
 # timed LIMIT WHAT CMD...: CMD must end within LIMIT s; sets RC and T (seconds, one decimal).
@@ -110,7 +113,7 @@ sample_states() {
     for i in $(seq 1 "$2"); do
         read_state "$1"
         seen+=("$ST")
-        sleep 1
+        nap 1
     done
     STATES=$(printf '%s\n' "${seen[@]}" | uniq | paste -sd/)
 }
@@ -197,11 +200,11 @@ stop_rmdir() {
 # RMDIR_BOUND. Sets WHAT.
 interrupt_start() {
     running start || die "start ended by itself before stop was written"
-    local before; before=$(secs $(( $(now_ms) - BG_T0[start] )))
+    local before; before=$(secs $(( ${EPOCHREALTIME/./} / 1000 - BG_T0[start] )))
     timed $STOP_BOUND "channel $1: stop written while start runs" ctl_write stop "$ISCSI_ROOT/$1/control" /tmp/wedge-stop.err
     [ $RC = 0 ] || die "channel $1: stop failed (rc $RC: $(cat /tmp/wedge-stop.err))"
     STOP_T=$T
-    bg_wait start $(( ( $(now_ms) - BG_T0[start] ) / 1000 + 10 )) \
+    bg_wait start $(( ( ${EPOCHREALTIME/./} / 1000 - BG_T0[start] ) / 1000 + 10 )) \
         || die "bound missed: the start writer still runs 10 s after stop returned ($(late start))"
     [ $RC != 0 ] || die "start succeeded although stop interrupted it"
     local start_rc=$RC start_t; start_t=$(secs $MS)
@@ -231,13 +234,13 @@ mode_scan() {
     begin "$tmode" "$tmode"
     bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
     tlog_wait "TRIGGER $tmode" 60 || die "the target never misbehaved (no TRIGGER line)"
-    local t_trig; t_trig=$(now_ms)
+    local t_trig; t_trig=$((${EPOCHREALTIME/./} / 1000))
     if [ "$tmode" = window-login ]; then
         klog_wait 0 "connection lost: target kept the command window closed" $((STALL_BOUND + 5)) \
             || die "no 'connection lost: target kept the command window closed' within $((STALL_BOUND + 5)) s of the login"
-        extra="; 'connection lost: target kept the command window closed' $(secs $(( $(now_ms) - t_trig ))) s after the login (bound $STALL_BOUND s, asserted with 5 s slack)"
+        extra="; 'connection lost: target kept the command window closed' $(secs $(( ${EPOCHREALTIME/./} / 1000 - t_trig ))) s after the login (bound $STALL_BOUND s, asserted with 5 s slack)"
     else
-        sleep 3
+        nap 3
     fi
     sample_states 0 3
     local during=$STATES
@@ -266,10 +269,10 @@ mode_scan_async() {
     [ $RC = 0 ] || die "the read of the trigger window failed (rc $RC): the target answers it"
     local t_dd=$T
     tlog_wait "scan-async: conn [0-9]+: Async Message event 0" 10 || die "the target sent no async event"
-    local t0; t0=$(now_ms)
+    local t0; t0=$((${EPOCHREALTIME/./} / 1000))
     tlog_wait "ignored \(silent\)" 60 || die "no command reached the target after the async event (no rescan)"
-    local t_rescan; t_rescan=$(secs $(( $(now_ms) - t0 )))
-    sleep 2
+    local t_rescan; t_rescan=$(secs $(( ${EPOCHREALTIME/./} / 1000 - t0 )))
+    nap 2
     sample_states 0 3
     local during=$STATES seen
     seen=$(sed -n 's/.*: \(opcode 0x[0-9a-f]*\) itt .* ignored (silent)/\1/p' "$LOG" | sort | uniq -c | paste -sd, | tr -s ' ')
@@ -292,12 +295,12 @@ mode_window_io() {
     bg io dd_trigger_write "$DISK"
     klog_wait 0 "connection lost: target kept the command window closed" $((STALL_BOUND + 5)) \
         || die "no 'connection lost: target kept the command window closed' within $((STALL_BOUND + 5)) s of the waiting write"
-    local t_lost; t_lost=$(secs $(( $(now_ms) - BG_T0[io] )))
+    local t_lost; t_lost=$(secs $(( ${EPOCHREALTIME/./} / 1000 - BG_T0[io] )))
     sample_states 0 3
     local during=$STATES io_state
     if running io; then
         stop_rmdir 0
-        bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) \
+        bg_wait io $(( ( ${EPOCHREALTIME/./} / 1000 - BG_T0[io] ) / 1000 + 10 )) \
             || die "bound missed: the waiting write did not end within 10 s of stop ($(late io))"
         io_state="was still waiting at stop, then ended (rc $RC, $(secs $MS) s in all)"
     else
@@ -321,9 +324,9 @@ mode_slow_drain() {
     bg io dd_trigger_write "$DISK"
     tlog_wait "TRIGGER slow-drain on conn" 60 || die "the write never reached the target"
     local t_trig bound=$((NOPOUT_INTERVAL + NOPOUT_TIMEOUT + 10)) line
-    t_trig=$(now_ms)
+    t_trig=$((${EPOCHREALTIME/./} / 1000))
     klog_wait 0 "connection lost" $bound || die "no 'connection lost' within $bound s of the trigger"
-    local t_lost; t_lost=$(secs $(( $(now_ms) - t_trig )))
+    local t_lost; t_lost=$(secs $(( ${EPOCHREALTIME/./} / 1000 - t_trig )))
     line=$(klog 0 | grep -m1 "connection lost" | sed 's/^\[[^]]*\] //' || true)
     grep -q "connection lost: timeout" <<< "$line" || die "the connection was lost for another reason: $line"
     # The write is retried on the next connection and stalls again (or, if it failed, a new one).
@@ -334,12 +337,12 @@ mode_slow_drain() {
         bg io dd_trigger_write "$DISK"
         wait_for "[ \$(grep -c 'TRIGGER slow-drain' '$LOG') -ge 2 ]" 60 || die "a new write did not reach the target"
     fi
-    sleep 1
+    nap 1
     running io || die "the write ended although the target stalls it"
     sample_states 0 3
     local during=$STATES
     stop_rmdir 0
-    bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) \
+    bg_wait io $(( ( ${EPOCHREALTIME/./} / 1000 - BG_T0[io] ) / 1000 + 10 )) \
         || die "bound missed: the stalled write did not end within 10 s of stop ($(late io))"
     local io_rc=$RC
     end_mode
@@ -429,13 +432,13 @@ mode_trickle_reset() {
     # (the others are answered).
     bg io trickle_reads "$DISK"
     tlog_wait "TRIGGER trickle-reset" 60 || die "the read never reached the target on the added connection"
-    local t_trig; t_trig=$(now_ms)
+    local t_trig; t_trig=$((${EPOCHREALTIME/./} / 1000))
     tlog_wait "task management function 5 itt" 60 || die "no LUN reset reached the target"
     klog_wait 0 "reset: connection 1 was receiving data for a command it covered" 30 \
         || die "the LUN reset did not take the command back from the placement in progress: $(klog 0 | tail -5)"
     klog_wait 0 "connection 1: a PDU from the target not received whole in time" $((stall + 15)) \
         || die "the trickled PDU did not lose its connection within the stall bound ($stall s): $(klog 0 | tail -5)"
-    local t_lost=$(( ($(now_ms) - t_trig) / 1000 ))
+    local t_lost=$(( (${EPOCHREALTIME/./} / 1000 - t_trig) / 1000 ))
     [ $t_lost -le $((stall + 10)) ] || die "the trickled PDU lost its connection $t_lost s after the trigger (bound $stall s)"
     bg_wait io 120 || die "bound missed: the read did not end within 120 s ($(late io))"
     local io_rc=$RC io_t; io_t=$(secs $MS)
@@ -605,7 +608,7 @@ mode_filler_reset() {
     tlog_wait "TRIGGER filler-reset on conn" 30 || die "the write to LUN 1 never reached the target on the added connection"
     tlog_wait "filler-reset: conn [0-9]+: one R2T" 10 || die "the target did not start reading slowly"
     wait_for "[ \$(channel_stat 0 conn1.r2ts) -ge 1 ]" 10 || die "the write's R2T did not reach the added connection"
-    sleep 0.5   # the burst fills the socket
+    nap 0.5   # the burst fills the socket
     bg held taskset -c 0 dd if=/dev/$d1 of=/tmp/wedge-held bs=4k count=1 iflag=direct status=none
     tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
     bg reads taskset -c 1 fio "${fio_lun0[@]}" --rw=read --iodepth=4 --iodepth_batch_submit=4 \
@@ -681,7 +684,7 @@ mode_two() {
         tlog_wait "TRIGGER $bad" 60 || die "the target never misbehaved"
         wedged() { running start; }
     fi
-    sleep 1
+    nap 1
     wedged || die "channel 0 is not wedged"
     head -c $((1 << 20)) /dev/urandom > /tmp/wedge-pattern1
     timed 60 "channel 1: 1 MiB write" dd if=/tmp/wedge-pattern1 of="/dev/$d1" bs=1M seek=1 count=1 oflag=direct status=none
@@ -703,7 +706,7 @@ mode_two() {
     local tail
     if [ "$bad" = slow-drain ]; then
         stop_rmdir 0
-        bg_wait io $(( ( $(now_ms) - BG_T0[io] ) / 1000 + 10 )) || die "bound missed: channel 0's write did not end within 10 s of stop ($(late io))"
+        bg_wait io $(( ( ${EPOCHREALTIME/./} / 1000 - BG_T0[io] ) / 1000 + 10 )) || die "bound missed: channel 0's write did not end within 10 s of stop ($(late io))"
         tail="channel 0's stop in $STOP_T s, its write ended (rc $RC); rmdir in $RMDIR_T s"
     else
         interrupt_start 0
@@ -721,10 +724,10 @@ mode_kill_start() {
     begin kill-start scan-silent
     bg start ctl_write start "$ISCSI_ROOT/0/control" /tmp/wedge-start.err
     tlog_wait "TRIGGER scan-silent" 60 || die "the target never misbehaved"
-    sleep 2
+    nap 2
     running start || die "start ended by itself"
     kill -KILL "${BG_PID[start]}"
-    BG_T0[start]=$(now_ms)
+    BG_T0[start]=$((${EPOCHREALTIME/./} / 1000))
     if bg_wait start $KILL_BOUND; then
         local tk; tk=$(secs $MS)
         [ $RC = 137 ] || die "the killed writer exited with rc $RC, expected 137 (SIGKILL)"
@@ -742,7 +745,7 @@ mode_kill_start() {
     timed $STOP_BOUND "channel 0: stop while the killed writer is blocked" ctl_write stop "$ISCSI_ROOT/0/control" /tmp/wedge-stop.err
     local stop_rc=$RC stop_t=$T
     local ended
-    if bg_wait start $(( ( $(now_ms) - BG_T0[start] ) / 1000 + 10 )); then
+    if bg_wait start $(( ( ${EPOCHREALTIME/./} / 1000 - BG_T0[start] ) / 1000 + 10 )); then
         ended="it ended $(secs $MS) s after the kill (rc $RC), once stop was written"
     else
         ended="it still ran 10 s after stop returned ($(late start) from the kill)"

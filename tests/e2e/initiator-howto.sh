@@ -167,7 +167,7 @@ want=$(sha256sum < /tmp/payload)
 [ -b /dev/$d00 ] || fail "paused: disk gone"
 dd if=/tmp/payload of=/$IQN0/disk0a/payload bs=64k oflag=direct status=none &
 WRITER=$!
-sleep 3
+nap 3
 kill -0 $WRITER 2>/dev/null || fail "the writer finished while the channel was paused"
 set +e; "$INIT" status 0 >/dev/null; rc=$?; set -e
 [ $rc = 3 ] || fail "init script status of a paused channel: exit $rc, want 3"
@@ -183,7 +183,7 @@ ok "start after pause: the held writer completed, 8 MiB verified by sha256"
 # ---- stop with a busy mount fails, naming it; forced unmap; clean stop -------------------------
 (cd /$IQN0/disk1a && exec sleep 1000) &
 BUSY=$!
-sleep 0.5
+nap 0.5
 set +e; "$INIT" stop 0 2>/tmp/stop.err; rc=$?; set -e
 cat /tmp/stop.err
 [ $rc = 1 ] || fail "stop with a busy mount: exit $rc, want 1"

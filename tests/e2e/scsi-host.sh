@@ -29,7 +29,7 @@ disk_of() {
     for i in $(seq 1 100); do
         d=$(ls "/sys/bus/scsi/devices/$1/block/" 2>/dev/null | head -1)
         [ -n "$d" ] && [ -b "/dev/$d" ] && { echo "$d"; return 0; }
-        sleep 0.1
+        nap 0.1
     done
     return 0
 }
@@ -94,7 +94,7 @@ ok "mkfs.ext4, mount, write, umount, remount and read back"
 echo block > $ctl
 dd if=/dev/$d300 of=/dev/null bs=4k count=1 skip=77 iflag=direct status=none &
 reader=$!
-sleep 3
+nap 3
 kill -0 $reader 2>/dev/null || fail "a read completed while the host was blocked"
 echo unblock > $ctl
 wait $reader || fail "the held read failed after unblock"

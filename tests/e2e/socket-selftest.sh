@@ -39,7 +39,7 @@ echo_pid=$!
 trap 'kill $echo_pid 2>/dev/null || true' EXIT
 for i in $(seq 1 50); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port)).close(); socket.create_connection(('::1', $port)).close()" 2>/dev/null && break
-    sleep 0.1
+    nap 0.1
 done
 
 kmemleak_clear
