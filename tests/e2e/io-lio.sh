@@ -1,10 +1,10 @@
 #!/bin/bash
 # The data path against LIO (the in-kernel target): three LUNs with the right sizes, ext4 and a
-# 64 MiB file read back, fio verify, digests, one-way and mutual CHAP, a wrong secret, two
+# 16 MiB file read back, fio verify, digests, one-way and mutual CHAP, a wrong secret, two
 # channels at once, stop.
 # vm-kernel: debug
 # vm-args: --timeout 900
-# vm-seconds: 130
+# vm-seconds: 95
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"

@@ -25,24 +25,24 @@ check_disks() {
     ok "channel $ch: ${#disks[@]} LUNs of $* MiB, vendor $vendor (${disks[*]})"
 }
 
-# fs_roundtrip DEV: ext4 on DEV, a 64 MiB file written, synced, caches dropped, read back.
+# fs_roundtrip DEV: ext4 on DEV, a 16 MiB file written, synced, caches dropped, read back.
 fs_roundtrip() {
     local dev=/dev/$1 mnt=/mnt/$1
     mkfs.ext4 -q -F "$dev" || fail "mkfs.ext4 $dev failed"
     mkdir -p "$mnt"
     mount "$dev" "$mnt" || fail "mount $dev failed"
-    head -c $((64 << 20)) /dev/urandom > /dev/shm/file64
-    cp /dev/shm/file64 "$mnt/file64"
+    head -c $((16 << 20)) /dev/urandom > /dev/shm/file16
+    cp /dev/shm/file16 "$mnt/file16"
     sync
     echo 3 > /proc/sys/vm/drop_caches
-    [ "$(sha256sum < "$mnt/file64")" = "$(sha256sum < /dev/shm/file64)" ] \
-        || fail "$dev: the 64 MiB file read back differs"
+    [ "$(sha256sum < "$mnt/file16")" = "$(sha256sum < /dev/shm/file16)" ] \
+        || fail "$dev: the 16 MiB file read back differs"
     umount "$mnt"
     mount -o ro "$dev" "$mnt"
-    cmp -s "$mnt/file64" /dev/shm/file64 || fail "$dev: file differs after remount"
+    cmp -s "$mnt/file16" /dev/shm/file16 || fail "$dev: file differs after remount"
     umount "$mnt"
-    rm -f /dev/shm/file64
-    ok "$dev: ext4, 64 MiB file written, synced, caches dropped, read back identical"
+    rm -f /dev/shm/file16
+    ok "$dev: ext4, 16 MiB file written, synced, caches dropped, read back identical"
 }
 
 # fio_verify DEV SIZE: fio writes with crc32c verification at 4 KiB and 1 MiB, queue depth 32.
@@ -87,7 +87,7 @@ chap_fails() {
 }
 
 # data_path ID VENDOR: the channel's three LUNs (128, 32, 16 MiB) are there with the target's
-# vendor; ext4 with a 64 MiB file read back on the first, fio verify on the second; stop.
+# vendor; ext4 with a 16 MiB file read back on the first, fio verify on the second; stop.
 data_path() {
     start_channel "$1"
     check_disks "$1" "$2" 128 32 16
@@ -106,7 +106,7 @@ data_path() {
     # fio's reads at QD32 (its verify pass) are received by the rx work, and none of them
     # waited for a timeout or a recovery to be picked up.
     before=$(channel_stat "$1" conn0.rx_deferred)
-    fio_verify "${disks[1]}" 16m
+    fio_verify "${disks[1]}" 8m
     after=$(channel_stat "$1" conn0.rx_deferred)
     [ "$after" -gt "$before" ] || fail "channel $1: no receive under load went to the rx work (conn0.rx_deferred $after)"
     [ "$(channel_stat "$1" recoveries)" = "$recoveries" ] && [ "$(channel_stat "$1" timeouts)" = "$timeouts" ] \
