@@ -277,10 +277,11 @@ conn_logout_end() {
 }
 
 conn_logout_begin 3310 conn-logout
-# The load: 8-16 MiB, one job per CPU, written and verified eight times over.
+# The load: 8-16 MiB, one job per CPU, written and verified four times over (it must outlast the
+# reads that look for the trigger, one or two of them as a rule).
 fio --name=cl --filename=/dev/$d --rw=randwrite --bs=16k --iodepth=8 --numjobs=2 \
     --cpus_allowed=0-1 --cpus_allowed_policy=split --offset=8m --offset_increment=4m --size=4m \
-    --loops=8 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
+    --loops=4 --ioengine=libaio --direct=1 --verify=crc32c --do_verify=1 --verify_fatal=1 \
     --output=/tmp/fio-cl.txt > /dev/null 2>&1 &
 fio_pid=$!
 conn_logout_trigger conn-logout $fio_pid
