@@ -505,16 +505,13 @@ where
                 }
                 // See `ConnConfig::ping_holds_commands`: the ping waits for a moment when the
                 // target has every command and this connection nothing queued ahead of it
-                // (the hold lasts until the answer). A connection silent for as long as an
-                // unanswered ping would have lost it pings all the same, unheld: a dead path
-                // must not wait for the SCSI timeouts while commands never stop coming.
-                let silent_until = self
-                    .last_rx
-                    .saturating_add(self.cfg.nop_interval_ms)
-                    .saturating_add(self.cfg.nop_timeout_ms);
+                // (the hold lasts until the answer). One with commands in flight goes all the
+                // same, unheld: a connection that has work and has gone silent is what pings
+                // are for, and a dead path must not wait for the SCSI timeouts while commands
+                // keep coming on the others. An idle one waits: nothing depends on it.
                 if self.cfg.ping_holds_commands {
                     self.holding = self.tx.is_empty() && sess.window.hold();
-                    if !self.holding && now < silent_until {
+                    if !self.holding && self.tasks.in_flight() == 0 {
                         return Ok(false);
                     }
                 }
