@@ -781,16 +781,21 @@ fn sent_by(c: &mut Conn<Vec<TxSlot>, Vec<TaskSlot>>, h: &mut Harness) -> Vec<Pdu
     out
 }
 
-/// In a session of more than one connection a ping waits until the target has every command
-/// sent, carries the next CmdSN, and holds every command back until it is answered, while
-/// immediate PDUs carry that CmdSN: an immediate PDU whose CmdSN a command on another
-/// connection overtakes or trails is one istgt closes the connection for.
-#[test]
-fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
-    let mut h = Harness::new(NONE, PARAMS, 0);
-    let mut c1 = Conn::new(
+/// A GOOD status for `itt` with StatSN `stat_sn`, the target at ExpCmdSN `exp_cmd_sn`.
+fn good_status(itt: u32, stat_sn: u32, exp_cmd_sn: u32) -> Vec<u8> {
+    let mut status = response(itt, stat_sn, 0);
+    if let Pdu::ScsiResponse(r) = &mut status {
+        r.exp_cmd_sn = exp_cmd_sn;
+    }
+    wire(status, &[], NONE)
+}
+
+/// Connection `cid` of a session of several connections, pinging after 1 s of silence (and
+/// lost 1 s after an unanswered ping), made at `now`.
+fn pinging_conn(cid: u16, now: u64) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
+    Conn::new(
         ConnConfig {
-            cid: 1,
+            cid,
             digests: NONE,
             max_recv: 8192,
             max_xmit: 2048,
@@ -802,18 +807,24 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
         },
         vec![TxSlot::default(); tx_capacity(8, 4)],
         vec![TaskSlot::default(); 8],
-        0,
-    );
+        now,
+    )
+}
+
+/// In a session of more than one connection a ping waits until the target has every command
+/// sent, carries the next CmdSN, and holds every command back until it is answered, while
+/// immediate PDUs carry that CmdSN: an immediate PDU whose CmdSN a command on another
+/// connection overtakes or trails is one istgt closes the connection for.
+#[test]
+fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let mut c1 = pinging_conn(1, 0);
     let a = h.start(0, 0, 0).unwrap();
     h.transmit().unwrap();
     // Command 1 is not known to have reached the target: no ping yet.
     assert_eq!(c1.handle_timeout(&mut h.sess, 1000), Ok(false));
     assert!(sent_by(&mut c1, &mut h).is_empty());
-    let mut status = response(a, 1, 0);
-    if let Pdu::ScsiResponse(r) = &mut status {
-        r.exp_cmd_sn = 2;
-    }
-    h.feed(&wire(status, &[], NONE)).unwrap();
+    h.feed(&good_status(a, 1, 2)).unwrap();
     assert_eq!(c1.handle_timeout(&mut h.sess, 1100), Ok(true));
     // Commands 2 and 3, on connection 0 and on the ping's own, are held until the answer;
     // an immediate PDU meanwhile carries CmdSN 2, the target's ExpCmdSN (a request queued
@@ -850,25 +861,7 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
         }
         other => panic!("{other:?}"),
     }
-    let idle = |cid| {
-        Conn::new(
-            ConnConfig {
-                cid,
-                digests: NONE,
-                max_recv: 8192,
-                max_xmit: 2048,
-                exp_stat_sn: 7,
-                nop_interval_ms: 1000,
-                nop_timeout_ms: 1000,
-                pdu_timeout_ms: 0,
-                ping_holds_commands: true,
-            },
-            vec![TxSlot::default(); tx_capacity(8, 4)],
-            vec![TaskSlot::default(); 8],
-            3200,
-        )
-    };
-    let (mut c2, mut c3) = (idle(2), idle(3));
+    let (mut c2, mut c3) = (pinging_conn(2, 3200), pinging_conn(3, 3200));
     // Commands 2 and 3 unanswered, so no hold: connection 1, with command 3 in flight, pings
     // all the same, unheld (a silent connection with work is what pings are for); an idle
     // one does not.
@@ -881,11 +874,7 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
     assert_eq!(c2.handle_timeout(&mut h.sess, 4200), Ok(false));
     // Two idle connections ping together under one hold: the commands go once both pings are
     // answered, or their connections end.
-    let mut status = response(b, 2, 0);
-    if let Pdu::ScsiResponse(r) = &mut status {
-        r.exp_cmd_sn = 4;
-    }
-    h.feed(&wire(status, &[], NONE)).unwrap();
+    h.feed(&good_status(b, 2, 4)).unwrap();
     assert_eq!(c2.handle_timeout(&mut h.sess, 4200), Ok(true));
     h.start(3, 0, 0).unwrap();
     assert_eq!(c3.handle_timeout(&mut h.sess, 4200), Ok(true));
