@@ -911,6 +911,10 @@ impl Session {
 
     /// One run of the ticker: recovery after a lost connection, keepalive, the window watch.
     fn run_tick(self: &Arc<Self>) {
+        // Whatever the phase: a stop's last commands must not wait for a late answer either.
+        if self.io.lock().ffp.window.expire(now_ms()) {
+            self.released();
+        }
         if self.stopping.load(Ordering::Acquire) {
             return;
         }

@@ -166,8 +166,9 @@ pub struct Conn<Q, S> {
     /// naming it comes before it has left.
     pub(super) ping_queued: bool,
     pub(super) ping: Option<Ping>,
-    /// Our ping holds the session's commands back (`Window::hold`) until it is answered.
-    pub(super) holding: bool,
+    /// Our ping holds the session's commands back (`Window::hold`, this generation) until
+    /// it is answered.
+    pub(super) holding: Option<u32>,
     /// The PDU being received answered our ping, whose hold was the last: its end says so
     /// (`Event::Released`).
     pub(super) released: bool,
@@ -205,7 +206,7 @@ where
             tx: TxQueue::new(tx_slots),
             own_queued: 0,
             ping_queued: false,
-            holding: false,
+            holding: None,
             released: false,
             ping: None,
             last_rx: now,
@@ -276,7 +277,9 @@ where
     /// connection is gone: the driver calls this when it fails, since its end may come late);
     /// true when it was the last hold, and the driver must let every connection send.
     pub fn release_hold<G>(&mut self, sess: &mut Session<G>) -> bool {
-        core::mem::take(&mut self.holding) && sess.window.release()
+        self.holding
+            .take()
+            .is_some_and(|g| sess.window.release(g))
     }
 
     /// Why it was lost, if it was.
@@ -510,8 +513,12 @@ where
                 // are for, and a dead path must not wait for the SCSI timeouts while commands
                 // keep coming on the others. An idle one waits: nothing depends on it.
                 if self.cfg.ping_holds_commands {
-                    self.holding = self.tx.is_empty() && sess.window.hold();
-                    if !self.holding && self.tasks.in_flight() == 0 {
+                    self.holding = if self.tx.is_empty() {
+                        sess.window.hold(now)
+                    } else {
+                        None
+                    };
+                    if self.holding.is_none() && self.tasks.in_flight() == 0 {
                         return Ok(false);
                     }
                 }

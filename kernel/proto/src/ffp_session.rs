@@ -23,6 +23,7 @@ pub struct Window {
     win: CmdWindow,
     shut_since: Option<Millis>,
     held: Option<Hold>,
+    generation: u32,
 }
 
 impl Window {
@@ -32,6 +33,7 @@ impl Window {
             win: CmdWindow::new(cmd_sn, exp_cmd_sn, max_cmd_sn),
             shut_since: None,
             held: None,
+            generation: 0,
         }
     }
 
@@ -79,41 +81,56 @@ impl Window {
     /// is our next CmdSN) or other pings hold them already (nothing has left since): that
     /// CmdSN is then the target's ExpCmdSN until the last of them is answered, and every
     /// immediate PDU carries it ([`Window::immediate`]), whatever commands were given CmdSNs
-    /// meanwhile. Pings of several idle connections share one hold.
-    pub fn hold(&mut self) -> bool {
+    /// meanwhile. Pings of several idle connections share one hold, which ends at the latest
+    /// [`HOLD_MAX_MS`] after it began ([`Window::expire`]). The hold's generation, for
+    /// [`Window::release`], or `None`.
+    pub fn hold(&mut self, now: Millis) -> Option<u32> {
         match &mut self.held {
-            Some(h) => match h.pings.checked_add(1) {
-                Some(n) => {
-                    h.pings = n;
-                    true
-                }
-                None => false,
-            },
+            Some(h) => {
+                h.pings = h.pings.checked_add(1)?;
+                Some(h.generation)
+            }
             None if self.win.exp_cmd_sn() == self.win.cmd_sn() => {
+                self.generation = self.generation.wrapping_add(1);
                 self.held = Some(Hold {
                     pings: 1,
                     cmd_sn: self.win.cmd_sn(),
+                    until: now.saturating_add(HOLD_MAX_MS),
+                    generation: self.generation,
                 });
-                true
+                Some(self.generation)
             }
-            None => false,
+            None => None,
         }
     }
 
-    /// One ping's hold ends (it was answered, or its connection ended); true when it was the
-    /// last, and commands may leave again.
-    pub fn release(&mut self) -> bool {
+    /// One ping's hold of generation `generation` ends (it was answered, or its connection
+    /// ended); true when it was the last, and commands may leave again. A hold that expired
+    /// meanwhile is not touched.
+    pub fn release(&mut self, generation: u32) -> bool {
         match &mut self.held {
-            Some(h) if h.pings > 1 => {
+            Some(h) if h.generation == generation && h.pings > 1 => {
                 h.pings -= 1;
                 false
             }
-            Some(_) => {
+            Some(h) if h.generation == generation => {
                 self.held = None;
                 true
             }
-            None => false,
+            _ => false,
         }
+    }
+
+    /// Ends a hold that has lasted [`HOLD_MAX_MS`]: its pings' answers are late (one waits
+    /// behind a send buffer a slow target drains, say), and the session's I/O must not wait
+    /// for them; an immediate PDU's CmdSN may then be out of step again. True when it ended
+    /// one: the driver lets every connection send.
+    pub fn expire(&mut self, now: Millis) -> bool {
+        let expired = self.held.is_some_and(|h| now >= h.until);
+        if expired {
+            self.held = None;
+        }
+        expired
     }
 
     /// Whether pings hold the commands back: none may leave.
@@ -122,12 +139,18 @@ impl Window {
     }
 }
 
-/// The pings' hold on the commands: how many pings hold it, and the CmdSN the target
-/// expects meanwhile.
+/// How long at most pings hold the commands back ([`Window::hold`]). An answer comes in a
+/// round trip; one that does not come this soon waits behind something else.
+pub const HOLD_MAX_MS: Millis = 1000;
+
+/// The pings' hold on the commands: how many pings hold it, the CmdSN the target expects
+/// meanwhile, when it ends at the latest, and which hold it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Hold {
     pings: u16,
     cmd_sn: u32,
+    until: Millis,
+    generation: u32,
 }
 
 /// What one of the session's own requests is.

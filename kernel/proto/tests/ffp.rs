@@ -891,6 +891,27 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
     assert!(c2.release_hold(&mut h.sess));
     assert!(!c2.release_hold(&mut h.sess));
     assert_eq!(h.transmit(), Ok(1));
+    // A hold whose answer is late (a ping behind a slowly drained send buffer) ends after
+    // HOLD_MAX_MS all the same; the late answer then releases nothing.
+    let d = match h.sent.last().map(|p| p.bhs.pdu) {
+        Some(Pdu::ScsiCommand(c)) if c.cmd_sn == 4 => c.itt,
+        other => panic!("{other:?}"),
+    };
+    h.feed(&good_status(d, 3, 5)).unwrap();
+    let mut c4 = pinging_conn(4, 5000);
+    assert_eq!(c4.handle_timeout(&mut h.sess, 6000), Ok(true));
+    let ping = match sent_by(&mut c4, &mut h).as_slice() {
+        [Pdu::NopOut(p)] => *p,
+        other => panic!("{other:?}"),
+    };
+    h.start(4, 0, 0).unwrap();
+    assert!(!h.sess.window.expire(6999));
+    assert_eq!(h.transmit(), Ok(0));
+    assert!(h.sess.window.expire(7000));
+    assert_eq!(h.transmit(), Ok(1));
+    let answer = wire(nop_answer(ping.itt, 7, 5), &[], NONE);
+    let r = c4.receive(&mut h.sess, &BitCrc, &answer, 7100).unwrap();
+    assert_eq!(r.event, None);
 }
 
 #[test]
