@@ -142,6 +142,17 @@ tlog_wait() { wait_for "grep -qE \"$1\" \"$LOG\"" "$2"; }
 klog() { dmesg | grep -a "core-iscsi: channel $1: " || true; }
 # klog_wait ID TEXT SECONDS: until the kernel log has "core-iscsi: channel ID: TEXT".
 klog_wait() { wait_for "dmesg | grep -aqF \"core-iscsi: channel $1: $2\"" "$3"; }
+# kmark TEXT: a line in the kernel log, stamped by the kernel's clock (no process started).
+kmark() { echo "core-iscsi-test: $1" > /dev/kmsg; }
+# klog_ms_since MARK TEXT: milliseconds by the kernel log's clock from the line `kmark MARK`
+# wrote to the first later line with TEXT; empty if either is missing. A bound measured so
+# leaves out how late a poll of the log sees the line (a forked dmesg every second or so).
+klog_ms_since() {
+    dmesg | awk -v m="core-iscsi-test: $1" -v t="$2" '
+        { ts = substr($0, 2, index($0, "]") - 2) + 0 }
+        !s && index($0, m) { s = ts; next }
+        s && index($0, t) { printf "%d", (ts - s) * 1000; exit }'
+}
 
 # ---- per mode ----------------------------------------------------------------------------
 
@@ -283,7 +294,8 @@ mode_scan_async() {
 
 # window-io: the trigger write is answered, then the window stays closed (also after a new
 # login): a second direct write waits; the connection fails with "target kept the command
-# window closed" within STALL_BOUND (+ 5 s slack) of it; stop ends it within STOP_BOUND.
+# window closed" within STALL_BOUND (+ 5 s slack) of it by the kernel log's clock; stop ends it
+# within STOP_BOUND.
 mode_window_io() {
     begin window-io window-io
     start_ok 0
@@ -292,10 +304,15 @@ mode_window_io() {
     [ $RC = 0 ] || die "the trigger write failed (rc $RC: $(cat /tmp/wedge-dd.err)): the target answers it"
     local t_w=$T
     tlog_wait "window-io: the command is answered" 5 || die "the target never closed the window"
+    kmark "window-io: the waiting write"
     bg io dd_trigger_write "$DISK"
-    klog_wait 0 "connection lost: target kept the command window closed" $((STALL_BOUND + 5)) \
-        || die "no 'connection lost: target kept the command window closed' within $((STALL_BOUND + 5)) s of the waiting write"
-    local t_lost; t_lost=$(secs $(( ${EPOCHREALTIME/./} / 1000 - BG_T0[io] )))
+    local lost="core-iscsi: channel 0: connection lost: target kept the command window closed"
+    klog_wait 0 "connection lost: target kept the command window closed" $((STALL_BOUND + 15)) \
+        || die "no '$lost' within $((STALL_BOUND + 15)) s of the waiting write"
+    local ms; ms=$(klog_ms_since "window-io: the waiting write" "$lost")
+    [ -n "$ms" ] && [ "$ms" -le $(( (STALL_BOUND + 5) * 1000 )) ] \
+        || die "bound missed: '$lost' came ${ms:-?} ms after the waiting write (kernel log's clock), bound $STALL_BOUND s + 5 s"
+    local t_lost; t_lost=$(secs "$ms")
     sample_states 0 3
     local during=$STATES io_state
     if running io; then
@@ -311,7 +328,7 @@ mode_window_io() {
     local grace="no"
     klog 0 | grep -q "stop: the disks' last commands did not end" && grace="yes"
     end_mode
-    ok "window-io: start in $START_T s; trigger write answered in $t_w s; the next write waited and the connection was lost (window closed) $t_lost s after it (bound $STALL_BOUND s, asserted with 5 s slack); the write $io_state; stop in $STOP_T s (stop-grace log line: $grace); rmdir in $RMDIR_T s; state '$during'; $(states_ok)"
+    ok "window-io: start in $START_T s; trigger write answered in $t_w s; the next write waited and the connection was lost (window closed) $t_lost s after it by the kernel log's clock (bound $STALL_BOUND s, asserted with 5 s slack); the write $io_state; stop in $STOP_T s (stop-grace log line: $grace); rmdir in $RMDIR_T s; state '$during'; $(states_ok)"
 }
 
 # slow-drain: the target reads one MSS every 3 s once the write's R2T is out: the connection is
