@@ -825,13 +825,18 @@ impl Session {
         self.ctl.lock().lost = None;
         let deadline =
             Deadline::after_ms(u64::from(self.settings.replacement_timeout_s) * 1000);
+        // RFC 7143 section 6.1: wait DefaultTime2Wait after the loss before logging in again.
+        // The wait for the target to close the old connections runs within it, not before
+        // it: against a target that never closes (slow-drain), the two one after the other
+        // left half a second of a 5 s replacement timeout for the login, which a busy host
+        // missed.
+        let time2wait = u64::from(self.io.lock().params.session.default_time2wait);
+        let time2wait = Deadline::after_ms(time2wait * 1000).min(deadline);
         self.wait_peers_closed(&old, deadline);
         drop(old);
         let mut last = Failure::Timeout;
         let mut backoff_ms = 1000u32;
-        // RFC 7143 section 6.1: wait DefaultTime2Wait before logging in again.
-        let time2wait = u64::from(self.io.lock().params.session.default_time2wait);
-        self.sleep_until(Deadline::after_ms(time2wait * 1000).min(deadline));
+        self.sleep_until(time2wait);
         loop {
             if self.stopping.load(Ordering::Acquire) {
                 return;
