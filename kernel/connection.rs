@@ -142,7 +142,7 @@ pub(crate) trait Owner: Send + Sync {
     /// `Connection::leave_asked` says within how long): the session decides how (receive
     /// path: must not sleep).
     fn logout_requested(self: Arc<Self>);
-    /// A ping of this connection's that held back the commands of the others was answered:
+    /// The pings that held every command of the session back (`Window::hold`) were answered:
     /// every connection sends what it has queued (receive path: must not sleep).
     fn released(&self);
 }

@@ -61,8 +61,8 @@ pub struct ConnConfig {
     pub pdu_timeout_ms: Millis,
     /// A session of more than one connection: a ping waits until the target has every
     /// command sent (its ExpCmdSN is our next CmdSN), carries that CmdSN, and holds every
-    /// command back until it is answered. An immediate PDU carries the
-    /// next CmdSN, and a command on another connection can overtake it (taking that CmdSN) or
+    /// command back until it is answered (`Window::hold`). An immediate PDU carries the next
+    /// CmdSN, and a command on another connection can overtake it (taking that CmdSN) or
     /// trail it (one before it) on its way to the target; istgt closes the connection of an
     /// immediate PDU whose CmdSN is not its ExpCmdSN, and of a non-immediate NOP-Out that
     /// overtakes a command. One connection's stream keeps them in order by itself.
