@@ -688,21 +688,31 @@ fn a_lost_connection_hands_back_its_tasks_once() {
 /// Connection 1 of the harness's session (connection 0 is the harness's own), sending PDUs of
 /// at most `max_xmit` bytes of data.
 fn added_conn(max_xmit: u32) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
+    conn_of(added_config(1, max_xmit), 0)
+}
+
+/// Connection `cid` of the harness's session, without pings.
+fn added_config(cid: u16, max_xmit: u32) -> ConnConfig {
+    ConnConfig {
+        cid,
+        digests: NONE,
+        max_recv: 8192,
+        max_xmit,
+        exp_stat_sn: 7,
+        nop_interval_ms: 0,
+        nop_timeout_ms: 0,
+        pdu_timeout_ms: 0,
+        ping_holds_commands: false,
+    }
+}
+
+/// A connection set up with `cfg` at `now`, its queues of the harness's size.
+fn conn_of(cfg: ConnConfig, now: u64) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
     Conn::new(
-        ConnConfig {
-            cid: 1,
-            digests: NONE,
-            max_recv: 8192,
-            max_xmit,
-            exp_stat_sn: 7,
-            nop_interval_ms: 0,
-            nop_timeout_ms: 0,
-            pdu_timeout_ms: 0,
-            ping_holds_commands: false,
-        },
+        cfg,
         vec![TxSlot::default(); tx_capacity(8, 4)],
         vec![TaskSlot::default(); 8],
-        0,
+        now,
     )
 }
 
@@ -793,22 +803,13 @@ fn good_status(itt: u32, stat_sn: u32, exp_cmd_sn: u32) -> Vec<u8> {
 /// Connection `cid` of a session of several connections, pinging after 1 s of silence (and
 /// lost 1 s after an unanswered ping), made at `now`.
 fn pinging_conn(cid: u16, now: u64) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
-    Conn::new(
-        ConnConfig {
-            cid,
-            digests: NONE,
-            max_recv: 8192,
-            max_xmit: 2048,
-            exp_stat_sn: 7,
-            nop_interval_ms: 1000,
-            nop_timeout_ms: 1000,
-            pdu_timeout_ms: 0,
-            ping_holds_commands: true,
-        },
-        vec![TxSlot::default(); tx_capacity(8, 4)],
-        vec![TaskSlot::default(); 8],
-        now,
-    )
+    let cfg = ConnConfig {
+        nop_interval_ms: 1000,
+        nop_timeout_ms: 1000,
+        ping_holds_commands: true,
+        ..added_config(cid, 2048)
+    };
+    conn_of(cfg, now)
 }
 
 /// In a session of more than one connection a ping waits until the target has every command
