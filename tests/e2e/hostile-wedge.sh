@@ -621,6 +621,19 @@ mode_filler_reset() {
     dd if=/tmp/wedge-held-pattern of=/dev/$d1 bs=4k count=1 oflag=direct status=none \
         || die "writing LUN 1's first block failed"
     pattern
+    # The LUN 0 reads must be in flight before the write's unanswered abort puts the host in
+    # recovery (the 3 s device timeout and tmf_timeout after the write), and fio's start-up
+    # alone took seconds of the debug VM's CPU on a busy host (in_flight stayed at 2 in CI):
+    # fio starts now and waits at its prerun (after opening the disk and setting up libaio,
+    # just before its first read) for a word through a FIFO. The test holds the FIFO open
+    # read-write, so neither side's open blocks and the word waits in the pipe.
+    local go=/tmp/wedge-go ready=/tmp/wedge-fio-ready
+    rm -f $go $ready; mkfifo $go
+    exec 3<>$go
+    bg reads taskset -c 1 fio "${fio_lun0[@]}" --rw=read --iodepth=4 --iodepth_batch_submit=4 \
+        --verify_fatal=1 --output=/tmp/wedge-fio.txt --exec_prerun="touch $ready; read -r w < $go"
+    wait_for "[ -e $ready ] || ! running reads" 60 || die "fio did not reach its first read in 60 s"
+    [ -e $ready ] || { cat /tmp/wedge-fio.txt >&2; die "fio ended before its first read"; }
     bg io taskset -c 1 dd if=/tmp/wedge-pattern of=/dev/$d1 bs=1M seek=4 count=1 oflag=direct status=none
     tlog_wait "TRIGGER filler-reset on conn" 30 || die "the write to LUN 1 never reached the target on the added connection"
     tlog_wait "filler-reset: conn [0-9]+: one R2T" 10 || die "the target did not start reading slowly"
@@ -628,12 +641,12 @@ mode_filler_reset() {
     nap 0.5   # the burst fills the socket
     bg held taskset -c 0 dd if=/dev/$d1 of=/tmp/wedge-held bs=4k count=1 iflag=direct status=none
     tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
-    bg reads taskset -c 1 fio "${fio_lun0[@]}" --rw=read --iodepth=4 --iodepth_batch_submit=4 \
-        --verify_fatal=1 --output=/tmp/wedge-fio.txt
-    # Issued before the write's failed abort puts the host in recovery (about 13 s after it:
-    # the 3 s device timeout and tmf_timeout).
+    local t_go=$((${EPOCHREALTIME/./} / 1000)) reads_t
+    echo go >&3
     wait_for "[ \$(channel_stat 0 in_flight) -ge 3 ]" 10 \
-        || die "the LUN 0 reads were not in flight within 10 s (in_flight $(channel_stat 0 in_flight))"
+        || die "the LUN 0 reads were not in flight within 10 s of fio's go (in_flight $(channel_stat 0 in_flight))"
+    reads_t=$(secs $(( ${EPOCHREALTIME/./} / 1000 - t_go )))
+    exec 3>&-
     tlog_wait "task management function 5 itt .*LUN 0 reset answered" 90 \
         || die "no LUN 0 reset answered within 90 s (aborts: $(channel_stat 0 aborts))"
     tlog_wait "task management function 5 itt .*LUN 1 reset" 60 || die "no LUN 1 reset within 60 s of LUN 0's"
@@ -677,7 +690,7 @@ mode_filler_reset() {
     local after=$STATES
     stop_rmdir 0
     end_mode
-    ok "filler-reset: a LUN 0 reset on the leading connection covered $fillers read(s) still queued on the added one; each left a filler NOP-Out, all $seen reached the target and its ExpCmdSN passed them ($(sed 's/.*: session //' <<< "$last")); $tag_busy command(s) found their tag's filler queued, and the error handler's TEST UNIT READY went on the leading connection before the fillers left; no recovery; the reads verified, the held read and the retried 1 MiB write returned their bytes, 256 more reads passed the window; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "filler-reset: a LUN 0 reset on the leading connection covered $fillers read(s) still queued on the added one; each left a filler NOP-Out, all $seen reached the target and its ExpCmdSN passed them ($(sed 's/.*: session //' <<< "$last")); $tag_busy command(s) found their tag's filler queued, and the error handler's TEST UNIT READY went on the leading connection before the fillers left; no recovery; the reads (in flight $reads_t s after fio's go) verified, the held read and the retried 1 MiB write returned their bytes, 256 more reads passed the window; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # two-BAD: channel 0 wedged by BAD (slow-drain: a stalled write; scan-silent: a start stuck in
