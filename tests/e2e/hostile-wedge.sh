@@ -55,13 +55,7 @@ bg() {
     "$@" &
     BG_PID[$name]=$!
 }
-running() {
-    local s
-    # /proc/PID/stat: "PID (COMM) STATE ...", COMM possibly with spaces.
-    { read -r s < "/proc/${BG_PID[$1]}/stat"; } 2>/dev/null || return 1
-    s=${s##*) }
-    [ -n "$s" ] && [ "${s%% *}" != Z ]
-}
+running() { alive "${BG_PID[$1]}"; }
 # bg_wait NAME LIMIT: waits until NAME ended, at most LIMIT s after it was started; sets RC and
 # MS (its run time, ms). Returns 1 if it still runs (left behind: it may be blocked for good).
 bg_wait() {

@@ -337,7 +337,7 @@ for mode in conn-logout-refuse conn-logout-reject conn-logout-mute; do
             || fail "$mode: the unanswered logout was given up after $took ms, not 10 s" ;;
         *) [ $took -le 3000 ] || fail "$mode: the $what logout was given up after $took ms" ;;
     esac
-    wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && grep -qx running $ch/state && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
+    wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && [ \"\$(get $ch/state)\" = running ] && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
         || fail "$mode: no recovery back to 2 connections (state '$(cat $ch/state)', recoveries $(channel_stat 0 recoveries))"
     dd if=/dev/$d of=/tmp/cl-back bs=64k skip=64 count=16 iflag=direct status=none || fail "$mode: a read after the recovery failed"
     cmp -s /tmp/cl-pattern /tmp/cl-back || fail "$mode: data differs after the recovery"
@@ -350,7 +350,7 @@ conn_logout_begin 3312 conn-logout-lead
 conn_logout_trigger conn-logout-lead
 dmesg | grep -q "core-iscsi: channel 0: target requests logout (event 1) of connection 0" \
     || fail "conn-logout-lead: no kernel log line for the request: $(dmesg | grep core-iscsi | tail -5)"
-wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && grep -qx running $ch/state && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
+wait_for "[ \"\$(channel_stat 0 recoveries)\" -ge 1 ] && [ \"\$(get $ch/state)\" = running ] && [ \"\$(channel_stat 0 connections)\" = 2 ]" 30 \
     || fail "conn-logout-lead: no recovery back to 2 connections (state '$(cat $ch/state)', recoveries $(channel_stat 0 recoveries))"
 ! grep -q "logout reason 1" $HLOG || fail "conn-logout-lead: the leading connection was logged out alone"
 conn_logout_end 3312
@@ -460,9 +460,9 @@ fio_verify "$disk" 4m
 ok "istgt: every connection pings on its own; pause closed all four, resume brought four back, data verified"
 
 pkill -9 -x istgt
-wait_for "grep -qx recovering $ch/state" 20 || fail "istgt killed: state $(cat $ch/state)"
+wait_for "[ \"\$(get $ch/state)\" = recovering ]" 20 || fail "istgt killed: state $(cat $ch/state)"
 istgt -D -c /tmp/istgt-3262/istgt.conf > /tmp/istgt-3262/log2 2>&1 &
-wait_for "grep -qx running $ch/state" 60 || fail "no recovery: state $(cat $ch/state)"
+wait_for "[ \"\$(get $ch/state)\" = running ]" 60 || fail "no recovery: state $(cat $ch/state)"
 [ "$(channel_stat 0 connections)" = 4 ] || fail "after recovery: $(channel_stat 0 connections) connections"
 fio_both $disk 8m
 ok "istgt: killed and restarted, the session recovered with 4 connections, data verified"

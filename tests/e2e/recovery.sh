@@ -46,12 +46,12 @@ survive() {
     kill -0 $fio_pid 2>/dev/null || fail "fio ended before the target was killed: the test proves nothing"
     target_kill $kind
     ok "$kind: killed with I/O in flight on $want connection(s)"
-    wait_for 'grep -qx recovering $ISCSI_ROOT/0/state' 10 || fail "state '$(cat $ISCSI_ROOT/0/state)' after the target died"
+    wait_for '[ "$(get $ISCSI_ROOT/0/state)" = recovering ]' 10 || fail "state '$(cat $ISCSI_ROOT/0/state)' after the target died"
     ok "state: recovering"
     nap 3
     target_up $kind
     ok "$kind restarted"
-    wait_for 'grep -qx running $ISCSI_ROOT/0/state' 60 || fail "state '$(cat $ISCSI_ROOT/0/state)' a minute after the target came back"
+    wait_for '[ "$(get $ISCSI_ROOT/0/state)" = running ]' 60 || fail "state '$(cat $ISCSI_ROOT/0/state)' a minute after the target came back"
     wait $fio_pid || { cat /tmp/fio-survive.txt >&2; fail "fio failed across the recovery"; }
     grep -q "err= 0" /tmp/fio-survive.txt || fail "fio reported errors"
     [ "$(cat $ISCSI_ROOT/0/state)" = running ] || fail "state '$(cat $ISCSI_ROOT/0/state)' after recovery"

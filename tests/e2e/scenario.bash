@@ -4,9 +4,10 @@
 start_channel() {
     if ! echo start > "$ISCSI_ROOT/$1/control"; then
         dmesg | grep core-iscsi | tail -5 >&2
-        fail "channel $1: start failed: $(cat "$ISCSI_ROOT/$1/state")"
+        fail "channel $1: start failed: $(get "$ISCSI_ROOT/$1/state")"
     fi
-    [ "$(cat "$ISCSI_ROOT/$1/state")" = running ] || fail "channel $1: state $(cat "$ISCSI_ROOT/$1/state")"
+    local st; st=$(get "$ISCSI_ROOT/$1/state")
+    [ "$st" = running ] || fail "channel $1: state $st"
 }
 
 # check_disks ID VENDOR MB... : the channel's disks have these sizes, in LUN order, and vendor.
@@ -60,11 +61,12 @@ fio_verify() {
 
 # stop_channel ID: stop removes the disks and the host; rmdir removes the channel.
 stop_channel() {
-    local host disks
-    host=$(cat "$ISCSI_ROOT/$1/host")
+    local host disks st
+    host=$(get "$ISCSI_ROOT/$1/host")
     disks=$(channel_disks "$1")
     echo stop > "$ISCSI_ROOT/$1/control" || fail "channel $1: stop failed"
-    [ "$(cat "$ISCSI_ROOT/$1/state")" = stopped ] || fail "channel $1: state after stop: $(cat "$ISCSI_ROOT/$1/state")"
+    st=$(get "$ISCSI_ROOT/$1/state")
+    [ "$st" = stopped ] || fail "channel $1: state after stop: $st"
     [ ! -e /sys/class/scsi_host/host$host ] || fail "channel $1: host$host still there after stop"
     for d in $disks; do [ ! -e /sys/block/$d ] || fail "channel $1: $d still there after stop"; done
     ok "channel $1: stopped, host$host and disks ($disks) gone"
