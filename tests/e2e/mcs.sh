@@ -12,7 +12,7 @@
 # `istgtcontrol info`, `tgtadm --op show`), a connection killed under load with each target,
 # recoveries that bring every connection back, and stop leaving no connection behind.
 # vm-kernel: debug
-# vm-args: --timeout 1200
+# vm-args: --timeout 1800
 # vm-seconds: 300
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
