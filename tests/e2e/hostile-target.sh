@@ -222,8 +222,9 @@ run_mode() {
             local lost="" gone="" took l
             while IFS= read -r l; do
                 case $l in
-                    *": connection lost"*|*": target requests logout"*) lost=${lost:-$(klog_ms "$l")} ;;
-                    *": session lost, giving up"*) gone=${gone:-$(klog_ms "$l")} ;;
+                    *"channel 0: connection lost"*|*"channel 0: target requests logout"*)
+                        lost=${lost:-$(klog_ms "$l")} ;;
+                    *"channel 0: session lost, giving up"*) gone=${gone:-$(klog_ms "$l")} ;;
                 esac
             done <<< "$klog"
             [ -n "$lost" ] && [ -n "$gone" ] || fail "$mode/$after: no loss or give-up line in the kernel log"

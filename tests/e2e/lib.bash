@@ -143,7 +143,7 @@ nap() {
 
 # get FILE: the file's first line, read by the shell (`$(cat FILE)` execs a process: 0.25-0.35 s
 # of a CPU in the debug VM, `$(get FILE)` only forks: 0.05 s). Empty if it cannot be read.
-get() { local v=""; { read -r v < "$1"; } 2>/dev/null; printf '%s' "$v"; }
+get() { local v=""; { read -r v < "$1"; } 2>/dev/null || true; printf '%s' "$v"; }
 
 # alive PID: whether this shell's child PID still runs (neither ended nor a zombie).
 alive() {
