@@ -641,6 +641,7 @@ mode_filler_reset() {
     tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
     local t_go=$((${EPOCHREALTIME/./} / 1000)) reads_t
     echo go >&3
+    BG_T0[reads]=$t_go   # the reads' bounds count from the word, not from fio's start-up
     wait_for "[ \$(channel_stat 0 in_flight) -ge 3 ]" 10 \
         || die "the LUN 0 reads were not in flight within 10 s of fio's go (in_flight $(channel_stat 0 in_flight))"
     reads_t=$(secs $(( ${EPOCHREALTIME/./} / 1000 - t_go )))

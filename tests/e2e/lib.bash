@@ -145,7 +145,8 @@ nap() {
 # of a CPU in the debug VM, `$(get FILE)` only forks: 0.05 s). Empty if it cannot be read.
 get() { local v=""; { read -r v < "$1"; } 2>/dev/null || true; printf '%s' "$v"; }
 
-# alive PID: whether this shell's child PID still runs (neither ended nor a zombie).
+# alive PID: whether this shell's child PID still runs (bash reaps a background child as it
+# ends; a zombie not yet reaped counts as ended).
 alive() {
     local s
     { read -r s < "/proc/$1/stat"; } 2>/dev/null || return 1
@@ -154,14 +155,18 @@ alive() {
 }
 
 # within SECONDS CMD...: CMD (a command or a shell function) given at most SECONDS: its exit
-# status, or 124 once it has been killed at the bound; timeout(1) without its own process.
+# status, or 124 once it has been killed at the bound; timeout(1) without its own process. A
+# process the kill cannot end at once (in uninterruptible sleep) is left behind after 5 s more,
+# so that the caller's failure message comes within the bound and those 5 s.
 within() {
-    local end=$(( ${EPOCHREALTIME/./} + $1 * 1000000 )) pid rc=0; shift
+    local end=$(( ${EPOCHREALTIME/./} + $1 * 1000000 )) pid rc=0 i; shift
     "$@" &
     pid=$!
     while alive $pid; do
         if [ "${EPOCHREALTIME/./}" -ge $end ]; then
-            kill -KILL $pid 2>/dev/null; wait $pid 2>/dev/null
+            kill -KILL $pid 2>/dev/null || true
+            for ((i = 0; i < 50; i++)); do alive $pid || break; nap 0.1; done
+            alive $pid || wait $pid 2>/dev/null || true
             return 124
         fi
         nap 0.05
@@ -170,8 +175,10 @@ within() {
     return $rc
 }
 
-# klog_ms LINE: the time stamp of a kernel log line ("[   12.345678] ..."), in ms.
+# klog_ms LINE: the time stamp of a kernel log line ("[   12.345678] ..."), in ms; nothing for a
+# line without one.
 klog_ms() {
+    [[ $1 =~ ^\[\ *[0-9]+\.[0-9]+\] ]] || return 0
     local ts=${1#[}; ts=${ts%%]*}; ts=${ts// /}
     local frac=${ts#*.}000000
     echo $(( ${ts%.*} * 1000 + 10#${frac:0:3} ))
