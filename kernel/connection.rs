@@ -912,13 +912,16 @@ impl Connection {
     /// The connection is retired (closed, its sender and receiver gone): every command on it
     /// leaves the engine and is ended with `ending` (requeued, or failed), and its requests
     /// of the session's own are forgotten. The commands are completed after the session's
-    /// `io` is dropped: the other connections' I/O path takes it.
-    pub(crate) fn end_tasks(&self, ending: Ending) {
+    /// `io` is dropped: the other connections' I/O path takes it. True when its ping's hold
+    /// on the session's commands was the last one: the caller must let the others send.
+    #[must_use]
+    pub(crate) fn end_tasks(&self, ending: Ending) -> bool {
         let mut guard = self.engine.lock();
         let Engine { ffp, cmds } = &mut **guard;
         // Every task of the engine's has its command in the table, which ends them all.
-        ffp.end(&mut self.io.lock().ffp, |_| {});
+        let released = ffp.end(&mut self.io.lock().ffp, |_| {});
         cmds.finish_all(ending);
+        released
     }
 
     // ---- sending -------------------------------------------------------------------------

@@ -540,7 +540,11 @@ impl Session {
         // ours.
         conn.cancel_work();
         conn.release_placement();
-        conn.end_tasks(ending);
+        // A connection retired alone (logged out, or replaced at its CID) may have held the
+        // others' commands with its ping: they wait for no queuecommand or keepalive to go.
+        if conn.end_tasks(ending) {
+            self.released();
+        }
     }
 
     /// How long the target may stall us before the connection is given up: one PDU's send

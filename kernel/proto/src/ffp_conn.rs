@@ -263,14 +263,17 @@ where
     /// The connection is gone (ErrorRecoveryLevel 0): every command sent or queued on it
     /// leaves its task set through `ended` (the driver requeues or fails it; at
     /// ErrorRecoveryLevel 2 they would move to another connection instead), and its own
-    /// requests are forgotten in `sess` (no answer comes).
-    pub fn end<G>(&mut self, sess: &mut Session<G>, ended: impl FnMut(Running))
+    /// requests are forgotten in `sess` (no answer comes). True when its ping held the
+    /// session's commands and that was the last hold: the driver must let every connection
+    /// send, as after [`Self::release_hold`].
+    #[must_use]
+    pub fn end<G>(&mut self, sess: &mut Session<G>, ended: impl FnMut(Running)) -> bool
     where
         G: core::ops::DerefMut<Target = [u16]>,
     {
         self.tasks.remove_where(|_| true, ended);
         sess.forget_own(self.cfg.cid);
-        self.release_hold(sess);
+        self.release_hold(sess)
     }
 
     /// Ends the hold of our ping on the session's commands, if it has one (answered, or the
