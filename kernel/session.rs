@@ -540,8 +540,10 @@ impl Session {
         // ours.
         conn.cancel_work();
         conn.release_placement();
-        // A connection retired alone (logged out, or replaced at its CID) may have held the
-        // others' commands with its ping: they wait for no queuecommand or keepalive to go.
+        // Its ping may have held every connection's commands: with the last hold gone they
+        // go now, not at the next queuecommand or keepalive. (Retired alone, logged out or
+        // replaced at its CID, the others carry on; in `detach` the wake is harmless: the
+        // others are retired next, their gates shut before their work is cancelled.)
         if conn.end_tasks(ending) {
             self.released();
         }

@@ -813,6 +813,28 @@ fn pinging_conn(cid: u16, now: u64) -> Conn<Vec<TxSlot>, Vec<TaskSlot>> {
     conn_of(cfg, now)
 }
 
+/// A connection that ends with its ping out (retired: logged out alone, or replaced) ends its
+/// hold, and says whether that was the last one: the driver must then let every connection
+/// send, since no answer will.
+#[test]
+fn an_ended_connection_releases_its_ping_hold_and_says_when_it_was_the_last() {
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let (mut c1, mut c2) = (pinging_conn(1, 0), pinging_conn(2, 0));
+    // Idle, with every command at the target: both ping under one hold.
+    assert_eq!(c1.handle_timeout(&mut h.sess, 1000), Ok(true));
+    assert_eq!(c2.handle_timeout(&mut h.sess, 1000), Ok(true));
+    assert!(h.sess.window.held());
+    h.start(0, 0, 0).unwrap();
+    assert_eq!(h.transmit(), Ok(0));
+    c1.close(Lost::Closed);
+    assert!(!c1.end(&mut h.sess, |_| {}), "connection 2's ping still holds");
+    assert_eq!(h.transmit(), Ok(0));
+    c2.close(Lost::Closed);
+    assert!(c2.end(&mut h.sess, |_| {}), "the last hold ended with connection 2");
+    assert!(!h.sess.window.held());
+    assert_eq!(h.transmit(), Ok(1));
+}
+
 /// In a session of more than one connection a ping waits until the target has every command
 /// sent, carries the next CmdSN, and holds every command back until it is answered, while
 /// immediate PDUs carry that CmdSN: an immediate PDU whose CmdSN a command on another
@@ -887,14 +909,12 @@ fn a_ping_in_a_session_of_several_connections_holds_the_commands_back() {
         }
     }
     assert_eq!(h.transmit(), Ok(0));
-    // Connection 2's answer comes; 3's ping still holds.
-    assert!(!c2.release_hold(&mut h.sess));
-    assert!(!c2.release_hold(&mut h.sess));
-    assert_eq!(h.transmit(), Ok(0));
-    // Connection 3 is retired unanswered: its end releases the last hold, and says so (the
-    // driver then lets every connection send).
+    // Connection 3 ends unanswered: its hold ends, not the last one (connection 2's holds).
     c3.close(Lost::Closed);
-    assert!(c3.end(&mut h.sess, |_| {}));
+    assert!(!c3.end(&mut h.sess, |_| {}));
+    assert_eq!(h.transmit(), Ok(0));
+    assert!(c2.release_hold(&mut h.sess));
+    assert!(!c2.release_hold(&mut h.sess));
     assert_eq!(h.transmit(), Ok(1));
     // A hold whose answer is late (a ping behind a slowly drained send buffer) ends after
     // HOLD_MAX_MS all the same; the late answer then releases nothing.
