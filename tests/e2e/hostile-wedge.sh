@@ -645,7 +645,6 @@ mode_filler_reset() {
     tlog_wait "READ of LUN 1 itt .* held" 10 || die "the READ of LUN 1 was not held by the target"
     local t_go=$((${EPOCHREALTIME/./} / 1000)) reads_t
     echo go >&3
-    BG_T0[reads]=$t_go   # the reads' bounds count from the word, not from fio's start-up
     wait_for "[ \$(channel_stat 0 in_flight) -ge 3 ]" 10 \
         || die "the LUN 0 reads were not in flight within 10 s of fio's go (in_flight $(channel_stat 0 in_flight))"
     reads_t=$(secs $(( ${EPOCHREALTIME/./} / 1000 - t_go )))
@@ -653,7 +652,8 @@ mode_filler_reset() {
     tlog_wait "task management function 5 itt .*LUN 0 reset answered" 90 \
         || die "no LUN 0 reset answered within 90 s (aborts: $(channel_stat 0 aborts))"
     tlog_wait "task management function 5 itt .*LUN 1 reset" 60 || die "no LUN 1 reset within 60 s of LUN 0's"
-    bg_wait reads 60 || die "bound missed: the LUN 0 reads did not end within 60 s ($(late reads))"
+    # From the word, not from fio's start-up.
+    bg_wait reads 60 $t_go || die "bound missed: the LUN 0 reads did not end within 60 s of the word ($(late reads))"
     [ $RC = 0 ] && grep -q "err= 0" /tmp/wedge-fio.txt \
         || { cat /tmp/wedge-fio.txt >&2; die "the LUN 0 reads failed or did not verify (fio rc $RC)"; }
     bg_wait io 60 || die "bound missed: the write did not end within 60 s of its start ($(late io))"
