@@ -1518,8 +1518,10 @@ impl Connection {
     /// Completes a command the target ended. With few in flight, right here: the block layer
     /// would raise its softirq for it, which runs only after the rest of the network receive
     /// (an ACK, the next packets), and fio's next read waits for that (4 KiB reads at QD1
-    /// ran 1.09x as fast, Documentation/benchmarks.md). Under load through that softirq, which
-    /// takes the completions off the receive path.
+    /// ran 1.09x as fast, Documentation/benchmarks.md). Under load through `scsi_done`: for a
+    /// single-queue host that softirq takes the completions off the receive path; with several
+    /// hardware queues blk-mq raises none and completes in the caller when the CPUs share a
+    /// cache, so the two differ only in the submitting CPU's test (`rq_affinity`).
     fn complete(&self, done: Finished) {
         done.complete(!self.under_load());
     }
