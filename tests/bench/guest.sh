@@ -106,13 +106,14 @@ sysname() {
 }
 
 # tune DEV: the same block-layer settings on every device under test (and on the paths under
-# a dm-multipath device).
+# a dm-multipath device); BENCH_RQ_AFFINITY, if set, goes to each one's rq_affinity.
 tune() {
     local s q p
     s=$(sysname "$1") || fail "no block device /dev/$1"
     q=/sys/block/$s/queue
     if [ -w $q/scheduler ]; then echo none > $q/scheduler; fi
-    echo "$1: scheduler=$(cat $q/scheduler 2>/dev/null) max_sectors_kb=$(cat $q/max_sectors_kb)" \
+    if [ -n "${BENCH_RQ_AFFINITY:-}" ] && [ -w $q/rq_affinity ]; then echo "$BENCH_RQ_AFFINITY" > $q/rq_affinity; fi
+    echo "$1: scheduler=$(cat $q/scheduler 2>/dev/null) max_sectors_kb=$(cat $q/max_sectors_kb) rq_affinity=$(cat $q/rq_affinity 2>/dev/null)" \
         "nr_requests=$(cat $q/nr_requests 2>/dev/null) queue_depth=$(cat /sys/block/$s/device/queue_depth 2>/dev/null || echo -)"
     for p in /sys/block/$s/slaves/*; do
         if [ -e "$p" ]; then tune "$(basename "$p")" | sed "s/^/  path /"; fi
