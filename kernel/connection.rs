@@ -1000,7 +1000,7 @@ impl Connection {
             let (header_len, data, pad, digest, more) = {
                 let mut guard = self.engine.lock();
                 let Engine { ffp, cmds } = &mut **guard;
-                if room == Room::Only && ffp.next_transmit_len() > self.stream.write_space() {
+                if room == Room::Only && !self.stream.has_room_for(ffp.next_transmit_len()) {
                     // The socket would make this send wait: the transmit work sends it.
                     drop(guard);
                     add(&self.stats.tx_full, 1);

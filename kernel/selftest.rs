@@ -10,6 +10,9 @@
 //!   (ECONNREFUSED, ENETUNREACH, ETIMEDOUT after 2 s ...).
 //! - `socket ADDR`: against a TCP echo server at ADDR: gathered and zero-copy page sends,
 //!   exact and page receives checked byte for byte, socket callbacks, timeouts, shutdown.
+//! - `fill ADDR`: against a peer at ADDR that never reads, a PDU of each shape the module
+//!   sends is sent at the edge of what `TcpStream::has_room_for` allows, and goes out without
+//!   waiting for room.
 //!
 //! A write succeeds when the test passes and fails with the errno of the first failed check
 //! otherwise (EIO for a wrong result); the kernel log says what was checked and what failed.
@@ -43,9 +46,10 @@ pub(crate) fn run(cmd: &[u8]) -> Result {
         b"parse" => parse(),
         b"connect" => connect(arg),
         b"socket" => socket(arg),
+        b"fill" => fill(arg),
         _ => {
             pr_err!(
-                "core-iscsi selftest: unknown test (crypto, parse, connect ADDR, socket ADDR)\n"
+                "core-iscsi selftest: unknown test (crypto, parse, connect ADDR, socket ADDR, fill ADDR)\n"
             );
             Err(EINVAL)
         }
@@ -578,5 +582,177 @@ fn socket(arg: &[u8]) -> Result {
         "the socket released its reference to the callbacks",
     )?;
     pr_info!("core-iscsi selftest: socket {}: ok\n", addr);
+    Ok(())
+}
+
+/// The shapes of PDU the module sends from a submitter's context (`Connection::send_inline`).
+#[derive(Clone, Copy)]
+enum Shape {
+    /// A command with 4 KiB of immediate data and both digests, from flat buffers
+    /// (`send_flat`).
+    Digested,
+    /// A header, 17 full pages less 2 bytes spliced from a command's pages, and 2 bytes of
+    /// padding (`send_pages`): the padding needs an skb of its own.
+    Pages,
+    /// A header and this many pieces of 512 bytes, each from a page of its own: an skb per
+    /// 17 pieces (`MAX_SKB_FRAGS`). Over 17 consecutive counts one leaves a single piece for
+    /// the last skb, however many pieces the queue's tail skb already held.
+    Pieces(usize),
+    /// A header and 64 pages (256 KiB, the largest FirstBurstLength the module offers).
+    Burst,
+}
+
+impl Shape {
+    const HEADER: usize = 48;
+
+    /// Every shape tried: the pieces in 17 consecutive counts.
+    fn all() -> impl Iterator<Item = Shape> {
+        let fixed = [Shape::Digested, Shape::Pages, Shape::Burst].into_iter();
+        Iterator::chain(fixed, (34..51).map(Shape::Pieces))
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Digested => "48 + 4096 + 4 bytes copied",
+            Shape::Pages => "48 bytes, 17 pages less 2 spliced, 2 of padding",
+            Shape::Pieces(_) => "48 bytes and spliced pieces of 512",
+            Shape::Burst => "48 bytes, 64 pages spliced",
+        }
+    }
+
+    /// Range `k` after the header, as (offset, length) in page `k`.
+    fn range(self, k: usize) -> Option<(usize, usize)> {
+        match self {
+            Shape::Digested => None,
+            Shape::Pages if k < 16 => Some((0, PAGE_SIZE)),
+            Shape::Pages if k == 16 => Some((0, PAGE_SIZE - 2)),
+            Shape::Pieces(n) if k < n => Some((1024, 512)),
+            Shape::Burst if k < 64 => Some((0, PAGE_SIZE)),
+            _ => None,
+        }
+    }
+
+    fn len(self) -> usize {
+        let tail = match self {
+            Shape::Digested => 4096 + 4,
+            Shape::Pages => 2,
+            _ => 0,
+        };
+        Self::HEADER
+            + tail
+            + (0..64)
+                .filter_map(|k| self.range(k))
+                .map(|r| r.1)
+                .sum::<usize>()
+    }
+
+    /// Sends it as the module would, every piece bounded by one deadline.
+    fn send(self, stream: &TcpStream, pages: &mut [Page], flat: &[u8], by: Deadline) -> Result {
+        let header = flat.get(..Self::HEADER).ok_or(EINVAL)?;
+        if let Shape::Digested = self {
+            let data = flat.get(..4096).ok_or(EINVAL)?;
+            let digest = flat.get(..4).ok_or(EINVAL)?;
+            return stream.send_all(&[header, data, digest], false, Some(by));
+        }
+        stream.send_all(&[header], true, Some(by))?;
+        let padding = matches!(self, Shape::Pages);
+        let mut k = 0;
+        let mut left = pages.iter_mut();
+        while self.range(k).is_some() {
+            // 16 ranges a call, as `Connection::send_pages` takes them from `page_ranges`.
+            let mut ranges: [Option<PageRange<'_>>; 16] = Default::default();
+            for slot in ranges.iter_mut() {
+                let Some((offset, len)) = self.range(k) else {
+                    break;
+                };
+                let page = left.next().ok_or(EINVAL)?;
+                *slot = Some(PageRange::from_page(page, offset, len)?);
+                k += 1;
+            }
+            let more = padding || self.range(k).is_some();
+            stream.send_pages(&ranges, more, Some(by))?;
+        }
+        if padding {
+            stream.send_all(&[flat.get(..2).ok_or(EINVAL)?], false, Some(by))?;
+        }
+        Ok(())
+    }
+}
+
+/// Fills `stream`'s send buffer (its peer reads nothing) until a PDU of `len` bytes is just
+/// allowed: `has_room_for(len)` still true, `has_room_for(len + 1)` no longer. Every filler is
+/// itself allowed, so none waits (2 s each at most). Whether the edge was reached.
+fn fill_to(stream: &TcpStream, len: usize, flat: &[u8]) -> Result<bool> {
+    let mut sends = 0usize;
+    let mut settled = 0;
+    // Until a pass changes nothing: the peer's window closes once its receive buffer is full,
+    // and until then its acknowledgements free room behind the fillers.
+    while settled < 2 {
+        let mut f = 65536;
+        let mut sent = false;
+        while f >= 1 {
+            while stream.has_room_for(len + f) {
+                let filler = flat.get(..f).ok_or(EINVAL)?;
+                stream
+                    .send_all(&[filler], false, Some(Deadline::after_ms(2000)))
+                    .inspect_err(|_| {
+                        pr_err!("core-iscsi selftest: FAILED: a filler of {} bytes that has_room_for allowed waited for room\n", f)
+                    })?;
+                sends += 1;
+                sent = true;
+                check(sends < 100_000, "the peer's buffers filled")?;
+            }
+            f /= 2;
+        }
+        settled = if sent { 0 } else { settled + 1 };
+        crate::sys::mem::sleep_ms(20);
+    }
+    Ok(stream.has_room_for(len) && !stream.has_room_for(len + 1))
+}
+
+/// `fill ADDR`: see the module documentation.
+fn fill(arg: &[u8]) -> Result {
+    let addr = SocketAddr::parse(arg)?;
+    let mut pages = KVec::with_capacity(64, GFP_KERNEL)?;
+    for _ in 0..64 {
+        pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+    }
+    let flat = KVec::from_elem(0x5au8, 65536, GFP_KERNEL)?;
+    for shape in Shape::all() {
+        let len = shape.len();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| false)?;
+            stream.set_nodelay();
+            if !fill_to(&stream, len, &flat)? {
+                // A filler took a new skb at the last step and went past the edge.
+                check(
+                    tries < 5,
+                    "the fill reaches the edge of has_room_for in five tries",
+                )?;
+                continue;
+            }
+            let start = Ktime::ktime_get();
+            shape.send(&stream, &mut pages, &flat, Deadline::after_ms(2000)).inspect_err(|_| {
+                pr_err!(
+                    "core-iscsi selftest: FAILED: {} ({} bytes), allowed by has_room_for, waited for room\n",
+                    shape.name(),
+                    len
+                )
+            })?;
+            let ms = ktime_ms_delta(Ktime::ktime_get(), start);
+            check(ms < 1000, "a PDU has_room_for allowed went out at once")?;
+            pr_info!(
+                "core-iscsi selftest: fill {}: {} ({} bytes) sent at the edge in {} ms\n",
+                addr,
+                shape.name(),
+                len,
+                ms
+            );
+            break;
+        }
+    }
+    pr_info!("core-iscsi selftest: fill {}: ok\n", addr);
     Ok(())
 }

@@ -9,6 +9,8 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/tcp.h>
+#include <linux/sizes.h>
+#include <net/hotdata.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -507,17 +509,46 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
 	return 0;
 }
 
-int core_iscsi_c_sock_write_space(struct socket *sock)
+/*
+ * What tcp_sendmsg charges to the send buffer for a new skb besides its data: the skb's truesize
+ * with MAX_TCP_HEADER of head room (tcp_stream_alloc_skb). An upper bound: it counts the shared
+ * info twice.
+ */
+#define CORE_ISCSI_SKB_CHARGE								\
+	SKB_TRUESIZE(kmalloc_size_roundup(SKB_DATA_ALIGN(MAX_TCP_HEADER) +		\
+					  SKB_DATA_ALIGN(sizeof(struct skb_shared_info))))
+
+bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len)
 {
 	struct sock *sk = sock->sk;
+	const struct tcp_sock *tp = tcp_sk(sk);
+	u32 goal = READ_ONCE(tp->mss_cache) * max_t(u32, READ_ONCE(tp->gso_segs), 1);
+	int frags = max(READ_ONCE(net_hotdata.sysctl_max_skb_frags), 1);
+	u32 notsent = READ_ONCE(tp->write_seq) - READ_ONCE(tp->snd_nxt);
+	size_t pieces, skbs;
+	int space;
 
+	/* A PDU is at most 16 MiB (a 24-bit data segment length): larger is never asked for. */
+	if (len > SZ_16M + SZ_1K)
+		return false;
 	/*
-	 * tcp_sendmsg waits for room at each new skb while !sk_stream_memory_free: send buffer
-	 * full, or (with tcp_notsent_lowat) too much not yet sent.
+	 * tcp_sendmsg waits for room before each new skb while !sk_stream_memory_free: the skbs
+	 * queued (their truesize) reach sk_sndbuf, or the bytes not yet sent reach
+	 * tcp_notsent_lowat. So the whole PDU must fit with the charge of every skb it may need:
+	 * one per size goal (mss_cache x gso_segs, as tcp_send_mss sets it), one per
+	 * sysctl_max_skb_frags pieces (a command's pages come in pieces of 512-byte multiples,
+	 * the queue's DMA alignment, plus header, padding and digest), and the tail skb the
+	 * first bytes may not fit into. Global TCP memory pressure (tcp_mem) can still make a
+	 * send wait; nothing here can foresee it.
 	 */
+	pieces = len / 512 + 4;
+	skbs = len / max_t(u32, goal, 512) + 1 + DIV_ROUND_UP(pieces, frags) + 1;
+	if ((u64)notsent + len >= tcp_notsent_lowat(tp))
+		return false;
 	if (!sk_stream_memory_free(sk))
-		return 0;
-	return sk_stream_wspace(sk);
+		return false;
+	space = sk_stream_wspace(sk);
+	return space > 0 && (size_t)space >= len + skbs * CORE_ISCSI_SKB_CHARGE;
 }
 
 bool core_iscsi_c_sock_peer_closed(struct socket *sock)

@@ -149,11 +149,11 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
  */
 bool core_iscsi_c_sock_peer_closed(struct socket *sock);
 /*
- * Bytes the socket's send buffer can still take (sk_stream_wspace: sk_sndbuf less what is
- * queued, read without the socket lock): 0 when a send would wait for room now
- * (!sk_stream_memory_free), negative when it is over.
+ * Whether a send of len bytes can go without waiting for room in the send buffer: what it
+ * adds with every skb's overhead fits what is free now (read without the socket lock: a hint,
+ * which a concurrent send or ACK changes at once).
  */
-int core_iscsi_c_sock_write_space(struct socket *sock);
+bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len);
 
 /*
  * Receives by walking the socket's receive queue under lock_sock (tcp_read_sock), as nvme-tcp

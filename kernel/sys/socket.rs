@@ -471,12 +471,12 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_peer_closed(self.raw()) }
     }
 
-    /// Bytes the send buffer can take now without a send waiting for room (read without the
-    /// socket lock: a hint, which a concurrent send or ACK changes at once).
-    pub(crate) fn write_space(&self) -> usize {
-        // SAFETY: `self.sock` is a live socket; the helper only reads two of its fields.
-        let n = unsafe { bindings::core_iscsi_c_sock_write_space(self.raw()) };
-        usize::try_from(n).unwrap_or(0)
+    /// Whether `len` bytes can be sent now without waiting for room, TCP's overhead for every
+    /// skb they may take counted. Read without the socket lock: an ACK arriving meanwhile
+    /// only frees room, but another sender on the same socket can take it.
+    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+        // SAFETY: `self.sock` is a live socket; the helper only reads fields of it.
+        unsafe { bindings::core_iscsi_c_sock_room_for(self.raw(), len) }
     }
 
     /// The local address and port the connection goes out from.

@@ -2,9 +2,10 @@
 # The module's kernel TCP socket against a userspace echo server on loopback, over IPv4 and
 # IPv6: gathered sends, zero-copy page sends, exact and page receives byte for byte, socket
 # callbacks, timeouts, shutdown; and the errors a user sees for a closed port, an
-# unreachable network and a silent host (connect timeout). No leak afterwards.
+# unreachable network and a silent host (connect timeout); sends the room check allows go out
+# without waiting against a peer that never reads. No leak afterwards.
 # vm-args: --append kmemleak=on --timeout 300
-# vm-seconds: 24
+# vm-seconds: 28
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 
@@ -85,6 +86,32 @@ ok "the connect timeout (2 s) is honoured: $elapsed_ms ms"
 expect_error "socket 1.2.3" "Invalid argument"
 echo "connect 127.0.0.1:$port" > $root/selftest || fail "connect to the echo server failed"
 ok "connect to a listening port succeeds"
+
+# A peer that accepts and never reads: the module's inline sends must never wait for room in a
+# socket whose target stopped reading (queuecommand would hold scsi_host_block up), so the
+# room check has to count what TCP charges per skb. The self-test fills the send buffer to the
+# edge of what the check allows and sends a PDU of each shape there, with a 2 s deadline.
+python3 -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 3997)); s.listen(8)
+open("/tmp/sink-up", "w").close()
+held = []
+while True:
+    held.append(s.accept()[0])
+' &
+sink=$!
+wait_for "[ -e /tmp/sink-up ]" 20 || fail "the sink did not start"
+echo "fill 127.0.0.1:3997" > $root/selftest || fail "fill self-test failed: $(dmesg | grep selftest | tail -n 3)"
+for shape in "48 + 4096 + 4 bytes copied" "17 pages less 2 spliced" "64 pages spliced"; do
+    line=$(dmesg | grep -F "selftest: fill 127.0.0.1:3997: " | grep -F "$shape") || fail "no report of the $shape shape"
+    ok "${line#*selftest: fill 127.0.0.1:3997: }"
+done
+# 34 to 50 pieces: one of the 17 counts leaves a single piece to the last skb.
+n=$(dmesg | grep -F "selftest: fill 127.0.0.1:3997: " | grep -cF "spliced pieces of 512")
+[ "$n" = 17 ] || fail "$n of the 17 piece counts reported"
+ok "48 bytes and 34 to 50 spliced pieces of 512, each sent at the edge: $(dmesg | grep -F "spliced pieces of 512" | grep -o '[0-9]* ms' | sort -n | tail -n 1) at most"
+kill $sink
 
 unload_module
 kmemleak_check
