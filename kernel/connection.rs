@@ -1000,8 +1000,10 @@ impl Connection {
             let (header_len, data, pad, digest, more) = {
                 let mut guard = self.engine.lock();
                 let Engine { ffp, cmds } = &mut **guard;
-                if room == Room::Only && !self.stream.has_room_for(ffp.next_transmit_len()) {
-                    // The socket would make this send wait: the transmit work sends it.
+                let next = ffp.next_transmit_len();
+                if room == Room::Only && next > 0 && !self.stream.has_room_for(next) {
+                    // The socket would make this send wait: the transmit work sends it (an
+                    // empty queue, 0, is for `poll_transmit` to say).
                     drop(guard);
                     add(&self.stats.tx_full, 1);
                     if held {
