@@ -715,7 +715,7 @@ fn fill(arg: &[u8]) -> Result {
     let addr = SocketAddr::parse(arg)?;
     let mut pages = KVec::with_capacity(64, GFP_KERNEL)?;
     for _ in 0..64 {
-        pages.push(Page::alloc_page(GFP_KERNEL)?, GFP_KERNEL)?;
+        pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
     }
     let flat = KVec::from_elem(0x5au8, 65536, GFP_KERNEL)?;
     for shape in Shape::all() {
