@@ -355,6 +355,18 @@ impl_has_work! {
     impl HasWork<Self, 1> for Connection { self.tx_work }
 }
 
+/// The most scatterlist entries a command has: the host's `sg_tablesize` (`Session::start`).
+/// Each lies within one page (the template's `dma_boundary` and `max_segment_size`), so a data
+/// segment is sent in at most this many page ranges.
+pub(crate) const MAX_SEGMENTS: u16 = 256;
+
+/// The most buffers a PDU of `len` bytes on the wire is sent from: its data's page ranges,
+/// each at least 4 bytes (the midlayer's default DMA alignment) and at most
+/// [`MAX_SEGMENTS`], or one copy, and the header, padding and digests around them.
+fn pieces(len: usize) -> usize {
+    (len / 4).min(MAX_SEGMENTS.into()) + 4
+}
+
 /// Under load the data-ready callback hands the receive to the rx work (on an unbound
 /// workqueue): with at least this many commands in flight, latency matters less than
 /// throughput, and one worker takes every PDU that arrived by the time it runs, copying and
@@ -1001,7 +1013,7 @@ impl Connection {
                 let mut guard = self.engine.lock();
                 let Engine { ffp, cmds } = &mut **guard;
                 let next = ffp.next_transmit_len();
-                if room == Room::Only && next > 0 && !self.stream.has_room_for(next) {
+                if room == Room::Only && next > 0 && !self.stream.has_room_for(next, pieces(next)) {
                     // The socket would make this send wait: the transmit work sends it (an
                     // empty queue, 0, is for `poll_transmit` to say).
                     drop(guard);

@@ -600,6 +600,9 @@ enum Shape {
     Pieces(usize),
     /// A header and 64 pages (256 KiB, the largest FirstBurstLength the module offers).
     Burst,
+    /// A header and this many pieces of 4 bytes (the midlayer's DMA alignment allows them:
+    /// SG_IO), none next to another: again an skb per 17.
+    Tiny(usize),
 }
 
 impl Shape {
@@ -608,7 +611,8 @@ impl Shape {
     /// Every shape tried: the pieces in 17 consecutive counts.
     fn all() -> impl Iterator<Item = Shape> {
         let fixed = [Shape::Digested, Shape::Pages, Shape::Burst].into_iter();
-        Iterator::chain(fixed, (34..51).map(Shape::Pieces))
+        let pieces = Iterator::chain((34..51).map(Shape::Pieces), (120..137).map(Shape::Tiny));
+        Iterator::chain(fixed, pieces)
     }
 
     fn name(self) -> &'static str {
@@ -617,10 +621,23 @@ impl Shape {
             Shape::Pages => "48 bytes, 17 pages less 2 spliced, 2 of padding",
             Shape::Pieces(_) => "48 bytes and spliced pieces of 512",
             Shape::Burst => "48 bytes, 64 pages spliced",
+            Shape::Tiny(_) => "48 bytes and spliced pieces of 4",
         }
     }
 
-    /// Range `k` after the header, as (offset, length) in page `k`.
+    /// The buffers it is sent from (header, page ranges, padding, digest), as the module
+    /// counts them for `has_room_for`.
+    fn pieces(self) -> usize {
+        match self {
+            Shape::Digested => 3,
+            Shape::Pages => 1 + 17 + 1,
+            Shape::Pieces(n) | Shape::Tiny(n) => 1 + n,
+            Shape::Burst => 1 + 64,
+        }
+    }
+
+    /// Range `k` after the header, as (offset, length) in the next page (the 64 pages in
+    /// turn, as often as it takes).
     fn range(self, k: usize) -> Option<(usize, usize)> {
         match self {
             Shape::Digested => None,
@@ -628,6 +645,7 @@ impl Shape {
             Shape::Pages if k == 16 => Some((0, PAGE_SIZE - 2)),
             Shape::Pieces(n) if k < n => Some((1024, 512)),
             Shape::Burst if k < 64 => Some((0, PAGE_SIZE)),
+            Shape::Tiny(n) if k < n => Some((8 * (k / 64), 4)),
             _ => None,
         }
     }
@@ -640,7 +658,7 @@ impl Shape {
         };
         Self::HEADER
             + tail
-            + (0..64)
+            + (0..self.pieces())
                 .filter_map(|k| self.range(k))
                 .map(|r| r.1)
                 .sum::<usize>()
@@ -657,9 +675,11 @@ impl Shape {
         stream.send_all(&[header], true, Some(by))?;
         let padding = matches!(self, Shape::Pages);
         let mut k = 0;
-        let mut left = pages.iter_mut();
         while self.range(k).is_some() {
-            // 16 ranges a call, as `Connection::send_pages` takes them from `page_ranges`.
+            // 16 ranges a call, as `Connection::send_pages` takes them from `page_ranges`;
+            // range k from page k mod 64.
+            let (before, from) = pages.split_at_mut(k % pages.len().max(1));
+            let mut left = Iterator::chain(from.iter_mut(), before.iter_mut());
             let mut ranges: [Option<PageRange<'_>>; 16] = Default::default();
             for slot in ranges.iter_mut() {
                 let Some((offset, len)) = self.range(k) else {
@@ -679,10 +699,11 @@ impl Shape {
     }
 }
 
-/// Fills `stream`'s send buffer (its peer reads nothing) until a PDU of `len` bytes is just
-/// allowed: `has_room_for(len)` still true, `has_room_for(len + 1)` no longer. Every filler is
-/// itself allowed, so none waits (2 s each at most). Whether the edge was reached.
-fn fill_to(stream: &TcpStream, len: usize, flat: &[u8]) -> Result<bool> {
+/// Fills `stream`'s send buffer (its peer reads nothing) until a PDU of `len` bytes in
+/// `pieces` buffers is just allowed: `has_room_for` says yes to it, and no to one byte more.
+/// Every filler is itself allowed, so none waits (2 s each at most). Whether the edge was
+/// reached.
+fn fill_to(stream: &TcpStream, len: usize, pieces: usize, flat: &[u8]) -> Result<bool> {
     let mut sends = 0usize;
     let mut settled = 0;
     // Until a pass changes nothing: the peer's window closes once its receive buffer is full,
@@ -691,7 +712,7 @@ fn fill_to(stream: &TcpStream, len: usize, flat: &[u8]) -> Result<bool> {
         let mut f = 65536;
         let mut sent = false;
         while f >= 1 {
-            while stream.has_room_for(len + f) {
+            while stream.has_room_for(len + f, pieces) {
                 let filler = flat.get(..f).ok_or(EINVAL)?;
                 stream
                     .send_all(&[filler], false, Some(Deadline::after_ms(2000)))
@@ -707,7 +728,7 @@ fn fill_to(stream: &TcpStream, len: usize, flat: &[u8]) -> Result<bool> {
         settled = if sent { 0 } else { settled + 1 };
         crate::sys::mem::sleep_ms(20);
     }
-    Ok(stream.has_room_for(len) && !stream.has_room_for(len + 1))
+    Ok(stream.has_room_for(len, pieces) && !stream.has_room_for(len + 1, pieces))
 }
 
 /// `fill ADDR`: see the module documentation.
@@ -725,7 +746,7 @@ fn fill(arg: &[u8]) -> Result {
             tries += 1;
             let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| false)?;
             stream.set_nodelay();
-            if !fill_to(&stream, len, &flat)? {
+            if !fill_to(&stream, len, shape.pieces(), &flat)? {
                 // A filler took a new skb at the last step and went past the edge.
                 check(
                     tries < 5,

@@ -38,7 +38,7 @@ mod report;
 
 use crate::channel::{Settings, Text, MAX_CONNECTIONS};
 use crate::connection::{
-    Answer, Busy, Connection, IoLock, Leave, Origin, Owner, Path, PathStats,
+    Answer, Busy, Connection, IoLock, Leave, Origin, Owner, Path, PathStats, MAX_SEGMENTS,
 };
 use crate::datapath::{Io, Link};
 use crate::login::{self, Failure, LoginBuffers};
@@ -337,7 +337,7 @@ impl Session {
                 can_queue: depth,
                 cmd_per_lun: depth,
                 max_sectors: 2048,
-                sg_tablesize: 256,
+                sg_tablesize: MAX_SEGMENTS,
                 max_lun: 16384,
                 nr_hw_queues: u16::try_from(queues).unwrap_or(1),
                 host_tagset: true,

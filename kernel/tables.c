@@ -518,31 +518,31 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
 	SKB_TRUESIZE(kmalloc_size_roundup(SKB_DATA_ALIGN(MAX_TCP_HEADER) +		\
 					  SKB_DATA_ALIGN(sizeof(struct skb_shared_info))))
 
-bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len)
+bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces)
 {
 	struct sock *sk = sock->sk;
 	const struct tcp_sock *tp = tcp_sk(sk);
 	u32 goal = READ_ONCE(tp->mss_cache) * max_t(u32, READ_ONCE(tp->gso_segs), 1);
 	int frags = max(READ_ONCE(net_hotdata.sysctl_max_skb_frags), 1);
 	u32 notsent = READ_ONCE(tp->write_seq) - READ_ONCE(tp->snd_nxt);
-	size_t pieces, skbs;
+	size_t skbs;
 	int space;
 
-	/* A PDU is at most 16 MiB (a 24-bit data segment length): larger is never asked for. */
-	if (len > SZ_16M + SZ_1K)
+	/* A PDU is at most 16 MiB of data (a 24-bit length) and a few headers. */
+	if (len > SZ_16M + SZ_1K || pieces > len + 8)
 		return false;
 	/*
 	 * tcp_sendmsg waits for room before each new skb while !sk_stream_memory_free: the skbs
 	 * queued (their truesize) reach sk_sndbuf, or the bytes not yet sent reach
 	 * tcp_notsent_lowat. So the whole PDU must fit with the charge of every skb it may need:
-	 * one per size goal (mss_cache x gso_segs, as tcp_send_mss sets it), one per
-	 * sysctl_max_skb_frags pieces (a command's pages come in pieces of 512-byte multiples,
-	 * the queue's DMA alignment, plus header, padding and digest), and the tail skb the
-	 * first bytes may not fit into. Global TCP memory pressure (tcp_mem) can still make a
-	 * send wait; nothing here can foresee it.
+	 * one per size goal (mss_cache x gso_segs, as tcp_send_mss last set it; a few option
+	 * bytes less in tcp_current_mss, hence the spare skb), one per sysctl_max_skb_frags
+	 * pieces (the caller's count of the buffers it sends), and the tail skb the first bytes
+	 * may not fit into. Global TCP memory pressure (tcp_mem), a failed allocation (which
+	 * halves sk_sndbuf) and a memcg charge can still make a send wait; nothing here can
+	 * foresee them.
 	 */
-	pieces = len / 512 + 4;
-	skbs = len / max_t(u32, goal, 512) + 1 + DIV_ROUND_UP(pieces, frags) + 1;
+	skbs = len / max_t(u32, goal, 1) + 1 + DIV_ROUND_UP(pieces, frags) + 1;
 	if ((u64)notsent + len >= tcp_notsent_lowat(tp))
 		return false;
 	if (!sk_stream_memory_free(sk))

@@ -471,12 +471,13 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_peer_closed(self.raw()) }
     }
 
-    /// Whether `len` bytes can be sent now without waiting for room, TCP's overhead for every
+    /// Whether `len` bytes in at most `pieces` buffers (flat buffers and page ranges, each a
+    /// fragment of an skb) can be sent now without waiting for room, TCP's overhead for every
     /// skb they may take counted. Read without the socket lock: an ACK arriving meanwhile
     /// only frees room, but another sender on the same socket can take it.
-    pub(crate) fn has_room_for(&self, len: usize) -> bool {
+    pub(crate) fn has_room_for(&self, len: usize, pieces: usize) -> bool {
         // SAFETY: `self.sock` is a live socket; the helper only reads fields of it.
-        unsafe { bindings::core_iscsi_c_sock_room_for(self.raw(), len) }
+        unsafe { bindings::core_iscsi_c_sock_room_for(self.raw(), len, pieces) }
     }
 
     /// The local address and port the connection goes out from.

@@ -107,10 +107,13 @@ for shape in "48 + 4096 + 4 bytes copied" "17 pages less 2 spliced" "64 pages sp
     line=$(dmesg | grep -F "selftest: fill 127.0.0.1:3997: " | grep -F "$shape") || fail "no report of the $shape shape"
     ok "${line#*selftest: fill 127.0.0.1:3997: }"
 done
-# 34 to 50 pieces: one of the 17 counts leaves a single piece to the last skb.
-n=$(dmesg | grep -F "selftest: fill 127.0.0.1:3997: " | grep -cF "spliced pieces of 512")
-[ "$n" = 17 ] || fail "$n of the 17 piece counts reported"
-ok "48 bytes and 34 to 50 spliced pieces of 512, each sent at the edge: $(dmesg | grep -F "spliced pieces of 512" | grep -o '[0-9]* ms' | sort -n | tail -n 1) at most"
+# 34 to 50 pieces of 512 bytes, and 120 to 136 of 4: in each sweep one of the 17 counts leaves
+# a single piece to the last skb.
+for piece in 512 4; do
+    n=$(dmesg | grep -F "selftest: fill 127.0.0.1:3997: " | grep -cF "spliced pieces of $piece (")
+    [ "$n" = 17 ] || fail "$n of the 17 counts of pieces of $piece reported"
+    ok "48 bytes and 17 counts of spliced pieces of $piece, each sent at the edge: $(dmesg | grep -F "spliced pieces of $piece (" | grep -o '[0-9]* ms' | sort -n | tail -n 1) at most"
+done
 kill $sink
 
 unload_module
