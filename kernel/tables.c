@@ -551,6 +551,11 @@ bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces)
 	return space > 0 && (size_t)space >= len + skbs * CORE_ISCSI_SKB_CHARGE;
 }
 
+void core_iscsi_c_sock_no_linger(struct socket *sock)
+{
+	sock_no_linger(sock->sk);
+}
+
 bool core_iscsi_c_sock_peer_closed(struct socket *sock)
 {
 	switch (READ_ONCE(sock->sk->sk_state)) {

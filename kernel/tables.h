@@ -148,6 +148,8 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
  * state is CLOSE_WAIT, LAST_ACK, CLOSING, TIME_WAIT or CLOSE.
  */
 bool core_iscsi_c_sock_peer_closed(struct socket *sock);
+/* Makes the socket's release abortive (SO_LINGER 0): what is queued is dropped with a reset. */
+void core_iscsi_c_sock_no_linger(struct socket *sock);
 /*
  * Whether a send of len bytes in at most `pieces` buffers (flat buffers and page ranges) can
  * go without waiting for room in the send buffer: what it adds with every skb's overhead fits

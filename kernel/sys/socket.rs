@@ -465,6 +465,14 @@ impl TcpStream {
         self.sock.as_ptr()
     }
 
+    /// Makes dropping the stream abortive: what is still queued to send is freed at once and
+    /// the peer gets a reset, instead of the data waiting in an orphaned socket for a peer
+    /// that may never read it.
+    pub(crate) fn set_abortive_close(&self) {
+        // SAFETY: `self.sock` is live; sock_no_linger takes the socket lock itself.
+        unsafe { bindings::core_iscsi_c_sock_no_linger(self.raw()) }
+    }
+
     /// Whether the peer has closed its side (its FIN or a reset came).
     pub(crate) fn peer_closed(&self) -> bool {
         // SAFETY: `self.sock` is a live socket; the helper only reads its state.

@@ -96,9 +96,9 @@ import socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 3997)); s.listen(8)
 open("/tmp/sink-up", "w").close()
-held = []
+held = None
 while True:
-    held.append(s.accept()[0])
+    held = s.accept()[0]  # the one before is closed: one fill at a time
 ' &
 sink=$!
 wait_for "[ -e /tmp/sink-up ]" 20 || fail "the sink did not start"
@@ -114,6 +114,11 @@ for piece in 512 4; do
     [ "$n" = 17 ] || fail "$n of the 17 counts of pieces of $piece reported"
     ok "48 bytes and 17 counts of spliced pieces of $piece, each sent at the edge: $(dmesg | grep -F "spliced pieces of $piece (" | grep -o '[0-9]* ms' | sort -n | tail -n 1) at most"
 done
+# Each fill's stream is dropped with an abortive close: nothing of its megabytes is left
+# queued in an orphaned socket while the sink still holds its end.
+read -r orphans tcp_pages < <(awk '/^TCP:/ { for (i = 1; i < NF; i++) { if ($i == "orphan") o = $(i + 1); if ($i == "mem") m = $(i + 1) } print o, m }' /proc/net/sockstat)
+[ "$orphans" = 0 ] && [ "$tcp_pages" -lt 256 ] || fail "after the fills: $orphans orphaned TCP sockets, $tcp_pages pages of TCP memory ($(grep TCP: /proc/net/sockstat))"
+ok "after the fills: no orphaned socket, $tcp_pages pages of TCP memory"
 kill $sink
 
 unload_module
