@@ -522,25 +522,31 @@ bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces)
 {
 	struct sock *sk = sock->sk;
 	const struct tcp_sock *tp = tcp_sk(sk);
-	u32 goal = READ_ONCE(tp->mss_cache) * max_t(u32, READ_ONCE(tp->gso_segs), 1);
+	u32 mss = READ_ONCE(tp->mss_cache);
+	u32 goal = (mss > MAX_TCP_OPTION_SPACE ? mss - MAX_TCP_OPTION_SPACE : 1) *
+		   max_t(u32, READ_ONCE(tp->gso_segs), 1);
 	int frags = max(READ_ONCE(net_hotdata.sysctl_max_skb_frags), 1);
 	u32 notsent = READ_ONCE(tp->write_seq) - READ_ONCE(tp->snd_nxt);
 	size_t skbs;
 	int space;
 
-	/* A PDU is at most 16 MiB of data (a 24-bit length) and a few headers. */
+	/*
+	 * A PDU is at most 16 MiB of data (a 24-bit length) and a few headers, in no more buffers
+	 * than bytes: far from what would overflow the sums below.
+	 */
 	if (len > SZ_16M + SZ_1K || pieces > len + 8)
 		return false;
 	/*
 	 * tcp_sendmsg waits for room before each new skb while !sk_stream_memory_free: the skbs
 	 * queued (their truesize) reach sk_sndbuf, or the bytes not yet sent reach
 	 * tcp_notsent_lowat. So the whole PDU must fit with the charge of every skb it may need:
-	 * one per size goal (mss_cache x gso_segs, as tcp_send_mss last set it; a few option
-	 * bytes less in tcp_current_mss, hence the spare skb), one per sysctl_max_skb_frags
-	 * pieces (the caller's count of the buffers it sends), and the tail skb the first bytes
-	 * may not fit into. Global TCP memory pressure (tcp_mem), a failed allocation (which
-	 * halves sk_sndbuf) and a memcg charge can still make a send wait; nothing here can
-	 * foresee them.
+	 * one per size goal (mss_cache, less the most options tcp_current_mss can take off,
+	 * times gso_segs as tcp_send_mss last set it: stale after a route change until the next
+	 * send), one per sysctl_max_skb_frags pieces (the caller's count of the buffers it
+	 * sends), and the tail skb the first bytes may not fit into. Global TCP memory pressure
+	 * (tcp_mem), a failed allocation (which halves sk_sndbuf), a memcg charge, and the skbs
+	 * TCP splits while it transmits into a window still partly open can make a send wait
+	 * all the same; nothing here can foresee them.
 	 */
 	skbs = len / max_t(u32, goal, 1) + 1 + DIV_ROUND_UP(pieces, frags) + 1;
 	if ((u64)notsent + len >= tcp_notsent_lowat(tp))
