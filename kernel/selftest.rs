@@ -588,7 +588,7 @@ fn socket(arg: &[u8]) -> Result {
 /// The shapes of PDU the module sends from a submitter's context (`Connection::send_inline`).
 #[derive(Clone, Copy)]
 enum Shape {
-    /// A command with 4 KiB of immediate data and both digests, from flat buffers
+    /// A command with 4 KiB of immediate data and its data digest, from flat buffers
     /// (`send_flat`).
     Digested,
     /// A header, 17 full pages less 2 bytes spliced from a command's pages, and 2 bytes of
@@ -702,9 +702,14 @@ impl Shape {
 /// Fills `stream`'s send buffer (its peer reads nothing) until a PDU of `len` bytes in
 /// `pieces` buffers is just allowed: `has_room_for` says yes to it, and no to one byte more.
 /// Every filler is itself allowed, so none waits (2 s each at most). Whether the edge was
-/// reached.
-fn fill_to(stream: &TcpStream, len: usize, pieces: usize, flat: &[u8]) -> Result<bool> {
-    let mut sends = 0usize;
+/// reached; `ETIMEDOUT` past `by` (a peer that reads after all), `EINTR` on a signal.
+fn fill_to(
+    stream: &TcpStream,
+    len: usize,
+    pieces: usize,
+    flat: &[u8],
+    by: Deadline,
+) -> Result<bool> {
     let mut settled = 0;
     // Until a pass changes nothing: the peer's window closes once its receive buffer is full,
     // and until then its acknowledgements free room behind the fillers.
@@ -719,9 +724,15 @@ fn fill_to(stream: &TcpStream, len: usize, pieces: usize, flat: &[u8]) -> Result
                     .inspect_err(|_| {
                         pr_err!("core-iscsi selftest: FAILED: a filler of {} bytes that has_room_for allowed waited for room\n", f)
                     })?;
-                sends += 1;
                 sent = true;
-                check(sends < 100_000, "the peer's buffers filled")?;
+                if by.passed() || crate::sys::mem::signal_pending() {
+                    pr_err!("core-iscsi selftest: FAILED: the peer's buffers did not fill in time (does it read?)\n");
+                    return Err(if by.passed() {
+                        crate::sys::errno::timedout()
+                    } else {
+                        EINTR
+                    });
+                }
             }
             f /= 2;
         }
@@ -739,17 +750,21 @@ fn fill(arg: &[u8]) -> Result {
         pages.push(Page::alloc_page(GFP_KERNEL | __GFP_ZERO)?, GFP_KERNEL)?;
     }
     let flat = KVec::from_elem(0x5au8, 65536, GFP_KERNEL)?;
+    // Every shape in all: a few seconds against a peer that never reads.
+    let by = Deadline::after_ms(120_000);
     for shape in Shape::all() {
         let len = shape.len();
         let mut tries = 0;
         loop {
             tries += 1;
-            let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| false)?;
+            let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| {
+                crate::sys::mem::signal_pending()
+            })?;
             stream.set_nodelay();
             // The megabytes each fill queues go with the stream, not into an orphan: 37 of
             // them would put TCP under memory pressure, where any send may wait.
             stream.set_abortive_close();
-            if !fill_to(&stream, len, shape.pieces(), &flat)? {
+            if !fill_to(&stream, len, shape.pieces(), &flat, by)? {
                 // A filler took a new skb at the last step and went past the edge.
                 check(
                     tries < 5,

@@ -532,7 +532,8 @@ bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces)
 
 	/*
 	 * A PDU is at most 16 MiB of data (a 24-bit length) and a few headers, in no more buffers
-	 * than bytes: far from what would overflow the sums below.
+	 * than bytes: far from what would overflow the sums below (in 64 bits: a tiny MSS makes
+	 * many skbs).
 	 */
 	if (len > SZ_16M + SZ_1K || pieces > len + 8)
 		return false;
@@ -554,7 +555,7 @@ bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces)
 	if (!sk_stream_memory_free(sk))
 		return false;
 	space = sk_stream_wspace(sk);
-	return space > 0 && (size_t)space >= len + skbs * CORE_ISCSI_SKB_CHARGE;
+	return space > 0 && (u64)space >= (u64)len + (u64)skbs * CORE_ISCSI_SKB_CHARGE;
 }
 
 void core_iscsi_c_sock_no_linger(struct socket *sock)
