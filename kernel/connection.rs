@@ -57,7 +57,7 @@ use crate::sys::crypto::KernelCrc32c;
 use crate::sys::mem::{now_ms, Deadline};
 use crate::sys::scsi::{Command, CommandResult, Direction, HostByte};
 use crate::sys::try_mutex::{new_try_mutex, TryMutex};
-use crate::sys::socket::{Incoming, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
+use crate::sys::socket::{Incoming, ReadyQueue, SendWait, SocketAddr, SocketEvents, TcpStream};
 use crate::tasks::{Ending, Finished, Slot, TaskTable};
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use kernel::alloc::KVVec;
@@ -196,6 +196,37 @@ pub(crate) struct Tx {
     /// (pages may change until transmitted, as iscsi_tcp also reasons: the digest must cover
     /// the bytes as sent).
     buf: KVVec<u8>,
+    /// The PDU taken from the engine and not yet all on the wire (its header in `head`, its
+    /// data in `buf` or lent from its command): an inline send that found the socket full
+    /// leaves the rest here, and nothing else may go on the stream before it.
+    pending: Option<Pending>,
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        // A dead connection's partly sent PDU gives its command back in `wait_sender`, which
+        // retires every connection: this cannot happen.
+        if let Some(Pending {
+            data: OutData::Task { cmd, .. },
+            ..
+        }) = self.pending.take()
+        {
+            crate::tasks::abandon(cmd);
+        }
+    }
+}
+
+/// A PDU on its way out, taken from the engine under its lock and sent without it.
+struct Pending {
+    header_len: usize,
+    data: OutData,
+    pad: usize,
+    /// The data digest (over data and padding), when one follows them.
+    digest: Option<[u8; 4]>,
+    /// The engine had more queued when this was taken: sent with MSG_MORE to its end.
+    more: bool,
+    /// Bytes of it on the wire so far.
+    sent: usize,
 }
 
 /// The receive side (one receiver: the socket lock orders the callback and the rx work).
@@ -223,19 +254,20 @@ struct Placement {
     crc: DigestState,
 }
 
-/// A PDU's data on its way out, taken from the engine under its lock.
+/// A PDU's data segment.
 enum OutData {
     None,
     /// The first `n` bytes of the transmit buffer.
     Buf(usize),
-    /// Bytes of a command's buffer, the command lent out of the table meanwhile.
+    /// Bytes of a command's buffer, sent from its pages, the command lent out of the table
+    /// until the PDU is all out.
     Task { itt: u32, cmd: Command, offset: u32, len: u32 },
 }
 
 /// Whether [`Connection::drain`] may wait for room in the socket's send buffer (bounded by
-/// each PDU's deadline), or sends only what fits now and leaves the rest to the transmit work:
-/// queuecommand and commit_rqs must not wait for a target that stopped reading
-/// (`scsi_host_block` waits for them).
+/// each PDU's deadline), or sends only what fits now (MSG_DONTWAIT) and leaves the rest, a
+/// PDU partly sent included, to the transmit work: queuecommand and commit_rqs must not wait
+/// for a target that stopped reading (`scsi_host_block` waits for them).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Room {
     Wait,
@@ -360,13 +392,6 @@ impl_has_work! {
 /// segment is sent in at most this many page ranges.
 pub(crate) const MAX_SEGMENTS: u16 = 256;
 
-/// The most buffers a PDU of `len` bytes on the wire is sent from: its data's page ranges,
-/// each at least 4 bytes (the midlayer's default DMA alignment) and at most
-/// [`MAX_SEGMENTS`], or one copy, and the header, padding and digests around them.
-fn pieces(len: usize) -> usize {
-    (len / 4).min(MAX_SEGMENTS.into()) + 4
-}
-
 /// Under load the data-ready callback hands the receive to the rx work (on an unbound
 /// workqueue): with at least this many commands in flight, latency matters less than
 /// throughput, and one worker takes every PDU that arrived by the time it runs, copying and
@@ -384,6 +409,9 @@ const RX_WORK_DEPTH: usize = 4;
 /// NIC's burst into one delivery. Without GRO, MSS-sized pieces would each be read where they
 /// arrive: each read drains the queue, so they do not pile up.
 const RX_WORK_BYTES: usize = 4096;
+
+/// Zeros to pad a data segment with.
+const PAD: [u8; 3] = [0; 3];
 
 /// PDUs queuecommand (or commit_rqs) sends itself before it leaves the rest to the transmit
 /// work: a command alone in flight with its immediate data and first unsolicited Data-Out
@@ -482,6 +510,7 @@ impl Connection {
                 tx <- new_try_mutex!(Tx {
                     head: [0; TX_HEADER_MAX],
                     buf: tx_buf,
+                    pending: None,
                 }),
                 rx <- new_spinlock_bh!(Rx {
                     buf: rx_buf,
@@ -595,9 +624,14 @@ impl Connection {
         crate::sys::workqueue::cancel_sync::<Self, 1>(self);
     }
 
-    /// Waits for a sender in progress to let go (it fails fast on a shut socket).
+    /// Waits for a sender in progress to let go (it fails fast on a shut socket); once the
+    /// connection is dead, also gives back the command of a PDU left partly sent, which no
+    /// transmit work will finish.
     pub(crate) fn wait_sender(&self) {
-        drop(self.tx.lock());
+        let mut tx = self.tx.lock();
+        if self.is_dead() {
+            self.give_back_pending(&mut tx);
+        }
     }
 
     /// Waits for a receive pass in progress to end: it holds `rx` from taking a finished
@@ -958,9 +992,9 @@ impl Connection {
     }
 
     /// Sends what is queued, from queuecommand or commit_rqs: at most [`INLINE_PDUS`] PDUs,
-    /// and only while the socket has room for the next one (`Conn::next_transmit_len`), the
-    /// rest left to the transmit work; and nothing at all if someone else is sending (the
-    /// transmit work, or another queue's inline send): that sender, or the transmit work
+    /// and only what the socket takes without waiting (MSG_DONTWAIT), the rest, a PDU partly
+    /// sent included, left to the transmit work; and nothing at all if someone else is sending
+    /// (the transmit work, or another queue's inline send): that sender, or the transmit work
     /// woken here, takes this command too. `scsi_host_block` (recovery, pause) waits for
     /// every queuecommand in progress, so one must wait neither for `tx`, which a target can
     /// keep busy for as long as it feeds the queue, nor for a target to read.
@@ -995,108 +1029,54 @@ impl Connection {
     }
 
     /// Sends the engine's queue, one PDU at a time and at most `budget`, with MSG_MORE while
-    /// more follows (the tx lock is held; the engine's only while a PDU is taken from it).
-    /// `Ok(true)` when more is left for the transmit work: the budget ran out with more to
-    /// send (the engine said so with the last PDU), or, with [`Room::Only`], the socket has no
-    /// room for the next one. `Ok(false)` when the queue was empty as the last PDU was taken
-    /// (whoever queues more wakes the transmit work).
+    /// more follows (the tx lock is held; the engine's only while a PDU is taken from it),
+    /// first the rest of a PDU an inline send left partly sent. `Ok(true)` when more is left
+    /// for the transmit work: the budget ran out with more to send (the engine said so with
+    /// the last PDU), or, with [`Room::Only`], the socket took only part of a PDU. `Ok(false)`
+    /// when the queue was empty as the last PDU was taken (whoever queues more wakes the
+    /// transmit work).
     fn drain(&self, tx: &mut Tx, budget: usize, room: Room) -> core::result::Result<bool, Failure> {
         // The last PDU went with MSG_MORE: what it held back must be pushed if nothing follows
         // after all (the engine dropped a burst whose task ended meanwhile).
         let mut held = false;
         for _ in 0..budget {
             if self.is_dead() {
+                self.give_back_pending(tx);
                 return Ok(false);
             }
-            let Tx { head, buf } = tx;
-            let (header_len, data, pad, digest, more) = {
-                let mut guard = self.engine.lock();
-                let Engine { ffp, cmds } = &mut **guard;
-                let next = ffp.next_transmit_len();
-                if room == Room::Only && next > 0 && !self.stream.has_room_for(next, pieces(next)) {
-                    // The socket would make this send wait: the transmit work sends it (an
-                    // empty queue, 0, is for `poll_transmit` to say).
-                    drop(guard);
-                    add(&self.stats.tx_full, 1);
-                    if held {
-                        self.stream.push();
-                    }
-                    return Ok(true);
-                }
-                let mut io = self.io.lock();
-                let p = match ffp.poll_transmit(&mut io.ffp, &self.crc, head) {
-                    Ok(Some(p)) => p,
-                    Ok(None) => {
+            if tx.pending.is_none() {
+                match self.take_pdu(tx)? {
+                    Some(p) => tx.pending = Some(p),
+                    None => {
                         // Pushing takes the socket lock, which the receive path holds while
-                        // it waits for `engine`: never under these locks.
-                        drop(io);
-                        drop(guard);
+                        // it waits for `engine`: never under that lock (`take_pdu` dropped it).
                         if held {
                             self.stream.push();
                         }
                         return Ok(false);
                     }
-                    Err(why) => {
-                        drop(io);
-                        drop(guard);
-                        return Err(self.lost(why));
-                    }
-                };
-                drop(io);
-                let data = match p.data {
-                    TxData::None => OutData::None,
-                    TxData::Bytes(b) => {
-                        let dst = buf.get_mut(..b.len()).ok_or(Failure::Protocol)?;
-                        dst.copy_from_slice(b);
-                        OutData::Buf(b.len())
-                    }
-                    TxData::Task { itt, offset, len } => match cmds.lend(itt) {
-                        Some(cmd) => OutData::Task {
-                            itt,
-                            cmd,
-                            offset,
-                            len,
-                        },
-                        // The engine holds the task, so the table holds its command, lent to
-                        // no one else (a write is never placed into): cannot happen.
-                        None => return Err(Failure::Protocol),
-                    },
-                };
-                let (header_len, pad, digest) = (p.header_len, p.pad, p.data_digest);
-                (header_len, data, pad, digest, ffp.has_transmit())
-            };
-            let header = head.get(..header_len).ok_or(Failure::Protocol)?;
-            let (sent, lent) = match data {
-                OutData::None => (self.send_flat(header, &[], 0, false, more), None),
-                OutData::Buf(n) => {
-                    let data = buf.get(..n).ok_or(Failure::Protocol)?;
-                    (self.send_flat(header, data, pad, digest, more), None)
                 }
-                OutData::Task {
-                    itt,
-                    cmd,
-                    offset,
-                    len,
-                } => {
-                    let sent = if digest {
-                        // Copied first, so the digest covers exactly the bytes sent.
-                        match buf.get_mut(..len as usize) {
-                            Some(data) => match cmd.copy_out(offset, data) {
-                                Ok(()) => self.send_flat(header, data, pad, digest, more),
-                                Err(_) => Err(Failure::Protocol),
-                            },
-                            None => Err(Failure::Protocol),
-                        }
-                    } else {
-                        self.send_pages(header, &cmd, offset, len, pad, more)
-                    };
-                    (sent, Some((itt, cmd)))
-                }
-            };
-            if let Some((itt, cmd)) = lent {
-                self.engine.lock().cmds.give_back(itt, cmd);
             }
-            sent?;
+            let wait = match room {
+                Room::Only => SendWait::No,
+                Room::Wait => SendWait::Until(self.pdu_deadline()),
+            };
+            let Tx { head, buf, pending } = &mut *tx;
+            let Some(p) = pending.as_mut() else {
+                return Err(Failure::Protocol);
+            };
+            let all_out = self.send_rest(head, buf, p, wait);
+            let more = p.more;
+            if !matches!(all_out, Ok(false)) {
+                // Sent, or the connection fails: either way the PDU is done with.
+                self.give_back_pending(tx);
+            }
+            if !all_out? {
+                // The socket is full: the transmit work, which may wait for room, sends the
+                // rest (no push: the rest follows).
+                add(&self.stats.tx_full, 1);
+                return Ok(true);
+            }
             if !more {
                 // The queue was empty when this PDU was taken, and it went without MSG_MORE.
                 // Whoever queues more after that wakes the transmit work (or sends it
@@ -1114,83 +1094,193 @@ impl Connection {
         Ok(held)
     }
 
+    /// Takes the next PDU from the engine (`None`: its queue is empty): the header into
+    /// `tx.head`, the data copied into `tx.buf` (the engine's bytes, or a task's data under a
+    /// data digest, copied outside the engine's lock with the command lent meanwhile) or lent
+    /// from its command, and the data digest computed.
+    fn take_pdu(&self, tx: &mut Tx) -> core::result::Result<Option<Pending>, Failure> {
+        let Tx { head, buf, .. } = tx;
+        let mut pdu = {
+            let mut guard = self.engine.lock();
+            let Engine { ffp, cmds } = &mut **guard;
+            let mut io = self.io.lock();
+            let p = match ffp.poll_transmit(&mut io.ffp, &self.crc, head) {
+                Ok(Some(p)) => p,
+                Ok(None) => return Ok(None),
+                Err(why) => {
+                    drop(io);
+                    drop(guard);
+                    return Err(self.lost(why));
+                }
+            };
+            drop(io);
+            let data = match p.data {
+                TxData::None => OutData::None,
+                TxData::Bytes(b) => {
+                    let dst = buf.get_mut(..b.len()).ok_or(Failure::Protocol)?;
+                    dst.copy_from_slice(b);
+                    OutData::Buf(b.len())
+                }
+                TxData::Task { itt, offset, len } => match cmds.lend(itt) {
+                    Some(cmd) => OutData::Task {
+                        itt,
+                        cmd,
+                        offset,
+                        len,
+                    },
+                    // The engine holds the task, so the table holds its command, lent to
+                    // no one else (a write is never placed into): cannot happen.
+                    None => return Err(Failure::Protocol),
+                },
+            };
+            Pending {
+                header_len: p.header_len,
+                data,
+                pad: p.pad,
+                digest: p.data_digest.then_some([0; 4]),
+                more: ffp.has_transmit(),
+                sent: 0,
+            }
+        };
+        let Some(wire) = pdu.digest.as_mut() else {
+            return Ok(Some(pdu));
+        };
+        if let OutData::Task {
+            itt,
+            cmd,
+            offset,
+            len,
+        } = core::mem::replace(&mut pdu.data, OutData::None)
+        {
+            // Copied first, so the digest covers exactly the bytes sent; the command is not
+            // needed once its bytes are.
+            let copied = match buf.get_mut(..len as usize) {
+                Some(data) => cmd.copy_out(offset, data).map_err(|_| Failure::Protocol),
+                None => Err(Failure::Protocol),
+            };
+            self.engine.lock().cmds.give_back(itt, cmd);
+            copied?;
+            pdu.data = OutData::Buf(len as usize);
+        }
+        let data = match pdu.data {
+            OutData::Buf(n) => buf.get(..n).ok_or(Failure::Protocol)?,
+            _ => &[],
+        };
+        let mut d = DigestState::new();
+        d.update(&self.crc, data);
+        d.update(&self.crc, PAD.get(..pdu.pad).ok_or(Failure::Protocol)?);
+        *wire = d.finish_wire();
+        Ok(Some(pdu))
+    }
+
+    /// Gives back the command of the PDU `tx` holds, if it lent one, and drops the PDU.
+    fn give_back_pending(&self, tx: &mut Tx) {
+        if let Some(Pending {
+            data: OutData::Task { itt, cmd, .. },
+            ..
+        }) = tx.pending.take()
+        {
+            self.engine.lock().cmds.give_back(itt, cmd);
+        }
+    }
+
     /// When a PDU whose send starts now must be out: a target that takes a segment every few
     /// seconds cannot keep the tx lock for longer.
     fn pdu_deadline(&self) -> Option<Deadline> {
         Some(Deadline::after_ms(self.send_timeout_ms.into()))
     }
 
-    /// Sends one PDU from flat buffers: header, data, padding and (with `digest`) the data
-    /// digest.
-    fn send_flat(
+    /// Sends what is left of `p` (its first `p.sent` bytes are out), waiting for room as
+    /// `wait` says: the header from `head`, the data from `buf` or from the lent command's
+    /// pages (no copy: 16 page ranges a call), padding and data digest, with MSG_MORE up to
+    /// its end, and past it when `p.more`. `Ok(true)` once all of it is out; `Ok(false)` when
+    /// [`SendWait::No`] found the socket full first (`p.sent` says how far it got).
+    fn send_rest(
         &self,
-        header: &[u8],
-        data: &[u8],
-        pad: usize,
-        digest: bool,
-        more: bool,
-    ) -> core::result::Result<(), Failure> {
-        let zeros = [0u8; 3];
-        let pad = zeros.get(..pad).unwrap_or(&[]);
-        let mut d = DigestState::new();
-        if digest {
-            d.update(&self.crc, data);
-            d.update(&self.crc, pad);
+        head: &[u8],
+        buf: &[u8],
+        p: &mut Pending,
+        wait: SendWait,
+    ) -> core::result::Result<bool, Failure> {
+        let header = head.get(..p.header_len).ok_or(Failure::Protocol)?;
+        let pad = PAD.get(..p.pad).ok_or(Failure::Protocol)?;
+        let digest: &[u8] = p.digest.as_ref().map_or(&[], |d| d.as_slice());
+        let data_len = match &p.data {
+            OutData::None => 0,
+            OutData::Buf(n) => *n,
+            OutData::Task { len, .. } => *len as usize,
+        };
+        let total = header.len() + data_len + pad.len() + digest.len();
+        match &p.data {
+            OutData::Task {
+                cmd, offset, len, ..
+            } => {
+                // Header, pages, padding: where the last send stopped.
+                if p.sent < header.len() {
+                    let rest = header.get(p.sent..).unwrap_or(&[]);
+                    let n = self
+                        .stream
+                        .send_all(&[rest], true, wait)
+                        .map_err(Failure::from_socket)?;
+                    p.sent += n;
+                    if n < rest.len() {
+                        return Ok(false);
+                    }
+                }
+                let end = offset.checked_add(*len).ok_or(Failure::Protocol)?;
+                let done = u32::try_from(p.sent - header.len()).map_err(|_| Failure::Protocol)?;
+                let mut at = offset.checked_add(done.min(*len)).ok_or(Failure::Protocol)?;
+                while at < end {
+                    let mut ranges = [None; 16];
+                    let (n, bytes) = cmd
+                        .page_ranges(at, end - at, &mut ranges)
+                        .map_err(|_| Failure::Protocol)?;
+                    if bytes == 0 {
+                        return Err(Failure::Protocol);
+                    }
+                    let more = p.more || bytes < end - at || !pad.is_empty();
+                    let sent = self
+                        .stream
+                        .send_pages(ranges.get(..n).unwrap_or(&[]), more, wait)
+                        .map_err(Failure::from_socket)?;
+                    p.sent += sent;
+                    at = at.checked_add(sent as u32).ok_or(Failure::Protocol)?;
+                    if sent < bytes as usize {
+                        return Ok(false);
+                    }
+                }
+                let pad_done = p.sent - header.len() - *len as usize;
+                if let Some(rest) = pad.get(pad_done..).filter(|r| !r.is_empty()) {
+                    let n = self
+                        .stream
+                        .send_all(&[rest], p.more, wait)
+                        .map_err(Failure::from_socket)?;
+                    p.sent += n;
+                }
+            }
+            OutData::None | OutData::Buf(_) => {
+                let data = match p.data {
+                    OutData::Buf(n) => buf.get(..n).ok_or(Failure::Protocol)?,
+                    _ => &[],
+                };
+                let mut skip = p.sent;
+                let rest = [header, data, pad, digest].map(|part| {
+                    let n = skip.min(part.len());
+                    skip -= n;
+                    part.get(n..).unwrap_or(&[])
+                });
+                p.sent += self
+                    .stream
+                    .send_all(&rest, p.more, wait)
+                    .map_err(Failure::from_socket)?;
+            }
         }
-        let wire = d.finish_wire();
-        let ddigest: &[u8] = if digest { &wire } else { &[] };
-        let parts = [header, data, pad, ddigest];
-        self.stream
-            .send_all(&parts, more, self.pdu_deadline())
-            .map_err(Failure::from_socket)?;
-        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if p.sent < total {
+            return Ok(false);
+        }
         add(&self.stats.pdus_tx, 1);
         add(&self.stats.bytes_tx, total);
-        Ok(())
-    }
-
-    /// Sends one PDU whose data segment is `len` bytes at `offset` of `cmd`'s buffer, from
-    /// its pages (no copy; no data digest).
-    fn send_pages(
-        &self,
-        header: &[u8],
-        cmd: &Command,
-        offset: u32,
-        len: u32,
-        pad: usize,
-        more: bool,
-    ) -> core::result::Result<(), Failure> {
-        let zeros = [0u8; 3];
-        let pad = zeros.get(..pad).unwrap_or(&[]);
-        let deadline = self.pdu_deadline();
-        // MSG_MORE until the last piece: header and data leave in full segments.
-        self.stream
-            .send_all(&[header], true, deadline)
-            .map_err(Failure::from_socket)?;
-        let end = offset.checked_add(len).ok_or(Failure::Protocol)?;
-        let mut at = offset;
-        while at < end {
-            let mut ranges = [None; 16];
-            let (n, bytes) = cmd
-                .page_ranges(at, end - at, &mut ranges)
-                .map_err(|_| Failure::Protocol)?;
-            if bytes == 0 {
-                return Err(Failure::Protocol);
-            }
-            at = at.checked_add(bytes).ok_or(Failure::Protocol)?;
-            let more = more || at < end || !pad.is_empty();
-            self.stream
-                .send_pages(ranges.get(..n).unwrap_or(&[]), more, deadline)
-                .map_err(Failure::from_socket)?;
-        }
-        if !pad.is_empty() {
-            self.stream
-                .send_all(&[pad], more, deadline)
-                .map_err(Failure::from_socket)?;
-        }
-        add(&self.stats.pdus_tx, 1);
-        add(&self.stats.bytes_tx, header.len() + len as usize + pad.len());
-        Ok(())
+        Ok(true)
     }
 
     // ---- receiving -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ use crate::proto::login::{
 use crate::proto::pdu::{self, Digests, BHS_LEN};
 use crate::sys::errno;
 use crate::sys::mem::Deadline;
-use crate::sys::socket::TcpStream;
+use crate::sys::socket::{SendWait, TcpStream};
 use core::fmt;
 use kernel::error::code;
 use kernel::prelude::*;
@@ -185,7 +185,7 @@ pub(crate) fn login(
         {
             let pdu = bufs.tx.get(..n).ok_or(Failure::Protocol)?;
             stream
-                .send_all(&[pdu], false, Some(deadline))
+                .send_all(&[pdu], false, SendWait::Until(Some(deadline)))
                 .map_err(Failure::from_socket)?;
         }
         let mut bhs = [0u8; BHS_LEN];

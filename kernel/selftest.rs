@@ -10,9 +10,9 @@
 //!   (ECONNREFUSED, ENETUNREACH, ETIMEDOUT after 2 s ...).
 //! - `socket ADDR`: against a TCP echo server at ADDR: gathered and zero-copy page sends,
 //!   exact and page receives checked byte for byte, socket callbacks, timeouts, shutdown.
-//! - `fill ADDR`: against a peer at ADDR that never reads, a PDU of each shape the module
-//!   sends is sent at the edge of what `TcpStream::has_room_for` allows, and goes out without
-//!   waiting for room.
+//! - `fill ADDR`: against a peer at ADDR that never reads, once the send buffer is full, a
+//!   PDU of each shape the module sends from queuecommand, sent without waiting for room
+//!   (`SendWait::No`), returns at once with nothing taken.
 //!
 //! A write succeeds when the test passes and fails with the errno of the first failed check
 //! otherwise (EIO for a wrong result); the kernel log says what was checked and what failed.
@@ -23,7 +23,7 @@ use crate::proto::crc;
 use crate::sys::crypto::{KernelChapDigest, KernelCrc32c};
 use crate::sys::mem::Deadline;
 use crate::sys::page;
-use crate::sys::socket::{PageRange, ReadyQueue, SocketAddr, SocketEvents, TcpStream};
+use crate::sys::socket::{PageRange, ReadyQueue, SendWait, SocketAddr, SocketEvents, TcpStream};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::page::{Page, PAGE_SIZE};
 use kernel::prelude::*;
@@ -424,7 +424,7 @@ fn socket(arg: &[u8]) -> Result {
         )?;
         let seen = events.data_ready.load(Ordering::SeqCst);
 
-        stream.send_all(&[&head, &body], true, None)?;
+        stream.send_all(&[&head, &body], true, SendWait::Until(None))?;
         {
             let [t0, t1] = &mut tx;
             stream.send_pages(
@@ -433,7 +433,7 @@ fn socket(arg: &[u8]) -> Result {
                     Some(PageRange::from_page(t1, p1.0, p1.1)?),
                 ],
                 false,
-                None,
+                SendWait::Until(None),
             )?;
         }
         check(
@@ -544,7 +544,7 @@ fn socket(arg: &[u8]) -> Result {
     stream.clear_callbacks();
     let frozen = events.data_ready.load(Ordering::SeqCst);
     let ping = pattern_vec(99, 0, 10)?;
-    stream.send_all(&[&ping], false, None)?;
+    stream.send_all(&[&ping], false, SendWait::Until(None))?;
     let mut pong = [0u8; 10];
     stream.recv_exact(&mut pong)?;
     check(pong[..] == ping[..], "echo after clear_callbacks")?;
@@ -588,51 +588,28 @@ fn socket(arg: &[u8]) -> Result {
 /// The shapes of PDU the module sends from a submitter's context (`Connection::send_inline`).
 #[derive(Clone, Copy)]
 enum Shape {
-    /// A command with 4 KiB of immediate data and its data digest, from flat buffers
-    /// (`send_flat`).
+    /// A command with 4 KiB of immediate data and its data digest, from flat buffers.
     Digested,
     /// A header, 17 full pages less 2 bytes spliced from a command's pages, and 2 bytes of
-    /// padding (`send_pages`): the padding needs an skb of its own.
+    /// padding.
     Pages,
-    /// A header and this many pieces of 512 bytes, each from a page of its own: an skb per
-    /// 17 pieces (`MAX_SKB_FRAGS`). Over 17 consecutive counts one leaves a single piece for
-    /// the last skb, however many pieces the queue's tail skb already held.
-    Pieces(usize),
     /// A header and 64 pages (256 KiB, the largest FirstBurstLength the module offers).
     Burst,
-    /// A header and this many pieces of 4 bytes (the midlayer's DMA alignment allows them:
-    /// SG_IO), none next to another: again an skb per 17.
-    Tiny(usize),
+    /// A header and 136 pieces of 4 bytes (the midlayer's DMA alignment allows them: SG_IO),
+    /// each from a page of its own.
+    Tiny,
 }
 
 impl Shape {
     const HEADER: usize = 48;
-
-    /// Every shape tried: the pieces in 17 consecutive counts.
-    fn all() -> impl Iterator<Item = Shape> {
-        let fixed = [Shape::Digested, Shape::Pages, Shape::Burst].into_iter();
-        let pieces = Iterator::chain((34..51).map(Shape::Pieces), (120..137).map(Shape::Tiny));
-        Iterator::chain(fixed, pieces)
-    }
+    const ALL: [Shape; 4] = [Shape::Digested, Shape::Pages, Shape::Burst, Shape::Tiny];
 
     fn name(self) -> &'static str {
         match self {
             Shape::Digested => "48 + 4096 + 4 bytes copied",
             Shape::Pages => "48 bytes, 17 pages less 2 spliced, 2 of padding",
-            Shape::Pieces(_) => "48 bytes and spliced pieces of 512",
             Shape::Burst => "48 bytes, 64 pages spliced",
-            Shape::Tiny(_) => "48 bytes and spliced pieces of 4",
-        }
-    }
-
-    /// The buffers it is sent from (header, page ranges, padding, digest), as the module
-    /// counts them for `has_room_for`.
-    fn pieces(self) -> usize {
-        match self {
-            Shape::Digested => 3,
-            Shape::Pages => 1 + 17 + 1,
-            Shape::Pieces(n) | Shape::Tiny(n) => 1 + n,
-            Shape::Burst => 1 + 64,
+            Shape::Tiny => "48 bytes and 136 spliced pieces of 4",
         }
     }
 
@@ -643,9 +620,8 @@ impl Shape {
             Shape::Digested => None,
             Shape::Pages if k < 16 => Some((0, PAGE_SIZE)),
             Shape::Pages if k == 16 => Some((0, PAGE_SIZE - 2)),
-            Shape::Pieces(n) if k < n => Some((1024, 512)),
             Shape::Burst if k < 64 => Some((0, PAGE_SIZE)),
-            Shape::Tiny(n) if k < n => Some((8 * (k / 64), 4)),
+            Shape::Tiny if k < 136 => Some((8 * (k / 64), 4)),
             _ => None,
         }
     }
@@ -656,90 +632,81 @@ impl Shape {
             Shape::Pages => 2,
             _ => 0,
         };
-        Self::HEADER
-            + tail
-            + (0..self.pieces())
-                .filter_map(|k| self.range(k))
-                .map(|r| r.1)
-                .sum::<usize>()
+        let ranges: usize = (0..64 * 4).map_while(|k| self.range(k)).map(|r| r.1).sum();
+        Self::HEADER + tail + ranges
     }
 
-    /// Sends it as the module would, every piece bounded by one deadline.
-    fn send(self, stream: &TcpStream, pages: &mut [Page], flat: &[u8], by: Deadline) -> Result {
+    /// Sends it as the module would, never waiting for room: the bytes the socket took.
+    fn send(self, stream: &TcpStream, pages: &mut [Page], flat: &[u8]) -> Result<usize> {
         let header = flat.get(..Self::HEADER).ok_or(EINVAL)?;
         if let Shape::Digested = self {
             let data = flat.get(..4096).ok_or(EINVAL)?;
             let digest = flat.get(..4).ok_or(EINVAL)?;
-            return stream.send_all(&[header, data, digest], false, Some(by));
+            return stream.send_all(&[header, data, digest], false, SendWait::No);
         }
-        stream.send_all(&[header], true, Some(by))?;
+        let mut sent = stream.send_all(&[header], true, SendWait::No)?;
+        if sent < header.len() {
+            return Ok(sent);
+        }
         let padding = matches!(self, Shape::Pages);
         let mut k = 0;
         while self.range(k).is_some() {
-            // 16 ranges a call, as `Connection::send_pages` takes them from `page_ranges`;
+            // 16 ranges a call, as `Connection::send_rest` takes them from `page_ranges`;
             // range k from page k mod 64.
             let (before, from) = pages.split_at_mut(k % pages.len().max(1));
             let mut left = Iterator::chain(from.iter_mut(), before.iter_mut());
             let mut ranges: [Option<PageRange<'_>>; 16] = Default::default();
+            let mut bytes = 0;
             for slot in ranges.iter_mut() {
                 let Some((offset, len)) = self.range(k) else {
                     break;
                 };
                 let page = left.next().ok_or(EINVAL)?;
                 *slot = Some(PageRange::from_page(page, offset, len)?);
+                bytes += len;
                 k += 1;
             }
             let more = padding || self.range(k).is_some();
-            stream.send_pages(&ranges, more, Some(by))?;
+            let n = stream.send_pages(&ranges, more, SendWait::No)?;
+            sent += n;
+            if n < bytes {
+                return Ok(sent);
+            }
         }
         if padding {
-            stream.send_all(&[flat.get(..2).ok_or(EINVAL)?], false, Some(by))?;
+            sent += stream.send_all(&[flat.get(..2).ok_or(EINVAL)?], false, SendWait::No)?;
         }
-        Ok(())
+        Ok(sent)
     }
 }
 
-/// Fills `stream`'s send buffer (its peer reads nothing) until a PDU of `len` bytes in
-/// `pieces` buffers is just allowed: `has_room_for` says yes to it, and no to one byte more.
-/// Every filler is itself allowed, so none waits (2 s each at most). Whether the edge was
-/// reached; `ETIMEDOUT` past `by` (a peer that reads after all), `EINTR` on a signal.
-fn fill_to(
-    stream: &TcpStream,
-    len: usize,
-    pieces: usize,
-    flat: &[u8],
-    by: Deadline,
-) -> Result<bool> {
-    let mut settled = 0;
-    // Until a pass changes nothing: the peer's window closes once its receive buffer is full,
-    // and until then its acknowledgements free room behind the fillers.
-    while settled < 2 {
-        let mut f = 65536;
-        let mut sent = false;
-        while f >= 1 {
-            while stream.has_room_for(len + f, pieces) {
-                let filler = flat.get(..f).ok_or(EINVAL)?;
-                stream
-                    .send_all(&[filler], false, Some(Deadline::after_ms(2000)))
-                    .inspect_err(|_| {
-                        pr_err!("core-iscsi selftest: FAILED: a filler of {} bytes that has_room_for allowed waited for room\n", f)
-                    })?;
-                sent = true;
-                if by.passed() || crate::sys::mem::signal_pending() {
-                    pr_err!("core-iscsi selftest: FAILED: the peer's buffers did not fill in time (does it read?)\n");
-                    return Err(if by.passed() {
-                        crate::sys::errno::timedout()
-                    } else {
-                        EINTR
-                    });
-                }
-            }
-            f /= 2;
+/// Fills `stream`'s send buffer (its peer reads nothing) with sends that may not wait, until
+/// two of them 20 ms apart take nothing: the peer's window has closed and no acknowledgement
+/// frees room any more. `ETIMEDOUT` past `by` (a peer that reads after all), `EINTR` on a
+/// signal.
+fn fill_up(stream: &TcpStream, flat: &[u8], by: Deadline) -> Result {
+    let mut empty = 0;
+    while empty < 2 {
+        if by.passed() || crate::sys::mem::signal_pending() {
+            pr_err!("core-iscsi selftest: FAILED: the peer's buffers did not fill in time (does it read?)\n");
+            return Err(if by.passed() {
+                crate::sys::errno::timedout()
+            } else {
+                EINTR
+            });
         }
-        settled = if sent { 0 } else { settled + 1 };
-        crate::sys::mem::sleep_ms(20);
+        let start = Ktime::ktime_get();
+        let n = stream.send_all(&[flat], false, SendWait::No)?;
+        check(
+            ktime_ms_delta(Ktime::ktime_get(), start) < 1000,
+            "a send that may not wait returns at once",
+        )?;
+        if n < flat.len() {
+            empty = if n == 0 { empty + 1 } else { 0 };
+            crate::sys::mem::sleep_ms(20);
+        }
     }
-    Ok(stream.has_room_for(len, pieces) && !stream.has_room_for(len + 1, pieces))
+    Ok(())
 }
 
 /// `fill ADDR`: see the module documentation.
@@ -752,45 +719,33 @@ fn fill(arg: &[u8]) -> Result {
     let flat = KVec::from_elem(0x5au8, 65536, GFP_KERNEL)?;
     // Every shape in all: a few seconds against a peer that never reads.
     let by = Deadline::after_ms(120_000);
-    for shape in Shape::all() {
-        let len = shape.len();
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| {
-                crate::sys::mem::signal_pending()
-            })?;
-            stream.set_nodelay();
-            // The megabytes each fill queues go with the stream, not into an orphan: 37 of
-            // them would put TCP under memory pressure, where any send may wait.
-            stream.set_abortive_close();
-            if !fill_to(&stream, len, shape.pieces(), &flat, by)? {
-                // A filler took a new skb at the last step and went past the edge.
-                check(
-                    tries < 5,
-                    "the fill reaches the edge of has_room_for in five tries",
-                )?;
-                continue;
-            }
-            let start = Ktime::ktime_get();
-            shape.send(&stream, &mut pages, &flat, Deadline::after_ms(2000)).inspect_err(|_| {
-                pr_err!(
-                    "core-iscsi selftest: FAILED: {} ({} bytes), allowed by has_room_for, waited for room\n",
-                    shape.name(),
-                    len
-                )
-            })?;
-            let ms = ktime_ms_delta(Ktime::ktime_get(), start);
-            check(ms < 1000, "a PDU has_room_for allowed went out at once")?;
-            pr_info!(
-                "core-iscsi selftest: fill {}: {} ({} bytes) sent at the edge in {} ms\n",
-                addr,
+    for shape in Shape::ALL {
+        let stream = TcpStream::connect(&addr, 0, Deadline::after_ms(5000), &|| {
+            crate::sys::mem::signal_pending()
+        })?;
+        stream.set_nodelay();
+        // The megabytes each fill queues go with the stream, not into an orphan: they would
+        // put TCP under memory pressure.
+        stream.set_abortive_close();
+        fill_up(&stream, &flat, by)?;
+        let start = Ktime::ktime_get();
+        let sent = shape.send(&stream, &mut pages, &flat).inspect_err(|e| {
+            pr_err!(
+                "core-iscsi selftest: FAILED: {} on a full socket: error {}\n",
                 shape.name(),
-                len,
-                ms
-            );
-            break;
-        }
+                e.to_errno()
+            )
+        })?;
+        let ms = ktime_ms_delta(Ktime::ktime_get(), start);
+        check(ms < 1000, "a PDU sent without waiting returns at once")?;
+        check(sent < shape.len(), "a full socket takes less than a PDU sent without waiting")?;
+        pr_info!(
+            "core-iscsi selftest: fill {}: {} on a full socket: {} bytes taken in {} ms\n",
+            addr,
+            shape.name(),
+            sent,
+            ms
+        );
     }
     pr_info!("core-iscsi selftest: fill {}: ok\n", addr);
     Ok(())

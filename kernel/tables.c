@@ -9,8 +9,6 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/tcp.h>
-#include <linux/sizes.h>
-#include <net/hotdata.h>
 #include <net/net_namespace.h>
 #include <net/sock.h>
 #include <net/tcp.h>
@@ -507,55 +505,6 @@ int core_iscsi_c_sock_set_callbacks(struct socket *sock, void *user,
 	sk->sk_write_space = core_iscsi_sk_write_space;
 	write_unlock_bh(&sk->sk_callback_lock);
 	return 0;
-}
-
-/*
- * What tcp_sendmsg charges to the send buffer for a new skb besides its data: the skb's truesize
- * with MAX_TCP_HEADER of head room (tcp_stream_alloc_skb). An upper bound: it counts the shared
- * info twice.
- */
-#define CORE_ISCSI_SKB_CHARGE								\
-	SKB_TRUESIZE(kmalloc_size_roundup(SKB_DATA_ALIGN(MAX_TCP_HEADER) +		\
-					  SKB_DATA_ALIGN(sizeof(struct skb_shared_info))))
-
-bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces)
-{
-	struct sock *sk = sock->sk;
-	const struct tcp_sock *tp = tcp_sk(sk);
-	u32 mss = READ_ONCE(tp->mss_cache);
-	u32 goal = (mss > MAX_TCP_OPTION_SPACE ? mss - MAX_TCP_OPTION_SPACE : 1) *
-		   max_t(u32, READ_ONCE(tp->gso_segs), 1);
-	int frags = max(READ_ONCE(net_hotdata.sysctl_max_skb_frags), 1);
-	u32 notsent = READ_ONCE(tp->write_seq) - READ_ONCE(tp->snd_nxt);
-	size_t skbs;
-	int space;
-
-	/*
-	 * A PDU is at most 16 MiB of data (a 24-bit length) and a few headers, in no more buffers
-	 * than bytes: far from what would overflow the sums below (in 64 bits: a tiny MSS makes
-	 * many skbs).
-	 */
-	if (len > SZ_16M + SZ_1K || pieces > len + 8)
-		return false;
-	/*
-	 * tcp_sendmsg waits for room before each new skb while !sk_stream_memory_free: the skbs
-	 * queued (their truesize) reach sk_sndbuf, or the bytes not yet sent reach
-	 * tcp_notsent_lowat. So the whole PDU must fit with the charge of every skb it may need:
-	 * one per size goal (mss_cache, less the most options tcp_current_mss can take off,
-	 * times gso_segs as tcp_send_mss last set it: stale after a route change until the next
-	 * send), one per sysctl_max_skb_frags pieces (the caller's count of the buffers it
-	 * sends), and the tail skb the first bytes may not fit into. Global TCP memory pressure
-	 * (tcp_mem), a failed allocation (which halves sk_sndbuf), a memcg charge, and the skbs
-	 * TCP splits while it transmits into a window still partly open can make a send wait
-	 * all the same; nothing here can foresee them.
-	 */
-	skbs = len / max_t(u32, goal, 1) + 1 + DIV_ROUND_UP(pieces, frags) + 1;
-	if ((u64)notsent + len >= tcp_notsent_lowat(tp))
-		return false;
-	if (!sk_stream_memory_free(sk))
-		return false;
-	space = sk_stream_wspace(sk);
-	return space > 0 && (u64)space >= (u64)len + (u64)skbs * CORE_ISCSI_SKB_CHARGE;
 }
 
 void core_iscsi_c_sock_no_linger(struct socket *sock)

@@ -150,12 +150,6 @@ bool core_iscsi_c_sock_clear_callbacks(struct socket *sock);
 bool core_iscsi_c_sock_peer_closed(struct socket *sock);
 /* Makes the socket's release abortive (SO_LINGER 0): what is queued is dropped with a reset. */
 void core_iscsi_c_sock_no_linger(struct socket *sock);
-/*
- * Whether a send of len bytes in at most `pieces` buffers (flat buffers and page ranges) can
- * go without waiting for room in the send buffer: what it adds with every skb's overhead fits
- * what is free now (read without the socket lock: a hint, which an ACK changes at once).
- */
-bool core_iscsi_c_sock_room_for(struct socket *sock, size_t len, size_t pieces);
 
 /*
  * Receives by walking the socket's receive queue under lock_sock (tcp_read_sock), as nvme-tcp

@@ -83,6 +83,12 @@ impl Ending {
     }
 }
 
+/// Ends a lent command that cannot go back where it came from (a path that cannot happen):
+/// a command is never leaked, which would leave it to the midlayer's timeout.
+pub(crate) fn abandon(cmd: Command) {
+    Ending::result(CommandResult::HostError(crate::sys::scsi::HostByte::Error)).apply(cmd, false);
+}
+
 /// A command the target ended, taken out of the table to complete after the table's lock is
 /// dropped ([`TaskTable::take_finished`]).
 #[must_use = "a finished command must be completed"]
@@ -268,10 +274,8 @@ impl TaskTable {
     /// Returns a command [`TaskTable::lend`] gave out, applying an ending that came meanwhile.
     pub(crate) fn give_back(&mut self, itt: u32, cmd: Command) {
         let Some(slot) = self.get_mut(itt) else {
-            // Lent commands keep their slot until they come back: this cannot happen. Never
-            // leak a command: end it.
-            Ending::result(CommandResult::HostError(crate::sys::scsi::HostByte::Error))
-                .apply(cmd, false);
+            // Lent commands keep their slot until they come back: this cannot happen.
+            abandon(cmd);
             return;
         };
         match slot.ending.take() {

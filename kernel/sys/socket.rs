@@ -43,6 +43,16 @@ use errno::{connreset, timedout};
 /// cancelled: the bound on how long `stop` waits for a login in progress to notice it.
 pub(crate) const RECV_SLICE_MS: u32 = 200;
 
+/// How long a send may wait for room in the socket's send buffer.
+#[derive(Clone, Copy)]
+pub(crate) enum SendWait {
+    /// Not at all (MSG_DONTWAIT): what fits goes, and the caller learns how much. For a sender
+    /// that must never wait for a peer (queuecommand).
+    No,
+    /// Until the deadline, or without one up to the socket's send timeout at each call.
+    Until(Option<Deadline>),
+}
+
 /// A target portal: an IPv4 or IPv6 address and a TCP port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SocketAddr {
@@ -479,15 +489,6 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_peer_closed(self.raw()) }
     }
 
-    /// Whether `len` bytes in at most `pieces` buffers (flat buffers and page ranges, each a
-    /// fragment of an skb) can be sent now without waiting for room, TCP's overhead for every
-    /// skb they may take counted. Read without the socket lock: an ACK arriving meanwhile
-    /// only frees room, but another sender on the same socket can take it.
-    pub(crate) fn has_room_for(&self, len: usize, pieces: usize) -> bool {
-        // SAFETY: `self.sock` is a live socket; the helper only reads fields of it.
-        unsafe { bindings::core_iscsi_c_sock_room_for(self.raw(), len, pieces) }
-    }
-
     /// The local address and port the connection goes out from.
     pub(crate) fn local_addr(&self) -> Result<SocketAddr> {
         let mut addr = [0u8; 16];
@@ -532,40 +533,47 @@ impl TcpStream {
         unsafe { bindings::core_iscsi_c_sock_set_timeouts(self.raw(), recv_ms, send_ms) };
     }
 
-    /// Sends what `msg`'s iterator holds (`len` bytes), calling sock_sendmsg until all is out;
-    /// with a `deadline`, each call may wait only for what is left of it (a peer that takes one
+    /// Sends what `msg`'s iterator holds (`len` bytes), calling sock_sendmsg until all is out
+    /// or, with [`SendWait::No`], until the socket has no room for more; how much was sent.
+    /// With a deadline, each call may wait only for what is left of it (a peer that takes one
     /// segment every few seconds would otherwise restart the send timeout at every call).
-    fn sendmsg_all(
-        &self,
-        msg: &mut bindings::msghdr,
-        mut len: usize,
-        deadline: Option<Deadline>,
-    ) -> Result {
-        while len > 0 {
-            if let Some(d) = deadline {
-                let left = d.left_ms().ok_or_else(timedout)?;
-                // SAFETY: `self.sock` is a live socket.
-                unsafe { bindings::core_iscsi_c_sock_set_sndtimeo(self.raw(), left) };
+    fn sendmsg_all(&self, msg: &mut bindings::msghdr, len: usize, wait: SendWait) -> Result<usize> {
+        let mut left = len;
+        while left > 0 {
+            match wait {
+                SendWait::No => msg.msg_flags |= bindings::MSG_DONTWAIT,
+                SendWait::Until(Some(d)) => {
+                    let left = d.left_ms().ok_or_else(timedout)?;
+                    // SAFETY: `self.sock` is a live socket.
+                    unsafe { bindings::core_iscsi_c_sock_set_sndtimeo(self.raw(), left) };
+                }
+                SendWait::Until(None) => {}
             }
             // SAFETY: `self.sock` is live; `msg` is a valid msghdr whose iterator describes
             // memory the caller keeps valid for the call. sock_sendmsg advances the iterator
             // by what it sent, so the next call continues where this one stopped.
-            let sent = to_len(unsafe { bindings::sock_sendmsg(self.raw(), msg) })?;
+            let sent = match to_len(unsafe { bindings::sock_sendmsg(self.raw(), msg) }) {
+                // MSG_DONTWAIT: no room for another byte (tcp_sendmsg returns what it sent
+                // before it ran out, then EAGAIN at the next call).
+                Err(e) if e == EAGAIN && matches!(wait, SendWait::No) => break,
+                r => r?,
+            };
             if sent == 0 {
                 // TCP does not return 0 for a non-empty send; never spin on it.
                 return Err(EPIPE);
             }
-            len = len.checked_sub(sent).ok_or(EIO)?;
+            left = left.checked_sub(sent).ok_or(EIO)?;
         }
-        Ok(())
+        len.checked_sub(left).ok_or(EIO)
     }
 
     /// Sends every byte of every buffer in order (gathered: one sock_sendmsg per 16 buffers
-    /// where TCP takes it all at once), with MSG_MORE when `more`, blocking up to `deadline`
-    /// (`ETIMEDOUT` once it has passed) or, without one, up to the send timeout of each call;
-    /// `EPIPE`, `ECONNRESET`, `EAGAIN` (timeout) ... otherwise, after which an unknown prefix
-    /// has been sent.
-    pub(crate) fn send_all(&self, bufs: &[&[u8]], more: bool, deadline: Option<Deadline>) -> Result {
+    /// where TCP takes it all at once), with MSG_MORE when `more`, waiting for room as `wait`
+    /// says: how many bytes went, all of them unless [`SendWait::No`] found the send buffer
+    /// full. Once a deadline has passed `ETIMEDOUT`; `EPIPE`, `ECONNRESET`, `EAGAIN` (the
+    /// socket's send timeout) ... otherwise, after which an unknown prefix has been sent.
+    pub(crate) fn send_all(&self, bufs: &[&[u8]], more: bool, wait: SendWait) -> Result<usize> {
+        let mut sent = 0usize;
         let mut chunks = bufs.chunks(MAX_VECS).peekable();
         while let Some(chunk) = chunks.next() {
             let mut vecs = [bindings::kvec {
@@ -601,21 +609,26 @@ impl TcpStream {
                     total,
                 )
             };
-            self.sendmsg_all(&mut msg, total, deadline)?;
+            let n = self.sendmsg_all(&mut msg, total, wait)?;
+            sent = sent.checked_add(n).ok_or(EIO)?;
+            if n < total {
+                break;
+            }
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// Sends page ranges in order without copying where the pages allow it (a bvec iterator
     /// with MSG_SPLICE_PAGES, as nvme-tcp and iscsi_tcp do in 6.12; slab or unreferenced pages
-    /// are copied instead), with MSG_MORE when `more`. Deadline and errors as
+    /// are copied instead), with MSG_MORE when `more`. Waiting, the count and errors as
     /// [`TcpStream::send_all`].
     pub(crate) fn send_pages(
         &self,
         ranges: &[Option<PageRange<'_>>],
         more: bool,
-        deadline: Option<Deadline>,
-    ) -> Result {
+        wait: SendWait,
+    ) -> Result<usize> {
+        let mut sent = 0usize;
         let mut chunks = ranges.chunks(MAX_VECS).peekable();
         while let Some(chunk) = chunks.next() {
             let mut vecs = [bindings::bio_vec {
@@ -660,9 +673,13 @@ impl TcpStream {
                     total,
                 )
             };
-            self.sendmsg_all(&mut msg, total, deadline)?;
+            let n = self.sendmsg_all(&mut msg, total, wait)?;
+            sent = sent.checked_add(n).ok_or(EIO)?;
+            if n < total {
+                break;
+            }
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// One sock_recvmsg into what `msg`'s iterator describes.

@@ -3,7 +3,7 @@
 //! length) or as bytes the engine holds. CmdSN and ExpStatSN are filled in as the PDU leaves.
 
 use super::crc::{Crc32c, DigestState};
-use super::ffp_conn::{Conn, MAX_TEXT_OUT};
+use super::ffp_conn::Conn;
 use super::ffp_event::Lost;
 use super::ffp_session::Session;
 use super::ffp_tasks::TaskSlot;
@@ -81,52 +81,6 @@ where
                 kind,
             }));
         }
-    }
-
-    /// The size on the wire of the PDU [`Conn::poll_transmit`] would give next (header and
-    /// digests, data, padding), without taking it; 0 when nothing waits. When the head of the
-    /// queue is a burst of a task that ended (it will be dropped), the largest PDU this
-    /// connection sends instead: a bound. A driver that must not wait for room in its socket
-    /// (sending from the submitter's context) checks this first and otherwise leaves the send
-    /// to its transmit worker.
-    pub fn next_transmit_len(&self) -> usize {
-        if self.lost.is_some() {
-            return 0;
-        }
-        let largest = self.cfg.max_xmit.max(MAX_TEXT_OUT as u32);
-        let data = match self.tx.front() {
-            None => return 0,
-            Some(TxItem::Command { itt, cmd_sn }) => {
-                match self.tasks.get(itt).filter(|r| r.cmd_sn == cmd_sn) {
-                    Some(r) => r.task.write_plan().map_or(0, |p| p.immediate_len()),
-                    // Its filler NOP-Out: a header.
-                    None => 0,
-                }
-            }
-            Some(TxItem::DataOut { itt, seq, .. }) => match self.tasks.get(itt) {
-                Some(_) => {
-                    let mut seq = seq;
-                    seq.next().map_or(largest, |d| d.len)
-                }
-                None => largest,
-            },
-            Some(TxItem::PingReply { buf, .. }) => self
-                .pings
-                .get(usize::from(buf))
-                .map_or(0, |b| u32::try_from(b.len).unwrap_or(u32::MAX)),
-            Some(TxItem::Text { .. }) => u32::try_from(self.text_len).unwrap_or(u32::MAX),
-            Some(TxItem::Ping { .. } | TxItem::TaskMgmt { .. } | TxItem::Logout { .. }) => 0,
-        };
-        let data = usize::try_from(data).unwrap_or(usize::MAX);
-        let digests = self.cfg.digests;
-        let header = BHS_LEN + if digests.header { DIGEST_LEN } else { 0 };
-        let trailer = pdu::pad_len(data)
-            + if digests.data && data > 0 {
-                DIGEST_LEN
-            } else {
-                0
-            };
-        header.saturating_add(data).saturating_add(trailer)
     }
 
     /// Turns the head of the queue into one PDU (advancing or popping it); `None` when the

@@ -258,55 +258,6 @@ fn digest_errors_and_oversized_segments_lose_the_connection() {
     );
 }
 
-/// `next_transmit_len` is the size on the wire of the PDU `poll_transmit` gives next: a
-/// command with immediate data, unsolicited and solicited Data-Out (one of them padded), a
-/// ping's answer with its data, with and without digests; 0 when nothing waits.
-#[test]
-fn next_transmit_len_is_the_next_pdus_size() {
-    use iscsi_proto::ffp_conn::TX_HEADER_MAX;
-    use iscsi_proto::ffp_tx::TxData;
-    // Polls everything queued, checking each PDU against what was said before it.
-    fn drain(h: &mut Harness, sizes: &mut Vec<usize>) {
-        let mut head = [0u8; TX_HEADER_MAX];
-        loop {
-            let said = h.conn.next_transmit_len();
-            let Some(p) = h
-                .conn
-                .poll_transmit(&mut h.sess, &BitCrc, &mut head)
-                .unwrap()
-            else {
-                assert_eq!(said, 0);
-                return;
-            };
-            let len = match p.data {
-                TxData::None => 0,
-                TxData::Bytes(b) => b.len(),
-                TxData::Task { len, .. } => len as usize,
-            };
-            let wire_len = p.header_len + len + p.pad + if p.data_digest { 4 } else { 0 };
-            assert_eq!(said, wire_len, "PDU {} ({len} bytes of data)", sizes.len());
-            sizes.push(len);
-        }
-    }
-    for d in [NONE, BOTH] {
-        let mut h = Harness::new(d, PARAMS, 0);
-        let itt = h.start(0, 0, 4096 + 8192 + 101).unwrap();
-        let mut sizes = Vec::new();
-        drain(&mut h, &mut sizes);
-        h.feed(&wire(r2t(itt, 0, 4096, 8192), &[], d)).unwrap();
-        h.feed(&wire(r2t(itt, 1, 4096 + 8192, 101), &[], d))
-            .unwrap();
-        h.feed(&wire(target_ping(0x77), b"hello", d)).unwrap();
-        // A write ended while queued: its filler NOP-Out, a header.
-        let gone = h.start(1, 0, 4096).unwrap();
-        h.conn.forget_task(gone).unwrap();
-        drain(&mut h, &mut sizes);
-        // Command + 2048 immediate, one unsolicited 2048, the 8192-byte burst in four, the
-        // 101-byte one (padded), the ping's answer, the filler.
-        assert_eq!(sizes, vec![2048, 2048, 2048, 2048, 2048, 2048, 101, 5, 0]);
-    }
-}
-
 /// A command ended while still queued (an abort or a reset handed it back) has spent its
 /// CmdSN: a non-immediate NOP-Out with its ITT and CmdSN goes in its place, so the target's
 /// window moves past it, and the NOP-In that answers it names nothing.
