@@ -26,9 +26,11 @@
 //! number per run, queued again while more is left.
 //! Each PDU is taken from the engine under its lock (`poll_transmit`), the lock dropped, and
 //! sent: the header as the engine wrote it, the data from the command's pages (the command lent
-//! out meanwhile) or from the engine's bytes. Nothing but a sender waits for `tx`, and every
-//! PDU's send ends by its own deadline (`send_timeout_ms` after it started), however slowly
-//! the target takes it.
+//! out meanwhile) or from the engine's bytes. Nothing but a sender waits for `tx`. An inline
+//! send never waits for room in the socket (MSG_DONTWAIT): a PDU the socket took only part of
+//! stays in `Tx::pending`, and the transmit work sends its rest first. There every PDU's send
+//! ends by its own deadline (`send_timeout_ms` after it started), however slowly the target
+//! takes it.
 //!
 //! **Its commands**: a command sent on this connection stays with it until it ends (its
 //! allegiance): in the engine's task set and in the connection's own [`TaskTable`], both

@@ -132,3 +132,43 @@ digests() {
     stop_channel "$1"
     echo "" > "$ch/params"
 }
+
+# small_buffers ID: with every new socket's buffers at 4 KiB (net.ipv4.tcp_wmem and tcp_rmem:
+# the target's window is small, the initiator's send buffer full after a few KiB), a write
+# alone in flight does not fit the socket: queuecommand sends what the socket takes without
+# waiting (MSG_DONTWAIT) and the transmit work sends the rest of the PDU, its command lent
+# meanwhile (counted by connN.tx_full). Writes one at a time of 8 KiB to 1 MiB, without and
+# with digests (a copied data segment), read back identical, with no recovery. The sysctls are
+# restored after.
+small_buffers() {
+    local ch=$ISCSI_ROOT/$1 wmem rmem disk bs before after p
+    wmem=$(cat /proc/sys/net/ipv4/tcp_wmem) rmem=$(cat /proc/sys/net/ipv4/tcp_rmem)
+    echo "4096 4096 4096" > /proc/sys/net/ipv4/tcp_wmem
+    echo "4096 4096 4096" > /proc/sys/net/ipv4/tcp_rmem
+    head -c $((4 << 20)) /dev/urandom > /dev/shm/pattern
+    for p in "" "HeaderDigest=CRC32C;DataDigest=CRC32C"; do
+        echo "$p" > "$ch/params"
+        start_channel "$1"
+        disk=/dev/$(channel_disks "$1" | cut -d' ' -f3)
+        before=$(channel_stat "$1" conn0.tx_full)
+        for bs in 8k 64k 1M; do
+            dd if=/dev/shm/pattern of="$disk" bs=$bs oflag=direct status=none \
+                || fail "$disk: writes of $bs one at a time failed (params '$p')"
+            dd if="$disk" of=/dev/shm/back bs=1M count=4 iflag=direct status=none \
+                || fail "$disk: read back failed"
+            cmp -s /dev/shm/pattern /dev/shm/back \
+                || fail "$disk: what writes of $bs one at a time wrote reads back different (params '$p')"
+        done
+        after=$(channel_stat "$1" conn0.tx_full)
+        [ "$after" -gt "$before" ] \
+            || fail "channel $1: no inline send found the socket full (conn0.tx_full $after, params '$p'): the scenario was not reached"
+        [ "$(channel_stat "$1" recoveries)" = 0 ] \
+            || fail "channel $1: a recovery with small socket buffers (params '$p')"
+        ok "channel $1, 4 KiB socket buffers, params '${p:-none}': $((after - before)) inline sends left a PDU partly sent to the transmit work; writes of 8 KiB, 64 KiB, 1 MiB one at a time read back identical"
+        stop_channel "$1"
+    done
+    echo "" > "$ch/params"
+    echo "$wmem" > /proc/sys/net/ipv4/tcp_wmem
+    echo "$rmem" > /proc/sys/net/ipv4/tcp_rmem
+    rm -f /dev/shm/pattern /dev/shm/back
+}
