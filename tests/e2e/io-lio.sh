@@ -4,7 +4,7 @@
 # socket buffers), one-way and mutual CHAP, a wrong secret, two channels at once, stop.
 # vm-kernel: debug
 # vm-args: --timeout 900
-# vm-seconds: 95
+# vm-seconds: 115
 set -euo pipefail
 . "$REPO/tests/e2e/lib.bash"
 . "$REPO/tests/e2e/scenario.bash"
