@@ -1046,7 +1046,11 @@ impl Connection {
                 self.give_back_pending(tx);
                 return Ok(false);
             }
-            if tx.pending.is_none() {
+            // A PDU left partly sent by an earlier call: its `more` is as stale as the
+            // engine's queue was then (the command queued since may have found this work
+            // queued already and gone without waking it again), so look at the queue after it.
+            let resumed = tx.pending.is_some();
+            if !resumed {
                 match self.take_pdu(tx)? {
                     Some(p) => tx.pending = Some(p),
                     None => {
@@ -1079,14 +1083,14 @@ impl Connection {
                 add(&self.stats.tx_full, 1);
                 return Ok(true);
             }
-            if !more {
+            if !more && !resumed {
                 // The queue was empty when this PDU was taken, and it went without MSG_MORE.
                 // Whoever queues more after that wakes the transmit work (or sends it
                 // inline, or finds `tx` taken and wakes the work), so looking again here
                 // would only take the locks once more per send.
                 return Ok(false);
             }
-            held = true;
+            held = more;
         }
         // Out of budget. If the last PDU said more follows (MSG_MORE), what it held back goes
         // now and the transmit work sends the rest.
@@ -1217,6 +1221,10 @@ impl Connection {
             OutData::Task {
                 cmd, offset, len, ..
             } => {
+                if p.digest.is_some() {
+                    // `take_pdu` copies a task's data that a digest covers: cannot happen.
+                    return Err(Failure::Protocol);
+                }
                 // Header, pages, padding: where the last send stopped.
                 if p.sent < header.len() {
                     let rest = header.get(p.sent..).unwrap_or(&[]);

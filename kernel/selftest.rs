@@ -701,8 +701,8 @@ fn fill_up(stream: &TcpStream, flat: &[u8], by: Deadline) -> Result {
             ktime_ms_delta(Ktime::ktime_get(), start) < 1000,
             "a send that may not wait returns at once",
         )?;
+        empty = if n == 0 { empty + 1 } else { 0 };
         if n < flat.len() {
-            empty = if n == 0 { empty + 1 } else { 0 };
             crate::sys::mem::sleep_ms(20);
         }
     }

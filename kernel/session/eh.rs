@@ -155,6 +155,11 @@ impl Session {
                     conn.cid()
                 );
             }
+            if conn.is_dead() {
+                // Not retired yet, and no transmit work will finish a PDU an inline send
+                // left partly sent: its command comes back now, not at the bound below.
+                conn.wait_sender();
+            }
         }
         let deadline = Deadline::after_ms(self.stall_bound_ms().into());
         let back = self.wait_until(deadline, |_| {

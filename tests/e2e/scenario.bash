@@ -137,21 +137,22 @@ digests() {
 # the target's window is small, the initiator's send buffer full after a few KiB), a write
 # alone in flight does not fit the socket: queuecommand sends what the socket takes without
 # waiting (MSG_DONTWAIT) and the transmit work sends the rest of the PDU, its command lent
-# meanwhile (counted by connN.tx_full). Writes one at a time of 8 KiB to 1 MiB, without and
-# with digests (a copied data segment), read back identical, with no recovery. The sysctls are
-# restored after.
+# meanwhile (counted by connN.tx_full). Writes one at a time of 8 KiB to 1 MiB (a pattern of
+# their own each) read back identical, then fio verify at QD4 (inline sends and the transmit
+# work take turns) with no timeout, abort or recovery; without and with digests (a copied data
+# segment). The sysctls are restored after.
 small_buffers() {
-    local ch=$ISCSI_ROOT/$1 wmem rmem disk bs before after p
+    local ch=$ISCSI_ROOT/$1 wmem rmem disk bs before after p t0 ms
     wmem=$(cat /proc/sys/net/ipv4/tcp_wmem) rmem=$(cat /proc/sys/net/ipv4/tcp_rmem)
     echo "4096 4096 4096" > /proc/sys/net/ipv4/tcp_wmem
     echo "4096 4096 4096" > /proc/sys/net/ipv4/tcp_rmem
-    head -c $((4 << 20)) /dev/urandom > /dev/shm/pattern
     for p in "" "HeaderDigest=CRC32C;DataDigest=CRC32C"; do
         echo "$p" > "$ch/params"
         start_channel "$1"
         disk=/dev/$(channel_disks "$1" | cut -d' ' -f3)
         before=$(channel_stat "$1" conn0.tx_full)
         for bs in 8k 64k 1M; do
+            head -c $((4 << 20)) /dev/urandom > /dev/shm/pattern
             dd if=/dev/shm/pattern of="$disk" bs=$bs oflag=direct status=none \
                 || fail "$disk: writes of $bs one at a time failed (params '$p')"
             dd if="$disk" of=/dev/shm/back bs=1M count=4 iflag=direct status=none \
@@ -162,9 +163,17 @@ small_buffers() {
         after=$(channel_stat "$1" conn0.tx_full)
         [ "$after" -gt "$before" ] \
             || fail "channel $1: no inline send found the socket full (conn0.tx_full $after, params '$p'): the scenario was not reached"
-        [ "$(channel_stat "$1" recoveries)" = 0 ] \
-            || fail "channel $1: a recovery with small socket buffers (params '$p')"
-        ok "channel $1, 4 KiB socket buffers, params '${p:-none}': $((after - before)) inline sends left a PDU partly sent to the transmit work; writes of 8 KiB, 64 KiB, 1 MiB one at a time read back identical"
+        t0=${EPOCHREALTIME/./}
+        fio --name=qd4 --filename="$disk" --rw=randwrite --bs=64k --iodepth=4 --ioengine=libaio \
+            --direct=1 --size=4m --verify=crc32c --do_verify=1 --verify_fatal=1 \
+            --output=/tmp/fio-qd4.txt > /dev/null 2>&1 \
+            || { cat /tmp/fio-qd4.txt >&2; fail "$disk: fio verify at QD4 failed (params '$p')"; }
+        ms=$(( (${EPOCHREALTIME/./} - t0) / 1000 ))
+        [ "$ms" -lt 30000 ] || fail "$disk: fio at QD4 took $ms ms (bound 30 s): a command waited"
+        [ "$(channel_stat "$1" recoveries)" = 0 ] && [ "$(channel_stat "$1" timeouts)" = 0 ] \
+            && [ "$(channel_stat "$1" aborts)" = 0 ] \
+            || fail "channel $1: with small socket buffers (params '$p'): $(grep -E '^(recoveries|timeouts|aborts) ' "$ch/stats" | tr '\n' ' ')"
+        ok "channel $1, 4 KiB socket buffers, params '${p:-none}': $((after - before)) inline sends left a PDU partly sent to the transmit work; writes of 8 KiB, 64 KiB, 1 MiB one at a time read back identical; fio verify at QD4 in $ms ms; no timeout, abort or recovery"
         stop_channel "$1"
     done
     echo "" > "$ch/params"
