@@ -1151,23 +1151,25 @@ impl Connection {
         let Some(wire) = pdu.digest.as_mut() else {
             return Ok(Some(pdu));
         };
-        if let OutData::Task {
-            itt,
-            cmd,
-            offset,
-            len,
-        } = core::mem::replace(&mut pdu.data, OutData::None)
-        {
-            // Copied first, so the digest covers exactly the bytes sent; the command is not
-            // needed once its bytes are.
-            let copied = match buf.get_mut(..len as usize) {
-                Some(data) => cmd.copy_out(offset, data).map_err(|_| Failure::Protocol),
-                None => Err(Failure::Protocol),
-            };
-            self.engine.lock().cmds.give_back(itt, cmd);
-            copied?;
-            pdu.data = OutData::Buf(len as usize);
-        }
+        pdu.data = match core::mem::replace(&mut pdu.data, OutData::None) {
+            OutData::Task {
+                itt,
+                cmd,
+                offset,
+                len,
+            } => {
+                // Copied first, so the digest covers exactly the bytes sent; the command is
+                // not needed once its bytes are.
+                let copied = match buf.get_mut(..len as usize) {
+                    Some(data) => cmd.copy_out(offset, data).map_err(|_| Failure::Protocol),
+                    None => Err(Failure::Protocol),
+                };
+                self.engine.lock().cmds.give_back(itt, cmd);
+                copied?;
+                OutData::Buf(len as usize)
+            }
+            data => data,
+        };
         let data = match pdu.data {
             OutData::Buf(n) => buf.get(..n).ok_or(Failure::Protocol)?,
             _ => &[],

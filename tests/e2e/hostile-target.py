@@ -26,6 +26,12 @@ kernel's partition scan never reads there, so the scan completes first); what it
   close-midway      the connection closed in the middle of a Data-In data segment
   time2wait         as close-midway, having negotiated DefaultTime2Wait=3600 (the most RFC 7143
                     allows): the initiator's replacement_timeout must still bound the recovery
+  ping-digest       HeaderDigest and DataDigest CRC32C negotiated when offered (every other
+                    mode refuses them), every PDU after the login sent with its digests and
+                    every digest received checked (a wrong one is logged, "conn N: ... digest
+                    error", and closes the connection); at the trigger a NOP-In ping carrying
+                    100 bytes of ping data, whose echo (a NOP-Out with the data and its data
+                    digest) must come back intact: "ping-digest: echo of 100 bytes verified".
   ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
   reject            a Reject PDU naming the command (the command fails, the midlayer retries)
   reject-data-out   (a WRITE) the write's first Data-Out is rejected (Reject, reason 0x02, "data
@@ -177,7 +183,12 @@ READ_MODES = {"oversize", "past-end", "bad-datasn", "close-midway", "late-data",
               "time2wait"}
 WRITE_MODES = {"data-for-write", "r2t-past-end", "r2t-burst"}
 ANY_MODES = {"bad-itt", "dup-response", "initiator-opcode", "garbage", "huge-sense",
-             "nop-flood", "async-logout", "ping-data", "reject", "silent", "silent-tmf"}
+             "nop-flood", "async-logout", "ping-data", "reject", "silent", "silent-tmf",
+             "ping-digest"}
+# Negotiate CRC32C digests when the initiator offers them.
+DIGEST_MODES = {"ping-digest"}
+PING_DIGEST_TTT = 0x4343
+PING_DIGEST_DATA = bytes(range(100))
 LOGIN_MODES = {"login-oversize", "login-continue", "login-drip"}
 # Misbehaving from the first SCSI command of every connection (no trigger window).
 SCAN_MODES = {"scan-silent", "scan-close"}
@@ -268,6 +279,27 @@ def log(msg):
 
 def pad4(b):
     return b + b"\0" * (-len(b) % 4)
+
+
+def _crc32c_table():
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(b):
+    """The iSCSI digest of b (CRC32C, RFC 7143 13.1), as sent: least significant byte first."""
+    c = 0xFFFFFFFF
+    for x in b:
+        c = CRC32C_TABLE[(c ^ x) & 0xFF] ^ (c >> 8)
+    return struct.pack("<I", c ^ 0xFFFFFFFF)
 
 
 def be32(b, o):
@@ -433,6 +465,8 @@ class Conn:
         self.window_extra = 0  # slow-burst: commands let through beyond the 32-wide window
         self.slow_total = 0
         self.slow_logged = 0.0
+        self.digests_next = set()  # ping-digest: negotiated, in force once logged in
+        self.digests = set()
 
     # ---- I/O ----
     def recv_exact(self, n):
@@ -457,14 +491,32 @@ class Conn:
         bhs = self.recv_exact(48)
         ahs = bhs[4] * 4
         dsl = (bhs[5] << 16) | (bhs[6] << 8) | bhs[7]
-        if ahs:
-            self.recv_exact(ahs)
-        data = self.recv_exact(dsl + (-dsl % 4))[:dsl] if dsl else b""
-        return bhs, data
+        head = bhs + (self.recv_exact(ahs) if ahs else b"")
+        if "HeaderDigest" in self.digests:
+            self.check_digest("header", head, bhs)
+        data = self.recv_exact(dsl + (-dsl % 4)) if dsl else b""
+        if dsl and "DataDigest" in self.digests:
+            self.check_digest("data", data, bhs)
+        return bhs, data[:dsl]
+
+    def check_digest(self, what, covered, bhs):
+        got = self.recv_exact(4)
+        if got != crc32c(covered):
+            log("conn %d: opcode %#x itt %#x: %s digest error (%s, expected %s)" %
+                (self.n, bhs[0] & 0x3F, be32(bhs, 16), what, got.hex(), crc32c(covered).hex()))
+            raise Closed("%s digest error" % what)
 
     def send(self, *parts):
+        """Sends a PDU (its header, then its data segment in any number of parts) with the
+        digests in force; before they are (the login), whatever bytes the parts hold."""
+        wire = b"".join(parts)
+        if self.digests and len(wire) >= 48:
+            head, data = wire[:48], pad4(wire[48:])
+            wire = head + (crc32c(head) if "HeaderDigest" in self.digests else b"") + data
+            if data and "DataDigest" in self.digests:
+                wire += crc32c(data)
         with self.send_lock:
-            self.s.sendall(b"".join(parts))
+            self.s.sendall(wire)
 
     def sn_fields(self, stat_sn=None):
         """StatSN, ExpCmdSN, MaxCmdSN."""
@@ -542,6 +594,7 @@ class Conn:
             else:
                 self.send(h, pad4(body))
             if final:
+                self.digests = self.digests_next
                 log("conn %d: logged in, negotiated %s" % (self.n, self.neg))
                 if self.t.window_closed:
                     log("%s on conn %d: command window closed (MaxCmdSN = ExpCmdSN - 1 = %#x)" %
@@ -595,7 +648,11 @@ class Conn:
                 self.mrdsl = int(v)
                 answer[k] = str(OURS[k])
             elif k in ("HeaderDigest", "DataDigest"):
-                answer[k] = "None" if "None" in v.split(",") else "Reject"
+                if self.t.mode in DIGEST_MODES and "CRC32C" in v.split(","):
+                    answer[k] = "CRC32C"
+                    self.digests_next.add(k)
+                else:
+                    answer[k] = "None" if "None" in v.split(",") else "Reject"
             elif k in MIN_KEYS:
                 answer[k] = str(min(int(v), OURS[k]))
             elif k in MAX_KEYS:
@@ -674,6 +731,12 @@ class Conn:
         if op == 0x00:  # NOP-Out
             if itt == RESERVED:
                 self.nop_replies += 1
+                if self.t.mode == "ping-digest" and be32(bhs, 20) == PING_DIGEST_TTT:
+                    if data != PING_DIGEST_DATA:
+                        log("ping-digest: the echo differs: %s" % data.hex())
+                        raise Closed("ping-digest: wrong echo")
+                    log("ping-digest: echo of %d bytes verified (digests %s)" %
+                        (len(data), ",".join(sorted(self.digests))))
                 return
             self.send(self.pdu(0x20, 0x80, dsl=len(data), lun=bhs[8:16], itt=itt,
                                sn=self.sn_fields(self.next_stat_sn())), pad4(data))
@@ -1194,6 +1257,10 @@ class Conn:
                                    sn=self.sn_fields(self.next_stat_sn()),
                                    tail=struct.pack(">BBHHHI", 1, 0, 0, 0, 2, 0)))
             return False
+        if m == "ping-digest":
+            self.send(self.pdu(0x20, 0x80, dsl=len(PING_DIGEST_DATA), itt=RESERVED,
+                               w20=PING_DIGEST_TTT, sn=self.sn_fields()), PING_DIGEST_DATA)
+            return True
         if m == "ping-data":
             self.send(self.pdu(0x20, 0x80, dsl=4096, itt=RESERVED, w20=0x4242,
                                sn=self.sn_fields()), b"\x50" * 4096)

@@ -63,6 +63,8 @@ expect() {
         # (run only in the refuse pass, where that is timed).
         time2wait)        echo "connection lost|no" ;;
         ping-data)        echo "NOP-In ping data of|no" ;;
+        # Digests on every PDU both ways, and a ping's data echoed with its data digest.
+        ping-digest)      echo "|yes" ;;
         # The rejected command fails (DID_ERROR), the midlayer retries it: no connection drop.
         reject)           echo "target rejected a PDU (reason 0x9)|yes" ;;
         # A Data-Out rejected for its digest: the rest of the data goes, the target ends the
@@ -110,7 +112,10 @@ run_mode() {
     local lt=3
     [ "$harmless" != login ] || lt=20
     # tmf_timeout=2: silent-tmf's three unanswered requests take 6 s, not 30.
-    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=3 login_timeout=$lt tmf_timeout=2
+    local extra=()
+    [ "$mode" != ping-digest ] || extra=("params=HeaderDigest=CRC32C;DataDigest=CRC32C")
+    channel_create 0 $IQN 127.0.0.1:$port replacement_timeout=3 login_timeout=$lt tmf_timeout=2 \
+        "${extra[@]}"
     local t_start=$SECONDS
     within 120 ctl start $ch/control || start_ok=0
     t_start=$((SECONDS - t_start))
@@ -169,6 +174,13 @@ run_mode() {
         # on the target; the midlayer's retry alone would pass the checks below).
         grep -q "ended with CHECK CONDITION (CRC error detected)" "$log" \
             || { cat "$log" >&2; fail "reject-data-out: the rejected write's task never ended at the target (the rest of its data never came)"; }
+    fi
+    if [ "$mode" = ping-digest ]; then
+        grep -qx "DataDigest=CRC32C" $ch/negotiated && grep -qx "HeaderDigest=CRC32C" $ch/negotiated \
+            || fail "ping-digest: digests not negotiated: $(cat $ch/negotiated)"
+        grep -q "ping-digest: echo of 100 bytes verified" "$log" \
+            || { cat "$log" >&2; fail "ping-digest: the ping's echo never came back intact"; }
+        ! grep -q "digest error" "$log" || { cat "$log" >&2; fail "ping-digest: the target saw a digest error"; }
     fi
     if [ "$mode" = async-logout ]; then
         # 200 requests back to back: one is acted on, and logged, once.
@@ -249,7 +261,7 @@ run_mode() {
 
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
-    ping-data reject reject-data-out reject-data-out-field silent silent-tmf late-data after-abort login-oversize login-continue
+    ping-data ping-digest reject reject-data-out reject-data-out-field silent silent-tmf late-data after-abort login-oversize login-continue
     stop-recovering stop-eh stop-reset logout-slow added-drop added-mute"}
 [ $part = bounds ] || for mode in $modes; do
     case $mode in stop-*|time2wait|logout-slow|added-*) ;; *) run_mode "$mode" good ;; esac
