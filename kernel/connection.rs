@@ -1174,10 +1174,7 @@ impl Connection {
             OutData::Buf(n) => buf.get(..n).ok_or(Failure::Protocol)?,
             _ => &[],
         };
-        let mut d = DigestState::new();
-        d.update(&self.crc, data);
-        d.update(&self.crc, PAD.get(..pdu.pad).ok_or(Failure::Protocol)?);
-        *wire = d.finish_wire();
+        *wire = crate::proto::crc::data_digest(&self.crc, data);
         Ok(Some(pdu))
     }
 
