@@ -213,6 +213,7 @@ impl Drop for Tx {
             ..
         }) = self.pending.take()
         {
+            pr_warn!("core-iscsi: a connection went with a partly sent PDU's command lent\n");
             crate::tasks::abandon(cmd);
         }
     }
@@ -229,6 +230,10 @@ struct Pending {
     more: bool,
     /// Bytes of it on the wire so far.
     sent: usize,
+    /// When all of it must be out, `send_timeout_ms` after it was taken: a target that takes a
+    /// segment every few seconds cannot keep the tx lock for longer, nor a PDU left partly
+    /// sent restart the bound when the transmit work resumes it.
+    deadline: Deadline,
 }
 
 /// The receive side (one receiver: the socket lock orders the callback and the rx work).
@@ -1063,13 +1068,13 @@ impl Connection {
                     }
                 }
             }
-            let wait = match room {
-                Room::Only => SendWait::No,
-                Room::Wait => SendWait::Until(self.pdu_deadline()),
-            };
             let Tx { head, buf, pending } = &mut *tx;
             let Some(p) = pending.as_mut() else {
                 return Err(Failure::Protocol);
+            };
+            let wait = match room {
+                Room::Only => SendWait::No,
+                Room::Wait => SendWait::Until(Some(p.deadline)),
             };
             let all_out = self.send_rest(head, buf, p, wait);
             let more = p.more;
@@ -1146,6 +1151,7 @@ impl Connection {
                 digest: p.data_digest.then_some([0; 4]),
                 more: ffp.has_transmit(),
                 sent: 0,
+                deadline: Deadline::after_ms(self.send_timeout_ms.into()),
             }
         };
         let Some(wire) = pdu.digest.as_mut() else {
@@ -1187,12 +1193,6 @@ impl Connection {
         {
             self.engine.lock().cmds.give_back(itt, cmd);
         }
-    }
-
-    /// When a PDU whose send starts now must be out: a target that takes a segment every few
-    /// seconds cannot keep the tx lock for longer.
-    fn pdu_deadline(&self) -> Option<Deadline> {
-        Some(Deadline::after_ms(self.send_timeout_ms.into()))
     }
 
     /// Sends what is left of `p` (its first `p.sent` bytes are out), waiting for room as
