@@ -48,7 +48,7 @@ use crate::login::Failure;
 use crate::proto::crc::DigestState;
 use crate::queues::Queues;
 use crate::proto::ffp_conn::{Conn, ConnConfig, Want, MAX_PING_DATA, MAX_TEXT_OUT, TX_HEADER_MAX};
-use crate::proto::ffp_event::{Event, Lost, Outcome};
+use crate::proto::ffp_event::{Event, Lost};
 use crate::proto::ffp_session::OwnKind;
 use crate::proto::ffp_tasks::{CommandSpec, StartError, TaskSlot};
 use crate::proto::ffp_tx::{TxData, TxSlot};
@@ -289,7 +289,6 @@ type Fed = (Option<Action>, Want, Option<(u32, Option<Command>)>);
 /// dropped.
 enum Action {
     Complete(Finished),
-    Rejected { reason: u8, done: Option<Finished> },
     Transmit,
     Answer(Answer),
     Rescan,
@@ -1485,7 +1484,18 @@ impl Connection {
             Ok(r) => r,
             Err(why) => {
                 drop(io);
+                // A command the target would reject again ends here, failed (the midlayer's
+                // retries are counted), rather than going back with the others for the
+                // recovery to send again, and again.
+                let failed = why.fails().and_then(|itt| {
+                    ffp.forget_task(itt)?;
+                    let ending = Ending::result(CommandResult::HostError(HostByte::Error));
+                    cmds.take_finished(itt, ending)
+                });
                 drop(guard);
+                if let Some(done) = failed {
+                    self.complete(done);
+                }
                 return Err(self.lost(why));
             }
         };
@@ -1506,23 +1516,11 @@ impl Connection {
         };
         add(&self.stats.pdus_rx, 1);
         let action = match event {
-            Event::Finished(f) => match f.outcome {
-                Outcome::Completed { completion, sense } => {
-                    let ending = Ending::with(
-                        completion_result(&completion),
-                        completion.residual,
-                        sense,
-                    );
-                    cmds.take_finished(f.itt, ending).map(Action::Complete)
-                }
-                Outcome::Rejected { reason } => {
-                    let ending = Ending::result(CommandResult::HostError(HostByte::Error));
-                    Some(Action::Rejected {
-                        reason,
-                        done: cmds.take_finished(f.itt, ending),
-                    })
-                }
-            },
+            Event::Finished(f) => {
+                let c = f.completion;
+                let ending = Ending::with(completion_result(&c), c.residual, f.sense);
+                cmds.take_finished(f.itt, ending).map(Action::Complete)
+            }
             Event::Transmit => Some(Action::Transmit),
             Event::TaskMgmt { itt, response, .. } => {
                 Some(Action::Answer(Answer::TaskMgmt { itt, response }))
@@ -1582,13 +1580,6 @@ impl Connection {
     fn act(self: &Arc<Self>, action: Action) -> core::result::Result<(), Failure> {
         match action {
             Action::Complete(done) => self.complete(done),
-            Action::Rejected { reason, done } => {
-                self.log_reject(reason);
-                add(&self.stats_path.errors, 1);
-                if let Some(done) = done {
-                    self.complete(done);
-                }
-            }
             Action::Transmit => self.queue_tx(),
             Action::Released => self.owner.released(),
             Action::Answer(a) => {

@@ -33,7 +33,17 @@ kernel's partition scan never reads there, so the scan completes first); what it
                     100 bytes of ping data, whose echo (a NOP-Out with the data and its data
                     digest) must come back intact: "ping-digest: echo of 100 bytes verified".
   ping-data         a NOP-In ping carrying 4 KiB of ping data (more than the initiator echoes)
-  reject            a Reject PDU naming the command (the command fails, the midlayer retries)
+  reject            the command is rejected (Reject, reason 0x09, "invalid PDU field") and
+                    discarded, and its CmdSN held as a gap, as RFC 7143 6.3 has a target do:
+                    ExpCmdSN stays at it, and every later command on the connection waits
+                    behind it, unanswered ("waits behind the CmdSN gap"), until a new session
+                    logs in. The initiator must not send the command again: the retry comes
+                    from the midlayer, in the new session.
+  reject-always     (WRITEs) as reject, for every WRITE in the trigger window, in every session:
+                    a command the initiator must fail, not send again for good.
+  reject-digest     (a WRITE) as reject, with reason 0x02 ("data digest error", as for
+                    immediate data that failed its digest): the same command is to be sent
+                    again, in a new session.
   reject-data-out   (a WRITE) the write's first Data-Out is rejected (Reject, reason 0x02, "data
                     digest error") and its data dropped; the rest of the write's data is read,
                     and the task ended with CHECK CONDITION, ABORTED COMMAND, "CRC error
@@ -195,7 +205,10 @@ SCAN_MODES = {"scan-silent", "scan-close"}
 READ_MODES |= {"scan-async"}
 WRITE_MODES |= {"slow-drain", "r2t-reset", "slow-burst"}
 ANY_MODES |= {"window-io", "late-tmf"}
-WRITE_MODES |= {"filler-reset", "reject-data-out", "reject-data-out-field"}
+WRITE_MODES |= {"filler-reset", "reject-data-out", "reject-data-out-field", "reject-digest"}
+# The reason each rejects the trigger command with; the command's CmdSN is then a gap.
+REJECT_COMMAND = {"reject": 0x09, "reject-digest": 0x02, "reject-always": 0x09}
+WRITE_MODES |= {"reject-always"}
 # The reason each rejects the trigger write's first Data-Out with.
 REJECT_DATA_OUT = {"reject-data-out": 0x02, "reject-data-out-field": 0x09}
 # Grants two connections per session and misbehaves only on a read that came on the added one.
@@ -384,6 +397,8 @@ class Target:
             return False
         if self.mode in LEADING_CONN_MODES and not (conn is not None and not conn.added):
             return False
+        if self.mode == "reject-always":
+            return True
         with self.lock:
             if self.mode in PER_CONN_MODES and conn is not None:
                 if conn.triggered:
@@ -459,6 +474,7 @@ class Conn:
         self.late_itt = None  # late-tmf: the unanswered command
         self.muted = False  # added-mute: nothing is answered any more
         self.reject_next_data_out = None  # reject-data-out: the write whose Data-Out to reject
+        self.gap = None  # REJECT_COMMAND: the rejected command's CmdSN, never filled
         self.added = False  # logged in with the TSIH of a session: not its leading connection
         self.trickling = False  # trickle-reset: nothing but the trickle is sent any more
         self.slow = False  # slow-burst: read slowly from the trigger on
@@ -718,6 +734,12 @@ class Conn:
             # Mid-segment for good: any PDU sent now would be taken as segment bytes.
             log("conn %d: opcode %#x itt %#x ignored (trickling a Data-In segment)" %
                 (self.n, op, itt))
+            return
+        if op in (0x00, 0x01, 0x02, 0x06) and not immediate and self.gap is not None:
+            # Nothing runs past the gap (RFC 7143 3.2.2.1: commands are delivered in CmdSN
+            # order); what comes after it waits, and ExpCmdSN stays.
+            log("conn %d: opcode %#x itt %#x CmdSN %#x waits behind the CmdSN gap at %#x" %
+                (self.n, op, itt, be32(bhs, 24), self.gap))
             return
         if op in (0x00, 0x01, 0x02, 0x06) and not immediate:
             cmd_sn = be32(bhs, 24)
@@ -1265,8 +1287,13 @@ class Conn:
             self.send(self.pdu(0x20, 0x80, dsl=4096, itt=RESERVED, w20=0x4242,
                                sn=self.sn_fields()), b"\x50" * 4096)
             return True
-        if m == "reject":
-            self.reject(bhs, 0x09)
+        if m in REJECT_COMMAND:
+            # Discarded: its CmdSN is not received (RFC 7143 6.3), ExpCmdSN goes back to it.
+            self.gap = be32(bhs, 24)
+            self.exp_cmd_sn = self.gap
+            self.reject(bhs, REJECT_COMMAND[m])
+            log("%s: conn %d: command itt %#x rejected (reason %#x); CmdSN %#x is a gap" %
+                (m, self.n, itt, REJECT_COMMAND[m], self.gap))
             return False
         if m in REJECT_DATA_OUT:
             self.reject_next_data_out = itt

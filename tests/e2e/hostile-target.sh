@@ -65,8 +65,15 @@ expect() {
         ping-data)        echo "NOP-In ping data of|no" ;;
         # Digests on every PDU both ways, and a ping's data echoed with its data digest.
         ping-digest)      echo "|yes" ;;
-        # The rejected command fails (DID_ERROR), the midlayer retries it: no connection drop.
-        reject)           echo "target rejected a PDU (reason 0x9)|yes" ;;
+        # A rejected command's CmdSN is a gap the target holds every later command behind
+        # (RFC 7143 6.3): the connection goes at once, and the new session has no gap. The
+        # command fails (DID_ERROR: the target would reject it again) and the midlayer's
+        # retry goes in the new session; after a digest error the recovery sends it again.
+        reject)           echo "target rejected command|no" ;;
+        reject-digest)    echo "target rejected command|no" ;;
+        # Rejected in every session: the write fails after the midlayer's retries, each a
+        # recovery; the session stays up and reads work.
+        reject-always)    echo "target rejected command|eio" ;;
         # A Data-Out rejected for its digest: the rest of the data goes, the target ends the
         # task with CHECK CONDITION and the midlayer retries the write: no connection drop.
         reject-data-out)  echo "target rejected a PDU (reason 0x2)|yes" ;;
@@ -149,7 +156,9 @@ run_mode() {
     # above replacement_timeout). The read's file is emptied first: a read that fails must not
     # find the last mode's bytes.
     : > /tmp/back
+    local t_write=$SECONDS
     within 90 dd if=/tmp/pattern of=/dev/$d bs=1M seek=4 count=1 oflag=direct status=none 2>/tmp/dd.err || wrc=$?
+    t_write=$((SECONDS - t_write))
     within 90 dd if=/dev/$d of=/tmp/back bs=64k skip=64 count=16 iflag=direct status=none 2>>/tmp/dd.err || rrc=$?
     [ $wrc != 124 ] && [ $rrc != 124 ] || fail "$mode/$after: I/O hung (dd timed out: write $wrc read $rrc)"
     # Let a recovery in progress end, one way or the other.
@@ -175,6 +184,14 @@ run_mode() {
         grep -q "ended with CHECK CONDITION (CRC error detected)" "$log" \
             || { cat "$log" >&2; fail "reject-data-out: the rejected write's task never ended at the target (the rest of its data never came)"; }
     fi
+    case $mode in reject|reject-digest|reject-always)
+        # Recovered at once, not after the SCSI timeout (30 s) of a command left behind the
+        # gap and the error handler's escalation.
+        local bound=15
+        [ $mode != reject-always ] || bound=60
+        [ $t_write -le $bound ] || { echo "$klog" >&2; tail -20 "$log" >&2; fail "$mode: the write took $t_write s (bound $bound s): the session waited behind the CmdSN gap, or sent a command the target rejects again and again"; }
+        ;;
+    esac
     if [ "$mode" = ping-digest ]; then
         grep -qx "DataDigest=CRC32C" $ch/negotiated && grep -qx "HeaderDigest=CRC32C" $ch/negotiated \
             || fail "ping-digest: digests not negotiated: $(cat $ch/negotiated)"
@@ -206,6 +223,13 @@ run_mode() {
             [ "$r2ts" -ge 4 ] || fail "good: only $r2ts R2Ts for a 1 MiB write"
             what="the fake target is correct: scan, 1 MiB write ($r2ts R2Ts), reads, data intact"
         fi
+        ;;
+    eio)
+        # Each try of the write (the first and the midlayer's 5 retries) cost a recovery.
+        [ "$st" = running ] && [ $wrc != 0 ] && [ $rrc = 0 ] && [ "$rec" -ge 1 ] && [ "$rec" -le 6 ] \
+            || { echo "$klog" >&2; fail "$mode/$after: state '$st', recoveries $rec, dd write $wrc read $rrc (expected: the write failed, the read worked, 1-6 recoveries)"; }
+        grep -q "Input/output error" /tmp/dd.err || fail "$mode/$after: the write did not fail with an I/O error: $(cat /tmp/dd.err)"
+        what="the write failed after $rec recoveries in $t_write s, the session stays up, reads work"
         ;;
     maybe|no)
         if [ "$mode" = nop-flood ] && grep -q "connection lost" <<< "$klog"; then
@@ -261,7 +285,7 @@ run_mode() {
 
 modes=${*:-"good oversize past-end bad-itt data-for-write dup-response bad-datasn
     r2t-past-end r2t-burst initiator-opcode garbage huge-sense nop-flood async-logout close-midway
-    ping-data ping-digest reject reject-data-out reject-data-out-field silent silent-tmf late-data after-abort login-oversize login-continue
+    ping-data ping-digest reject reject-digest reject-always reject-data-out reject-data-out-field silent silent-tmf late-data after-abort login-oversize login-continue
     stop-recovering stop-eh stop-reset logout-slow added-drop added-mute"}
 [ $part = bounds ] || for mode in $modes; do
     case $mode in stop-*|time2wait|logout-slow|added-*) ;; *) run_mode "$mode" good ;; esac

@@ -6,24 +6,8 @@ use super::ffp_session::OwnKind;
 use super::pdu::PduError;
 use super::task::{Completion, TaskError};
 
-/// How a command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome<'a> {
-    /// The target answered: status, residual and sense.
-    Completed {
-        /// iSCSI response, SAM status and residual.
-        completion: Completion,
-        /// Sense data (empty unless CHECK CONDITION carried some).
-        sense: &'a [u8],
-    },
-    /// The target rejected the command PDU (Reject, with its reason code).
-    Rejected {
-        /// Reject reason.
-        reason: u8,
-    },
-}
-
-/// A command that ended: it has left the task set, and no other event names it again.
+/// A command the target answered: it has left the task set, and no other event names it
+/// again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Finished<'a> {
     /// Its ITT.
@@ -32,8 +16,10 @@ pub struct Finished<'a> {
     pub tag: u16,
     /// Its hardware queue.
     pub queue: u8,
-    /// How it ended.
-    pub outcome: Outcome<'a>,
+    /// iSCSI response, SAM status and residual.
+    pub completion: Completion,
+    /// Sense data (empty unless CHECK CONDITION carried some).
+    pub sense: &'a [u8],
 }
 
 /// What a received PDU means to the driver.
@@ -133,6 +119,16 @@ pub enum Lost {
         /// Reject reason.
         reason: u8,
     },
+    /// The target rejected a command (Reject, with its reason code): it discarded it, and
+    /// its CmdSN is a gap that holds up every later command of the session. The task stays
+    /// in the set, for the recovery to send again in a new session, unless [`Lost::fails`]
+    /// names it.
+    CommandRejected {
+        /// The task's ITT.
+        itt: u32,
+        /// Reject reason.
+        reason: u8,
+    },
     /// A PDU for a task of another connection.
     WrongConnection(u32),
     /// A PDU for a command we have not sent yet.
@@ -157,6 +153,24 @@ pub enum Lost {
     Closed,
 }
 
+impl Lost {
+    /// The command the driver must end with an error instead of sending it again after the
+    /// recovery: one the target rejected for any reason but a data digest error, which it
+    /// would reject again (a requeue would repeat the recovery for good). Every other task
+    /// of the lost connection, this one after a digest error included, is the recovery's to
+    /// requeue.
+    pub fn fails(&self) -> Option<u32> {
+        match *self {
+            Lost::CommandRejected { itt, reason }
+                if reason != super::pdu::reject_reason::DATA_DIGEST_ERROR =>
+            {
+                Some(itt)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl core::fmt::Display for Lost {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -176,6 +190,10 @@ impl core::fmt::Display for Lost {
             Lost::DataOutRejected { itt, reason } => write!(
                 f,
                 "target rejected a Data-Out of task {itt:#x} (reason {reason:#x}): at ErrorRecoveryLevel 0 its data cannot be sent again"
+            ),
+            Lost::CommandRejected { itt, reason } => write!(
+                f,
+                "target rejected command {itt:#x} (reason {reason:#x}): its CmdSN is a gap only a new session clears"
             ),
             Lost::WrongConnection(itt) => {
                 write!(f, "PDU for task {itt:#x} of another connection")

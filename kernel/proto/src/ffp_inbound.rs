@@ -5,7 +5,7 @@
 //! and response is checked by the task's own state (`task::Task`).
 
 use super::ffp_conn::{Conn, MAX_PING_DATA, SEG_MAX};
-use super::ffp_event::{Event, Finished, Lost, Outcome};
+use super::ffp_event::{Event, Finished, Lost};
 use super::ffp_rx::{Route, RxError};
 use super::ffp_session::{Own, OwnKind, Session};
 use super::ffp_tasks::{Itt, TaskSlot};
@@ -50,11 +50,11 @@ pub(super) enum Ev {
         sense_at: usize,
         sense_len: usize,
     },
-    /// `request`: the session's own request rejected, or `None` for a command.
+    /// One of the session's own requests rejected.
     Rejected {
         itt: u32,
         reason: u8,
-        request: Option<OwnKind>,
+        request: OwnKind,
     },
     Other(Event<'static>),
 }
@@ -82,28 +82,16 @@ where
                 itt,
                 tag: Itt::parse(itt).map(|i| i.tag).unwrap_or(0),
                 queue: Itt::parse(itt).map(|i| i.queue).unwrap_or(0),
-                outcome: Outcome::Completed {
-                    completion,
-                    sense: self
-                        .seg
-                        .get(sense_at..sense_at.saturating_add(sense_len))
-                        .unwrap_or(&[]),
-                },
+                completion,
+                sense: self
+                    .seg
+                    .get(sense_at..sense_at.saturating_add(sense_len))
+                    .unwrap_or(&[]),
             }),
             Ev::Rejected {
                 itt,
                 reason,
-                request: None,
-            } => Event::Finished(Finished {
-                itt,
-                tag: Itt::parse(itt).map(|i| i.tag).unwrap_or(0),
-                queue: Itt::parse(itt).map(|i| i.queue).unwrap_or(0),
-                outcome: Outcome::Rejected { reason },
-            }),
-            Ev::Rejected {
-                itt,
-                reason,
-                request: Some(request),
+                request,
             } => Event::Rejected {
                 itt,
                 reason,
@@ -369,15 +357,20 @@ where
                             reason: r.reason,
                         });
                     }
-                    self.tasks.remove(itt);
-                    return Ok(Some(Ev::Rejected {
+                    // The command itself was discarded, and its CmdSN is a gap the target
+                    // waits on before it runs any later command (RFC 7143 6.3): only a retry
+                    // (ErrorRecoveryLevel 1) or an abort could plug it, and LIO does not
+                    // count an aborted unknown task's CmdSN as received. Ending the command
+                    // here would leave the session's every later command waiting behind the
+                    // gap; a new session has none. The task stays for the driver to requeue
+                    // or, when the target would reject it again, to fail (`Lost::fails`).
+                    return Err(Lost::CommandRejected {
                         itt,
                         reason: r.reason,
-                        request: None,
-                    }));
+                    });
                 }
                 if let Some(own) = sess.own_mut(itt, self.cfg.cid) {
-                    let request = Some(own.kind);
+                    let request = own.kind;
                     sess.take_own(itt);
                     return Ok(Some(Ev::Rejected {
                         itt,

@@ -213,10 +213,8 @@ fn response_segment_longer_than_kept_keeps_the_sense() {
     seg.extend(pattern(18, 3));
     seg.extend(vec![0xee; 3000]); // iSCSI response data after the sense
     h.feed(&wire(response(itt, 1, 2), &seg, NONE)).unwrap();
-    match &h.ended[&itt] {
-        Ended::Completed { sense, .. } => assert_eq!(sense, &pattern(18, 3)),
-        other => panic!("{other:?}"),
-    }
+    let Ended::Completed { sense, .. } = &h.ended[&itt];
+    assert_eq!(sense, &pattern(18, 3));
 }
 
 #[test]
@@ -954,13 +952,40 @@ fn async_messages_and_rejects() {
         Err(Lost::TargetDropsConnection)
     );
 
-    let mut h = Harness::new(NONE, PARAMS, 0);
-    let itt = h.start(2, 0, 0).unwrap();
-    h.transmit().unwrap();
-    h.feed(&reject(itt, 9, 1)).unwrap();
-    assert_eq!(h.ended[&itt], Ended::Rejected(9));
-    // The response that might still come names nothing now.
-    h.feed(&wire(response(itt, 2, 0), &[], NONE)).unwrap();
+}
+
+/// A rejected command was discarded by the target, and its CmdSN is a gap that holds up every
+/// later command of the session (RFC 7143 6.3): the connection is lost, so that the recovery's
+/// new session clears it. The task stays, for the driver to requeue after a data digest error
+/// (reason 0x02: the command may well pass next time) and to fail for any other reason (the
+/// target would reject it again, and a requeue would loop through recoveries).
+#[test]
+fn a_rejected_command_loses_the_connection() {
+    for (reason, fails) in [(9, true), (2, false)] {
+        let mut h = Harness::new(NONE, PARAMS, 0);
+        let itt = h.start(0, 0, 4096).unwrap();
+        let other = h.start(2, 0, 0).unwrap();
+        h.transmit().unwrap();
+        let lost = h.feed(&reject(itt, reason, 1));
+        assert_eq!(lost, Err(Lost::CommandRejected { itt, reason }));
+        assert_eq!(lost.unwrap_err().fails(), fails.then_some(itt));
+        assert!(h.ended.is_empty());
+        // The engine takes nothing more on this connection.
+        assert_eq!(
+            h.feed(&wire(response(other, 2, 0), &[], NONE)),
+            Err(Lost::CommandRejected { itt, reason })
+        );
+        // Both commands are handed back, once, for the recovery to requeue or fail.
+        let mut back = Vec::new();
+        assert!(!h.conn.end(&mut h.sess, |r| back.push(r.itt)));
+        back.sort();
+        let mut want = vec![itt, other];
+        want.sort();
+        assert_eq!(back, want);
+    }
+    // Other reasons to lose a connection fail no command.
+    assert_eq!(Lost::DataOutRejected { itt: 5, reason: 9 }.fails(), None);
+    assert_eq!(Lost::PingTimeout.fails(), None);
 }
 
 /// A rejected Data-Out leaves the task on the target, short of data that only ErrorRecoveryLevel
@@ -1432,7 +1457,10 @@ fn fuzz_seeds() {
     let sense = [
         0, 18, 0x70, 0, 6, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x3f, 0x0e, 0, 0, 0, 0,
     ];
+    // A Data-Out of SMALL rejected for its digest: the command stays (a Reject of a command
+    // would lose the connection).
     let mut rejected = [0u8; 48];
+    rejected[0] = pdu::opcode::DATA_OUT;
     rejected[16..20].copy_from_slice(&SMALL.to_be_bytes());
     let mixed = seed(
         1,
@@ -1461,7 +1489,7 @@ fn fuzz_seeds() {
             ),
             wire(
                 Pdu::Reject(Reject {
-                    reason: 4,
+                    reason: pdu::reject_reason::DATA_DIGEST_ERROR,
                     exp_cmd_sn: 1,
                     max_cmd_sn: 100,
                     ..Default::default()
@@ -1518,7 +1546,7 @@ fn fuzz_seeds() {
         .iter()
         .map(|(_, b)| fuzz_bodies::ffp_stream_run(b))
         .collect();
-    assert_eq!(ended, vec![(2, None), (1, None), (2, None), (0, None)]);
+    assert_eq!(ended, vec![(2, None), (1, None), (1, None), (0, None)]);
 }
 
 // ---- the receive decoder alone ---------------------------------------------------------------

@@ -22,7 +22,7 @@ use iscsi_proto::chap::{ChapAlgorithm, ChapConfig, ChapError, MutualChap};
 use iscsi_proto::crc::DigestState;
 use iscsi_proto::dataout::WriteParams;
 use iscsi_proto::ffp_conn::{Conn, ConnConfig, Want, TX_HEADER_MAX};
-use iscsi_proto::ffp_event::{Event, Lost, Outcome};
+use iscsi_proto::ffp_event::{Event, Lost};
 use iscsi_proto::ffp_session::Session as FfpSession;
 use iscsi_proto::ffp_tasks::{CommandSpec, StartError, TaskSlot};
 use iscsi_proto::ffp_tx::{tx_capacity, TxData, TxKind, TxSlot};
@@ -327,28 +327,24 @@ impl<'a> Sink<'a> {
 
 /// An engine event with its borrow dropped.
 enum Ev {
-    Finished { itt: u32, outcome: Ended },
+    Finished {
+        itt: u32,
+        completion: Completion,
+        sense: Vec<u8>,
+    },
     Text { itt: u32, ttt: u32, more: bool },
     Logout { itt: u32, response: u8 },
     Refused(NetError),
     Other,
 }
 
-enum Ended {
-    Completed(Completion, Vec<u8>),
-    Rejected(u8),
-}
 
 fn event(e: Event<'_>) -> Ev {
     match e {
         Event::Finished(f) => Ev::Finished {
             itt: f.itt,
-            outcome: match f.outcome {
-                Outcome::Completed { completion, sense } => {
-                    Ended::Completed(completion, sense.to_vec())
-                }
-                Outcome::Rejected { reason } => Ended::Rejected(reason),
-            },
+            completion: f.completion,
+            sense: f.sense.to_vec(),
         },
         Event::Text {
             itt,
@@ -970,12 +966,11 @@ impl Session {
         // Immediate data, unsolicited Data-Out and R2T bursts as proto's planner says.
         self.flush(&sink)?;
         let (completion, sense) = self.wait(&mut sink, |_, e| match e {
-            Ev::Finished { itt: i, outcome } if i == itt => match outcome {
-                Ended::Completed(c, sense) => Ok(Some((c, sense))),
-                Ended::Rejected(reason) => Err(NetError::Protocol(format!(
-                    "target rejected our PDU (reason {reason:#04x})"
-                ))),
-            },
+            Ev::Finished {
+                itt: i,
+                completion,
+                sense,
+            } if i == itt => Ok(Some((completion, sense))),
             _ => Ok(None),
         })?;
         if !completion.completed_at_target() {

@@ -8,7 +8,7 @@
 use iscsi_proto::crc::{Crc32c, DigestState};
 use iscsi_proto::dataout::WriteParams;
 use iscsi_proto::ffp_conn::{Conn, ConnConfig, Want, TX_HEADER_MAX};
-use iscsi_proto::ffp_event::{Event, Lost, Outcome};
+use iscsi_proto::ffp_event::{Event, Lost};
 use iscsi_proto::ffp_session::Session;
 use iscsi_proto::ffp_tasks::{CommandSpec, StartError, TaskSlot, OWN_ITT};
 use iscsi_proto::ffp_tx::{tx_capacity, TxData, TxSlot};
@@ -85,8 +85,6 @@ pub enum Ended {
         residual: u32,
         sense: Vec<u8>,
     },
-    /// Rejected.
-    Rejected(u8),
 }
 
 /// A PDU the engine sent, with its data as the driver would send it.
@@ -334,14 +332,11 @@ fn own_event(e: Event<'_>) -> OwnedEvent {
     match e {
         Event::Finished(f) => OwnedEvent::Finished {
             itt: f.itt,
-            ended: match f.outcome {
-                Outcome::Completed { completion, sense } => Ended::Completed {
-                    response: completion.response,
-                    status: completion.status,
-                    residual: completion.residual,
-                    sense: sense.to_vec(),
-                },
-                Outcome::Rejected { reason } => Ended::Rejected(reason),
+            ended: Ended::Completed {
+                response: f.completion.response,
+                status: f.completion.status,
+                residual: f.completion.residual,
+                sense: f.sense.to_vec(),
             },
         },
         other => OwnedEvent::Other(format!("{other:?}")),
