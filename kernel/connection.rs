@@ -26,10 +26,11 @@
 //! number per run, queued again while more is left.
 //! Each PDU is taken from the engine under its lock (`poll_transmit`), the lock dropped, and
 //! sent: the header as the engine wrote it, the data from the command's pages (the command lent
-//! out meanwhile) or from the engine's bytes. Nothing but a sender waits for `tx`. An inline
-//! send never waits for room in the socket (MSG_DONTWAIT): a PDU the socket took only part of
-//! stays in `Tx::pending`, and the transmit work sends its rest first. There every PDU's send
-//! ends by its own deadline (`send_timeout_ms` after it started), however slowly the target
+//! out meanwhile) or from the engine's bytes. Nothing but a sender waits for `tx`, and no send
+//! waits for room in the socket (MSG_DONTWAIT), as in nvme-tcp's `io_work`: a PDU the socket
+//! took only part of stays in `Tx::pending`, the socket's write-space callback wakes the
+//! transmit work to send its rest first, and the ticker fails the connection if it is not all
+//! out by its deadline (`send_timeout_ms` after it was taken), however slowly the target
 //! takes it.
 //!
 //! **Its commands**: a command sent on this connection stays with it until it ends (its
@@ -230,9 +231,9 @@ struct Pending {
     more: bool,
     /// Bytes of it on the wire so far.
     sent: usize,
-    /// When all of it must be out, `send_timeout_ms` after it was taken: a target that takes a
-    /// segment every few seconds cannot keep the tx lock for longer, nor a PDU left partly
-    /// sent restart the bound when the transmit work resumes it.
+    /// When all of it must be out, `send_timeout_ms` after it was taken, however often the
+    /// transmit work resumes it: past it the ticker fails the connection (a target that takes
+    /// a segment every few seconds keeps no PDU, and no command, for longer).
     deadline: Deadline,
 }
 
@@ -271,14 +272,16 @@ enum OutData {
     Task { itt: u32, cmd: Command, offset: u32, len: u32 },
 }
 
-/// Whether [`Connection::drain`] may wait for room in the socket's send buffer (bounded by
-/// each PDU's deadline), or sends only what fits now (MSG_DONTWAIT) and leaves the rest, a
-/// PDU partly sent included, to the transmit work: queuecommand and commit_rqs must not wait
-/// for a target that stopped reading (`scsi_host_block` waits for them).
+/// Where [`Connection::drain`] stopped.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Room {
-    Wait,
-    Only,
+enum Drained {
+    /// The engine's queue was empty: whoever queues more wakes the transmit work.
+    Empty,
+    /// The budget ran out with more queued: the transmit work goes on.
+    More,
+    /// The socket took only part of a PDU (`Tx::pending`): its write-space callback wakes
+    /// the transmit work once there is room, and the ticker watches the PDU's deadline.
+    Full,
 }
 
 /// What [`Connection::feed`] gives back: the action of a PDU's event, what the engine wants
@@ -432,7 +435,8 @@ const INLINE_PDUS: usize = 8;
 const TX_WORK_PDUS: usize = 256;
 
 /// The socket's callbacks (softirq context, or a socket owner's `release_sock`): data is
-/// received in `data_ready`, or under load handed to the rx work.
+/// received in `data_ready`, or under load handed to the rx work; `write_space` wakes the
+/// transmit work when a full socket has room again.
 struct Wake(Arc<Connection>);
 
 impl SocketEvents for Wake {
@@ -447,7 +451,10 @@ impl SocketEvents for Wake {
         }
     }
 
-    fn write_space(&self) {}
+    fn write_space(&self) {
+        // A PDU left partly sent (`Tx::pending`) can go on.
+        self.0.queue_tx();
+    }
 }
 
 /// What the midlayer gets for a completed task.
@@ -899,9 +906,19 @@ impl Connection {
         (self.leave() == Leave::Asked).then(|| self.leave_within_s.load(Ordering::Relaxed))
     }
 
-    /// The timers at `now`: a ping is queued, or an unanswered one (or a PDU received too
-    /// slowly) fails the connection (true: it did).
+    /// The timers at `now`: a ping is queued, or an unanswered one (or a PDU received, or
+    /// sent, too slowly) fails the connection (true: it did).
     pub(crate) fn tick(self: &Arc<Self>) -> bool {
+        if self.send_stalled() {
+            pr_warn!(
+                "core-iscsi: channel {}: connection {}: a PDU not sent whole in {} ms: the target stopped reading\n",
+                self.owner.name(),
+                self.cid,
+                self.send_timeout_ms
+            );
+            self.fail(Failure::Timeout);
+            return true;
+        }
         let timed = {
             let mut engine = self.engine.lock();
             if self.logout_sent() {
@@ -998,12 +1015,11 @@ impl Connection {
     }
 
     /// Sends what is queued, from queuecommand or commit_rqs: at most [`INLINE_PDUS`] PDUs,
-    /// and only what the socket takes without waiting (MSG_DONTWAIT), the rest, a PDU partly
-    /// sent included, left to the transmit work; and nothing at all if someone else is sending
-    /// (the transmit work, or another queue's inline send): that sender, or the transmit work
-    /// woken here, takes this command too. `scsi_host_block` (recovery, pause) waits for
-    /// every queuecommand in progress, so one must wait neither for `tx`, which a target can
-    /// keep busy for as long as it feeds the queue, nor for a target to read.
+    /// and nothing at all if someone else is sending (the transmit work, or another queue's
+    /// inline send): that sender, or the transmit work woken here, takes this command too.
+    /// `scsi_host_block` (recovery, pause) waits for every queuecommand in progress, so one
+    /// must not wait for `tx`, which a target can keep busy for as long as it feeds the
+    /// queue; and no send waits for a target to read (see [`Connection::drain`]).
     pub(crate) fn send_inline(self: &Arc<Self>) {
         let Some(mut tx) = self.tx.try_lock() else {
             // A send in progress may be just past its last look at the engine: the work,
@@ -1012,43 +1028,62 @@ impl Connection {
             self.queue_tx();
             return;
         };
-        let result = self.drain(&mut tx, INLINE_PDUS, Room::Only);
+        let result = self.drain(&mut tx, INLINE_PDUS);
         drop(tx);
         match result {
-            Ok(true) => self.queue_tx(),
-            Ok(false) => {}
+            Ok(Drained::More) => self.queue_tx(),
+            Ok(Drained::Empty | Drained::Full) => {}
             Err(why) => self.fail(why),
         }
     }
 
     /// The transmit work: sends what is queued, at most [`TX_WORK_PDUS`] PDUs a run, queued
-    /// again while more is left; a send error fails the connection.
+    /// again while more is left; a send error fails the connection. It never sleeps in a
+    /// send: a full socket ends the run, and its write-space callback queues the next.
     fn send_queued(self: &Arc<Self>) {
         let mut tx = self.tx.lock();
-        let result = self.drain(&mut tx, TX_WORK_PDUS, Room::Wait);
+        let result = self.drain(&mut tx, TX_WORK_PDUS);
         drop(tx);
         match result {
-            Ok(true) => self.queue_tx(),
-            Ok(false) => {}
+            Ok(Drained::More) => self.queue_tx(),
+            Ok(Drained::Empty | Drained::Full) => {}
             Err(why) => self.fail(why),
         }
     }
 
+    /// The deadline of a PDU left partly sent, at a tick: past it the connection is lost, as
+    /// a send that waited for room would have found (the target stopped reading). Before it,
+    /// the transmit work is woken to try again: room that comes without an ACK (memory freed
+    /// elsewhere, which a waiting send polls for every 200 ms or so) calls no write-space
+    /// callback. A sender holding `tx` is making progress: it is looked at next time.
+    fn send_stalled(self: &Arc<Self>) -> bool {
+        let Some(tx) = self.tx.try_lock() else {
+            return false;
+        };
+        let Some(p) = tx.pending.as_ref() else {
+            return false;
+        };
+        if p.deadline.left_ms().is_some() {
+            drop(tx);
+            self.queue_tx();
+            return false;
+        }
+        true
+    }
+
     /// Sends the engine's queue, one PDU at a time and at most `budget`, with MSG_MORE while
     /// more follows (the tx lock is held; the engine's only while a PDU is taken from it),
-    /// first the rest of a PDU an inline send left partly sent. `Ok(true)` when more is left
-    /// for the transmit work: the budget ran out with more to send (the engine said so with
-    /// the last PDU), or, with [`Room::Only`], the socket took only part of a PDU. `Ok(false)`
-    /// when the queue was empty as the last PDU was taken (whoever queues more wakes the
-    /// transmit work).
-    fn drain(&self, tx: &mut Tx, budget: usize, room: Room) -> core::result::Result<bool, Failure> {
+    /// first the rest of a PDU left partly sent. Never waits for room in the socket
+    /// (MSG_DONTWAIT), as nvme-tcp's `io_work` does not: a PDU the socket takes only part of
+    /// stays in `Tx::pending` for the next call, woken by the write-space callback.
+    fn drain(&self, tx: &mut Tx, budget: usize) -> core::result::Result<Drained, Failure> {
         // The last PDU went with MSG_MORE: what it held back must be pushed if nothing follows
         // after all (the engine dropped a burst whose task ended meanwhile).
         let mut held = false;
         for _ in 0..budget {
             if self.is_dead() {
                 self.give_back_pending(tx);
-                return Ok(false);
+                return Ok(Drained::Empty);
             }
             // A PDU left partly sent by an earlier call: its `more` is as stale as the
             // engine's queue was then (the command queued since may have found this work
@@ -1063,7 +1098,7 @@ impl Connection {
                         if held {
                             self.stream.push();
                         }
-                        return Ok(false);
+                        return Ok(Drained::Empty);
                     }
                 }
             }
@@ -1071,28 +1106,23 @@ impl Connection {
             let Some(p) = pending.as_mut() else {
                 return Err(Failure::Protocol);
             };
-            let wait = match room {
-                Room::Only => SendWait::No,
-                Room::Wait => SendWait::Until(Some(p.deadline)),
-            };
-            let all_out = self.send_rest(head, buf, p, wait);
+            let all_out = self.send_rest(head, buf, p);
             let more = p.more;
             if !matches!(all_out, Ok(false)) {
                 // Sent, or the connection fails: either way the PDU is done with.
                 self.give_back_pending(tx);
             }
             if !all_out? {
-                // The socket is full: the transmit work, which may wait for room, sends the
-                // rest (no push: the rest follows).
+                // The socket is full: the rest follows when there is room (no push).
                 add(&self.stats.tx_full, 1);
-                return Ok(true);
+                return Ok(Drained::Full);
             }
             if !more && !resumed {
                 // The queue was empty when this PDU was taken, and it went without MSG_MORE.
                 // Whoever queues more after that wakes the transmit work (or sends it
                 // inline, or finds `tx` taken and wakes the work), so looking again here
                 // would only take the locks once more per send.
-                return Ok(false);
+                return Ok(Drained::Empty);
             }
             held = more;
         }
@@ -1100,8 +1130,9 @@ impl Connection {
         // now and the transmit work sends the rest.
         if held {
             self.stream.push();
+            return Ok(Drained::More);
         }
-        Ok(held)
+        Ok(Drained::Empty)
     }
 
     /// Takes the next PDU from the engine (`None`: its queue is empty): the header into
@@ -1194,18 +1225,18 @@ impl Connection {
         }
     }
 
-    /// Sends what is left of `p` (its first `p.sent` bytes are out), waiting for room as
-    /// `wait` says: the header from `head`, the data from `buf` or from the lent command's
-    /// pages (no copy: 16 page ranges a call), padding and data digest, with MSG_MORE up to
-    /// its end, and past it when `p.more`. `Ok(true)` once all of it is out; `Ok(false)` when
-    /// [`SendWait::No`] found the socket full first (`p.sent` says how far it got).
+    /// Sends what is left of `p` (its first `p.sent` bytes are out) as far as the socket
+    /// takes it without waiting: the header from `head`, the data from `buf` or from the lent
+    /// command's pages (no copy: 16 page ranges a call), padding and data digest, with
+    /// MSG_MORE up to its end, and past it when `p.more`. `Ok(true)` once all of it is out;
+    /// `Ok(false)` when the socket was full first (`p.sent` says how far it got).
     fn send_rest(
         &self,
         head: &[u8],
         buf: &[u8],
         p: &mut Pending,
-        wait: SendWait,
     ) -> core::result::Result<bool, Failure> {
+        let wait = SendWait::No;
         let header = head.get(..p.header_len).ok_or(Failure::Protocol)?;
         let pad = PAD.get(..p.pad).ok_or(Failure::Protocol)?;
         let digest: &[u8] = p.digest.as_ref().map_or(&[], |d| d.as_slice());

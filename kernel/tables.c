@@ -468,7 +468,13 @@ static void core_iscsi_sk_write_space(struct sock *sk)
 	read_lock_bh(&sk->sk_callback_lock);
 	cb = sk->sk_user_data;
 	if (cb) {
-		cb->event(cb->user, CORE_ISCSI_SOCK_WRITE_SPACE, false, sk);
+		/*
+		 * TCP calls this on every ACK while SOCK_NOSPACE is set (a send found the
+		 * buffer full); like nvme-tcp, report only once a sender can make progress.
+		 * The old callback (sk_stream_write_space) clears the bit then.
+		 */
+		if (sk_stream_is_writeable(sk))
+			cb->event(cb->user, CORE_ISCSI_SOCK_WRITE_SPACE, false, sk);
 		old = cb->old_write_space;
 	}
 	read_unlock_bh(&sk->sk_callback_lock);

@@ -331,7 +331,8 @@ pub(crate) trait SocketEvents: Send + Sync + 'static {
     /// The TCP state changed; `closed` once it has left ESTABLISHED (peer FIN, reset, our
     /// shutdown).
     fn state_change(&self, closed: bool);
-    /// Send buffer space became available.
+    /// A send found the buffer full (MSG_DONTWAIT's EAGAIN sets SOCK_NOSPACE), and enough of
+    /// it is free again for a sender to make progress (`sk_stream_is_writeable`).
     fn write_space(&self) {}
 }
 

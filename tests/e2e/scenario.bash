@@ -136,8 +136,9 @@ digests() {
 # small_buffers ID: with every new socket's buffers at 4 KiB (net.ipv4.tcp_wmem and tcp_rmem:
 # the target's window is small, the initiator's send buffer full after a few KiB), a write
 # alone in flight does not fit the socket: queuecommand sends what the socket takes without
-# waiting (MSG_DONTWAIT) and the transmit work sends the rest of the PDU, its command lent
-# meanwhile (counted by connN.tx_full). Writes one at a time of 8 KiB to 1 MiB (a pattern of
+# waiting (MSG_DONTWAIT), and the transmit work, woken by the socket's write-space callback,
+# sends the rest of the PDU, its command lent meanwhile (counted by connN.tx_full, as are the
+# transmit work's own sends that find the socket full). Writes one at a time of 8 KiB to 1 MiB (a pattern of
 # their own each) read back identical, then fio verify at QD4 (inline sends and the transmit
 # work take turns) with no timeout, abort or recovery and the keepalive off; without and with
 # digests (a copied data segment). The settings are restored after.
@@ -166,7 +167,7 @@ small_buffers() {
         done
         after=$(channel_stat "$1" conn0.tx_full)
         [ "$after" -gt "$before" ] \
-            || fail "channel $1: no inline send found the socket full (conn0.tx_full $after, params '$p'): the scenario was not reached"
+            || fail "channel $1: no send found the socket full (conn0.tx_full $after, params '$p'): the scenario was not reached"
         fio --name=qd4 --filename="$disk" --rw=randwrite --bs=64k --iodepth=4 --ioengine=libaio \
             --direct=1 --size=4m --verify=crc32c --do_verify=1 --verify_fatal=1 \
             --output-format=json --output=/tmp/fio-qd4.json > /dev/null 2>&1 \
@@ -176,7 +177,7 @@ print(max(j[d]["lat_ns"]["max"] for d in ("read", "write")) // 1000000)' /tmp/fi
         [ "$(channel_stat "$1" recoveries)" = 0 ] && [ "$(channel_stat "$1" timeouts)" = 0 ] \
             && [ "$(channel_stat "$1" aborts)" = 0 ] \
             || fail "channel $1: with small socket buffers (params '$p'): $(grep -E '^(recoveries|timeouts|aborts) ' "$ch/stats" | tr '\n' ' ')"
-        ok "channel $1, 4 KiB socket buffers, params '${p:-none}': $((after - before)) inline sends left a PDU partly sent to the transmit work; writes of 8 KiB, 64 KiB, 1 MiB one at a time read back identical; fio verify at QD4, slowest command $ms ms; no timeout, abort or recovery"
+        ok "channel $1, 4 KiB socket buffers, params '${p:-none}': $((after - before)) sends found the socket full and left a PDU partly sent for when it had room; writes of 8 KiB, 64 KiB, 1 MiB one at a time read back identical; fio verify at QD4, slowest command $ms ms; no timeout, abort or recovery"
         stop_channel "$1"
     done
     echo "" > "$ch/params"
