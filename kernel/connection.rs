@@ -547,8 +547,8 @@ impl Connection {
             }),
             GFP_KERNEL,
         )?;
-        // Receives never block (the rx work reads what is there); every send is bounded by
-        // its PDU's deadline.
+        // Receives never block (the rx work reads what is there), nor sends (MSG_DONTWAIT: the
+        // ticker bounds a PDU left partly sent); the send timeout only backs that up.
         conn.stream.set_timeouts(0, send_timeout_ms);
         conn.stream
             .set_callbacks(Arc::new(Wake(conn.clone()), GFP_KERNEL)?)?;
@@ -1032,7 +1032,9 @@ impl Connection {
         drop(tx);
         match result {
             Ok(Drained::More) => self.queue_tx(),
-            Ok(Drained::Empty | Drained::Full) => {}
+            Ok(Drained::Empty) => {}
+            // The rest goes from the transmit work, once the socket has room.
+            Ok(Drained::Full) => add(&self.stats.tx_busy, 1),
             Err(why) => self.fail(why),
         }
     }
@@ -1057,6 +1059,9 @@ impl Connection {
     /// elsewhere, which a waiting send polls for every 200 ms or so) calls no write-space
     /// callback. A sender holding `tx` is making progress: it is looked at next time.
     fn send_stalled(self: &Arc<Self>) -> bool {
+        if self.is_dead() {
+            return false;
+        }
         let Some(tx) = self.tx.try_lock() else {
             return false;
         };

@@ -481,8 +481,9 @@ mode_trickle_reset() {
 # writes at QD 60 (queue_depth 64, so no tag wait) in batches of 28, past the command window (32
 # commands beyond the trigger write, one more for each second since the burst began): the second
 # batch is issued directly (scheduler none), some of its commands go, the next finds the window
-# shut, and blk-mq calls commit_rqs for those, whose inline send finds the transmit work holding
-# the connection (asserted: conn0.tx_busy > 0). The window must end inside a batch: one that
+# shut, and blk-mq calls commit_rqs for those, whose inline send finds the burst's PDU left
+# partly sent on a full socket, or the transmit work sending it, and leaves them to the
+# transmit work (asserted: conn0.tx_busy > 0). The window must end inside a batch: one that
 # filled it exactly would leave the next batch to find it shut at once, with nothing to commit,
 # and no completion comes during the burst to dispatch again (CI missed the scenario so, 3 times
 # in about 12 runs, with batches of 20 against a window that had grown to 40). With batches of 28
@@ -511,7 +512,7 @@ mode_pause_slow_burst() {
         --ioengine=libaio --direct=1 --iodepth=60 --iodepth_batch_submit=28 --verify=crc32c --do_verify=1 --verify_fatal=1 --eta=never \
         --output=/tmp/wedge-fio.txt
     wait_for "[ \$(channel_stat 0 conn0.tx_busy) -gt 0 ]" 20 \
-        || die "no inline send found the transmit work busy within 20 s (conn0.tx_busy 0, window_full $(channel_stat 0 window_full)): the scenario was not reached"
+        || die "no inline send left its PDUs to the transmit work within 20 s (conn0.tx_busy 0, window_full $(channel_stat 0 window_full)): the scenario was not reached"
     busy=$(channel_stat 0 conn0.tx_busy)
     [ "$(channel_stat 0 window_full)" -gt 0 ] || die "no command found the window shut (window_full 0)"
     running io || die "the trigger write ended although the target takes its data at 4 KiB/s"
@@ -536,7 +537,7 @@ mode_pause_slow_burst() {
     read_back "$DISK"
     stop_rmdir 0
     end_mode
-    ok "pause-slow-burst: while the transmit work sent a 1 MiB burst at 4 KiB/s, inline sends found it busy $busy times and left their PDUs to it; pause returned in $t_pause s (bound $PAUSE_BOUND s); resume in $t_resume s; the write read back intact and fio's crc32c verify passed; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
+    ok "pause-slow-burst: while the transmit work sent a 1 MiB burst at 4 KiB/s, inline sends found the socket full or the work sending $busy times and left their PDUs to it; pause returned in $t_pause s (bound $PAUSE_BOUND s); resume in $t_resume s; the write read back intact and fio's crc32c verify passed; stop in $STOP_T s; rmdir in $RMDIR_T s; $(states_ok)"
 }
 
 # late-tmf: ABORT TASK is answered 6 s late, after the LUN reset was sent: the late answer must

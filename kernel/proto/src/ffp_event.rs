@@ -155,14 +155,15 @@ pub enum Lost {
 
 impl Lost {
     /// The command the driver must end with an error instead of sending it again after the
-    /// recovery: one the target rejected for any reason but a data digest error, which it
-    /// would reject again (a requeue would repeat the recovery for good). Every other task
-    /// of the lost connection, this one after a digest error included, is the recovery's to
-    /// requeue.
+    /// recovery: one the target rejected for something wrong with it (a protocol error, an
+    /// invalid field, a command not supported), which it would reject again: a requeue would
+    /// repeat the recovery for good. Every other task of the lost connection, this one after
+    /// a passing reason (a data digest error, a lack of resources, a logout awaited:
+    /// `reject_reason::passing`) included, is the recovery's to requeue.
     pub fn fails(&self) -> Option<u32> {
         match *self {
             Lost::CommandRejected { itt, reason }
-                if reason != super::pdu::reject_reason::DATA_DIGEST_ERROR =>
+                if !super::pdu::reject_reason::passing(reason) =>
             {
                 Some(itt)
             }

@@ -364,6 +364,12 @@ where
                     // here would leave the session's every later command waiting behind the
                     // gap; a new session has none. The task stays for the driver to requeue
                     // or, when the target would reject it again, to fail (`Lost::fails`).
+                    if opcode != Some(pdu::opcode::SCSI_CMD) {
+                        // Too short to say which PDU of the task it was (the segment must
+                        // hold its whole header), or naming one no task sends: the task is
+                        // not failed for it, but requeued with the others.
+                        return Err(Lost::Unexpected(pdu::opcode::REJECT));
+                    }
                     return Err(Lost::CommandRejected {
                         itt,
                         reason: r.reason,

@@ -108,6 +108,21 @@ pub mod opcode {
 pub mod reject_reason {
     /// Data (payload) digest error: the PDU may be sent again (at ErrorRecoveryLevel 1).
     pub const DATA_DIGEST_ERROR: u8 = 0x02;
+    /// Too many immediate commands.
+    pub const IMMEDIATE_COMMANDS: u8 = 0x06;
+    /// Long operation reject: no Target Transfer Tag to be had, out of resources.
+    pub const OUT_OF_RESOURCES: u8 = 0x0a;
+    /// The target waits for a logout (it asked for one).
+    pub const WAITING_FOR_LOGOUT: u8 = 0x0c;
+
+    /// Whether a PDU rejected so may well be taken when sent again: the reason is a passing
+    /// state of the target or of the wire, not something wrong with the PDU.
+    pub fn passing(reason: u8) -> bool {
+        matches!(
+            reason,
+            DATA_DIGEST_ERROR | IMMEDIATE_COMMANDS | OUT_OF_RESOURCES | WAITING_FOR_LOGOUT
+        )
+    }
 }
 
 /// Task management function codes (RFC 7143 section 11.5.1).

@@ -961,7 +961,9 @@ fn async_messages_and_rejects() {
 /// target would reject it again, and a requeue would loop through recoveries).
 #[test]
 fn a_rejected_command_loses_the_connection() {
-    for (reason, fails) in [(9, true), (2, false)] {
+    // 0x09 invalid PDU field, 0x04 protocol error: failed; 0x02 data digest error, 0x0c
+    // waiting for logout: requeued.
+    for (reason, fails) in [(9, true), (4, true), (2, false), (0x0c, false)] {
         let mut h = Harness::new(NONE, PARAMS, 0);
         let itt = h.start(0, 0, 4096).unwrap();
         let other = h.start(2, 0, 0).unwrap();
@@ -983,6 +985,21 @@ fn a_rejected_command_loses_the_connection() {
         want.sort();
         assert_eq!(back, want);
     }
+    // A Reject too short to hold the rejected header names no PDU: nothing is failed for it.
+    let mut h = Harness::new(NONE, PARAMS, 0);
+    let itt = h.start(0, 0, 4096).unwrap();
+    h.transmit().unwrap();
+    let mut short = [0u8; 20];
+    short[16..20].copy_from_slice(&itt.to_be_bytes());
+    let pdu = Pdu::Reject(Reject {
+        reason: 9,
+        exp_cmd_sn: 1,
+        max_cmd_sn: 100,
+        ..Default::default()
+    });
+    let lost = h.feed(&wire(pdu, &short, NONE));
+    assert_eq!(lost, Err(Lost::Unexpected(pdu::opcode::REJECT)));
+    assert_eq!(lost.unwrap_err().fails(), None);
     // Other reasons to lose a connection fail no command.
     assert_eq!(Lost::DataOutRejected { itt: 5, reason: 9 }.fails(), None);
     assert_eq!(Lost::PingTimeout.fails(), None);
