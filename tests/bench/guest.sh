@@ -64,6 +64,15 @@ tpg=$CFS/target/iscsi/$IQN/tpgt_1
 mkdir -p "$dev"
 echo "udev_path=/dev/ram0" > "$dev/control"
 echo 1 > "$dev/enable" || fail "LIO: cannot enable iblock backstore on /dev/ram0"
+# BENCH_LIO_SUBMIT_TYPE, if set, goes to the backstore's submit_type (0: the fabric's default,
+# for iSCSI 1: each command submitted in the receive thread that sequenced it, under the
+# session's cmdsn_mutex; 2: queued to a per-CPU work): a diagnostic of LIO's serialisation,
+# applied to every side alike, not a setting the comparison rests on.
+if [ -n "${BENCH_LIO_SUBMIT_TYPE:-}" ]; then
+    echo "$BENCH_LIO_SUBMIT_TYPE" > "$dev/attrib/submit_type" \
+        || fail "LIO: cannot set submit_type to $BENCH_LIO_SUBMIT_TYPE"
+    log "LIO backstore submit_type $(cat "$dev/attrib/submit_type")"
+fi
 mkdir -p "$tpg/lun/lun_0"
 ln -s "$dev" "$tpg/lun/lun_0/port_0"
 mkdir -p "$tpg/np/127.0.0.1:$PORT"
