@@ -224,7 +224,7 @@ core_iscsi_login() {
     local ch=${1:-0} side=${2:-core-iscsi} portals=${3:-127.0.0.1:$PORT} d
     shift $(($# < 3 ? $# : 3))
     module_loaded || load_module
-    channel_create "$ch" $IQN "$portals" "params=$PARAMS" queue_depth=${BENCH_OUR_QD:-$QD} "$@"
+    channel_create "$ch" $IQN "$portals" "params=${BENCH_OUR_PARAMS:-$PARAMS}" queue_depth=${BENCH_OUR_QD:-$QD} "$@"
     echo start > $ISCSI_ROOT/$ch/control || { cat $ISCSI_ROOT/$ch/state; dmesg | tail -20; fail "$side: start failed"; } >&2
     d=$(channel_disks "$ch" | head -1)
     [ -n "$d" ] || fail "$side: no disk after start"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The data path against LIO (the in-kernel target): three LUNs with the right sizes, ext4 and a
-# 16 MiB file read back, fio verify, digests, inline sends that find the socket full (4 KiB
+# 16 MiB file read back, fio verify, digests, writes without immediate data, inline sends that find the socket full (4 KiB
 # socket buffers), one-way and mutual CHAP, a wrong secret, two channels at once, stop.
 # vm-kernel: debug
 # vm-args: --timeout 900
@@ -16,6 +16,7 @@ load_module
 channel_create 0 $IQN 127.0.0.1:3260
 data_path 0 LIO-ORG
 digests 0
+no_immediate_data 0
 small_buffers 0
 
 lio_chap $IQN alice alice-secret-0123

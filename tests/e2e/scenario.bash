@@ -133,6 +133,32 @@ digests() {
     echo "" > "$ch/params"
 }
 
+# no_immediate_data ID: ImmediateData=No in `params` (InitialR2T stays No: write data goes as
+# unsolicited Data-Out PDUs). LIO leaves a decisive Boolean offer unanswered; the session must
+# still take No (the code that took the silence for the default, Yes, sent immediate data that
+# LIO refused with a connection reset on every write). Writes of 4 KiB and 64 KiB read back
+# identical, with no recovery.
+no_immediate_data() {
+    local ch=$ISCSI_ROOT/$1 disk bs
+    echo "ImmediateData=No" > "$ch/params"
+    start_channel "$1"
+    grep -qx "ImmediateData=No" "$ch/negotiated" \
+        || fail "channel $1: ImmediateData=No offered, negotiated: $(grep ImmediateData "$ch/negotiated")"
+    disk=/dev/$(channel_disks "$1" | cut -d' ' -f3)
+    for bs in 4k 64k; do
+        head -c $((1 << 20)) /dev/urandom > /dev/shm/pattern
+        within 60 dd if=/dev/shm/pattern of="$disk" bs=$bs oflag=direct status=none \
+            || fail "$disk: writes of $bs without immediate data failed or hung"
+        within 60 dd if="$disk" of=/dev/shm/back bs=1M count=1 iflag=direct status=none \
+            || fail "$disk: read back failed"
+        cmp -s /dev/shm/pattern /dev/shm/back || fail "$disk: writes of $bs without immediate data read back different"
+    done
+    [ "$(channel_stat "$1" recoveries)" = 0 ] || fail "channel $1: $(channel_stat "$1" recoveries) recoveries without immediate data"
+    ok "channel $1: ImmediateData=No negotiated (the target left it unanswered or answered No); writes of 4 KiB and 64 KiB as unsolicited Data-Out read back identical, no recovery"
+    stop_channel "$1"
+    echo "" > "$ch/params"
+}
+
 # small_buffers ID: with every new socket's buffers at 4 KiB (net.ipv4.tcp_wmem and tcp_rmem:
 # the target's window is small, the initiator's send buffer full after a few KiB), a write
 # alone in flight does not fit the socket: queuecommand sends what the socket takes without

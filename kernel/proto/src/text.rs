@@ -726,6 +726,24 @@ impl Negotiation {
                 s.offered = true;
             }
         }
+        // A Boolean offer that decides the result by itself needs no answer (RFC 7143 6.2.2):
+        // ImmediateData=No (AND), and Yes for the OR keys. LIO leaves ImmediateData=No
+        // unanswered; taking its silence for the default (Yes) sent immediate data the target
+        // refuses. An answer that does come is checked against the offer all the same.
+        let s = &mut self.params.session;
+        let offered = |k| in_scope(self.scope, k);
+        if offered(Key::ImmediateData) && !l.immediate_data {
+            s.immediate_data = false;
+        }
+        if offered(Key::InitialR2T) && l.initial_r2t {
+            s.initial_r2t = true;
+        }
+        if offered(Key::DataPduInOrder) && l.data_pdu_in_order {
+            s.data_pdu_in_order = true;
+        }
+        if offered(Key::DataSequenceInOrder) && l.data_sequence_in_order {
+            s.data_sequence_in_order = true;
+        }
         Ok(())
     }
 

@@ -143,6 +143,39 @@ fn each_key_rule() {
     assert_eq!(p.conn.max_xmit_data_segment_length, 8192);
 }
 
+/// A Boolean offer that decides the result by itself needs no answer (RFC 7143 6.2.2): LIO
+/// leaves ImmediateData=No unanswered, and the session must not take its silence for the
+/// default (Yes) and send immediate data the target refuses. The other value still waits for
+/// the answer, and an answer that does come is checked against the offer.
+#[test]
+fn decisive_offers_need_no_answer() {
+    let l = Limits {
+        immediate_data: false,
+        initial_r2t: true,
+        data_pdu_in_order: true,
+        data_sequence_in_order: true,
+        ..Limits::default()
+    };
+    let s = neg(&l).params().session;
+    assert!(!s.immediate_data && s.initial_r2t && s.data_pdu_in_order && s.data_sequence_in_order);
+    let mut n = neg(&l);
+    assert!(n.handle(b"ImmediateData", b"Yes").is_err());
+    let mut n = neg(&l);
+    n.handle(b"ImmediateData", b"No").unwrap();
+    assert!(!n.params().session.immediate_data);
+    // Offered Yes (AND), InitialR2T No (OR): the answer decides; RFC defaults until it comes.
+    let l = Limits {
+        immediate_data: true,
+        initial_r2t: false,
+        ..Limits::default()
+    };
+    let mut n = neg(&l);
+    assert!(n.params().session.immediate_data && n.params().session.initial_r2t);
+    n.handle(b"ImmediateData", b"No").unwrap();
+    n.handle(b"InitialR2T", b"No").unwrap();
+    assert!(!n.params().session.immediate_data && !n.params().session.initial_r2t);
+}
+
 #[test]
 fn target_proposals_are_answered() {
     let l = Limits::default();
